@@ -1,0 +1,20 @@
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/convert.smk"
+
+
+localrules:
+    all,
+
+
+rule all:
+    input:
+        all_states(),
+    default_target: True

@@ -1,0 +1,3 @@
+"""msrgb: multispectral GeoTIFFs to RGB PNGs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,265 @@
+"""Discovery, sharding and the shard manifests that drive incremental runs.
+
+The workflow is planned at parse time:
+
+* every ``*.tif``/``*.tiff`` under the input folder is found with one directory walk;
+* each file goes to shard ``h & (S - 1)`` where ``h`` is a hash of its relative path and ``S``
+  (the shard count) is a power of two; so a file never moves when others are added or removed,
+  and changing ``S`` only splits or merges shards;
+* each shard gets a manifest listing its files with their size and modification time, plus the
+  digest of every product. The manifest is rewritten only when its content changes, so its
+  modification time tells Snakemake exactly which shards have something new to do.
+
+After a shard job, its *state file* records which PNG was made from which version of which file
+under which settings. The next job of that shard skips every image whose record still holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from msrgb.convert import write_atomic
+from msrgb.products import Product
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+STATE_DIR = ".msrgb"
+MANIFEST_HEADER = "# msrgb shard manifest v1"
+STATE_HEADER = "# msrgb shard state v1"
+
+
+class PlanError(Exception):
+    """The inputs cannot be planned (missing folder, colliding names)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input TIFF: its path relative to the input folder (POSIX form), size and mtime."""
+
+    rel: str
+    size: int
+    mtime_ns: int
+
+    def png_rel(self) -> str:
+        """The PNG path relative to a product folder: same folders, ``.png`` suffix."""
+        return self.rel[: self.rel.rfind(".")] + ".png"
+
+
+def discover(input_dir: Path, with_stat: bool = True) -> list[Source]:
+    """Every ``.tif``/``.tiff`` (any case) under ``input_dir``, recursively, sorted by relative
+    path. Hidden files and folders (names starting with ``.``) are skipped. Symbolic links to
+    files are followed; links to folders are not (no cycles)."""
+    if not input_dir.is_dir():
+        raise PlanError(f"input_dir {str(input_dir)!r} does not exist or is not a folder")
+    found: list[Source] = []
+    stack = [""]  # folders relative to input_dir, as POSIX strings ("" is the top)
+    top = str(input_dir)
+    while stack:
+        rel_dir = stack.pop()
+        prefix = f"{rel_dir}/" if rel_dir else ""
+        with os.scandir(os.path.join(top, rel_dir)) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(prefix + name)
+                elif name.lower().endswith(TIFF_SUFFIXES):
+                    size, mtime = -1, -1
+                    if with_stat:
+                        try:
+                            st = entry.stat()
+                            size, mtime = st.st_size, st.st_mtime_ns
+                        except OSError:  # dangling link: kept, so the job reports it
+                            pass
+                    found.append(Source(prefix + name, size, mtime))
+    found.sort(key=lambda s: s.rel)
+    check_names(found)
+    return found
+
+
+def check_names(sources: Iterable[Source]) -> None:
+    """Fail when two inputs would write the same PNG (``a.tif`` and ``a.tiff``), or when a
+    name holds a tab or a line break (the plan files are tab-separated lines)."""
+    seen: dict[str, str] = {}
+    clashes = []
+    for s in sources:
+        if "\t" in s.rel or "\n" in s.rel or "\r" in s.rel:
+            raise PlanError(
+                f"input file {s.rel!r} has a tab or line break in its name; rename it"
+            )
+        key = s.png_rel()
+        if key in seen:
+            clashes.append(f"{seen[key]} and {s.rel} both map to {key}")
+        seen[key] = s.rel
+    if clashes:
+        raise PlanError(
+            "input files with the same name but a different suffix would overwrite each "
+            "other's PNG; rename one of each pair:\n  " + "\n  ".join(clashes)
+        )
+
+
+def path_hash(rel: str) -> int:
+    """A stable 64-bit hash of a relative path (the same on every machine and Python)."""
+    return int.from_bytes(hashlib.blake2b(rel.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def shard_count(n_files: int, parallelism: int, target_size: int, min_size: int) -> int:
+    """The power-of-two shard count for ``n_files`` files and ``parallelism`` concurrent jobs.
+
+    At least 2 shards per concurrent job (so a slow shard does not idle the others), at least
+    ``n_files / target_size`` shards (so one shard is a few seconds of work), but no shard
+    smaller than ``min_size`` files on average (each job costs a Python start-up)."""
+    want = max(2 * max(parallelism, 1), -(-n_files // max(target_size, 1)))
+    cap = max(1, n_files // max(min_size, 1))
+    s = 1
+    while s < min(want, cap):
+        s *= 2
+    while s > 1 and s > cap:
+        s //= 2
+    return s
+
+
+def shard_of(rel: str, n_shards: int) -> int:
+    return path_hash(rel) & (n_shards - 1)
+
+
+def split(sources: Sequence[Source], n_shards: int) -> list[list[Source]]:
+    """Members of each shard, each list sorted by relative path."""
+    shards: list[list[Source]] = [[] for _ in range(n_shards)]
+    for s in sources:
+        shards[shard_of(s.rel, n_shards)].append(s)
+    return shards
+
+
+def manifest_text(members: Sequence[Source], products: Sequence[Product]) -> str:
+    lines = [MANIFEST_HEADER]
+    lines += [f"# product\t{p.name}\t{p.digest()}" for p in products]
+    lines += [f"{s.rel}\t{s.size}\t{s.mtime_ns}" for s in members]
+    return "\n".join(lines) + "\n"
+
+
+def read_manifest(path: Path) -> tuple[list[Source], dict[str, str]]:
+    """Members and product digests (name -> digest) of a manifest file."""
+    members, digests = [], {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.rstrip("\n")
+            if line.startswith("# product\t"):
+                _, name, digest = line.split("\t")
+                digests[name] = digest
+            elif line and not line.startswith("#"):
+                rel, size, mtime = line.rsplit("\t", 2)
+                members.append(Source(rel, int(size), int(mtime)))
+    return members, digests
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` unless it already holds exactly that; True if written."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    write_atomic(path, text.encode("utf-8"))
+    return True
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the workflow keeps its files under the output folder."""
+
+    output_dir: Path
+
+    @property
+    def state_root(self) -> Path:
+        return self.output_dir / STATE_DIR
+
+    def manifest(self, n_shards: int, shard: int) -> Path:
+        return self.state_root / "manifests" / f"{n_shards}" / f"{shard}.tsv"
+
+    def state(self, n_shards: int, shard: int) -> Path:
+        return self.state_root / "state" / f"{n_shards}" / f"{shard}.tsv"
+
+    def plan_file(self) -> Path:
+        return self.state_root / "plan.tsv"
+
+    def png(self, product: str, source: Source) -> Path:
+        return self.output_dir / product / source.png_rel()
+
+    def png_str(self, product: str, source: Source) -> str:
+        """Same as :meth:`png`, as a string (cheap enough for 100,000s of files)."""
+        return f"{self.output_dir}/{product}/{source.png_rel()}"
+
+    def related_states(self, n_shards: int, shard: int) -> list[Path]:
+        """State files of any shard count whose shards overlap shard ``shard`` of
+        ``n_shards`` (power-of-two shards nest), oldest first."""
+        root = self.state_root / "state"
+        found = []
+        if root.is_dir():
+            for sub in root.iterdir():
+                if not sub.name.isdigit():
+                    continue
+                other = int(sub.name)
+                common = min(other, n_shards)
+                for f in sub.glob("*.tsv"):
+                    if f.stem.isdigit() and int(f.stem) % common == shard % common:
+                        found.append(f)
+        return sorted(found, key=lambda f: f.stat().st_mtime_ns)
+
+
+def read_state(paths: Iterable[Path]) -> dict[tuple[str, str], tuple[int, int, str]]:
+    """(relative path, product) -> (size, mtime_ns, digest) from state files; later files win."""
+    state: dict[tuple[str, str], tuple[int, int, str]] = {}
+    for path in paths:
+        try:
+            fh = open(path, encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        with fh:
+            for line in fh:
+                if line.startswith("#") or not line.strip():
+                    continue
+                rel, size, mtime, product, digest = line.rstrip("\n").rsplit("\t", 4)
+                state[(rel, product)] = (int(size), int(mtime), digest)
+    return state
+
+
+def state_text(records: dict[tuple[str, str], tuple[int, int, str]]) -> str:
+    lines = [STATE_HEADER]
+    for (rel, product), (size, mtime, digest) in sorted(records.items()):
+        lines.append(f"{rel}\t{size}\t{mtime}\t{product}\t{digest}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The shards of one run: ``members[i]`` are the sources of shard ``i``."""
+
+    n_shards: int
+    members: list[list[Source]]
+
+
+def write_plan(
+    layout: Layout, sources: Sequence[Source], n_shards: int, products: Sequence[Product]
+) -> Plan:
+    """Split ``sources`` into ``n_shards`` shards and write the manifests that changed, plus
+    the plan file that names the shard count for jobs started elsewhere."""
+    members = split(sources, n_shards)
+    for shard, shard_members in enumerate(members):
+        write_if_changed(layout.manifest(n_shards, shard), manifest_text(shard_members, products))
+    write_if_changed(layout.plan_file(), f"{n_shards}\n")
+    return Plan(n_shards, members)
+
+
+def load_plan(layout: Layout) -> Plan:
+    """The plan the main process wrote (for jobs that run on other machines)."""
+    try:
+        n_shards = int(layout.plan_file().read_text().strip())
+    except FileNotFoundError as exc:
+        raise PlanError(f"{layout.plan_file()} is missing; run snakemake from the start") from exc
+    members = [read_manifest(layout.manifest(n_shards, i))[0] for i in range(n_shards)]
+    return Plan(n_shards, members)

@@ -1,0 +1,144 @@
+"""Convert one shard: the images of a manifest whose PNGs are missing or out of date."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from msrgb.convert import Converter, InputError, enter_thread_gdal_env, write_atomic
+from msrgb.plan import Layout, Source, read_manifest, read_state, shard_of, state_text
+from msrgb.products import Product
+
+log = logging.getLogger("msrgb")
+
+
+class ShardError(Exception):
+    """Some images of a shard could not be converted; the message lists each file and why."""
+
+
+@dataclass
+class ShardResult:
+    members: int = 0
+    converted: int = 0
+    up_to_date: int = 0
+    removed: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def run_shard(
+    manifest: Path,
+    state_out: Path,
+    input_dir: Path,
+    output_dir: Path,
+    products: Sequence[Product],
+    png_compression: str = "huffman",
+    threads: int = 1,
+    progress_every: float = 5.0,
+) -> ShardResult:
+    """Bring every PNG of the shard described by ``manifest`` up to date, then record what
+    was done in ``state_out``. Raises :class:`ShardError` after converting everything it can
+    when some inputs are bad; the state then records the good ones."""
+    n_shards, shard = int(manifest.parent.name), int(manifest.stem)
+    layout = Layout(output_dir)
+    members, digests = read_manifest(manifest)
+    for p in products:
+        if digests.get(p.name) != p.digest():
+            raise RuntimeError(
+                f"{manifest}: was written for other settings of product {p.name!r}; "
+                "re-run snakemake so the plan is rebuilt"
+            )
+    previous = read_state(layout.related_states(n_shards, shard))
+    result = ShardResult(members=len(members))
+    records: dict[tuple[str, str], tuple[int, int, str]] = {}
+    todo: list[tuple[Source, dict[str, Path]]] = []
+    for src in members:
+        dests = {}
+        for p in products:
+            png = layout.png(p.name, src)
+            record = (src.size, src.mtime_ns, p.digest())
+            if previous.get((src.rel, p.name)) == record and png.exists():
+                records[(src.rel, p.name)] = record
+            else:
+                dests[p.name] = png
+        if dests:
+            todo.append((src, dests))
+        else:
+            result.up_to_date += 1
+
+    result.removed = _remove_orphans(previous, members, products, layout, n_shards, shard)
+    log.info(
+        "shard %d of %d: %d images, %d up to date, %d to convert with %d thread(s)",
+        shard + 1, n_shards, len(members), result.up_to_date, len(todo), threads,
+    )  # fmt: skip
+
+    converter = Converter(products, png_compression)
+    t0 = last = time.monotonic()
+    fatal: BaseException | None = None
+    with ThreadPoolExecutor(max(1, threads), initializer=enter_thread_gdal_env) as pool:
+        futures: dict[Future[None], tuple[Source, dict[str, Path]]] = {
+            pool.submit(converter.convert, input_dir / src.rel, dests): (src, dests)
+            for src, dests in todo
+        }
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=progress_every, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                src, dests = futures[fut]
+                exc = fut.exception()
+                if exc is None:
+                    result.converted += 1
+                    for name in dests:
+                        p = next(p for p in products if p.name == name)
+                        records[(src.rel, name)] = (src.size, src.mtime_ns, p.digest())
+                elif isinstance(exc, InputError):
+                    result.failed.append(str(exc))
+                elif fatal is None:  # disk full, permissions on the output: stop early
+                    fatal = exc
+                    for f in pending:
+                        f.cancel()
+            now = time.monotonic()
+            if now - last >= progress_every or not pending:
+                last = now
+                rate = result.converted / max(now - t0, 1e-9)
+                log.info(
+                    "shard %d of %d: %d/%d converted, %d failed (%.0f images/s)",
+                    shard + 1, n_shards, result.converted, len(todo), len(result.failed), rate,
+                )  # fmt: skip
+    write_atomic(state_out, state_text(records).encode("utf-8"))
+    if fatal is not None:
+        raise fatal
+    if result.failed:
+        raise ShardError(
+            f"{len(result.failed)} of {len(members)} input file(s) of shard {shard + 1} of "
+            f"{n_shards} could not be converted:\n  " + "\n  ".join(sorted(result.failed))
+        )
+    return result
+
+
+def _remove_orphans(
+    previous: dict[tuple[str, str], tuple[int, int, str]],
+    members: Sequence[Source],
+    products: Sequence[Product],
+    layout: Layout,
+    n_shards: int,
+    shard: int,
+) -> int:
+    """Delete the PNGs this workflow made from input files that no longer exist."""
+    current = {s.rel for s in members}
+    names = {p.name for p in products}
+    removed = 0
+    for rel, product in previous:
+        if rel in current or product not in names or shard_of(rel, n_shards) != shard:
+            continue
+        png = layout.png(product, Source(rel, 0, 0))
+        try:
+            png.unlink()
+            removed += 1
+            log.info("removed %s: its input %s is gone", png, rel)
+        except FileNotFoundError:
+            pass
+    return removed

@@ -1,0 +1,131 @@
+"""Synthetic EuroSAT-format tiles: 64x64, 13 bands, uint16, uncompressed, pixel-interleaved.
+
+Used for the bundled sample dataset, the tests and the benchmark. Each land-cover class has its
+own mean spectrum (Sentinel-2 L1C reflectance x 10000, EuroSAT band order), with smooth spatial
+texture and a simple feature (a road, a river, fields), so the PNGs look like land cover.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+#: EuroSAT's band order in the files: B8A is the 13th band, not the 9th.
+EUROSAT_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07",
+    "B08", "B09", "B10", "B11", "B12", "B8A",
+)  # fmt: skip
+
+#: Mean top-of-atmosphere reflectance x 10000 per class, in EUROSAT_BANDS order.
+CLASS_SPECTRA: dict[str, tuple[int, ...]] = {
+    "AnnualCrop": (1300, 1100, 1050, 1150, 1500, 2100, 2400, 2300, 800, 20, 2600, 1800, 2550),
+    "Forest": (1250, 950, 820, 560, 1000, 2100, 2550, 2500, 760, 15, 1350, 580, 2750),
+    "HerbaceousVegetation": (1280, 1000, 950, 820, 1300, 2300, 2700, 2650, 800, 18, 2100, 1200, 2900),
+    "Highway": (1350, 1150, 1100, 1150, 1450, 1900, 2150, 2100, 780, 22, 2300, 1700, 2300),
+    "Industrial": (1500, 1400, 1400, 1450, 1700, 1950, 2150, 2100, 820, 25, 2500, 2050, 2300),
+    "Pasture": (1260, 980, 950, 760, 1250, 2500, 2950, 2900, 820, 17, 2000, 1050, 3150),
+    "PermanentCrop": (1300, 1080, 1060, 1050, 1450, 2150, 2450, 2400, 800, 20, 2400, 1600, 2600),
+    "Residential": (1420, 1250, 1180, 1150, 1450, 1950, 2200, 2150, 800, 22, 2250, 1650, 2350),
+    "River": (1250, 950, 880, 700, 900, 1300, 1450, 1400, 600, 12, 1100, 700, 1500),
+    "SeaLake": (1200, 880, 700, 420, 380, 320, 300, 280, 160, 8, 120, 80, 260),
+}  # fmt: skip
+
+TILE_SIZE = 64
+PIXEL_SIZE = 10.0
+
+
+def _seed(name: str) -> int:
+    return zlib.crc32(name.encode("utf-8"))
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    """Noise in [-1, 1] that varies smoothly over ``cells`` x ``cells`` coarse cells."""
+    coarse = rng.uniform(-1.0, 1.0, (cells + 1, cells + 1))
+    pos = np.linspace(0, cells, size)
+    i0 = np.minimum(pos.astype(int), cells - 1)
+    f = pos - i0
+    rows = coarse[i0] * (1 - f)[:, None] + coarse[i0 + 1] * f[:, None]
+    return rows[:, i0] * (1 - f)[None, :] + rows[:, i0 + 1] * f[None, :]
+
+
+def make_tile(class_name: str, index: int) -> np.ndarray:
+    """Return one (13, 64, 64) uint16 tile of ``class_name``, deterministic in its arguments."""
+    rng = np.random.default_rng(_seed(f"{class_name}/{index}"))
+    mean = np.asarray(CLASS_SPECTRA[class_name], dtype=np.float64)
+    n = TILE_SIZE
+    texture = 0.18 * _smooth_noise(rng, n, 4) + 0.06 * _smooth_noise(rng, n, 16)
+    yy, xx = np.mgrid[0:n, 0:n]
+    feature = np.zeros((n, n))
+    water = CLASS_SPECTRA["River"]
+    if class_name in ("Highway", "River"):
+        slope, offset = rng.uniform(-0.8, 0.8), rng.uniform(16, 48)
+        width = 3.0 if class_name == "Highway" else 7.0
+        feature = (np.abs(yy - (slope * (xx - n / 2) + offset)) < width).astype(float)
+    elif class_name in ("AnnualCrop", "PermanentCrop"):
+        period = rng.integers(10, 22)
+        feature = ((xx // period + yy // period) % 2).astype(float) * 0.5
+    elif class_name == "Residential":
+        feature = ((xx % 8 < 4) & (yy % 8 < 4)).astype(float) * 0.6
+    cube = mean[:, None, None] * (1.0 + texture[None])
+    if class_name == "River":
+        land = np.asarray(CLASS_SPECTRA["HerbaceousVegetation"], dtype=np.float64)
+        cube = land[:, None, None] * (1 - feature) + np.asarray(water)[:, None, None] * feature
+        cube = cube * (1.0 + texture[None])
+    elif class_name == "Highway":
+        road = np.asarray(CLASS_SPECTRA["Industrial"], dtype=np.float64) * 1.25
+        cube = cube * (1 - feature) + road[:, None, None] * feature
+    else:
+        cube = cube * (1.0 + 0.25 * feature[None])
+    cube += rng.normal(0.0, 12.0, cube.shape)
+    return np.clip(np.rint(cube), 1, 28000).astype(np.uint16)
+
+
+def write_tile(
+    path: Path, data: np.ndarray, origin: tuple[float, float], epsg: int, pad: str = ""
+) -> None:
+    """Write ``data`` (bands, rows, cols) like the EuroSAT files: uncompressed, pixel-interleaved,
+    strips of 4 rows, UTM CRS, 10 m pixels. ``pad`` is stored as a metadata item (to match a
+    file size)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count, height, width = data.shape
+    profile = {
+        "driver": "GTiff",
+        "dtype": "uint16",
+        "count": count,
+        "height": height,
+        "width": width,
+        "crs": f"EPSG:{epsg}",
+        "transform": from_origin(origin[0], origin[1], PIXEL_SIZE, PIXEL_SIZE),
+        "interleave": "pixel",
+        "blockysize": 4,
+        "compress": "none",
+    }
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        with rasterio.open(path, "w", **profile) as dst:
+            if pad:  # before the pixels, so GDAL writes the directory once
+                dst.update_tags(PADDING=pad)
+            dst.write(data)
+
+
+def tile_origin(class_name: str, index: int) -> tuple[float, float]:
+    """A plausible UTM origin for a tile, spread over a 100 km square."""
+    rng = np.random.default_rng(_seed(f"origin/{class_name}/{index}"))
+    return (float(300000 + 640 * rng.integers(0, 150)), float(5000000 + 640 * rng.integers(0, 150)))
+
+
+def generate(
+    root: Path, per_class: int, classes: tuple[str, ...] | None = None, start: int = 1
+) -> list[Path]:
+    """Write ``per_class`` tiles per class as ``root/<Class>/<Class>_<i>.tif`` (i from ``start``)
+    and return their paths. Existing files are overwritten."""
+    written = []
+    for class_name in classes or tuple(CLASS_SPECTRA):
+        for i in range(start, start + per_class):
+            path = root / class_name / f"{class_name}_{i}.tif"
+            write_tile(path, make_tile(class_name, i), tile_origin(class_name, i), 32632)
+            written.append(path)
+    return written

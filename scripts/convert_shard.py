@@ -1,0 +1,33 @@
+"""Snakemake adapter: convert the images of one shard (see msrgb.shard.run_shard)."""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from msrgb.products import products_from_dicts  # noqa: E402
+from msrgb.shard import ShardError, run_shard  # noqa: E402
+
+logging.basicConfig(
+    filename=snakemake.log[0],
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s %(message)s",
+)
+try:
+    run_shard(
+        manifest=Path(snakemake.input.manifest),
+        state_out=Path(snakemake.output.state),
+        input_dir=Path(snakemake.params.input_dir),
+        output_dir=Path(snakemake.params.output_dir),
+        products=products_from_dicts(snakemake.params.products),
+        png_compression=snakemake.params.png_compression,
+        threads=snakemake.threads,
+    )
+except ShardError as exc:
+    logging.error("%s", exc)
+    print(exc, file=sys.stderr)
+    sys.exit(1)
+except Exception:
+    logging.exception("shard failed")
+    raise
