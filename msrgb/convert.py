@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 import warnings
@@ -13,6 +14,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import rasterio
+from rasterio.io import DatasetReader
 
 from msrgb.products import Product, stretch_gain
 
@@ -42,6 +44,24 @@ PNG_COMPRESSION: dict[str, tuple[int, int]] = {
 }
 
 
+_HOST = socket.gethostname().replace(".", "-")
+
+
+def is_stale_temporary(name: str) -> bool:
+    """True for a temporary PNG name (see :func:`write_atomic`) left by a dead process of this
+    host; a process of another host or a live one is never judged stale."""
+    parts = name.rsplit(".", 4)  # .<png name>.<host>.<pid>.<thread>.tmp
+    if len(parts) != 5 or parts[4] != "tmp" or parts[1] != _HOST or not parts[2].isdigit():
+        return False
+    try:
+        os.kill(int(parts[2]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False
+
+
 class InputError(Exception):
     """A TIFF that cannot be converted; the message names the file and the reason."""
 
@@ -59,12 +79,13 @@ class Converter:
         self._luts = {p.name: p.lut() for p in self.products}
         self._needed = sorted({i for p in self.products for i in p.indices})
 
-    def read(self, path: Path) -> dict[int, np.ndarray]:
+    def read(self, path: str | Path) -> dict[int, np.ndarray]:
         """Read the bands the products need; returns band index (0-based) -> 2-D array."""
         try:
             # No georeferencing is read: none of the products needs it, and building the CRS
             # is the most expensive part of opening a small GeoTIFF.
-            with rasterio.open(path, GEOREF_SOURCES="NONE") as src:
+            # DatasetReader directly: rasterio.open would set up a GDAL environment per call.
+            with DatasetReader(path, driver="GTiff", sharing=False, GEOREF_SOURCES="NONE") as src:
                 count, dtype = src.count, src.dtypes[0]
                 missing = [i + 1 for i in self._needed if i >= count]
                 if missing:
@@ -101,18 +122,21 @@ class Converter:
             compress_type=self.strategy,
         )
 
-    def convert(self, src: Path, dests: dict[str, Path]) -> None:
+    def convert(self, src: str | Path, dests: dict[str, Path]) -> None:
         """Convert ``src`` to one PNG per product (``dests``: product name -> PNG path)."""
         bands = self.read(src)
         for product in self.products:
             if product.name in dests:
-                write_atomic(dests[product.name], self.encode(self.render(bands, product)))
+                png = self.encode(self.render(bands, product))
+                write_atomic(dests[product.name], png)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so
-    ``path`` is either absent, the old file, or the complete new file; never half-written."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    ``path`` is either absent, the old file, or the complete new file; never half-written.
+    (Same folder: a rename between folders takes a file-system-wide lock in Linux, which
+    serialises parallel shard jobs.) Missing parent folders are created."""
+    tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     except FileNotFoundError:

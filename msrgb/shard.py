@@ -9,7 +9,14 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from msrgb.convert import Converter, InputError, enter_thread_gdal_env, write_atomic
+import os
+
+from msrgb.convert import (
+    Converter,
+    InputError,
+    enter_thread_gdal_env,
+    write_atomic,
+)
 from msrgb.plan import Layout, Source, read_manifest, read_state, shard_of, state_text
 from msrgb.products import Product
 
@@ -52,6 +59,8 @@ def run_shard(
                 "re-run snakemake so the plan is rebuilt"
             )
     previous = read_state(layout.related_states(n_shards, shard))
+    manifest_mtime = manifest.stat().st_mtime_ns
+    digest = {p.name: p.digest() for p in products}
     result = ShardResult(members=len(members))
     records: dict[tuple[str, str], tuple[int, int, str]] = {}
     todo: list[tuple[Source, dict[str, Path]]] = []
@@ -59,8 +68,8 @@ def run_shard(
         dests = {}
         for p in products:
             png = layout.png(p.name, src)
-            record = (src.size, src.mtime_ns, p.digest())
-            if previous.get((src.rel, p.name)) == record and png.exists():
+            record = (src.size, src.mtime_ns, digest[p.name])
+            if previous.get((src.rel, p.name)) == record and _keep(png, manifest_mtime):
                 records[(src.rel, p.name)] = record
             else:
                 dests[p.name] = png
@@ -92,8 +101,7 @@ def run_shard(
                 if exc is None:
                     result.converted += 1
                     for name in dests:
-                        p = next(p for p in products if p.name == name)
-                        records[(src.rel, name)] = (src.size, src.mtime_ns, p.digest())
+                        records[(src.rel, name)] = (src.size, src.mtime_ns, digest[name])
                 elif isinstance(exc, InputError):
                     result.failed.append(str(exc))
                 elif fatal is None:  # disk full, permissions on the output: stop early
@@ -117,6 +125,18 @@ def run_shard(
             f"{n_shards} could not be converted:\n  " + "\n  ".join(sorted(result.failed))
         )
     return result
+
+
+def _keep(png: Path, manifest_mtime: int) -> bool:
+    """True if ``png`` exists. An older PNG is touched so that it is newer than the manifest:
+    Snakemake then sees it as up to date when it is requested as a target."""
+    try:
+        st = os.stat(png)
+    except FileNotFoundError:
+        return False
+    if st.st_mtime_ns < manifest_mtime:
+        os.utime(png)
+    return True
 
 
 def _remove_orphans(

@@ -77,7 +77,9 @@ def make_plan():
     n_shards = choose_shard_count(len(sources))
     if n_shards & (n_shards - 1):
         raise WorkflowError(f"config 'shards': {n_shards} is not a power of two")
-    return msplan.write_plan(LAYOUT, sources, n_shards, PRODUCTS)
+    plan = msplan.write_plan(LAYOUT, sources, n_shards, PRODUCTS)
+    msplan.scan_outputs(LAYOUT, plan, PRODUCTS)
+    return plan
 
 
 PLAN = make_plan()
@@ -96,8 +98,8 @@ def shard_state(shard):
     return str(LAYOUT.state(PLAN.n_shards, shard))
 
 
-def shard_log(shard):
-    return str(OUTPUT_DIR / "logs" / "convert" / f"{PLAN.n_shards}-{shard}.log")
+def shard_log(shard, kind="shard"):
+    return str(OUTPUT_DIR / "logs" / f"convert_{kind}" / f"{PLAN.n_shards}-{shard}.log")
 
 
 def all_states():

@@ -1,6 +1,12 @@
-# One rule per shard: each shard job declares every PNG it makes, but Snakemake only sees a
-# handful of jobs. PNGs are flagged update() so that a re-run shard keeps its up-to-date PNGs
-# and converts only what is missing or stale (see msrgb/shard.py).
+# Shard jobs. Snakemake sees a handful of jobs, never one per image (see README, How it works).
+#
+# convert_shard_<i>: what a normal run uses. Its only output is the shard's state file, which
+#   records which PNG was made from which input under which settings; the PNGs are written
+#   alongside. Declaring 27,000 PNGs here would cost Snakemake a marker file per PNG per run.
+# convert_pngs_<i>: declares every PNG of the shard, so a PNG can be a target
+#   (snakemake results/truecolor/Forest/Forest_7.png) or the input of another rule.
+#   PNGs are flagged update() so that Snakemake keeps the ones that are up to date.
+# Both run the same script, which converts only missing or out-of-date images.
 for shard in range(PLAN.n_shards):
 
     rule:
@@ -9,13 +15,29 @@ for shard in range(PLAN.n_shards):
         input:
             manifest=shard_manifest(shard),
         output:
-            # The state file comes first: Snakemake finds a target's producer by scanning
-            # outputs in order, compiling a pattern per output until one matches.
             state=update(shard_state(shard)),
-            pngs=update(shard_pngs(shard)),
         log:
             shard_log(shard),
         params:
+            input_dir=str(INPUT_DIR),
+            output_dir=str(OUTPUT_DIR),
+            products=product_dicts(),
+            png_compression=config["png_compression"],
+        threads: shard_threads()
+        script:
+            "../scripts/convert_shard.py"
+
+    rule:
+        name:
+            f"convert_pngs_{shard}"
+        input:
+            manifest=shard_manifest(shard),
+        output:
+            pngs=update(shard_pngs(shard)),
+        log:
+            shard_log(shard, "pngs"),
+        params:
+            state=shard_state(shard),
             input_dir=str(INPUT_DIR),
             output_dir=str(OUTPUT_DIR),
             products=product_dicts(),

@@ -17,7 +17,8 @@ logging.basicConfig(
 try:
     run_shard(
         manifest=Path(snakemake.input.manifest),
-        state_out=Path(snakemake.output.state),
+        # convert_shard_<i> declares the state file; convert_pngs_<i> passes it as a param.
+        state_out=Path(snakemake.output.get("state") or snakemake.params.state),
         input_dir=Path(snakemake.params.input_dir),
         output_dir=Path(snakemake.params.output_dir),
         products=products_from_dicts(snakemake.params.products),
