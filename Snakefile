@@ -15,6 +15,6 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         all_states(),
-    default_target: True

@@ -69,13 +69,14 @@ class InputError(Exception):
 class Converter:
     """Converts tiles to PNGs for a fixed list of products. Thread-safe."""
 
-    def __init__(self, products: Sequence[Product], png_compression: str = "huffman"):
-        if png_compression not in PNG_COMPRESSION:
-            raise ValueError(
-                f"png_compression {png_compression!r}: choose one of {sorted(PNG_COMPRESSION)}"
-            )
+    def __init__(self, products: Sequence[Product]):
+        for p in products:
+            if p.png_compression not in PNG_COMPRESSION:
+                raise ValueError(
+                    f"product {p.name!r}: png_compression {p.png_compression!r}: choose one "
+                    f"of {sorted(PNG_COMPRESSION)}"
+                )
         self.products = list(products)
-        self.level, self.strategy = PNG_COMPRESSION[png_compression]
         self._luts = {p.name: p.lut() for p in self.products}
         self._needed = sorted({i for p in self.products for i in p.indices})
 
@@ -111,15 +112,16 @@ class Converter:
             return self._luts[product.name][stack]
         return stretch_gain(stack, product.gain_max)
 
-    def encode(self, rgb: np.ndarray) -> bytes:
+    def encode(self, rgb: np.ndarray, png_compression: str = "huffman") -> bytes:
         """PNG bytes of an (rows, cols, 3) uint8 image."""
+        level, strategy = PNG_COMPRESSION[png_compression]
         return iio.imwrite(
             "<bytes>",
             rgb,
             plugin="pillow",
             extension=".png",
-            compress_level=self.level,
-            compress_type=self.strategy,
+            compress_level=level,
+            compress_type=strategy,
         )
 
     def convert(self, src: str | Path, dests: dict[str, Path]) -> None:
@@ -127,7 +129,7 @@ class Converter:
         bands = self.read(src)
         for product in self.products:
             if product.name in dests:
-                png = self.encode(self.render(bands, product))
+                png = self.encode(self.render(bands, product), product.png_compression)
                 write_atomic(dests[product.name], png)
 
 

@@ -175,6 +175,11 @@ class Layout:
 
     output_dir: Path
 
+    @classmethod
+    def of_manifest(cls, manifest: Path) -> Layout:
+        """The layout a manifest file belongs to (it lives at .msrgb/manifests/<S>/<i>.tsv)."""
+        return cls(manifest.parents[3])
+
     @property
     def state_root(self) -> Path:
         return self.output_dir / STATE_DIR
@@ -291,9 +296,8 @@ def scan_outputs(layout: Layout, plan: Plan, products: Sequence[Product]) -> lis
     flagged = []
     for shard, members in enumerate(plan.members):
         state = layout.state(plan.n_shards, shard)
-        if not state.exists():
-            continue  # Snakemake runs the shard anyway
-        if any(not present(layout.png_str(p.name, s)) for s in members for p in products):
+        missing = [1 for s in members for p in products if not present(layout.png_str(p.name, s))]
+        if missing and state.exists():  # without a state file Snakemake runs the shard anyway
             older = max(1, layout.manifest(plan.n_shards, shard).stat().st_mtime_ns - 10**9)
             os.utime(state, ns=(older, older))
             flagged.append(shard)

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from msrgb import __version__
 from msrgb.synth import EUROSAT_BANDS
 
 #: Version of the pixel algorithm. Bump it when a change alters the PNGs a setting produces,
@@ -39,6 +38,7 @@ class Product:
     bands: tuple[str, str, str]
     band_map: tuple[str, ...] = EUROSAT_BANDS
     gain_max: float = 4000.0
+    png_compression: str = "huffman"
     indices: tuple[int, int, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +68,7 @@ class Product:
             "bands": list(self.bands),
             "band_map": list(self.band_map),
             "gain_max": self.gain_max,
+            "png_compression": self.png_compression,
         }
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
@@ -91,6 +92,7 @@ def stretch_gain(values: np.ndarray, gain_max: float) -> np.ndarray:
 def parse_products(
     spec: Sequence[str] | Mapping[str, Mapping[str, Any]],
     band_map: Sequence[str] = EUROSAT_BANDS,
+    png_compression: str = "huffman",
 ) -> list[Product]:
     """Turn the ``products`` config value (a list of preset names or a mapping of name to
     specification) into products, with errors that name the product and the key."""
@@ -130,6 +132,7 @@ def parse_products(
                 bands=tuple(body["bands"]),  # type: ignore[arg-type]
                 band_map=tuple(body.get("band_map") or band_map),
                 gain_max=float(stretch.get("max", 4000)),
+                png_compression=png_compression,
             )
         )
     if not products:
@@ -145,6 +148,7 @@ def products_from_dicts(dicts: Sequence[Mapping[str, Any]]) -> list[Product]:
             bands=tuple(d["bands"]),  # type: ignore[arg-type]
             band_map=tuple(d["band_map"]),
             gain_max=float(d["gain_max"]),
+            png_compression=d["png_compression"],
         )
         for d in dicts
     ]
@@ -158,5 +162,4 @@ __all__ = [
     "parse_products",
     "products_from_dicts",
     "stretch_gain",
-    "__version__",
 ]

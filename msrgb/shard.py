@@ -40,17 +40,17 @@ def run_shard(
     manifest: Path,
     state_out: Path,
     input_dir: Path,
-    output_dir: Path,
     products: Sequence[Product],
-    png_compression: str = "huffman",
     threads: int = 1,
     progress_every: float = 5.0,
+    checkpoint_every: float = 1.0,
 ) -> ShardResult:
     """Bring every PNG of the shard described by ``manifest`` up to date, then record what
-    was done in ``state_out``. Raises :class:`ShardError` after converting everything it can
+    was done in ``state_out``, also every ``checkpoint_every`` seconds on the way, so a killed
+    job resumes where it stopped. Raises :class:`ShardError` after converting everything it can
     when some inputs are bad; the state then records the good ones."""
     n_shards, shard = int(manifest.parent.name), int(manifest.stem)
-    layout = Layout(output_dir)
+    layout = Layout.of_manifest(manifest)
     members, digests = read_manifest(manifest)
     for p in products:
         if digests.get(p.name) != p.digest():
@@ -84,8 +84,8 @@ def run_shard(
         shard + 1, n_shards, len(members), result.up_to_date, len(todo), threads,
     )  # fmt: skip
 
-    converter = Converter(products, png_compression)
-    t0 = last = time.monotonic()
+    converter = Converter(products)
+    t0 = last = last_checkpoint = time.monotonic()
     fatal: BaseException | None = None
     with ThreadPoolExecutor(max(1, threads), initializer=enter_thread_gdal_env) as pool:
         futures: dict[Future[None], tuple[Source, dict[str, Path]]] = {
@@ -94,7 +94,8 @@ def run_shard(
         }
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, timeout=progress_every, return_when=FIRST_EXCEPTION)
+            timeout = min(progress_every, checkpoint_every)
+            done, pending = wait(pending, timeout=timeout, return_when=FIRST_EXCEPTION)
             for fut in done:
                 src, dests = futures[fut]
                 exc = fut.exception()
@@ -109,6 +110,9 @@ def run_shard(
                     for f in pending:
                         f.cancel()
             now = time.monotonic()
+            if now - last_checkpoint >= checkpoint_every and pending:
+                last_checkpoint = now
+                write_atomic(state_out, state_text(records).encode("utf-8"))
             if now - last >= progress_every or not pending:
                 last = now
                 rate = result.converted / max(now - t0, 1e-9)

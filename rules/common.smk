@@ -10,7 +10,6 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from msrgb import plan as msplan  # noqa: E402
 from msrgb.products import ProductError, parse_products  # noqa: E402
 
-
 validate(config, schema="../config/schema.yaml")
 
 INPUT_DIR = Path(config["input_dir"])
@@ -18,7 +17,9 @@ OUTPUT_DIR = Path(config["output_dir"])
 LAYOUT = msplan.Layout(OUTPUT_DIR)
 
 try:
-    PRODUCTS = parse_products(config["products"])
+    PRODUCTS = parse_products(
+        config["products"], png_compression=config["png_compression"]
+    )
 except ProductError as exc:
     raise WorkflowError(f"config 'products': {exc}") from None
 

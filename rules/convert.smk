@@ -18,12 +18,12 @@ for shard in range(PLAN.n_shards):
             state=update(shard_state(shard)),
         log:
             shard_log(shard),
+        conda:
+            "../envs/msrgb.yaml"
+        threads: shard_threads()
         params:
             input_dir=str(INPUT_DIR),
-            output_dir=str(OUTPUT_DIR),
             products=product_dicts(),
-            png_compression=config["png_compression"],
-        threads: shard_threads()
         script:
             "../scripts/convert_shard.py"
 
@@ -36,12 +36,12 @@ for shard in range(PLAN.n_shards):
             pngs=update(shard_pngs(shard)),
         log:
             shard_log(shard, "pngs"),
+        conda:
+            "../envs/msrgb.yaml"
+        threads: shard_threads()
         params:
             state=shard_state(shard),
             input_dir=str(INPUT_DIR),
-            output_dir=str(OUTPUT_DIR),
             products=product_dicts(),
-            png_compression=config["png_compression"],
-        threads: shard_threads()
         script:
             "../scripts/convert_shard.py"

@@ -20,9 +20,7 @@ try:
         # convert_shard_<i> declares the state file; convert_pngs_<i> passes it as a param.
         state_out=Path(snakemake.output.get("state") or snakemake.params.state),
         input_dir=Path(snakemake.params.input_dir),
-        output_dir=Path(snakemake.params.output_dir),
         products=products_from_dicts(snakemake.params.products),
-        png_compression=snakemake.params.png_compression,
         threads=snakemake.threads,
     )
 except ShardError as exc:

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Benchmark msrgb against the reference thread-pool script, in one run, on the same data.
+
+Scenarios (each a real `snakemake` run in a fresh working folder):
+  baseline   the reference script (seed_baseline.py, thread mode) on the same data
+  full       full run from an empty output folder, DAG building included
+  noop       rerun with everything up to date
+  add100     rerun after adding 100 new TIFFs
+  del1       rerun after deleting 1 PNG
+Also reported: size of .snakemake/ and .snakemake/metadata, the output's .msrgb/ state, and the
+peak memory (max RSS) of the largest process of each run (the snakemake process).
+
+Usage: bench/run.py [--n 27000] [--data DIR] [--work DIR] [--cores 2] [--threads 1]
+                    [--baseline PATH] [--skip-baseline]
+The baseline needs scikit-image (pip install scikit-image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def du(path: Path) -> int:
+    """Disk usage in bytes (allocated blocks, like du)."""
+    if not path.exists():
+        return 0
+    return sum(
+        p.lstat().st_blocks * 512 for p in path.rglob("*") if p.is_file() or p.is_dir()
+    )
+
+
+_PEAK = (
+    "import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+    "sys.exit(rc)"
+)
+
+
+def timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, int]:
+    """Run ``cmd``; returns (wall seconds, peak RSS in MB of its largest process)."""
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        proc = subprocess.run(
+            [sys.executable, "-c", _PEAK, *cmd], cwd=cwd, stdout=fh, stderr=subprocess.PIPE, text=True
+        )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}; see {log}")
+    return wall, int(proc.stderr.strip().splitlines()[-1]) // 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=27000)
+    ap.add_argument("--data", type=Path, help="EuroSAT-shaped input (generated if absent)")
+    ap.add_argument("--work", type=Path, default=REPO / "bench" / "out")
+    ap.add_argument("--cores", default="2")
+    ap.add_argument("--threads", default="auto", help="threads_per_shard")
+    ap.add_argument("--baseline", type=Path, default=REPO.parent / "shared/bench/seed_baseline.py")
+    ap.add_argument("--skip-baseline", action="store_true")
+    args = ap.parse_args()
+
+    work = args.work.resolve()
+    data = (args.data or work / f"eurosat-{args.n}").resolve()
+    if not data.exists():
+        print(f"generating {args.n} EuroSAT-shaped files in {data} ...", flush=True)
+        subprocess.run([sys.executable, str(REPO / "bench/make_eurosat.py"), str(data), str(args.n)], check=True)
+    run_dir = work / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    out = run_dir / "out"
+    results: dict[str, tuple[float, int]] = {}
+
+    if not args.skip_baseline:
+        bl_out = run_dir / "baseline"
+        results["baseline"] = timed(
+            [sys.executable, str(args.baseline), str(data), str(bl_out), "thread"],
+            run_dir, run_dir / "baseline.log",
+        )  # fmt: skip
+        shutil.rmtree(bl_out)
+
+    smk = [
+        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+        "--configfile", str(REPO / "config/config.yaml"), "--cores", args.cores,
+        "--quiet", "rules", "--config", f"input_dir={data}", f"output_dir={out}",
+        f"threads_per_shard={args.threads}",
+    ]  # fmt: skip
+    results["full"] = timed(smk, run_dir, run_dir / "full.log")
+    results["noop"] = timed(smk, run_dir, run_dir / "noop.log")
+    added = data / "AnnualCrop"
+    subprocess.run(
+        [sys.executable, str(REPO / "bench/make_eurosat.py"), str(run_dir / "new"), "100",
+         "--start", "1000000"], check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    new_files = sorted((run_dir / "new").rglob("*.tif"))
+    moved = []
+    for f in new_files:
+        dest = data / f.relative_to(run_dir / "new")
+        shutil.move(f, dest)
+        moved.append(dest)
+    try:
+        results["add100"] = timed(smk, run_dir, run_dir / "add100.log")
+        victim = next((out / "truecolor" / added.name).glob("*.png"))
+        victim.unlink()
+        results["del1"] = timed(smk, run_dir, run_dir / "del1.log")
+    finally:
+        for f in moved:  # leave the dataset as it was
+            f.unlink(missing_ok=True)
+    n_png = sum(1 for _ in (out / "truecolor").rglob("*.png"))
+
+    base = results.get("baseline", (None, 0))[0]
+    print()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}; data: {args.n} files; --cores {args.cores}, "
+          f"threads_per_shard={args.threads}")  # fmt: skip
+    print(f"{'scenario':10s} {'wall s':>8s} {'vs baseline':>12s} {'peak MB':>8s}")
+    for name, (wall, peak) in results.items():
+        ratio = f"{wall / base:.2f}x" if base else "-"
+        print(f"{name:10s} {wall:8.2f} {ratio:>12s} {peak:8d}")
+    print(f".snakemake/: {du(run_dir / '.snakemake') / 1e6:.1f} MB "
+          f"(metadata {du(run_dir / '.snakemake' / 'metadata') / 1e6:.2f} MB); "
+          f"output state .msrgb/: {du(out / '.msrgb') / 1e6:.1f} MB; PNGs: {n_png}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

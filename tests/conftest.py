@@ -1,0 +1,74 @@
+"""Shared fixtures: generated EuroSAT-format data and a helper that runs the real workflow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import rasterio
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from msrgb import synth  # noqa: E402
+
+SHARED_S2 = REPO.parent / "shared" / "data" / "s2_29RKH"
+
+
+def reference_rgb(tif: Path) -> np.ndarray:
+    """The reference formula, exactly as users know it, on a (rows, cols, bands) array."""
+    with rasterio.open(tif) as src:
+        ms = np.moveaxis(src.read(), 0, -1)
+    return (255 * (ms[..., (3, 2, 1)] / 4000).clip(0, 1)).astype(np.uint8)
+
+
+def assert_png_matches(png: Path, tif: Path) -> None:
+    got = iio.imread(png)
+    want = reference_rgb(tif)
+    assert got.dtype == np.uint8 and got.shape == want.shape, (png, got.shape)
+    assert np.array_equal(got, want), f"{png}: pixels differ from the reference formula"
+
+
+def run_snakemake(
+    workdir: Path, *args: str, check: bool = True, **config: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the workflow of this repository with ``workdir`` as working directory."""
+    cmd = [
+        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+        "--configfile", str(REPO / "config" / "config.yaml"), "--cores", "2", *args,
+    ]  # fmt: skip
+    if config:
+        cmd += ["--config", *(f"{k}={v}" for k, v in config.items())]
+    proc = subprocess.run(
+        cmd, cwd=workdir, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C.UTF-8"}
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def converted_counts(output_dir: Path) -> int:
+    """How many images the shard jobs of the last run converted (from their logs)."""
+    total = 0
+    for log in (output_dir / "logs").rglob("*.log"):
+        for line in log.read_text().splitlines():
+            if " to convert with " in line:
+                total += int(line.split(" up to date, ")[1].split(" to convert")[0])
+    return total
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    """3 tiles per class plus one in a nested folder: 31 EuroSAT-format GeoTIFFs."""
+    root = tmp_path / "tif"
+    synth.generate(root, 3)
+    nested = root / "Extra" / "deeper"
+    synth.write_tile(
+        nested / "tile_x.tiff", synth.make_tile("Forest", 99), (500000.0, 5000000.0), 32632
+    )
+    return root

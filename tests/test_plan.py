@@ -1,0 +1,81 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from msrgb import plan, synth
+from msrgb.products import parse_products
+
+
+def test_discover_recursive_sorted_and_skips_hidden(tmp_path: Path):
+    synth.generate(tmp_path, 1, classes=("Forest", "River"))
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "x.tif").write_bytes(b"")
+    (tmp_path / "Forest" / "._Forest_1.tif").write_bytes(b"")
+    (tmp_path / "Forest" / "notes.txt").write_text("x")
+    (tmp_path / "A" / "B").mkdir(parents=True)
+    (tmp_path / "A" / "B" / "UPPER.TIFF").write_bytes(b"x")
+    rels = [s.rel for s in plan.discover(tmp_path)]
+    assert rels == ["A/B/UPPER.TIFF", "Forest/Forest_1.tif", "River/River_1.tif"]
+
+
+def test_png_names_mirror_relative_paths():
+    assert plan.Source("A/B/x.y.TIFF", 0, 0).png_rel() == "A/B/x.y.png"
+
+
+def test_colliding_names_are_rejected(tmp_path: Path):
+    (tmp_path / "a.tif").write_bytes(b"x")
+    (tmp_path / "a.tiff").write_bytes(b"x")
+    with pytest.raises(plan.PlanError, match="a.tif and a.tiff both map to a.png"):
+        plan.discover(tmp_path)
+
+
+def test_missing_input_folder(tmp_path: Path):
+    with pytest.raises(plan.PlanError, match="does not exist"):
+        plan.discover(tmp_path / "nope")
+
+
+def test_shard_membership_is_stable_when_files_are_added():
+    names = [f"C/C_{i}.tif" for i in range(5000)]
+    before = {n: plan.shard_of(n, 16) for n in names}
+    more = names + [f"D/D_{i}.tif" for i in range(1000)]
+    assert all(plan.shard_of(n, 16) == before[n] for n in more[:5000])
+
+
+def test_power_of_two_shards_nest():
+    for n in (f"x/{i}.tif" for i in range(2000)):
+        assert plan.shard_of(n, 32) % 8 == plan.shard_of(n, 8)
+
+
+@pytest.mark.parametrize(
+    "n_files, cores, expected",
+    [(27000, 2, 8), (27000, 64, 128), (100, 2, 1), (1000, 2, 4), (270000, 2, 128), (0, 8, 1)],
+)
+def test_shard_count_adapts_to_files_and_cores(n_files, cores, expected):
+    assert plan.shard_count(n_files, cores, target_size=4000, min_size=200) == expected
+
+
+def test_manifest_rewritten_only_when_content_changes(tmp_path: Path):
+    layout = plan.Layout(tmp_path / "out")
+    products = parse_products(["truecolor"])
+    sources = [plan.Source(f"C/{i}.tif", 10, 20) for i in range(50)]
+    plan.write_plan(layout, sources, 2, products)
+    m0 = layout.manifest(2, 0)
+    os.utime(m0, ns=(1, 1))
+    plan.write_plan(layout, sources, 2, products)
+    assert m0.stat().st_mtime_ns == 1, "unchanged manifest must keep its mtime"
+    changed = [plan.Source(s.rel, 11, 20) for s in sources]
+    plan.write_plan(layout, changed, 2, products)
+    assert layout.manifest(2, 0).stat().st_mtime_ns > 1
+    members, digests = plan.read_manifest(layout.manifest(2, 0))
+    assert digests == {"truecolor": products[0].digest()}
+    assert all(m.size == 11 for m in members)
+
+
+def test_related_states_cover_split_and_merged_shards(tmp_path: Path):
+    layout = plan.Layout(tmp_path)
+    for n, i in [(4, 1), (4, 3), (16, 5), (16, 6), (2, 1)]:
+        layout.state(n, i).parent.mkdir(parents=True, exist_ok=True)
+        layout.state(n, i).write_text(plan.STATE_HEADER + "\n")
+    found = {(int(p.parent.name), int(p.stem)) for p in layout.related_states(8, 5)}
+    assert found == {(4, 1), (16, 5), (2, 1)}

@@ -1,0 +1,180 @@
+"""The real workflow, run with real Snakemake on generated EuroSAT-format data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, assert_png_matches, converted_counts, run_snakemake
+
+from msrgb import synth
+
+
+def all_pngs(out: Path) -> list[Path]:
+    return sorted((out / "truecolor").rglob("*.png"))
+
+
+def check_tree(tifs: Path, out: Path) -> int:
+    """Every TIFF has its PNG with the reference pixels, and there is nothing else."""
+    expected = {
+        p.relative_to(tifs).with_suffix(".png")
+        for p in tifs.rglob("*")
+        if p.suffix.lower() in (".tif", ".tiff")
+    }
+    pngs = all_pngs(out)
+    assert {p.relative_to(out / "truecolor") for p in pngs} == expected
+    assert not [p for p in (out / "truecolor").rglob(".*")], "temporary files left behind"
+    for png in pngs:
+        rel = png.relative_to(out / "truecolor")
+        tif = next(t for t in (tifs / rel.with_suffix(".tif"), tifs / rel.with_suffix(".tiff")) if t.exists())
+        assert_png_matches(png, tif)
+    return len(pngs)
+
+
+def mtimes(out: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in all_pngs(out)}
+
+
+def test_full_run_then_noop(tmp_path: Path, dataset: Path):
+    out = tmp_path / "out"
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    assert check_tree(dataset, out) == 31
+    before = mtimes(out)
+    proc = run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    assert "Nothing to be done" in proc.stderr + proc.stdout
+    assert mtimes(out) == before
+
+
+def test_deleted_png_is_rebuilt_alone(tmp_path: Path, dataset: Path):
+    out = tmp_path / "out"
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    before = mtimes(out)
+    victim = out / "truecolor" / "Forest" / "Forest_2.png"
+    victim.unlink()
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    assert converted_counts(out) == 1
+    after = mtimes(out)
+    assert victim in after
+    assert {p: t for p, t in after.items() if p != victim} == {
+        p: t for p, t in before.items() if p != victim
+    }
+    check_tree(dataset, out)
+
+
+def test_new_and_changed_tiffs_rerun_only_those(tmp_path: Path, dataset: Path):
+    out = tmp_path / "out"
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    synth.generate(dataset, 2, classes=("SeaLake",), start=100)  # 2 new files
+    changed = dataset / "River" / "River_1.tif"
+    time.sleep(0.01)
+    synth.write_tile(changed, synth.make_tile("Industrial", 5), (0.0, 0.0), 32632)
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    assert converted_counts(out) == 3
+    assert check_tree(dataset, out) == 33
+
+
+def test_deleted_tiff_removes_its_png(tmp_path: Path, dataset: Path):
+    out = tmp_path / "out"
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    (dataset / "Pasture" / "Pasture_3.tif").unlink()
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    assert not (out / "truecolor" / "Pasture" / "Pasture_3.png").exists()
+    assert check_tree(dataset, out) == 30
+
+
+def test_changed_setting_reconverts_and_same_setting_does_not(tmp_path: Path, dataset: Path):
+    out = tmp_path / "out"
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), png_compression="best")
+    assert converted_counts(out) == 31
+    check_tree(dataset, out)  # pixels are the same whatever the compression
+    proc = run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), png_compression="best")
+    assert "Nothing to be done" in proc.stderr + proc.stdout
+
+
+def test_png_is_a_buildable_target(tmp_path: Path, dataset: Path):
+    out = tmp_path / "out"
+    target = out / "truecolor" / "Forest" / "Forest_3.png"
+    run_snakemake(tmp_path, str(target), input_dir=str(dataset), output_dir=str(out))
+    assert_png_matches(target, dataset / "Forest" / "Forest_3.tif")
+    target.unlink()
+    run_snakemake(tmp_path, str(target), input_dir=str(dataset), output_dir=str(out))
+    assert target.exists()
+
+
+def test_shard_and_thread_settings_give_identical_bytes(tmp_path: Path, dataset: Path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(a), shards="1", threads_per_shard="1")
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(b), shards="4", threads_per_shard="3")
+    for png in all_pngs(a):
+        assert png.read_bytes() == (b / png.relative_to(a)).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"no_such_key": "1"}, "no_such_key"),
+        ({"png_compression": "zip"}, "zip"),
+        ({"shards": "3"}, "not a power of two"),
+        ({"input_dir": "/nonexistent/folder"}, "folder '/nonexistent/folder' does not exist"),
+    ],
+)
+def test_bad_config_is_rejected_with_a_clear_message(tmp_path: Path, dataset: Path, config, message):
+    settings = {"input_dir": str(dataset), "output_dir": str(tmp_path / "out"), **config}
+    proc = run_snakemake(tmp_path, check=False, **settings)
+    assert proc.returncode != 0
+    assert message in proc.stderr + proc.stdout
+
+
+def test_output_inside_input_is_rejected(tmp_path: Path, dataset: Path):
+    proc = run_snakemake(tmp_path, check=False, input_dir=str(dataset), output_dir=str(dataset / "png"))
+    assert proc.returncode != 0 and "inside 'input_dir'" in proc.stderr
+    assert not (dataset / "png").exists()
+
+
+def test_kill_and_resume(tmp_path: Path):
+    """kill -9 of the whole run in the middle, then the documented resume command."""
+    tifs = tmp_path / "tif"
+    synth.generate(tifs, 60)  # 600 files: long enough to be killed mid-run
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2",
+        "--configfile", str(REPO / "config" / "config.yaml"), "--config", f"input_dir={tifs}", f"output_dir={out}", "shards=4", "threads_per_shard=1",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and len(all_pngs(out)) >= 300:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(all_pngs(out))
+    assert 0 < done_before < 600, f"kill came too late or too early ({done_before} PNGs)"
+    for png in all_pngs(out):  # whatever is there is complete and right
+        rel = png.relative_to(out / "truecolor").with_suffix(".tif")
+        assert_png_matches(png, tifs / rel)
+    # Work recorded in the shards' state files (checkpointed every second) is not redone.
+    recorded = sum(
+        1
+        for state in (out / ".msrgb" / "state").rglob("*.tsv")
+        for line in state.read_text().splitlines()[1:]
+        if (out / "truecolor" / line.split("\t")[0]).with_suffix(".png").exists()
+    )
+    assert recorded > 0, "no checkpoint was written before the kill"
+    shutil.rmtree(out / "logs")
+    # The documented resume: unlock (the killed run left its lock), then run again.
+    run_snakemake(tmp_path, "--unlock", input_dir=str(tifs), output_dir=str(out))
+    run_snakemake(tmp_path, input_dir=str(tifs), output_dir=str(out))
+    assert converted_counts(out) == 600 - recorded
+    assert check_tree(tifs, out) == 600
