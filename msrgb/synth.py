@@ -129,3 +129,18 @@ def generate(
             write_tile(path, make_tile(class_name, i), tile_origin(class_name, i), 32632)
             written.append(path)
     return written
+
+
+def main() -> None:
+    """``python -m msrgb.synth OUTPUT_DIR PER_CLASS``: write a sample dataset (the bundled
+    ``sample/eurosat`` is ``python -m msrgb.synth sample/eurosat 2``)."""
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m msrgb.synth OUTPUT_DIR PER_CLASS")
+    paths = generate(Path(sys.argv[1]), int(sys.argv[2]))
+    print(f"wrote {len(paths)} tiles under {sys.argv[1]}")
+
+
+if __name__ == "__main__":
+    main()
