@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import os
 
 from msrgb.convert import (
     Converter,
@@ -98,6 +97,8 @@ def run_shard(
             done, pending = wait(pending, timeout=timeout, return_when=FIRST_EXCEPTION)
             for fut in done:
                 src, dests = futures[fut]
+                if fut.cancelled():  # after a fatal error
+                    continue
                 exc = fut.exception()
                 if exc is None:
                     result.converted += 1
