@@ -194,7 +194,7 @@ class Layout:
         return self.state_root / "plan.tsv"
 
     def png(self, product: str, source: Source) -> Path:
-        return self.output_dir / product / source.png_rel()
+        return Path(self.png_str(product, source))
 
     def png_str(self, product: str, source: Source) -> str:
         """Same as :meth:`png`, as a string (cheap enough for 100,000s of files)."""
@@ -296,8 +296,10 @@ def scan_outputs(layout: Layout, plan: Plan, products: Sequence[Product]) -> lis
     flagged = []
     for shard, members in enumerate(plan.members):
         state = layout.state(plan.n_shards, shard)
-        missing = [1 for s in members for p in products if not present(layout.png_str(p.name, s))]
-        if missing and state.exists():  # without a state file Snakemake runs the shard anyway
+        # sum(), not any(): every member's folder is listed, so stale temporaries are removed
+        # from all of them, not only up to the first missing PNG.
+        n_missing = sum(not present(layout.png_str(p.name, s)) for s in members for p in products)
+        if n_missing and state.exists():  # without a state file Snakemake runs the shard anyway
             older = max(1, layout.manifest(plan.n_shards, shard).stat().st_mtime_ns - 10**9)
             os.utime(state, ns=(older, older))
             flagged.append(shard)
