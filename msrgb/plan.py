@@ -243,32 +243,44 @@ def state_text(records: dict[tuple[str, str], tuple[int, int, str]]) -> str:
 
 @dataclass(frozen=True)
 class Plan:
-    """The shards of one run: ``members[i]`` are the sources of shard ``i``."""
+    """The shards of one run: ``members[i]`` are the sources of shard ``i``; every shard job
+    uses ``threads`` threads."""
 
     n_shards: int
     members: list[list[Source]]
+    threads: int = 1
 
 
 def write_plan(
-    layout: Layout, sources: Sequence[Source], n_shards: int, products: Sequence[Product]
+    layout: Layout,
+    sources: Sequence[Source],
+    n_shards: int,
+    products: Sequence[Product],
+    threads: int = 1,
 ) -> Plan:
     """Split ``sources`` into ``n_shards`` shards and write the manifests that changed, plus
-    the plan file that names the shard count for jobs started elsewhere."""
+    the plan file that names the shard count and threads for jobs started elsewhere."""
     members = split(sources, n_shards)
     for shard, shard_members in enumerate(members):
         write_if_changed(layout.manifest(n_shards, shard), manifest_text(shard_members, products))
-    write_if_changed(layout.plan_file(), f"{n_shards}\n")
-    return Plan(n_shards, members)
+    write_if_changed(layout.plan_file(), f"shards\t{n_shards}\nthreads\t{threads}\n")
+    return Plan(n_shards, members, threads)
 
 
 def load_plan(layout: Layout) -> Plan:
-    """The plan the main process wrote (for jobs that run on other machines)."""
+    """The plan the main process wrote (for jobs that run on other machines, which must see
+    the same shards and threads whatever their own command line says)."""
     try:
-        n_shards = int(layout.plan_file().read_text().strip())
+        text = layout.plan_file().read_text()
     except FileNotFoundError as exc:
         raise PlanError(f"{layout.plan_file()} is missing; run snakemake from the start") from exc
+    try:
+        values = {k: int(v) for k, v in (line.split("\t") for line in text.splitlines())}
+        n_shards, threads = values["shards"], values["threads"]
+    except (ValueError, KeyError) as exc:
+        raise PlanError(f"{layout.plan_file()} is damaged; run snakemake from the start") from exc
     members = [read_manifest(layout.manifest(n_shards, i))[0] for i in range(n_shards)]
-    return Plan(n_shards, members)
+    return Plan(n_shards, members, threads)
 
 
 def scan_outputs(layout: Layout, plan: Plan, products: Sequence[Product]) -> list[int]:

@@ -79,8 +79,8 @@ def run_shard(
 
     result.removed = _remove_orphans(previous, members, products, layout, n_shards, shard)
     log.info(
-        "shard %d of %d: %d images, %d up to date, %d to convert with %d thread(s)",
-        shard + 1, n_shards, len(members), result.up_to_date, len(todo), threads,
+        "shard %d (of %d): %d images, %d up to date, %d to convert with %d thread(s)",
+        shard, n_shards, len(members), result.up_to_date, len(todo), threads,
     )  # fmt: skip
 
     converter = Converter(products)
@@ -118,16 +118,16 @@ def run_shard(
                 last = now
                 rate = result.converted / max(now - t0, 1e-9)
                 log.info(
-                    "shard %d of %d: %d/%d converted, %d failed (%.0f images/s)",
-                    shard + 1, n_shards, result.converted, len(todo), len(result.failed), rate,
+                    "shard %d (of %d): %d/%d converted, %d failed (%.0f images/s)",
+                    shard, n_shards, result.converted, len(todo), len(result.failed), rate,
                 )  # fmt: skip
     write_atomic(state_out, state_text(records).encode("utf-8"))
     if fatal is not None:
         raise fatal
     if result.failed:
         raise ShardError(
-            f"{len(result.failed)} of {len(members)} input file(s) of shard {shard + 1} of "
-            f"{n_shards} could not be converted:\n  " + "\n  ".join(sorted(result.failed))
+            f"{len(result.failed)} of {len(members)} input file(s) of shard {shard} (of "
+            f"{n_shards}) could not be converted:\n  " + "\n  ".join(sorted(result.failed))
         )
     return result
 

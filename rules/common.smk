@@ -1,3 +1,5 @@
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -39,14 +41,21 @@ def check_folders(input_dir, output_dir):
         )
 
 
+def on_cluster():
+    """True when shard jobs go to a batch system (--executor slurm, cluster-generic, ...).
+    The executor is not known while the Snakefile is parsed, but only a cluster executor
+    keeps --jobs apart from --cores (locally --jobs is an alias of --cores)."""
+    return workflow.nodes is not None
+
+
 def parallelism():
     """How many shard jobs can run at once: --cores locally, --jobs on a cluster."""
-    if workflow.local_exec:
-        try:
-            return int(workflow.cores)
-        except (WorkflowError, TypeError, ValueError):
-            return 1
-    return int(workflow.nodes or 1)
+    if on_cluster():
+        return int(workflow.nodes)
+    try:
+        return int(workflow.cores)
+    except (WorkflowError, TypeError, ValueError):
+        return 1
 
 
 def choose_shard_count(n_files):
@@ -56,8 +65,17 @@ def choose_shard_count(n_files):
         n_files,
         parallelism(),
         config["shard_target_size"],
-        config["shard_min_size"],
+        config["cluster_shard_min_size" if on_cluster() else "shard_min_size"],
     )
+
+
+def choose_threads():
+    """auto: 1 thread per shard locally, where --cores shards run side by side and the work is
+    CPU-bound; more on a cluster, where shared file systems add latency that threads hide
+    (README, Performance)."""
+    if config["threads_per_shard"] != "auto":
+        return int(config["threads_per_shard"])
+    return config["cluster_threads_per_shard"] if on_cluster() else 1
 
 
 def make_plan():
@@ -78,7 +96,7 @@ def make_plan():
     n_shards = choose_shard_count(len(sources))
     if n_shards & (n_shards - 1):
         raise WorkflowError(f"config 'shards': {n_shards} is not a power of two")
-    plan = msplan.write_plan(LAYOUT, sources, n_shards, PRODUCTS)
+    plan = msplan.write_plan(LAYOUT, sources, n_shards, PRODUCTS, choose_threads())
     msplan.scan_outputs(LAYOUT, plan, PRODUCTS)
     return plan
 
@@ -108,10 +126,29 @@ def all_states():
     return [shard_state(i) for i in range(PLAN.n_shards)]
 
 
+def shard_resources(shard):
+    """Batch-job requests of one shard, from its size (README, Running on a cluster)."""
+    images = len(PLAN.members[shard]) * len(PRODUCTS)
+    seconds = images * config["cluster_seconds_per_image"] / shard_threads()
+    resources = {
+        "mem_mb": config["cluster_mem_mb"],
+        # minutes: 5 for queueing-free start-up (Python, Snakemake), then the images
+        "runtime": 5 + math.ceil(seconds / 60),
+    }
+    # the same limit as H:MM:SS, for schedulers that want it (profiles/cluster-generic)
+    resources["walltime"] = "{}:{:02d}:00".format(*divmod(resources["runtime"], 60))
+    for key, variable in (
+        ("slurm_partition", "MSRGB_SLURM_PARTITION"),
+        ("slurm_account", "MSRGB_SLURM_ACCOUNT"),
+    ):
+        value = config[key] or os.environ.get(variable, "")
+        if value:
+            resources[key] = value
+    return resources
+
+
 def shard_threads():
-    if config["threads_per_shard"] != "auto":
-        return int(config["threads_per_shard"])
-    return 1
+    return PLAN.threads
 
 
 def product_dicts():

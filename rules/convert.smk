@@ -21,6 +21,8 @@ for shard in range(PLAN.n_shards):
         conda:
             "../envs/msrgb.yaml"
         threads: shard_threads()
+        resources:
+            **shard_resources(shard),
         params:
             input_dir=str(INPUT_DIR),
             products=product_dicts(),
@@ -39,6 +41,8 @@ for shard in range(PLAN.n_shards):
         conda:
             "../envs/msrgb.yaml"
         threads: shard_threads()
+        resources:
+            **shard_resources(shard),
         params:
             state=shard_state(shard),
             input_dir=str(INPUT_DIR),

@@ -1,0 +1,137 @@
+"""The workflow on a real Slurm cluster, through profiles/slurm.
+
+Starts a single-node Slurm (Debian's slurm-wlm, munge, slurmdbd, MariaDB) with
+../shared/slurm/start_slurm.sh, so it runs only as root on Debian with that script present;
+elsewhere it is skipped with the reason. Set MSRGB_SKIP_SLURM=1 to skip it on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, assert_png_matches
+from msrgb import synth
+
+SLURM_SCRIPTS = REPO.parent / "shared" / "slurm"
+PARTITION = "msrgbtest"  # created for the test, to prove the partition setting reaches sbatch
+
+
+def _skip_reason() -> str | None:
+    if os.environ.get("MSRGB_SKIP_SLURM"):
+        return "MSRGB_SKIP_SLURM is set"
+    if not (SLURM_SCRIPTS / "start_slurm.sh").exists():
+        return f"{SLURM_SCRIPTS}/start_slurm.sh not found (only in the development checkout)"
+    if os.geteuid() != 0:
+        return "starting a Slurm cluster needs root"
+    if not Path("/etc/debian_version").exists():
+        return "start_slurm.sh installs Debian packages; this is not Debian"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+
+
+def _run(*cmd: str, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A running single-node cluster with an extra partition; stopped afterwards if this test
+    started it."""
+    already_up = shutil.which("scontrol") and _run("scontrol", "ping").returncode == 0
+    started = _run("bash", str(SLURM_SCRIPTS / "start_slurm.sh"), timeout=900)
+    assert started.returncode == 0, started.stdout + started.stderr
+    node = _run("sinfo", "-h", "-o", "%N").stdout.split()[0]
+    _run("scontrol", "delete", f"PartitionName={PARTITION}")
+    made = _run("scontrol", "create", f"PartitionName={PARTITION}", f"Nodes={node}", "State=UP")
+    assert made.returncode == 0, made.stderr
+    yield
+    _run("scontrol", "delete", f"PartitionName={PARTITION}")
+    if not already_up:
+        _run("bash", str(SLURM_SCRIPTS / "stop_slurm.sh"), timeout=300)
+
+
+def snakemake_slurm(workdir: Path, *args: str) -> subprocess.Popen[str]:
+    cmd = [
+        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+        "--configfile", str(REPO / "config" / "config.yaml"),
+        "--profile", str(REPO / "profiles" / "slurm"),
+        "--slurm-init-seconds-before-status-checks", "2", *args,
+        "--config", "input_dir=tif", "output_dir=out",
+        # a 2-CPU test node: 1 thread per shard, and small shards so there are several
+        "cluster_threads_per_shard=1", "cluster_shard_min_size=300",
+    ]  # fmt: skip
+    env = {**os.environ, "MSRGB_SLURM_PARTITION": PARTITION, "LC_ALL": "C.UTF-8"}
+    return subprocess.Popen(
+        cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def submitted(output: str) -> dict[str, str]:
+    """Slurm job id of every shard job the run submitted, from Snakemake's output."""
+    pattern = r"submitted with SLURM jobid (\d+) \(log: \S*/rule_(convert_shard_\d+)/"
+    return {rule: job for job, rule in re.findall(pattern, output)}
+
+
+def sacct(job: str, field: str) -> str:
+    out = _run("sacct", "-n", "-X", "-P", "-j", job, "-o", field).stdout.strip()
+    return out.splitlines()[0] if out else ""
+
+
+def test_slurm_profile_runs_resumes_after_scancel(slurm, tmp_path: Path) -> None:
+    synth.generate(tmp_path / "tif", 240)  # 2,400 tiles -> 8 shards of about 300
+    tifs = sorted((tmp_path / "tif").rglob("*.tif"))
+    out = tmp_path / "out" / "truecolor"
+
+    # 1. a full run: one Slurm job per shard, in the configured partition, every PNG right
+    first = snakemake_slurm(tmp_path)
+    log1, _ = first.communicate(timeout=900)
+    assert first.returncode == 0, log1[-4000:]
+    jobs = submitted(log1)
+    assert sorted(jobs) == [f"convert_shard_{i}" for i in range(8)], log1[-4000:]
+    for job in jobs.values():
+        assert sacct(job, "Partition") == PARTITION
+        assert sacct(job, "State") == "COMPLETED"
+    for tif in tifs:
+        assert_png_matches(out / tif.relative_to(tmp_path / "tif").with_suffix(".png"), tif)
+
+    # 2. every PNG deleted, then one running shard job cancelled with scancel
+    shutil.rmtree(out)
+    second = snakemake_slurm(tmp_path)
+    cancelled = None
+    deadline = time.monotonic() + 600
+    while cancelled is None and time.monotonic() < deadline and second.poll() is None:
+        running = _run("squeue", "-h", "-t", "R", "-o", "%i").stdout.split()
+        if running:
+            cancelled = running[0]
+            assert _run("scancel", cancelled).returncode == 0
+        time.sleep(0.2)
+    log2, _ = second.communicate(timeout=900)
+    assert cancelled is not None, "no shard job was seen running"
+    assert second.returncode != 0, "a run with a cancelled job must fail"
+    assert sacct(cancelled, "State").startswith("CANCELLED")
+    shard_of_job = {job: rule for rule, job in submitted(log2).items()}
+    lost = shard_of_job[cancelled]
+    done_before = {
+        png: png.stat().st_mtime_ns for png in out.rglob("*.png")
+    }  # what the other shards made
+
+    # 3. the rerun submits only the cancelled shard and leaves every other PNG alone
+    third = snakemake_slurm(tmp_path)
+    log3, _ = third.communicate(timeout=900)
+    assert third.returncode == 0, log3[-4000:]
+    assert list(submitted(log3)) == [lost], log3[-4000:]
+    for tif in tifs:
+        png = out / tif.relative_to(tmp_path / "tif").with_suffix(".png")
+        assert_png_matches(png, tif)
+        if png in done_before:
+            assert png.stat().st_mtime_ns == done_before[png], f"{png} was converted again"
