@@ -12,9 +12,11 @@ include: "rules/convert.smk"
 
 localrules:
     all,
+    summarize,
 
 
 rule all:
     default_target: True
     input:
         all_states(),
+        errors_table(),

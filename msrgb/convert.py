@@ -66,6 +66,46 @@ class InputError(Exception):
     """A TIFF that cannot be converted; the message names the file and the reason."""
 
 
+class OutputError(Exception):
+    """A PNG that cannot be written (disk full, no permission); names the file and the reason."""
+
+
+#: Data types a tile may have: the stretches expect integer reflectances (EuroSAT: uint16).
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16")
+
+
+def _describe_unreadable(path: Path) -> str | None:
+    """A plain reason for a file that cannot even be opened, or None to let GDAL explain."""
+    if path.is_symlink() and not path.exists():
+        return f"is a symbolic link to {os.readlink(path)!r}, which does not exist"
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "no longer exists"
+    except OSError as exc:
+        return f"cannot be accessed ({exc.strerror})"
+    if st.st_size == 0:
+        return "is empty (0 bytes)"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except PermissionError:
+        return "cannot be read: permission denied"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if head[:2] not in (b"II", b"MM"):
+        return "is not a TIFF file (it does not start with a TIFF header)"
+    return None
+
+
+def _root_message(exc: BaseException) -> str:
+    """The message of the innermost cause: rasterio wraps GDAL's precise error ("IReadBlock
+    failed ... TIFFReadEncodedStrip() failed") in "Read failed. See previous exception"."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc)
+
+
 class Converter:
     """Converts tiles to PNGs for a fixed list of products. Thread-safe."""
 
@@ -81,28 +121,41 @@ class Converter:
         self._needed = sorted({i for p in self.products for i in p.indices})
 
     def read(self, path: str | Path) -> dict[int, np.ndarray]:
-        """Read the bands the products need; returns band index (0-based) -> 2-D array."""
+        """Read the bands the products need; returns band index (0-based) -> 2-D array.
+        Raises :class:`InputError` naming the file and the problem."""
         try:
             # No georeferencing is read: none of the products needs it, and building the CRS
             # is the most expensive part of opening a small GeoTIFF.
             # DatasetReader directly: rasterio.open would set up a GDAL environment per call.
             with DatasetReader(path, driver="GTiff", sharing=False, GEOREF_SOURCES="NONE") as src:
                 count, dtype = src.count, src.dtypes[0]
-                missing = [i + 1 for i in self._needed if i >= count]
-                if missing:
+                for p in self.products:
+                    if count != len(p.band_map):
+                        raise InputError(
+                            f"{path}: has {count} band(s), but product {p.name!r} expects "
+                            f"{len(p.band_map)} ({' '.join(p.band_map)})"
+                        )
+                if dtype not in SUPPORTED_DTYPES:
                     raise InputError(
-                        f"{path}: has {count} band(s), but the products need band(s) "
-                        f"{missing} (1-based)"
+                        f"{path}: data type {dtype} is not supported "
+                        f"(expected one of {', '.join(SUPPORTED_DTYPES)})"
                     )
                 data = src.read([i + 1 for i in self._needed])
-        except rasterio.errors.RasterioIOError as exc:
-            raise InputError(f"{path}: cannot be read as a GeoTIFF ({exc})") from exc
         except InputError:
             raise
+        except rasterio.errors.RasterioIOError as exc:
+            reason = _describe_unreadable(Path(path))
+            if reason is not None:
+                raise InputError(f"{path}: {reason}") from exc
+            raise InputError(
+                f"{path}: cannot be read as a GeoTIFF, it may be truncated or damaged "
+                f"(GDAL: {_root_message(exc)})"
+            ) from exc
         except Exception as exc:  # a truncated strip surfaces as a generic rasterio error
-            raise InputError(f"{path}: reading failed ({type(exc).__name__}: {exc})") from exc
-        if data.dtype.kind not in "ui":
-            raise InputError(f"{path}: data type {dtype} is not an integer type")
+            raise InputError(
+                f"{path}: reading failed, the file may be truncated or damaged "
+                f"({type(exc).__name__}: {_root_message(exc)})"
+            ) from exc
         return dict(zip(self._needed, data))
 
     def render(self, bands: dict[int, np.ndarray], product: Product) -> np.ndarray:
@@ -130,7 +183,12 @@ class Converter:
         for product in self.products:
             if product.name in dests:
                 png = self.encode(self.render(bands, product), product.png_compression)
-                write_atomic(dests[product.name], png)
+                try:
+                    write_atomic(dests[product.name], png)
+                except OSError as exc:
+                    raise OutputError(
+                        f"{dests[product.name]}: cannot be written ({exc.strerror or exc})"
+                    ) from exc
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -17,8 +17,11 @@ under which settings. The next job of that shard skips every image whose record 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
+import socket
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,15 +139,18 @@ def split(sources: Sequence[Source], n_shards: int) -> list[list[Source]]:
     return shards
 
 
-def manifest_text(members: Sequence[Source], products: Sequence[Product]) -> str:
-    lines = [MANIFEST_HEADER]
+def manifest_text(
+    members: Sequence[Source], products: Sequence[Product], on_error: str = "fail"
+) -> str:
+    lines = [MANIFEST_HEADER, f"# on_error\t{on_error}"]
     lines += [f"# product\t{p.name}\t{p.digest()}" for p in products]
     lines += [f"{s.rel}\t{s.size}\t{s.mtime_ns}" for s in members]
     return "\n".join(lines) + "\n"
 
 
 def read_manifest(path: Path) -> tuple[list[Source], dict[str, str]]:
-    """Members and product digests (name -> digest) of a manifest file."""
+    """Members and settings of a manifest file: product name -> digest, plus the key
+    ``"on_error"`` for the error policy."""
     members, digests = [], {}
     with open(path, encoding="utf-8") as fh:
         for line in fh:
@@ -152,6 +158,8 @@ def read_manifest(path: Path) -> tuple[list[Source], dict[str, str]]:
             if line.startswith("# product\t"):
                 _, name, digest = line.split("\t")
                 digests[name] = digest
+            elif line.startswith("# on_error\t"):
+                digests["on_error"] = line.split("\t")[1]
             elif line and not line.startswith("#"):
                 rel, size, mtime = line.rsplit("\t", 2)
                 members.append(Source(rel, int(size), int(mtime)))
@@ -190,6 +198,11 @@ class Layout:
     def state(self, n_shards: int, shard: int) -> Path:
         return self.state_root / "state" / f"{n_shards}" / f"{shard}.tsv"
 
+    def progress(self, n_shards: int, shard: int) -> Path:
+        """Checkpoints of a shard job that has not finished (killed, failed); not a Snakemake
+        output, so Snakemake neither deletes nor restores it."""
+        return self.state_root / "progress" / f"{n_shards}" / f"{shard}.tsv"
+
     def plan_file(self) -> Path:
         return self.state_root / "plan.tsv"
 
@@ -217,9 +230,20 @@ class Layout:
         return sorted(found, key=lambda f: f.stat().st_mtime_ns)
 
 
-def read_state(paths: Iterable[Path]) -> dict[tuple[str, str], tuple[int, int, str]]:
+Records = dict[tuple[str, str], tuple[int, int, str]]
+Skipped = dict[str, tuple[int, int, str]]
+
+
+def read_state(paths: Iterable[Path]) -> Records:
     """(relative path, product) -> (size, mtime_ns, digest) from state files; later files win."""
-    state: dict[tuple[str, str], tuple[int, int, str]] = {}
+    return read_state_full(paths)[0]
+
+
+def read_state_full(paths: Iterable[Path]) -> tuple[Records, Skipped]:
+    """Records, and the inputs skipped as bad (relative path -> (size, mtime_ns, reason)),
+    from state files; later files win."""
+    state: Records = {}
+    skipped: Skipped = {}
     for path in paths:
         try:
             fh = open(path, encoding="utf-8")
@@ -229,15 +253,24 @@ def read_state(paths: Iterable[Path]) -> dict[tuple[str, str], tuple[int, int, s
             for line in fh:
                 if line.startswith("#") or not line.strip():
                     continue
+                if line.startswith("!\t"):
+                    _, rel, size, mtime, reason = line.rstrip("\n").split("\t", 4)
+                    skipped[rel] = (int(size), int(mtime), reason)
+                    continue
                 rel, size, mtime, product, digest = line.rstrip("\n").rsplit("\t", 4)
                 state[(rel, product)] = (int(size), int(mtime), digest)
-    return state
+                skipped.pop(rel, None)
+    return state, skipped
 
 
-def state_text(records: dict[tuple[str, str], tuple[int, int, str]]) -> str:
+def state_text(records: Records, skipped: Skipped | None = None) -> str:
+    """A state file: one line per PNG made, then one ``!`` line per input skipped as bad."""
     lines = [STATE_HEADER]
     for (rel, product), (size, mtime, digest) in sorted(records.items()):
         lines.append(f"{rel}\t{size}\t{mtime}\t{product}\t{digest}")
+    for rel, (size, mtime, reason) in sorted((skipped or {}).items()):
+        flat = " ".join(reason.split())  # one line, no tabs
+        lines.append(f"!\t{rel}\t{size}\t{mtime}\t{flat}")
     return "\n".join(lines) + "\n"
 
 
@@ -257,12 +290,15 @@ def write_plan(
     n_shards: int,
     products: Sequence[Product],
     threads: int = 1,
+    on_error: str = "fail",
 ) -> Plan:
     """Split ``sources`` into ``n_shards`` shards and write the manifests that changed, plus
     the plan file that names the shard count and threads for jobs started elsewhere."""
     members = split(sources, n_shards)
     for shard, shard_members in enumerate(members):
-        write_if_changed(layout.manifest(n_shards, shard), manifest_text(shard_members, products))
+        write_if_changed(
+            layout.manifest(n_shards, shard), manifest_text(shard_members, products, on_error)
+        )
     write_if_changed(layout.plan_file(), f"shards\t{n_shards}\nthreads\t{threads}\n")
     return Plan(n_shards, members, threads)
 
@@ -316,3 +352,31 @@ def scan_outputs(layout: Layout, plan: Plan, products: Sequence[Product]) -> lis
             os.utime(state, ns=(older, older))
             flagged.append(shard)
     return flagged
+
+
+_LOCKS: dict[str, int] = {}
+
+
+def lock_output(layout: Layout) -> None:
+    """Hold an exclusive lock on the output folder until this process ends, so that two runs
+    (from any working directories) never work on one output folder at once. The kernel drops
+    the lock when the process dies, even by ``kill -9``: a killed run leaves no stale lock."""
+    path = layout.state_root / "run.lock"
+    key = str(path.resolve())
+    if key in _LOCKS:  # the Snakefile can be parsed more than once in one process
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip() or "unknown process"
+        os.close(fd)
+        raise PlanError(
+            f"output folder {str(layout.output_dir)!r} is in use by another msrgb run "
+            f"({holder}); wait for it to finish or choose another output_dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {started}\n".encode(), 0)
+    _LOCKS[key] = fd

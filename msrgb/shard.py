@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +16,16 @@ from msrgb.convert import (
     enter_thread_gdal_env,
     write_atomic,
 )
-from msrgb.plan import Layout, Source, read_manifest, read_state, shard_of, state_text
+from msrgb.plan import (
+    Layout,
+    Records,
+    Skipped,
+    Source,
+    read_manifest,
+    read_state_full,
+    shard_of,
+    state_text,
+)
 from msrgb.products import Product
 
 log = logging.getLogger("msrgb")
@@ -33,6 +42,10 @@ class ShardResult:
     up_to_date: int = 0
     removed: int = 0
     failed: list[str] = field(default_factory=list)
+    skipped: int = 0
+
+
+ON_ERROR = ("fail", "skip")
 
 
 def run_shard(
@@ -43,11 +56,18 @@ def run_shard(
     threads: int = 1,
     progress_every: float = 5.0,
     checkpoint_every: float = 1.0,
+    on_error: str | None = None,
 ) -> ShardResult:
     """Bring every PNG of the shard described by ``manifest`` up to date, then record what
-    was done in ``state_out``, also every ``checkpoint_every`` seconds on the way, so a killed
-    job resumes where it stopped. Raises :class:`ShardError` after converting everything it can
-    when some inputs are bad; the state then records the good ones."""
+    was done in ``state_out``. Every ``checkpoint_every`` seconds, and when the job fails, the
+    records so far go to the shard's progress file, so a killed or failed job resumes where it
+    stopped.
+
+    Bad inputs (:class:`InputError`): with ``on_error="fail"`` (default: the manifest's policy)
+    everything else is converted, then :class:`ShardError` lists each bad file and why. With
+    ``"skip"`` they are recorded as skipped in the state (with size and mtime, so a fixed file
+    is tried again) and have no PNG. A PNG that cannot be written (disk full) stops the job at
+    once with :class:`OutputError`."""
     n_shards, shard = int(manifest.parent.name), int(manifest.stem)
     layout = Layout.of_manifest(manifest)
     members, digests = read_manifest(manifest)
@@ -57,13 +77,25 @@ def run_shard(
                 f"{manifest}: was written for other settings of product {p.name!r}; "
                 "re-run snakemake so the plan is rebuilt"
             )
-    previous = read_state(layout.related_states(n_shards, shard))
+    on_error = on_error or digests.get("on_error", "fail")
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    progress = layout.progress(n_shards, shard)
+    previous, previous_skipped = read_state_full(
+        [*layout.related_states(n_shards, shard), progress]
+    )
     manifest_mtime = manifest.stat().st_mtime_ns
     digest = {p.name: p.digest() for p in products}
     result = ShardResult(members=len(members))
-    records: dict[tuple[str, str], tuple[int, int, str]] = {}
+    records: Records = {}
+    skipped: Skipped = {}
     todo: list[tuple[Source, dict[str, Path]]] = []
     for src in members:
+        known_bad = previous_skipped.get(src.rel)
+        if on_error == "skip" and known_bad and known_bad[:2] == (src.size, src.mtime_ns):
+            skipped[src.rel] = known_bad  # unchanged since it was found bad: not retried
+            result.skipped += 1
+            continue
         dests = {}
         for p in products:
             png = layout.png(p.name, src)
@@ -79,9 +111,13 @@ def run_shard(
 
     result.removed = _remove_orphans(previous, members, products, layout, n_shards, shard)
     log.info(
-        "shard %d (of %d): %d images, %d up to date, %d to convert with %d thread(s)",
+        "shard %d (of %d): %d images, %d up to date, %d to convert with %d thread(s)%s",
         shard, n_shards, len(members), result.up_to_date, len(todo), threads,
+        f", {result.skipped} skipped as bad before" if result.skipped else "",
     )  # fmt: skip
+
+    def checkpoint() -> None:
+        write_atomic(progress, state_text(records, skipped).encode("utf-8"))
 
     converter = Converter(products)
     t0 = last = last_checkpoint = time.monotonic()
@@ -106,6 +142,10 @@ def run_shard(
                         records[(src.rel, name)] = (src.size, src.mtime_ns, digest[name])
                 elif isinstance(exc, InputError):
                     result.failed.append(str(exc))
+                    log.warning("%s", exc)
+                    if on_error == "skip":
+                        skipped[src.rel] = (src.size, src.mtime_ns, _reason(exc, input_dir / src.rel))
+                        _remove_stale(dests.values())
                 elif fatal is None:  # disk full, permissions on the output: stop early
                     fatal = exc
                     for f in pending:
@@ -113,23 +153,42 @@ def run_shard(
             now = time.monotonic()
             if now - last_checkpoint >= checkpoint_every and pending:
                 last_checkpoint = now
-                write_atomic(state_out, state_text(records).encode("utf-8"))
+                checkpoint()
             if now - last >= progress_every or not pending:
                 last = now
                 rate = result.converted / max(now - t0, 1e-9)
                 log.info(
-                    "shard %d (of %d): %d/%d converted, %d failed (%.0f images/s)",
+                    "shard %d (of %d): %d/%d converted, %d bad (%.0f images/s)",
                     shard, n_shards, result.converted, len(todo), len(result.failed), rate,
                 )  # fmt: skip
-    write_atomic(state_out, state_text(records).encode("utf-8"))
-    if fatal is not None:
-        raise fatal
-    if result.failed:
+    result.skipped += len(result.failed) if on_error == "skip" else 0
+    if fatal is not None or (result.failed and on_error == "fail"):
+        try:
+            checkpoint()  # keep what was done, for the next run
+        except OSError as exc:
+            log.error("could not save progress to %s: %s", progress, exc)
+        if fatal is not None:
+            raise fatal
         raise ShardError(
             f"{len(result.failed)} of {len(members)} input file(s) of shard {shard} (of "
             f"{n_shards}) could not be converted:\n  " + "\n  ".join(sorted(result.failed))
         )
+    write_atomic(state_out, state_text(records, skipped).encode("utf-8"))
+    progress.unlink(missing_ok=True)
     return result
+
+
+def _reason(exc: InputError, path: Path) -> str:
+    """The reason without the file name, which errors.tsv has in its own column."""
+    text = str(exc)
+    prefix = f"{path}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def _remove_stale(pngs: Iterable[Path]) -> None:
+    """A skipped input must not keep a PNG made from an earlier version of it."""
+    for png in pngs:
+        png.unlink(missing_ok=True)
 
 
 def _keep(png: Path, manifest_mtime: int) -> bool:

@@ -94,7 +94,7 @@ def write_tile(
     count, height, width = data.shape
     profile = {
         "driver": "GTiff",
-        "dtype": "uint16",
+        "dtype": str(data.dtype),
         "count": count,
         "height": height,
         "width": width,

@@ -1,5 +1,6 @@
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -86,6 +87,7 @@ def make_plan():
         return msplan.load_plan(LAYOUT)
     check_folders(INPUT_DIR, OUTPUT_DIR)
     try:
+        msplan.lock_output(LAYOUT)
         sources = msplan.discover(INPUT_DIR)
     except msplan.PlanError as exc:
         raise WorkflowError(str(exc)) from None
@@ -96,17 +98,24 @@ def make_plan():
     n_shards = choose_shard_count(len(sources))
     if n_shards & (n_shards - 1):
         raise WorkflowError(f"config 'shards': {n_shards} is not a power of two")
-    plan = msplan.write_plan(LAYOUT, sources, n_shards, PRODUCTS, choose_threads())
+    plan = msplan.write_plan(
+        LAYOUT, sources, n_shards, PRODUCTS, choose_threads(), config["on_error"]
+    )
     msplan.scan_outputs(LAYOUT, plan, PRODUCTS)
     return plan
 
 
 PLAN = make_plan()
+SNAKEMAKE_SPECIAL = re.compile(r"[{}<>]")
 
 
 def shard_pngs(shard):
-    """Every PNG that shard ``shard`` produces, for every product."""
-    return [LAYOUT.png_str(p.name, s) for s in PLAN.members[shard] for p in PRODUCTS]
+    """Every PNG that shard ``shard`` produces, for every product. Names with { } < > are left
+    out: Snakemake reads {x} in a file name as a wildcard and <x> as a path variable, with no
+    way to escape them, so such a PNG cannot be a target (the normal run, which targets state
+    files, converts it)."""
+    pngs = [LAYOUT.png_str(p.name, s) for s in PLAN.members[shard] for p in PRODUCTS]
+    return [png for png in pngs if not SNAKEMAKE_SPECIAL.search(png)]
 
 
 def shard_manifest(shard):
@@ -124,6 +133,14 @@ def shard_log(shard, kind="shard"):
 def all_states():
     """The target: one small state file per shard, not every PNG (see README, How it works)."""
     return [shard_state(i) for i in range(PLAN.n_shards)]
+
+
+def errors_table():
+    return str(OUTPUT_DIR / "errors.tsv")
+
+
+def summary_log():
+    return str(OUTPUT_DIR / "logs" / "summarize.log")
 
 
 def shard_resources(shard):

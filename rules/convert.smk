@@ -47,5 +47,22 @@ for shard in range(PLAN.n_shards):
             state=shard_state(shard),
             input_dir=str(INPUT_DIR),
             products=product_dicts(),
+            # a requested PNG must exist at the end: a bad input fails the job
+            on_error="fail",
         script:
             "../scripts/convert_shard.py"
+
+
+rule summarize:
+    input:
+        states=all_states(),
+    output:
+        errors=errors_table(),
+    log:
+        summary_log(),
+    conda:
+        "../envs/msrgb.yaml"
+    params:
+        input_dir=str(INPUT_DIR),
+    script:
+        "../scripts/summarize.py"

@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb.products import products_from_dicts  # noqa: E402
+from msrgb.convert import OutputError  # noqa: E402
 from msrgb.shard import ShardError, run_shard  # noqa: E402
 
 logging.basicConfig(
@@ -22,8 +23,9 @@ try:
         input_dir=Path(snakemake.params.input_dir),
         products=products_from_dicts(snakemake.params.products),
         threads=snakemake.threads,
+        on_error=snakemake.params.get("on_error"),
     )
-except ShardError as exc:
+except (ShardError, OutputError) as exc:
     logging.error("%s", exc)
     print(exc, file=sys.stderr)
     sys.exit(1)

@@ -72,3 +72,29 @@ def dataset(tmp_path: Path) -> Path:
         nested / "tile_x.tiff", synth.make_tile("Forest", 99), (500000.0, 5000000.0), 32632
     )
     return root
+
+
+#: Counts reported at the end of the test run by the fault-injection tests (tests/test_faults.py).
+FAULT_COUNTS: dict[str, int] = {"cases tried": 0, "PNGs verified": 0}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if FAULT_COUNTS["cases tried"]:
+        terminalreporter.write_sep("=", "fault injection")
+        for key, value in FAULT_COUNTS.items():
+            terminalreporter.write_line(f"{key}: {value}")
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
+    """Every entry under ``root``: (mode, mtime_ns, content hash) of files, to prove that a run
+    did not write to its input folder."""
+    import hashlib
+
+    state = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        digest = ""
+        if p.is_file() and not p.is_symlink() and os.access(p, os.R_OK):
+            digest = hashlib.sha256(p.read_bytes()).hexdigest()
+        state[str(p.relative_to(root))] = (st.st_mode, st.st_mtime_ns, digest)
+    return state

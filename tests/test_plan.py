@@ -68,7 +68,7 @@ def test_manifest_rewritten_only_when_content_changes(tmp_path: Path):
     plan.write_plan(layout, changed, 2, products)
     assert layout.manifest(2, 0).stat().st_mtime_ns > 1
     members, digests = plan.read_manifest(layout.manifest(2, 0))
-    assert digests == {"truecolor": products[0].digest()}
+    assert digests == {"truecolor": products[0].digest(), "on_error": "fail"}
     assert all(m.size == 11 for m in members)
 
 

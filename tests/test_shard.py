@@ -43,8 +43,15 @@ def test_bad_files_are_all_listed_and_good_ones_kept(tmp_path: Path):
     assert "Forest/Forest_1.tif" in msg and "SeaLake/empty.tif" in msg
     pngs = sorted(p.name for p in (layout.output_dir / "truecolor").rglob("*.png"))
     assert pngs == ["Forest_2.png", "River_1.png", "River_2.png", "SeaLake_1.png", "SeaLake_2.png"]
-    state = plan.read_state([layout.state(1, 0)])
-    assert len(state) == 5, "the good conversions are recorded"
+    assert not layout.state(1, 0).exists(), "a failed job does not write its Snakemake output"
+    state = plan.read_state([layout.progress(1, 0)])
+    assert len(state) == 5, "the good conversions are recorded for the next run"
+    (tifs / "Forest" / "Forest_1.tif").unlink()
+    (tifs / "SeaLake" / "empty.tif").unlink()
+    plan.write_plan(layout, plan.discover(tifs), 1, products)
+    result = run_shard(layout.manifest(1, 0), layout.state(1, 0), tifs, products)
+    assert (result.converted, result.up_to_date) == (0, 5), "nothing converted twice"
+    assert not layout.progress(1, 0).exists()
 
 
 def test_changing_one_product_rerenders_only_that_product(tmp_path: Path):

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Does the thread pool earn its place? Time one shard job's work (msrgb.shard.run_shard, the
+function the workflow runs) with 1/2/4/8 threads, on local disk and through bench/slowfs.py
+(a FUSE pass-through that adds a latency to every open and read, like a network file system).
+
+Usage (root, or FUSE allowed; libfuse2 and `pip install fusepy` for the slow case):
+    python bench/threads.py --n 3000 [--threads 1 2 4 8] [--latency-ms 0 2] [--repeat 3]
+
+Prints ms per image for each (latency, threads), the best of --repeat runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from msrgb import plan  # noqa: E402
+from msrgb.products import parse_products  # noqa: E402
+from msrgb.shard import run_shard  # noqa: E402
+
+
+def mount_slow(source: Path, mountpoint: Path, latency_ms: float) -> subprocess.Popen[bytes]:
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "slowfs.py"), str(source), str(mountpoint),
+         "--latency-ms", str(latency_ms)]
+    )  # fmt: skip
+    for _ in range(100):
+        if os.path.ismount(mountpoint):
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    sys.exit("slowfs did not mount (needs libfuse2, fusepy and /dev/fuse)")
+
+
+def one_run(input_dir: Path, work: Path, threads: int) -> float:
+    products = parse_products(["truecolor"], png_compression="huffman")
+    out = work / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    layout = plan.Layout(out)
+    p = plan.write_plan(layout, plan.discover(input_dir), 1, products, threads)
+    t0 = time.perf_counter()
+    run_shard(layout.manifest(1, 0), layout.state(1, 0), input_dir, products, threads)
+    return (time.perf_counter() - t0) / len(p.members[0]) * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=3000)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 2.0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "msrgb-threads")
+    args = ap.parse_args()
+
+    data = args.work / f"eurosat-{args.n}"
+    if not data.exists():
+        subprocess.run(
+            [sys.executable, str(REPO / "bench/make_eurosat.py"), str(data), str(args.n)],
+            check=True,
+        )
+    print(f"{args.n} EuroSAT-shaped tiles; ms per image (best of {args.repeat}); cpus={os.cpu_count()}")
+    print("latency_ms " + " ".join(f"{t:>9}" for t in (f"{n} thr" for n in args.threads)))
+    for latency in args.latency_ms:
+        mount = None
+        source = data
+        if latency > 0:
+            mnt = args.work / "slow"
+            mount = mount_slow(data, mnt, latency)
+            source = mnt
+        try:
+            row = []
+            for threads in args.threads:
+                row.append(min(one_run(source, args.work, threads) for _ in range(args.repeat)))
+            print(f"{latency:>10} " + " ".join(f"{v:9.2f}" for v in row), flush=True)
+        finally:
+            if mount is not None:
+                subprocess.run(["fusermount", "-u", str(args.work / "slow")], check=False)
+                mount.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
