@@ -7,6 +7,7 @@ configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/stretch.smk"
 include: "rules/convert.smk"
 
 

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import sys
 import threading
 import warnings
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
 
 import imageio.v3 as iio
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.io import DatasetReader
 
-from msrgb.products import Product, stretch_gain
+from msrgb.products import Product, stretch
 
 # imageio's Pillow plugin tries ``from pillow_heif import ...`` on every call; when the package
 # is absent, each failed import walks sys.path (0.3 ms per PNG, as much as the encode itself).
@@ -106,8 +111,19 @@ def _root_message(exc: BaseException) -> str:
     return str(exc)
 
 
+@dataclass
+class Tile:
+    """What was read from one input: the needed bands, plus what some products need."""
+
+    bands: dict[int, np.ndarray]
+    nodata: float | None = None
+    transform: Affine | None = None
+    crs_wkt: str | None = None
+
+
 class Converter:
-    """Converts tiles to PNGs for a fixed list of products. Thread-safe."""
+    """Converts tiles to PNGs for a fixed list of products, reading each tile once. Thread-safe.
+    Products with a dataset-wide stretch must come with their limits (Product.with_limits)."""
 
     def __init__(self, products: Sequence[Product]):
         for p in products:
@@ -117,17 +133,27 @@ class Converter:
                     f"of {sorted(PNG_COMPRESSION)}"
                 )
         self.products = list(products)
-        self._luts = {p.name: p.lut() for p in self.products}
+        # one lookup table per product and channel, for the stretches with fixed limits
+        self._luts: dict[str, list[np.ndarray]] = {}
+        for p in self.products:
+            limits = p.fixed_limits()
+            if limits is not None:
+                tables: dict[tuple[float, float], np.ndarray] = {}
+                self._luts[p.name] = [
+                    tables.setdefault(lim, p.lut(c)) for c, lim in enumerate(limits)
+                ]
         self._needed = sorted({i for p in self.products for i in p.indices})
+        self._georef = any(p.needs_georef for p in self.products)
 
-    def read(self, path: str | Path) -> dict[int, np.ndarray]:
-        """Read the bands the products need; returns band index (0-based) -> 2-D array.
-        Raises :class:`InputError` naming the file and the problem."""
+    def read(self, path: str | Path) -> Tile:
+        """Read the bands the products need, once for all products. Raises
+        :class:`InputError` naming the file and the problem."""
+        # Georeferencing is read only when a product writes it: building the CRS is the most
+        # expensive part of opening a small GeoTIFF. DatasetReader directly: rasterio.open
+        # would set up a GDAL environment per call.
+        options = {} if self._georef else {"GEOREF_SOURCES": "NONE"}
         try:
-            # No georeferencing is read: none of the products needs it, and building the CRS
-            # is the most expensive part of opening a small GeoTIFF.
-            # DatasetReader directly: rasterio.open would set up a GDAL environment per call.
-            with DatasetReader(path, driver="GTiff", sharing=False, GEOREF_SOURCES="NONE") as src:
+            with DatasetReader(path, driver="GTiff", sharing=False, **options) as src:
                 count, dtype = src.count, src.dtypes[0]
                 for p in self.products:
                     if count != len(p.band_map):
@@ -141,6 +167,14 @@ class Converter:
                         f"(expected one of {', '.join(SUPPORTED_DTYPES)})"
                     )
                 data = src.read([i + 1 for i in self._needed])
+                tile = Tile(dict(zip(self._needed, data)), src.nodata)
+                if self._georef:
+                    if src.crs is None or src.transform.is_identity:
+                        raise InputError(
+                            f"{path}: has no georeferencing (CRS and transform), but a product "
+                            "asks for a world file"
+                        )
+                    tile.transform, tile.crs_wkt = src.transform, src.crs.to_wkt()
         except InputError:
             raise
         except rasterio.errors.RasterioIOError as exc:
@@ -156,18 +190,40 @@ class Converter:
                 f"{path}: reading failed, the file may be truncated or damaged "
                 f"({type(exc).__name__}: {_root_message(exc)})"
             ) from exc
-        return dict(zip(self._needed, data))
+        return tile
 
-    def render(self, bands: dict[int, np.ndarray], product: Product) -> np.ndarray:
-        """Return the (rows, cols, 3) uint8 image of ``product``."""
-        stack = np.stack([bands[i] for i in product.indices], axis=-1)
-        if stack.dtype == np.uint16 or stack.dtype == np.uint8:
-            return self._luts[product.name][stack]
-        return stretch_gain(stack, product.gain_max)
+    def render(self, tile: Tile | dict[int, np.ndarray], product: Product) -> np.ndarray:
+        """The (rows, cols, 3) image of ``product`` (uint8 or uint16), or (rows, cols, 4) with
+        an alpha channel when the product has a nodata value."""
+        if isinstance(tile, dict):
+            tile = Tile(tile)
+        stack = np.stack([tile.bands[i] for i in product.indices], axis=-1)
+        nodata = tile.nodata if product.nodata == "file" else product.nodata
+        invalid = (stack == nodata).any(axis=-1) if nodata is not None else None
+        luts = self._luts.get(product.name)
+        if luts is not None and stack.dtype in (np.uint8, np.uint16):
+            if luts[0] is luts[1] is luts[2]:
+                rgb = luts[0][stack]
+            else:
+                rgb = np.stack([luts[c][stack[..., c]] for c in range(3)], axis=-1)
+        else:
+            limits = product.fixed_limits() or image_percentiles(stack, invalid, product)
+            rgb = np.stack(
+                [stretch(stack[..., c], lo, hi, product) for c, (lo, hi) in enumerate(limits)],
+                axis=-1,
+            )
+        if product.nodata is None:
+            return rgb
+        alpha = np.full(rgb.shape[:2], product.top, dtype=rgb.dtype)
+        if invalid is not None:
+            alpha[invalid] = 0
+        return np.concatenate([rgb, alpha[..., None]], axis=-1)
 
     def encode(self, rgb: np.ndarray, png_compression: str = "huffman") -> bytes:
-        """PNG bytes of an (rows, cols, 3) uint8 image."""
+        """PNG bytes of an (rows, cols, 3 or 4) uint8 or uint16 image."""
         level, strategy = PNG_COMPRESSION[png_compression]
+        if rgb.dtype == np.uint16:
+            return encode_png16(rgb, level, strategy)
         return iio.imwrite(
             "<bytes>",
             rgb,
@@ -178,17 +234,87 @@ class Converter:
         )
 
     def convert(self, src: str | Path, dests: dict[str, Path]) -> None:
-        """Convert ``src`` to one PNG per product (``dests``: product name -> PNG path)."""
-        bands = self.read(src)
+        """Convert ``src`` to one PNG per product (``dests``: product name -> PNG path), with
+        the products' side files (world file, .aux.xml)."""
+        tile = self.read(src)
         for product in self.products:
-            if product.name in dests:
-                png = self.encode(self.render(bands, product), product.png_compression)
+            png = dests.get(product.name)
+            if png is None:
+                continue
+            files = {png: self.encode(self.render(tile, product), product.png_compression)}
+            if product.world_file:
+                assert tile.transform is not None and tile.crs_wkt is not None
+                files[world_file_path(png)] = world_file_text(tile.transform).encode()
+                files[aux_xml_path(png)] = aux_xml_text(tile.transform, tile.crs_wkt).encode()
+            for path, data in files.items():
                 try:
-                    write_atomic(dests[product.name], png)
+                    write_atomic(path, data)
                 except OSError as exc:
-                    raise OutputError(
-                        f"{dests[product.name]}: cannot be written ({exc.strerror or exc})"
-                    ) from exc
+                    raise OutputError(f"{path}: cannot be written ({exc.strerror or exc})") from exc
+
+
+def image_percentiles(
+    stack: np.ndarray, invalid: np.ndarray | None, product: Product
+) -> list[tuple[float, float]]:
+    """Per-band (low, high) percentiles of one image, without its nodata pixels."""
+    limits = []
+    for c in range(3):
+        values = stack[..., c] if invalid is None else stack[..., c][~invalid]
+        if values.size == 0:
+            limits.append((0.0, 1.0))
+            continue
+        lo, hi = np.percentile(values, [product.low, product.high])
+        limits.append((float(lo), float(hi) if hi > lo else float(lo) + 1.0))
+    return limits
+
+
+def encode_png16(image: np.ndarray, level: int, strategy: int) -> bytes:
+    """A 16-bit RGB or RGBA PNG (Pillow writes only 8-bit colour PNGs): big-endian samples,
+    filter type 0 on every row, zlib with the given level and strategy."""
+    rows, cols, channels = image.shape
+    raw = np.zeros((rows, 1 + cols * channels * 2), dtype=np.uint8)
+    raw[:, 1:] = image.astype(">u2").view(np.uint8).reshape(rows, -1)
+    packer = zlib.compressobj(level, zlib.DEFLATED, 15, 8, strategy)
+    idat = packer.compress(raw.tobytes()) + packer.flush()
+    color_type = {3: 2, 4: 6}[channels]
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", cols, rows, 16, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def world_file_path(png: Path) -> Path:
+    return png.with_suffix(".pgw")
+
+
+def aux_xml_path(png: Path) -> Path:
+    return png.with_name(png.name + ".aux.xml")
+
+
+def side_files(png: Path) -> list[Path]:
+    """Files that may accompany a PNG."""
+    return [world_file_path(png), aux_xml_path(png)]
+
+
+def world_file_text(t: Affine) -> str:
+    """ESRI world file: pixel sizes, rotations, then the centre of the top-left pixel."""
+    cx = t.c + t.a / 2 + t.b / 2
+    cy = t.f + t.d / 2 + t.e / 2
+    return "\n".join(repr(float(v)) for v in (t.a, t.d, t.b, t.e, cx, cy)) + "\n"
+
+
+def aux_xml_text(t: Affine, crs_wkt: str) -> str:
+    """GDAL's side-car metadata: the CRS and geotransform, read by QGIS and rasterio."""
+    gt = ", ".join(repr(float(v)) for v in t.to_gdal())
+    return (
+        "<PAMDataset>\n"
+        f"  <SRS dataAxisToSRSAxisMapping=\"1,2\">{xml_escape(crs_wkt)}</SRS>\n"
+        f"  <GeoTransform>{gt}</GeoTransform>\n"
+        "</PAMDataset>\n"
+    )
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -1,15 +1,28 @@
-"""Products: which bands make the red, green and blue channels, and how values become 0-255.
+"""Products: which bands make the red, green and blue channels, and how values become pixels.
 
-A product is pure data. Its digest names everything that changes its pixels, so a changed
+A product is pure data. Its digest names everything that changes its output files, so a changed
 setting re-runs that product and nothing else.
+
+Stretches (each maps a band value ``v`` to ``t`` in 0-1, then to ``out_min .. top`` where
+``top`` is 255 for 8-bit and 65535 for 16-bit PNGs, truncating like ``astype``):
+
+* ``gain``: ``t = (v / max).clip(0, 1)``; the reference formula with ``max: 4000``.
+* ``range``: ``t = ((v - min) / (max - min)).clip(0, 1)``; with ``min: 0, max: 2750,
+  out_min: 1`` it is the mapping of the official EuroSAT RGB JPEGs (0-2750 -> 1-255).
+* ``percentile``: ``range`` with ``min``/``max`` at the ``low``/``high`` percentiles of each
+  band, per image (``scope: image``) or over a sample of the whole dataset computed once
+  (``scope: dataset``; see :mod:`msrgb.stats`).
+
+``gamma`` (default 1) then applies ``t ** (1 / gamma)``: above 1 brightens the dark values.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,10 +33,19 @@ from msrgb.synth import EUROSAT_BANDS
 #: so that existing outputs are rebuilt.
 ALGORITHM_VERSION = 1
 
-#: Built-in products. ``gain`` is the reference stretch: value / max, clipped to 0-1, times 255.
+_GAIN_4000 = {"type": "gain", "max": 4000}
+
+#: Built-in products; all use the reference gain (/4000) unless a spec says otherwise.
 PRESETS: dict[str, dict[str, Any]] = {
-    "truecolor": {"bands": ["B04", "B03", "B02"], "stretch": {"type": "gain", "max": 4000}},
+    "truecolor": {"bands": ["B04", "B03", "B02"], "stretch": _GAIN_4000},
+    "falsecolor": {"bands": ["B08", "B04", "B03"], "stretch": _GAIN_4000},
+    "swir": {"bands": ["B12", "B8A", "B04"], "stretch": _GAIN_4000},
+    "agriculture": {"bands": ["B11", "B08", "B02"], "stretch": _GAIN_4000},
 }
+
+STRETCHES = ("gain", "range", "percentile")
+PRODUCT_KEYS = ("preset", "bands", "band_map", "stretch", "bit_depth", "nodata", "world_file")
+STRETCH_KEYS = ("type", "min", "max", "out_min", "low", "high", "scope", "sample", "gamma")
 
 
 class ProductError(ValueError):
@@ -37,51 +59,134 @@ class Product:
     name: str
     bands: tuple[str, str, str]
     band_map: tuple[str, ...] = EUROSAT_BANDS
-    gain_max: float = 4000.0
+    stretch: str = "gain"
+    vmin: float = 0.0
+    vmax: float = 4000.0
+    out_min: int = 0
+    low: float = 2.0
+    high: float = 98.0
+    scope: str = "image"
+    sample: int = 500
+    gamma: float = 1.0
+    bit_depth: int = 8
+    nodata: float | str | None = None
+    world_file: bool = False
     png_compression: str = "huffman"
+    #: per-band (min, max) of a dataset-wide percentile stretch, filled in from the stats file
+    limits: tuple[tuple[float, float], ...] | None = None
     indices: tuple[int, int, int] = field(init=False)
 
     def __post_init__(self) -> None:
+        def fail(key: str, problem: str) -> ProductError:
+            return ProductError(f"product {self.name!r}: {key!r} {problem}")
+
         if len(self.bands) != 3:
-            raise ProductError(
-                f"product {self.name!r}: 'bands' needs exactly 3 names (red, green, blue), "
-                f"got {list(self.bands)}"
-            )
+            raise fail("bands", f"needs exactly 3 names (red, green, blue), got {list(self.bands)}")
         unknown = [b for b in self.bands if b not in self.band_map]
         if unknown:
-            raise ProductError(
-                f"product {self.name!r}: unknown band name(s) {unknown} in 'bands'; "
-                f"the band map has {list(self.band_map)}"
+            raise fail(
+                "bands", f"has unknown band name(s) {unknown}; the band map has {list(self.band_map)}"
             )
-        if not self.gain_max > 0:
-            raise ProductError(
-                f"product {self.name!r}: 'stretch.max' must be > 0, got {self.gain_max}"
-            )
-        object.__setattr__(
-            self, "indices", tuple(self.band_map.index(b) for b in self.bands)
-        )
+        if len(set(self.band_map)) != len(self.band_map):
+            raise fail("band_map", f"names a band twice: {list(self.band_map)}")
+        if self.stretch not in STRETCHES:
+            raise fail("stretch.type", f"{self.stretch!r} is not one of {list(STRETCHES)}")
+        if self.stretch == "gain" and not self.vmax > 0:
+            raise fail("stretch.max", f"must be > 0, got {self.vmax}")
+        if self.stretch == "range" and not self.vmin < self.vmax:
+            raise fail("stretch.min", f"must be below 'stretch.max', got {self.vmin} >= {self.vmax}")
+        if self.stretch == "percentile":
+            for key, value in (("low", self.low), ("high", self.high)):
+                if not 0 <= value <= 100:
+                    raise fail(f"stretch.{key}", f"must be a percentile from 0 to 100, got {value}")
+            if not self.low < self.high:
+                raise fail("stretch.low", f"must be below 'stretch.high', got {self.low} >= {self.high}")
+            if self.scope not in ("image", "dataset"):
+                raise fail("stretch.scope", f"must be 'image' or 'dataset', got {self.scope!r}")
+            if self.sample < 1:
+                raise fail("stretch.sample", f"must be at least 1, got {self.sample}")
+        if self.bit_depth not in (8, 16):
+            raise fail("bit_depth", f"must be 8 or 16, got {self.bit_depth}")
+        if not 0 <= self.out_min < self.top:
+            raise fail("stretch.out_min", f"must be from 0 to {self.top - 1}, got {self.out_min}")
+        if not (self.gamma > 0 and math.isfinite(self.gamma)):
+            raise fail("stretch.gamma", f"must be > 0, got {self.gamma}")
+        if isinstance(self.nodata, str) and self.nodata != "file":
+            raise fail("nodata", f"must be a number, 'file' or absent, got {self.nodata!r}")
+        object.__setattr__(self, "indices", tuple(self.band_map.index(b) for b in self.bands))
+
+    @property
+    def top(self) -> int:
+        """The largest output value: 255 (8-bit) or 65535 (16-bit)."""
+        return 255 if self.bit_depth == 8 else 65535
+
+    @property
+    def gain_max(self) -> float:
+        return self.vmax
+
+    @property
+    def dataset_stretch(self) -> bool:
+        """True if every image shares limits computed once from a sample of the dataset."""
+        return self.stretch == "percentile" and self.scope == "dataset"
+
+    @property
+    def needs_georef(self) -> bool:
+        return self.world_file
 
     def digest(self) -> str:
-        """A short hash of everything that determines this product's pixels."""
-        payload = {
-            "algorithm": ALGORITHM_VERSION,
-            "bands": list(self.bands),
-            "band_map": list(self.band_map),
-            "gain_max": self.gain_max,
-            "png_compression": self.png_compression,
-        }
+        """A short hash of everything that determines this product's output files."""
+        payload = {"algorithm": ALGORITHM_VERSION, **self.to_dict()}
+        payload.pop("name")
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
-    def lut(self) -> np.ndarray:
-        """Lookup table uint16 value -> uint8, equal value for value to the reference formula
-        ``(255 * (v / max).clip(0, 1)).astype(uint8)`` evaluated in float64."""
-        return stretch_gain(np.arange(65536, dtype=np.uint16), self.gain_max)
+    def with_limits(self, limits: Sequence[Sequence[float]]) -> Product:
+        """This product with the dataset-wide per-band (min, max) filled in."""
+        return replace(self, limits=tuple((float(lo), float(hi)) for lo, hi in limits))
+
+    def fixed_limits(self) -> list[tuple[float, float]] | None:
+        """Per-band (min, max) when they do not depend on the image, else None."""
+        if self.stretch == "gain":
+            return [(0.0, self.vmax)] * 3
+        if self.stretch == "range":
+            return [(self.vmin, self.vmax)] * 3
+        if self.dataset_stretch:
+            if self.limits is None:
+                raise ValueError(f"product {self.name!r}: dataset limits not loaded")
+            return list(self.limits)
+        return None
+
+    def lut(self, band: int = 0) -> np.ndarray:
+        """Lookup table for every uint16 value of channel ``band``, equal value for value to
+        :func:`stretch` evaluated in float64 (for the reference product:
+        ``(255 * (v / 4000).clip(0, 1)).astype(uint8)``)."""
+        limits = self.fixed_limits()
+        assert limits is not None, "per-image stretches have no lookup table"
+        lo, hi = limits[band]
+        return stretch(np.arange(65536, dtype=np.uint16), lo, hi, self)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("indices")
+        for key in ("bands", "band_map"):
+            d[key] = list(d[key])
+        if d["limits"] is not None:
+            d["limits"] = [list(x) for x in d["limits"]]
         return d
+
+
+def stretch(values: np.ndarray, lo: float, hi: float, product: Product) -> np.ndarray:
+    """Map ``values`` with limits ``lo``/``hi`` to the product's output type, in float64."""
+    if lo == 0:
+        t = (values / hi).clip(0, 1)  # exactly the reference's arithmetic
+    else:
+        t = ((values - lo) / (hi - lo)).clip(0, 1)
+    if product.gamma != 1:
+        t = t ** (1 / product.gamma)
+    dtype = np.uint8 if product.bit_depth == 8 else np.uint16
+    if product.out_min == 0:
+        return (product.top * t).astype(dtype)
+    return (product.out_min + (product.top - product.out_min) * t).astype(dtype)
 
 
 def stretch_gain(values: np.ndarray, gain_max: float) -> np.ndarray:
@@ -89,8 +194,14 @@ def stretch_gain(values: np.ndarray, gain_max: float) -> np.ndarray:
     return (255 * (values / gain_max).clip(0, 1)).astype(np.uint8)
 
 
+def _number(name: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProductError(f"product {name!r}: {key!r} must be a number, got {value!r}")
+    return float(value)
+
+
 def parse_products(
-    spec: Sequence[str] | Mapping[str, Mapping[str, Any]],
+    spec: Sequence[str] | Mapping[str, Mapping[str, Any] | None],
     band_map: Sequence[str] = EUROSAT_BANDS,
     png_compression: str = "huffman",
 ) -> list[Product]:
@@ -109,30 +220,61 @@ def parse_products(
     products = []
     for name, body in items:
         body = dict(body or {})
+        unknown = sorted(set(body) - set(PRODUCT_KEYS))
+        if unknown:
+            raise ProductError(f"product {name!r}: unknown key(s) {unknown}; known: {list(PRODUCT_KEYS)}")
         preset = body.pop("preset", None)
         if preset is not None:
             if preset not in PRESETS:
                 raise ProductError(
                     f"product {name!r}: unknown 'preset' {preset!r}; presets are {sorted(PRESETS)}"
                 )
-            body = {**PRESETS[preset], **body}
-        elif name in PRESETS:
-            body = {**PRESETS[name], **body}
+            base = PRESETS[preset]
+        else:
+            base = PRESETS.get(name, {})
+        stretch_spec = {**base.get("stretch", _GAIN_4000)}
+        if "stretch" in body:
+            given = dict(body["stretch"] or {})
+            if "type" in given and given["type"] != stretch_spec.get("type"):
+                stretch_spec = {}  # another stretch: the preset's numbers do not apply
+            stretch_spec.update(given)
+        body = {**base, **body, "stretch": stretch_spec}
         if "bands" not in body:
             raise ProductError(f"product {name!r}: 'bands' is missing")
-        stretch = dict(body.get("stretch") or {"type": "gain", "max": 4000})
-        if stretch.get("type", "gain") != "gain":
+        unknown = sorted(set(stretch_spec) - set(STRETCH_KEYS))
+        if unknown:
             raise ProductError(
-                f"product {name!r}: 'stretch.type' {stretch.get('type')!r} is not supported; "
-                "supported: gain"
+                f"product {name!r}: unknown 'stretch' key(s) {unknown}; known: {list(STRETCH_KEYS)}"
             )
+        kind = stretch_spec.get("type", "gain")
+        numbers = {}
+        for key, attr, default in (
+            ("min", "vmin", 0.0),
+            ("max", "vmax", 4000.0),
+            ("low", "low", 2.0),
+            ("high", "high", 98.0),
+            ("gamma", "gamma", 1.0),
+        ):
+            numbers[attr] = _number(name, f"stretch.{key}", stretch_spec.get(key, default))
+        if kind == "range" and ("min" not in stretch_spec or "max" not in stretch_spec):
+            raise ProductError(f"product {name!r}: a 'range' stretch needs 'stretch.min' and 'stretch.max'")
+        nodata = body.get("nodata")
+        if nodata is not None and nodata != "file":
+            nodata = _number(name, "nodata", nodata)
         products.append(
             Product(
                 name=name,
                 bands=tuple(body["bands"]),  # type: ignore[arg-type]
                 band_map=tuple(body.get("band_map") or band_map),
-                gain_max=float(stretch.get("max", 4000)),
+                stretch=kind,
+                out_min=int(_number(name, "stretch.out_min", stretch_spec.get("out_min", 0))),
+                scope=str(stretch_spec.get("scope", "image")),
+                sample=int(_number(name, "stretch.sample", stretch_spec.get("sample", 500))),
+                bit_depth=int(_number(name, "bit_depth", body.get("bit_depth", 8))),
+                nodata=nodata,
+                world_file=bool(body.get("world_file", False)),
                 png_compression=png_compression,
+                **numbers,
             )
         )
     if not products:
@@ -142,16 +284,27 @@ def parse_products(
 
 def products_from_dicts(dicts: Sequence[Mapping[str, Any]]) -> list[Product]:
     """Rebuild products from :meth:`Product.to_dict` output (used to pass them to jobs)."""
-    return [
-        Product(
-            name=d["name"],
-            bands=tuple(d["bands"]),  # type: ignore[arg-type]
-            band_map=tuple(d["band_map"]),
-            gain_max=float(d["gain_max"]),
-            png_compression=d["png_compression"],
-        )
-        for d in dicts
-    ]
+    products = []
+    for d in dicts:
+        d = dict(d)
+        d["bands"] = tuple(d["bands"])
+        d["band_map"] = tuple(d["band_map"])
+        if d.get("limits") is not None:
+            d["limits"] = tuple(tuple(x) for x in d["limits"])
+        products.append(Product(**d))
+    return products
+
+
+def check_band_count(products: Sequence[Product], count: int, example: str) -> None:
+    """Fail at start-up when a product needs a band the input files do not have (``example``
+    is the file whose ``count`` bands were looked at)."""
+    for p in products:
+        for band, index in zip(p.bands, p.indices):
+            if index >= count:
+                raise ProductError(
+                    f"product {p.name!r}: 'bands' names {band}, band {index + 1} of the band "
+                    f"map, but {example} has only {count} band(s); fix 'bands' or 'band_map'"
+                )
 
 
 __all__ = [
@@ -159,7 +312,9 @@ __all__ = [
     "PRESETS",
     "Product",
     "ProductError",
+    "check_band_count",
     "parse_products",
     "products_from_dicts",
+    "stretch",
     "stretch_gain",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +14,7 @@ from msrgb.convert import (
     Converter,
     InputError,
     enter_thread_gdal_env,
+    side_files,
     write_atomic,
 )
 from msrgb.plan import (
@@ -27,6 +28,7 @@ from msrgb.plan import (
     state_text,
 )
 from msrgb.products import Product
+from msrgb.stats import read_limits
 
 log = logging.getLogger("msrgb")
 
@@ -57,6 +59,7 @@ def run_shard(
     progress_every: float = 5.0,
     checkpoint_every: float = 1.0,
     on_error: str | None = None,
+    stretch_files: Mapping[str, Path] | None = None,
 ) -> ShardResult:
     """Bring every PNG of the shard described by ``manifest`` up to date, then record what
     was done in ``state_out``. Every ``checkpoint_every`` seconds, and when the job fails, the
@@ -67,7 +70,8 @@ def run_shard(
     everything else is converted, then :class:`ShardError` lists each bad file and why. With
     ``"skip"`` they are recorded as skipped in the state (with size and mtime, so a fixed file
     is tried again) and have no PNG. A PNG that cannot be written (disk full) stops the job at
-    once with :class:`OutputError`."""
+    once with :class:`OutputError`. Products with a dataset-wide stretch take their limits
+    from ``stretch_files`` (product name -> JSON written by :mod:`msrgb.stats`)."""
     n_shards, shard = int(manifest.parent.name), int(manifest.stem)
     layout = Layout.of_manifest(manifest)
     members, digests = read_manifest(manifest)
@@ -77,6 +81,10 @@ def run_shard(
                 f"{manifest}: was written for other settings of product {p.name!r}; "
                 "re-run snakemake so the plan is rebuilt"
             )
+    products = [
+        p.with_limits(read_limits((stretch_files or {})[p.name])) if p.dataset_stretch else p
+        for p in products
+    ]
     on_error = on_error or digests.get("on_error", "fail")
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -188,7 +196,8 @@ def _reason(exc: InputError, path: Path) -> str:
 def _remove_stale(pngs: Iterable[Path]) -> None:
     """A skipped input must not keep a PNG made from an earlier version of it."""
     for png in pngs:
-        png.unlink(missing_ok=True)
+        for path in (png, *side_files(png)):
+            path.unlink(missing_ok=True)
 
 
 def _keep(png: Path, manifest_mtime: int) -> bool:
@@ -225,4 +234,6 @@ def _remove_orphans(
             log.info("removed %s: its input %s is gone", png, rel)
         except FileNotFoundError:
             pass
+        for side in side_files(png):
+            side.unlink(missing_ok=True)
     return removed

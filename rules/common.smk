@@ -11,7 +11,8 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from msrgb import plan as msplan  # noqa: E402
-from msrgb.products import ProductError, parse_products  # noqa: E402
+from msrgb import stats as msstats  # noqa: E402
+from msrgb.products import ProductError, check_band_count, parse_products  # noqa: E402
 
 validate(config, schema="../config/schema.yaml")
 
@@ -25,6 +26,31 @@ try:
     )
 except ProductError as exc:
     raise WorkflowError(f"config 'products': {exc}") from None
+
+
+# Products whose stretch limits are computed once from a sample of the dataset.
+DATASET_PRODUCTS = [p for p in PRODUCTS if p.dataset_stretch]
+
+
+def sample_file(product):
+    return str(LAYOUT.state_root / "samples" / f"{product}.tsv")
+
+
+def stretch_file(product):
+    """Where a dataset-wide stretch is recorded (README, Products)."""
+    return str(OUTPUT_DIR / "stretch" / f"{product}.json")
+
+
+def stretch_files():
+    return {p.name: stretch_file(p.name) for p in DATASET_PRODUCTS}
+
+
+def sample_of(wildcards):
+    return sample_file(wildcards.product)
+
+
+def product_dict(wildcards):
+    return next(p.to_dict() for p in DATASET_PRODUCTS if p.name == wildcards.product)
 
 
 def check_folders(input_dir, output_dir):
@@ -79,6 +105,24 @@ def choose_threads():
     return config["cluster_threads_per_shard"] if on_cluster() else 1
 
 
+def check_products_against(sources):
+    """Reject, before anything runs, a product that needs a band the files do not have
+    (judged on the first readable file; a single odd file is reported by its shard)."""
+    import rasterio
+
+    for source in sources[:5]:
+        try:
+            with rasterio.open(INPUT_DIR / source.rel) as src:
+                count = src.count
+        except rasterio.errors.RasterioIOError:
+            continue
+        try:
+            check_band_count(PRODUCTS, count, str(INPUT_DIR / source.rel))
+        except ProductError as exc:
+            raise WorkflowError(f"config 'products': {exc}") from None
+        return
+
+
 def make_plan():
     """Discover the inputs, split them into shards and write each shard's manifest (only when
     its content changed). Jobs started on other machines read the plan the main process
@@ -95,6 +139,9 @@ def make_plan():
         raise WorkflowError(
             f"found no .tif or .tiff files under input_dir {str(INPUT_DIR)!r}"
         )
+    check_products_against(sources)
+    for product in DATASET_PRODUCTS:
+        msstats.write_sample(Path(sample_file(product.name)), product, sources)
     n_shards = choose_shard_count(len(sources))
     if n_shards & (n_shards - 1):
         raise WorkflowError(f"config 'shards': {n_shards} is not a power of two")

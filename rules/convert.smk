@@ -13,6 +13,7 @@ for shard in range(PLAN.n_shards):
         name:
             f"convert_shard_{shard}"
         input:
+            **stretch_files(),
             manifest=shard_manifest(shard),
         output:
             state=update(shard_state(shard)),
@@ -26,6 +27,7 @@ for shard in range(PLAN.n_shards):
         params:
             input_dir=str(INPUT_DIR),
             products=product_dicts(),
+            stretch_files=stretch_files(),
         script:
             "../scripts/convert_shard.py"
 
@@ -33,6 +35,7 @@ for shard in range(PLAN.n_shards):
         name:
             f"convert_pngs_{shard}"
         input:
+            **stretch_files(),
             manifest=shard_manifest(shard),
         output:
             pngs=update(shard_pngs(shard)),
@@ -47,6 +50,7 @@ for shard in range(PLAN.n_shards):
             state=shard_state(shard),
             input_dir=str(INPUT_DIR),
             products=product_dicts(),
+            stretch_files=stretch_files(),
             # a requested PNG must exist at the end: a bad input fails the job
             on_error="fail",
         script:

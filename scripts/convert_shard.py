@@ -24,6 +24,7 @@ try:
         products=products_from_dicts(snakemake.params.products),
         threads=snakemake.threads,
         on_error=snakemake.params.get("on_error"),
+        stretch_files={k: Path(v) for k, v in snakemake.params.stretch_files.items()},
     )
 except (ShardError, OutputError) as exc:
     logging.error("%s", exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -10,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
+import rasterio
 from conftest import REPO, assert_png_matches, converted_counts, run_snakemake
 
 from msrgb import synth
@@ -180,3 +183,63 @@ def test_kill_and_resume(tmp_path: Path):
     run_snakemake(tmp_path, input_dir=str(tifs), output_dir=str(out))
     assert converted_counts(out) == 600 - recorded
     assert check_tree(tifs, out) == 600
+
+
+PRODUCTS_CONFIG = """
+products:
+  truecolor:
+  falsecolor:
+  ds:
+    preset: truecolor
+    stretch: {type: percentile, low: 2, high: 98, scope: dataset, sample: 12}
+  geo16:
+    preset: swir
+    bit_depth: 16
+    nodata: 0
+    world_file: true
+"""
+
+
+def test_several_products_in_one_run(tmp_path: Path, dataset: Path):
+    cfg = tmp_path / "products.yaml"
+    cfg.write_text(PRODUCTS_CONFIG)
+    out = tmp_path / "out"
+    run_snakemake(tmp_path, "--configfile", str(REPO / "config" / "config.yaml"), str(cfg), input_dir=str(dataset), output_dir=str(out))
+    tifs = sorted(p for p in dataset.rglob("*") if p.suffix in (".tif", ".tiff"))
+    # the dataset-wide limits: independent percentiles over the recorded sample
+    sample = [line for line in (out / ".msrgb" / "samples" / "ds.tsv").read_text().splitlines() if not line.startswith("#")]
+    assert len(sample) == 12
+    pixels = []
+    for rel in sample:
+        with rasterio.open(dataset / rel) as src:
+            pixels.append(src.read([4, 3, 2]).reshape(3, -1))
+    want_limits = np.percentile(np.concatenate(pixels, axis=1).astype(np.float64), [2, 98], axis=1).T
+    record = json.loads((out / "stretch" / "ds.json").read_text())
+    assert np.allclose(record["limits"], want_limits)
+    for tif in tifs:
+        rel = tif.relative_to(dataset).with_suffix(".png")
+        with rasterio.open(tif) as src:
+            ms = np.moveaxis(src.read(), 0, -1).astype(np.float64)
+            crs, transform = src.crs, src.transform
+        assert np.array_equal(iio.imread(out / "truecolor" / rel), (255 * (ms[..., (3, 2, 1)] / 4000).clip(0, 1)).astype(np.uint8))
+        assert np.array_equal(iio.imread(out / "falsecolor" / rel), (255 * (ms[..., (7, 3, 2)] / 4000).clip(0, 1)).astype(np.uint8))
+        ds = np.stack(
+            [(255 * ((ms[..., b] - lo) / (hi - lo)).clip(0, 1)).astype(np.uint8) for b, (lo, hi) in zip((3, 2, 1), record["limits"])],
+            axis=-1,
+        )
+        assert np.array_equal(iio.imread(out / "ds" / rel), ds)
+        with rasterio.Env(GDAL_PAM_ENABLED="YES", GDAL_DISABLE_READDIR_ON_OPEN="FALSE"), rasterio.open(out / "geo16" / rel) as png:  # as QGIS
+            assert png.count == 4 and png.dtypes[0] == "uint16"
+            assert png.crs == crs and png.transform.almost_equals(transform)
+            got = np.moveaxis(png.read(), 0, -1)
+        swir = (65535 * (ms[..., (11, 12, 3)] / 4000).clip(0, 1)).astype(np.uint16)
+        assert np.array_equal(got[..., :3], swir)
+        assert np.array_equal(got[..., 3], np.where((ms[..., (11, 12, 3)] == 0).any(axis=-1), 0, 65535))
+
+    # Changing one product's settings redoes that product only.
+    inodes = {p: p.stat().st_ino for p in out.rglob("*.png")}
+    cfg.write_text(PRODUCTS_CONFIG.replace("swir", "agriculture"))
+    shutil.rmtree(out / "logs")
+    run_snakemake(tmp_path, "--configfile", str(REPO / "config" / "config.yaml"), str(cfg), input_dir=str(dataset), output_dir=str(out))
+    changed = {p.parent.relative_to(out).parts[0] for p, ino in inodes.items() if p.stat().st_ino != ino}
+    assert changed == {"geo16"}

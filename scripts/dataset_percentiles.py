@@ -1,0 +1,23 @@
+"""Snakemake adapter: compute a dataset-wide percentile stretch (see msrgb.stats)."""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from msrgb import stats  # noqa: E402
+from msrgb.products import products_from_dicts  # noqa: E402
+
+logging.basicConfig(
+    filename=snakemake.log[0],
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s %(message)s",
+)
+(product,) = products_from_dicts([snakemake.params.product])
+stats.run(
+    product,
+    Path(snakemake.params.input_dir),
+    Path(snakemake.input.sample),
+    Path(snakemake.output.limits),
+)
