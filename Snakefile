@@ -3,12 +3,16 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+report: "report/workflow.rst"
+
+
 configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
 include: "rules/stretch.smk"
 include: "rules/convert.smk"
+include: "rules/report.smk"
 
 
 localrules:
@@ -21,3 +25,5 @@ rule all:
     input:
         all_states(),
         errors_table(),
+        summary_file(),
+        all_contact_sheets(),

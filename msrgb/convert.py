@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import struct
@@ -47,6 +48,29 @@ PNG_COMPRESSION: dict[str, tuple[int, int]] = {
     "default": (6, 0),
     "best": (9, 0),
 }
+
+
+def library_versions() -> str:
+    """The versions that determine the PNG bytes, as one line."""
+    import imageio
+    import PIL
+
+    from msrgb import __version__
+
+    parts = {
+        "msrgb": __version__,
+        "rasterio": rasterio.__version__,
+        "GDAL": rasterio.__gdal_version__,
+        "numpy": np.__version__,
+        "imageio": imageio.__version__,
+        "Pillow": PIL.__version__,
+        "zlib": zlib.ZLIB_RUNTIME_VERSION,
+    }
+    return " ".join(f"{k}={v}" for k, v in parts.items())
+
+
+def environment_id(versions: str) -> str:
+    return hashlib.sha256(versions.encode()).hexdigest()[:12]
 
 
 _HOST = socket.gethostname().replace(".", "-")
@@ -233,15 +257,23 @@ class Converter:
             compress_type=strategy,
         )
 
-    def convert(self, src: str | Path, dests: dict[str, Path]) -> None:
+    def convert(self, src: str | Path, dests: dict[str, Path]) -> tuple[str, dict[str, str]]:
         """Convert ``src`` to one PNG per product (``dests``: product name -> PNG path), with
-        the products' side files (world file, .aux.xml)."""
+        the products' side files (world file, .aux.xml). Returns the SHA-256 of the source and
+        of each PNG written (product name -> hash), for the provenance manifest."""
         tile = self.read(src)
+        try:
+            source_sha = hashlib.sha256(Path(src).read_bytes()).hexdigest()
+        except OSError as exc:
+            raise InputError(f"{src}: cannot be read ({exc.strerror})") from exc
+        png_sha = {}
         for product in self.products:
             png = dests.get(product.name)
             if png is None:
                 continue
-            files = {png: self.encode(self.render(tile, product), product.png_compression)}
+            data = self.encode(self.render(tile, product), product.png_compression)
+            png_sha[product.name] = hashlib.sha256(data).hexdigest()
+            files = {png: data}
             if product.world_file:
                 assert tile.transform is not None and tile.crs_wkt is not None
                 files[world_file_path(png)] = world_file_text(tile.transform).encode()
@@ -251,6 +283,7 @@ class Converter:
                     write_atomic(path, data)
                 except OSError as exc:
                     raise OutputError(f"{path}: cannot be written ({exc.strerror or exc})") from exc
+        return source_sha, png_sha
 
 
 def image_percentiles(

@@ -23,7 +23,7 @@ import os
 import socket
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from msrgb.convert import is_stale_temporary, write_atomic
@@ -203,6 +203,14 @@ class Layout:
         output, so Snakemake neither deletes nor restores it."""
         return self.state_root / "progress" / f"{n_shards}" / f"{shard}.tsv"
 
+    def run_stats(self, n_shards: int, shard: int) -> Path:
+        """What the last job of a shard did (counts, seconds), for the run summary."""
+        return self.state_root / "runs" / f"{n_shards}" / f"{shard}.json"
+
+    def run_started(self) -> Path:
+        """Written by the main process when a run starts, for the run summary."""
+        return self.state_root / "run_started"
+
     def plan_file(self) -> Path:
         return self.state_root / "plan.tsv"
 
@@ -232,18 +240,29 @@ class Layout:
 
 Records = dict[tuple[str, str], tuple[int, int, str]]
 Skipped = dict[str, tuple[int, int, str]]
+#: (relative path, product) -> (source sha256, PNG sha256, environment id)
+Provenance = dict[tuple[str, str], tuple[str, str, str]]
+
+
+@dataclass
+class StateData:
+    """Everything a state file holds: what was made from what (``records``), the inputs
+    skipped as bad, the provenance of each PNG and the environments (id -> library versions)."""
+
+    records: Records = field(default_factory=dict)
+    skipped: Skipped = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=dict)
+    envs: dict[str, str] = field(default_factory=dict)
 
 
 def read_state(paths: Iterable[Path]) -> Records:
     """(relative path, product) -> (size, mtime_ns, digest) from state files; later files win."""
-    return read_state_full(paths)[0]
+    return read_state_full(paths).records
 
 
-def read_state_full(paths: Iterable[Path]) -> tuple[Records, Skipped]:
-    """Records, and the inputs skipped as bad (relative path -> (size, mtime_ns, reason)),
-    from state files; later files win."""
-    state: Records = {}
-    skipped: Skipped = {}
+def read_state_full(paths: Iterable[Path]) -> StateData:
+    """All of the given state files, later files winning."""
+    data = StateData()
     for path in paths:
         try:
             fh = open(path, encoding="utf-8")
@@ -251,23 +270,41 @@ def read_state_full(paths: Iterable[Path]) -> tuple[Records, Skipped]:
             continue
         with fh:
             for line in fh:
+                if line.startswith("# env\t"):
+                    _, env_id, versions = line.rstrip("\n").split("\t", 2)
+                    data.envs[env_id] = versions
+                    continue
                 if line.startswith("#") or not line.strip():
                     continue
                 if line.startswith("!\t"):
                     _, rel, size, mtime, reason = line.rstrip("\n").split("\t", 4)
-                    skipped[rel] = (int(size), int(mtime), reason)
+                    data.skipped[rel] = (int(size), int(mtime), reason)
                     continue
-                rel, size, mtime, product, digest = line.rstrip("\n").rsplit("\t", 4)
-                state[(rel, product)] = (int(size), int(mtime), digest)
-                skipped.pop(rel, None)
-    return state, skipped
+                fields = line.rstrip("\n").split("\t")
+                rel, size, mtime, product, digest = fields[:5]
+                data.records[(rel, product)] = (int(size), int(mtime), digest)
+                if len(fields) == 8:
+                    data.provenance[(rel, product)] = (fields[5], fields[6], fields[7])
+                data.skipped.pop(rel, None)
+    return data
 
 
-def state_text(records: Records, skipped: Skipped | None = None) -> str:
-    """A state file: one line per PNG made, then one ``!`` line per input skipped as bad."""
+def state_text(
+    records: Records,
+    skipped: Skipped | None = None,
+    provenance: Provenance | None = None,
+    envs: dict[str, str] | None = None,
+) -> str:
+    """A state file: the environments, one line per PNG made (with its provenance when
+    known), then one ``!`` line per input skipped as bad."""
+    provenance = provenance or {}
     lines = [STATE_HEADER]
-    for (rel, product), (size, mtime, digest) in sorted(records.items()):
-        lines.append(f"{rel}\t{size}\t{mtime}\t{product}\t{digest}")
+    lines += [f"# env\t{env_id}\t{versions}" for env_id, versions in sorted((envs or {}).items())]
+    for key, (size, mtime, digest) in sorted(records.items()):
+        line = f"{key[0]}\t{size}\t{mtime}\t{key[1]}\t{digest}"
+        if key in provenance:
+            line += "\t" + "\t".join(provenance[key])
+        lines.append(line)
     for rel, (size, mtime, reason) in sorted((skipped or {}).items()):
         flat = " ".join(reason.split())  # one line, no tabs
         lines.append(f"!\t{rel}\t{size}\t{mtime}\t{flat}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -14,11 +15,14 @@ from msrgb.convert import (
     Converter,
     InputError,
     enter_thread_gdal_env,
+    environment_id,
+    library_versions,
     side_files,
     write_atomic,
 )
 from msrgb.plan import (
     Layout,
+    Provenance,
     Records,
     Skipped,
     Source,
@@ -89,9 +93,12 @@ def run_shard(
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     progress = layout.progress(n_shards, shard)
-    previous, previous_skipped = read_state_full(
-        [*layout.related_states(n_shards, shard), progress]
-    )
+    before = read_state_full([*layout.related_states(n_shards, shard), progress])
+    previous, previous_skipped = before.records, before.skipped
+    versions = library_versions()
+    env = environment_id(versions)
+    envs = {env: versions}
+    provenance: Provenance = {}
     manifest_mtime = manifest.stat().st_mtime_ns
     digest = {p.name: p.digest() for p in products}
     result = ShardResult(members=len(members))
@@ -110,6 +117,10 @@ def run_shard(
             record = (src.size, src.mtime_ns, digest[p.name])
             if previous.get((src.rel, p.name)) == record and _keep(png, manifest_mtime):
                 records[(src.rel, p.name)] = record
+                if (src.rel, p.name) in before.provenance:
+                    provenance[(src.rel, p.name)] = before.provenance[(src.rel, p.name)]
+                    prov_env = before.provenance[(src.rel, p.name)][2]
+                    envs.setdefault(prov_env, before.envs.get(prov_env, "unknown"))
             else:
                 dests[p.name] = png
         if dests:
@@ -125,13 +136,13 @@ def run_shard(
     )  # fmt: skip
 
     def checkpoint() -> None:
-        write_atomic(progress, state_text(records, skipped).encode("utf-8"))
+        write_atomic(progress, state_text(records, skipped, provenance, envs).encode("utf-8"))
 
     converter = Converter(products)
     t0 = last = last_checkpoint = time.monotonic()
     fatal: BaseException | None = None
     with ThreadPoolExecutor(max(1, threads), initializer=enter_thread_gdal_env) as pool:
-        futures: dict[Future[None], tuple[Source, dict[str, Path]]] = {
+        futures: dict[Future[tuple[str, dict[str, str]]], tuple[Source, dict[str, Path]]] = {
             pool.submit(converter.convert, input_dir / src.rel, dests): (src, dests)
             for src, dests in todo
         }
@@ -146,8 +157,10 @@ def run_shard(
                 exc = fut.exception()
                 if exc is None:
                     result.converted += 1
+                    source_sha, png_sha = fut.result()
                     for name in dests:
                         records[(src.rel, name)] = (src.size, src.mtime_ns, digest[name])
+                        provenance[(src.rel, name)] = (source_sha, png_sha[name], env)
                 elif isinstance(exc, InputError):
                     result.failed.append(str(exc))
                     log.warning("%s", exc)
@@ -170,6 +183,19 @@ def run_shard(
                     shard, n_shards, result.converted, len(todo), len(result.failed), rate,
                 )  # fmt: skip
     result.skipped += len(result.failed) if on_error == "skip" else 0
+    stats = {
+        "members": len(members),
+        "converted": result.converted,
+        "up_to_date": result.up_to_date,
+        "skipped": result.skipped,
+        "failed": len(result.failed),
+        "seconds": round(time.monotonic() - t0, 3),
+        "finished": time.time(),
+    }
+    try:
+        write_atomic(layout.run_stats(n_shards, shard), json.dumps(stats).encode())
+    except OSError as exc:
+        log.error("could not record run statistics: %s", exc)
     if fatal is not None or (result.failed and on_error == "fail"):
         try:
             checkpoint()  # keep what was done, for the next run
@@ -181,7 +207,7 @@ def run_shard(
             f"{len(result.failed)} of {len(members)} input file(s) of shard {shard} (of "
             f"{n_shards}) could not be converted:\n  " + "\n  ".join(sorted(result.failed))
         )
-    write_atomic(state_out, state_text(records, skipped).encode("utf-8"))
+    write_atomic(state_out, state_text(records, skipped, provenance, envs).encode("utf-8"))
     progress.unlink(missing_ok=True)
     return result
 

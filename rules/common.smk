@@ -1,5 +1,7 @@
+import json
 import math
 import os
+import time
 import re
 import sys
 from pathlib import Path
@@ -11,6 +13,8 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from msrgb import plan as msplan  # noqa: E402
+from msrgb import report as msreport  # noqa: E402
+from msrgb import sheets as mssheets  # noqa: E402
 from msrgb import stats as msstats  # noqa: E402
 from msrgb.products import ProductError, check_band_count, parse_products  # noqa: E402
 
@@ -123,6 +127,101 @@ def check_products_against(sources):
         return
 
 
+SHEET_LAYOUT = mssheets.SheetLayout(thumb=config["thumbnail_size"])
+SHEETS = (
+    {}
+)  # product name -> {sheet name: members' relative paths}, filled by plan_sheets
+
+
+def write_atomic_text(path, text):
+    msplan.write_atomic(path, text.encode("utf-8"))
+
+
+def sheet_manifest(product, sheet):
+    return LAYOUT.state_root / "sheets" / product / f"{sheet}.tsv"
+
+
+def sheet_png(product, sheet):
+    return str(OUTPUT_DIR / "contact_sheets" / product / f"{sheet}.png")
+
+
+def plan_sheets(sources):
+    """Write the manifests of the contact sheets (only those that changed)."""
+    if not config["contact_sheets"]:
+        return
+    folders, overview = mssheets.choose(
+        sources, config["contact_sheet_tiles"], config["overview_samples"]
+    )
+    for p in PRODUCTS:
+        keep = {*folders, "overview"}
+        old = LAYOUT.state_root / "sheets" / p.name
+        for stale in old.glob("*.tsv") if old.is_dir() else []:
+            if stale.stem not in keep:  # its folder is gone
+                stale.unlink()
+        for key, members in folders.items():
+            title = f"{key.replace('__', '/')} ({len(members)} shown) - {p.name}"
+            mssheets.write_manifest(
+                sheet_manifest(p.name, key), title, members, p.digest(), SHEET_LAYOUT
+            )
+        mssheets.write_manifest(
+            sheet_manifest(p.name, "overview"),
+            f"overview - {p.name}",
+            overview,
+            p.digest(),
+            SHEET_LAYOUT,
+        )
+
+
+def sheet_names(product):
+    """Names of the sheets of ``product`` (from the manifests the main process wrote)."""
+    folder = LAYOUT.state_root / "sheets" / product
+    if not config["contact_sheets"] or not folder.is_dir():
+        return []
+    return sorted(f.stem for f in folder.glob("*.tsv"))
+
+
+def contact_sheet_pngs(product):
+    return [sheet_png(product, n) for n in sheet_names(product)]
+
+
+def all_contact_sheets():
+    return [sheet_png(p.name, n) for p in PRODUCTS for n in sheet_names(p.name)]
+
+
+def sheet_manifests(product):
+    return [str(sheet_manifest(product, n)) for n in sheet_names(product)]
+
+
+def print_summary():
+    """At the end of a successful run: the summary table, if this run wrote a summary."""
+    path = Path(summary_file())
+    try:
+        if path.stat().st_mtime < float(LAYOUT.run_started().read_text()):
+            return  # nothing ran: the summary is from an earlier run
+        summary = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    print(f"msrgb summary ({path}):\n{msreport.summary_table(summary)}", flush=True)
+
+
+def output_dir_of(wildcards, output):
+    """The output folder, from the summary's path (summary.json lives at its top)."""
+    return str(Path(output.summary).parent)
+
+
+def provenance_manifests():
+    """{output_dir}/{product}/manifest.tsv of every product (README, Provenance)."""
+    return [str(OUTPUT_DIR / p.name / "manifest.tsv") for p in PRODUCTS]
+
+
+def product_digests():
+    return {p.name: p.digest() for p in PRODUCTS}
+
+
+def summary_file():
+    return str(OUTPUT_DIR / "summary.json")
+
+
 def make_plan():
     """Discover the inputs, split them into shards and write each shard's manifest (only when
     its content changed). Jobs started on other machines read the plan the main process
@@ -140,6 +239,8 @@ def make_plan():
             f"found no .tif or .tiff files under input_dir {str(INPUT_DIR)!r}"
         )
     check_products_against(sources)
+    write_atomic_text(LAYOUT.run_started(), f"{time.time()}\n")
+    plan_sheets(sources)
     for product in DATASET_PRODUCTS:
         msstats.write_sample(Path(sample_file(product.name)), product, sources)
     n_shards = choose_shard_count(len(sources))

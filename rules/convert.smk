@@ -55,18 +55,3 @@ for shard in range(PLAN.n_shards):
             on_error="fail",
         script:
             "../scripts/convert_shard.py"
-
-
-rule summarize:
-    input:
-        states=all_states(),
-    output:
-        errors=errors_table(),
-    log:
-        summary_log(),
-    conda:
-        "../envs/msrgb.yaml"
-    params:
-        input_dir=str(INPUT_DIR),
-    script:
-        "../scripts/summarize.py"

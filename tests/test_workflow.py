@@ -112,12 +112,22 @@ def test_png_is_a_buildable_target(tmp_path: Path, dataset: Path):
     assert target.exists()
 
 
-def test_shard_and_thread_settings_give_identical_bytes(tmp_path: Path, dataset: Path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(a), shards="1", threads_per_shard="1")
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(b), shards="4", threads_per_shard="3")
-    for png in all_pngs(a):
-        assert png.read_bytes() == (b / png.relative_to(a)).read_bytes()
+def test_cores_shard_and_thread_settings_give_identical_bytes(tmp_path: Path, dataset: Path):
+    """Same inputs, settings and libraries: the same PNG bytes (and provenance manifests),
+    whatever --cores, shard count or thread count."""
+    settings = [("1", "1", "1"), ("2", "4", "3"), ("2", "auto", "auto")]
+    outs = []
+    for cores, shards, threads in settings:
+        out = tmp_path / f"c{cores}-s{shards}-t{threads}"
+        run_snakemake(tmp_path, "--cores", cores, input_dir=str(dataset), output_dir=str(out), shards=shards, threads_per_shard=threads, products="[truecolor,swir]")
+        outs.append(out)
+    first = {p.relative_to(outs[0]): p.read_bytes() for p in outs[0].glob("*/**/*.png") if "contact_sheets" not in p.parts}
+    assert len(first) == 2 * 31
+    for out in outs[1:]:
+        other = {p.relative_to(out): p.read_bytes() for p in out.glob("*/**/*.png") if "contact_sheets" not in p.parts}
+        assert other == first, out
+        for product in ("truecolor", "swir"):
+            assert (out / product / "manifest.tsv").read_text() == (outs[0] / product / "manifest.tsv").read_text()
 
 
 @pytest.mark.parametrize(

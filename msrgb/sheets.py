@@ -1,0 +1,187 @@
+"""Contact sheets: a grid of thumbnails with the file name under each, one sheet per input folder
+and product, plus one overview per product with a few samples of every folder.
+
+Which images a sheet shows is decided at parse time and written to a small sheet manifest
+(only when it changes), so a sheet is rebuilt only when one of its images or its layout changes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from msrgb.convert import write_atomic
+from msrgb.plan import Source, path_hash, write_if_changed
+
+ROOT_FOLDER = "_top"  # sheet name for files directly in input_dir
+
+
+@dataclass(frozen=True)
+class SheetLayout:
+    """Geometry of a sheet: square thumbnails of ``thumb`` px in ``columns`` columns, a label
+    line under each, a title line on top."""
+
+    thumb: int = 128
+    columns: int = 10
+    gap: int = 6
+    label: int = 14
+    title: int = 22
+
+    @property
+    def cell_w(self) -> int:
+        return self.thumb + self.gap
+
+    @property
+    def cell_h(self) -> int:
+        return self.thumb + self.label + self.gap
+
+    def size(self, n: int, columns: int | None = None) -> tuple[int, int]:
+        """(width, height) in pixels of a sheet of ``n`` tiles."""
+        cols = max(1, min(columns or self.columns, n))
+        rows = max(1, -(-n // cols))
+        return self.gap + cols * self.cell_w, self.title + self.gap + rows * self.cell_h
+
+    def origin(self, i: int, columns: int | None = None) -> tuple[int, int]:
+        """Top-left pixel (x, y) of thumbnail ``i``."""
+        cols = columns or self.columns
+        row, col = divmod(i, cols)
+        return self.gap + col * self.cell_w, self.title + self.gap + row * self.cell_h
+
+
+def folder_key(rel: str) -> str:
+    """The sheet a file belongs to: its folder, with '/' written as '__'."""
+    folder = rel.rpartition("/")[0]
+    return folder.replace("/", "__") if folder else ROOT_FOLDER
+
+
+def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[dict[str, list[Source]], list[Source]]:
+    """The members of every folder sheet (the first ``per_folder`` files by name; 0 = all) and
+    of the overview (the ``overview`` files of each folder with the smallest path hashes)."""
+    by_folder: dict[str, list[Source]] = defaultdict(list)
+    for s in sources:
+        by_folder[folder_key(s.rel)].append(s)
+    sheets = {k: (v if per_folder == 0 else v[:per_folder]) for k, v in sorted(by_folder.items())}
+    picks = []
+    for _, members in sorted(by_folder.items()):
+        picks += sorted(sorted(members, key=lambda s: path_hash(s.rel))[:overview], key=lambda s: s.rel)
+    return sheets, picks
+
+
+def manifest_text(title: str, members: Sequence[Source], digest: str, layout: SheetLayout) -> str:
+    lines = [f"# contact sheet\t{title}\t{digest}\t{layout}"]
+    lines += [f"{s.rel}\t{s.size}\t{s.mtime_ns}" for s in members]
+    return "\n".join(lines) + "\n"
+
+
+def write_manifest(path: Path, title: str, members: Sequence[Source], digest: str, layout: SheetLayout) -> bool:
+    return write_if_changed(path, manifest_text(title, members, digest, layout))
+
+
+def read_manifest(path: Path) -> tuple[str, list[str]]:
+    title, rels = "", []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# contact sheet\t"):
+            title = line.split("\t")[1]
+        elif line and not line.startswith("#"):
+            rels.append(line.rsplit("\t", 2)[0])
+    return title, rels
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def thumbnail(png: Path, size: int) -> np.ndarray:
+    """An 8-bit RGB thumbnail of ``png`` (16-bit and alpha PNGs too), ``size`` x ``size``."""
+    with Image.open(png) as im:
+        if im.mode in ("I;16", "I;16B", "I"):
+            im = im.point(lambda v: v / 256).convert("L")
+        im = im.convert("RGB")
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.Resampling.NEAREST)
+        return np.asarray(im)
+
+
+def render(
+    title: str,
+    pngs: Sequence[Path | None],
+    labels: Sequence[str],
+    layout: SheetLayout,
+    columns: int | None = None,
+) -> bytes:
+    """PNG bytes of a sheet; a missing PNG (bad input) leaves its cell grey with its label,
+    a ``None`` entry leaves the cell empty."""
+    width, height = layout.size(len(pngs), columns)
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    title_font, label_font = _font(16), _font(11)
+    draw.text((layout.gap, 3), _fit(draw, title, width - 2 * layout.gap, title_font), fill=(0, 0, 0), font=title_font)
+    for i, (png, label) in enumerate(zip(pngs, labels)):
+        x, y = layout.origin(i, columns)
+        if png is None:
+            continue
+        if png.exists():
+            sheet.paste(Image.fromarray(thumbnail(png, layout.thumb)), (x, y))
+        else:
+            draw.rectangle([x, y, x + layout.thumb - 1, y + layout.thumb - 1], fill=(200, 200, 200))
+        draw.text((x, y + layout.thumb + 1), _fit(draw, label, layout.thumb, label_font), fill=(0, 0, 0), font=label_font)
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def build(manifest: Path, out: Path, product_dir: Path, layout: SheetLayout) -> None:
+    """Render the sheet described by ``manifest`` from the PNGs under ``product_dir``. The
+    overview (title starting with "overview") has one row per folder."""
+    title, rels = read_manifest(manifest)
+
+    def png_of(rel: str) -> Path:
+        return product_dir / (rel[: rel.rfind(".")] + ".png")
+
+    if not title.startswith("overview"):
+        data = render(title, [png_of(r) for r in rels], [Path(r).name for r in rels], layout)
+    else:
+        rows: dict[str, list[str]] = defaultdict(list)
+        for rel in rels:
+            rows[folder_key(rel)].append(rel)
+        columns = max((len(v) for v in rows.values()), default=1)
+        pngs: list[Path | None] = []
+        labels: list[str] = []
+        for members in rows.values():
+            pad = columns - len(members)
+            pngs += [png_of(r) for r in members] + [None] * pad
+            labels += [Path(r).name for r in members] + [""] * pad
+        data = render(title, pngs, labels, layout, columns=columns)
+    write_atomic(out, data)
+
+
+def build_all(jobs: Sequence[tuple[Path, Path]], product_dir: Path, layout: SheetLayout) -> int:
+    """Rebuild each (manifest, sheet) pair whose sheet is missing or older than its manifest;
+    returns how many were rebuilt."""
+    done = 0
+    for manifest, out in jobs:
+        try:
+            if out.stat().st_mtime_ns > manifest.stat().st_mtime_ns:
+                continue
+        except FileNotFoundError:
+            pass
+        build(manifest, out, product_dir, layout)
+        done += 1
+    return done

@@ -1,0 +1,79 @@
+"""Check a tree of PNGs against its provenance manifests and report every difference.
+
+    python -m msrgb.verify OUTPUT_DIR [--input INPUT_DIR] [--product NAME ...]
+
+Checks, for every product folder with a ``manifest.tsv``: each listed PNG exists and has the
+recorded SHA-256; no PNG is there that the manifest does not list; with ``--input``, each
+source TIFF exists with the recorded size and SHA-256. Exits 1 if anything differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_manifest(path: Path) -> list[dict[str, str]]:
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+    columns = lines[0].split("\t")
+    return [dict(zip(columns, line.split("\t"))) for line in lines[1:] if line]
+
+
+def verify_product(folder: Path, input_dir: Path | None = None) -> tuple[int, list[str]]:
+    """(PNGs checked, differences) for one product folder."""
+    rows = read_manifest(folder / "manifest.tsv")
+    problems = []
+    listed = set()
+    for row in rows:
+        png = folder / row["path"]
+        listed.add(row["path"])
+        if not png.exists():
+            problems.append(f"{png}: missing")
+        elif sha256(png) != row["png_sha256"]:
+            problems.append(f"{png}: content differs from the manifest (sha256)")
+        if input_dir is not None:
+            stem = row["path"][: -len(".png")]
+            sources = [input_dir / (stem + s) for s in (".tif", ".tiff", ".TIF", ".TIFF")]
+            source = next((s for s in sources if s.exists()), None)
+            if source is None:
+                problems.append(f"{input_dir / stem}.tif: source missing")
+            elif source.stat().st_size != int(row["source_size"]) or sha256(source) != row["source_sha256"]:
+                problems.append(f"{source}: source differs from the one the PNG was made from")
+    for png in sorted(folder.rglob("*.png")):
+        rel = png.relative_to(folder).as_posix()
+        if rel not in listed and not png.name.startswith("."):
+            problems.append(f"{png}: not in the manifest")
+    return len(rows), problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("output_dir", type=Path)
+    ap.add_argument("--input", type=Path, help="also check the source TIFFs")
+    ap.add_argument("--product", action="append", help="only these products")
+    args = ap.parse_args(argv)
+    folders = sorted(m.parent for m in args.output_dir.glob("*/manifest.tsv"))
+    if args.product:
+        folders = [f for f in folders if f.name in args.product]
+    if not folders:
+        print(f"no product manifest (*/manifest.tsv) under {args.output_dir}", file=sys.stderr)
+        return 1
+    total, failures = 0, 0
+    for folder in folders:
+        checked, problems = verify_product(folder, args.input)
+        total += checked
+        failures += len(problems)
+        for problem in problems:
+            print(problem)
+        print(f"{folder.name}: {checked} PNG(s) checked, {len(problems)} difference(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

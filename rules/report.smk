@@ -1,0 +1,59 @@
+# What a run made, for people: contact sheets, errors.tsv and summary.json, all in the
+# Snakemake report (snakemake --report report.html).
+
+
+# One rule per product, as the sheets are known at parse time (outputs cannot be functions).
+for product in PRODUCTS:
+
+    rule:
+        name:
+            f"contact_sheets_{product.name}"
+        input:
+            states=all_states(),
+            manifests=sheet_manifests(product.name),
+        output:
+            # update(): the job rebuilds only the sheets whose manifest changed, keeps the rest
+            sheets=update(
+                report(
+                    contact_sheet_pngs(product.name),
+                    caption="../report/contact_sheet.rst",
+                    category="Contact sheets",
+                    subcategory=product.name,
+                )
+            ),
+        log:
+            str(OUTPUT_DIR / "logs" / "contact_sheets" / f"{product.name}.log"),
+        conda:
+            "../envs/msrgb.yaml"
+        params:
+            product_dir=str(OUTPUT_DIR / product.name),
+            thumbnail=config["thumbnail_size"],
+        script:
+            "../scripts/contact_sheets.py"
+
+
+rule summarize:
+    input:
+        states=all_states(),
+    output:
+        errors=report(
+            errors_table(), caption="../report/errors.rst", category="Summary"
+        ),
+        summary=report(
+            summary_file(), caption="../report/summary.rst", category="Summary"
+        ),
+        manifests=provenance_manifests(),
+    log:
+        summary_log(),
+    conda:
+        "../envs/msrgb.yaml"
+    params:
+        output_dir=output_dir_of,
+        n_products=len(PRODUCTS),
+        digests=product_digests(),
+    script:
+        "../scripts/summarize.py"
+
+
+onsuccess:
+    print_summary()

@@ -1,0 +1,62 @@
+"""Contact sheets, run summary and the Snakemake HTML report, from real runs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+from conftest import run_snakemake
+
+from msrgb import synth
+from msrgb.sheets import SheetLayout, thumbnail
+
+
+def test_contact_sheets_summary_and_report(tmp_path: Path) -> None:
+    tifs = tmp_path / "tif"
+    synth.generate(tifs, 13, classes=("Forest", "River", "SeaLake"))  # 13 per folder
+    out = tmp_path / "out"
+    proc = run_snakemake(tmp_path, input_dir=str(tifs), output_dir=str(out), contact_sheet_tiles=12)
+    assert "msrgb summary" in proc.stdout and "converted this run" in proc.stdout
+
+    # A folder sheet: 12 of the 13 files (the first by name), 10 per row -> 10 x 2 cells.
+    layout = SheetLayout(thumb=128)
+    sheet = iio.imread(out / "contact_sheets" / "truecolor" / "Forest.png")
+    assert sheet.shape == (layout.size(12)[1], layout.size(12)[0], 3)
+    assert layout.size(12) == (6 + 10 * 134, 22 + 6 + 2 * 148)
+    names = sorted(p.name for p in (tifs / "Forest").glob("*.tif"))[:12]
+    for i, name in enumerate(names):  # every cell holds its image, scaled 2x
+        x, y = layout.origin(i)
+        want = thumbnail(out / "truecolor" / "Forest" / name.replace(".tif", ".png"), 128)
+        assert np.array_equal(sheet[y : y + 128, x : x + 128], want), name
+    below = sheet[layout.origin(12)[1] :, layout.origin(12)[0] :]
+    assert (below == 255).all(), "no 13th tile"
+
+    # The overview: 5 samples of each of the 3 folders, one row per folder.
+    overview = iio.imread(out / "contact_sheets" / "truecolor" / "overview.png")
+    assert overview.shape[:2] == (layout.size(15, 5)[1], layout.size(15, 5)[0])
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images_per_class"] == {"Forest": 13, "River": 13, "SeaLake": 13}
+    assert (summary["images"], summary["converted"], summary["skipped"]) == (39, 39, 0)
+    assert summary["wall_seconds"] > 0 and summary["images_per_second"] > 0
+
+    # Incremental: a new River file rebuilds the River sheet (and the overview only if the
+    # sample changed), not the others.
+    # (a rebuilt sheet is a new file: temporary file + rename; Snakemake touches the others)
+    inodes = {p.name: p.stat().st_ino for p in (out / "contact_sheets" / "truecolor").iterdir()}
+    shutil.copy(tifs / "River" / "River_1.tif", tifs / "River" / "River_0.tif")
+    run_snakemake(tmp_path, input_dir=str(tifs), output_dir=str(out), contact_sheet_tiles=12)
+    changed = {p.name for p in (out / "contact_sheets" / "truecolor").iterdir() if p.stat().st_ino != inodes[p.name]}
+    assert "River.png" in changed and not changed & {"Forest.png", "SeaLake.png"}
+    assert json.loads((out / "summary.json").read_text())["converted"] == 1
+
+    # The HTML report embeds every contact sheet and the summary.
+    run_snakemake(tmp_path, "--report", "report.html", input_dir=str(tifs), output_dir=str(out), contact_sheet_tiles=12)
+    html = (tmp_path / "report.html").read_text()
+    for png in (out / "contact_sheets" / "truecolor").iterdir():
+        assert base64.b64encode(png.read_bytes()).decode() in html, f"{png.name} not embedded"
+    assert "summary.json" in html and "Contact sheets" in html
