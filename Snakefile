@@ -1,6 +1,8 @@
 from snakemake.utils import min_version
 
-min_version("9.0")
+# The version the test suite runs against; msrgb relies on update() outputs and on the
+# incomplete-file handling of Snakemake 9 (README, How it works).
+min_version("9.27")
 
 
 report: "report/workflow.rst"
