@@ -143,7 +143,7 @@ def render(
             draw.rectangle([x, y, x + layout.thumb - 1, y + layout.thumb - 1], fill=(200, 200, 200))
         draw.text((x, y + layout.thumb + 1), _fit(draw, label, layout.thumb, label_font), fill=(0, 0, 0), font=label_font)
     buf = io.BytesIO()
-    sheet.save(buf, format="PNG", compress_level=1)  # 3x faster than 6, 10 % larger
+    sheet.save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
 
 

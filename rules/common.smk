@@ -1,9 +1,9 @@
 import json
 import math
 import os
+import time
 import re
 import sys
-import time
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -216,61 +216,6 @@ def provenance_manifests():
 
 def product_digests():
     return {p.name: p.digest() for p in PRODUCTS}
-
-
-def logged(log_file):
-    """A logger writing to a job's log file (for the run: jobs of rules/report.smk)."""
-    import logging
-
-    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-    logger = logging.getLogger("msrgb")
-    handler = logging.FileHandler(log_file, mode="w")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    return logger, handler
-
-
-def build_contact_sheets(input, output, params, log):
-    """Redraw the contact sheets of one product whose manifest changed (msrgb.sheets)."""
-    logger, handler = logged(log[0])
-    try:
-        pairs = [(Path(m), Path(s)) for m, s in zip(input.manifests, output.sheets)]
-        done = mssheets.build_all(
-            pairs,
-            Path(params.product_dir),
-            mssheets.SheetLayout(thumb=params.thumbnail),
-        )
-        logger.info("%d of %d contact sheet(s) rebuilt", done, len(pairs))
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
-
-
-def write_summary(input, output, params, log):
-    """errors.tsv, summary.json and every product's manifest.tsv from the shard records."""
-    logger, handler = logged(log[0])
-    try:
-        states = [Path(p) for p in input.states]
-        errors = msreport.write_errors(states, Path(output.errors))
-        msreport.write_provenance(
-            states,
-            {
-                name: (digest, Path(path))
-                for (name, digest), path in zip(
-                    params.digests.items(), output.manifests
-                )
-            },
-        )
-        layout = msplan.Layout(Path(params.output_dir))
-        summary = msreport.summarize(
-            layout, msplan.load_plan(layout), params.n_products, len(errors)
-        )
-        msreport.write_summary(Path(output.summary), summary)
-        logger.info("summary:\n%s", msreport.summary_table(summary))
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
 
 
 def summary_file():

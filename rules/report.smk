@@ -6,8 +6,6 @@
 for product in PRODUCTS:
 
     rule:
-        # run:, not script: a bookkeeping job that usually redraws nothing; in the main
-        # process it costs milliseconds instead of a Python start-up (1-2 s measured).
         name:
             f"contact_sheets_{product.name}"
         input:
@@ -25,15 +23,16 @@ for product in PRODUCTS:
             ),
         log:
             str(OUTPUT_DIR / "logs" / "contact_sheets" / f"{product.name}.log"),
+        conda:
+            "../envs/msrgb.yaml"
         params:
             product_dir=str(OUTPUT_DIR / product.name),
             thumbnail=config["thumbnail_size"],
-        run:
-            build_contact_sheets(input, output, params, log)
+        script:
+            "../scripts/contact_sheets.py"
 
 
 rule summarize:
-    # run:, not script: see contact_sheets
     input:
         states=all_states(),
     output:
@@ -46,12 +45,14 @@ rule summarize:
         manifests=provenance_manifests(),
     log:
         summary_log(),
+    conda:
+        "../envs/msrgb.yaml"
     params:
         output_dir=output_dir_of,
         n_products=len(PRODUCTS),
         digests=product_digests(),
-    run:
-        write_summary(input, output, params, log)
+    script:
+        "../scripts/summarize.py"
 
 
 onsuccess:
