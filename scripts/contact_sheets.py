@@ -1,12 +1,9 @@
 """Snakemake adapter: (re)build the contact sheets of one product (see msrgb.sheets)."""
 
 import logging
+import os
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-
-from msrgb import sheets  # noqa: E402
 
 logging.basicConfig(
     filename=snakemake.log[0],
@@ -14,5 +11,19 @@ logging.basicConfig(
     format="%(asctime)s %(levelname)s %(message)s",
 )
 pairs = [(Path(m), Path(s)) for m, s in zip(snakemake.input.manifests, snakemake.output.sheets)]
-done = sheets.build_all(pairs, Path(snakemake.params.product_dir), sheets.SheetLayout(thumb=snakemake.params.thumbnail))
-logging.info("%d of %d contact sheet(s) rebuilt", done, len(pairs))
+
+
+def stale(manifest: Path, sheet: Path) -> bool:
+    return not sheet.exists() or sheet.stat().st_mtime_ns <= manifest.stat().st_mtime_ns
+
+
+# Most runs change no sheet: decide that before importing numpy, Pillow and rasterio.
+if any(stale(m, s) for m, s in pairs):
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+    from msrgb import sheets  # noqa: E402
+
+    layout = sheets.SheetLayout(thumb=snakemake.params.thumbnail)
+    done = sheets.build_all(pairs, Path(snakemake.params.product_dir), layout)
+else:
+    done = 0
+logging.info("%d of %d contact sheet(s) rebuilt (pid %d)", done, len(pairs), os.getpid())
