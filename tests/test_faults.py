@@ -313,30 +313,30 @@ def test_full_disk_fails_clearly_and_leaves_no_partial_png(tmp_path: Path) -> No
 
 
 def test_two_runs_on_one_output_folder(tmp_path: Path) -> None:
-    """Two runs started at once from different folders on the same output folder: the second is
-    refused with a clear message, the first finishes, nothing is corrupted."""
+    """Two runs started at once, from different folders, on the same output folder: one is
+    refused with a clear message, the other finishes, nothing is corrupted."""
     root = tmp_path / "tif"
-    synth.generate(root, 30)
+    synth.generate(root, 100)  # 1,000 tiles: each run holds the folder for several seconds
     out = tmp_path / "out"
-    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
-    a_dir.mkdir()
-    b_dir.mkdir()
-    first = subprocess.Popen(
-        _snakemake_cmd(root, out), cwd=a_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    lock = out / ".msrgb" / "run.lock"
-    deadline = time.monotonic() + 60
-    while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    second = run_snakemake(b_dir, check=False, input_dir=str(root), output_dir=str(out), shards=4)
-    _, first_err = first.communicate(timeout=300)
-    assert first.returncode == 0, first_err[-3000:]
-    assert second.returncode != 0
-    assert "is in use by another msrgb run" in second.stderr, second.stderr[-2000:]
-    assert f"pid {first.pid}" in second.stderr
+    runs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        runs.append(
+            subprocess.Popen(
+                _snakemake_cmd(root, out), cwd=tmp_path / name,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+        )
+    results = [(run.pid, *run.communicate(timeout=600), run.returncode) for run in runs]
+    ok = [r for r in results if r[3] == 0]
+    refused = [r for r in results if r[3] != 0]
+    assert len(ok) == 1 and len(refused) == 1, [r[2][-1500:] for r in results]
+    assert "is in use by another msrgb run" in refused[0][2], refused[0][2][-2000:]
+    assert f"pid {ok[0][0]}" in refused[0][2]
     verify_pngs(sorted(root.rglob("*.tif")), root, out)
+    assert not [p for p in (out / "truecolor").rglob(".*")], "temporary files left behind"
     # The lock goes with the process: a later run is not refused.
-    run_snakemake(b_dir, input_dir=str(root), output_dir=str(out), shards=4)
+    run_snakemake(tmp_path / "b", input_dir=str(root), output_dir=str(out), shards=4)
     FAULT_COUNTS["cases tried"] += 1
 
 
