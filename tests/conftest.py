@@ -98,3 +98,11 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
             digest = hashlib.sha256(p.read_bytes()).hexdigest()
         state[str(p.relative_to(root))] = (st.st_mode, st.st_mtime_ns, digest)
     return state
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Run the Slurm test last. It installs Slurm's client tools and stops the cluster it
+    started at the end; from then on every `snakemake` call pays about 9 s, because
+    snakemake-executor-plugin-slurm runs `scontrol show config` (10 s timeout) when it is
+    imported and no controller answers."""
+    items.sort(key=lambda item: item.fspath.basename == "test_slurm.py")
