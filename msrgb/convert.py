@@ -221,9 +221,7 @@ class Converter:
         an alpha channel when the product has a nodata value."""
         if isinstance(tile, dict):
             tile = Tile(tile)
-        stack = np.stack([tile.bands[i] for i in product.indices], axis=-1)
-        nodata = tile.nodata if product.nodata == "file" else product.nodata
-        invalid = (stack == nodata).any(axis=-1) if nodata is not None else None
+        stack, invalid = product_bands(tile, product)
         luts = self._luts.get(product.name)
         if luts is not None and stack.dtype in (np.uint8, np.uint16):
             if luts[0] is luts[1] is luts[2]:
@@ -284,6 +282,15 @@ class Converter:
                 except OSError as exc:
                     raise OutputError(f"{path}: cannot be written ({exc.strerror or exc})") from exc
         return source_sha, png_sha
+
+
+def product_bands(tile: Tile, product: Product) -> tuple[np.ndarray, np.ndarray | None]:
+    """The (rows, cols, 3) stack of the product's bands, and the mask of its nodata pixels
+    (any of the three bands equal to the nodata value), or None without a nodata value."""
+    stack = np.stack([tile.bands[i] for i in product.indices], axis=-1)
+    nodata = tile.nodata if product.nodata == "file" else product.nodata
+    invalid = (stack == nodata).any(axis=-1) if nodata is not None else None
+    return stack, invalid
 
 
 def image_percentiles(

@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from msrgb import __version__
-from msrgb.convert import Converter, InputError, gdal_env, write_atomic
+from msrgb.convert import Converter, InputError, gdal_env, product_bands, write_atomic
 from msrgb.plan import Source, path_hash, write_if_changed
 from msrgb.products import Product
 
@@ -37,7 +38,8 @@ def write_sample(path: Path, product: Product, sources: Sequence[Source]) -> boo
 def compute_limits(product: Product, input_dir: Path, rels: Sequence[str]) -> dict:
     """Per-band percentiles of the product's bands over all valid pixels of the sample files.
     Bad files are left out (and listed); returns what :func:`write_limits` records."""
-    base = Product(**{**product.to_dict(), "stretch": "gain", "nodata": product.nodata})
+    # the same bands and nodata, with a stretch whose limits are known, only to read the files
+    base = replace(product, stretch="gain")
     converter = Converter([base])
     values: list[list[np.ndarray]] = [[], [], []]
     skipped = []
@@ -49,11 +51,10 @@ def compute_limits(product: Product, input_dir: Path, rels: Sequence[str]) -> di
                 log.warning("%s", exc)
                 skipped.append(rel)
                 continue
-            stack = np.stack([tile.bands[i] for i in product.indices], axis=-1)
-            nodata = tile.nodata if product.nodata == "file" else product.nodata
-            valid = ~(stack == nodata).any(axis=-1) if nodata is not None else None
+            stack, invalid = product_bands(tile, base)
             for c in range(3):
-                values[c].append(stack[..., c].ravel() if valid is None else stack[..., c][valid])
+                band = stack[..., c]
+                values[c].append(band.ravel() if invalid is None else band[~invalid])
     if all(not v for v in values):
         raise InputError(f"product {product.name!r}: no readable file in the stretch sample")
     limits = []
