@@ -5,30 +5,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 from msrgb.convert import write_atomic
-from msrgb.plan import Layout, Plan, StateData, read_state_full, write_if_changed
+from msrgb.plan import Layout, Plan, StateData, write_if_changed
 
 log = logging.getLogger("msrgb")
 
 ERRORS_HEADER = "file\treason"
 
 
-def collect_errors(states: Iterable[Path]) -> list[tuple[str, str]]:
-    """(input path relative to input_dir, reason) of every input skipped as bad, sorted."""
-    errors: dict[str, str] = {}
-    for state in states:
-        skipped = read_state_full([state]).skipped
-        errors.update({rel: reason for rel, (_, _, reason) in skipped.items()})
-    return sorted(errors.items())
-
-
-def write_errors(states: Iterable[Path], out: Path) -> list[tuple[str, str]]:
-    """Write ``errors.tsv`` (a header line, then one tab-separated line per skipped file);
-    the table has only its header when nothing was skipped."""
-    errors = collect_errors(states)
+def write_errors(data: StateData, out: Path) -> list[tuple[str, str]]:
+    """Write ``errors.tsv`` from the shards' state (a header line, then one tab-separated line
+    per skipped file, sorted); the table has only its header when nothing was skipped."""
+    errors = sorted((rel, reason) for rel, (_, _, reason) in data.skipped.items())
     lines = [ERRORS_HEADER, *(f"{rel}\t{reason}" for rel, reason in errors)]
     write_atomic(out, ("\n".join(lines) + "\n").encode("utf-8"))
     if errors:
@@ -112,9 +102,8 @@ def provenance_text(product: str, digest: str, data: StateData) -> str:
     return "\n".join([*header, MANIFEST_COLUMNS, *rows]) + "\n"
 
 
-def write_provenance(states: Iterable[Path], outputs: dict[str, tuple[str, Path]]) -> None:
+def write_provenance(data: StateData, outputs: dict[str, tuple[str, Path]]) -> None:
     """Write ``manifest.tsv`` of every product (``outputs``: name -> (digest, path)); a file
     is rewritten only when its content changes."""
-    data = read_state_full(states)
     for product, (digest, path) in outputs.items():
         write_if_changed(path, provenance_text(product, digest, data))

@@ -7,7 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb import report  # noqa: E402
-from msrgb.plan import Layout, load_plan  # noqa: E402
+from msrgb.plan import Layout, load_plan, read_state_full  # noqa: E402
 
 logging.basicConfig(
     filename=snakemake.log[0],
@@ -15,9 +15,11 @@ logging.basicConfig(
     format="%(asctime)s %(levelname)s %(message)s",
 )
 layout = Layout(Path(snakemake.params.output_dir))
-errors = report.write_errors([Path(p) for p in snakemake.input.states], Path(snakemake.output.errors))
+# the shard states are read once, for errors.tsv and for the provenance manifests
+state = read_state_full([Path(p) for p in snakemake.input.states])
+errors = report.write_errors(state, Path(snakemake.output.errors))
 report.write_provenance(
-    [Path(p) for p in snakemake.input.states],
+    state,
     {
         name: (digest, Path(path))
         for (name, digest), path in zip(snakemake.params.digests.items(), snakemake.output.manifests)
