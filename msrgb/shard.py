@@ -219,11 +219,21 @@ def _reason(exc: InputError, path: Path) -> str:
     return text[len(prefix) :] if text.startswith(prefix) else text
 
 
+def _remove_png(png: Path) -> bool:
+    """Delete a PNG and its side files (world file, .aux.xml); True if the PNG was there."""
+    for side in side_files(png):
+        side.unlink(missing_ok=True)
+    try:
+        png.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _remove_stale(pngs: Iterable[Path]) -> None:
     """A skipped input must not keep a PNG made from an earlier version of it."""
     for png in pngs:
-        for path in (png, *side_files(png)):
-            path.unlink(missing_ok=True)
+        _remove_png(png)
 
 
 def _keep(png: Path, manifest_mtime: int) -> bool:
@@ -254,12 +264,7 @@ def _remove_orphans(
         if rel in current or product not in names or shard_of(rel, n_shards) != shard:
             continue
         png = layout.png(product, Source(rel, 0, 0))
-        try:
-            png.unlink()
+        if _remove_png(png):
             removed += 1
             log.info("removed %s: its input %s is gone", png, rel)
-        except FileNotFoundError:
-            pass
-        for side in side_files(png):
-            side.unlink(missing_ok=True)
     return removed
