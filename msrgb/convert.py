@@ -6,7 +6,6 @@ import hashlib
 import os
 import socket
 import struct
-import sys
 import threading
 import warnings
 import zlib
@@ -16,21 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
 
-import imageio.v3 as iio
 import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.io import DatasetReader
 
 from msrgb.products import Product, stretch
-
-# imageio's Pillow plugin tries ``from pillow_heif import ...`` on every call; when the package
-# is absent, each failed import walks sys.path (0.3 ms per PNG, as much as the encode itself).
-# Recording the absence once makes the later attempts fail at once, exactly as before.
-try:
-    import pillow_heif  # noqa: F401
-except ImportError:
-    sys.modules["pillow_heif"] = None  # type: ignore[assignment]
 
 # Tiles are opened without georeferencing on purpose (see Converter.read).
 warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
@@ -51,10 +41,8 @@ PNG_COMPRESSION: dict[str, tuple[int, int]] = {
 
 
 def library_versions() -> str:
-    """The versions that determine the PNG bytes, as one line."""
-    import imageio
-    import PIL
-
+    """The versions that determine the PNG bytes, as one line (the PNG encoder is msrgb's own,
+    on numpy and zlib)."""
     from msrgb import __version__
 
     parts = {
@@ -62,8 +50,6 @@ def library_versions() -> str:
         "rasterio": rasterio.__version__,
         "GDAL": rasterio.__gdal_version__,
         "numpy": np.__version__,
-        "imageio": imageio.__version__,
-        "Pillow": PIL.__version__,
         "zlib": zlib.ZLIB_RUNTIME_VERSION,
     }
     return " ".join(f"{k}={v}" for k, v in parts.items())
@@ -244,16 +230,7 @@ class Converter:
     def encode(self, rgb: np.ndarray, png_compression: str = "huffman") -> bytes:
         """PNG bytes of an (rows, cols, 3 or 4) uint8 or uint16 image."""
         level, strategy = PNG_COMPRESSION[png_compression]
-        if rgb.dtype == np.uint16:
-            return encode_png16(rgb, level, strategy)
-        return iio.imwrite(
-            "<bytes>",
-            rgb,
-            plugin="pillow",
-            extension=".png",
-            compress_level=level,
-            compress_type=strategy,
-        )
+        return encode_png(rgb, level, strategy)
 
     def convert(self, src: str | Path, dests: dict[str, Path]) -> tuple[str, dict[str, str]]:
         """Convert ``src`` to one PNG per product (``dests``: product name -> PNG path), with
@@ -308,22 +285,67 @@ def image_percentiles(
     return limits
 
 
-def encode_png16(image: np.ndarray, level: int, strategy: int) -> bytes:
-    """A 16-bit RGB or RGBA PNG (Pillow writes only 8-bit colour PNGs): big-endian samples,
-    filter type 0 on every row, zlib with the given level and strategy."""
+#: PNG filter types in the order they are tried; the first with the lowest score wins.
+_FILTER_ORDER = np.array([0, 2, 1, 4], dtype=np.uint8)  # None, Up, Sub, Paeth
+
+
+def encode_png(image: np.ndarray, level: int, strategy: int) -> bytes:
+    """PNG bytes of an (rows, cols, 3 or 4) uint8 or uint16 image, written with numpy and zlib.
+
+    8-bit images get Pillow's filter choice (per row, the first of None, Up, Sub and Paeth with
+    the smallest sum of absolute filtered bytes), so for tiles of up to 16 KB of image data and
+    the default Huffman-only compression the bytes are the same as Pillow's. The same work through
+    imageio and Pillow costs 0.55 ms per EuroSAT tile, this 0.25 ms: Pillow asks zlib for more
+    memory (memLevel 9), which it spends most of the time clearing. 16-bit images (which Pillow
+    cannot write in colour) use filter None on every row."""
     rows, cols, channels = image.shape
-    raw = np.zeros((rows, 1 + cols * channels * 2), dtype=np.uint8)
-    raw[:, 1:] = image.astype(">u2").view(np.uint8).reshape(rows, -1)
+    if image.dtype == np.uint16:
+        raw = np.zeros((rows, 1 + cols * channels * 2), dtype=np.uint8)
+        raw[:, 1:] = image.astype(">u2").view(np.uint8).reshape(rows, -1)
+        depth = 16
+    else:
+        raw = _filter_rows(image.reshape(rows, cols * channels), channels)
+        depth = 8
     packer = zlib.compressobj(level, zlib.DEFLATED, 15, 8, strategy)
     idat = packer.compress(raw.tobytes()) + packer.flush()
     color_type = {3: 2, 4: 6}[channels]
+    header = struct.pack(">IIBBBBB", cols, rows, depth, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
 
-    header = struct.pack(">IIBBBBB", cols, rows, 16, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+def _filter_rows(x: np.ndarray, bpp: int) -> np.ndarray:
+    """The filtered scanlines (filter byte first) of the uint8 rows ``x`` with ``bpp`` bytes
+    per pixel, each row with the filter whose output is closest to zero."""
+    rows, n = x.shape
+    cand = np.empty((4, rows, n), dtype=np.uint8)
+    cand[0] = x
+    cand[1, 0] = x[0]  # Up: the row above the first is zero
+    np.subtract(x[1:], x[:-1], out=cand[1, 1:])
+    cand[2, :, :bpp] = x[:, :bpp]  # Sub: the pixel left of the first is zero
+    np.subtract(x[:, bpp:], x[:, :-bpp], out=cand[2, :, bpp:])
+    # Paeth: predict from left (a), above (b) and upper-left (c)
+    xi = x.astype(np.int16)
+    a = np.zeros_like(xi)
+    a[:, bpp:] = xi[:, :-bpp]
+    b = np.zeros_like(xi)
+    b[1:] = xi[:-1]
+    c = np.zeros_like(xi)
+    c[1:, bpp:] = xi[:-1, :-bpp]
+    pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+    pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+    np.subtract(x, pred.astype(np.uint8), out=cand[3])
+    # distance from zero of a byte v read as signed: min(v, 256 - v)
+    score = np.minimum(cand, 0 - cand).sum(axis=2, dtype=np.uint32)
+    best = score.argmin(axis=0)
+    raw = np.empty((rows, 1 + n), dtype=np.uint8)
+    raw[:, 0] = _FILTER_ORDER[best]
+    raw[:, 1:] = cand[best, np.arange(rows)]
+    return raw
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
 
 
 def world_file_path(png: Path) -> Path:

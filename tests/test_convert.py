@@ -3,10 +3,18 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import rasterio
 from conftest import SHARED_S2, assert_png_matches
 
 from msrgb import synth
-from msrgb.convert import PNG_COMPRESSION, Converter, InputError, enter_thread_gdal_env, write_atomic
+from msrgb.convert import (
+    PNG_COMPRESSION,
+    Converter,
+    InputError,
+    encode_png,
+    enter_thread_gdal_env,
+    write_atomic,
+)
 from msrgb.products import parse_products
 
 
@@ -31,6 +39,45 @@ def test_every_png_compression_keeps_the_pixels(tmp_path: Path, compression: str
     png = tmp_path / "x.png"
     conv.convert(tif, {"truecolor": png})
     assert_png_matches(png, tif)
+
+
+def test_png_encoder_is_byte_identical_to_pillow_on_tiles(tmp_path: Path):
+    """msrgb writes PNGs with its own numpy + zlib encoder (2x faster than imageio + Pillow); on
+    EuroSAT-sized tiles with the default compression the bytes are Pillow's, filter choice
+    included."""
+    conv = Converter(parse_products(["truecolor"]))
+    tifs = synth.generate(tmp_path / "in", 2)  # 2 tiles of each of the 10 classes
+    for tif in tifs:
+        rgb = conv.render(conv.read(tif), conv.products[0])
+        pillow = iio.imwrite("<bytes>", rgb, plugin="pillow", extension=".png", compress_level=6, compress_type=2)
+        assert conv.encode(rgb, "huffman") == pillow, tif.name
+
+
+@pytest.mark.parametrize("compression", sorted(PNG_COMPRESSION))
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [((1, 1, 3), np.uint8), ((1, 70, 3), np.uint8), ((70, 1, 4), np.uint8), ((97, 131, 4), np.uint8),
+     ((300, 300, 3), np.uint8), ((33, 17, 3), np.uint16), ((20, 9, 4), np.uint16)],
+)  # fmt: skip
+def test_png_encoder_round_trips_any_shape(shape: tuple[int, ...], dtype: type, compression: str):
+    """Every filter path (flat, noisy, gradients, edges), odd sizes, alpha, 16 bits, more image
+    data than one zlib block: independent decoders (Pillow through imageio for 8 bits, GDAL for
+    16 bits, which Pillow reads only as 8-bit colour) read back exactly the pixels."""
+    rng = np.random.default_rng(sum(shape))
+    top = np.iinfo(dtype).max
+    image = rng.integers(0, top, size=shape, endpoint=True).astype(dtype)
+    image[: shape[0] // 3] = top // 2  # flat block: filter None / Up
+    ramp = np.linspace(0, top, shape[1], dtype=np.float64).astype(dtype)
+    image[shape[0] // 3 : 2 * shape[0] // 3] = ramp[None, :, None]  # gradient: Sub / Paeth
+    level, strategy = PNG_COMPRESSION[compression]
+    data = encode_png(image, level, strategy)
+    if dtype == np.uint8:
+        back = iio.imread(data)
+    else:
+        with rasterio.MemoryFile(data) as mem, mem.open() as src:
+            back = np.moveaxis(src.read(), 0, -1)
+    assert back.dtype == dtype
+    assert np.array_equal(back.reshape(shape), image)
 
 
 def test_write_atomic_never_leaves_a_partial_file(tmp_path: Path):

@@ -7,7 +7,7 @@ import pytest
 import rasterio
 
 from msrgb import synth
-from msrgb.convert import Converter, Tile, encode_png16
+from msrgb.convert import Converter, Tile, encode_png
 from msrgb.products import (
     PRESETS,
     Product,
@@ -114,7 +114,7 @@ def test_sixteen_bit_png_round_trip(tmp_path: Path):
     want = (65535 * (ms[..., [3, 2, 1]] / 4000).clip(0, 1)).astype(np.uint16)
     assert rgb.dtype == np.uint16 and np.array_equal(rgb, want)
     png = tmp_path / "x.png"
-    png.write_bytes(encode_png16(rgb, 6, 0))
+    png.write_bytes(encode_png(rgb, 6, 0))
     with rasterio.open(png) as src:  # GDAL's PNG driver, independent of our encoder
         assert src.dtypes == ("uint16",) * 3
         assert np.array_equal(np.moveaxis(src.read(), 0, -1), want)
