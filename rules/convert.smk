@@ -5,8 +5,12 @@
 #   alongside. Declaring 27,000 PNGs here would cost Snakemake a marker file per PNG per run.
 # convert_pngs_<i>: declares every PNG of the shard, so a PNG can be a target
 #   (snakemake results/truecolor/Forest/Forest_7.png) or the input of another rule.
-#   PNGs are flagged update() so that Snakemake keeps the ones that are up to date.
+#   PNGs are flagged update() so that Snakemake keeps the ones that are up to date. Defined
+#   only when wanted (png_targets in the config): 27,000 declared paths cost Snakemake a
+#   second per run, 270,000 half a gigabyte of memory.
 # Both run the same script, which converts only missing or out-of-date images.
+PNG_RULES = png_rules_wanted()
+
 for shard in range(PLAN.n_shards):
 
     rule:
@@ -30,6 +34,9 @@ for shard in range(PLAN.n_shards):
             stretch_files=stretch_files(),
         script:
             "../scripts/convert_shard.py"
+
+    if not PNG_RULES:
+        continue
 
     rule:
         name:

@@ -112,6 +112,21 @@ def test_png_is_a_buildable_target(tmp_path: Path, dataset: Path):
     assert target.exists()
 
 
+def test_png_declaring_rules_exist_only_when_wanted(tmp_path: Path, dataset: Path):
+    """png_targets: auto leaves out the rules that declare every PNG unless the command line
+    names a PNG (they cost Snakemake time and memory at scale); true/false force it."""
+    folders = {"input_dir": str(dataset), "output_dir": str(tmp_path / "out")}
+    listed = run_snakemake(tmp_path, "--list-rules", **folders).stdout
+    assert "convert_shard_0" in listed and "convert_pngs_" not in listed
+    listed = run_snakemake(tmp_path, "--list-rules", png_targets="True", **folders).stdout
+    assert "convert_pngs_0" in listed
+    target = str(tmp_path / "out" / "truecolor" / "River" / "River_1.png")
+    proc = run_snakemake(tmp_path, target, "--dry-run", **folders)
+    assert "convert_pngs_0" in proc.stdout
+    proc = run_snakemake(tmp_path, target, "--dry-run", check=False, png_targets="False", **folders)
+    assert proc.returncode != 0 and "No rule to produce" in proc.stdout + proc.stderr
+
+
 def test_cores_shard_and_thread_settings_give_identical_bytes(tmp_path: Path, dataset: Path):
     """Same inputs, settings and libraries: the same PNG bytes (and provenance manifests),
     whatever --cores, shard count or thread count."""
