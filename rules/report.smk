@@ -57,3 +57,8 @@ rule summarize:
 
 onsuccess:
     print_summary()
+    end_scheduler_timers()
+
+
+onerror:
+    end_scheduler_timers()
