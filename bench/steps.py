@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Where the time goes: the cost per image of each step of the shard loop, single thread.
+
+Runs each step of msrgb.convert.Converter.convert separately over the same files (best of
+--repeat passes, page cache warm), then the whole convert() for comparison, and prints
+milliseconds per image. The steps are the ones README, Performance, lists.
+
+Usage: bench/steps.py [--data DIR] [--n 2000] [--repeat 3]
+(DIR defaults to bench/out/eurosat-3000, generated if absent.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from msrgb.convert import Converter, enter_thread_gdal_env, write_atomic  # noqa: E402
+from msrgb.products import parse_products  # noqa: E402
+
+
+def best_ms(files: list[Path], step: Callable[[Path, int], object], repeat: int) -> float:
+    best = float("inf")
+    for n in range(repeat):
+        t0 = time.perf_counter()
+        for f in files:
+            step(f, n)
+        best = min(best, time.perf_counter() - t0)
+    return best / len(files) * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=REPO / "bench" / "out" / "eurosat-3000")
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    if not args.data.exists():
+        subprocess.run([sys.executable, str(REPO / "bench/make_eurosat.py"), str(args.data), "3000"], check=True)
+    files = sorted(args.data.rglob("*.tif"))[: args.n]
+
+    enter_thread_gdal_env()
+    (product,) = parse_products(["truecolor"])
+    conv = Converter([product])
+    tiles = {f: conv.read(f) for f in files}
+    rgbs = {f: conv.render(tiles[f], product) for f in files}
+    pngs = {f: conv.encode(rgbs[f]) for f in files}
+    # Every pass writes new files into its own folder: overwriting, or deleting between passes,
+    # would time the file system's handling of just-freed inodes (see bench/run.py, SETTLE_S).
+    (REPO / "bench" / "out").mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix="msrgb-steps-", dir=REPO / "bench" / "out"))
+
+    def png(kind: str, f: Path, n: int) -> Path:
+        return out / f"{kind}{n}" / f"{f.stem}.png"
+
+    try:
+        rows = [
+            ("open + read 3 bands (rasterio)", lambda f, n: conv.read(f)),
+            ("SHA-256 of the source file", lambda f, n: hashlib.sha256(f.read_bytes()).hexdigest()),
+            ("stretch (lookup table)", lambda f, n: conv.render(tiles[f], product)),
+            ("PNG encode", lambda f, n: conv.encode(rgbs[f])),
+            ("SHA-256 of the PNG", lambda f, n: hashlib.sha256(pngs[f]).hexdigest()),
+            ("write temporary file + rename", lambda f, n: write_atomic(png("w", f, n), pngs[f])),
+            ("whole convert()", lambda f, n: conv.convert(f, {product.name: png("c", f, n)})),
+        ]
+        print(f"{len(files)} files from {args.data}, best of {args.repeat}, ms per image:")
+        for label, step in rows:
+            print(f"  {label:32s} {best_ms(files, step, args.repeat):6.3f}")
+    finally:
+        shutil.rmtree(out)
+
+
+if __name__ == "__main__":
+    main()
