@@ -286,13 +286,17 @@ def png_rules_wanted():
     """Whether to define the convert_pngs_<i> rules, which declare every PNG (README, How it
     works). auto: when msrgb is a module (the host's rules may take our PNGs as inputs), or when
     the command line names a PNG or one of these rules: a PNG target in the main process, the
-    rule of a job started on a cluster node (its command line names the job)."""
+    rule of a job started on a cluster node (its command line names the job). Also for
+    `snakemake --lint`, so that the linter sees every rule."""
     setting = config["png_targets"]
     if setting != "auto":
         return bool(setting)
     if not workflow.modifier.is_main_snakefile():  # loaded with `module`
         return True
-    return any(a.lower().endswith(".png") or "convert_pngs_" in a for a in sys.argv[1:])
+    return any(
+        a.lower().endswith(".png") or "convert_pngs_" in a or a == "--lint"
+        for a in sys.argv[1:]
+    )
 
 
 def shard_manifest(shard):
