@@ -9,7 +9,7 @@ Scenarios (each a real `snakemake` run in a fresh working folder):
   del1       rerun after deleting 1 PNG
 Also reported: size of .snakemake/ and .snakemake/metadata, the output's .msrgb/ state, and the
 peak memory (max RSS) of the largest process of each run (the snakemake process).
-The results of the previous benchmark are deleted first, then left 65 s to age (see SETTLE_S).
+The results of the previous benchmark are deleted after the report, not before (see set_aside).
 
 Usage: bench/run.py [--n 27000] [--data DIR] [--work DIR] [--cores 2] [--threads auto]
                     [--shards auto] [--baseline PATH] [--skip-baseline] [--scenarios ...]
@@ -46,22 +46,18 @@ _PEAK = (
 )
 
 
-#: Seconds to wait after deleting the previous results. ext4 without a journal (this benchmark's
-#: VM) skips inodes freed in the last 60 s (300 s until they are written back) whenever it creates
-#: a file, reading each one's inode to check: right after 50,000 files are deleted, creating
-#: files costs twice the CPU (perf: recently_deleted, find_inode_bit) and the first minute of the
-#: next run is slow. No timed run follows a mass deletion: old results are deleted, synced, and
-#: left to age; the baseline's PNGs stay until the next benchmark.
-SETTLE_S = 65
-
-
-def clear(path: Path) -> None:
+#: ext4 without a journal (this benchmark's VM) skips inodes freed in the last minutes whenever it
+#: creates a file, reading each one's inode to check: after 50,000 files are deleted, creating
+#: files costs up to twice the CPU for several minutes (perf: recently_deleted, find_inode_bit;
+#: still there 65 s after a deletion and a sync). So the previous results are not deleted before
+#: the timed runs: they are renamed aside and deleted after the report. Back-to-back benchmarks
+#: still pay for the previous one's deletion; leave a few minutes between them.
+def set_aside(path: Path) -> Path | None:
     if not path.exists():
-        return
-    shutil.rmtree(path)
-    os.sync()
-    print(f"deleted the previous results in {path}; waiting {SETTLE_S} s for the file system", flush=True)
-    time.sleep(SETTLE_S)
+        return None
+    trash = path.with_name(f"{path.name}.old-{time.time_ns()}")
+    path.rename(trash)
+    return trash
 
 
 def timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, int]:
@@ -99,7 +95,7 @@ def main() -> None:
         print(f"generating {args.n} EuroSAT-shaped files in {data} ...", flush=True)
         subprocess.run([sys.executable, str(REPO / "bench/make_eurosat.py"), str(data), str(args.n)], check=True)
     run_dir = work / "run"
-    clear(run_dir)
+    old = set_aside(run_dir)
     run_dir.mkdir(parents=True)
     out = run_dir / "out"
     results: dict[str, tuple[float, int]] = {}
@@ -123,6 +119,8 @@ def main() -> None:
     added = data / "AnnualCrop"
     if "add100" not in args.scenarios and "del1" not in args.scenarios:
         report(args, results, run_dir, out)
+        if old:
+            shutil.rmtree(old)
         return
     subprocess.run(
         [sys.executable, str(REPO / "bench/make_eurosat.py"), str(run_dir / "new"), "100",
@@ -143,6 +141,8 @@ def main() -> None:
         for f in moved:  # leave the dataset as it was
             f.unlink(missing_ok=True)
     report(args, results, run_dir, out)
+    if old:
+        shutil.rmtree(old)
 
 
 def report(args: argparse.Namespace, results: dict[str, tuple[float, int]], run_dir: Path, out: Path) -> None:
