@@ -57,11 +57,12 @@ def test_png_encoder_is_byte_identical_to_pillow_on_tiles(tmp_path: Path):
 @pytest.mark.parametrize(
     ("shape", "dtype"),
     [((1, 1, 3), np.uint8), ((1, 70, 3), np.uint8), ((70, 1, 4), np.uint8), ((97, 131, 4), np.uint8),
-     ((300, 300, 3), np.uint8), ((33, 17, 3), np.uint16), ((20, 9, 4), np.uint16)],
+     ((300, 300, 3), np.uint8), ((1200, 1000, 3), np.uint8), ((33, 17, 3), np.uint16),
+     ((20, 9, 4), np.uint16)],
 )  # fmt: skip
 def test_png_encoder_round_trips_any_shape(shape: tuple[int, ...], dtype: type, compression: str):
-    """Every filter path (flat, noisy, gradients, edges), odd sizes, alpha, 16 bits, more image
-    data than one zlib block: independent decoders (Pillow through imageio for 8 bits, GDAL for
+    """Every filter path (flat, noisy, gradients, edges), odd sizes, alpha, 16 bits, an image
+    filtered in several blocks of rows (1200 x 1000): independent decoders (Pillow through imageio for 8 bits, GDAL for
     16 bits, which Pillow reads only as 8-bit colour) read back exactly the pixels."""
     rng = np.random.default_rng(sum(shape))
     top = np.iinfo(dtype).max
