@@ -55,7 +55,7 @@ def main() -> None:
     rgbs = {f: conv.render(tiles[f], product) for f in files}
     pngs = {f: conv.encode(rgbs[f]) for f in files}
     # Every pass writes new files into its own folder: overwriting, or deleting between passes,
-    # would time the file system's handling of just-freed inodes (see bench/run.py, SETTLE_S).
+    # would time the file system's handling of just-freed inodes (see bench/run.py, set_aside).
     (REPO / "bench" / "out").mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="msrgb-steps-", dir=REPO / "bench" / "out"))
 
