@@ -16,6 +16,7 @@ under which settings. The next job of that shard skips every image whose record 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import hashlib
@@ -392,6 +393,24 @@ def scan_outputs(layout: Layout, plan: Plan, products: Sequence[Product]) -> lis
 
 
 _LOCKS: dict[str, int] = {}
+_HOLDER_BYTES = 256  # the lock file holds one space-padded line naming the run that holds it
+_HOLDER_WAIT_S = 5.0
+
+
+def _read_holder(fd: int) -> str:
+    """The line the lock's holder wrote. The holder writes it just after taking the lock, so a
+    run that is refused in that instant finds the file still empty: wait a little for it."""
+    deadline = time.monotonic() + _HOLDER_WAIT_S
+    while True:
+        holder = os.pread(fd, _HOLDER_BYTES, 0).decode("utf-8", "replace").strip()
+        if holder or time.monotonic() > deadline:
+            return holder or "unknown process"
+        time.sleep(0.05)
+
+
+def _release_holder_line(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
 
 
 def lock_output(layout: Layout) -> None:
@@ -407,13 +426,16 @@ def lock_output(layout: Layout) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip() or "unknown process"
+        holder = _read_holder(fd)
         os.close(fd)
         raise PlanError(
             f"output folder {str(layout.output_dir)!r} is in use by another msrgb run "
             f"({holder}); wait for it to finish or choose another output_dir"
         ) from None
-    os.ftruncate(fd, 0)
     started = time.strftime("%Y-%m-%d %H:%M:%S")
-    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {started}\n".encode(), 0)
+    line = f"pid {os.getpid()} on {socket.gethostname()} since {started}"
+    # One write of a fixed length replaces whatever a killed run left, with no empty moment.
+    os.pwrite(fd, line.encode()[: _HOLDER_BYTES - 1].ljust(_HOLDER_BYTES - 1) + b"\n", 0)
+    os.ftruncate(fd, _HOLDER_BYTES)
+    atexit.register(_release_holder_line, fd)  # the lock itself goes with the process
     _LOCKS[key] = fd

@@ -79,3 +79,29 @@ def test_related_states_cover_split_and_merged_shards(tmp_path: Path):
         layout.state(n, i).write_text(plan.STATE_HEADER + "\n")
     found = {(int(p.parent.name), int(p.stem)) for p in layout.related_states(8, 5)}
     assert found == {(4, 1), (16, 5), (2, 1)}
+
+
+def test_refused_run_names_the_holder_even_if_it_has_just_taken_the_lock(tmp_path: Path):
+    """The run holding the output folder writes who it is just after taking the lock; a run
+    refused in that instant must wait for the line rather than report an unknown process (this
+    race failed CI once)."""
+    import fcntl
+    import threading
+
+    layout = plan.Layout(tmp_path / "out")
+    lock = layout.state_root / "run.lock"
+    lock.parent.mkdir(parents=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)  # another open file: flock sees another holder
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        late = threading.Timer(0.5, os.pwrite, (fd, b"pid 4242 on elsewhere since now\n", 0))
+        late.start()
+        with pytest.raises(plan.PlanError, match=r"in use by another msrgb run \(pid 4242 on"):
+            plan.lock_output(layout)
+        late.join()
+    finally:
+        os.close(fd)
+    # Once the holder has gone, the folder can be taken, and the line names this process.
+    plan.lock_output(layout)
+    assert lock.read_text().strip().startswith(f"pid {os.getpid()} on ")
+    assert len(lock.read_bytes()) == 256
