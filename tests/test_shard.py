@@ -66,3 +66,82 @@ def test_changing_one_product_rerenders_only_that_product(tmp_path: Path):
     result = run_shard(layout.manifest(1, 0), layout.state(1, 0), tifs, products)
     assert result.converted == 6
     assert a_png.stat().st_ino == a_inode, "product a must not be rewritten"
+
+
+
+def _resident_pages(path: Path) -> int:
+    """How many pages of ``path`` are in the page cache: mincore(2) on a mapping of the file."""
+    import ctypes
+    import mmap
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = path.stat().st_size
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        try:
+            vec = ctypes.create_string_buffer(pages)
+            assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
+            return sum(b & 1 for b in vec.raw)
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+
+
+def _evict(path: Path) -> None:
+    import os
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "posix_fadvise"), reason="no posix_fadvise here")
+def test_prefetcher_reads_ahead_a_bounded_number_of_files_and_ignores_unreadable_ones(tmp_path: Path):
+    """The prefetcher puts the next files into the page cache (checked with mincore), never more
+    than ``ahead`` files beyond what was converted, and passes over files it cannot open or that
+    are not regular files (a FIFO named like a TIFF must not hang it)."""
+    import os
+    import time
+
+    from msrgb.shard import Prefetcher
+
+    synth.generate(tmp_path / "tif", 1)
+    files = sorted((tmp_path / "tif").rglob("*.tif"))  # 10 tiles of 110 KB
+    os.mkfifo(tmp_path / "fifo.tif")
+    paths = [files[0], tmp_path / "missing.tif", tmp_path / "fifo.tif", *files[1:]]
+    for f in files:
+        _evict(f)
+    if any(_resident_pages(f) for f in files):
+        pytest.skip("this file system keeps pages cached after POSIX_FADV_DONTNEED")
+
+    def wait_for(hinted: int, prefetcher: Prefetcher) -> None:
+        deadline = time.monotonic() + 10
+        while prefetcher.hinted < hinted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # a thread that went too far would have done so by now
+
+    with Prefetcher(paths, ahead=5) as prefetcher:
+        wait_for(3, prefetcher)  # 5 slots: files[0], missing, fifo (not a file), files[1], files[2]
+        assert prefetcher.hinted == 3
+        deadline = time.monotonic() + 10  # WILLNEED starts the reads; they finish soon after
+        while not all(_resident_pages(f) for f in files[:3]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert all(_resident_pages(f) for f in files[:3])
+        assert not any(_resident_pages(f) for f in files[3:])
+        for _ in range(4):
+            prefetcher.consumed()
+        wait_for(7, prefetcher)
+        assert prefetcher.hinted == 7
+    assert not any(_resident_pages(f) for f in files[7:])
