@@ -49,10 +49,10 @@ def test_power_of_two_shards_nest():
 
 @pytest.mark.parametrize(
     "n_files, cores, expected",
-    [(27000, 2, 8), (27000, 64, 128), (100, 2, 1), (1000, 2, 4), (270000, 2, 128), (0, 8, 1)],
+    [(27000, 2, 4), (27000, 8, 16), (27000, 64, 128), (100, 2, 1), (1000, 2, 4), (270000, 2, 64), (0, 8, 1)],
 )
 def test_shard_count_adapts_to_files_and_cores(n_files, cores, expected):
-    assert plan.shard_count(n_files, cores, target_size=4000, min_size=200) == expected
+    assert plan.shard_count(n_files, cores, target_size=8000, min_size=200) == expected
 
 
 def test_manifest_rewritten_only_when_content_changes(tmp_path: Path):
