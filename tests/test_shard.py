@@ -108,14 +108,14 @@ def _evict(path: Path) -> None:
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "posix_fadvise"), reason="no posix_fadvise here")
-def test_prefetcher_reads_ahead_a_bounded_number_of_files_and_ignores_unreadable_ones(tmp_path: Path):
-    """The prefetcher puts the next files into the page cache (checked with mincore), never more
-    than ``ahead`` files beyond what was converted, and passes over files it cannot open or that
-    are not regular files (a FIFO named like a TIFF must not hang it)."""
+def test_read_ahead_asks_for_the_next_files_in_batches_and_passes_over_unreadable_ones(tmp_path: Path):
+    """ReadAhead puts the next files into the page cache (checked with mincore), in batches, never
+    more than ``ahead`` files beyond the one started, and passes over files it cannot open or
+    that are not regular files (a FIFO named like a TIFF must not hang it)."""
     import os
     import time
 
-    from msrgb.shard import Prefetcher
+    from msrgb.shard import ReadAhead
 
     synth.generate(tmp_path / "tif", 1)
     files = sorted((tmp_path / "tif").rglob("*.tif"))  # 10 tiles of 110 KB
@@ -126,22 +126,22 @@ def test_prefetcher_reads_ahead_a_bounded_number_of_files_and_ignores_unreadable
     if any(_resident_pages(f) for f in files):
         pytest.skip("this file system keeps pages cached after POSIX_FADV_DONTNEED")
 
-    def wait_for(hinted: int, prefetcher: Prefetcher) -> None:
-        deadline = time.monotonic() + 10
-        while prefetcher.hinted < hinted and time.monotonic() < deadline:
+    def cached(fs: list[Path]) -> list[bool]:
+        deadline = time.monotonic() + 10  # WILLNEED queues the reads; they finish soon after
+        while not all(_resident_pages(f) for f in fs) and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.2)  # a thread that went too far would have done so by now
+        return [bool(_resident_pages(f)) for f in fs]
 
-    with Prefetcher(paths, ahead=5) as prefetcher:
-        wait_for(3, prefetcher)  # 5 slots: files[0], missing, fifo (not a file), files[1], files[2]
-        assert prefetcher.hinted == 3
-        deadline = time.monotonic() + 10  # WILLNEED starts the reads; they finish soon after
-        while not all(_resident_pages(f) for f in files[:3]) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert all(_resident_pages(f) for f in files[:3])
-        assert not any(_resident_pages(f) for f in files[3:])
-        for _ in range(4):
-            prefetcher.consumed()
-        wait_for(7, prefetcher)
-        assert prefetcher.hinted == 7
-    assert not any(_resident_pages(f) for f in files[7:])
+    read_ahead = ReadAhead(paths, ahead=6)
+    read_ahead.started()  # asks for paths[0:7]: files 0-4, the missing file and the FIFO
+    assert read_ahead.hinted == 5
+    assert cached(files[:5]) == [True] * 5
+    assert not any(_resident_pages(f) for f in files[5:])
+    read_ahead.started()
+    read_ahead.started()
+    read_ahead.started()  # 4 started, 3 asked for beyond them: half of ahead, enough
+    assert read_ahead.hinted == 5
+    read_ahead.started()  # 5 started, 2 beyond: the next batch, paths[7:11] = files 5-8
+    assert read_ahead.hinted == 9
+    assert cached(files[5:9]) == [True] * 4
+    assert not _resident_pages(files[9])
