@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape as xml_escape
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.io import DatasetReader
+from rasterio.io import DatasetReader, MemoryFile
 
 from msrgb.products import Product, stretch
 
@@ -31,6 +31,9 @@ warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarni
 #: map instead of GDAL's block cache makes the read 30 % faster (0.35 instead of 0.5 ms per
 #: EuroSAT tile); GDAL checks the strips against the file size first, so a truncated file is
 #: still a clean error. Compressed TIFFs are read as before.
+# Input files up to this size are read once and parsed by GDAL in memory (see convert()).
+IN_MEMORY_BYTES = 64 * 2**20
+
 GDAL_ENV = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_PAM_ENABLED": "NO",
@@ -162,15 +165,29 @@ class Converter:
         self._needed = sorted({i for p in self.products for i in p.indices})
         self._georef = any(p.needs_georef for p in self.products)
 
-    def read(self, path: str | Path) -> Tile:
-        """Read the bands the products need, once for all products. Raises
+    def read(self, path: str | Path, data: bytes | None = None) -> Tile:
+        """Read the bands the products need, once for all products; from ``data`` (the file's
+        bytes, already read) when given, which spares GDAL a second open of the file. Raises
         :class:`InputError` naming the file and the problem."""
+        try:
+            if data is None:
+                return self._read(path, path)
+            with MemoryFile(data) as memfile:
+                return self._read(memfile.name, path)
+        except InputError:
+            raise
+        except Exception:
+            if data is not None:  # GDAL's message about the file itself, not about a copy
+                return self.read(path)
+            raise
+
+    def _read(self, name: str | Path, path: str | Path) -> Tile:
         # Georeferencing is read only when a product writes it: building the CRS is the most
         # expensive part of opening a small GeoTIFF. DatasetReader directly: rasterio.open
         # would set up a GDAL environment per call.
         options = {} if self._georef else {"GEOREF_SOURCES": "NONE"}
         try:
-            with DatasetReader(path, driver="GTiff", sharing=False, **options) as src:
+            with DatasetReader(name, driver="GTiff", sharing=False, **options) as src:
                 count, dtype = src.count, src.dtypes[0]
                 for p in self.products:
                     if count != len(p.band_map):
@@ -183,8 +200,8 @@ class Converter:
                         f"{path}: data type {dtype} is not supported "
                         f"(expected one of {', '.join(SUPPORTED_DTYPES)})"
                     )
-                data = src.read([i + 1 for i in self._needed])
-                tile = Tile(dict(zip(self._needed, data)), src.nodata)
+                bands = src.read([i + 1 for i in self._needed])
+                tile = Tile(dict(zip(self._needed, bands)), src.nodata)
                 if self._georef:
                     if src.crs is None or src.transform.is_identity:
                         raise InputError(
@@ -195,6 +212,8 @@ class Converter:
         except InputError:
             raise
         except rasterio.errors.RasterioIOError as exc:
+            if name != path:
+                raise
             reason = _describe_unreadable(Path(path))
             if reason is not None:
                 raise InputError(f"{path}: {reason}") from exc
@@ -203,6 +222,8 @@ class Converter:
                 f"(GDAL: {_root_message(exc)})"
             ) from exc
         except Exception as exc:  # a truncated strip surfaces as a generic rasterio error
+            if name != path:
+                raise
             raise InputError(
                 f"{path}: reading failed, the file may be truncated or damaged "
                 f"({type(exc).__name__}: {_root_message(exc)})"
@@ -243,14 +264,23 @@ class Converter:
         """Convert ``src`` to one PNG per product (``dests``: product name -> PNG path), with
         the products' side files (world file, .aux.xml). Returns the SHA-256 of the source and
         of each PNG written (product name -> hash), for the provenance manifest."""
-        # The whole file in one read first: on a cold page cache one sequential read is cheaper
-        # than GDAL's reads of header and strips, which then come from the cache.
+        # One open and, for files up to IN_MEMORY_BYTES, one read: the bytes are hashed and
+        # GDAL parses them in memory (0.2 ms per EuroSAT tile less than opening the file again;
+        # on a network file system every open is a round trip). Larger files (a whole scene)
+        # are hashed in chunks and read by GDAL from the file.
         try:
-            source_sha = hashlib.sha256(Path(src).read_bytes()).hexdigest()
+            with open(src, "rb") as fh:
+                if os.fstat(fh.fileno()).st_size <= IN_MEMORY_BYTES:
+                    data: bytes | None = fh.read()
+                    source_sha = hashlib.sha256(data).hexdigest()
+                else:
+                    data = None
+                    source_sha = hashlib.file_digest(fh, "sha256").hexdigest()
         except OSError as exc:
             self.read(src)  # raises InputError naming the problem (permissions, broken link)
             raise InputError(f"{src}: cannot be read ({exc.strerror})") from exc
-        tile = self.read(src)
+        tile = self.read(src, data)
+        del data
         png_sha = {}
         for product in self.products:
             png = dests.get(product.name)
