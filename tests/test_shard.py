@@ -145,3 +145,15 @@ def test_read_ahead_asks_for_the_next_files_in_batches_and_passes_over_unreadabl
     assert read_ahead.hinted == 9
     assert cached(files[5:9]) == [True] * 4
     assert not _resident_pages(files[9])
+
+
+def test_a_fifo_named_like_a_tiff_is_reported_not_waited_for(tmp_path: Path):
+    """Opening a FIFO for reading waits for a writer; the job must report it and go on."""
+    import os
+
+    tifs, layout, _, products = make(tmp_path)
+    os.mkfifo(tifs / "Forest" / "pipe.tif")
+    plan.write_plan(layout, plan.discover(tifs), 1, products)
+    with pytest.raises(ShardError, match=r"1 of 7 .*\n  .*pipe\.tif: is not a regular file"):
+        run_shard(layout.manifest(1, 0), layout.state(1, 0), tifs, products)
+    assert len(list((layout.output_dir / "truecolor").rglob("*.png"))) == 6
