@@ -8,7 +8,9 @@ Usage (root, or a user allowed to mount FUSE; needs libfuse2 and `pip install fu
     fusermount -u MOUNTPOINT
 
 Requests are served by many threads at once, as a network file system serves parallel
-requests, so concurrent readers overlap their waits. Used by bench/threads.py.
+requests, so concurrent readers overlap their waits. By default FUSE drops a file's cached
+pages whenever it is opened (every open and read is a round trip); --keep-cache keeps them
+between opens, as NFS does while a file's attributes do not change. Used by bench/threads.py.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def main() -> None:
     ap.add_argument("source")
     ap.add_argument("mountpoint")
     ap.add_argument("--latency-ms", type=float, default=2.0)
+    ap.add_argument("--keep-cache", action="store_true", help="keep cached pages between opens")
     args = ap.parse_args()
     FUSE(
         SlowPassthrough(os.path.abspath(args.source), args.latency_ms / 1000),
@@ -70,6 +73,7 @@ def main() -> None:
         nothreads=False,
         ro=True,
         allow_other=os.geteuid() == 0,
+        kernel_cache=args.keep_cache,
     )
 
 

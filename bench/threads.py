@@ -5,6 +5,11 @@ function the workflow runs) with 1/2/4/8 threads, on local disk and through benc
 
 Usage (root, or FUSE allowed; libfuse2 and `pip install fusepy` for the slow case):
     python bench/threads.py --n 3000 [--threads 1 2 4 8] [--latency-ms 0 2] [--repeat 3]
+                            [--read-ahead 64] [--keep-cache]
+
+--read-ahead is the workflow's read_ahead setting (0 = off). --keep-cache mounts the slow file
+system with FUSE's kernel_cache (cached pages survive an open, as on NFS) and mounts it afresh
+for every run, so that each run starts with nothing cached.
 
 Prints ms per image for each (latency, threads), the best of --repeat runs.
 """
@@ -28,11 +33,11 @@ from msrgb.products import parse_products  # noqa: E402
 from msrgb.shard import run_shard  # noqa: E402
 
 
-def mount_slow(source: Path, mountpoint: Path, latency_ms: float) -> subprocess.Popen[bytes]:
+def mount_slow(source: Path, mountpoint: Path, latency_ms: float, keep_cache: bool = False) -> subprocess.Popen[bytes]:
     mountpoint.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "bench" / "slowfs.py"), str(source), str(mountpoint),
-         "--latency-ms", str(latency_ms)]
+         "--latency-ms", str(latency_ms), *(["--keep-cache"] if keep_cache else [])]
     )  # fmt: skip
     for _ in range(100):
         if os.path.ismount(mountpoint):
@@ -42,14 +47,19 @@ def mount_slow(source: Path, mountpoint: Path, latency_ms: float) -> subprocess.
     sys.exit("slowfs did not mount (needs libfuse2, fusepy and /dev/fuse)")
 
 
-def one_run(input_dir: Path, work: Path, threads: int) -> float:
+def unmount(mountpoint: Path, proc: subprocess.Popen[bytes]) -> None:
+    subprocess.run(["fusermount", "-u", str(mountpoint)], check=False)
+    proc.wait(timeout=30)
+
+
+def one_run(input_dir: Path, work: Path, threads: int, read_ahead: int) -> float:
     products = parse_products(["truecolor"], png_compression="huffman")
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
     layout = plan.Layout(out)
     p = plan.write_plan(layout, plan.discover(input_dir), 1, products, threads)
     t0 = time.perf_counter()
-    run_shard(layout.manifest(1, 0), layout.state(1, 0), input_dir, products, threads)
+    run_shard(layout.manifest(1, 0), layout.state(1, 0), input_dir, products, threads, read_ahead=read_ahead)
     return (time.perf_counter() - t0) / len(p.members[0]) * 1000
 
 
@@ -60,6 +70,8 @@ def main() -> None:
     ap.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 2.0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "msrgb-threads")
+    ap.add_argument("--read-ahead", type=int, default=64, help="the read_ahead setting; 0 = off")
+    ap.add_argument("--keep-cache", action="store_true", help="slow file system keeps its cache")
     args = ap.parse_args()
 
     data = args.work / f"eurosat-{args.n}"
@@ -68,24 +80,22 @@ def main() -> None:
             [sys.executable, str(REPO / "bench/make_eurosat.py"), str(data), str(args.n)],
             check=True,
         )
-    print(f"{args.n} EuroSAT-shaped tiles; ms per image (best of {args.repeat}); cpus={os.cpu_count()}")
+    print(f"{args.n} EuroSAT-shaped tiles; ms per image (best of {args.repeat}); cpus={os.cpu_count()}; "
+          f"read_ahead={args.read_ahead}{'; slow file system keeps its cache' if args.keep_cache else ''}")  # fmt: skip
     print("latency_ms " + " ".join(f"{t:>9}" for t in (f"{n} thr" for n in args.threads)))
+    mnt = args.work / "slow"
     for latency in args.latency_ms:
-        mount = None
-        source = data
-        if latency > 0:
-            mnt = args.work / "slow"
-            mount = mount_slow(data, mnt, latency)
-            source = mnt
-        try:
-            row = []
-            for threads in args.threads:
-                row.append(min(one_run(source, args.work, threads) for _ in range(args.repeat)))
-            print(f"{latency:>10} " + " ".join(f"{v:9.2f}" for v in row), flush=True)
-        finally:
-            if mount is not None:
-                subprocess.run(["fusermount", "-u", str(args.work / "slow")], check=False)
-                mount.wait(timeout=30)
+        def run(threads: int) -> float:
+            if latency <= 0:
+                return one_run(data, args.work, threads, args.read_ahead)
+            mount = mount_slow(data, mnt, latency, args.keep_cache)
+            try:
+                return one_run(mnt, args.work, threads, args.read_ahead)
+            finally:
+                unmount(mnt, mount)
+
+        row = [min(run(threads) for _ in range(args.repeat)) for threads in args.threads]
+        print(f"{latency:>10} " + " ".join(f"{v:9.2f}" for v in row), flush=True)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,7 @@ def run_shard(
     checkpoint_every: float = 1.0,
     on_error: str | None = None,
     stretch_files: Mapping[str, Path] | None = None,
+    read_ahead: int = READ_AHEAD,
 ) -> ShardResult:
     """Bring every PNG of the shard described by ``manifest`` up to date, then record what
     was done in ``state_out``. Every ``checkpoint_every`` seconds, and when the job fails, the
@@ -125,7 +126,8 @@ def run_shard(
     ``"skip"`` they are recorded as skipped in the state (with size and mtime, so a fixed file
     is tried again) and have no PNG. A PNG that cannot be written (disk full) stops the job at
     once with :class:`OutputError`. Products with a dataset-wide stretch take their limits
-    from ``stretch_files`` (product name -> JSON written by :mod:`msrgb.stats`)."""
+    from ``stretch_files`` (product name -> JSON written by :mod:`msrgb.stats`). ``read_ahead``
+    input files are kept asked for ahead of the conversion (:class:`ReadAhead`; 0 = off)."""
     n_shards, shard = int(manifest.parent.name), int(manifest.stem)
     layout = Layout.of_manifest(manifest)
     members, digests = read_manifest(manifest)
@@ -189,10 +191,10 @@ def run_shard(
         write_atomic(progress, state_text(records, skipped, provenance, envs).encode("utf-8"))
 
     converter = Converter(products)
-    read_ahead = ReadAhead([input_dir / src.rel for src, _ in todo])
+    ahead = ReadAhead([input_dir / src.rel for src, _ in todo] if read_ahead > 0 else [], read_ahead)
 
     def convert(path: Path, dests: dict[str, Path]) -> tuple[str, dict[str, str]]:
-        read_ahead.started()
+        ahead.started()
         return converter.convert(path, dests)
 
     t0 = last = last_checkpoint = time.monotonic()

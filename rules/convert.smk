@@ -32,6 +32,7 @@ for shard in range(PLAN.n_shards):
             input_dir=str(INPUT_DIR),
             products=product_dicts(),
             stretch_files=stretch_files(),
+            read_ahead=config["read_ahead"],
         script:
             "../scripts/convert_shard.py"
 
@@ -58,6 +59,7 @@ for shard in range(PLAN.n_shards):
             input_dir=str(INPUT_DIR),
             products=product_dicts(),
             stretch_files=stretch_files(),
+            read_ahead=config["read_ahead"],
             # a requested PNG must exist at the end: a bad input fails the job
             on_error="fail",
         script:

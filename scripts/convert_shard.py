@@ -25,6 +25,7 @@ try:
         threads=snakemake.threads,
         on_error=snakemake.params.get("on_error"),
         stretch_files={k: Path(v) for k, v in snakemake.params.stretch_files.items()},
+        read_ahead=snakemake.params.read_ahead,
     )
 except (ShardError, OutputError) as exc:
     logging.error("%s", exc)

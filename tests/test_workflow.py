@@ -129,12 +129,12 @@ def test_png_declaring_rules_exist_only_when_wanted(tmp_path: Path, dataset: Pat
 
 def test_cores_shard_and_thread_settings_give_identical_bytes(tmp_path: Path, dataset: Path):
     """Same inputs, settings and libraries: the same PNG bytes (and provenance manifests),
-    whatever --cores, shard count or thread count."""
-    settings = [("1", "1", "1"), ("2", "4", "3"), ("2", "auto", "auto")]
+    whatever --cores, shard count, thread count or read-ahead."""
+    settings = [("1", "1", "1", "64"), ("2", "4", "3", "0"), ("2", "auto", "auto", "1")]
     outs = []
-    for cores, shards, threads in settings:
-        out = tmp_path / f"c{cores}-s{shards}-t{threads}"
-        run_snakemake(tmp_path, "--cores", cores, input_dir=str(dataset), output_dir=str(out), shards=shards, threads_per_shard=threads, products="[truecolor,swir]")
+    for cores, shards, threads, ahead in settings:
+        out = tmp_path / f"c{cores}-s{shards}-t{threads}-r{ahead}"
+        run_snakemake(tmp_path, "--cores", cores, input_dir=str(dataset), output_dir=str(out), shards=shards, threads_per_shard=threads, read_ahead=ahead, products="[truecolor,swir]")
         outs.append(out)
     first = {p.relative_to(outs[0]): p.read_bytes() for p in outs[0].glob("*/**/*.png") if "contact_sheets" not in p.parts}
     assert len(first) == 2 * 31
