@@ -147,7 +147,7 @@ class Converter:
     """Converts tiles to PNGs for a fixed list of products, reading each tile once. Thread-safe.
     Products with a dataset-wide stretch must come with their limits (Product.with_limits)."""
 
-    def __init__(self, products: Sequence[Product]):
+    def __init__(self, products: Sequence[Product], in_memory_bytes: int = IN_MEMORY_BYTES):
         for p in products:
             if p.png_compression not in PNG_COMPRESSION:
                 raise ValueError(
@@ -155,6 +155,7 @@ class Converter:
                     f"of {sorted(PNG_COMPRESSION)}"
                 )
         self.products = list(products)
+        self.in_memory_bytes = in_memory_bytes  # larger inputs are hashed in chunks, read from disk
         # one lookup table per product and channel, for the stretches with fixed limits
         self._luts: dict[str, list[np.ndarray]] = {}
         for p in self.products:
@@ -276,7 +277,7 @@ class Converter:
                 st = os.fstat(fh.fileno())
                 if not stat.S_ISREG(st.st_mode):
                     raise InputError(f"{src}: is not a regular file")
-                if st.st_size <= IN_MEMORY_BYTES:
+                if st.st_size <= self.in_memory_bytes:
                     data: bytes | None = fh.read()
                     source_sha = hashlib.sha256(data).hexdigest()
                 else:

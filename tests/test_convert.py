@@ -138,3 +138,31 @@ def test_real_sentinel2_tile(tmp_path: Path):
     assert_png_matches(png, tif)
     rgb = iio.imread(png)
     assert rgb.std() > 5, "a real scene has contrast"
+
+
+def test_large_files_take_the_on_disk_path_with_the_same_result(tmp_path: Path):
+    """Inputs over in_memory_bytes are hashed in chunks and read by GDAL from disk instead of
+    from memory: same PNG bytes, same source hash, same error for a truncated file."""
+    import hashlib
+
+    from msrgb.convert import gdal_env
+
+    synth.generate(tmp_path / "tif", 1, classes=("Forest", "River"))
+    (product,) = parse_products(["truecolor"])
+    results = []
+    for limit in (2**30, 0):
+        conv = Converter([product], in_memory_bytes=limit)
+        out = tmp_path / f"out{limit}"
+        with gdal_env():
+            shas = [conv.convert(f, {"truecolor": out / f"{f.stem}.png"}) for f in sorted((tmp_path / "tif").rglob("*.tif"))]
+        results.append((shas, {p.name: p.read_bytes() for p in out.glob("*.png")}))
+    assert results[0] == results[1] and len(results[0][1]) == 2
+    tif = sorted((tmp_path / "tif").rglob("*.tif"))[0]
+    assert results[0][0][0][0] == hashlib.sha256(tif.read_bytes()).hexdigest()
+    tif.write_bytes(tif.read_bytes()[:5000])  # truncated in the strips
+    messages = []
+    for limit in (2**30, 0):
+        with gdal_env(), pytest.raises(InputError) as err:
+            Converter([product], in_memory_bytes=limit).convert(tif, {"truecolor": tmp_path / "x.png"})
+        messages.append(str(err.value))
+    assert messages[0] == messages[1] and messages[0].startswith(f"{tif}: ")
