@@ -173,50 +173,18 @@ class Converter:
         bytes, already read) when given, which spares GDAL a second open of the file. Raises
         :class:`InputError` naming the file and the problem."""
         try:
-            if data is None:
-                return self._read(path, path)
-            with MemoryFile(data) as memfile:
-                return self._read(memfile.name, path)
-        except InputError:
-            raise
-        except Exception:
-            if data is not None:  # GDAL's message about the file itself, not about a copy
-                return self.read(path)
-            raise
-
-    def _read(self, name: str | Path, path: str | Path) -> Tile:
-        # Georeferencing is read only when a product writes it: building the CRS is the most
-        # expensive part of opening a small GeoTIFF. DatasetReader directly: rasterio.open
-        # would set up a GDAL environment per call.
-        options = {} if self._georef else {"GEOREF_SOURCES": "NONE"}
-        try:
-            with DatasetReader(name, driver="GTiff", sharing=False, **options) as src:
-                count, dtype = src.count, src.dtypes[0]
-                for p in self.products:
-                    if count != len(p.band_map):
-                        raise InputError(
-                            f"{path}: has {count} band(s), but product {p.name!r} expects "
-                            f"{len(p.band_map)} ({' '.join(p.band_map)})"
-                        )
-                if dtype not in SUPPORTED_DTYPES:
-                    raise InputError(
-                        f"{path}: data type {dtype} is not supported "
-                        f"(expected one of {', '.join(SUPPORTED_DTYPES)})"
-                    )
-                bands = src.read([i + 1 for i in self._needed])
-                tile = Tile(dict(zip(self._needed, bands)), src.nodata)
-                if self._georef:
-                    if src.crs is None or src.transform.is_identity:
-                        raise InputError(
-                            f"{path}: has no georeferencing (CRS and transform), but a product "
-                            "asks for a world file"
-                        )
-                    tile.transform, tile.crs_wkt = src.transform, src.crs.to_wkt()
+            if data is not None:
+                try:
+                    with MemoryFile(data) as memfile:
+                        return self._read(memfile.name, path)
+                except InputError:
+                    raise
+                except Exception:
+                    pass  # GDAL fails on the file itself below, with its message about the file
+            return self._read(path, path)
         except InputError:
             raise
         except rasterio.errors.RasterioIOError as exc:
-            if name != path:
-                raise
             reason = _describe_unreadable(Path(path))
             if reason is not None:
                 raise InputError(f"{path}: {reason}") from exc
@@ -225,12 +193,40 @@ class Converter:
                 f"(GDAL: {_root_message(exc)})"
             ) from exc
         except Exception as exc:  # a truncated strip surfaces as a generic rasterio error
-            if name != path:
-                raise
             raise InputError(
                 f"{path}: reading failed, the file may be truncated or damaged "
                 f"({type(exc).__name__}: {_root_message(exc)})"
             ) from exc
+
+    def _read(self, name: str | Path, path: str | Path) -> Tile:
+        """Open ``name`` (the file ``path`` or a copy of it in memory) and read the bands. Checks
+        that name ``path`` raise InputError; GDAL's own errors are left to :meth:`read`."""
+        # Georeferencing is read only when a product writes it: building the CRS is the most
+        # expensive part of opening a small GeoTIFF. DatasetReader directly: rasterio.open
+        # would set up a GDAL environment per call.
+        options = {} if self._georef else {"GEOREF_SOURCES": "NONE"}
+        with DatasetReader(name, driver="GTiff", sharing=False, **options) as src:
+            count, dtype = src.count, src.dtypes[0]
+            for p in self.products:
+                if count != len(p.band_map):
+                    raise InputError(
+                        f"{path}: has {count} band(s), but product {p.name!r} expects "
+                        f"{len(p.band_map)} ({' '.join(p.band_map)})"
+                    )
+            if dtype not in SUPPORTED_DTYPES:
+                raise InputError(
+                    f"{path}: data type {dtype} is not supported "
+                    f"(expected one of {', '.join(SUPPORTED_DTYPES)})"
+                )
+            bands = src.read([i + 1 for i in self._needed])
+            tile = Tile(dict(zip(self._needed, bands)), src.nodata)
+            if self._georef:
+                if src.crs is None or src.transform.is_identity:
+                    raise InputError(
+                        f"{path}: has no georeferencing (CRS and transform), but a product "
+                        "asks for a world file"
+                    )
+                tile.transform, tile.crs_wkt = src.transform, src.crs.to_wkt()
         return tile
 
     def render(self, tile: Tile | dict[int, np.ndarray], product: Product) -> np.ndarray:

@@ -82,10 +82,10 @@ class ReadAhead:
     many requests at once. Workers call :meth:`started` as they take a file; whenever the files
     asked for run low, that worker asks for the next batch (half of ``ahead``) itself: no extra
     thread to compete for the GIL, so on a warm cache the cost is a few system calls per file.
-    Does nothing where ``posix_fadvise`` does not exist (macOS)."""
+    Does nothing with ``ahead`` 0 or where ``posix_fadvise`` does not exist (macOS)."""
 
     def __init__(self, paths: Sequence[Path], ahead: int = READ_AHEAD):
-        self._paths = paths if hasattr(os, "posix_fadvise") else []
+        self._paths = paths if ahead > 0 and hasattr(os, "posix_fadvise") else []
         self._ahead = max(2, ahead)
         self._lock = threading.Lock()
         self._started = 0
@@ -191,7 +191,7 @@ def run_shard(
         write_atomic(progress, state_text(records, skipped, provenance, envs).encode("utf-8"))
 
     converter = Converter(products)
-    ahead = ReadAhead([input_dir / src.rel for src, _ in todo] if read_ahead > 0 else [], read_ahead)
+    ahead = ReadAhead([input_dir / src.rel for src, _ in todo], read_ahead)
 
     def convert(path: Path, dests: dict[str, Path]) -> tuple[str, dict[str, str]]:
         ahead.started()
