@@ -199,6 +199,10 @@ class Layout:
     def state(self, n_shards: int, shard: int) -> Path:
         return self.state_root / "state" / f"{n_shards}" / f"{shard}.tsv"
 
+    def state_pattern(self) -> str:
+        """The state file of any shard, with the wildcards ``{n}`` (shard count) and ``{shard}``."""
+        return str(self.state_root / "state" / "{n}" / "{shard}.tsv")
+
     def progress(self, n_shards: int, shard: int) -> Path:
         """Checkpoints of a shard job that has not finished (killed, failed); not a Snakemake
         output, so Snakemake neither deletes nor restores it."""

@@ -15,6 +15,8 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from msrgb import plan as msplan  # noqa: E402
 from msrgb import report as msreport  # noqa: E402
 from msrgb import sheets as mssheets  # noqa: E402
+from msrgb import slurm as msslurm  # noqa: E402
+from msrgb import snakemake_settings as smk  # noqa: E402
 from msrgb import stats as msstats  # noqa: E402
 from msrgb.products import ProductError, check_band_count, parse_products  # noqa: E402
 
@@ -72,41 +74,90 @@ def check_folders(input_dir, output_dir):
         )
 
 
-def on_cluster():
-    """True when shard jobs go to a batch system (--executor slurm, cluster-generic, ...).
-    The executor is not known while the Snakefile is parsed, but only a cluster executor
-    keeps --jobs apart from --cores (locally --jobs is an alias of --cores)."""
-    return workflow.nodes is not None
-
-
-def parallelism():
-    """How many shard jobs can run at once: --cores locally, --jobs on a cluster."""
-    if on_cluster():
-        return int(workflow.nodes)
-    try:
-        return int(workflow.cores)
-    except (WorkflowError, TypeError, ValueError):
-        return 1
-
-
 def choose_shard_count(n_files):
     if config["shards"] != "auto":
         return int(config["shards"])
     return msplan.shard_count(
         n_files,
-        parallelism(),
+        smk.parallel_jobs(workflow),
         config["shard_target_size"],
-        config["cluster_shard_min_size" if on_cluster() else "shard_min_size"],
+        config["cluster_shard_min_size" if CLUSTER else "shard_min_size"],
     )
+
+
+def slurm_node_size():
+    """The largest node of the Slurm partition the shard jobs go to (asked once, in the main
+    process), or None when this is no Slurm run."""
+    if not (CLUSTER and workflow.is_main_process and msslurm.available()):
+        return None
+    partition = smk.resource_setting(workflow, "convert_shard", "slurm_partition")
+    try:
+        return msslurm.node_size(partition)
+    except msslurm.SlurmQueryError as exc:
+        raise WorkflowError(
+            f"cannot ask Slurm how large its nodes are: {exc}"
+        ) from None
 
 
 def choose_threads():
     """auto: 1 thread per shard locally, where --cores shards run side by side and the work is
     CPU-bound; more on a cluster, where shared file systems add latency that threads hide
-    (README, Performance)."""
+    (docs/performance.md), but never more than a node of the partition has."""
     if config["threads_per_shard"] != "auto":
         return int(config["threads_per_shard"])
-    return config["cluster_threads_per_shard"] if on_cluster() else 1
+    if not CLUSTER:
+        return 1
+    threads = config["cluster_threads_per_shard"]
+    if NODE_SIZE is not None and NODE_SIZE.cpus < threads:
+        print(
+            f"msrgb: threads_per_shard auto: {NODE_SIZE.cpus} instead of {threads}, the CPUs "
+            f"of the largest node in Slurm partition {NODE_SIZE.partition}",
+            file=sys.stderr,
+        )
+        threads = NODE_SIZE.cpus
+    return threads
+
+
+def check_slurm_request():
+    """Stop before submitting anything when a shard job could never start on a node of the
+    partition (threads_per_shard or --set-threads, mem_mb): Slurm would queue it forever.
+    """
+    if NODE_SIZE is None:
+        return
+    threads = smk.threads_setting(workflow, "convert_shard") or THREADS
+    mem_mb = smk.resource_setting(workflow, "convert_shard", "mem_mb")
+    try:
+        msslurm.check_request(
+            NODE_SIZE, threads, int(mem_mb) if mem_mb else None, "convert_shard"
+        )
+    except msslurm.SlurmQueryError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
+def start_slurm_watch():
+    """In the main process of a Slurm run: watch the shard jobs Slurm can never start (a
+    request larger than any node) and end the run with Slurm's reason (msrgb.slurm)."""
+    if NODE_SIZE is None:
+        return None
+    watch = msslurm.PendingWatch(
+        os.getcwd(),
+        ("convert_shard", *(f"convert_pngs_{i}" for i in range(PLAN.n_shards))),
+        NODE_SIZE,
+    )
+    watch.start()
+    return watch
+
+
+def end_of_run(success):
+    """onsuccess/onerror: the summary table, or again what Slurm said of jobs it could never
+    start; then let the process exit at once."""
+    if SLURM_WATCH is not None:
+        SLURM_WATCH.stop()
+        for problem in SLURM_WATCH.problems:
+            print(f"msrgb: {problem}", file=sys.stderr)
+    if success:
+        print_summary()
+    smk.end_scheduler_timers()
 
 
 def check_products_against(sources):
@@ -204,22 +255,6 @@ def print_summary():
     print(f"msrgb summary ({path}):\n{msreport.summary_table(summary)}", flush=True)
 
 
-def end_scheduler_timers():
-    """Let the snakemake process exit as soon as the run is over. Snakemake 9.27's job rate
-    limiter starts a 1-second timer thread after every scheduling round, not as a daemon, so
-    Python waits up to a second for the last one at exit: 1-1.5 s on every run, half of a
-    no-op run. Once onsuccess/onerror runs, no scheduling round follows and the timer would
-    only wake a scheduler that has stopped, so cancelling it is safe."""
-    import threading
-
-    for thread in threading.enumerate():
-        function = getattr(thread, "function", None)
-        if isinstance(thread, threading.Timer) and "_schedule_reevalutation" in getattr(
-            function, "__qualname__", ""
-        ):
-            thread.cancel()
-
-
 def output_dir_of(wildcards, output):
     """The output folder, from the summary's path (summary.json lives at its top)."""
     return str(Path(output.summary).parent)
@@ -263,13 +298,18 @@ def make_plan():
     if n_shards & (n_shards - 1):
         raise WorkflowError(f"config 'shards': {n_shards} is not a power of two")
     plan = msplan.write_plan(
-        LAYOUT, sources, n_shards, PRODUCTS, choose_threads(), config["on_error"]
+        LAYOUT, sources, n_shards, PRODUCTS, THREADS, config["on_error"]
     )
     msplan.scan_outputs(LAYOUT, plan, PRODUCTS)
     return plan
 
 
+CLUSTER = smk.is_cluster_run(workflow)
+NODE_SIZE = slurm_node_size()
+THREADS = choose_threads() if workflow.is_main_process else None
+check_slurm_request()
 PLAN = make_plan()
+SLURM_WATCH = start_slurm_watch()
 SNAKEMAKE_SPECIAL = re.compile(r"[{}<>]")
 
 
@@ -308,7 +348,29 @@ def shard_state(shard):
 
 
 def shard_log(shard, kind="shard"):
-    return str(OUTPUT_DIR / "logs" / f"convert_{kind}" / f"{PLAN.n_shards}-{shard}.log")
+    return shard_log_pattern(kind).format(n=PLAN.n_shards, shard=shard)
+
+
+def shard_log_pattern(kind="shard"):
+    return str(OUTPUT_DIR / "logs" / f"convert_{kind}" / "{n}-{shard}.log")
+
+
+def shard_inputs(wildcards):
+    """The shard's manifest, and the dataset-wide stretch limits its products use."""
+    return {
+        **stretch_files(),
+        "manifest": str(LAYOUT.manifest(int(wildcards.n), int(wildcards.shard))),
+    }
+
+
+def shard_params():
+    """What every shard job gets besides its manifest (the same for all shards)."""
+    return {
+        "input_dir": str(INPUT_DIR),
+        "products": product_dicts(),
+        "stretch_files": stretch_files(),
+        "read_ahead": config["read_ahead"],
+    }
 
 
 def all_states():
@@ -324,30 +386,33 @@ def summary_log():
     return str(OUTPUT_DIR / "logs" / "summarize.log")
 
 
-def shard_resources(shard):
-    """Batch-job requests of one shard, from its size (README, Running on a cluster)."""
-    images = len(PLAN.members[shard]) * len(PRODUCTS)
-    seconds = images * config["cluster_seconds_per_image"] / shard_threads()
-    resources = {
-        "mem_mb": config["cluster_mem_mb"],
-        # minutes: 5 for queueing-free start-up (Python, Snakemake), then the images
-        "runtime": 5 + math.ceil(seconds / 60),
-    }
-    # the same limit as H:MM:SS, for schedulers that want it (profiles/cluster-generic)
-    resources["walltime"] = "{}:{:02d}:00".format(*divmod(resources["runtime"], 60))
-    for key, variable in (
-        ("slurm_partition", "MSRGB_SLURM_PARTITION"),
-        ("slurm_account", "MSRGB_SLURM_ACCOUNT"),
-    ):
-        value = config[key] or os.environ.get(variable, "")
-        if value:
-            resources[key] = value
-    return resources
-
-
-def shard_threads():
+def shard_threads(wildcards):
     return PLAN.threads
+
+
+def shard_minutes(shard):
+    """Minutes a shard job may run (a batch system's time limit), from its size: 5 for the
+    start-up (Python, Snakemake), then the images (docs/cluster.md)."""
+    images = len(PLAN.members[shard]) * len(PRODUCTS)
+    seconds = images * config["cluster_seconds_per_image"] / PLAN.threads
+    return 5 + math.ceil(seconds / 60)
+
+
+def as_walltime(minutes):
+    """Minutes as H:MM:SS, for schedulers that want it (profiles/cluster-generic)."""
+    return "{}:{:02d}:00".format(*divmod(minutes, 60))
+
+
+def shard_runtime(wildcards):
+    return shard_minutes(int(wildcards.shard))
+
+
+def shard_walltime(wildcards):
+    return as_walltime(shard_minutes(int(wildcards.shard)))
 
 
 def product_dicts():
     return [p.to_dict() for p in PRODUCTS]
+
+
+PNG_RULES = png_rules_wanted()

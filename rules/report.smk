@@ -56,9 +56,8 @@ rule summarize:
 
 
 onsuccess:
-    print_summary()
-    end_scheduler_timers()
+    end_of_run(success=True)
 
 
 onerror:
-    end_scheduler_timers()
+    end_of_run(success=False)

@@ -117,7 +117,7 @@ def test_png_declaring_rules_exist_only_when_wanted(tmp_path: Path, dataset: Pat
     names a PNG (they cost Snakemake time and memory at scale); true/false force it."""
     folders = {"input_dir": str(dataset), "output_dir": str(tmp_path / "out")}
     listed = run_snakemake(tmp_path, "--list-rules", **folders).stdout
-    assert "convert_shard_0" in listed and "convert_pngs_" not in listed
+    assert "convert_shard\n" in listed and "convert_pngs_" not in listed
     listed = run_snakemake(tmp_path, "--list-rules", png_targets="True", **folders).stdout
     assert "convert_pngs_0" in listed
     target = str(tmp_path / "out" / "truecolor" / "River" / "River_1.png")
@@ -269,3 +269,16 @@ def test_several_products_in_one_run(tmp_path: Path, dataset: Path):
     parts = [p.relative_to(out).parts for p, ino in inodes.items() if p.stat().st_ino != ino]
     changed = {x[1] if x[0] == "contact_sheets" else x[0] for x in parts}
     assert changed == {"geo16"}, "only the changed product (and its contact sheets) is redone"
+
+
+def test_one_shard_rule_takes_snakemake_overrides(tmp_path: Path, dataset: Path):
+    """Every shard job comes from one rule, convert_shard, so Snakemake's own per-rule settings
+    reach all of them."""
+    folders = {"input_dir": str(dataset), "output_dir": str(tmp_path / "out")}
+    proc = run_snakemake(tmp_path, "--dry-run", "--set-resources", "convert_shard:runtime=77",
+                         "--set-threads", "convert_shard=2", shards="2", **folders)  # fmt: skip
+    jobs = proc.stdout.split("rule convert_shard:")[1:]
+    assert len(jobs) == 2, proc.stdout
+    for job in jobs:
+        job = job.split("\n[")[0]  # up to the next job's time stamp
+        assert "runtime=77" in job and "threads: 2" in job, job

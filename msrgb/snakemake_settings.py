@@ -1,0 +1,62 @@
+"""What msrgb reads from Snakemake's ``workflow`` object while the Snakefile is parsed.
+
+Snakemake has no public API for these (the executor is not known at parse time, and the
+--default-resources / --set-resources values are not exposed to Snakefiles), so they live here,
+in one place, and tests/test_snakemake_settings.py checks them against the pinned Snakemake
+version (``TESTED_WITH``). When Snakemake changes, this module and that test are what to update.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+#: The Snakemake release these reads were written and tested for.
+TESTED_WITH = "9.27.1"
+
+
+def is_cluster_run(workflow: Any) -> bool:
+    """True when jobs go to a batch system (--executor slurm, cluster-generic, ...): only such
+    executors keep --jobs apart from --cores (locally --jobs is an alias of --cores)."""
+    return workflow.nodes is not None
+
+
+def parallel_jobs(workflow: Any) -> int:
+    """How many jobs can run at once: --jobs on a cluster, --cores locally (1 if unset)."""
+    if is_cluster_run(workflow):
+        return int(workflow.nodes)
+    cores = workflow.global_resources.get("_cores")
+    value = getattr(cores, "value", cores)
+    return int(value) if isinstance(value, int) else 1
+
+
+def resource_setting(workflow: Any, rule: str, name: str) -> str | None:
+    """The value of resource ``name`` for ``rule`` as given by --set-resources, else by
+    --default-resources (command line or profile), as text; None if neither sets it."""
+    settings = workflow.resource_settings
+    for source in (settings.overwrite_resources.get(rule, {}), settings.default_resources or {}):
+        if name in source:
+            value = getattr(source[name], "raw", source[name])
+            if value is not None:
+                return str(value).strip("\"'")
+    return None
+
+
+def threads_setting(workflow: Any, rule: str) -> int | None:
+    """The threads --set-threads gives ``rule``, or None."""
+    value = workflow.resource_settings.overwrite_threads.get(rule)
+    value = getattr(value, "raw", value)
+    return int(value) if value is not None else None
+
+
+def end_scheduler_timers() -> None:
+    """Let the snakemake process exit as soon as the run is over. Snakemake's job rate limiter
+    starts a timer thread after every scheduling round, not as a daemon, so Python waits up to
+    a second for the last one at exit (docs/troubleshooting.md, "a second after every run").
+    Called from onsuccess/onerror, when no scheduling round follows, so cancelling it is safe."""
+    for thread in threading.enumerate():
+        function = getattr(thread, "function", None)
+        if isinstance(thread, threading.Timer) and "_schedule_reevalutation" in getattr(
+            function, "__qualname__", ""
+        ):
+            thread.cancel()

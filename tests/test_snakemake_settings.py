@@ -1,0 +1,72 @@
+"""msrgb.snakemake_settings reads Snakemake's workflow object, which has no public API for it:
+these tests pin what it reads to the Snakemake version it was written for."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import snakemake
+
+from conftest import REPO
+from msrgb import snakemake_settings as smk
+
+SNAKEFILE = f"""
+import json, sys
+sys.path.insert(0, {str(REPO)!r})
+from msrgb import snakemake_settings as smk
+print("SETTINGS", json.dumps({{
+    "cluster": smk.is_cluster_run(workflow),
+    "jobs": smk.parallel_jobs(workflow),
+    "partition": smk.resource_setting(workflow, "work", "slurm_partition"),
+    "mem_mb": smk.resource_setting(workflow, "work", "mem_mb"),
+    "threads": smk.threads_setting(workflow, "work"),
+}}), flush=True)
+
+rule work:
+    output: "x"
+    shell: "touch x"
+"""
+
+
+def settings(tmp_path: Path, *args: str) -> dict:
+    (tmp_path / "Snakefile").write_text(SNAKEFILE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--dry-run", *args],
+        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C.UTF-8"},
+    )  # fmt: skip
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("SETTINGS ")]
+    assert lines, proc.stdout + proc.stderr
+    return json.loads(lines[0].split(" ", 1)[1])
+
+
+def test_written_for_this_snakemake():
+    assert snakemake.__version__ == smk.TESTED_WITH, (
+        "Snakemake changed: check msrgb/snakemake_settings.py against it, then update TESTED_WITH"
+    )
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    assert hasattr(JobScheduler, "_schedule_reevalutation")  # end_scheduler_timers' target
+
+
+def test_local_run(tmp_path: Path):
+    got = settings(tmp_path, "--cores", "3")
+    assert got == {"cluster": False, "jobs": 3, "partition": None, "mem_mb": None, "threads": None}
+
+
+def test_cluster_run_with_profile_style_settings(tmp_path: Path):
+    got = settings(
+        tmp_path, "--executor", "cluster-generic", "--cluster-generic-submit-cmd", "true",
+        "--jobs", "5", "--default-resources", "slurm_partition=batch", "mem_mb=3000",
+        "--set-threads", "work=7",
+    )  # fmt: skip
+    assert got == {"cluster": True, "jobs": 5, "partition": "batch", "mem_mb": "3000", "threads": 7}
+    got = settings(
+        tmp_path, "--executor", "cluster-generic", "--cluster-generic-submit-cmd", "true",
+        "--jobs", "5", "--default-resources", "slurm_partition=batch",
+        "--set-resources", "work:slurm_partition=gpu",
+    )  # fmt: skip
+    assert got["partition"] == "gpu"  # the rule's own setting wins
