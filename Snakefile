@@ -1,7 +1,7 @@
 from snakemake.utils import min_version
 
 # The version the test suite runs against; msrgb relies on update() outputs and on the
-# incomplete-file handling of Snakemake 9 (README, How it works).
+# incomplete-file handling of Snakemake 9 (docs/how-it-works.md).
 min_version("9.27")
 
 

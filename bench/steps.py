@@ -3,7 +3,7 @@
 
 Runs each step of msrgb.convert.Converter.convert separately over the same files (best of
 --repeat passes, page cache warm), then the whole convert() for comparison, and prints
-milliseconds per image. The steps are the ones README, Performance, lists.
+milliseconds per image. The steps are the ones docs/performance.md lists.
 
 Usage: bench/steps.py [--data DIR] [--n 2000] [--repeat 3]
 (DIR defaults to bench/out/eurosat-3000, generated if absent.)

@@ -1,3 +1,3 @@
 """msrgb: multispectral GeoTIFFs to RGB PNGs."""
 
-__version__ = "0.3.1"
+__version__ = "0.4.0"

@@ -43,7 +43,7 @@ def sample_file(product):
 
 
 def stretch_file(product):
-    """Where a dataset-wide stretch is recorded (README, Products)."""
+    """Where a dataset-wide stretch is recorded (docs/products.md)."""
     return str(OUTPUT_DIR / "stretch" / f"{product}.json")
 
 
@@ -261,7 +261,7 @@ def output_dir_of(wildcards, output):
 
 
 def provenance_manifests():
-    """{output_dir}/{product}/manifest.tsv of every product (README, Provenance)."""
+    """{output_dir}/{product}/manifest.tsv of every product (docs/pipelines.md, Provenance)."""
     return [str(OUTPUT_DIR / p.name / "manifest.tsv") for p in PRODUCTS]
 
 
@@ -323,8 +323,7 @@ def shard_pngs(shard):
 
 
 def png_rules_wanted():
-    """Whether to define the convert_pngs_<i> rules, which declare every PNG (README, How it
-    works). auto: when msrgb is a module (the host's rules may take our PNGs as inputs), or when
+    """Whether to define the convert_pngs_<i> rules, which declare every PNG (docs/how-it-works.md). auto: when msrgb is a module (the host's rules may take our PNGs as inputs), or when
     the command line names a PNG or one of these rules: a PNG target in the main process, the
     rule of a job started on a cluster node (its command line names the job). Also for
     `snakemake --lint`, so that the linter sees every rule."""
@@ -374,7 +373,7 @@ def shard_params():
 
 
 def all_states():
-    """The target: one small state file per shard, not every PNG (see README, How it works)."""
+    """The target: one small state file per shard, not every PNG (docs/how-it-works.md)."""
     return [shard_state(i) for i in range(PLAN.n_shards)]
 
 

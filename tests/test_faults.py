@@ -279,7 +279,7 @@ def test_kill_at_ten_random_moments_then_resume(tmp_path: Path) -> None:
         time.sleep(moment)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        # The documented resume command (README): unlock, then the same run again.
+        # The documented resume command (docs/troubleshooting.md): unlock, then the same run again.
         run_snakemake(work, "--unlock", input_dir=str(root), output_dir=str(out), shards=4)
         run_snakemake(work, input_dir=str(root), output_dir=str(out), shards=4)
         got = _png_bytes(out)
