@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from msrgb.convert import Converter, Tile, gdal_env, write_atomic
+from msrgb.convert import Converter, Tile
+from msrgb.files import write_atomic
+from msrgb.reader import gdal_env
 from msrgb.products import Product, parse_products
 
 ProductSpec = str | Mapping[str, Any] | Product

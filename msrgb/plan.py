@@ -27,17 +27,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from msrgb.convert import is_stale_temporary, write_atomic
+from msrgb import tsv
+from msrgb.errors import PlanError
+from msrgb.files import TIFF_SUFFIXES, is_stale_temporary, output_rel, write_atomic, write_if_changed
 from msrgb.products import Product
 
-TIFF_SUFFIXES = (".tif", ".tiff")
+__all__ = ["PlanError", "TIFF_SUFFIXES", "write_if_changed"]  # also imported from here
+
 STATE_DIR = ".msrgb"
-MANIFEST_HEADER = "# msrgb shard manifest v1"
-STATE_HEADER = "# msrgb shard state v1"
-
-
-class PlanError(Exception):
-    """The inputs cannot be planned (missing folder, colliding names)."""
+# v2: tab-separated with quoting (msrgb.tsv), so that any file name fits; v1 files (no quoting,
+# no tabs or line breaks in names) read the same.
+MANIFEST_HEADER = "# msrgb shard manifest v2"
+STATE_HEADER = "# msrgb shard state v2"
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class Source:
 
     def png_rel(self) -> str:
         """The PNG path relative to a product folder: same folders, ``.png`` suffix."""
-        return self.rel[: self.rel.rfind(".")] + ".png"
+        return output_rel(self.rel)
 
 
 def discover(input_dir: Path, with_stat: bool = True) -> list[Source]:
@@ -87,15 +88,10 @@ def discover(input_dir: Path, with_stat: bool = True) -> list[Source]:
 
 
 def check_names(sources: Iterable[Source]) -> None:
-    """Fail when two inputs would write the same PNG (``a.tif`` and ``a.tiff``), or when a
-    name holds a tab or a line break (the plan files are tab-separated lines)."""
+    """Fail when two inputs would write the same PNG (``a.tif`` and ``a.tiff``)."""
     seen: dict[str, str] = {}
     clashes = []
     for s in sources:
-        if "\t" in s.rel or "\n" in s.rel or "\r" in s.rel:
-            raise PlanError(
-                f"input file {s.rel!r} has a tab or line break in its name; rename it"
-            )
         key = s.png_rel()
         if key in seen:
             clashes.append(f"{seen[key]} and {s.rel} both map to {key}")
@@ -143,39 +139,24 @@ def split(sources: Sequence[Source], n_shards: int) -> list[list[Source]]:
 def manifest_text(
     members: Sequence[Source], products: Sequence[Product], on_error: str = "fail"
 ) -> str:
-    lines = [MANIFEST_HEADER, f"# on_error\t{on_error}"]
-    lines += [f"# product\t{p.name}\t{p.digest()}" for p in products]
-    lines += [f"{s.rel}\t{s.size}\t{s.mtime_ns}" for s in members]
-    return "\n".join(lines) + "\n"
+    rows: list[list[object]] = [[MANIFEST_HEADER], ["# on_error", on_error]]
+    rows += [["# product", p.name, p.digest()] for p in products]
+    rows += [[s.rel, s.size, s.mtime_ns] for s in members]
+    return tsv.text(rows)
 
 
 def read_manifest(path: Path) -> tuple[list[Source], dict[str, str]]:
     """Members and settings of a manifest file: product name -> digest, plus the key
     ``"on_error"`` for the error policy."""
     members, digests = [], {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.rstrip("\n")
-            if line.startswith("# product\t"):
-                _, name, digest = line.split("\t")
-                digests[name] = digest
-            elif line.startswith("# on_error\t"):
-                digests["on_error"] = line.split("\t")[1]
-            elif line and not line.startswith("#"):
-                rel, size, mtime = line.rsplit("\t", 2)
-                members.append(Source(rel, int(size), int(mtime)))
+    for row in tsv.rows(path):
+        if row[0] == "# product":
+            digests[row[1]] = row[2]
+        elif row[0] == "# on_error":
+            digests["on_error"] = row[1]
+        elif len(row) > 1:  # not the title row
+            members.append(Source(row[0], int(row[1]), int(row[2])))
     return members, digests
-
-
-def write_if_changed(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` unless it already holds exactly that; True if written."""
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return False
-    except (FileNotFoundError, UnicodeDecodeError):
-        pass
-    write_atomic(path, text.encode("utf-8"))
-    return True
 
 
 @dataclass(frozen=True)
@@ -260,36 +241,26 @@ class StateData:
     envs: dict[str, str] = field(default_factory=dict)
 
 
-def read_state(paths: Iterable[Path]) -> Records:
-    """(relative path, product) -> (size, mtime_ns, digest) from state files; later files win."""
-    return read_state_full(paths).records
-
-
 def read_state_full(paths: Iterable[Path]) -> StateData:
     """All of the given state files, later files winning."""
     data = StateData()
     for path in paths:
         try:
-            fh = open(path, encoding="utf-8")
+            rows = list(tsv.rows(path))
         except FileNotFoundError:
             continue
-        with fh:
-            for line in fh:
-                if line.startswith("# env\t"):
-                    _, env_id, versions = line.rstrip("\n").split("\t", 2)
-                    data.envs[env_id] = versions
-                    continue
-                if line.startswith("#") or not line.strip():
-                    continue
-                if line.startswith("!\t"):
-                    _, rel, size, mtime, reason = line.rstrip("\n").split("\t", 4)
-                    data.skipped[rel] = (int(size), int(mtime), reason)
-                    continue
-                fields = line.rstrip("\n").split("\t")
-                rel, size, mtime, product, digest = fields[:5]
+        for row in rows:
+            kind = row[0]
+            if kind == "# env":
+                data.envs[row[1]] = row[2]
+            elif kind == "!":
+                _, rel, size, mtime, reason = row
+                data.skipped[rel] = (int(size), int(mtime), reason)
+            elif len(row) > 1:  # not the title row
+                rel, size, mtime, product, digest = row[:5]
                 data.records[(rel, product)] = (int(size), int(mtime), digest)
-                if len(fields) == 8:
-                    data.provenance[(rel, product)] = (fields[5], fields[6], fields[7])
+                if len(row) == 8:
+                    data.provenance[(rel, product)] = (row[5], row[6], row[7])
                 data.skipped.pop(rel, None)
     return data
 
@@ -300,20 +271,16 @@ def state_text(
     provenance: Provenance | None = None,
     envs: dict[str, str] | None = None,
 ) -> str:
-    """A state file: the environments, one line per PNG made (with its provenance when
-    known), then one ``!`` line per input skipped as bad."""
+    """A state file: the environments, one row per image made (with its provenance when
+    known), then one ``!`` row per input skipped as bad."""
     provenance = provenance or {}
-    lines = [STATE_HEADER]
-    lines += [f"# env\t{env_id}\t{versions}" for env_id, versions in sorted((envs or {}).items())]
+    rows: list[Sequence[object]] = [[STATE_HEADER]]
+    rows += [["# env", env_id, versions] for env_id, versions in sorted((envs or {}).items())]
     for key, (size, mtime, digest) in sorted(records.items()):
-        line = f"{key[0]}\t{size}\t{mtime}\t{key[1]}\t{digest}"
-        if key in provenance:
-            line += "\t" + "\t".join(provenance[key])
-        lines.append(line)
+        rows.append([key[0], size, mtime, key[1], digest, *provenance.get(key, ())])
     for rel, (size, mtime, reason) in sorted((skipped or {}).items()):
-        flat = " ".join(reason.split())  # one line, no tabs
-        lines.append(f"!\t{rel}\t{size}\t{mtime}\t{flat}")
-    return "\n".join(lines) + "\n"
+        rows.append(["!", rel, size, mtime, " ".join(reason.split())])  # the reason on one line
+    return tsv.text(rows)
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from msrgb.synth import EUROSAT_BANDS
+from msrgb.errors import ProductError
 
 #: Version of the pixel algorithm. Bump it when a change alters the PNGs a setting produces,
 #: so that existing outputs are rebuilt.
 ALGORITHM_VERSION = 1
+
+#: EuroSAT's band order in the files: B8A is the 13th band, not the 9th.
+EUROSAT_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07",
+    "B08", "B09", "B10", "B11", "B12", "B8A",
+)  # fmt: skip
 
 _GAIN_4000 = {"type": "gain", "max": 4000}
 
@@ -46,10 +52,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 STRETCHES = ("gain", "range", "percentile")
 PRODUCT_KEYS = ("preset", "bands", "band_map", "stretch", "bit_depth", "nodata", "world_file")
 STRETCH_KEYS = ("type", "min", "max", "out_min", "low", "high", "scope", "sample", "gamma")
-
-
-class ProductError(ValueError):
-    """A product specification that cannot work; the message names the product and the key."""
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,6 @@ class Product:
         return 255 if self.bit_depth == 8 else 65535
 
     @property
-    def gain_max(self) -> float:
-        return self.vmax
-
-    @property
     def dataset_stretch(self) -> bool:
         """True if every image shares limits computed once from a sample of the dataset."""
         return self.stretch == "percentile" and self.scope == "dataset"
@@ -187,11 +185,6 @@ def stretch(values: np.ndarray, lo: float, hi: float, product: Product) -> np.nd
     if product.out_min == 0:
         return (product.top * t).astype(dtype)
     return (product.out_min + (product.top - product.out_min) * t).astype(dtype)
-
-
-def stretch_gain(values: np.ndarray, gain_max: float) -> np.ndarray:
-    """The reference stretch, in float64: ``(255 * (values / max).clip(0, 1)).astype(uint8)``."""
-    return (255 * (values / gain_max).clip(0, 1)).astype(np.uint8)
 
 
 def _number(name: str, key: str, value: Any) -> float:
@@ -309,6 +302,7 @@ def check_band_count(products: Sequence[Product], count: int, example: str) -> N
 
 __all__ = [
     "ALGORITHM_VERSION",
+    "EUROSAT_BANDS",
     "PRESETS",
     "Product",
     "ProductError",
@@ -316,5 +310,4 @@ __all__ = [
     "parse_products",
     "products_from_dicts",
     "stretch",
-    "stretch_gain",
 ]

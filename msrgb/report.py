@@ -5,22 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from msrgb.convert import write_atomic
-from msrgb.plan import Layout, Plan, StateData, write_if_changed
+from msrgb import tsv
+from msrgb.files import output_rel, write_atomic, write_if_changed
+from msrgb.plan import Layout, Plan, StateData
 
 log = logging.getLogger("msrgb")
 
-ERRORS_HEADER = "file\treason"
+ERRORS_COLUMNS = ("file", "reason")
 
 
 def write_errors(data: StateData, out: Path) -> list[tuple[str, str]]:
-    """Write ``errors.tsv`` from the shards' state (a header line, then one tab-separated line
-    per skipped file, sorted); the table has only its header when nothing was skipped."""
+    """Write ``errors.tsv`` from the shards' state (a header row, then one row per skipped
+    file, sorted; msrgb.tsv quotes names with tabs or line breaks); the table has only its
+    header when nothing was skipped."""
     errors = sorted((rel, reason) for rel, (_, _, reason) in data.skipped.items())
-    lines = [ERRORS_HEADER, *(f"{rel}\t{reason}" for rel, reason in errors)]
-    write_atomic(out, ("\n".join(lines) + "\n").encode("utf-8"))
+    write_atomic(out, tsv.text([ERRORS_COLUMNS, *errors]).encode("utf-8"))
     if errors:
         log.warning("%d input file(s) skipped as bad, listed in %s", len(errors), out)
     return errors
@@ -82,24 +84,25 @@ def write_summary(path: Path, summary: dict) -> None:
     write_atomic(path, (json.dumps(summary, indent=2) + "\n").encode())
 
 
-MANIFEST_COLUMNS = "path\tsource_size\tsource_sha256\tpng_sha256\tsettings_digest\tenv"
+MANIFEST_COLUMNS = ("path", "source_size", "source_sha256", "png_sha256", "settings_digest", "env")
 
 
 def provenance_text(product: str, digest: str, data: StateData) -> str:
     """The provenance manifest of one product: one line per PNG (path relative to the product
     folder), with the environments (library versions) referenced by id in the header."""
-    rows = []
+    rows: list[Sequence[object]] = []
     used_envs = set()
     for (rel, name), (size, _, row_digest) in sorted(data.records.items()):
         if name != product:
             continue
         source_sha, png_sha, env = data.provenance.get((rel, name), ("", "", ""))
         used_envs.add(env)
-        png = rel[: rel.rfind(".")] + ".png"
-        rows.append(f"{png}\t{size}\t{source_sha}\t{png_sha}\t{row_digest}\t{env}")
-    header = [f"# msrgb provenance manifest v1\tproduct {product}\tsettings {digest}"]
-    header += [f"# env\t{e}\t{data.envs.get(e, 'unknown')}" for e in sorted(used_envs) if e]
-    return "\n".join([*header, MANIFEST_COLUMNS, *rows]) + "\n"
+        rows.append([output_rel(rel), size, source_sha, png_sha, row_digest, env])
+    header: list[Sequence[object]] = [
+        ["# msrgb provenance manifest v1", f"product {product}", f"settings {digest}"]
+    ]
+    header += [["# env", e, data.envs.get(e, "unknown")] for e in sorted(used_envs) if e]
+    return tsv.text([*header, MANIFEST_COLUMNS, *rows])
 
 
 def write_provenance(data: StateData, outputs: dict[str, tuple[str, Path]]) -> None:

@@ -7,39 +7,23 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from msrgb.convert import (
-    Converter,
-    InputError,
-    enter_thread_gdal_env,
-    environment_id,
-    library_versions,
-    side_files,
-    write_atomic,
-)
-from msrgb.plan import (
-    Layout,
-    Provenance,
-    Records,
-    Skipped,
-    Source,
-    read_manifest,
-    read_state_full,
-    shard_of,
-    state_text,
-)
+from msrgb.convert import Converted, Converter
+from msrgb.errors import FileError, ShardError
+from msrgb.files import remove_output, write_atomic
+from msrgb.plan import Layout, Source, StateData, read_manifest, read_state_full, shard_of, state_text
 from msrgb.products import Product
+from msrgb.provenance import environment_id, library_versions
+from msrgb.reader import enter_thread_gdal_env
 from msrgb.stats import read_limits
 
+__all__ = ["ShardError", "ShardResult", "run_shard"]
+
 log = logging.getLogger("msrgb")
-
-
-class ShardError(Exception):
-    """Some images of a shard could not be converted; the message lists each file and why."""
 
 
 @dataclass
@@ -50,6 +34,8 @@ class ShardResult:
     removed: int = 0
     failed: list[str] = field(default_factory=list)
     skipped: int = 0
+    #: warnings about input values under a product's settings, each once
+    notes: list[str] = field(default_factory=list)
 
 
 ON_ERROR = ("fail", "skip")
@@ -104,6 +90,59 @@ class ReadAhead:
             self.hinted += hinted
 
 
+@dataclass
+class Work:
+    """What a shard job has to do, decided from its members and the records of earlier jobs."""
+
+    #: inputs to convert, with the products (name -> output path) each needs
+    todo: list[tuple[Source, dict[str, Path]]]
+    #: the records that still hold (images up to date, inputs still known to be bad)
+    kept: StateData
+    #: product name -> the digest its records carry (with dataset-wide limits, if any)
+    digests: dict[str, str] = field(default_factory=dict)
+    up_to_date: int = 0
+    skipped_before: int = 0
+
+
+def work_to_do(
+    members: Sequence[Source],
+    products: Sequence[Product],
+    before: StateData,
+    on_error: str,
+    output_of: Callable[[str, Source], Path],
+    present: Callable[[Path], bool],
+) -> Work:
+    """Which images of ``members`` need making: those without a record of the same input size,
+    mtime and product settings in ``before``, or whose output is not ``present``. With
+    ``on_error="skip"`` an input recorded as bad is not retried until it changes."""
+    kept = StateData()
+    digest = {p.name: p.digest() for p in products}
+    work = Work([], kept, digest)
+    for src in members:
+        known_bad = before.skipped.get(src.rel)
+        if on_error == "skip" and known_bad and known_bad[:2] == (src.size, src.mtime_ns):
+            kept.skipped[src.rel] = known_bad  # unchanged since it was found bad: not retried
+            work.skipped_before += 1
+            continue
+        dests = {}
+        for p in products:
+            key, out = (src.rel, p.name), output_of(p.name, src)
+            record = (src.size, src.mtime_ns, digest[p.name])
+            if before.records.get(key) == record and present(out):
+                kept.records[key] = record
+                if key in before.provenance:
+                    kept.provenance[key] = before.provenance[key]
+            else:
+                dests[p.name] = out
+        if dests:
+            work.todo.append((src, dests))
+        else:
+            work.up_to_date += 1
+    used = {env for _, _, env in kept.provenance.values()}
+    kept.envs = {e: before.envs.get(e, "unknown") for e in sorted(used)}
+    return work
+
+
 def run_shard(
     manifest: Path,
     state_out: Path,
@@ -116,23 +155,25 @@ def run_shard(
     stretch_files: Mapping[str, Path] | None = None,
     read_ahead: int = READ_AHEAD,
 ) -> ShardResult:
-    """Bring every PNG of the shard described by ``manifest`` up to date, then record what
+    """Bring every image of the shard described by ``manifest`` up to date, then record what
     was done in ``state_out``. Every ``checkpoint_every`` seconds, and when the job fails, the
     records so far go to the shard's progress file, so a killed or failed job resumes where it
     stopped.
 
-    Bad inputs (:class:`InputError`): with ``on_error="fail"`` (default: the manifest's policy)
-    everything else is converted, then :class:`ShardError` lists each bad file and why. With
-    ``"skip"`` they are recorded as skipped in the state (with size and mtime, so a fixed file
-    is tried again) and have no PNG. A PNG that cannot be written (disk full) stops the job at
-    once with :class:`OutputError`. Products with a dataset-wide stretch take their limits
-    from ``stretch_files`` (product name -> JSON written by :mod:`msrgb.stats`). ``read_ahead``
-    input files are kept asked for ahead of the conversion (:class:`ReadAhead`; 0 = off)."""
+    Images that cannot be made (:class:`msrgb.errors.FileError`: a bad input, an output name the
+    file system refuses): with ``on_error="fail"`` (default: the manifest's policy) everything
+    else is made, then :class:`ShardError` lists each file and why. With ``"skip"`` they are
+    recorded as skipped in the state (with size and mtime, so a fixed file is tried again) and
+    have no output. An output folder that cannot be written (disk full) stops the job at once
+    with :class:`msrgb.errors.OutputError`. Products with a dataset-wide stretch take their
+    limits from ``stretch_files`` (product name -> JSON written by :mod:`msrgb.stats`).
+    ``read_ahead`` input files are kept asked for ahead of the conversion (:class:`ReadAhead`;
+    0 = off)."""
     n_shards, shard = int(manifest.parent.name), int(manifest.stem)
     layout = Layout.of_manifest(manifest)
-    members, digests = read_manifest(manifest)
+    members, settings = read_manifest(manifest)
     for p in products:
-        if digests.get(p.name) != p.digest():
+        if settings.get(p.name) != p.digest():
             raise RuntimeError(
                 f"{manifest}: was written for other settings of product {p.name!r}; "
                 "re-run snakemake so the plan is rebuilt"
@@ -141,118 +182,58 @@ def run_shard(
         p.with_limits(read_limits((stretch_files or {})[p.name])) if p.dataset_stretch else p
         for p in products
     ]
-    on_error = on_error or digests.get("on_error", "fail")
+    on_error = on_error or settings.get("on_error", "fail")
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     progress = layout.progress(n_shards, shard)
     before = read_state_full([*layout.related_states(n_shards, shard), progress])
-    previous, previous_skipped = before.records, before.skipped
-    versions = library_versions()
-    env = environment_id(versions)
-    envs = {env: versions}
-    provenance: Provenance = {}
     manifest_mtime = manifest.stat().st_mtime_ns
-    digest = {p.name: p.digest() for p in products}
-    result = ShardResult(members=len(members))
-    records: Records = {}
-    skipped: Skipped = {}
-    todo: list[tuple[Source, dict[str, Path]]] = []
-    for src in members:
-        known_bad = previous_skipped.get(src.rel)
-        if on_error == "skip" and known_bad and known_bad[:2] == (src.size, src.mtime_ns):
-            skipped[src.rel] = known_bad  # unchanged since it was found bad: not retried
-            result.skipped += 1
-            continue
-        dests = {}
-        for p in products:
-            png = layout.png(p.name, src)
-            record = (src.size, src.mtime_ns, digest[p.name])
-            if previous.get((src.rel, p.name)) == record and _keep(png, manifest_mtime):
-                records[(src.rel, p.name)] = record
-                if (src.rel, p.name) in before.provenance:
-                    provenance[(src.rel, p.name)] = before.provenance[(src.rel, p.name)]
-                    prov_env = before.provenance[(src.rel, p.name)][2]
-                    envs.setdefault(prov_env, before.envs.get(prov_env, "unknown"))
-            else:
-                dests[p.name] = png
-        if dests:
-            todo.append((src, dests))
-        else:
-            result.up_to_date += 1
-
-    result.removed = _remove_orphans(previous, members, products, layout, n_shards, shard)
+    work = work_to_do(
+        members, products, before, on_error, layout.png, lambda png: _touch_if_present(png, manifest_mtime)
+    )
+    result = ShardResult(members=len(members), up_to_date=work.up_to_date)
+    result.skipped = work.skipped_before
+    result.removed = _remove_orphans(before, members, products, layout, n_shards, shard)
     log.info(
         "shard %d (of %d): %d images, %d up to date, %d to convert with %d thread(s)%s",
-        shard, n_shards, len(members), result.up_to_date, len(todo), threads,
+        shard, n_shards, len(members), result.up_to_date, len(work.todo), threads,
         f", {result.skipped} skipped as bad before" if result.skipped else "",
     )  # fmt: skip
+    done = work.kept
+    versions = library_versions()
+    env = environment_id(versions)
+    done.envs[env] = versions
+
+    def record(src: Source, dests: dict[str, Path], outcome: Converted | BaseException) -> None:
+        if isinstance(outcome, Converted):
+            result.converted += 1
+            for name in dests:
+                key = (src.rel, name)
+                done.records[key] = (src.size, src.mtime_ns, work.digests[name])
+                done.provenance[key] = (outcome.source_sha, outcome.image_sha[name], env)
+            for note in outcome.notes:
+                if note not in result.notes:
+                    result.notes.append(note)
+                    log.warning("%s (first seen in %s)", note, src.rel)
+            return
+        result.failed.append(str(outcome))
+        log.warning("%s", outcome)
+        if on_error == "skip":
+            done.skipped[src.rel] = (src.size, src.mtime_ns, _reason(outcome, input_dir / src.rel))
+            for out in dests.values():  # no output made from an earlier version of a bad input
+                remove_output(out)
 
     def checkpoint() -> None:
-        write_atomic(progress, state_text(records, skipped, provenance, envs).encode("utf-8"))
+        write_atomic(progress, state_text(**vars(done)).encode("utf-8"))
 
-    converter = Converter(products)
-    ahead = ReadAhead([input_dir / src.rel for src, _ in todo], read_ahead)
-
-    def convert(path: Path, dests: dict[str, Path]) -> tuple[str, dict[str, str]]:
-        ahead.started()
-        return converter.convert(path, dests)
-
-    t0 = last = last_checkpoint = time.monotonic()
-    fatal: BaseException | None = None
-    with ThreadPoolExecutor(max(1, threads), initializer=enter_thread_gdal_env) as pool:
-        futures: dict[Future[tuple[str, dict[str, str]]], tuple[Source, dict[str, Path]]] = {
-            pool.submit(convert, input_dir / src.rel, dests): (src, dests) for src, dests in todo
-        }
-        pending = set(futures)
-        while pending:
-            timeout = min(progress_every, checkpoint_every)
-            done, pending = wait(pending, timeout=timeout, return_when=FIRST_EXCEPTION)
-            for fut in done:
-                src, dests = futures[fut]
-                if fut.cancelled():  # after a fatal error
-                    continue
-                exc = fut.exception()
-                if exc is None:
-                    result.converted += 1
-                    source_sha, png_sha = fut.result()
-                    for name in dests:
-                        records[(src.rel, name)] = (src.size, src.mtime_ns, digest[name])
-                        provenance[(src.rel, name)] = (source_sha, png_sha[name], env)
-                elif isinstance(exc, InputError):
-                    result.failed.append(str(exc))
-                    log.warning("%s", exc)
-                    if on_error == "skip":
-                        skipped[src.rel] = (src.size, src.mtime_ns, _reason(exc, input_dir / src.rel))
-                        _remove_stale(dests.values())
-                elif fatal is None:  # disk full, permissions on the output: stop early
-                    fatal = exc
-                    for f in pending:
-                        f.cancel()
-            now = time.monotonic()
-            if now - last_checkpoint >= checkpoint_every and pending:
-                last_checkpoint = now
-                checkpoint()
-            if now - last >= progress_every or not pending:
-                last = now
-                rate = result.converted / max(now - t0, 1e-9)
-                log.info(
-                    "shard %d (of %d): %d/%d converted, %d bad (%.0f images/s)",
-                    shard, n_shards, result.converted, len(todo), len(result.failed), rate,
-                )  # fmt: skip
-    result.skipped += len(result.failed) if on_error == "skip" else 0
-    stats = {
-        "members": len(members),
-        "converted": result.converted,
-        "up_to_date": result.up_to_date,
-        "skipped": result.skipped,
-        "failed": len(result.failed),
-        "seconds": round(time.monotonic() - t0, 3),
-        "finished": time.time(),
-    }
-    try:
-        write_atomic(layout.run_stats(n_shards, shard), json.dumps(stats).encode())
-    except OSError as exc:
-        log.error("could not record run statistics: %s", exc)
+    t0 = time.monotonic()
+    fatal = convert_all(
+        work.todo, Converter(products), input_dir, threads, read_ahead, record,
+        checkpoint, checkpoint_every, _progress_logger(result, len(work.todo), shard, n_shards, progress_every),
+    )  # fmt: skip
+    if on_error == "skip":
+        result.skipped += len(result.failed)
+    _write_run_stats(layout, n_shards, shard, result, time.monotonic() - t0)
     if fatal is not None or (result.failed and on_error == "fail"):
         try:
             checkpoint()  # keep what was done, for the next run
@@ -264,36 +245,105 @@ def run_shard(
             f"{len(result.failed)} of {len(members)} input file(s) of shard {shard} (of "
             f"{n_shards}) could not be converted:\n  " + "\n  ".join(sorted(result.failed))
         )
-    write_atomic(state_out, state_text(records, skipped, provenance, envs).encode("utf-8"))
+    write_atomic(state_out, state_text(**vars(done)).encode("utf-8"))
     progress.unlink(missing_ok=True)
     return result
 
 
-def _reason(exc: InputError, path: Path) -> str:
+def convert_all(
+    todo: Sequence[tuple[Source, dict[str, Path]]],
+    converter: Converter,
+    input_dir: Path,
+    threads: int,
+    read_ahead: int,
+    record: Callable[[Source, dict[str, Path], Converted | BaseException], None],
+    checkpoint: Callable[[], None],
+    checkpoint_every: float,
+    tick: Callable[[bool], None],
+) -> BaseException | None:
+    """Convert ``todo`` with a pool of ``threads`` threads, calling ``record`` with each
+    outcome (the :class:`Converted` result or a :class:`FileError`), ``checkpoint`` every
+    ``checkpoint_every`` seconds and ``tick`` after each wait (with True at the end). Returns
+    the first other error (the output folder cannot be written), after which nothing more is
+    started, or None."""
+    ahead = ReadAhead([input_dir / src.rel for src, _ in todo], read_ahead)
+
+    def convert(path: Path, dests: dict[str, Path]) -> Converted:
+        ahead.started()
+        return converter.convert(path, dests)
+
+    fatal: BaseException | None = None
+    last_checkpoint = time.monotonic()
+    with ThreadPoolExecutor(max(1, threads), initializer=enter_thread_gdal_env) as pool:
+        futures = {pool.submit(convert, input_dir / src.rel, dests): (src, dests) for src, dests in todo}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=checkpoint_every, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                if fut.cancelled():  # after a fatal error
+                    continue
+                exc = fut.exception()
+                if exc is None or isinstance(exc, FileError):
+                    record(*futures[fut], fut.result() if exc is None else exc)
+                elif fatal is None:  # disk full, permissions on the output: stop early
+                    fatal = exc
+                    for f in pending:
+                        f.cancel()
+            now = time.monotonic()
+            if now - last_checkpoint >= checkpoint_every and pending:
+                last_checkpoint = now
+                checkpoint()
+            tick(not pending)
+    return fatal
+
+
+def _progress_logger(
+    result: ShardResult, total: int, shard: int, n_shards: int, every: float
+) -> Callable[[bool], None]:
+    """A ``tick`` for :func:`convert_all` that logs the count and rate every ``every`` seconds."""
+    t0 = last = time.monotonic()
+
+    def tick(finished: bool) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= every or finished:
+            last = now
+            rate = result.converted / max(now - t0, 1e-9)
+            log.info(
+                "shard %d (of %d): %d/%d converted, %d bad (%.0f images/s)",
+                shard, n_shards, result.converted, total, len(result.failed), rate,
+            )  # fmt: skip
+
+    return tick
+
+
+def _write_run_stats(
+    layout: Layout, n_shards: int, shard: int, result: ShardResult, seconds: float
+) -> None:
+    """What this job did, for the run summary (msrgb.report reads it)."""
+    stats = {
+        "members": result.members,
+        "converted": result.converted,
+        "up_to_date": result.up_to_date,
+        "skipped": result.skipped,
+        "failed": len(result.failed),
+        "seconds": round(seconds, 3),
+        "finished": time.time(),
+        "notes": result.notes,
+    }
+    try:
+        write_atomic(layout.run_stats(n_shards, shard), json.dumps(stats).encode())
+    except OSError as exc:
+        log.error("could not record run statistics: %s", exc)
+
+
+def _reason(exc: BaseException, path: Path) -> str:
     """The reason without the file name, which errors.tsv has in its own column."""
-    text = str(exc)
-    prefix = f"{path}: "
+    text, prefix = str(exc), f"{path}: "
     return text[len(prefix) :] if text.startswith(prefix) else text
 
 
-def _remove_png(png: Path) -> bool:
-    """Delete a PNG and its side files (world file, .aux.xml); True if the PNG was there."""
-    for side in side_files(png):
-        side.unlink(missing_ok=True)
-    try:
-        png.unlink()
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _remove_stale(pngs: Iterable[Path]) -> None:
-    """A skipped input must not keep a PNG made from an earlier version of it."""
-    for png in pngs:
-        _remove_png(png)
-
-
-def _keep(png: Path, manifest_mtime: int) -> bool:
+def _touch_if_present(png: Path, manifest_mtime: int) -> bool:
     """True if ``png`` exists. An older PNG is touched so that it is newer than the manifest:
     Snakemake then sees it as up to date when it is requested as a target."""
     try:
@@ -306,22 +356,22 @@ def _keep(png: Path, manifest_mtime: int) -> bool:
 
 
 def _remove_orphans(
-    previous: dict[tuple[str, str], tuple[int, int, str]],
+    before: StateData,
     members: Sequence[Source],
     products: Sequence[Product],
     layout: Layout,
     n_shards: int,
     shard: int,
 ) -> int:
-    """Delete the PNGs this workflow made from input files that no longer exist."""
+    """Delete the images this workflow made from input files that no longer exist."""
     current = {s.rel for s in members}
     names = {p.name for p in products}
     removed = 0
-    for rel, product in previous:
+    for rel, product in before.records:
         if rel in current or product not in names or shard_of(rel, n_shards) != shard:
             continue
         png = layout.png(product, Source(rel, 0, 0))
-        if _remove_png(png):
+        if remove_output(png):
             removed += 1
             log.info("removed %s: its input %s is gone", png, rel)
     return removed

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from msrgb.convert import write_atomic
-from msrgb.plan import Source, path_hash, write_if_changed
+from msrgb import tsv
+from msrgb.files import output_rel, write_atomic, write_if_changed
+from msrgb.plan import Source, path_hash
 
 ROOT_FOLDER = "_top"  # sheet name for files directly in input_dir
 
@@ -55,9 +56,20 @@ class SheetLayout:
 
 
 def folder_key(rel: str) -> str:
-    """The sheet a file belongs to: its folder, with '/' written as '__'."""
+    """The sheet a file belongs to: its folder, with '/' written as '__'. A folder name with
+    characters that cannot be part of a Snakemake output ({ } < > backslash, control
+    characters) gets them replaced by '_' and a short hash of the real name appended."""
     folder = rel.rpartition("/")[0]
-    return folder.replace("/", "__") if folder else ROOT_FOLDER
+    if not folder:
+        return ROOT_FOLDER
+    key = folder.replace("/", "__")
+    safe = "".join(c if c.isprintable() and c not in "{}<>\\" else "_" for c in key)
+    return safe if safe == key else f"{safe}-{path_hash(folder) & 0xFFFFFF:06x}"
+
+
+def label(rel: str) -> str:
+    """The file name as drawn under a thumbnail: control characters (a line break) as '?'."""
+    return "".join(c if c.isprintable() else "?" for c in rel.rpartition("/")[2])
 
 
 def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[dict[str, list[Source]], list[Source]]:
@@ -74,9 +86,9 @@ def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[d
 
 
 def manifest_text(title: str, members: Sequence[Source], digest: str, layout: SheetLayout) -> str:
-    lines = [f"# contact sheet\t{title}\t{digest}\t{layout}"]
-    lines += [f"{s.rel}\t{s.size}\t{s.mtime_ns}" for s in members]
-    return "\n".join(lines) + "\n"
+    rows: list[list[object]] = [["# contact sheet", title, digest, layout]]
+    rows += [[s.rel, s.size, s.mtime_ns] for s in members]
+    return tsv.text(rows)
 
 
 def write_manifest(path: Path, title: str, members: Sequence[Source], digest: str, layout: SheetLayout) -> bool:
@@ -85,11 +97,11 @@ def write_manifest(path: Path, title: str, members: Sequence[Source], digest: st
 
 def read_manifest(path: Path) -> tuple[str, list[str]]:
     title, rels = "", []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("# contact sheet\t"):
-            title = line.split("\t")[1]
-        elif line and not line.startswith("#"):
-            rels.append(line.rsplit("\t", 2)[0])
+    for row in tsv.rows(path):
+        if row[0] == "# contact sheet":
+            title = row[1]
+        else:
+            rels.append(row[0])
     return title, rels
 
 
@@ -155,10 +167,10 @@ def build(manifest: Path, out: Path, product_dir: Path, layout: SheetLayout) -> 
     title, rels = read_manifest(manifest)
 
     def png_of(rel: str) -> Path:
-        return product_dir / (rel[: rel.rfind(".")] + ".png")
+        return product_dir / output_rel(rel)
 
     if not title.startswith("overview"):
-        data = render(title, [png_of(r) for r in rels], [Path(r).name for r in rels], layout)
+        data = render(title, [png_of(r) for r in rels], [label(r) for r in rels], layout)
     else:
         rows: dict[str, list[str]] = defaultdict(list)
         for rel in rels:
@@ -169,7 +181,7 @@ def build(manifest: Path, out: Path, product_dir: Path, layout: SheetLayout) -> 
         for members in rows.values():
             pad = columns - len(members)
             pngs += [png_of(r) for r in members] + [None] * pad
-            labels += [Path(r).name for r in members] + [""] * pad
+            labels += [label(r) for r in members] + [""] * pad
         data = render(title, pngs, labels, layout, columns=columns)
     write_atomic(out, data)
 

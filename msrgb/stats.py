@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from msrgb import __version__
-from msrgb.convert import Converter, InputError, gdal_env, product_bands, write_atomic
-from msrgb.plan import Source, path_hash, write_if_changed
+from msrgb.errors import InputError
+from msrgb.files import write_atomic, write_if_changed
+from msrgb.plan import Source, path_hash
+from msrgb.reader import TileReader, gdal_env
+from msrgb.render import product_bands
 from msrgb.products import Product
 
 log = logging.getLogger("msrgb")
@@ -27,7 +30,9 @@ def choose_sample(sources: Sequence[Source], size: int) -> list[str]:
 
 
 def sample_text(product: Product, rels: Sequence[str]) -> str:
-    return "\n".join([f"# sample of product {product.name} {product.digest()}", *rels]) + "\n"
+    """The sample list: JSON, so that any file name fits."""
+    record = {"product": product.name, "digest": product.digest(), "files": list(rels)}
+    return json.dumps(record, indent=0, ensure_ascii=False) + "\n"
 
 
 def write_sample(path: Path, product: Product, sources: Sequence[Source]) -> bool:
@@ -40,21 +45,22 @@ def compute_limits(product: Product, input_dir: Path, rels: Sequence[str]) -> di
     Bad files are left out (and listed); returns what :func:`write_limits` records."""
     # the same bands and nodata, with a stretch whose limits are known, only to read the files
     base = replace(product, stretch="gain")
-    converter = Converter([base])
+    reader = TileReader([base])
     values: list[list[np.ndarray]] = [[], [], []]
     skipped = []
     with gdal_env():
         for rel in rels:
             try:
-                tile = converter.read(input_dir / rel)
+                tile = reader.read(input_dir / rel)
             except InputError as exc:
                 log.warning("%s", exc)
                 skipped.append(rel)
                 continue
-            stack, invalid = product_bands(tile, base)
+            bands = product_bands(tile, base)
+            exclude = bands.excluded
             for c in range(3):
-                band = stack[..., c]
-                values[c].append(band.ravel() if invalid is None else band[~invalid])
+                band = bands.stack[..., c]
+                values[c].append(band.ravel() if exclude is None else band[~exclude])
     if all(not v for v in values):
         raise InputError(f"product {product.name!r}: no readable file in the stretch sample")
     limits = []
@@ -83,7 +89,7 @@ def read_limits(path: Path) -> list[list[float]]:
 
 def run(product: Product, input_dir: Path, sample: Path, out: Path) -> dict:
     """Compute and record the limits of ``product`` from the files listed in ``sample``."""
-    rels = [line for line in sample.read_text().splitlines() if line and not line.startswith("#")]
+    rels = json.loads(sample.read_text(encoding="utf-8"))["files"]
     record = compute_limits(product, input_dir, rels)
     write_limits(out, record)
     log.info("product %s: limits %s from %d files", product.name, record["limits"], record["sample_files"])

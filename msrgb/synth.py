@@ -14,11 +14,7 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-#: EuroSAT's band order in the files: B8A is the 13th band, not the 9th.
-EUROSAT_BANDS: tuple[str, ...] = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07",
-    "B08", "B09", "B10", "B11", "B12", "B8A",
-)  # fmt: skip
+from msrgb.products import EUROSAT_BANDS  # noqa: F401 (the band order of the tiles made here)
 
 #: Mean top-of-atmosphere reflectance x 10000 per class, in EUROSAT_BANDS order.
 CLASS_SPECTRA: dict[str, tuple[int, ...]] = {

@@ -14,15 +14,24 @@ import hashlib
 import sys
 from pathlib import Path
 
+from msrgb import tsv
+
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_manifest(path: Path) -> list[dict[str, str]]:
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
-    columns = lines[0].split("\t")
-    return [dict(zip(columns, line.split("\t"))) for line in lines[1:] if line]
+    """The rows of a provenance manifest: comment rows, the column names (first column
+    ``path``), then one row per PNG (msrgb.tsv: names with tabs or line breaks are quoted)."""
+    columns: list[str] | None = None
+    rows = []
+    for row in tsv.rows(path):
+        if columns is not None:
+            rows.append(dict(zip(columns, row)))
+        elif row[0] == "path":
+            columns = row
+    return rows
 
 
 def verify_product(folder: Path, input_dir: Path | None = None) -> tuple[int, list[str]]:

@@ -39,7 +39,7 @@ DATASET_PRODUCTS = [p for p in PRODUCTS if p.dataset_stretch]
 
 
 def sample_file(product):
-    return str(LAYOUT.state_root / "samples" / f"{product}.tsv")
+    return str(LAYOUT.state_root / "samples" / f"{product}.json")
 
 
 def stretch_file(product):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
+from msrgb.errors import MsrgbError  # noqa: E402
 from msrgb.products import products_from_dicts  # noqa: E402
-from msrgb.convert import OutputError  # noqa: E402
-from msrgb.shard import ShardError, run_shard  # noqa: E402
+from msrgb.shard import run_shard  # noqa: E402
 
 logging.basicConfig(
     filename=snakemake.log[0],
@@ -27,7 +27,7 @@ try:
         stretch_files={k: Path(v) for k, v in snakemake.params.stretch_files.items()},
         read_ahead=snakemake.params.read_ahead,
     )
-except (ShardError, OutputError) as exc:
+except MsrgbError as exc:
     logging.error("%s", exc)
     print(exc, file=sys.stderr)
     sys.exit(1)

@@ -158,7 +158,7 @@ def test_large_files_take_the_on_disk_path_with_the_same_result(tmp_path: Path):
         results.append((shas, {p.name: p.read_bytes() for p in out.glob("*.png")}))
     assert results[0] == results[1] and len(results[0][1]) == 2
     tif = sorted((tmp_path / "tif").rglob("*.tif"))[0]
-    assert results[0][0][0][0] == hashlib.sha256(tif.read_bytes()).hexdigest()
+    assert results[0][0][0].source_sha == hashlib.sha256(tif.read_bytes()).hexdigest()
     tif.write_bytes(tif.read_bytes()[:5000])  # truncated in the strips
     messages = []
     for limit in (2**30, 0):

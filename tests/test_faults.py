@@ -61,15 +61,15 @@ def make_bad_inputs(root: Path) -> dict[str, str]:
     (bad / "full.tif").unlink()
     (bad / "text.tif").write_text("this is a text file, not an image\n")
     synth.write_tile(bad / "four_bands.tif", synth.make_tile("River", 1)[:4], (0.0, 0.0), 32632)
-    floats = synth.make_tile("River", 2).astype(np.float32) / 10000
-    synth.write_tile(bad / "float32.tif", floats, (0.0, 0.0), 32632)
+    waves = synth.make_tile("River", 2).astype(np.complex64)  # no stretch for complex numbers
+    synth.write_tile(bad / "complex.tif", waves, (0.0, 0.0), 32632)
     (bad / "dangling.tif").symlink_to(root / "no" / "such" / "file.tif")
     return {
         "Bad/zero.tif": "is empty (0 bytes)",
         "Bad/truncated.tif": "truncated",
         "Bad/text.tif": "is not a TIFF file",
         "Bad/four_bands.tif": "has 4 band(s), but product 'truecolor' expects 13",
-        "Bad/float32.tif": "data type float32 is not supported",
+        "Bad/complex.tif": "data type complex64 is not supported",
         "Bad/dangling.tif": "symbolic link",
     }
 

@@ -14,7 +14,7 @@ from msrgb.products import (
     ProductError,
     check_band_count,
     parse_products,
-    stretch_gain,
+    stretch,
 )
 
 EUROSAT = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A"]
@@ -39,9 +39,10 @@ def test_truecolor_lut_equals_reference_formula_for_every_uint16_value():
     assert product.indices == (3, 2, 1)
 
 
-def test_stretch_gain_edges():
+def test_reference_gain_edges():
     v = np.array([0, 1, 3999, 4000, 4001, 65535], dtype=np.uint16)
-    assert stretch_gain(v, 4000).tolist() == [0, 0, 254, 255, 255, 255]
+    (product,) = parse_products(["truecolor"])
+    assert stretch(v, 0, 4000, product).tolist() == [0, 0, 254, 255, 255, 255]
 
 
 @pytest.mark.parametrize(
@@ -137,7 +138,7 @@ def test_nodata_pixels_are_transparent():
 
 def test_mapping_with_preset_and_override():
     (p,) = parse_products({"tc3000": {"preset": "truecolor", "stretch": {"max": 3000}}})
-    assert p.name == "tc3000" and p.bands == ("B04", "B03", "B02") and p.gain_max == 3000
+    assert p.name == "tc3000" and p.bands == ("B04", "B03", "B02") and p.vmax == 3000
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ def test_bad_files_are_all_listed_and_good_ones_kept(tmp_path: Path):
     pngs = sorted(p.name for p in (layout.output_dir / "truecolor").rglob("*.png"))
     assert pngs == ["Forest_2.png", "River_1.png", "River_2.png", "SeaLake_1.png", "SeaLake_2.png"]
     assert not layout.state(1, 0).exists(), "a failed job does not write its Snakemake output"
-    state = plan.read_state([layout.progress(1, 0)])
+    state = plan.read_state_full([layout.progress(1, 0)]).records
     assert len(state) == 5, "the good conversions are recorded for the next run"
     (tifs / "Forest" / "Forest_1.tif").unlink()
     (tifs / "SeaLake" / "empty.tif").unlink()

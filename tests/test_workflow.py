@@ -232,7 +232,7 @@ def test_several_products_in_one_run(tmp_path: Path, dataset: Path):
     run_snakemake(tmp_path, "--configfile", str(REPO / "config" / "config.yaml"), str(cfg), input_dir=str(dataset), output_dir=str(out))
     tifs = sorted(p for p in dataset.rglob("*") if p.suffix in (".tif", ".tiff"))
     # the dataset-wide limits: independent percentiles over the recorded sample
-    sample = [line for line in (out / ".msrgb" / "samples" / "ds.tsv").read_text().splitlines() if not line.startswith("#")]
+    sample = json.loads((out / ".msrgb" / "samples" / "ds.json").read_text())["files"]
     assert len(sample) == 12
     pixels = []
     for rel in sample:

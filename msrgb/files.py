@@ -1,0 +1,131 @@
+"""Output files: their names, and writing them so that a reader never sees half a file."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import itertools
+import os
+import socket
+from pathlib import Path
+
+from msrgb.errors import OutputError, OutputFileError
+
+#: Suffixes of input images.
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+#: Errors of writing one file that leave the folder usable: the next file may well succeed.
+PER_FILE_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ})
+
+# Temporary files: ".msrgb-<host hash>-<pid>-<n>.tmp", about 40 bytes whatever the final name,
+# so any name the file system allows can be written through one.
+_TMP_PREFIX = ".msrgb-"
+_TMP_SUFFIX = ".tmp"
+_HOST = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+_COUNTER = itertools.count()
+
+
+def output_rel(input_rel: str, suffix: str = ".png") -> str:
+    """The output path, relative to a product folder, of the input at ``input_rel`` (relative
+    to the input folder): the same folders and name, with ``suffix`` for the input's suffix."""
+    return input_rel[: input_rel.rfind(".")] + suffix
+
+
+def world_file_path(png: Path) -> Path:
+    return png.with_suffix(".pgw")
+
+
+def aux_xml_path(png: Path) -> Path:
+    return png.with_name(png.name + ".aux.xml")
+
+
+def side_files(png: Path) -> list[Path]:
+    """Files that may accompany a PNG."""
+    return [world_file_path(png), aux_xml_path(png)]
+
+
+def temporary_name() -> str:
+    """A fresh name for a temporary file of this process (unique across threads and hosts)."""
+    return f"{_TMP_PREFIX}{_HOST}-{os.getpid()}-{next(_COUNTER)}{_TMP_SUFFIX}"
+
+
+def _writer_pid(name: str) -> int | None:
+    """The process id in a temporary name of this host, or None if it is none."""
+    if name.startswith(_TMP_PREFIX) and name.endswith(_TMP_SUFFIX):
+        parts = name[len(_TMP_PREFIX) : -len(_TMP_SUFFIX)].split("-")
+        if len(parts) == 3 and parts[0] == _HOST and parts[1].isdigit():
+            return int(parts[1])
+    # the names of msrgb 0.3 and older: .<png name>.<host>.<pid>.<thread>.tmp
+    parts = name.rsplit(".", 4)
+    if len(parts) == 5 and parts[4] == "tmp" and parts[2].isdigit():
+        if parts[1] == socket.gethostname().replace(".", "-"):
+            return int(parts[2])
+    return None
+
+
+def is_stale_temporary(name: str) -> bool:
+    """True for a temporary file name (:func:`temporary_name`) left by a dead process of this
+    host; a process of another host or a live one is never judged stale."""
+    pid = _writer_pid(name)
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so
+    ``path`` is either absent, the old file, or the complete new file; never half-written.
+    (Same folder: a rename between folders takes a file-system-wide lock in Linux, which
+    serialises parallel shard jobs.) Missing parent folders are created. Raises OSError."""
+    tmp = path.with_name(temporary_name())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """:func:`write_atomic` for an output image or its side file, with the error sorted:
+    :class:`OutputFileError` when only this file cannot be written (its name), else
+    :class:`OutputError` (the folder: disk full, read-only, permission)."""
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        kind = OutputFileError if exc.errno in PER_FILE_ERRNOS else OutputError
+        raise kind(f"{path}: cannot be written ({exc.strerror or exc})") from exc
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` unless it already holds exactly that; True if written."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    write_atomic(path, text.encode("utf-8"))
+    return True
+
+
+def remove_output(png: Path) -> bool:
+    """Delete an output image and its side files (world file, .aux.xml); True if it was there."""
+    for side in side_files(png):
+        side.unlink(missing_ok=True)
+    try:
+        png.unlink()
+    except FileNotFoundError:
+        return False
+    return True

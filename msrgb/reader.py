@@ -1,0 +1,192 @@
+"""Reading input images: GDAL settings, one open per file, the bands the products need, and
+errors that name the file and the problem."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.io import DatasetReader, MemoryFile
+
+from msrgb.errors import InputError
+from msrgb.products import Product
+
+# Tiles are opened without georeferencing on purpose (see TileReader.read).
+warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
+
+#: Input files up to this size are read once and parsed by GDAL in memory (TileReader.load).
+IN_MEMORY_BYTES = 64 * 2**20
+
+#: GDAL settings for the hot path. Not listing the folder on every open matters in folders of
+#: thousands of files; not building the CRS from GeoTIFF keys matters when no output needs
+#: georeferencing. Uncompressed TIFFs read from the file (over IN_MEMORY_BYTES) go through a
+#: memory map instead of GDAL's block cache; GDAL checks the strips against the file size
+#: first, so a truncated file is still a clean error. docs/performance.md has the figures.
+GDAL_ENV = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_PAM_ENABLED": "NO",
+    "GTIFF_VIRTUAL_MEM_IO": "YES",
+}
+
+#: Data types an input may have. Integer reflectances (EuroSAT: uint16) take lookup tables;
+#: the others are stretched in float64, with NaN and infinities as no data.
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+
+
+@contextmanager
+def gdal_env() -> Iterator[None]:
+    """The GDAL settings of the hot path, for the calling thread."""
+    with rasterio.Env(**GDAL_ENV):
+        yield
+
+
+_thread_state = threading.local()
+
+
+def enter_thread_gdal_env() -> None:
+    """Thread-pool initializer: rasterio keeps GDAL settings per thread, so each worker must
+    enter the hot-path settings itself (without them every open lists the whole folder)."""
+    if getattr(_thread_state, "env", None) is None:
+        env = rasterio.Env(**GDAL_ENV)
+        env.__enter__()
+        _thread_state.env = env
+
+
+def describe_unreadable(path: Path) -> str | None:
+    """A plain reason for a file that cannot even be opened, or None to let GDAL explain."""
+    if path.is_symlink() and not path.exists():
+        return f"is a symbolic link to {os.readlink(path)!r}, which does not exist"
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "no longer exists"
+    except OSError as exc:
+        return f"cannot be accessed ({exc.strerror})"
+    if st.st_size == 0:
+        return "is empty (0 bytes)"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except PermissionError:
+        return "cannot be read: permission denied"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if head[:2] not in (b"II", b"MM"):
+        return "is not a TIFF file (it does not start with a TIFF header)"
+    return None
+
+
+def root_message(exc: BaseException) -> str:
+    """The message of the innermost cause: rasterio wraps GDAL's precise error ("IReadBlock
+    failed ... TIFFReadEncodedStrip() failed") in "Read failed. See previous exception"."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc)
+
+
+@dataclass
+class Tile:
+    """What was read from one input: the needed bands, plus what some products need."""
+
+    bands: dict[int, np.ndarray]
+    nodata: float | None = None
+    transform: Affine | None = None
+    crs_wkt: str | None = None
+
+
+class TileReader:
+    """Reads, once for all products, the bands they need from an input file. Thread-safe."""
+
+    def __init__(self, products: Sequence[Product], in_memory_bytes: int = IN_MEMORY_BYTES):
+        self.products = list(products)
+        self.in_memory_bytes = in_memory_bytes  # larger inputs are hashed in chunks, read from disk
+        self.needed = sorted({i for p in self.products for i in p.indices})
+        self.georef = any(p.needs_georef for p in self.products)
+
+    def load(self, path: str | Path) -> tuple[bytes | None, str]:
+        """Open ``path`` once: its bytes (None for files over ``in_memory_bytes``, which GDAL
+        then reads from disk) and its SHA-256. Raises :class:`InputError`."""
+        try:
+            # O_NONBLOCK: a FIFO named like a TIFF must not hang the job (no effect on files)
+            with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+                st = os.fstat(fh.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise InputError(f"{path}: is not a regular file")
+                if st.st_size <= self.in_memory_bytes:
+                    data = fh.read()
+                    return data, hashlib.sha256(data).hexdigest()
+                return None, hashlib.file_digest(fh, "sha256").hexdigest()
+        except OSError as exc:
+            reason = describe_unreadable(Path(path))
+            raise InputError(f"{path}: {reason or f'cannot be read ({exc.strerror})'}") from exc
+
+    def read(self, path: str | Path, data: bytes | None = None) -> Tile:
+        """Read the bands the products need; from ``data`` (the file's bytes, already read)
+        when given, which spares GDAL a second open of the file. Raises :class:`InputError`
+        naming the file and the problem."""
+        try:
+            if data is not None:
+                try:
+                    with MemoryFile(data) as memfile:
+                        return self._read(memfile.name, path)
+                except InputError:
+                    raise
+                except Exception:
+                    pass  # GDAL fails on the file itself below, with its message about the file
+            return self._read(path, path)
+        except InputError:
+            raise
+        except rasterio.errors.RasterioIOError as exc:
+            reason = describe_unreadable(Path(path))
+            if reason is not None:
+                raise InputError(f"{path}: {reason}") from exc
+            raise InputError(
+                f"{path}: cannot be read as a GeoTIFF, it may be truncated or damaged "
+                f"(GDAL: {root_message(exc)})"
+            ) from exc
+        except Exception as exc:  # a truncated strip surfaces as a generic rasterio error
+            raise InputError(
+                f"{path}: reading failed, the file may be truncated or damaged "
+                f"({type(exc).__name__}: {root_message(exc)})"
+            ) from exc
+
+    def _read(self, name: str | Path, path: str | Path) -> Tile:
+        """Open ``name`` (the file ``path`` or a copy of it in memory) and read the bands. Checks
+        that name ``path`` raise InputError; GDAL's own errors are left to :meth:`read`."""
+        # Georeferencing is read only when a product writes it: building the CRS is the most
+        # expensive part of opening a small GeoTIFF. DatasetReader directly: rasterio.open
+        # would set up a GDAL environment per call.
+        options = {} if self.georef else {"GEOREF_SOURCES": "NONE"}
+        with DatasetReader(name, driver="GTiff", sharing=False, **options) as src:
+            count, dtype = src.count, src.dtypes[0]
+            for p in self.products:
+                if count != len(p.band_map):
+                    raise InputError(
+                        f"{path}: has {count} band(s), but product {p.name!r} expects "
+                        f"{len(p.band_map)} ({' '.join(p.band_map)})"
+                    )
+            if dtype not in SUPPORTED_DTYPES:
+                raise InputError(
+                    f"{path}: data type {dtype} is not supported "
+                    f"(expected one of {', '.join(SUPPORTED_DTYPES)})"
+                )
+            bands = src.read([i + 1 for i in self.needed])
+            tile = Tile(dict(zip(self.needed, bands)), src.nodata)
+            if self.georef:
+                if src.crs is None or src.transform.is_identity:
+                    raise InputError(
+                        f"{path}: has no georeferencing (CRS and transform), but a product "
+                        "asks for a world file"
+                    )
+                tile.transform, tile.crs_wkt = src.transform, src.crs.to_wkt()
+        return tile
