@@ -197,6 +197,10 @@ class Layout:
         """Written by the main process when a run starts, for the run summary."""
         return self.state_root / "run_started"
 
+    def sample(self, product: str) -> Path:
+        """The files a dataset-wide stretch of ``product`` is computed from (msrgb.stats)."""
+        return self.state_root / "samples" / f"{product}.json"
+
     def plan_file(self) -> Path:
         return self.state_root / "plan.tsv"
 
@@ -328,11 +332,11 @@ def load_plan(layout: Layout) -> Plan:
     return Plan(n_shards, members, threads)
 
 
-def scan_outputs(layout: Layout, plan: Plan, products: Sequence[Product]) -> list[int]:
-    """Find shards with a PNG missing on disk and mark their state file out of date (one second
-    older than the shard's manifest), so Snakemake re-runs them ("updated input"); the job then
-    converts just the missing PNGs. Also deletes temporary PNGs left by killed runs. Returns
-    the shards flagged. One listing per output folder, no per-file stat: cheap even for
+def flag_shards_missing_outputs(layout: Layout, plan: Plan, products: Sequence[Product]) -> list[int]:
+    """Find shards with a PNG missing on disk and mark their state file out of date (back-dated
+    to one second before the shard's manifest), so Snakemake re-runs them ("updated input");
+    the job then converts just the missing PNGs. Deletes, on the way, the temporary files that
+    killed runs left in the output folders it lists. Returns the shards flagged. One listing per output folder, no per-file stat: cheap even for
     100,000s of PNGs."""
     listing: dict[str, set[str]] = {}
 

@@ -94,6 +94,15 @@ def root_message(exc: BaseException) -> str:
     return str(exc)
 
 
+def band_count(path: Path) -> int | None:
+    """How many bands the image at ``path`` has, or None if it cannot be opened."""
+    try:
+        with gdal_env(), rasterio.open(path) as src:
+            return src.count
+    except rasterio.errors.RasterioIOError:
+        return None
+
+
 @dataclass
 class Tile:
     """What was read from one input: the needed bands, plus what some products need."""

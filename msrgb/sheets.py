@@ -18,7 +18,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from msrgb import tsv
 from msrgb.files import output_rel, write_atomic, write_if_changed
-from msrgb.plan import Source, path_hash
+from msrgb.plan import Layout, Source, path_hash
+from msrgb.products import Product
 
 ROOT_FOLDER = "_top"  # sheet name for files directly in input_dir
 
@@ -103,6 +104,40 @@ def read_manifest(path: Path) -> tuple[str, list[str]]:
         else:
             rels.append(row[0])
     return title, rels
+
+
+def manifest_path(layout: Layout, product: str, sheet: str) -> Path:
+    return layout.state_root / "sheets" / product / f"{sheet}.tsv"
+
+
+def sheet_names(layout: Layout, product: str) -> list[str]:
+    """Names of the sheets of ``product``, from the manifests :func:`plan_sheets` wrote."""
+    folder = layout.state_root / "sheets" / product
+    return sorted(f.stem for f in folder.glob("*.tsv")) if folder.is_dir() else []
+
+
+def plan_sheets(
+    layout: Layout,
+    products: Sequence[Product],
+    sources: Sequence[Source],
+    per_folder: int,
+    overview: int,
+    sheet_layout: SheetLayout,
+) -> None:
+    """Write the manifest of every contact sheet whose content changed, and delete those of
+    folders that are gone."""
+    folders, picks = choose(sources, per_folder, overview)
+    keep = {*folders, "overview"}
+    for p in products:
+        old = layout.state_root / "sheets" / p.name
+        for stale in old.glob("*.tsv") if old.is_dir() else []:
+            if stale.stem not in keep:  # its folder is gone
+                stale.unlink()
+        for key, members in folders.items():
+            title = f"{key.replace('__', '/')} ({len(members)} shown) - {p.name}"
+            write_manifest(manifest_path(layout, p.name, key), title, members, p.digest(), sheet_layout)
+        title = f"overview - {p.name}"
+        write_manifest(manifest_path(layout, p.name, "overview"), title, picks, p.digest(), sheet_layout)
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -30,6 +30,11 @@ def parallel_jobs(workflow: Any) -> int:
     return int(value) if isinstance(value, int) else 1
 
 
+def is_module(workflow: Any) -> bool:
+    """True when this Snakefile is loaded by another workflow with ``module``."""
+    return not workflow.modifier.is_main_snakefile()
+
+
 def resource_setting(workflow: Any, rule: str, name: str) -> str | None:
     """The value of resource ``name`` for ``rule`` as given by --set-resources, else by
     --default-resources (command line or profile), as text; None if neither sets it."""

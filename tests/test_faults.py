@@ -174,7 +174,7 @@ def test_hostile_names_are_converted_and_buildable_as_targets(tmp_path: Path) ->
     # One PNG requested by name on the command line (no braces: Snakemake reads them as wildcards)
     target = out / "truecolor" / "a $(touch x_was_run) dir" / "semi;touch x_was_run;.png"
     target.unlink()
-    run_snakemake(tmp_path, str(target), input_dir=str(root), output_dir=str(out))
+    run_snakemake(tmp_path, str(target), input_dir=str(root), output_dir=str(out), png_targets="True")
     assert target.exists()
     FAULT_COUNTS["cases tried"] += len(HOSTILE_NAMES)
     no_command_was_run(tmp_path, Path.cwd())

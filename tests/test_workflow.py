@@ -105,26 +105,28 @@ def test_changed_setting_reconverts_and_same_setting_does_not(tmp_path: Path, da
 def test_png_is_a_buildable_target(tmp_path: Path, dataset: Path):
     out = tmp_path / "out"
     target = out / "truecolor" / "Forest" / "Forest_3.png"
-    run_snakemake(tmp_path, str(target), input_dir=str(dataset), output_dir=str(out))
+    folders = {"input_dir": str(dataset), "output_dir": str(out), "png_targets": "True"}
+    run_snakemake(tmp_path, str(target), **folders)
     assert_png_matches(target, dataset / "Forest" / "Forest_3.tif")
     target.unlink()
-    run_snakemake(tmp_path, str(target), input_dir=str(dataset), output_dir=str(out))
+    run_snakemake(tmp_path, str(target), **folders)
     assert target.exists()
 
 
 def test_png_declaring_rules_exist_only_when_wanted(tmp_path: Path, dataset: Path):
-    """png_targets: auto leaves out the rules that declare every PNG unless the command line
-    names a PNG (they cost Snakemake time and memory at scale); true/false force it."""
+    """png_targets: auto (not a module) leaves out the rules that declare every PNG (they cost
+    Snakemake time and memory at scale); true/false force it."""
     folders = {"input_dir": str(dataset), "output_dir": str(tmp_path / "out")}
     listed = run_snakemake(tmp_path, "--list-rules", **folders).stdout
     assert "convert_shard\n" in listed and "convert_pngs_" not in listed
     listed = run_snakemake(tmp_path, "--list-rules", png_targets="True", **folders).stdout
     assert "convert_pngs_0" in listed
     target = str(tmp_path / "out" / "truecolor" / "River" / "River_1.png")
-    proc = run_snakemake(tmp_path, target, "--dry-run", **folders)
+    proc = run_snakemake(tmp_path, target, "--dry-run", png_targets="True", **folders)
     assert "convert_pngs_0" in proc.stdout
-    proc = run_snakemake(tmp_path, target, "--dry-run", check=False, png_targets="False", **folders)
-    assert proc.returncode != 0 and "No rule to produce" in proc.stdout + proc.stderr
+    for setting in ("auto", "False"):
+        proc = run_snakemake(tmp_path, target, "--dry-run", check=False, png_targets=setting, **folders)
+        assert proc.returncode != 0 and "No rule to produce" in proc.stdout + proc.stderr
 
 
 def test_cores_shard_and_thread_settings_give_identical_bytes(tmp_path: Path, dataset: Path):
@@ -282,3 +284,23 @@ def test_one_shard_rule_takes_snakemake_overrides(tmp_path: Path, dataset: Path)
     for job in jobs:
         job = job.split("\n[")[0]  # up to the next job's time stamp
         assert "runtime=77" in job and "threads: 2" in job, job
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"shards": 3}, "config 'shards': 3 is not a power of two"),
+        ({"products": {"x": {"bands": ["B04", "B03", "B99"]}}}, "has unknown band name(s) ['B99']"),
+        ({"threads_per_shard": 0}, "threads_per_shard"),
+    ],
+    ids=["shards", "products", "threads"],
+)
+def test_a_wrong_setting_writes_nothing(tmp_path: Path, dataset: Path, setting, message):
+    """Every setting is checked before the run writes anything: no lock, plan or state."""
+    out = tmp_path / "out"
+    cfg = tmp_path / "settings.yaml"
+    cfg.write_text(json.dumps({"input_dir": str(dataset), "output_dir": str(out), **setting}))
+    config = ("--configfile", str(REPO / "config" / "config.yaml"), str(cfg))
+    proc = run_snakemake(tmp_path, *config, check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-3000:]
+    assert not out.exists(), sorted(p.name for p in out.rglob("*"))

@@ -1,0 +1,204 @@
+"""Preparing a run, in the main Snakemake process: check every setting, then discover the
+inputs and write the plan that the rules and shard jobs follow (docs/how-it-works.md).
+
+:func:`prepare_run` is the one entry point. It checks everything that can be checked before it
+writes anything, so a run with a wrong setting leaves the output folder as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from msrgb import sheets, stats
+from msrgb.errors import PlanError, ProductError, SlurmQueryError
+from msrgb.files import write_atomic
+from msrgb.plan import (
+    Layout,
+    Plan,
+    Source,
+    discover,
+    flag_shards_missing_outputs,
+    lock_output,
+    shard_count,
+    write_plan,
+)
+from msrgb.products import Product, check_band_count, parse_products
+from msrgb.slurm import NodeSize, check_request
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The workflow's configuration (config/schema.yaml), parsed."""
+
+    input_dir: Path
+    output_dir: Path
+    products: tuple[Product, ...]
+    on_error: str = "fail"
+    shards: int | None = None  # None: auto
+    shard_target_size: int = 8000
+    shard_min_size: int = 200
+    cluster_shard_min_size: int = 2000
+    threads_per_shard: int | None = None  # None: auto
+    cluster_threads_per_shard: int = 4
+    contact_sheets: bool = True
+    contact_sheet_tiles: int = 100
+    overview_samples: int = 5
+    thumbnail_size: int = 128
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """From the validated config (defaults filled in). Raises :class:`PlanError` naming a
+        product setting that cannot work."""
+        try:
+            products = parse_products(config["products"], png_compression=config["png_compression"])
+        except ProductError as exc:
+            raise PlanError(f"config 'products': {exc}") from None
+
+        def auto(key: str) -> int | None:
+            return None if config[key] == "auto" else int(config[key])
+
+        return cls(
+            input_dir=Path(config["input_dir"]),
+            output_dir=Path(config["output_dir"]),
+            products=tuple(products),
+            on_error=config["on_error"],
+            shards=auto("shards"),
+            shard_target_size=config["shard_target_size"],
+            shard_min_size=config["shard_min_size"],
+            cluster_shard_min_size=config["cluster_shard_min_size"],
+            threads_per_shard=auto("threads_per_shard"),
+            cluster_threads_per_shard=config["cluster_threads_per_shard"],
+            contact_sheets=config["contact_sheets"],
+            contact_sheet_tiles=config["contact_sheet_tiles"],
+            overview_samples=config["overview_samples"],
+            thumbnail_size=config["thumbnail_size"],
+        )
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.output_dir)
+
+    @property
+    def sheet_layout(self) -> sheets.SheetLayout:
+        return sheets.SheetLayout(thumb=self.thumbnail_size)
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where the jobs run, as the main Snakemake process knows it."""
+
+    cluster: bool = False
+    #: jobs at once: --cores locally, --jobs on a cluster
+    parallel_jobs: int = 1
+    #: the largest node of the Slurm partition, on Slurm
+    node_size: NodeSize | None = None
+    #: --set-threads / --set-resources mem_mb of the shard rule, if given
+    threads_override: int | None = None
+    mem_mb: int | None = None
+
+
+def choose_threads(settings: Settings, where: Where) -> tuple[int, str | None]:
+    """Threads per shard job, and a note when ``auto`` was lowered to fit a node. auto: 1
+    locally, where the shards of ``--cores`` run side by side and the work is CPU-bound; on a
+    cluster ``cluster_threads_per_shard`` (shared file systems add latency that threads hide),
+    but never more than a node of the partition has."""
+    if settings.threads_per_shard is not None:
+        return settings.threads_per_shard, None
+    if not where.cluster:
+        return 1, None
+    threads = settings.cluster_threads_per_shard
+    size = where.node_size
+    if size is not None and size.cpus < threads:
+        note = (
+            f"threads_per_shard auto: {size.cpus} instead of {threads}, the CPUs of the "
+            f"largest node in Slurm partition {size.partition}"
+        )
+        return size.cpus, note
+    return threads, None
+
+
+def choose_shard_count(settings: Settings, where: Where, n_files: int) -> int:
+    if settings.shards is not None:
+        if settings.shards & (settings.shards - 1):
+            raise PlanError(f"config 'shards': {settings.shards} is not a power of two")
+        return settings.shards
+    min_size = settings.cluster_shard_min_size if where.cluster else settings.shard_min_size
+    return shard_count(n_files, where.parallel_jobs, settings.shard_target_size, min_size)
+
+
+def check_folders(input_dir: Path, output_dir: Path) -> None:
+    """Fail, naming the folder, when the folders cannot work."""
+    if not input_dir.is_dir():
+        raise PlanError(
+            f"config 'input_dir': folder {str(input_dir)!r} does not exist "
+            "(set it with --config input_dir=/path/to/tifs)"
+        )
+    inp, out = input_dir.resolve(), output_dir.resolve()
+    if out == inp or inp in out.parents:
+        raise PlanError(
+            f"config 'output_dir' {str(output_dir)!r} is inside 'input_dir' "
+            f"{str(input_dir)!r}; the input folder is never written to, choose another folder"
+        )
+
+
+def check_products_against(products: Sequence[Product], input_dir: Path, sources: Sequence[Source]) -> None:
+    """Reject a product that needs a band the files do not have (judged on the first readable
+    of the first files; a single odd file is reported by its shard)."""
+    from msrgb.reader import band_count
+
+    for source in sources[:5]:
+        count = band_count(input_dir / source.rel)
+        if count is None:
+            continue
+        try:
+            check_band_count(products, count, str(input_dir / source.rel))
+        except ProductError as exc:
+            raise PlanError(f"config 'products': {exc}") from None
+        return
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A prepared run: the plan, and what the main process should tell the user."""
+
+    plan: Plan
+    notes: tuple[str, ...] = ()
+
+
+def prepare_run(settings: Settings, where: Where) -> Prepared:
+    """Check the settings against the inputs and where the jobs run, then (only if all is
+    well) take the output folder's lock and write the plan: shard manifests, contact-sheet
+    manifests, stretch samples, the plan file; shards with an output missing on disk are
+    marked to run again. Raises :class:`msrgb.errors.MsrgbError` naming what is wrong."""
+    layout = settings.layout
+    # 1. checks only: nothing is written before they pass
+    check_folders(settings.input_dir, settings.output_dir)
+    threads, note = choose_threads(settings, where)
+    if where.node_size is not None:
+        try:
+            check_request(where.node_size, where.threads_override or threads, where.mem_mb, "convert_shard")
+        except SlurmQueryError as exc:
+            raise PlanError(str(exc)) from None
+    sources = discover(settings.input_dir)
+    if not sources:
+        raise PlanError(f"found no .tif or .tiff files under input_dir {str(settings.input_dir)!r}")
+    check_products_against(settings.products, settings.input_dir, sources)
+    n_shards = choose_shard_count(settings, where, len(sources))
+    # 2. the plan
+    lock_output(layout)
+    write_atomic(layout.run_started(), f"{time.time()}\n".encode())
+    if settings.contact_sheets:
+        sheets.plan_sheets(
+            layout, settings.products, sources, settings.contact_sheet_tiles,
+            settings.overview_samples, settings.sheet_layout,
+        )  # fmt: skip
+    for product in settings.products:
+        if product.dataset_stretch:
+            stats.write_sample(layout.sample(product.name), product, sources)
+    plan = write_plan(layout, sources, n_shards, settings.products, threads, settings.on_error)
+    flag_shards_missing_outputs(layout, plan, settings.products)
+    return Prepared(plan, (note,) if note else ())
