@@ -14,16 +14,17 @@ import numpy as np
 from msrgb.errors import InputError, OutputError, OutputFileError
 from msrgb.files import aux_xml_path, world_file_path, write_atomic, write_output
 from msrgb.georef import aux_xml_text, world_file_text
-from msrgb.pngenc import PNG_COMPRESSION, encode_png
+from msrgb.pngenc import PNG_COMPRESSION, PngStream, encode_png
 from msrgb.products import Product
 from msrgb.reader import (
     IN_MEMORY_BYTES,
+    LargeImage,
     Tile,
     TileReader,
     enter_thread_gdal_env,
     gdal_env,
 )
-from msrgb.render import Renderer, float_range_note
+from msrgb.render import Renderer, band_percentiles, float_range_note, product_bands
 
 __all__ = [
     "PNG_COMPRESSION",
@@ -89,23 +90,70 @@ class Converter:
         output files cannot be written (its name), :class:`OutputError` when the output folder
         cannot be written at all."""
         data, source_sha = self.reader.load(src)
+        result = Converted(source_sha)
+        products = [p for p in self.products if p.name in dests]
+        if data is None:  # a large file: read and rendered a block of rows at a time
+            self._convert_in_blocks(src, products, dests, result)
+            return result
         tile = self.reader.read(src, data)
         del data
-        result = Converted(source_sha)
-        for product in self.products:
-            path = dests.get(product.name)
-            if path is None:
-                continue
-            note = float_range_note(tile, product)
-            if note is not None:
-                result.notes.append(note)
+        for product in products:
+            self._note(tile, product, result)
             image = self.encode(self.render(tile, product), product.png_compression)
-            result.image_sha[product.name] = hashlib.sha256(image).hexdigest()
-            files = {path: image}
-            if product.world_file:
-                assert tile.transform is not None and tile.crs_wkt is not None
-                files[world_file_path(path)] = world_file_text(tile.transform).encode()
-                files[aux_xml_path(path)] = aux_xml_text(tile.transform, tile.crs_wkt).encode()
-            for target, content in files.items():
-                write_output(target, content)
+            self._write(dests[product.name], [image], product, tile, result)
         return result
+
+    def _convert_in_blocks(
+        self, src: str | Path, products: Sequence[Product], dests: dict[str, Path], result: Converted
+    ) -> None:
+        """Like :meth:`convert` for a file over ``in_memory_bytes`` (a whole scene): memory
+        stays a few blocks of rows plus the compressed images, whatever the image's size. The
+        images are byte for byte those of the in-memory path."""
+        with self.reader.open_large(src) as image:
+            preview = image.preview()
+            streams, limits = {}, {}
+            for p in products:
+                self._note(preview, p, result)
+                if p.fixed_limits() is None:
+                    limits[p.name] = self._image_limits(image, p)
+                channels = 3 if p.nodata is None else 4
+                level, strategy = PNG_COMPRESSION[p.png_compression]
+                dtype = np.uint8 if p.bit_depth == 8 else np.uint16
+                streams[p.name] = PngStream(image.rows, image.cols, channels, dtype, level, strategy)
+            for block in image.blocks():
+                for p in products:
+                    streams[p.name].add(self.renderer.render(block, p, limits.get(p.name)))
+            whole = image.tile({})
+        for p in products:
+            self._write(dests[p.name], streams.pop(p.name).finish(), p, whole, result)
+
+    def _image_limits(self, image: LargeImage, product: Product) -> list[tuple[float, float]]:
+        """The per-image percentile limits of a large image, one whole band at a time."""
+        exclude = None
+        if product.nodata is not None or image.is_float:  # a pass to find the pixels to leave out
+            parts = []
+            for block in image.blocks():
+                bands = product_bands(block, product)
+                mask = bands.excluded
+                parts.append(np.zeros(bands.stack.shape[:2], bool) if mask is None else mask)
+            exclude = np.concatenate(parts)
+        return [band_percentiles(image.band(i), exclude, product) for i in product.indices]
+
+    def _note(self, tile: Tile, product: Product, result: Converted) -> None:
+        note = float_range_note(tile, product)
+        if note is not None and note not in result.notes:
+            result.notes.append(note)
+
+    def _write(
+        self, path: Path, image: list[bytes], product: Product, tile: Tile, result: Converted
+    ) -> None:
+        """Write the image (in pieces) and the product's side files; record its SHA-256."""
+        sha = hashlib.sha256()
+        for piece in image:
+            sha.update(piece)
+        result.image_sha[product.name] = sha.hexdigest()
+        write_output(path, image)
+        if product.world_file:
+            assert tile.transform is not None and tile.crs_wkt is not None
+            write_output(world_file_path(path), world_file_text(tile.transform).encode())
+            write_output(aux_xml_path(path), aux_xml_text(tile.transform, tile.crs_wkt).encode())

@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import os
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 from msrgb.errors import OutputError, OutputFileError
@@ -78,8 +79,8 @@ def is_stale_temporary(name: str) -> bool:
     return False
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so
+def write_atomic(path: Path, data: bytes | Sequence[bytes]) -> None:
+    """Write ``data`` (bytes, or pieces written one after the other) to ``path`` through a temporary file in the same folder and a rename, so
     ``path`` is either absent, the old file, or the complete new file; never half-written.
     (Same folder: a rename between folders takes a file-system-wide lock in Linux, which
     serialises parallel shard jobs.) Missing parent folders are created. Raises OSError."""
@@ -91,14 +92,17 @@ def write_atomic(path: Path, data: bytes) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, bytes):
+                fh.write(data)
+            else:
+                fh.writelines(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def write_output(path: Path, data: bytes) -> None:
+def write_output(path: Path, data: bytes | Sequence[bytes]) -> None:
     """:func:`write_atomic` for an output image or its side file, with the error sorted:
     :class:`OutputFileError` when only this file cannot be written (its name), else
     :class:`OutputError` (the folder: disk full, read-only, permission)."""
@@ -111,21 +115,31 @@ def write_output(path: Path, data: bytes) -> None:
 
 def write_if_changed(path: Path, text: str) -> bool:
     """Write ``text`` to ``path`` unless it already holds exactly that; True if written."""
+    data = text.encode("utf-8")
     try:
-        if path.read_text(encoding="utf-8") == text:
+        if path.read_bytes() == data:  # bytes: read_text would turn a \r in a name into \n
             return False
-    except (FileNotFoundError, UnicodeDecodeError):
+    except FileNotFoundError:
         pass
-    write_atomic(path, text.encode("utf-8"))
+    write_atomic(path, data)
     return True
 
 
 def remove_output(png: Path) -> bool:
-    """Delete an output image and its side files (world file, .aux.xml); True if it was there."""
+    """Delete an output image and its side files (world file, .aux.xml); True if it was there.
+    A name the file system cannot hold (too long) cannot be there either."""
     for side in side_files(png):
-        side.unlink(missing_ok=True)
+        _unlink(side)
+    return _unlink(png)
+
+
+def _unlink(path: Path) -> bool:
     try:
-        png.unlink()
+        path.unlink()
     except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if exc.errno not in PER_FILE_ERRNOS:
+            raise
         return False
     return True

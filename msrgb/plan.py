@@ -335,9 +335,11 @@ def load_plan(layout: Layout) -> Plan:
 def flag_shards_missing_outputs(layout: Layout, plan: Plan, products: Sequence[Product]) -> list[int]:
     """Find shards with a PNG missing on disk and mark their state file out of date (back-dated
     to one second before the shard's manifest), so Snakemake re-runs them ("updated input");
-    the job then converts just the missing PNGs. Deletes, on the way, the temporary files that
-    killed runs left in the output folders it lists. Returns the shards flagged. One listing per output folder, no per-file stat: cheap even for
-    100,000s of PNGs."""
+    the job then converts just the missing PNGs. An input the state records as skipped (bad,
+    with ``on_error: skip``, and unchanged since) has no PNG on purpose. Deletes, on the way,
+    the temporary files that killed runs left in the output folders it lists. Returns the
+    shards flagged. One listing per output folder, no per-file stat: cheap even for 100,000s
+    of PNGs."""
     listing: dict[str, set[str]] = {}
 
     def present(png: str) -> bool:
@@ -359,8 +361,11 @@ def flag_shards_missing_outputs(layout: Layout, plan: Plan, products: Sequence[P
         state = layout.state(plan.n_shards, shard)
         # sum(), not any(): every member's folder is listed, so stale temporaries are removed
         # from all of them, not only up to the first missing PNG.
-        n_missing = sum(not present(layout.png_str(p.name, s)) for s in members for p in products)
-        if n_missing and state.exists():  # without a state file Snakemake runs the shard anyway
+        missing = {s for s in members for p in products if not present(layout.png_str(p.name, s))}
+        if missing and state.exists():  # without a state file Snakemake runs the shard anyway
+            skipped = read_state_full([state]).skipped
+            missing = {s for s in missing if skipped.get(s.rel, ())[:2] != (s.size, s.mtime_ns)}
+        if missing and state.exists():
             older = max(1, layout.manifest(plan.n_shards, shard).stat().st_mtime_ns - 10**9)
             os.utime(state, ns=(older, older))
             flagged.append(shard)

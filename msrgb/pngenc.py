@@ -29,36 +29,63 @@ def encode_png(image: np.ndarray, level: int, strategy: int) -> bytes:
     the smallest sum of absolute filtered bytes), so for small tiles and the default
     Huffman-only compression the bytes are the same as Pillow's; it is faster than going through
     imageio and Pillow because zlib is asked for less memory (Pillow's memLevel 9 spends most of
-    the time clearing it; bench/steps.py). Large images are filtered in blocks of rows, so memory
-    stays a few times the block's size. 16-bit images (which Pillow cannot write in colour) use
-    filter None on every row.
+    the time clearing it; bench/steps.py). 16-bit images (which Pillow cannot write in colour)
+    use filter None on every row.
     """
     rows, cols, channels = image.shape
-    packer = zlib.compressobj(level, zlib.DEFLATED, 15, 8, strategy)
-    if image.dtype == np.uint16:
-        raw = np.zeros((rows, 1 + cols * channels * 2), dtype=np.uint8)
-        raw[:, 1:] = image.astype(">u2").view(np.uint8).reshape(rows, -1)
-        idat = [packer.compress(raw.tobytes())]
-        depth = 16
-    else:
-        lines = image.reshape(rows, cols * channels)
-        step = max(1, _BLOCK_BYTES // lines.shape[1])
-        above = np.zeros(lines.shape[1], dtype=np.uint8)  # the row above the first is zero
-        idat = []
-        for start in range(0, rows, step):
-            block = lines[start : start + step]
-            idat.append(packer.compress(_filter_rows(block, above, channels).tobytes()))
-            above = block[-1]
-        depth = 8
-    idat.append(packer.flush())
-    color_type = {3: 2, 4: 6}[channels]
-    header = struct.pack(">IIBBBBB", cols, rows, depth, color_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", b"".join(idat))
-        + _chunk(b"IEND", b"")
-    )
+    stream = PngStream(rows, cols, channels, image.dtype, level, strategy)
+    stream.add(image)
+    return b"".join(stream.finish())
+
+
+class PngStream:
+    """Encodes an image handed over in blocks of rows (top to bottom), for images too large to
+    hold whole. Only the compressed data is kept; :meth:`finish` returns the file's pieces. The
+    bytes are those of :func:`encode_png` on the whole image, whatever the blocks: rows are
+    filtered with the row above carried over, and zlib's output does not depend on how its input
+    is split."""
+
+    def __init__(self, rows: int, cols: int, channels: int, dtype: np.dtype, level: int, strategy: int):
+        self.rows, self.cols, self.channels = rows, cols, channels
+        self.depth = 16 if np.dtype(dtype) == np.uint16 else 8
+        self._packer = zlib.compressobj(level, zlib.DEFLATED, 15, 8, strategy)
+        self._idat: list[bytes] = []
+        self._above = np.zeros(cols * channels, dtype=np.uint8)  # the row above the first is zero
+        self._added = 0
+
+    def add(self, block: np.ndarray) -> None:
+        """The next rows of the image, as an (n, cols, channels) array of its dtype."""
+        n = block.shape[0]
+        if self.depth == 16:
+            raw = np.zeros((n, 1 + self.cols * self.channels * 2), dtype=np.uint8)
+            raw[:, 1:] = block.astype(">u2").view(np.uint8).reshape(n, -1)
+            self._idat.append(self._packer.compress(raw.tobytes()))
+        else:
+            lines = block.reshape(n, self.cols * self.channels)
+            step = max(1, _BLOCK_BYTES // lines.shape[1])
+            for start in range(0, n, step):
+                part = lines[start : start + step]
+                filtered = _filter_rows(part, self._above, self.channels)
+                self._idat.append(self._packer.compress(filtered.tobytes()))
+                self._above = part[-1]
+        self._added += n
+
+    def finish(self) -> list[bytes]:
+        """The PNG file, in pieces to write one after the other."""
+        if self._added != self.rows:
+            raise ValueError(f"PNG of {self.rows} rows was given {self._added}")
+        self._idat.append(self._packer.flush())
+        color_type = {3: 2, 4: 6}[self.channels]
+        header = struct.pack(">IIBBBBB", self.cols, self.rows, self.depth, color_type, 0, 0, 0)
+        length = sum(len(part) for part in self._idat)
+        crc = zlib.crc32(b"IDAT")
+        for part in self._idat:
+            crc = zlib.crc32(part, crc)
+        pieces = [b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header), struct.pack(">I", length) + b"IDAT"]
+        pieces += self._idat
+        pieces += [struct.pack(">I", crc & 0xFFFFFFFF), _chunk(b"IEND", b"")]
+        self._idat = []
+        return pieces
 
 
 #: Rows of an 8-bit image are filtered this many bytes at a time.

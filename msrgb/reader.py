@@ -17,8 +17,9 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.io import DatasetReader, MemoryFile
+from rasterio.windows import Window
 
-from msrgb.errors import InputError
+from msrgb.errors import InputError, MsrgbError
 from msrgb.products import Product
 
 # Tiles are opened without georeferencing on purpose (see TileReader.read).
@@ -37,6 +38,10 @@ GDAL_ENV = {
     "GDAL_PAM_ENABLED": "NO",
     "GTIFF_VIRTUAL_MEM_IO": "YES",
 }
+
+#: GDAL settings for images read in blocks: no memory map (its pages of the whole file would
+#: count as the job's memory) and a small block cache (GDAL's default is 5 % of the RAM).
+LARGE_IMAGE_ENV = {"GTIFF_VIRTUAL_MEM_IO": "NO", "GDAL_CACHEMAX": 64}
 
 #: Data types an input may have. Integer reflectances (EuroSAT: uint16) take lookup tables;
 #: the others are stretched in float64, with NaN and infinities as no data.
@@ -143,7 +148,7 @@ class TileReader:
         """Read the bands the products need; from ``data`` (the file's bytes, already read)
         when given, which spares GDAL a second open of the file. Raises :class:`InputError`
         naming the file and the problem."""
-        try:
+        with input_errors(path):
             if data is not None:
                 try:
                     with MemoryFile(data) as memfile:
@@ -153,49 +158,115 @@ class TileReader:
                 except Exception:
                     pass  # GDAL fails on the file itself below, with its message about the file
             return self._read(path, path)
-        except InputError:
-            raise
-        except rasterio.errors.RasterioIOError as exc:
-            reason = describe_unreadable(Path(path))
-            if reason is not None:
-                raise InputError(f"{path}: {reason}") from exc
-            raise InputError(
-                f"{path}: cannot be read as a GeoTIFF, it may be truncated or damaged "
-                f"(GDAL: {root_message(exc)})"
-            ) from exc
-        except Exception as exc:  # a truncated strip surfaces as a generic rasterio error
-            raise InputError(
-                f"{path}: reading failed, the file may be truncated or damaged "
-                f"({type(exc).__name__}: {root_message(exc)})"
-            ) from exc
 
-    def _read(self, name: str | Path, path: str | Path) -> Tile:
-        """Open ``name`` (the file ``path`` or a copy of it in memory) and read the bands. Checks
-        that name ``path`` raise InputError; GDAL's own errors are left to :meth:`read`."""
+    def _open(self, name: str | Path, path: str | Path) -> DatasetReader:
         # Georeferencing is read only when a product writes it: building the CRS is the most
         # expensive part of opening a small GeoTIFF. DatasetReader directly: rasterio.open
         # would set up a GDAL environment per call.
         options = {} if self.georef else {"GEOREF_SOURCES": "NONE"}
-        with DatasetReader(name, driver="GTiff", sharing=False, **options) as src:
-            count, dtype = src.count, src.dtypes[0]
-            for p in self.products:
-                if count != len(p.band_map):
-                    raise InputError(
-                        f"{path}: has {count} band(s), but product {p.name!r} expects "
-                        f"{len(p.band_map)} ({' '.join(p.band_map)})"
-                    )
-            if dtype not in SUPPORTED_DTYPES:
+        src = DatasetReader(name, driver="GTiff", sharing=False, **options)
+        try:
+            self._check(src, path)
+        except BaseException:
+            src.close()
+            raise
+        return src
+
+    def _check(self, src: DatasetReader, path: str | Path) -> None:
+        count, dtype = src.count, src.dtypes[0]
+        for p in self.products:
+            if count != len(p.band_map):
                 raise InputError(
-                    f"{path}: data type {dtype} is not supported "
-                    f"(expected one of {', '.join(SUPPORTED_DTYPES)})"
+                    f"{path}: has {count} band(s), but product {p.name!r} expects "
+                    f"{len(p.band_map)} ({' '.join(p.band_map)})"
                 )
-            bands = src.read([i + 1 for i in self.needed])
-            tile = Tile(dict(zip(self.needed, bands)), src.nodata)
-            if self.georef:
-                if src.crs is None or src.transform.is_identity:
-                    raise InputError(
-                        f"{path}: has no georeferencing (CRS and transform), but a product "
-                        "asks for a world file"
-                    )
-                tile.transform, tile.crs_wkt = src.transform, src.crs.to_wkt()
+        if dtype not in SUPPORTED_DTYPES:
+            raise InputError(
+                f"{path}: data type {dtype} is not supported "
+                f"(expected one of {', '.join(SUPPORTED_DTYPES)})"
+            )
+        if self.georef and (src.crs is None or src.transform.is_identity):
+            raise InputError(
+                f"{path}: has no georeferencing (CRS and transform), but a product asks for "
+                "a world file"
+            )
+
+    def _georef(self, src: DatasetReader, tile: Tile) -> Tile:
+        if self.georef:
+            tile.transform, tile.crs_wkt = src.transform, src.crs.to_wkt()
         return tile
+
+    def _read(self, name: str | Path, path: str | Path) -> Tile:
+        """Open ``name`` (the file ``path`` or a copy of it in memory) and read the bands."""
+        with self._open(name, path) as src:
+            bands = src.read([i + 1 for i in self.needed])
+            return self._georef(src, Tile(dict(zip(self.needed, bands)), src.nodata))
+
+    @contextmanager
+    def open_large(self, path: str | Path) -> Iterator[LargeImage]:
+        """Open an image to read in blocks of rows (:class:`LargeImage`). GDAL's errors, here
+        and in the block reads, become :class:`InputError` naming ``path``."""
+        with input_errors(path), rasterio.Env(**LARGE_IMAGE_ENV), self._open(path, path) as src:
+            yield LargeImage(self, src)
+
+
+class LargeImage:
+    """An open input read a block of rows at a time, so that memory does not grow with the
+    image (a whole Sentinel-2 scene has 120 million pixels per band)."""
+
+    #: bytes of the needed bands read at a time
+    BLOCK_BYTES = 32 * 2**20
+
+    def __init__(self, reader: TileReader, src: DatasetReader):
+        self.reader, self.src = reader, src
+        self.rows, self.cols = src.height, src.width
+        self.is_float = np.dtype(src.dtypes[0]).kind == "f"
+        itemsize = np.dtype(src.dtypes[0]).itemsize
+        per_row = self.cols * max(1, len(reader.needed)) * itemsize
+        strip = max(1, src.block_shapes[0][0])
+        self.block_rows = max(strip, self.BLOCK_BYTES // per_row // strip * strip)
+
+    def tile(self, bands: dict[int, np.ndarray]) -> Tile:
+        return self.reader._georef(self.src, Tile(bands, self.src.nodata))
+
+    def blocks(self) -> Iterator[Tile]:
+        """The needed bands, a block of rows at a time, top to bottom."""
+        needed = self.reader.needed
+        for row in range(0, self.rows, self.block_rows):
+            height = min(self.block_rows, self.rows - row)
+            window = Window(0, row, self.cols, height)
+            yield self.tile(dict(zip(needed, self.src.read([i + 1 for i in needed], window=window))))
+
+    def band(self, index: int) -> np.ndarray:
+        """One whole band (0-based ``index``)."""
+        return self.src.read(index + 1)
+
+    def preview(self, longest: int = 512) -> Tile:
+        """The needed bands at most ``longest`` px on the longest side (nearest neighbour)."""
+        scale = max(1, -(-max(self.rows, self.cols) // longest))
+        shape = (len(self.reader.needed), -(-self.rows // scale), -(-self.cols // scale))
+        bands = self.src.read([i + 1 for i in self.reader.needed], out_shape=shape)
+        return self.tile(dict(zip(self.reader.needed, bands)))
+
+
+@contextmanager
+def input_errors(path: str | Path) -> Iterator[None]:
+    """Turn what rasterio and GDAL raise while reading ``path`` into :class:`InputError`
+    naming the file and the problem; msrgb's own errors pass through."""
+    try:
+        yield
+    except MsrgbError:
+        raise
+    except rasterio.errors.RasterioIOError as exc:
+        reason = describe_unreadable(Path(path))
+        if reason is not None:
+            raise InputError(f"{path}: {reason}") from exc
+        raise InputError(
+            f"{path}: cannot be read as a GeoTIFF, it may be truncated or damaged "
+            f"(GDAL: {root_message(exc)})"
+        ) from exc
+    except Exception as exc:  # a truncated strip surfaces as a generic rasterio error
+        raise InputError(
+            f"{path}: reading failed, the file may be truncated or damaged "
+            f"({type(exc).__name__}: {root_message(exc)})"
+        ) from exc

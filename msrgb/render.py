@@ -50,19 +50,22 @@ def product_bands(tile: Tile, product: Product) -> Bands:
     return Bands(stack, invalid, nonfinite)
 
 
+def band_percentiles(
+    band: np.ndarray, exclude: np.ndarray | None, product: Product
+) -> tuple[float, float]:
+    """The (low, high) percentiles of one band of an image, without the ``exclude`` pixels."""
+    values = band if exclude is None else band[~exclude]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(values, [product.low, product.high])
+    return float(lo), float(hi) if hi > lo else float(lo) + 1.0
+
+
 def image_percentiles(
     stack: np.ndarray, exclude: np.ndarray | None, product: Product
 ) -> list[tuple[float, float]]:
     """Per-band (low, high) percentiles of one image, without the ``exclude`` pixels."""
-    limits = []
-    for c in range(3):
-        values = stack[..., c] if exclude is None else stack[..., c][~exclude]
-        if values.size == 0:
-            limits.append((0.0, 1.0))
-            continue
-        lo, hi = np.percentile(values, [product.low, product.high])
-        limits.append((float(lo), float(hi) if hi > lo else float(lo) + 1.0))
-    return limits
+    return [band_percentiles(stack[..., c], exclude, product) for c in range(3)]
 
 
 class Renderer:
@@ -80,9 +83,12 @@ class Renderer:
                     tables.setdefault(lim, p.lut(c)) for c, lim in enumerate(limits)
                 ]
 
-    def render(self, tile: Tile, product: Product) -> np.ndarray:
+    def render(
+        self, tile: Tile, product: Product, limits: Sequence[tuple[float, float]] | None = None
+    ) -> np.ndarray:
         """The (rows, cols, 3) image of ``product`` (uint8 or uint16), or (rows, cols, 4) with
-        an alpha channel when the product has a nodata value."""
+        an alpha channel when the product has a nodata value. ``limits``: the per-band limits
+        of a per-image percentile stretch, when ``tile`` is only part of the image."""
         bands = product_bands(tile, product)
         stack = bands.stack
         luts = self._luts.get(product.name)
@@ -92,7 +98,9 @@ class Renderer:
             else:
                 rgb = np.stack([luts[c][stack[..., c]] for c in range(3)], axis=-1)
         else:
-            limits = product.fixed_limits() or image_percentiles(stack, bands.excluded, product)
+            limits = (
+                product.fixed_limits() or limits or image_percentiles(stack, bands.excluded, product)
+            )
             rgb = np.stack(
                 [stretch(stack[..., c], lo, hi, product) for c, (lo, hi) in enumerate(limits)],
                 axis=-1,

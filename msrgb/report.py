@@ -41,6 +41,7 @@ def summarize(layout: Layout, plan: Plan, n_products: int, skipped: int) -> dict
             top = s.rel.split("/", 1)[0] if "/" in s.rel else "."
             per_class[top] = per_class.get(top, 0) + 1
     totals = {"converted": 0, "up_to_date": 0, "failed": 0, "shard_jobs": 0}
+    notes: list[str] = []
     for shard in range(plan.n_shards):
         try:
             stats = json.loads(layout.run_stats(plan.n_shards, shard).read_text())
@@ -51,6 +52,7 @@ def summarize(layout: Layout, plan: Plan, n_products: int, skipped: int) -> dict
         totals["shard_jobs"] += 1
         for key in ("converted", "up_to_date", "failed"):
             totals[key] += stats[key]
+        notes += [n for n in stats.get("notes", []) if n not in notes]
     wall = time.time() - started if started is not None else None
     return {
         "images": sum(per_class.values()),
@@ -61,6 +63,8 @@ def summarize(layout: Layout, plan: Plan, n_products: int, skipped: int) -> dict
         "skipped": skipped,
         "wall_seconds": round(wall, 2) if wall is not None else None,
         "images_per_second": round(totals["converted"] / wall, 1) if wall else None,
+        # warnings about input values under the products' settings, each once per run
+        "notes": notes,
     }
 
 

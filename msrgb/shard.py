@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from msrgb.convert import Converted, Converter
-from msrgb.errors import FileError, ShardError
+from msrgb.errors import FileError, OutputFileError, ShardError
 from msrgb.files import remove_output, write_atomic
 from msrgb.plan import Layout, Source, StateData, read_manifest, read_state_full, shard_of, state_text
 from msrgb.products import Product
@@ -220,7 +220,9 @@ def run_shard(
         log.warning("%s", outcome)
         if on_error == "skip":
             done.skipped[src.rel] = (src.size, src.mtime_ns, _reason(outcome, input_dir / src.rel))
-            for out in dests.values():  # no output made from an earlier version of a bad input
+        if on_error == "skip" or isinstance(outcome, OutputFileError):
+            # no image from an earlier version of a bad input, none without its side files
+            for out in dests.values():
                 remove_output(out)
 
     def checkpoint() -> None:

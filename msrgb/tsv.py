@@ -1,12 +1,13 @@
-"""Tab-separated files that hold any file name: fields with a tab, a line break or a leading
-double quote are quoted, as Python's ``csv`` module (dialect ``excel-tab``) and spreadsheet
-programs do; every other line is plain ``a<TAB>b``. pandas reads them with
+"""Tab-separated files that hold any file name: a field with a tab, a line break (\\n or \\r) or
+a double quote is quoted, as Python's ``csv`` module (dialect ``excel-tab``) and spreadsheet
+programs read it; every other line is plain ``a<TAB>b``. pandas reads them with
 ``pd.read_csv(path, sep="\\t")``, R with ``read.delim``."""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -15,17 +16,22 @@ class _Dialect(csv.excel_tab):
     lineterminator = "\n"
 
 
+_SPECIAL = re.compile(r'[\t\n\r"]')
+
+
+def _field(value: object) -> str:
+    # csv's own writer leaves a lone \r unquoted when lines end in \n, which breaks the row
+    text = str(value)
+    return '"' + text.replace('"', '""') + '"' if _SPECIAL.search(text) else text
+
+
 def line(fields: Sequence[object]) -> str:
     """One row, with its line end."""
-    out = io.StringIO()
-    csv.writer(out, _Dialect).writerow(fields)
-    return out.getvalue()
+    return "\t".join(map(_field, fields)) + "\n"
 
 
 def text(rows: Iterable[Sequence[object]]) -> str:
-    out = io.StringIO()
-    csv.writer(out, _Dialect).writerows(rows)
-    return out.getvalue()
+    return "".join(map(line, rows))
 
 
 def rows(path: Path) -> Iterator[list[str]]:

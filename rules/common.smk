@@ -276,3 +276,5 @@ def print_summary():
     except (FileNotFoundError, ValueError):
         return
     print(f"msrgb summary ({path}):\n{msreport.summary_table(summary)}", flush=True)
+    for note in summary.get("notes", []):
+        print(f"msrgb: warning: {note}", file=sys.stderr, flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -52,14 +53,26 @@ def run_snakemake(
     return proc
 
 
+def run_totals(output_dir: Path) -> dict[str, int]:
+    """What the shard jobs of the last run did (converted, failed, up_to_date, skipped), from
+    the statistics each job records (.msrgb/runs/), counting jobs that finished after the run
+    started."""
+    from msrgb.plan import Layout
+
+    layout = Layout(output_dir)
+    started = float(layout.run_started().read_text())
+    totals = dict.fromkeys(("converted", "failed", "up_to_date", "skipped"), 0)
+    for path in (layout.state_root / "runs").rglob("*.json"):
+        stats = json.loads(path.read_text())
+        if stats["finished"] >= started:
+            for key in totals:
+                totals[key] += stats[key]
+    return totals
+
+
 def converted_counts(output_dir: Path) -> int:
-    """How many images the shard jobs of the last run converted (from their logs)."""
-    total = 0
-    for log in (output_dir / "logs").rglob("*.log"):
-        for line in log.read_text().splitlines():
-            if " to convert with " in line:
-                total += int(line.split(" up to date, ")[1].split(" to convert")[0])
-    return total
+    """How many images the shard jobs of the last run converted."""
+    return run_totals(output_dir)["converted"]
 
 
 @pytest.fixture

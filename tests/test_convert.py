@@ -165,4 +165,6 @@ def test_large_files_take_the_on_disk_path_with_the_same_result(tmp_path: Path):
         with gdal_env(), pytest.raises(InputError) as err:
             Converter([product], in_memory_bytes=limit).convert(tif, {"truecolor": tmp_path / "x.png"})
         messages.append(str(err.value))
-    assert messages[0] == messages[1] and messages[0].startswith(f"{tif}: ")
+    # the same words of ours; GDAL's own detail differs between its memory and block readers
+    ours = [m.split(" (GDAL: ")[0] for m in messages]
+    assert ours[0] == ours[1] == f"{tif}: cannot be read as a GeoTIFF, it may be truncated or damaged"
