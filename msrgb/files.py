@@ -7,7 +7,7 @@ import hashlib
 import itertools
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 from msrgb.errors import OutputError, OutputFileError
@@ -79,7 +79,7 @@ def is_stale_temporary(name: str) -> bool:
     return False
 
 
-def write_atomic(path: Path, data: bytes | Sequence[bytes]) -> None:
+def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
     """Write ``data`` (bytes, or pieces written one after the other) to ``path`` through a temporary file in the same folder and a rename, so
     ``path`` is either absent, the old file, or the complete new file; never half-written.
     (Same folder: a rename between folders takes a file-system-wide lock in Linux, which
@@ -102,7 +102,7 @@ def write_atomic(path: Path, data: bytes | Sequence[bytes]) -> None:
         raise
 
 
-def write_output(path: Path, data: bytes | Sequence[bytes]) -> None:
+def write_output(path: Path, data: bytes | Iterable[bytes]) -> None:
     """:func:`write_atomic` for an output image or its side file, with the error sorted:
     :class:`OutputFileError` when only this file cannot be written (its name), else
     :class:`OutputError` (the folder: disk full, read-only, permission)."""

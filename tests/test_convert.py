@@ -168,3 +168,39 @@ def test_large_files_take_the_on_disk_path_with_the_same_result(tmp_path: Path):
     # the same words of ours; GDAL's own detail differs between its memory and block readers
     ours = [m.split(" (GDAL: ")[0] for m in messages]
     assert ours[0] == ours[1] == f"{tif}: cannot be read as a GeoTIFF, it may be truncated or damaged"
+
+
+def test_write_atomic_killed_mid_write_leaves_no_partial_file(tmp_path: Path):
+    """kill -9 while a large file is being written: the target is absent or the old file,
+    never a part of the new one (a reader may look before anyone resumes)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    target = tmp_path / "big.png"
+    target.write_bytes(b"old")
+    writer = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+        "from msrgb.files import write_atomic;"
+        "print('go', flush=True);"
+        "write_atomic(Path(sys.argv[2]), (b'x' * 2**20 for _ in range(4000)))"  # 4 GB, slow
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", writer, str(REPO), str(target)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "go"
+    deadline = time.monotonic() + 30
+    while not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # well into the write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert target.read_bytes() == b"old"
+    leftovers = [p for p in tmp_path.iterdir() if p.name != "big.png"]
+    assert len(leftovers) == 1 and leftovers[0].stat().st_size > 0  # the temporary file
+    from msrgb.files import is_stale_temporary
+
+    assert is_stale_temporary(leftovers[0].name), "the next run would not clean it up"
