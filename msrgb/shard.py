@@ -171,20 +171,7 @@ def run_shard(
     0 = off)."""
     n_shards, shard = int(manifest.parent.name), int(manifest.stem)
     layout = Layout.of_manifest(manifest)
-    members, settings = read_manifest(manifest)
-    for p in products:
-        if settings.get(p.name) != p.digest():
-            raise RuntimeError(
-                f"{manifest}: was written for other settings of product {p.name!r}; "
-                "re-run snakemake so the plan is rebuilt"
-            )
-    products = [
-        p.with_limits(read_limits((stretch_files or {})[p.name])) if p.dataset_stretch else p
-        for p in products
-    ]
-    on_error = on_error or settings.get("on_error", "fail")
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    members, products, on_error = _job_settings(manifest, products, stretch_files, on_error)
     progress = layout.progress(n_shards, shard)
     before = read_state_full([*layout.related_states(n_shards, shard), progress])
     manifest_mtime = manifest.stat().st_mtime_ns
@@ -200,37 +187,14 @@ def run_shard(
         f", {result.skipped} skipped as bad before" if result.skipped else "",
     )  # fmt: skip
     done = work.kept
-    versions = library_versions()
-    env = environment_id(versions)
-    done.envs[env] = versions
-
-    def record(src: Source, dests: dict[str, Path], outcome: Converted | BaseException) -> None:
-        if isinstance(outcome, Converted):
-            result.converted += 1
-            for name in dests:
-                key = (src.rel, name)
-                done.records[key] = (src.size, src.mtime_ns, work.digests[name])
-                done.provenance[key] = (outcome.source_sha, outcome.image_sha[name], env)
-            for note in outcome.notes:
-                if note not in result.notes:
-                    result.notes.append(note)
-                    log.warning("%s (first seen in %s)", note, src.rel)
-            return
-        result.failed.append(str(outcome))
-        log.warning("%s", outcome)
-        if on_error == "skip":
-            done.skipped[src.rel] = (src.size, src.mtime_ns, _reason(outcome, input_dir / src.rel))
-        if on_error == "skip" or isinstance(outcome, OutputFileError):
-            # no image from an earlier version of a bad input, none without its side files
-            for out in dests.values():
-                remove_output(out)
+    record = Recorder(result, done, work.digests, on_error, input_dir)
 
     def checkpoint() -> None:
         write_atomic(progress, state_text(**vars(done)).encode("utf-8"))
 
     t0 = time.monotonic()
     fatal = convert_all(
-        work.todo, Converter(products), input_dir, threads, read_ahead, record,
+        work.todo, Converter(products), input_dir, threads, read_ahead, record.outcome,
         checkpoint, checkpoint_every, _progress_logger(result, len(work.todo), shard, n_shards, progress_every),
     )  # fmt: skip
     if on_error == "skip":
@@ -250,6 +214,67 @@ def run_shard(
     write_atomic(state_out, state_text(**vars(done)).encode("utf-8"))
     progress.unlink(missing_ok=True)
     return result
+
+
+def _job_settings(
+    manifest: Path,
+    products: Sequence[Product],
+    stretch_files: Mapping[str, Path] | None,
+    on_error: str | None,
+) -> tuple[list[Source], list[Product], str]:
+    """The shard's members, the products with their dataset-wide limits filled in, and the
+    error policy (the manifest's unless given); fails if the manifest was planned for other
+    product settings."""
+    members, settings = read_manifest(manifest)
+    for p in products:
+        if settings.get(p.name) != p.digest():
+            raise RuntimeError(
+                f"{manifest}: was written for other settings of product {p.name!r}; "
+                "re-run snakemake so the plan is rebuilt"
+            )
+    products = [
+        p.with_limits(read_limits((stretch_files or {})[p.name])) if p.dataset_stretch else p
+        for p in products
+    ]
+    on_error = on_error or settings.get("on_error", "fail")
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    return members, products, on_error
+
+
+class Recorder:
+    """Records the outcome of each image in the shard's result and state (``done``)."""
+
+    def __init__(
+        self, result: ShardResult, done: StateData, digests: dict[str, str], on_error: str, input_dir: Path
+    ):
+        self.result, self.done, self.digests = result, done, digests
+        self.on_error, self.input_dir = on_error, input_dir
+        versions = library_versions()
+        self.env = environment_id(versions)
+        done.envs[self.env] = versions
+
+    def outcome(self, src: Source, dests: dict[str, Path], outcome: Converted | BaseException) -> None:
+        if isinstance(outcome, Converted):
+            self.result.converted += 1
+            for name in dests:
+                key = (src.rel, name)
+                self.done.records[key] = (src.size, src.mtime_ns, self.digests[name])
+                self.done.provenance[key] = (outcome.source_sha, outcome.image_sha[name], self.env)
+            for note in outcome.notes:
+                if note not in self.result.notes:
+                    self.result.notes.append(note)
+                    log.warning("%s (first seen in %s)", note, src.rel)
+            return
+        self.result.failed.append(str(outcome))
+        log.warning("%s", outcome)
+        if self.on_error == "skip":
+            reason = _reason(outcome, self.input_dir / src.rel)
+            self.done.skipped[src.rel] = (src.size, src.mtime_ns, reason)
+        if self.on_error == "skip" or isinstance(outcome, OutputFileError):
+            # no image from an earlier version of a bad input, none without its side files
+            for out in dests.values():
+                remove_output(out)
 
 
 def convert_all(

@@ -157,3 +157,48 @@ def test_a_fifo_named_like_a_tiff_is_reported_not_waited_for(tmp_path: Path):
     with pytest.raises(ShardError, match=r"1 of 7 .*\n  .*pipe\.tif: is not a regular file"):
         run_shard(layout.manifest(1, 0), layout.state(1, 0), tifs, products)
     assert len(list((layout.output_dir / "truecolor").rglob("*.png"))) == 6
+
+
+def test_work_to_do_decides_from_records_and_present_outputs():
+    """The pure decision of a shard job, without files: what to convert, what is kept."""
+    from msrgb.plan import Source, StateData
+    from msrgb.shard import work_to_do
+
+    a, b, c, d = (Source(f"X/{n}.tif", 100, 5) for n in "abcd")
+    products = parse_products({"p": {"preset": "truecolor"}, "q": {"preset": "swir"}})
+    digest = {p.name: p.digest() for p in products}
+    before = StateData()
+    for src in (a, b, c):
+        for p in products:
+            before.records[(src.rel, p.name)] = (100, 5, digest[p.name])
+            before.provenance[(src.rel, p.name)] = ("s", "i", "env1")
+    before.records[(c.rel, "q")] = (100, 5, "old settings")
+    before.envs = {"env1": "versions", "env2": "unused"}
+    before.skipped[d.rel] = (100, 5, "is empty (0 bytes)")
+    missing = {Path("out/p/X/b.png")}
+
+    def output_of(product: str, src: Source) -> Path:
+        return Path("out") / product / src.png_rel()
+
+    work = work_to_do([a, b, c, d], products, before, "skip", output_of, lambda png: png not in missing)
+    assert [(s.rel, sorted(dests)) for s, dests in work.todo] == [("X/b.tif", ["p"]), ("X/c.tif", ["q"])]
+    assert (work.up_to_date, work.skipped_before) == (1, 1)
+    assert sorted(work.kept.records) == [
+        ("X/a.tif", "p"), ("X/a.tif", "q"), ("X/b.tif", "q"), ("X/c.tif", "p")
+    ]
+    assert work.kept.envs == {"env1": "versions"} and work.kept.skipped == {d.rel: before.skipped[d.rel]}
+    # with on_error fail a file once found bad is tried again
+    again = work_to_do([d], products, before, "fail", output_of, lambda png: True)
+    assert [s.rel for s, _ in again.todo] == ["X/d.tif"]
+
+
+def test_planning_does_not_load_gdal():
+    """msrgb.plan runs at parse time in every Snakemake process: it must not import rasterio."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = "import sys; import msrgb.plan; print('rasterio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
