@@ -278,13 +278,17 @@ def state_text(
     """A state file: the environments, one row per image made (with its provenance when
     known), then one ``!`` row per input skipped as bad."""
     provenance = provenance or {}
-    rows: list[Sequence[object]] = [[STATE_HEADER]]
-    rows += [["# env", env_id, versions] for env_id, versions in sorted((envs or {}).items())]
+    rows = [tsv.line([STATE_HEADER])]
+    rows += [tsv.line(["# env", e, versions]) for e, versions in sorted((envs or {}).items())]
+    field = tsv.field
+    # written row by row with f-strings: this runs at every checkpoint of a shard job
     for key, (size, mtime, digest) in sorted(records.items()):
-        rows.append([key[0], size, mtime, key[1], digest, *provenance.get(key, ())])
+        known = provenance.get(key)
+        tail = f"\t{known[0]}\t{known[1]}\t{field(known[2])}" if known else ""
+        rows.append(f"{field(key[0])}\t{size}\t{mtime}\t{field(key[1])}\t{digest}{tail}\n")
     for rel, (size, mtime, reason) in sorted((skipped or {}).items()):
-        rows.append(["!", rel, size, mtime, " ".join(reason.split())])  # the reason on one line
-    return tsv.text(rows)
+        rows.append(tsv.line(["!", rel, size, mtime, " ".join(reason.split())]))  # one line
+    return "".join(rows)
 
 
 @dataclass(frozen=True)

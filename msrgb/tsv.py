@@ -19,15 +19,16 @@ class _Dialect(csv.excel_tab):
 _SPECIAL = re.compile(r'[\t\n\r"]')
 
 
-def _field(value: object) -> str:
-    # csv's own writer leaves a lone \r unquoted when lines end in \n, which breaks the row
+def field(value: object) -> str:
+    """One field as written: quoted if it holds a tab, a line break or a double quote."""
+    # (csv's own writer leaves a lone \r unquoted when lines end in \n, which breaks the row)
     text = str(value)
     return '"' + text.replace('"', '""') + '"' if _SPECIAL.search(text) else text
 
 
 def line(fields: Sequence[object]) -> str:
     """One row, with its line end."""
-    return "\t".join(map(_field, fields)) + "\n"
+    return "\t".join(map(field, fields)) + "\n"
 
 
 def text(rows: Iterable[Sequence[object]]) -> str:

@@ -18,7 +18,7 @@ logging.basicConfig(
 try:
     run_shard(
         manifest=Path(snakemake.input.manifest),
-        # convert_shard_<i> declares the state file; convert_pngs_<i> passes it as a param.
+        # convert_shard declares the state file; convert_pngs_<i> passes it as a param.
         state_out=Path(snakemake.output.get("state") or snakemake.params.state),
         input_dir=Path(snakemake.params.input_dir),
         products=products_from_dicts(snakemake.params.products),
