@@ -110,10 +110,11 @@ class Converter:
         stays a few blocks of rows plus the compressed images, whatever the image's size. The
         images are byte for byte those of the in-memory path."""
         with self.reader.open_large(src) as image:
-            preview = image.preview()
+            preview = image.preview() if image.is_float else None  # for float_range_note
             streams, limits = {}, {}
             for p in products:
-                self._note(preview, p, result)
+                if preview is not None:
+                    self._note(preview, p, result)
                 if p.fixed_limits() is None:
                     limits[p.name] = self._image_limits(image, p)
                 channels = 3 if p.nodata is None else 4

@@ -32,8 +32,6 @@ from msrgb.errors import PlanError
 from msrgb.files import TIFF_SUFFIXES, is_stale_temporary, output_rel, write_atomic, write_if_changed
 from msrgb.products import Product
 
-__all__ = ["PlanError", "TIFF_SUFFIXES", "write_if_changed"]  # also imported from here
-
 STATE_DIR = ".msrgb"
 # v2: tab-separated with quoting (msrgb.tsv), so that any file name fits; v1 files (no quoting,
 # no tabs or line breaks in names) read the same.

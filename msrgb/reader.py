@@ -206,8 +206,11 @@ class TileReader:
     def open_large(self, path: str | Path) -> Iterator[LargeImage]:
         """Open an image to read in blocks of rows (:class:`LargeImage`). GDAL's errors, here
         and in the block reads, become :class:`InputError` naming ``path``."""
-        with input_errors(path), rasterio.Env(**LARGE_IMAGE_ENV), self._open(path, path) as src:
-            yield LargeImage(self, src)
+        with rasterio.Env(**LARGE_IMAGE_ENV):
+            with input_errors(path):
+                src = self._open(path, path)
+            with src:
+                yield LargeImage(self, src, path)
 
 
 class LargeImage:
@@ -217,8 +220,8 @@ class LargeImage:
     #: bytes of the needed bands read at a time
     BLOCK_BYTES = 32 * 2**20
 
-    def __init__(self, reader: TileReader, src: DatasetReader):
-        self.reader, self.src = reader, src
+    def __init__(self, reader: TileReader, src: DatasetReader, path: str | Path):
+        self.reader, self.src, self.path = reader, src, path
         self.rows, self.cols = src.height, src.width
         self.is_float = np.dtype(src.dtypes[0]).kind == "f"
         itemsize = np.dtype(src.dtypes[0]).itemsize
@@ -235,17 +238,21 @@ class LargeImage:
         for row in range(0, self.rows, self.block_rows):
             height = min(self.block_rows, self.rows - row)
             window = Window(0, row, self.cols, height)
-            yield self.tile(dict(zip(needed, self.src.read([i + 1 for i in needed], window=window))))
+            with input_errors(self.path):
+                bands = self.src.read([i + 1 for i in needed], window=window)
+            yield self.tile(dict(zip(needed, bands)))
 
     def band(self, index: int) -> np.ndarray:
         """One whole band (0-based ``index``)."""
-        return self.src.read(index + 1)
+        with input_errors(self.path):
+            return self.src.read(index + 1)
 
     def preview(self, longest: int = 512) -> Tile:
         """The needed bands at most ``longest`` px on the longest side (nearest neighbour)."""
         scale = max(1, -(-max(self.rows, self.cols) // longest))
         shape = (len(self.reader.needed), -(-self.rows // scale), -(-self.cols // scale))
-        bands = self.src.read([i + 1 for i in self.reader.needed], out_shape=shape)
+        with input_errors(self.path):
+            bands = self.src.read([i + 1 for i in self.reader.needed], out_shape=shape)
         return self.tile(dict(zip(self.reader.needed, bands)))
 
 
