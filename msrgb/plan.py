@@ -202,6 +202,31 @@ class Layout:
     def plan_file(self) -> Path:
         return self.state_root / "plan.tsv"
 
+    def product_dir(self, product: str) -> Path:
+        return self.output_dir / product
+
+    def stretch(self, product: str) -> Path:
+        """The limits of a dataset-wide stretch (msrgb.stats), which every shard job reads."""
+        return self.output_dir / "stretch" / f"{product}.json"
+
+    def contact_sheet(self, product: str, sheet: str) -> Path:
+        return self.output_dir / "contact_sheets" / product / f"{sheet}.png"
+
+    def provenance(self, product: str) -> Path:
+        return self.product_dir(product) / "manifest.tsv"
+
+    def errors_table(self) -> Path:
+        return self.output_dir / "errors.tsv"
+
+    def summary(self) -> Path:
+        return self.output_dir / "summary.json"
+
+    def log(self, rule: str, name: str | None = None) -> Path:
+        """The log of one job of ``rule`` (``name`` may hold wildcards; None for a rule with
+        one job)."""
+        logs = self.output_dir / "logs"
+        return logs / f"{rule}.log" if name is None else logs / rule / f"{name}.log"
+
     def png(self, product: str, source: Source) -> Path:
         return Path(self.png_str(product, source))
 

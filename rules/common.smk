@@ -33,7 +33,6 @@ def settings_from_config():
 
 SETTINGS = settings_from_config()
 INPUT_DIR = SETTINGS.input_dir
-OUTPUT_DIR = SETTINGS.output_dir
 LAYOUT = SETTINGS.layout
 PRODUCTS = SETTINGS.products
 # Products whose stretch limits are computed once from a sample of the dataset.
@@ -114,7 +113,7 @@ def sample_of(wildcards):
 
 def stretch_file(product):
     """Where a dataset-wide stretch is recorded (docs/products.md)."""
-    return str(OUTPUT_DIR / "stretch" / f"{product}.json")
+    return str(LAYOUT.stretch(product))
 
 
 def stretch_files():
@@ -138,7 +137,7 @@ def shard_state(shard):
 
 
 def shard_log_pattern(kind="shard"):
-    return str(OUTPUT_DIR / "logs" / f"convert_{kind}" / "{n}-{shard}.log")
+    return str(LAYOUT.log(f"convert_{kind}", "{n}-{shard}"))
 
 
 def shard_log(shard, kind="shard"):
@@ -211,7 +210,7 @@ def sheet_names(product):
 
 
 def sheet_png(product, sheet):
-    return str(OUTPUT_DIR / "contact_sheets" / product / f"{sheet}.png")
+    return str(LAYOUT.contact_sheet(product, sheet))
 
 
 def contact_sheet_pngs(product):
@@ -229,15 +228,15 @@ def sheet_manifests(product):
 
 
 def errors_table():
-    return str(OUTPUT_DIR / "errors.tsv")
+    return str(LAYOUT.errors_table())
 
 
 def summary_file():
-    return str(OUTPUT_DIR / "summary.json")
+    return str(LAYOUT.summary())
 
 
 def summary_log():
-    return str(OUTPUT_DIR / "logs" / "summarize.log")
+    return str(LAYOUT.log("summarize"))
 
 
 def output_dir_of(wildcards, output):
@@ -247,7 +246,7 @@ def output_dir_of(wildcards, output):
 
 def provenance_manifests():
     """{output_dir}/{product}/manifest.tsv of every product (docs/pipelines.md, Provenance)."""
-    return [str(OUTPUT_DIR / p.name / "manifest.tsv") for p in PRODUCTS]
+    return [str(LAYOUT.provenance(p.name)) for p in PRODUCTS]
 
 
 def product_digests():

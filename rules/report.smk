@@ -22,11 +22,11 @@ for product in PRODUCTS:
                 )
             ),
         log:
-            str(OUTPUT_DIR / "logs" / "contact_sheets" / f"{product.name}.log"),
+            str(LAYOUT.log("contact_sheets", product.name)),
         conda:
             "../envs/msrgb.yaml"
         params:
-            product_dir=str(OUTPUT_DIR / product.name),
+            product_dir=str(LAYOUT.product_dir(product.name)),
             thumbnail=config["thumbnail_size"],
         script:
             "../scripts/contact_sheets.py"

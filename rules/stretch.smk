@@ -9,7 +9,7 @@ rule dataset_percentiles:
     output:
         limits=stretch_file("{product}"),
     log:
-        str(OUTPUT_DIR / "logs" / "dataset_percentiles" / "{product}.log"),
+        str(LAYOUT.log("dataset_percentiles", "{product}")),
     conda:
         "../envs/msrgb.yaml"
     params:
