@@ -200,6 +200,11 @@ class PendingWatch(threading.Thread):
     def stop(self) -> None:
         self._stop.set()
 
+    def watches(self, rule: str) -> bool:
+        """True for one of ``rules``, also as a module's rule (``use rule * from msrgb as
+        msrgb_*`` names it ``msrgb_convert_shard``)."""
+        return any(rule == r or rule.endswith(f"_{r}") for r in self.rules)
+
     def run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
@@ -214,7 +219,7 @@ class PendingWatch(threading.Thread):
         doomed = []
         for line in text.splitlines():
             job = PendingJob.parse(line)
-            if job is None or job.job_id in self._cancelled or job.rule not in self.rules:
+            if job is None or job.job_id in self._cancelled or not self.watches(job.rule):
                 continue
             if os.path.realpath(job.workdir) != self.workdir:
                 continue  # another run's job

@@ -36,3 +36,12 @@ def test_pending_job_line_and_explanation():
     assert PendingJob.parse("not|enough|fields") is None
     other = PendingJob.parse("7|rule_summarize|PartitionConfig|1|1G|1:00|short|/w")
     assert other is not None and other.what == "rule summarize"
+
+
+def test_the_watch_knows_the_shard_rules_also_in_a_module():
+    from msrgb.slurm import PendingWatch
+
+    watch = PendingWatch("/w", ("convert_shard", "convert_pngs_0"))
+    assert watch.watches("convert_shard") and watch.watches("msrgb_convert_shard")
+    assert watch.watches("msrgb_convert_pngs_0")
+    assert not watch.watches("summarize") and not watch.watches("convert_shard_extra")
