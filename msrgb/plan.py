@@ -199,6 +199,10 @@ class Layout:
         """The files a dataset-wide stretch of ``product`` is computed from (msrgb.stats)."""
         return self.state_root / "samples" / f"{product}.json"
 
+    def products_file(self) -> Path:
+        """The products of the last run, for msrgb.status."""
+        return self.state_root / "products.json"
+
     def plan_file(self) -> Path:
         return self.state_root / "plan.tsv"
 

@@ -7,6 +7,7 @@ writes anything, so a run with a wrong setting leaves the output folder as it wa
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 from msrgb import sheets, stats
 from msrgb.errors import PlanError, ProductError, SlurmQueryError
-from msrgb.files import write_atomic
+from msrgb.files import write_atomic, write_if_changed
 from msrgb.plan import (
     Layout,
     Plan,
@@ -200,5 +201,7 @@ def prepare_run(settings: Settings, where: Where) -> Prepared:
         if product.dataset_stretch:
             stats.write_sample(layout.sample(product.name), product, sources)
     plan = write_plan(layout, sources, n_shards, settings.products, threads, settings.on_error)
+    products = [p.to_dict() for p in settings.products]
+    write_if_changed(layout.products_file(), json.dumps(products, indent=1) + "\n")
     flag_shards_missing_outputs(layout, plan, settings.products)
     return Prepared(plan, (note,) if note else ())

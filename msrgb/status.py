@@ -1,0 +1,142 @@
+"""Is an output folder complete? Per product: images up to date, stale, missing, bad, and
+images whose input is gone, from the state the runs recorded. Converts nothing, writes nothing,
+takes no lock (a run may be going on).
+
+    python -m msrgb.status OUTPUT_DIR [--input INPUT_DIR] [--list N]
+
+Without ``--input`` the inputs are those of the last run's plan (new or changed input files
+are not seen); with it, the input folder is listed again. Exit code 0 only when everything is
+up to date, 1 otherwise, 2 when the folder is no msrgb output folder or the arguments are wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from msrgb.errors import MsrgbError
+from msrgb.plan import Layout, Source, StateData, discover, load_plan, read_state_full
+from msrgb.products import Product, products_from_dicts
+
+
+@dataclass
+class ProductStatus:
+    """What is where for one product."""
+
+    up_to_date: int = 0
+    stale: list[str] = field(default_factory=list)  # output older than its input or settings
+    missing: list[str] = field(default_factory=list)  # no output
+    bad: list[str] = field(default_factory=list)  # recorded as a bad input, unchanged since
+    gone: list[str] = field(default_factory=list)  # outputs whose input no longer exists
+
+    @property
+    def complete(self) -> bool:
+        return not (self.stale or self.missing or self.bad or self.gone)
+
+
+def products_of(layout: Layout) -> list[Product]:
+    """The products of the last run (recorded by msrgb.prepare), with dataset-wide limits
+    where they were computed."""
+    try:
+        dicts = json.loads(layout.products_file().read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MsrgbError(
+            f"{layout.output_dir}: no msrgb run recorded here ({layout.products_file()} is "
+            "missing); run the workflow first"
+        ) from None
+    products = []
+    for p in products_from_dicts(dicts):
+        if p.dataset_stretch:
+            try:
+                p = p.with_limits(json.loads(layout.stretch(p.name).read_text())["limits"])
+            except FileNotFoundError:
+                pass  # not computed yet: every image of the product counts as stale
+        products.append(p)
+    return products
+
+
+def recorded_state(layout: Layout, n_shards: int) -> StateData:
+    """What the runs recorded: finished shards, then the checkpoints of unfinished ones."""
+    paths = []
+    for kind in ("state", "progress"):
+        folder = layout.state_root / kind / str(n_shards)
+        if folder.is_dir():
+            paths += sorted(folder.glob("*.tsv"), key=lambda f: f.stat().st_mtime_ns)
+    return read_state_full(paths)
+
+
+def status(layout: Layout, input_dir: Path | None = None) -> dict[str, ProductStatus]:
+    """Per product, the state of every image of the output folder."""
+    products = products_of(layout)
+    plan = load_plan(layout)
+    sources: Sequence[Source] = (
+        discover(input_dir) if input_dir is not None else [s for m in plan.members for s in m]
+    )
+    state = recorded_state(layout, plan.n_shards)
+    result = {}
+    for p in products:
+        digest = p.digest() if (p.limits is not None or not p.dataset_stretch) else None
+        st = ProductStatus()
+        for src in sources:
+            out = layout.png_str(p.name, src)
+            record = state.records.get((src.rel, p.name))
+            bad = state.skipped.get(src.rel)
+            if bad is not None and bad[:2] == (src.size, src.mtime_ns) and record is None:
+                st.bad.append(src.rel)
+            elif not os.path.exists(out):
+                st.missing.append(out)
+            elif record != (src.size, src.mtime_ns, digest):
+                st.stale.append(out)
+            else:
+                st.up_to_date += 1
+        current = {s.rel for s in sources}
+        st.gone = sorted(
+            layout.png_str(p.name, Source(rel, 0, 0))
+            for rel, name in state.records
+            if name == p.name and rel not in current
+        )
+        st.stale.sort()
+        st.missing.sort()
+        st.bad.sort()
+        result[p.name] = st
+    return result
+
+
+def report(statuses: dict[str, ProductStatus], show: int) -> str:
+    lines = []
+    for name, st in statuses.items():
+        lines.append(
+            f"{name}: {st.up_to_date:,} up to date, {len(st.stale):,} stale, "
+            f"{len(st.missing):,} missing, {len(st.bad):,} bad, {len(st.gone):,} to remove"
+        )
+        for label, items in (("stale", st.stale), ("missing", st.missing), ("bad", st.bad),
+                             ("to remove", st.gone)):  # fmt: skip
+            for item in items[:show]:
+                lines.append(f"  {label}: {item!r}" if not item.isprintable() else f"  {label}: {item}")
+            if len(items) > show:
+                lines.append(f"  ... and {len(items) - show:,} more {label}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("output_dir", type=Path)
+    ap.add_argument("--input", type=Path, help="list this input folder again (new, changed files)")
+    ap.add_argument("--list", type=int, default=10, metavar="N", help="show up to N files per kind")
+    args = ap.parse_args(argv)
+    try:
+        statuses = status(Layout(args.output_dir), args.input)
+    except MsrgbError as exc:
+        print(f"msrgb.status: {exc}", file=sys.stderr)
+        return 2
+    print(report(statuses, args.list))
+    return 0 if all(st.complete for st in statuses.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
