@@ -390,13 +390,13 @@ def flag_shards_missing_outputs(layout: Layout, plan: Plan, products: Sequence[P
     flagged = []
     for shard, members in enumerate(plan.members):
         state = layout.state(plan.n_shards, shard)
-        # sum(), not any(): every member's folder is listed, so stale temporaries are removed
-        # from all of them, not only up to the first missing PNG.
+        # every member is looked at (not only up to the first missing PNG), so stale
+        # temporaries are removed from all of their folders
         missing = {s for s in members for p in products if not present(layout.png_str(p.name, s))}
-        if missing and state.exists():  # without a state file Snakemake runs the shard anyway
-            skipped = read_state_full([state]).skipped
-            missing = {s for s in missing if skipped.get(s.rel, ())[:2] != (s.size, s.mtime_ns)}
-        if missing and state.exists():
+        if not missing or not state.exists():  # without a state file Snakemake runs it anyway
+            continue
+        skipped = read_state_full([state]).skipped
+        if any(skipped.get(s.rel, ())[:2] != (s.size, s.mtime_ns) for s in missing):
             older = max(1, layout.manifest(plan.n_shards, shard).stat().st_mtime_ns - 10**9)
             os.utime(state, ns=(older, older))
             flagged.append(shard)

@@ -228,9 +228,14 @@ class LargeImage:
         per_row = self.cols * max(1, len(reader.needed)) * itemsize
         strip = max(1, src.block_shapes[0][0])
         self.block_rows = max(strip, self.BLOCK_BYTES // per_row // strip * strip)
+        # the georeferencing of the whole image, once (building the WKT is not free)
+        self._georef = reader._georef(src, Tile({}, src.nodata))
 
     def tile(self, bands: dict[int, np.ndarray]) -> Tile:
-        return self.reader._georef(self.src, Tile(bands, self.src.nodata))
+        """A block (or none: ``{}``) of the needed bands, with the image's nodata and
+        georeferencing."""
+        g = self._georef
+        return Tile(bands, g.nodata, g.transform, g.crs_wkt)
 
     def blocks(self) -> Iterator[Tile]:
         """The needed bands, a block of rows at a time, top to bottom."""

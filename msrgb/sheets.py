@@ -106,13 +106,17 @@ def read_manifest(path: Path) -> tuple[str, list[str]]:
     return title, rels
 
 
+def manifest_folder(layout: Layout, product: str) -> Path:
+    return layout.state_root / "sheets" / product
+
+
 def manifest_path(layout: Layout, product: str, sheet: str) -> Path:
-    return layout.state_root / "sheets" / product / f"{sheet}.tsv"
+    return manifest_folder(layout, product) / f"{sheet}.tsv"
 
 
 def sheet_names(layout: Layout, product: str) -> list[str]:
     """Names of the sheets of ``product``, from the manifests :func:`plan_sheets` wrote."""
-    folder = layout.state_root / "sheets" / product
+    folder = manifest_folder(layout, product)
     return sorted(f.stem for f in folder.glob("*.tsv")) if folder.is_dir() else []
 
 
@@ -129,7 +133,7 @@ def plan_sheets(
     folders, picks = choose(sources, per_folder, overview)
     keep = {*folders, "overview"}
     for p in products:
-        old = layout.state_root / "sheets" / p.name
+        old = manifest_folder(layout, p.name)
         for stale in old.glob("*.tsv") if old.is_dir() else []:
             if stale.stem not in keep:  # its folder is gone
                 stale.unlink()

@@ -22,6 +22,7 @@ from pathlib import Path
 from msrgb.errors import MsrgbError
 from msrgb.plan import Layout, Source, StateData, discover, load_plan, read_state_full
 from msrgb.products import Product, products_from_dicts
+from msrgb.stats import read_limits
 
 
 @dataclass
@@ -53,7 +54,7 @@ def products_of(layout: Layout) -> list[Product]:
     for p in products_from_dicts(dicts):
         if p.dataset_stretch:
             try:
-                p = p.with_limits(json.loads(layout.stretch(p.name).read_text())["limits"])
+                p = p.with_limits(read_limits(layout.stretch(p.name)))
             except FileNotFoundError:
                 pass  # not computed yet: every image of the product counts as stale
         products.append(p)
