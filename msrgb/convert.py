@@ -5,12 +5,15 @@ msrgb.georef)."""
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from msrgb.bandreader import BandImage, BandReader, LargeBandImage, source_digest
 from msrgb.errors import InputError, OutputError, OutputFileError
 from msrgb.files import aux_xml_path, world_file_path, write_atomic, write_output
 from msrgb.georef import aux_xml_text, world_file_text
@@ -25,6 +28,11 @@ from msrgb.reader import (
     gdal_env,
 )
 from msrgb.render import Renderer, band_percentiles, float_range_note, product_bands
+
+log = logging.getLogger("msrgb")
+
+#: how often a long image (read in blocks) logs how far it is
+LARGE_IMAGE_PROGRESS_SECONDS = 10.0
 
 __all__ = [
     "PNG_COMPRESSION",
@@ -50,6 +58,12 @@ class Converted:
     image_sha: dict[str, str] = field(default_factory=dict)
     #: warnings about the input's values under a product's settings (float_range_note)
     notes: list[str] = field(default_factory=list)
+    #: product name -> the files it was made from with their SHA-256, for images made of band
+    #: files (msrgb.bandreader.source_digest); ``source_sha`` for the others
+    product_sources: dict[str, str] = field(default_factory=dict)
+
+    def source_of(self, product: str) -> str:
+        return self.product_sources.get(product, self.source_sha)
 
 
 class Converter:
@@ -66,6 +80,7 @@ class Converter:
                 )
         self.products = list(products)
         self.reader = TileReader(self.products, in_memory_bytes)
+        self.band_reader = BandReader(self.products, in_memory_bytes)
         self.renderer = Renderer(self.products)
 
     def read(self, path: str | Path, data: bytes | None = None) -> Tile:
@@ -81,54 +96,93 @@ class Converter:
         level, strategy = PNG_COMPRESSION[png_compression]
         return encode_png(image, level, strategy)
 
-    def convert(self, src: str | Path, dests: dict[str, Path]) -> Converted:
-        """Convert ``src`` to one image per product (``dests``: product name -> path), with the
-        products' side files (world file, .aux.xml). The file is opened and read once: its bytes
-        are hashed and, up to ``in_memory_bytes``, parsed by GDAL from memory.
+    def convert(self, src: str | Path | BandImage, dests: dict[str, Path]) -> Converted:
+        """Convert ``src`` (a file, or an image made of band files) to one image per product
+        (``dests``: product name -> path), with the products' side files (world file,
+        .aux.xml). Each file is opened and read once: its bytes are hashed and, up to
+        ``in_memory_bytes``, parsed by GDAL from memory.
 
         Raises :class:`InputError` for a bad input, :class:`OutputFileError` when one of its
         output files cannot be written (its name), :class:`OutputError` when the output folder
         cannot be written at all."""
+        products = [p for p in self.products if p.name in dests]
+        if isinstance(src, BandImage):
+            return self._convert_bands(src, products, dests)
         data, source_sha = self.reader.load(src)
         result = Converted(source_sha)
-        products = [p for p in self.products if p.name in dests]
-        if data is None:  # a large file: read and rendered a block of rows at a time
-            self._convert_in_blocks(src, products, dests, result)
+        if data is None and self.reader.max_size is None:  # a large file: in blocks of rows
+            with self.reader.open_large(src) as image:
+                self._convert_in_blocks(image, products, dests, result)
             return result
         tile = self.reader.read(src, data)
         del data
+        self._convert_tile(tile, products, dests, result)
+        return result
+
+    def _convert_tile(
+        self, tile: Tile, products: Sequence[Product], dests: dict[str, Path], result: Converted
+    ) -> None:
         for product in products:
             self._note(tile, product, result)
             image = self.encode(self.render(tile, product), product.png_compression)
             self._write(dests[product.name], [image], product, tile, result)
+
+    def _convert_bands(self, src: BandImage, products: Sequence[Product], dests: dict[str, Path]) -> Converted:
+        reader = self.band_reader
+        result = Converted("")
+        if reader.is_large(src):
+            with reader.open_large(src) as (image, shas):
+                self._record_sources(shas, products, result)
+                self._convert_in_blocks(image, products, dests, result)
+        else:
+            tile, shas = reader.read(src)
+            self._record_sources(shas, products, result)
+            self._convert_tile(tile, products, dests, result)
         return result
 
+    def _record_sources(self, shas: dict[str, str], products: Sequence[Product], result: Converted) -> None:
+        """The files each product is made from (of those read for all products)."""
+        pairs = list(shas.items())  # in the order of the reader's needed bands
+        needed = self.band_reader.needed
+        for p in products:
+            used = dict.fromkeys(p.indices)
+            result.product_sources[p.name] = source_digest([pairs[needed.index(i)] for i in used])
+        result.source_sha = source_digest(pairs)
+
     def _convert_in_blocks(
-        self, src: str | Path, products: Sequence[Product], dests: dict[str, Path], result: Converted
+        self,
+        image: LargeImage | LargeBandImage,
+        products: Sequence[Product],
+        dests: dict[str, Path],
+        result: Converted,
     ) -> None:
-        """Like :meth:`convert` for a file over ``in_memory_bytes`` (a whole scene): memory
+        """Like :meth:`convert` for an image over ``in_memory_bytes`` (a whole scene): memory
         stays a few blocks of rows plus the compressed images, whatever the image's size. The
-        images are byte for byte those of the in-memory path."""
-        with self.reader.open_large(src) as image:
-            preview = image.preview() if image.is_float else None  # for float_range_note
-            streams, limits = {}, {}
+        images are byte for byte those of the in-memory path. Logs its progress."""
+        preview = image.preview() if image.is_float else None  # for float_range_note
+        streams, limits = {}, {}
+        for p in products:
+            if preview is not None:
+                self._note(preview, p, result)
+            if p.fixed_limits() is None:
+                limits[p.name] = self._image_limits(image, p)
+            channels = 3 if p.nodata is None else 4
+            level, strategy = PNG_COMPRESSION[p.png_compression]
+            dtype = np.uint8 if p.bit_depth == 8 else np.uint16
+            streams[p.name] = PngStream(image.rows, image.cols, channels, dtype, level, strategy)
+        done, last = 0, time.monotonic()
+        for block in image.blocks():
             for p in products:
-                if preview is not None:
-                    self._note(preview, p, result)
-                if p.fixed_limits() is None:
-                    limits[p.name] = self._image_limits(image, p)
-                channels = 3 if p.nodata is None else 4
-                level, strategy = PNG_COMPRESSION[p.png_compression]
-                dtype = np.uint8 if p.bit_depth == 8 else np.uint16
-                streams[p.name] = PngStream(image.rows, image.cols, channels, dtype, level, strategy)
-            for block in image.blocks():
-                for p in products:
-                    streams[p.name].add(self.renderer.render(block, p, limits.get(p.name)))
-            whole = image.tile({})
+                streams[p.name].add(self.renderer.render(block, p, limits.get(p.name)))
+            done += next(iter(block.bands.values())).shape[0] if block.bands else 0
+            if time.monotonic() - last >= LARGE_IMAGE_PROGRESS_SECONDS:
+                last = time.monotonic()
+                log.info("%s: %d of %d rows converted", image.path, done, image.rows)
+        whole = image.tile({})
         for p in products:
             self._write(dests[p.name], streams.pop(p.name).finish(), p, whole, result)
 
-    def _image_limits(self, image: LargeImage, product: Product) -> list[tuple[float, float]]:
+    def _image_limits(self, image: LargeImage | LargeBandImage, product: Product) -> list[tuple[float, float]]:
         """The per-image percentile limits of a large image, one whole band at a time."""
         exclude = None
         if product.nodata is not None or image.is_float:  # a pass to find the pixels to leave out

@@ -28,8 +28,15 @@ _COUNTER = itertools.count()
 
 def output_rel(input_rel: str, suffix: str = ".png") -> str:
     """The output path, relative to a product folder, of the input at ``input_rel`` (relative
-    to the input folder): the same folders and name, with ``suffix`` for the input's suffix."""
-    return input_rel[: input_rel.rfind(".")] + suffix
+    to the input folder): the same folders and name, with ``suffix`` for the input's suffix. An
+    image made of band files is a folder: its name gets ``suffix`` (a Sentinel-2 product's
+    ``.SAFE`` is dropped)."""
+    lower = input_rel.lower()
+    if lower.endswith(TIFF_SUFFIXES):
+        return input_rel[: input_rel.rfind(".")] + suffix
+    if lower.endswith(".safe"):
+        return input_rel[: -len(".safe")] + suffix
+    return input_rel + suffix
 
 
 def world_file_path(png: Path) -> Path:

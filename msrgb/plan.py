@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from msrgb import tsv
+from msrgb import bandfiles, tsv
 from msrgb.errors import PlanError
 from msrgb.files import TIFF_SUFFIXES, is_stale_temporary, output_rel, write_atomic, write_if_changed
 from msrgb.products import Product
@@ -41,11 +41,16 @@ STATE_HEADER = "# msrgb shard state v2"
 
 @dataclass(frozen=True)
 class Source:
-    """One input TIFF: its path relative to the input folder (POSIX form), size and mtime."""
+    """One input image: its path relative to the input folder (POSIX form), size and mtime.
+
+    An image made of band files (``layout: band_folders``) is its folder's path, with ``files``
+    the (band, path relative to the input folder) to read; its ``size`` and ``mtime_ns`` are a
+    fingerprint of all its band files (:func:`msrgb.bandfiles.fingerprint`)."""
 
     rel: str
     size: int
     mtime_ns: int
+    files: tuple[tuple[str, str], ...] | None = None
 
     def png_rel(self) -> str:
         """The PNG path relative to a product folder: same folders, ``.png`` suffix."""
@@ -80,6 +85,47 @@ def discover(input_dir: Path, with_stat: bool = True) -> list[Source]:
                         except OSError:  # dangling link: kept, so the job reports it
                             pass
                     found.append(Source(prefix + name, size, mtime))
+    found.sort(key=lambda s: s.rel)
+    check_names(found)
+    return found
+
+
+LAYOUTS = ("stacked", "band_folders")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """How the input images are stored: ``stacked`` (one file holds all bands of an image) or
+    ``band_folders`` (a folder per image, one file per band, named by ``band_pattern``)."""
+
+    layout: str = "stacked"
+    band_pattern: str = bandfiles.DEFAULT_BAND_PATTERN
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise PlanError(f"config 'layout': {self.layout!r} is not one of {list(LAYOUTS)}")
+        bandfiles.compile_pattern(self.band_pattern)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"layout": self.layout, "band_pattern": self.band_pattern}
+
+
+def discover_inputs(
+    input_dir: Path, inputs: Inputs, needed_bands: Iterable[str] = (), with_stat: bool = True
+) -> list[Source]:
+    """The images under ``input_dir`` (see :func:`discover`, and :mod:`msrgb.bandfiles` for
+    band folders, whose sources list the files of the ``needed_bands``), sorted by path."""
+    if inputs.layout == "stacked":
+        return discover(input_dir, with_stat)
+    if not input_dir.is_dir():
+        raise PlanError(f"input_dir {str(input_dir)!r} does not exist or is not a folder")
+    pattern = bandfiles.compile_pattern(inputs.band_pattern)
+    needed = sorted(set(needed_bands))
+    found = []
+    for image in bandfiles.discover_images(str(input_dir), pattern, with_stat):
+        size, mtime = bandfiles.fingerprint(image.files)
+        files = tuple(bandfiles.choose(image.files, needed))
+        found.append(Source(image.rel, size, mtime, files))
     found.sort(key=lambda s: s.rel)
     check_names(found)
     return found
@@ -139,8 +185,13 @@ def manifest_text(
 ) -> str:
     rows: list[list[object]] = [[MANIFEST_HEADER], ["# on_error", on_error]]
     rows += [["# product", p.name, p.digest()] for p in products]
-    rows += [[s.rel, s.size, s.mtime_ns] for s in members]
+    rows += [[s.rel, s.size, s.mtime_ns, *_files_fields(s.files)] for s in members]
     return tsv.text(rows)
+
+
+def _files_fields(files: tuple[tuple[str, str], ...] | None) -> list[str]:
+    """The band files of an image in a manifest row: ``bands``, then band, path, band, path..."""
+    return [] if files is None else ["bands", *(x for pair in files for x in pair)]
 
 
 def read_manifest(path: Path) -> tuple[list[Source], dict[str, str]]:
@@ -153,7 +204,8 @@ def read_manifest(path: Path) -> tuple[list[Source], dict[str, str]]:
         elif row[0] == "# on_error":
             digests["on_error"] = row[1]
         elif len(row) > 1:  # not the title row
-            members.append(Source(row[0], int(row[1]), int(row[2])))
+            files = tuple(zip(row[4::2], row[5::2])) if len(row) > 3 else None
+            members.append(Source(row[0], int(row[1]), int(row[2]), files))
     return members, digests
 
 
@@ -202,6 +254,10 @@ class Layout:
     def products_file(self) -> Path:
         """The products of the last run, for msrgb.status."""
         return self.state_root / "products.json"
+
+    def inputs_file(self) -> Path:
+        """How the inputs of the last run are stored (Inputs), for msrgb.status."""
+        return self.state_root / "inputs.json"
 
     def plan_file(self) -> Path:
         return self.state_root / "plan.tsv"

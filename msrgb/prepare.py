@@ -20,14 +20,16 @@ from msrgb.files import write_atomic, write_if_changed
 from msrgb.plan import (
     Layout,
     Plan,
+    Inputs,
     Source,
-    discover,
+    discover_inputs,
     flag_shards_missing_outputs,
     lock_output,
     shard_count,
     write_plan,
 )
-from msrgb.products import Product, check_band_count, parse_products
+from msrgb.bandfiles import DEFAULT_BAND_PATTERN
+from msrgb.products import EUROSAT_BANDS, Product, check_band_count, parse_products
 from msrgb.slurm import NodeSize, check_request
 
 
@@ -38,6 +40,7 @@ class Settings:
     input_dir: Path
     output_dir: Path
     products: tuple[Product, ...]
+    inputs: Inputs = Inputs()
     on_error: str = "fail"
     shards: int | None = None  # None: auto
     shard_target_size: int = 8000
@@ -55,9 +58,22 @@ class Settings:
         """From the validated config (defaults filled in). Raises :class:`PlanError` naming a
         product setting that cannot work."""
         try:
-            products = parse_products(config["products"], png_compression=config["png_compression"])
+            products = parse_products(
+                config["products"],
+                png_compression=config["png_compression"],
+                max_size=config.get("max_size"),
+                resampling=config.get("resampling", "bilinear"),
+            )
         except ProductError as exc:
             raise PlanError(f"config 'products': {exc}") from None
+        inputs = Inputs(config.get("layout", "stacked"), config.get("band_pattern") or DEFAULT_BAND_PATTERN)
+        if inputs.layout == "band_folders":
+            for p in products:
+                if p.band_map != EUROSAT_BANDS:
+                    raise PlanError(
+                        f"config 'products': product {p.name!r}: 'band_map' does not apply to "
+                        "layout band_folders, where file names say the band (band_pattern)"
+                    )
 
         def auto(key: str) -> int | None:
             return None if config[key] == "auto" else int(config[key])
@@ -66,6 +82,7 @@ class Settings:
             input_dir=Path(config["input_dir"]),
             output_dir=Path(config["output_dir"]),
             products=tuple(products),
+            inputs=inputs,
             on_error=config["on_error"],
             shards=auto("shards"),
             shard_target_size=config["shard_target_size"],
@@ -148,8 +165,21 @@ def check_folders(input_dir: Path, output_dir: Path) -> None:
 
 def check_products_against(products: Sequence[Product], input_dir: Path, sources: Sequence[Source]) -> None:
     """Reject a product that needs a band the files do not have (judged on the first readable
-    of the first files; a single odd file is reported by its shard)."""
+    of the first files, or for band folders on the names in the first folders; a single odd
+    image is reported by its shard)."""
     from msrgb.reader import band_count
+
+    if sources and sources[0].files is not None:
+        first = sources[:20]
+        for p in products:
+            for band in p.bands:
+                if not any(band == b for s in first for b, _ in s.files or ()):
+                    raise PlanError(
+                        f"config 'products': product {p.name!r} needs band {band}, but none of "
+                        f"the first {len(first)} image folders (such as {str(input_dir / first[0].rel)!r}) "
+                        "has a file for it; check 'band_pattern' or the product's 'bands'"
+                    )
+        return
 
     for source in sources[:5]:
         count = band_count(input_dir / source.rel)
@@ -184,9 +214,15 @@ def prepare_run(settings: Settings, where: Where) -> Prepared:
             check_request(where.node_size, where.threads_override or threads, where.mem_mb, "convert_shard")
         except SlurmQueryError as exc:
             raise PlanError(str(exc)) from None
-    sources = discover(settings.input_dir)
+    needed = {b for p in settings.products for b in p.bands}
+    sources = discover_inputs(settings.input_dir, settings.inputs, needed)
     if not sources:
-        raise PlanError(f"found no .tif or .tiff files under input_dir {str(settings.input_dir)!r}")
+        if settings.inputs.layout == "stacked":
+            raise PlanError(f"found no .tif or .tiff files under input_dir {str(settings.input_dir)!r}")
+        raise PlanError(
+            f"found no band files (.tif, .tiff, .jp2 named by band_pattern, such as B04.tif or "
+            f"T32TQM_20230101T101031_B04_10m.jp2) under input_dir {str(settings.input_dir)!r}"
+        )
     check_products_against(settings.products, settings.input_dir, sources)
     n_shards = choose_shard_count(settings, where, len(sources))
     # 2. the plan
@@ -203,5 +239,6 @@ def prepare_run(settings: Settings, where: Where) -> Prepared:
     plan = write_plan(layout, sources, n_shards, settings.products, threads, settings.on_error)
     products = [p.to_dict() for p in settings.products]
     write_if_changed(layout.products_file(), json.dumps(products, indent=1) + "\n")
+    write_if_changed(layout.inputs_file(), json.dumps(settings.inputs.to_dict(), indent=1) + "\n")
     flag_shards_missing_outputs(layout, plan, settings.products)
     return Prepared(plan, (note,) if note else ())

@@ -50,6 +50,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 STRETCHES = ("gain", "range", "percentile")
+#: GDAL resampling methods for bands of other resolutions and for quicklooks
+RESAMPLING = ("nearest", "bilinear", "cubic", "average")
 PRODUCT_KEYS = ("preset", "bands", "band_map", "stretch", "bit_depth", "nodata", "world_file")
 STRETCH_KEYS = ("type", "min", "max", "out_min", "low", "high", "scope", "sample", "gamma")
 
@@ -74,6 +76,10 @@ class Product:
     nodata: float | str | None = None
     world_file: bool = False
     png_compression: str = "huffman"
+    #: longest side of the output in px (a quicklook through GDAL's overviews), None: full size
+    max_size: int | None = None
+    #: how GDAL resamples bands of other resolutions and quicklooks (RESAMPLING)
+    resampling: str = "bilinear"
     #: per-band (min, max) of a dataset-wide percentile stretch, filled in from the stats file
     limits: tuple[tuple[float, float], ...] | None = None
     indices: tuple[int, int, int] = field(init=False)
@@ -113,6 +119,10 @@ class Product:
             raise fail("stretch.out_min", f"must be from 0 to {self.top - 1}, got {self.out_min}")
         if not (self.gamma > 0 and math.isfinite(self.gamma)):
             raise fail("stretch.gamma", f"must be > 0, got {self.gamma}")
+        if self.max_size is not None and self.max_size < 1:
+            raise fail("max_size", f"must be at least 1, got {self.max_size}")
+        if self.resampling not in RESAMPLING:
+            raise fail("resampling", f"{self.resampling!r} is not one of {list(RESAMPLING)}")
         if isinstance(self.nodata, str) and self.nodata != "file":
             raise fail("nodata", f"must be a number, 'file' or absent, got {self.nodata!r}")
         object.__setattr__(self, "indices", tuple(self.band_map.index(b) for b in self.bands))
@@ -135,6 +145,10 @@ class Product:
         """A short hash of everything that determines this product's output files."""
         payload = {"algorithm": ALGORITHM_VERSION, **self.to_dict()}
         payload.pop("name")
+        # settings added later count only when set, so that existing outputs stay up to date
+        for key, default in (("max_size", None), ("resampling", "bilinear")):
+            if payload[key] == default:
+                del payload[key]
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -197,6 +211,8 @@ def parse_products(
     spec: Sequence[str] | Mapping[str, Mapping[str, Any] | None],
     band_map: Sequence[str] = EUROSAT_BANDS,
     png_compression: str = "huffman",
+    max_size: int | None = None,
+    resampling: str = "bilinear",
 ) -> list[Product]:
     """Turn the ``products`` config value (a list of preset names or a mapping of name to
     specification) into products, with errors that name the product and the key."""
@@ -267,6 +283,8 @@ def parse_products(
                 nodata=nodata,
                 world_file=bool(body.get("world_file", False)),
                 png_compression=png_compression,
+                max_size=max_size,
+                resampling=resampling,
                 **numbers,
             )
         )

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.enums import Resampling
 from rasterio.io import DatasetReader, MemoryFile
 from rasterio.windows import Window
 
@@ -126,6 +127,8 @@ class TileReader:
         self.in_memory_bytes = in_memory_bytes  # larger inputs are hashed in chunks, read from disk
         self.needed = sorted({i for p in self.products for i in p.indices})
         self.georef = any(p.needs_georef for p in self.products)
+        self.max_size = self.products[0].max_size if self.products else None
+        self.resampling = Resampling[self.products[0].resampling if self.products else "bilinear"]
 
     def load(self, path: str | Path) -> tuple[bytes | None, str]:
         """Open ``path`` once: its bytes (None for files over ``in_memory_bytes``, which GDAL
@@ -199,8 +202,17 @@ class TileReader:
     def _read(self, name: str | Path, path: str | Path) -> Tile:
         """Open ``name`` (the file ``path`` or a copy of it in memory) and read the bands."""
         with self._open(name, path) as src:
-            bands = src.read([i + 1 for i in self.needed])
-            return self._georef(src, Tile(dict(zip(self.needed, bands)), src.nodata))
+            rows, cols = quicklook_shape(src.height, src.width, self.max_size)
+            if (rows, cols) == (src.height, src.width):
+                bands = src.read([i + 1 for i in self.needed])
+                return self._georef(src, Tile(dict(zip(self.needed, bands)), src.nodata))
+            # a quicklook: GDAL reads from the overviews where the file has them
+            shape = (len(self.needed), rows, cols)
+            bands = src.read([i + 1 for i in self.needed], out_shape=shape, resampling=self.resampling)
+            tile = self._georef(src, Tile(dict(zip(self.needed, bands)), src.nodata))
+            if tile.transform is not None:
+                tile.transform = tile.transform @ Affine.scale(src.width / cols, src.height / rows)
+            return tile
 
     @contextmanager
     def open_large(self, path: str | Path) -> Iterator[LargeImage]:
@@ -259,6 +271,15 @@ class LargeImage:
         with input_errors(self.path):
             bands = self.src.read([i + 1 for i in self.reader.needed], out_shape=shape)
         return self.tile(dict(zip(self.reader.needed, bands)))
+
+
+def quicklook_shape(rows: int, cols: int, max_size: int | None) -> tuple[int, int]:
+    """The image size for a longest side of at most ``max_size`` px (None: full size)."""
+    longest = max(rows, cols)
+    if max_size is None or longest <= max_size:
+        return rows, cols
+    scale = max_size / longest
+    return max(1, round(rows * scale)), max(1, round(cols * scale))
 
 
 @contextmanager

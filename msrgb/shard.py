@@ -12,6 +12,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from msrgb.bandreader import BandImage
 from msrgb.convert import Converted, Converter
 from msrgb.errors import FileError, OutputFileError, ShardError
 from msrgb.files import remove_output, write_atomic
@@ -70,7 +71,8 @@ class ReadAhead:
     thread to compete for the GIL, so on a warm cache the cost is a few system calls per file.
     Does nothing with ``ahead`` 0 or where ``posix_fadvise`` does not exist (macOS)."""
 
-    def __init__(self, paths: Sequence[Path], ahead: int = READ_AHEAD):
+    def __init__(self, paths: Sequence[Path | Sequence[Path]], ahead: int = READ_AHEAD):
+        # one entry per image: its file, or its files (an image made of band files)
         self._paths = paths if ahead > 0 and hasattr(os, "posix_fadvise") else []
         self._ahead = max(2, ahead)
         self._lock = threading.Lock()
@@ -85,7 +87,7 @@ class ReadAhead:
                 return
             first, self._asked = self._asked, min(len(self._paths), self._started + self._ahead)
             batch = self._paths[first : self._asked]
-        hinted = sum(hint_will_read(p) for p in batch)
+        hinted = sum(hint_will_read(p) for item in batch for p in ([item] if isinstance(item, Path) else item))
         with self._lock:
             self.hinted += hinted
 
@@ -260,7 +262,7 @@ class Recorder:
             for name in dests:
                 key = (src.rel, name)
                 self.done.records[key] = (src.size, src.mtime_ns, self.digests[name])
-                self.done.provenance[key] = (outcome.source_sha, outcome.image_sha[name], self.env)
+                self.done.provenance[key] = (outcome.source_of(name), outcome.image_sha[name], self.env)
             for note in outcome.notes:
                 if note not in self.result.notes:
                     self.result.notes.append(note)
@@ -269,7 +271,8 @@ class Recorder:
         self.result.failed.append(str(outcome))
         log.warning("%s", outcome)
         if self.on_error == "skip":
-            reason = _reason(outcome, self.input_dir / src.rel)
+            where = source_input(self.input_dir, src)
+            reason = _reason(outcome, where.folder if isinstance(where, BandImage) else where)
             self.done.skipped[src.rel] = (src.size, src.mtime_ns, reason)
         if self.on_error == "skip" or isinstance(outcome, OutputFileError):
             # no image from an earlier version of a bad input, none without its side files
@@ -293,16 +296,17 @@ def convert_all(
     ``checkpoint_every`` seconds and ``tick`` after each wait (with True at the end). Returns
     the first other error (the output folder cannot be written), after which nothing more is
     started, or None."""
-    ahead = ReadAhead([input_dir / src.rel for src, _ in todo], read_ahead)
+    inputs = [source_input(input_dir, src) for src, _ in todo]
+    ahead = ReadAhead([i.paths() if isinstance(i, BandImage) else i for i in inputs], read_ahead)
 
-    def convert(path: Path, dests: dict[str, Path]) -> Converted:
+    def convert(path: Path | BandImage, dests: dict[str, Path]) -> Converted:
         ahead.started()
         return converter.convert(path, dests)
 
     fatal: BaseException | None = None
     last_checkpoint = time.monotonic()
     with ThreadPoolExecutor(max(1, threads), initializer=enter_thread_gdal_env) as pool:
-        futures = {pool.submit(convert, input_dir / src.rel, dests): (src, dests) for src, dests in todo}
+        futures = {pool.submit(convert, i, dests): (src, dests) for i, (src, dests) in zip(inputs, todo)}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=checkpoint_every, return_when=FIRST_EXCEPTION)
@@ -362,6 +366,11 @@ def _write_run_stats(
         write_atomic(layout.run_stats(n_shards, shard), json.dumps(stats).encode())
     except OSError as exc:
         log.error("could not record run statistics: %s", exc)
+
+
+def source_input(input_dir: Path, src: Source) -> Path | BandImage:
+    """What the converter reads for ``src``: its file, or its band files."""
+    return input_dir / src.rel if src.files is None else BandImage.of(input_dir, src)
 
 
 def _reason(exc: BaseException, path: Path) -> str:

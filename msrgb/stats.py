@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from msrgb import __version__
+from msrgb.bandreader import BandImage, BandReader
 from msrgb.errors import InputError
 from msrgb.files import write_atomic, write_if_changed
 from msrgb.plan import Source, path_hash
@@ -24,15 +25,28 @@ from msrgb.products import Product
 log = logging.getLogger("msrgb")
 
 
-def choose_sample(sources: Sequence[Source], size: int) -> list[str]:
-    """Relative paths of the sample: the ``size`` files with the smallest path hashes."""
-    return sorted(s.rel for s in sorted(sources, key=lambda s: path_hash(s.rel))[:size])
+def choose_sample(sources: Sequence[Source], size: int) -> list[Source]:
+    """The sample: the ``size`` images with the smallest path hashes, sorted by path."""
+    return sorted(sorted(sources, key=lambda s: path_hash(s.rel))[:size], key=lambda s: s.rel)
 
 
-def sample_text(product: Product, rels: Sequence[str]) -> str:
-    """The sample list: JSON, so that any file name fits."""
-    record = {"product": product.name, "digest": product.digest(), "files": list(rels)}
+def sample_text(product: Product, sample: Sequence[Source]) -> str:
+    """The sample list: JSON, so that any file name fits; images made of band files with
+    their files."""
+    record: dict = {"product": product.name, "digest": product.digest(), "files": [s.rel for s in sample]}
+    bands = {s.rel: [list(pair) for pair in s.files] for s in sample if s.files is not None}
+    if bands:
+        record["band_files"] = bands
     return json.dumps(record, indent=0, ensure_ascii=False) + "\n"
+
+
+def read_sample(path: Path) -> list[Source]:
+    record = json.loads(path.read_text(encoding="utf-8"))
+    bands = record.get("band_files", {})
+    return [
+        Source(rel, 0, 0, tuple(tuple(pair) for pair in bands[rel]) if rel in bands else None)  # type: ignore[misc]
+        for rel in record["files"]
+    ]
 
 
 def write_sample(path: Path, product: Product, sources: Sequence[Source]) -> bool:
@@ -40,21 +54,24 @@ def write_sample(path: Path, product: Product, sources: Sequence[Source]) -> boo
     return write_if_changed(path, sample_text(product, choose_sample(sources, product.sample)))
 
 
-def compute_limits(product: Product, input_dir: Path, rels: Sequence[str]) -> dict:
+def compute_limits(product: Product, input_dir: Path, sample: Sequence[Source]) -> dict:
     """Per-band percentiles of the product's bands over all valid pixels of the sample files.
     Bad files are left out (and listed); returns what :func:`write_limits` records."""
     # the same bands and nodata, with a stretch whose limits are known, only to read the files
     base = replace(product, stretch="gain")
-    reader = TileReader([base])
+    reader, band_reader = TileReader([base]), BandReader([base])
     values: list[list[np.ndarray]] = [[], [], []]
     skipped = []
     with gdal_env():
-        for rel in rels:
+        for src in sample:
             try:
-                tile = reader.read(input_dir / rel)
+                if src.files is None:
+                    tile = reader.read(input_dir / src.rel)
+                else:
+                    tile = band_reader.read(BandImage.of(input_dir, src))[0]
             except InputError as exc:
                 log.warning("%s", exc)
-                skipped.append(rel)
+                skipped.append(src.rel)
                 continue
             bands = product_bands(tile, base)
             exclude = bands.excluded
@@ -73,7 +90,7 @@ def compute_limits(product: Product, input_dir: Path, rels: Sequence[str]) -> di
         "low_percentile": product.low,
         "high_percentile": product.high,
         "limits": limits,
-        "sample_files": len(rels) - len(skipped),
+        "sample_files": len(sample) - len(skipped),
         "skipped_files": skipped,
         "msrgb_version": __version__,
     }
@@ -89,8 +106,7 @@ def read_limits(path: Path) -> list[list[float]]:
 
 def run(product: Product, input_dir: Path, sample: Path, out: Path) -> dict:
     """Compute and record the limits of ``product`` from the files listed in ``sample``."""
-    rels = json.loads(sample.read_text(encoding="utf-8"))["files"]
-    record = compute_limits(product, input_dir, rels)
+    record = compute_limits(product, input_dir, read_sample(sample))
     write_limits(out, record)
     log.info("product %s: limits %s from %d files", product.name, record["limits"], record["sample_files"])
     return record

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from msrgb.errors import MsrgbError
-from msrgb.plan import Layout, Source, StateData, discover, load_plan, read_state_full
+from msrgb.plan import Inputs, Layout, Source, StateData, discover_inputs, load_plan, read_state_full
 from msrgb.products import Product, products_from_dicts
 from msrgb.stats import read_limits
 
@@ -61,6 +61,14 @@ def products_of(layout: Layout) -> list[Product]:
     return products
 
 
+def inputs_of(layout: Layout) -> Inputs:
+    """How the inputs of the last run were stored (stacked files or band folders)."""
+    try:
+        return Inputs(**json.loads(layout.inputs_file().read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return Inputs()  # recorded by runs since band folders exist; before: stacked
+
+
 def recorded_state(layout: Layout, n_shards: int) -> StateData:
     """What the runs recorded: finished shards, then the checkpoints of unfinished ones."""
     paths = []
@@ -75,9 +83,11 @@ def status(layout: Layout, input_dir: Path | None = None) -> dict[str, ProductSt
     """Per product, the state of every image of the output folder."""
     products = products_of(layout)
     plan = load_plan(layout)
-    sources: Sequence[Source] = (
-        discover(input_dir) if input_dir is not None else [s for m in plan.members for s in m]
-    )
+    sources: Sequence[Source]
+    if input_dir is None:
+        sources = [s for m in plan.members for s in m]
+    else:
+        sources = discover_inputs(input_dir, inputs_of(layout), {b for p in products for b in p.bands})
     state = recorded_state(layout, plan.n_shards)
     result = {}
     for p in products:

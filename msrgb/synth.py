@@ -48,17 +48,18 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
     return rows[:, i0] * (1 - f)[None, :] + rows[:, i0 + 1] * f[None, :]
 
 
-def make_tile(class_name: str, index: int) -> np.ndarray:
-    """Return one (13, 64, 64) uint16 tile of ``class_name``, deterministic in its arguments."""
+def make_tile(class_name: str, index: int, size: int = TILE_SIZE) -> np.ndarray:
+    """Return one (13, size, size) uint16 tile of ``class_name``, deterministic in its
+    arguments."""
     rng = np.random.default_rng(_seed(f"{class_name}/{index}"))
     mean = np.asarray(CLASS_SPECTRA[class_name], dtype=np.float64)
-    n = TILE_SIZE
+    n = size
     texture = 0.18 * _smooth_noise(rng, n, 4) + 0.06 * _smooth_noise(rng, n, 16)
     yy, xx = np.mgrid[0:n, 0:n]
     feature = np.zeros((n, n))
     water = CLASS_SPECTRA["River"]
     if class_name in ("Highway", "River"):
-        slope, offset = rng.uniform(-0.8, 0.8), rng.uniform(16, 48)
+        slope, offset = rng.uniform(-0.8, 0.8), rng.uniform(16, 48) * n / TILE_SIZE
         width = 3.0 if class_name == "Highway" else 7.0
         feature = (np.abs(yy - (slope * (xx - n / 2) + offset)) < width).astype(float)
     elif class_name in ("AnnualCrop", "PermanentCrop"):
@@ -125,6 +126,60 @@ def generate(
             write_tile(path, make_tile(class_name, i), tile_origin(class_name, i), 32632)
             written.append(path)
     return written
+
+
+#: BigEarthNet-S2 band files: band -> pixels per side of a 1.2 km patch (10, 20 and 60 m).
+BIGEARTHNET_BANDS: dict[str, int] = {
+    "B01": 20, "B02": 120, "B03": 120, "B04": 120, "B05": 60, "B06": 60,
+    "B07": 60, "B08": 120, "B8A": 60, "B09": 20, "B11": 60, "B12": 60,
+}  # fmt: skip
+PATCH_METRES = 1200.0
+
+
+def patch_name(index: int) -> str:
+    """A BigEarthNet-style patch name: tile and acquisition, then the patch's column and row."""
+    return f"S2A_MSIL2A_20170613T101031_{index // 100}_{index % 100}"
+
+
+def make_patch(index: int) -> dict[str, np.ndarray]:
+    """The band arrays of one BigEarthNet-shaped patch (uint16, BIGEARTHNET_BANDS sizes): a
+    120 px scene of a land-cover class, averaged down to 60 and 20 px for the 20 and 60 m
+    bands."""
+    classes = tuple(CLASS_SPECTRA)
+    cube = make_tile(classes[index % len(classes)], index, 120)
+    bands = {}
+    for band, n in BIGEARTHNET_BANDS.items():
+        full = cube[EUROSAT_BANDS.index(band)].astype(np.float64)
+        f = 120 // n
+        bands[band] = np.rint(full.reshape(n, f, n, f).mean(axis=(1, 3))).astype(np.uint16)
+    return bands
+
+
+def write_band(path: Path, data: np.ndarray, origin: tuple[float, float], epsg: int, metres: float = PATCH_METRES) -> None:
+    """One band file as BigEarthNet has them: uncompressed GeoTIFF, one band, UTM CRS."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = data.shape[0]
+    profile = {
+        "driver": "GTiff", "dtype": str(data.dtype), "count": 1, "height": n, "width": data.shape[1],
+        "crs": f"EPSG:{epsg}", "transform": from_origin(origin[0], origin[1], metres / n, metres / n),
+        "compress": "none",
+    }  # fmt: skip
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data, 1)
+
+
+def generate_bigearthnet(root: Path, count: int, start: int = 0) -> list[Path]:
+    """Write ``count`` BigEarthNet-shaped patch folders ``root/<patch>/<patch>_<band>.tif``
+    and return the folders."""
+    folders = []
+    for i in range(start, start + count):
+        name = patch_name(i)
+        origin = (300000.0 + PATCH_METRES * (i % 100), 5000000.0 - PATCH_METRES * (i // 100))
+        for band, data in make_patch(i).items():
+            write_band(root / name / f"{name}_{band}.tif", data, origin, 32632)
+        folders.append(root / name)
+    return folders
 
 
 def main() -> None:

@@ -4,13 +4,15 @@
 
 Checks, for every product folder with a ``manifest.tsv``: each listed PNG exists and has the
 recorded SHA-256; no PNG is there that the manifest does not list; with ``--input``, each
-source TIFF exists with the recorded size and SHA-256. Exits 1 if anything differs.
+source TIFF exists with the recorded size and SHA-256 (for an image made of band files, each
+band file it was made from with its SHA-256). Exits 1 if anything differs.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -46,7 +48,9 @@ def verify_product(folder: Path, input_dir: Path | None = None) -> tuple[int, li
             problems.append(f"{png}: missing")
         elif sha256(png) != row["png_sha256"]:
             problems.append(f"{png}: content differs from the manifest (sha256)")
-        if input_dir is not None:
+        if input_dir is not None and row["source_sha256"].startswith("["):
+            problems += _check_band_files(input_dir, row["source_sha256"])
+        elif input_dir is not None:
             stem = row["path"][: -len(".png")]
             sources = [input_dir / (stem + s) for s in (".tif", ".tiff", ".TIF", ".TIFF")]
             source = next((s for s in sources if s.exists()), None)
@@ -59,6 +63,19 @@ def verify_product(folder: Path, input_dir: Path | None = None) -> tuple[int, li
         if rel not in listed and not png.name.startswith("."):
             problems.append(f"{png}: not in the manifest")
     return len(rows), problems
+
+
+def _check_band_files(input_dir: Path, recorded: str) -> list[str]:
+    """An image made of band files: each file it was made from, with its recorded SHA-256
+    (``[[path relative to the input folder, sha256], ...]``)."""
+    problems = []
+    for rel, digest in json.loads(recorded):
+        source = input_dir / rel
+        if not source.exists():
+            problems.append(f"{source}: source missing")
+        elif sha256(source) != digest:
+            problems.append(f"{source}: source differs from the one the PNG was made from")
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,163 @@
+"""Images made of one file per band (``layout: band_folders``): which folders are images, which
+file holds which band, and the finest file of a band kept at several resolutions.
+
+An image is a folder that directly holds band files (``.tif``, ``.tiff``, ``.jp2``) whose stem
+ends in a band name (``B04``, ``patch_B04``, ``T29RKH_..._B04_10m``), or a Sentinel-2
+``*.SAFE`` product, whose band files are searched under ``GRANULE/*/IMG_DATA`` only (the masks
+in ``QI_DATA`` are named after bands too). Only the names are looked at here; the shard jobs
+read the files and report a folder that misses a band, has a band twice or mixes grids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from msrgb.errors import PlanError
+
+BAND_SUFFIXES = (".tif", ".tiff", ".jp2")
+
+#: Sentinel-2 band names at the end of a file's stem, optionally with the resolution of a
+#: Sentinel-2 L2A product (``_10m``): ``B04``, ``..._B04``, ``..._B04_10m``, ``B8A``.
+DEFAULT_BAND_PATTERN = r"(?:^|_)(?P<band>B(?:0[1-9]|1[0-2]|8A))(?:_(?P<res>\d+)m)?$"
+
+
+@dataclass(frozen=True)
+class BandFile:
+    band: str
+    #: metres per pixel from the name (``_20m``), or 0 when the name does not say
+    resolution: int
+    #: path relative to the input folder (POSIX form)
+    rel: str
+    size: int
+    mtime_ns: int
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """The ``band_pattern`` setting as a regular expression searched in each file's stem; it
+    must have a group named ``band`` (and may have one named ``res``, metres per pixel)."""
+    try:
+        compiled = re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise PlanError(f"config 'band_pattern': {pattern!r} is not a regular expression: {exc}") from None
+    if "band" not in compiled.groupindex:
+        raise PlanError(
+            f"config 'band_pattern': {pattern!r} has no group named 'band', as in "
+            "(?P<band>B[0-9][0-9A])"
+        )
+    return compiled
+
+
+def band_of(name: str, pattern: re.Pattern[str]) -> tuple[str, int] | None:
+    """(band, resolution) of a file name, or None if it is not a band file."""
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or f".{suffix.lower()}" not in BAND_SUFFIXES:
+        return None
+    m = pattern.search(stem)
+    if m is None:
+        return None
+    res = m.groupdict().get("res")
+    return m.group("band").upper(), int(res) if res else 0
+
+
+def is_safe(name: str) -> bool:
+    return name.upper().endswith(".SAFE")
+
+
+def fingerprint(files: Iterable[BandFile]) -> tuple[int, int]:
+    """(total size, a 63-bit number that changes when any file's name, size or mtime does): the
+    "size" and "mtime" of an image of several files, which decide whether it is up to date."""
+    files = sorted(files, key=lambda f: f.rel)
+    h = hashlib.blake2b(digest_size=8)
+    for f in files:
+        h.update(f"{f.rel}\0{f.size}\0{f.mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return sum(max(f.size, 0) for f in files), int.from_bytes(h.digest(), "big") >> 1
+
+
+def choose(files: Sequence[BandFile], needed: Iterable[str]) -> list[tuple[str, str]]:
+    """(band, path) of the files to read for the ``needed`` bands: of a band kept at several
+    resolutions, the finest. A band missing, or twice at one resolution, stays that way for the
+    shard job to report."""
+    chosen = []
+    for band in sorted(set(needed)):
+        candidates = [f for f in files if f.band == band]
+        if not candidates:
+            continue
+        finest = min(f.resolution or 0 for f in candidates)
+        chosen += [(band, f.rel) for f in sorted(candidates, key=lambda f: f.rel) if f.resolution == finest]
+    return chosen
+
+
+@dataclass(frozen=True)
+class FoundImage:
+    rel: str
+    files: tuple[BandFile, ...]
+
+
+def _scan(top: str, rel_dir: str, pattern: re.Pattern[str], with_stat: bool) -> tuple[list[BandFile], list[str]]:
+    """The band files directly in ``rel_dir`` and its sub-folders (not hidden)."""
+    files, subdirs = [], []
+    prefix = f"{rel_dir}/" if rel_dir else ""
+    with os.scandir(os.path.join(top, rel_dir)) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(prefix + name)
+                continue
+            found = band_of(name, pattern)
+            if found is None:
+                continue
+            size, mtime = -1, -1
+            if with_stat:
+                try:
+                    st = entry.stat()
+                    size, mtime = st.st_size, st.st_mtime_ns
+                except OSError:  # dangling link: kept, so the job reports it
+                    pass
+            files.append(BandFile(found[0], found[1], prefix + name, size, mtime))
+    return files, subdirs
+
+
+def _safe_files(top: str, safe_rel: str, pattern: re.Pattern[str], with_stat: bool) -> list[BandFile]:
+    """The band files of a Sentinel-2 product: under GRANULE/*/IMG_DATA, at any depth (L2A
+    keeps R10m, R20m and R60m folders there)."""
+    files: list[BandFile] = []
+    granules = os.path.join(top, safe_rel, "GRANULE")
+    if not os.path.isdir(granules):
+        return files
+    stack = [f"{safe_rel}/GRANULE/{g}/IMG_DATA" for g in sorted(os.listdir(granules)) if not g.startswith(".")]
+    while stack:
+        rel_dir = stack.pop()
+        if not os.path.isdir(os.path.join(top, rel_dir)):
+            continue
+        found, subdirs = _scan(top, rel_dir, pattern, with_stat)
+        files += found
+        stack += subdirs
+    return files
+
+
+def discover_images(input_dir: str, pattern: re.Pattern[str], with_stat: bool = True) -> list[FoundImage]:
+    """Every image under ``input_dir``: each folder holding band files directly, and each
+    ``*.SAFE`` product. When ``input_dir`` itself holds band files, it is one image named
+    after the folder."""
+    images = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        files, subdirs = _scan(input_dir, rel_dir, pattern, with_stat)
+        for sub in subdirs:
+            if is_safe(sub.rpartition("/")[2]):
+                safe = _safe_files(input_dir, sub, pattern, with_stat)
+                if safe:
+                    images.append(FoundImage(sub, tuple(safe)))
+            else:
+                stack.append(sub)
+        if files:
+            name = rel_dir or os.path.basename(os.path.abspath(input_dir))
+            images.append(FoundImage(name, tuple(files)))
+    return images

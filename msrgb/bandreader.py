@@ -1,0 +1,324 @@
+"""Reading an image made of one file per band (``layout: band_folders``): only the files of the
+bands the products need, each opened once, checked to share one grid, and resampled by GDAL onto
+the grid of the finest band used."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.io import DatasetReader, MemoryFile
+from rasterio.crs import CRS
+from rasterio.warp import reproject
+from rasterio.windows import Window
+
+from msrgb.errors import InputError
+from msrgb.geotags import read_grid
+from msrgb.plan import Source
+from msrgb.products import RESAMPLING, Product
+from msrgb.reader import (
+    IN_MEMORY_BYTES,
+    LARGE_IMAGE_ENV,
+    SUPPORTED_DTYPES,
+    Tile,
+    TileReader,
+    input_errors,
+    quicklook_shape,
+)
+
+
+@dataclass(frozen=True)
+class BandImage:
+    """An image to read: its folder (named in messages) and (band, path relative to the input
+    folder, path) of each file to read."""
+
+    folder: Path
+    files: tuple[tuple[str, str, Path], ...]
+
+    @classmethod
+    def of(cls, input_dir: Path, src: Source) -> BandImage:
+        files = src.files or ()
+        inside = any(rel.startswith(src.rel + "/") for _, rel in files)
+        # input_dir itself is an image named after it when it holds band files
+        folder = input_dir / src.rel if inside or (input_dir / src.rel).is_dir() else input_dir
+        return cls(folder, tuple((band, rel, input_dir / rel) for band, rel in files))
+
+    def paths(self) -> list[Path]:
+        return [path for _, _, path in self.files]
+
+
+@dataclass
+class _Band:
+    """One band file, open."""
+
+    rel: str
+    path: Path
+    src: DatasetReader
+    transform: Affine
+    crs: CRS | None
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The grid every band is read onto: the finest band's."""
+
+    rows: int
+    cols: int
+    transform: Affine
+    crs: CRS | None
+    nodata: float | None
+
+
+#: Stands in for the CRS of band files whose CRS was compared through their tags only: the
+#: resampling then goes from one grid to another in the same CRS, which is all it needs.
+_SAME_CRS = CRS.from_epsg(3857)
+
+
+class BandReader:
+    """Reads the bands the products need from the band files of an image. Thread-safe."""
+
+    def __init__(self, products: Sequence[Product], in_memory_bytes: int = IN_MEMORY_BYTES):
+        self.products = list(products)
+        self.in_memory_bytes = in_memory_bytes
+        self.needed = sorted({i for p in self.products for i in p.indices})
+        self.names = [self.products[0].band_map[i] for i in self.needed] if self.products else []
+        self.georef = any(p.needs_georef for p in self.products)
+        self._loader = TileReader(self.products, in_memory_bytes)
+        self.max_size, self.resampling = self._loader.max_size, self._loader.resampling
+
+    def select(self, image: BandImage) -> list[tuple[str, str, Path]]:
+        """The file of each needed band, in the order of ``self.needed``; a band missing or
+        there twice is a bad input."""
+        chosen = []
+        for name in self.names:
+            files = [f for f in image.files if f[0] == name]
+            if not files:
+                users = [p.name for p in self.products if name in p.bands]
+                raise InputError(
+                    f"{image.folder}: no file for band {name} (needed by product "
+                    f"{', '.join(users)}); files are named by band_pattern"
+                )
+            if len(files) > 1:
+                raise InputError(
+                    f"{image.folder}: band {name} is in {len(files)} files at the same "
+                    f"resolution ({', '.join(rel for _, rel, _ in files)}); keep one"
+                )
+            chosen.append(files[0])
+        return chosen
+
+    def is_large(self, image: BandImage) -> bool:
+        """True if the image is read in blocks of rows (its files are larger than
+        ``in_memory_bytes`` together, and no ``max_size`` makes it small)."""
+        if self.max_size is not None:
+            return False
+        total = 0
+        for _, _, path in self.select(image):
+            try:
+                total += os.stat(path).st_size
+            except OSError:
+                pass  # reported when the file is read
+        return total > self.in_memory_bytes
+
+    def read(self, image: BandImage) -> tuple[Tile, dict[str, str]]:
+        """The needed bands on one grid (the finest band's, or smaller for ``max_size``), and
+        the SHA-256 of each file read (path relative to the input folder -> digest). Raises
+        :class:`InputError` naming the file or folder."""
+        with ExitStack() as stack:
+            bands, target, shas = self._open_all(image, stack)
+            out_rows, out_cols = quicklook_shape(target.rows, target.cols, self.max_size)
+            arrays = {}
+            for index, band in zip(self.needed, bands):
+                with input_errors(band.path):
+                    if (out_rows, out_cols) != (target.rows, target.cols):
+                        # a quicklook: GDAL reads from the overviews where the file has them
+                        arrays[index] = band.src.read(1, out_shape=(out_rows, out_cols), resampling=self.resampling)
+                    elif band.transform == target.transform and band.src.shape == (target.rows, target.cols):
+                        arrays[index] = band.src.read(1)
+                    else:
+                        arrays[index] = self._resampled(band, band.src.read(1), target, target.transform, target.rows)
+            tile = Tile(arrays, target.nodata)
+            if self.georef:
+                scale = Affine.scale(target.cols / out_cols, target.rows / out_rows)
+                tile.transform = target.transform @ scale
+                tile.crs_wkt = target.crs.to_wkt() if target.crs is not None else None
+            return tile, shas
+
+    @contextmanager
+    def open_large(self, image: BandImage) -> Iterator[tuple[LargeBandImage, dict[str, str]]]:
+        """Open an image to read in blocks of rows, and the SHA-256 of each file."""
+        with rasterio.Env(**LARGE_IMAGE_ENV), ExitStack() as stack:
+            bands, target, shas = self._open_all(image, stack)
+            yield LargeBandImage(self, image, bands, target), shas
+
+    def _resampled(
+        self, band: _Band, data: np.ndarray, target: _Target, transform: Affine, rows: int
+    ) -> np.ndarray:
+        """``data`` (the whole band) on ``rows`` rows of the target grid starting at
+        ``transform`` (GDAL's warper: the same values whether read whole or in blocks)."""
+        out = np.zeros((rows, target.cols), data.dtype)
+        crs = band.crs or _SAME_CRS
+        with input_errors(band.path):
+            reproject(
+                data, out, src_transform=band.transform, src_crs=crs, dst_transform=transform,
+                dst_crs=crs, resampling=self.resampling, src_nodata=None, dst_nodata=None,
+            )  # fmt: skip
+        return out
+
+    def _open_all(self, image: BandImage, stack: ExitStack) -> tuple[list[_Band], _Target, dict[str, str]]:
+        """Hash and open the file of each needed band and check that they share one grid."""
+        chosen = self.select(image)
+        loaded = [(rel, path, *self._loader.load(path)) for _, rel, path in chosen]
+        shas = {rel: sha for rel, _, _, sha in loaded}
+        grids = [read_grid(data) if data is not None else None for _, _, data, _ in loaded]
+        by_tags = all(g is not None for g in grids) and len({g.crs_key for g in grids}) == 1  # type: ignore[union-attr]
+        gdal_georef = self.georef or not by_tags
+        bands = []
+        for (rel, path, data, _), grid in zip(loaded, grids):
+            src = stack.enter_context(self._open(path, data, gdal_georef))
+            if by_tags:
+                assert grid is not None
+                transform = Affine(grid.pixel_x, 0, grid.origin_x, 0, grid.pixel_y, grid.origin_y)
+            else:
+                transform = src.transform
+            bands.append(_Band(rel, path, src, transform, src.crs if gdal_georef else None))
+        self._check_files(image, bands)
+        return bands, self._target(image, bands, gdal_georef), shas
+
+    @contextmanager
+    def _open(self, path: Path, data: bytes | None, georef: bool) -> Iterator[DatasetReader]:
+        options = {} if georef else {"GEOREF_SOURCES": "NONE"}
+        with ExitStack() as stack:
+            with input_errors(path):
+                if data is None:
+                    src = DatasetReader(path, sharing=False, **options)
+                else:
+                    memfile = stack.enter_context(MemoryFile(data))
+                    try:
+                        src = DatasetReader(memfile.name, sharing=False, **options)
+                    except rasterio.errors.RasterioIOError:
+                        src = DatasetReader(path, sharing=False, **options)  # GDAL names the file
+            stack.callback(src.close)
+            yield src
+
+    def _check_files(self, image: BandImage, bands: Sequence[_Band]) -> None:
+        """One band per file, a supported data type, the same for all."""
+        for band in bands:
+            if band.src.count != 1:
+                raise InputError(f"{band.path}: has {band.src.count} bands; a band file must have one")
+            dtype = band.src.dtypes[0]
+            if dtype not in SUPPORTED_DTYPES:
+                raise InputError(
+                    f"{band.path}: data type {dtype} is not supported "
+                    f"(expected one of {', '.join(SUPPORTED_DTYPES)})"
+                )
+        if len({b.src.dtypes[0] for b in bands}) > 1:
+            listing = ", ".join(f"{b.rel} {b.src.dtypes[0]}" for b in bands)
+            raise InputError(f"{image.folder}: the band files have different data types ({listing})")
+
+    def _target(self, image: BandImage, bands: Sequence[_Band], gdal_georef: bool) -> _Target:
+        """The finest band's grid, after checking that every band covers the same area in the
+        same CRS (to half a pixel of the finest band)."""
+        finest = max(bands, key=lambda b: b.src.width * b.src.height)
+        rows, cols = finest.src.height, finest.src.width
+        if gdal_georef:
+            with_crs = [b for b in bands if b.crs is not None]
+            if not with_crs:  # no georeferencing at all: the files are taken to cover one area
+                for b in bands:
+                    b.transform = Affine.scale(cols / b.src.width, rows / b.src.height)
+                return _Target(rows, cols, Affine.identity(), None, finest.src.nodata)
+            if len(with_crs) < len(bands) or any(b.crs != finest.crs for b in bands):
+                listing = ", ".join(f"{b.rel}: {b.crs.to_string() if b.crs else 'no CRS'}" for b in bands)
+                raise InputError(f"{image.folder}: the band files are not in one CRS ({listing})")
+        tolerance = abs(finest.transform.a) / 2
+        reference = _bounds(finest.transform, rows, cols)
+        for b in bands:
+            bounds = _bounds(b.transform, b.src.height, b.src.width)
+            if any(abs(x - y) > tolerance for x, y in zip(bounds, reference)):
+                raise InputError(
+                    f"{image.folder}: the band files do not cover the same area: {b.rel} "
+                    f"{_show(bounds)}, {finest.rel} {_show(reference)}"
+                )
+        return _Target(rows, cols, finest.transform, finest.crs, finest.src.nodata)
+
+
+class LargeBandImage:
+    """An image of band files read a block of rows at a time (the interface of
+    :class:`msrgb.reader.LargeImage`): bands on the finest grid are read by window, coarser
+    bands are read whole once (a quarter or less of the pixels) and resampled per block."""
+
+    BLOCK_BYTES = 32 * 2**20
+
+    def __init__(self, reader: BandReader, image: BandImage, bands: list[_Band], target: _Target):
+        self.reader, self.image, self.bands, self.target = reader, image, bands, target
+        self.rows, self.cols = target.rows, target.cols
+        self.path = image.folder
+        dtype = np.dtype(bands[0].src.dtypes[0])
+        self.is_float = dtype.kind == "f"
+        per_row = self.cols * max(1, len(bands)) * dtype.itemsize
+        self.block_rows = max(1, self.BLOCK_BYTES // per_row)
+        self._coarse: dict[int, np.ndarray] = {}
+
+    def _same_grid(self, band: _Band) -> bool:
+        return band.transform == self.target.transform and band.src.shape == (self.rows, self.cols)
+
+    def tile(self, bands: dict[int, np.ndarray]) -> Tile:
+        tile = Tile(bands, self.target.nodata)
+        if self.reader.georef:
+            tile.transform = self.target.transform
+            tile.crs_wkt = self.target.crs.to_wkt() if self.target.crs is not None else None
+        return tile
+
+    def _rows(self, index: int, band: _Band, row: int, height: int) -> np.ndarray:
+        if self._same_grid(band):
+            with input_errors(band.path):
+                return band.src.read(1, window=Window(0, row, self.cols, height))
+        if index not in self._coarse:
+            with input_errors(band.path):
+                self._coarse[index] = band.src.read(1)
+        transform = self.target.transform @ Affine.translation(0, row)
+        return self.reader._resampled(band, self._coarse[index], self.target, transform, height)
+
+    def blocks(self) -> Iterator[Tile]:
+        for row in range(0, self.rows, self.block_rows):
+            height = min(self.block_rows, self.rows - row)
+            yield self.tile(
+                {i: self._rows(i, b, row, height) for i, b in zip(self.reader.needed, self.bands)}
+            )
+
+    def band(self, index: int) -> np.ndarray:
+        band = self.bands[self.reader.needed.index(index)]
+        return np.concatenate(
+            [self._rows(index, band, row, min(self.block_rows, self.rows - row)) for row in range(0, self.rows, self.block_rows)]
+        )
+
+    def preview(self, longest: int = 512) -> Tile:
+        rows, cols = quicklook_shape(self.rows, self.cols, longest)
+        bands = {}
+        for i, b in zip(self.reader.needed, self.bands):
+            with input_errors(b.path):
+                bands[i] = b.src.read(1, out_shape=(rows, cols), resampling=Resampling.nearest)
+        return self.tile(bands)
+
+
+def _bounds(transform: Affine, rows: int, cols: int) -> tuple[float, float, float, float]:
+    x0, y0 = transform @ (0, 0)
+    x1, y1 = transform @ (cols, rows)
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+
+def _show(bounds: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in bounds) + ")"
+
+
+def source_digest(shas: Sequence[tuple[str, str]]) -> str:
+    """The provenance of an image made of band files: ``[[path, sha256], ...]`` as JSON (paths
+    relative to the input folder), in the state's source-digest column."""
+    return json.dumps([list(pair) for pair in shas], separators=(",", ":"))

@@ -1,0 +1,85 @@
+"""The grid of a GeoTIFF from its tags, without GDAL: size, CRS keys and pixel-to-map transform.
+
+Checking that the band files of an image share one grid needs the georeferencing of each file.
+GDAL builds a full spatial reference (a PROJ database lookup) whenever it opens a georeferenced
+file, which costs more than reading a BigEarthNet band file itself; comparing the raw GeoTIFF
+tags is enough to see that files share a grid. Files this cannot decide (BigTIFF, JPEG 2000,
+georeferencing in other tags, different encodings of the CRS) go to GDAL's comparison
+(``bench/steps.py --bands`` measures both).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+#: struct formats of the TIFF field types with one value per item (2, ASCII, stays bytes)
+_TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 7: "B", 8: "h", 9: "i", 11: "f", 12: "d", 16: "Q"}
+_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 16: 8}
+WIDTH, HEIGHT = 256, 257
+PIXEL_SCALE, TIEPOINT, TRANSFORMATION = 33550, 33922, 34264
+GEO_KEYS, GEO_DOUBLES, GEO_ASCII = 34735, 34736, 34737
+
+
+@dataclass(frozen=True)
+class Grid:
+    width: int
+    height: int
+    #: the GeoTIFF keys (with their double and text parameters), compared as they are
+    crs_key: bytes
+    #: (x origin, pixel width, y origin, pixel height) of the upper-left corner
+    origin_x: float
+    pixel_x: float
+    origin_y: float
+    pixel_y: float
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        x1 = self.origin_x + self.pixel_x * self.width
+        y1 = self.origin_y + self.pixel_y * self.height
+        return min(self.origin_x, x1), min(self.origin_y, y1), max(self.origin_x, x1), max(self.origin_y, y1)
+
+
+def read_grid(data: bytes) -> Grid | None:
+    """The grid of a classic (not Big) GeoTIFF held in ``data``, or None when the tags do not
+    say it plainly (no GeoTIFF tags, a rotated transform, anything unexpected)."""
+    try:
+        return _read_grid(data)
+    except (struct.error, IndexError, KeyError, ValueError):
+        return None
+
+
+def _read_grid(data: bytes) -> Grid | None:
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None or struct.unpack(order + "H", data[2:4])[0] != 42:
+        return None
+    (ifd,) = struct.unpack(order + "I", data[4:8])
+    (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
+    tags: dict[int, tuple] = {}
+    raw: dict[int, bytes] = {}
+    wanted = (WIDTH, HEIGHT, PIXEL_SCALE, TIEPOINT, TRANSFORMATION, GEO_KEYS, GEO_DOUBLES, GEO_ASCII)
+    for i in range(count):
+        entry = data[ifd + 2 + 12 * i : ifd + 14 + 12 * i]
+        tag, kind, n = struct.unpack(order + "HHI", entry[:8])
+        if tag not in wanted:
+            continue
+        size = _SIZES[kind] * n
+        if size <= 4:
+            value = entry[8 : 8 + size]
+        else:
+            (offset,) = struct.unpack(order + "I", entry[8:12])
+            value = data[offset : offset + size]
+            if len(value) != size:
+                return None
+        raw[tag] = value
+        if kind in _TYPES:
+            tags[tag] = struct.unpack(f"{order}{n}{_TYPES[kind]}", value)
+    if TRANSFORMATION in raw or PIXEL_SCALE not in tags or TIEPOINT not in tags or GEO_KEYS not in raw:
+        return None
+    sx, sy = tags[PIXEL_SCALE][:2]
+    i, j, _, x, y, _ = tags[TIEPOINT][:6]
+    crs_key = raw[GEO_KEYS] + b"|" + raw.get(GEO_DOUBLES, b"") + b"|" + raw.get(GEO_ASCII, b"")
+    # the raster space (PixelIsArea or PixelIsPoint) is one of the keys, so it is compared too
+    return Grid(
+        int(tags[WIDTH][0]), int(tags[HEIGHT][0]), crs_key, x - i * sx, sx, y + j * sy, -sy
+    )

@@ -1,0 +1,287 @@
+"""layout: band_folders: images made of one file per band (BigEarthNet patch folders, Sentinel-2
+SAFE products, per-band COG folders), through the real workflow."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.transform import from_origin
+from rasterio.warp import reproject
+
+from conftest import REPO, SHARED_S2, run_snakemake, run_totals
+from msrgb import bandfiles, synth
+from msrgb.bandreader import BandImage, LargeBandImage
+from msrgb.convert import Converter
+from msrgb.plan import Inputs, discover_inputs
+from msrgb.products import parse_products
+
+BANDS = {"layout": "band_folders"}
+
+
+def read_band(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+def formula(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The reference formula on three band arrays."""
+    ms = np.stack([r, g, b], axis=-1)
+    return (255 * (ms / 4000).clip(0, 1)).astype(np.uint8)
+
+
+def patch_files(root: Path, index: int) -> dict[str, Path]:
+    name = synth.patch_name(index)
+    return {band: root / name / f"{name}_{band}.tif" for band in synth.BIGEARTHNET_BANDS}
+
+
+@pytest.fixture
+def bigearthnet(tmp_path: Path) -> Path:
+    root = tmp_path / "BigEarthNet-S2"
+    synth.generate_bigearthnet(root, 8)
+    return root
+
+
+def test_band_names_and_the_finest_resolution():
+    pattern = bandfiles.compile_pattern(bandfiles.DEFAULT_BAND_PATTERN)
+    assert bandfiles.band_of("B04.tif", pattern) == ("B04", 0)
+    assert bandfiles.band_of("S2A_MSIL2A_20170613T101031_0_45_B8A.tif", pattern) == ("B8A", 0)
+    assert bandfiles.band_of("T29RKH_20200219T112111_B04_10m.jp2", pattern) == ("B04", 10)
+    assert bandfiles.band_of("t29rkh_b12_20m.JP2", pattern) == ("B12", 20)
+    for other in ("T29RKH_TCI_10m.jp2", "SCL.tif", "B04.png", "B13.tif", "xB04.tif", "B04_labels.json"):
+        assert bandfiles.band_of(other, pattern) is None, other
+    files = [
+        bandfiles.BandFile("B04", 20, "R20m/x_B04_20m.jp2", 1, 1),
+        bandfiles.BandFile("B04", 10, "R10m/x_B04_10m.jp2", 1, 1),
+        bandfiles.BandFile("B12", 20, "R20m/x_B12_20m.jp2", 1, 1),
+        bandfiles.BandFile("B12", 60, "R60m/x_B12_60m.jp2", 1, 1),
+    ]
+    assert bandfiles.choose(files, ["B04", "B12", "B03"]) == [
+        ("B04", "R10m/x_B04_10m.jp2"),
+        ("B12", "R20m/x_B12_20m.jp2"),
+    ]
+    with pytest.raises(Exception, match="no group named 'band'"):
+        bandfiles.compile_pattern(r"B\d\d")
+    with pytest.raises(Exception, match="band_pattern"):
+        bandfiles.compile_pattern(r"(?P<band>B\d\d")
+
+
+def test_bigearthnet_patches_truecolor_exact_swir_on_the_10m_grid(bigearthnet: Path, tmp_path: Path):
+    """One exact truecolor PNG per patch folder, read from 3 of its 12 files (the others are
+    broken here and nobody notices); SWIR (B12 and B8A at 20 m) resampled by GDAL onto B04's
+    10 m grid; provenance lists the files used with their SHA-256, and verify checks them."""
+    for i in range(8):  # bands no product reads: damaged on purpose
+        patch_files(bigearthnet, i)["B01"].write_bytes(b"not a TIFF")
+    out = tmp_path / "out"
+    run_snakemake(
+        tmp_path, input_dir=str(bigearthnet), output_dir=str(out), products='["truecolor","swir"]', **BANDS
+    )
+    for i in range(8):
+        files = patch_files(bigearthnet, i)
+        name = synth.patch_name(i)
+        got = iio.imread(out / "truecolor" / f"{name}.png")
+        want = formula(*(read_band(files[b]) for b in ("B04", "B03", "B02")))
+        assert np.array_equal(got, want), name
+        swir = iio.imread(out / "swir" / f"{name}.png")
+        assert swir.shape == (120, 120, 3)
+        expected = []
+        for band in ("B12", "B8A"):  # GDAL's warper with the files' own CRS, done here
+            with rasterio.open(files[band]) as src, rasterio.open(files["B04"]) as ref:
+                dst = np.zeros((120, 120), np.uint16)
+                reproject(
+                    src.read(1), dst, src_transform=src.transform, src_crs=src.crs,
+                    dst_transform=ref.transform, dst_crs=ref.crs, resampling=Resampling.bilinear,
+                )  # fmt: skip
+                expected.append(dst)
+        assert np.array_equal(swir, formula(*expected, read_band(files["B04"]))), name
+    rows = [line.split("\t") for line in (out / "truecolor" / "manifest.tsv").read_text().splitlines()]
+    header = rows.index(["path", "source_size", "source_sha256", "png_sha256", "settings_digest", "env"])
+    from msrgb.verify import read_manifest
+
+    first = read_manifest(out / "truecolor" / "manifest.tsv")[0]
+    used = json.loads(first["source_sha256"])
+    assert [Path(p).name[-7:] for p, _ in used] == ["B04.tif", "B03.tif", "B02.tif"]
+    assert len(rows) - header - 1 == 8
+    verify = subprocess.run(
+        [sys.executable, "-m", "msrgb.verify", str(out), "--input", str(bigearthnet)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    status = subprocess.run(
+        [sys.executable, "-m", "msrgb.status", str(out), "--input", str(bigearthnet)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert (out / "contact_sheets" / "truecolor" / "overview.png").exists()
+
+    # incremental: a changed band file, a new and a removed folder redo just those images
+    b03 = patch_files(bigearthnet, 2)["B03"]
+    with rasterio.open(b03, "r+") as dst:
+        dst.write(np.full((120, 120), 3000, np.uint16), 1)
+    synth.generate_bigearthnet(bigearthnet, 1, start=8)
+    shutil.rmtree(bigearthnet / synth.patch_name(5))
+    run_snakemake(
+        tmp_path, input_dir=str(bigearthnet), output_dir=str(out), products='["truecolor","swir"]', **BANDS
+    )
+    assert run_totals(out)["converted"] == 2
+    assert not (out / "truecolor" / f"{synth.patch_name(5)}.png").exists()
+    assert iio.imread(out / "truecolor" / f"{synth.patch_name(2)}.png")[..., 1].max() == 191  # 3000/4000
+    verify = subprocess.run(
+        [sys.executable, "-m", "msrgb.verify", str(out), "--input", str(bigearthnet)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    b03.write_bytes(b03.read_bytes()[:-10])  # changed behind the PNG's back: verify sees it
+    verify = subprocess.run(
+        [sys.executable, "-m", "msrgb.verify", str(out), "--input", str(bigearthnet)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert verify.returncode == 1 and f"{synth.patch_name(2)}_B03.tif: source differs" in verify.stdout
+
+
+def test_bad_band_folders_are_bad_inputs(bigearthnet: Path, tmp_path: Path):
+    """A missing band, a band twice, bands on different grids, a broken JPEG 2000 and a
+    different data type are each a bad input naming the folder or file and the problem; the
+    other patches are converted (skip), or converted and then listed (fail)."""
+    files = [patch_files(bigearthnet, i) for i in range(8)]
+    files[0]["B03"].unlink()
+    shutil.copy(files[1]["B04"], files[1]["B04"].with_name("copy_B04.tif"))
+    with rasterio.open(files[2]["B02"]) as src:
+        profile, data = src.profile, src.read()
+    profile["transform"] = from_origin(profile["transform"].c + 600, profile["transform"].f, 10, 10)
+    with rasterio.open(files[2]["B02"], "w", **profile) as dst:
+        dst.write(data)
+    files[3]["B04"].unlink()
+    (files[3]["B04"].with_suffix(".jp2")).write_bytes(b"\x00\x00\x00\x0cjP  \r\n\x87\n" + b"\x00" * 100)
+    profile["transform"] = from_origin(300000.0, 5000000.0, 10, 10)
+    with rasterio.open(files[4]["B02"]) as src:
+        profile = {**src.profile, "dtype": "float32"}
+        data = src.read().astype("float32")
+    with rasterio.open(files[4]["B02"], "w", **profile) as dst:
+        dst.write(data)
+    out = tmp_path / "out"
+    run_snakemake(tmp_path, input_dir=str(bigearthnet), output_dir=str(out), on_error="skip", **BANDS)
+    errors = dict(line.split("\t", 1) for line in (out / "errors.tsv").read_text().splitlines()[1:])
+    names = [synth.patch_name(i) for i in range(5)]
+    assert set(errors) == set(names), errors
+    assert "no file for band B03" in errors[names[0]]
+    assert "band B04 is in 2 files" in errors[names[1]] and "copy_B04.tif" in errors[names[1]]
+    assert "do not cover the same area" in errors[names[2]]
+    assert "_B04.jp2" in errors[names[3]]
+    assert "different data types" in errors[names[4]]
+    made = sorted(p.stem for p in (out / "truecolor").glob("*.png"))
+    assert made == [synth.patch_name(i) for i in range(5, 8)]
+
+    failed = run_snakemake(tmp_path, input_dir=str(bigearthnet), output_dir=str(tmp_path / "o2"), check=False, **BANDS)
+    assert failed.returncode != 0
+    assert "no file for band B03" in failed.stderr
+    assert len(list((tmp_path / "o2" / "truecolor").glob("*.png"))) == 3
+
+
+def _safe_tree(root: Path, level: str) -> tuple[Path, dict[str, np.ndarray]]:
+    """A Sentinel-2 product tree with lossless JPEG 2000 band files (bands of patch 3, at
+    10/20/60 m): L2A with R10m/R20m/R60m folders (coarser copies of B02-B04 too), or L1C with
+    all bands in IMG_DATA; masks named after bands in QI_DATA, which are not band files."""
+    bands = synth.make_patch(3)
+    safe = root / f"S2A_MSI{level}_20200219T112111_N0214_R037_T29RKH_20200219T115007.SAFE"
+    granule = safe / "GRANULE" / "L2A_T29RKH_A024290_20200219T112109"
+    (safe / "MTD_MSIL2A.xml").parent.mkdir(parents=True, exist_ok=True)
+    (safe / "MTD_MSIL2A.xml").write_text("<metadata/>")
+    stem = "T29RKH_20200219T112111"
+
+    def write(path: Path, data: np.ndarray) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        n = data.shape[0]
+        with rasterio.open(
+            path, "w", driver="JP2OpenJPEG", width=n, height=n, count=1, dtype="uint16",
+            crs="EPSG:32629", transform=from_origin(199980, 2800020, 1200 / n, 1200 / n),
+            QUALITY=100, REVERSIBLE="YES",
+        ) as dst:  # fmt: skip
+            dst.write(data, 1)
+
+    img = granule / "IMG_DATA"
+    for band, data in bands.items():
+        res = {120: 10, 60: 20, 20: 60}[data.shape[0]]
+        if level == "L1C":
+            write(img / f"{stem}_{band}.jp2", data)
+        else:
+            write(img / f"R{res}m" / f"{stem}_{band}_{res}m.jp2", data)
+            if res == 10:  # L2A keeps the 10 m bands at 20 m too
+                write(img / "R20m" / f"{stem}_{band}_20m.jp2", data.reshape(60, 2, 60, 2).mean(axis=(1, 3)).astype(np.uint16))
+    write(granule / "QI_DATA" / "MSK_DETFOO_B04.jp2", np.zeros((120, 120), np.uint16))
+    return safe, bands
+
+
+@pytest.mark.parametrize("level", ["L2A", "L1C"])
+def test_safe_products_read_the_finest_jpeg2000_bands(tmp_path: Path, level: str):
+    safe, bands = _safe_tree(tmp_path / "products", level)
+    out = tmp_path / "out"
+    run_snakemake(tmp_path, input_dir=str(tmp_path / "products"), output_dir=str(out), **BANDS)
+    png = out / "truecolor" / (safe.name[: -len(".SAFE")] + ".png")
+    assert np.array_equal(iio.imread(png), formula(bands["B04"], bands["B03"], bands["B02"]))
+    used = json.loads(_manifest_rows(out / "truecolor" / "manifest.tsv")[0]["source_sha256"])
+    assert all(("R10m/" in p) == (level == "L2A") and p.endswith(".jp2") for p, _ in used), used
+
+
+def _manifest_rows(path: Path) -> list[dict[str, str]]:
+    from msrgb.verify import read_manifest
+
+    return read_manifest(path)
+
+
+needs_s2 = pytest.mark.skipif(not SHARED_S2.is_dir(), reason=f"real Sentinel-2 scene not present at {SHARED_S2}")
+
+
+@needs_s2
+def test_real_scene_folder_full_size_and_quicklook(tmp_path: Path):
+    """The real per-band COG folder is one image of B04's size, exact; max_size=256 makes a
+    256 px quicklook close to the full image scaled down."""
+    out = tmp_path / "out"
+    run_snakemake(tmp_path, input_dir=str(SHARED_S2), output_dir=str(out), products='["truecolor","swir"]', **BANDS)
+    full = iio.imread(out / "truecolor" / "s2_29RKH.png")
+    want = formula(*(read_band(SHARED_S2 / f"{b}.tif") for b in ("B04", "B03", "B02")))
+    assert np.array_equal(full, want)
+    assert iio.imread(out / "swir" / "s2_29RKH.png").shape == (1098, 1098, 3)
+    quick = tmp_path / "quick"
+    run_snakemake(tmp_path, input_dir=str(SHARED_S2), output_dir=str(quick), max_size="256", **BANDS)
+    small = iio.imread(quick / "truecolor" / "s2_29RKH.png")
+    assert small.shape == (256, 256, 3)
+    assert abs(small.astype(float).mean() - full.astype(float).mean()) < 3
+
+
+@needs_s2
+def test_blocks_give_the_same_bytes_as_a_whole_read(tmp_path: Path, monkeypatch):
+    """A scene over the in-memory limit is read and rendered a block of rows at a time, bands of
+    20 and 60 m resampled per block: the PNGs are byte for byte those of a whole read."""
+    src = discover_inputs(SHARED_S2, Inputs("band_folders"), ["B04", "B03", "B02", "B12", "B8A", "B01"])[0]
+    image = BandImage.of(SHARED_S2, src)
+    products = parse_products({"truecolor": None, "swir": None, "coastal": {"bands": ["B01", "B03", "B02"]}})
+    whole = {p.name: tmp_path / "whole" / f"{p.name}.png" for p in products}
+    blocks = {p.name: tmp_path / "blocks" / f"{p.name}.png" for p in products}
+    Converter(products).convert(image, whole)
+    monkeypatch.setattr(LargeBandImage, "BLOCK_BYTES", 100_000)  # blocks of 15 rows
+    result = Converter(products, in_memory_bytes=1000).convert(image, blocks)
+    for name in whole:
+        assert whole[name].read_bytes() == blocks[name].read_bytes(), name
+    assert {rel.rsplit("/", 1)[-1] for rel, _ in json.loads(result.source_of("swir"))} == {"B12.tif", "B8A.tif", "B04.tif"}
+
+
+def test_a_custom_band_pattern(tmp_path: Path):
+    """Files named B04_2023-06-01.tif: band_pattern finds the band at the start of the name."""
+    root = tmp_path / "in" / "site1"
+    for band, data in synth.make_patch(1).items():
+        synth.write_band(root / f"{band}_2023-06-01.tif", data, (300000.0, 5000000.0), 32632)
+    out = tmp_path / "out"
+    run_snakemake(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out), band_pattern="^(?P<band>B[0-9][0-9A])_", **BANDS)
+    bands = synth.make_patch(1)
+    assert np.array_equal(iio.imread(out / "truecolor" / "site1.png"), formula(bands["B04"], bands["B03"], bands["B02"]))
+    refused = run_snakemake(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "o2"), check=False, **BANDS)
+    assert refused.returncode != 0 and "found no band files" in refused.stderr
