@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from msrgb.errors import PlanError
 
@@ -25,8 +26,9 @@ BAND_SUFFIXES = (".tif", ".tiff", ".jp2")
 DEFAULT_BAND_PATTERN = r"(?:^|_)(?P<band>B(?:0[1-9]|1[0-2]|8A))(?:_(?P<res>\d+)m)?$"
 
 
-@dataclass(frozen=True)
-class BandFile:
+class BandFile(NamedTuple):
+    """One band file (a tuple: hundreds of thousands are made per run)."""
+
     band: str
     #: metres per pixel from the name (``_20m``), or 0 when the name does not say
     resolution: int
@@ -53,10 +55,9 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 
 def band_of(name: str, pattern: re.Pattern[str]) -> tuple[str, int] | None:
     """(band, resolution) of a file name, or None if it is not a band file."""
-    stem, dot, suffix = name.rpartition(".")
-    if not dot or f".{suffix.lower()}" not in BAND_SUFFIXES:
+    if not name.lower().endswith(BAND_SUFFIXES):
         return None
-    m = pattern.search(stem)
+    m = pattern.search(name, 0, name.rfind("."))
     if m is None:
         return None
     res = m.groupdict().get("res")
@@ -104,13 +105,12 @@ def _scan(top: str, rel_dir: str, pattern: re.Pattern[str], with_stat: bool) -> 
     with os.scandir(os.path.join(top, rel_dir)) as entries:
         for entry in entries:
             name = entry.name
-            if name.startswith("."):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                subdirs.append(prefix + name)
+            if name[0] == ".":
                 continue
             found = band_of(name, pattern)
-            if found is None:
+            if found is None or entry.is_dir(follow_symlinks=False):
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(prefix + name)
                 continue
             size, mtime = -1, -1
             if with_stat:

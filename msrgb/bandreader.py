@@ -23,7 +23,7 @@ from rasterio.windows import Window
 from msrgb.errors import InputError
 from msrgb.geotags import read_grid
 from msrgb.plan import Source
-from msrgb.products import RESAMPLING, Product
+from msrgb.products import Product
 from msrgb.reader import (
     IN_MEMORY_BYTES,
     LARGE_IMAGE_ENV,

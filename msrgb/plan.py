@@ -29,7 +29,7 @@ from pathlib import Path
 
 from msrgb import bandfiles, tsv
 from msrgb.errors import PlanError
-from msrgb.files import TIFF_SUFFIXES, is_stale_temporary, output_rel, write_atomic, write_if_changed
+from msrgb.files import TIFF_SUFFIXES, is_stale_temporary, output_rel, write_if_changed
 from msrgb.products import Product
 
 STATE_DIR = ".msrgb"

@@ -3,6 +3,7 @@ errors that name the file and the problem."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
@@ -87,9 +88,28 @@ def describe_unreadable(path: Path) -> str | None:
         return "cannot be read: permission denied"
     except OSError as exc:
         return f"cannot be read ({exc.strerror})"
+    if path.suffix.lower() == ".jp2":
+        if head not in JP2_SIGNATURES:
+            return "is not a JPEG 2000 file (it does not start with a JPEG 2000 signature)"
+        if not has_jp2_driver():
+            return (
+                "cannot be read: this GDAL has no JPEG 2000 driver (JP2OpenJPEG); the "
+                "rasterio wheels from PyPI include it"
+            )
+        return None
     if head[:2] not in (b"II", b"MM"):
         return "is not a TIFF file (it does not start with a TIFF header)"
     return None
+
+
+#: The first 4 bytes of a JPEG 2000 file (JP2 box) or codestream (J2K)
+JP2_SIGNATURES = (b"\x00\x00\x00\x0c", b"\xff\x4f\xff\x51")
+
+
+@functools.cache
+def has_jp2_driver() -> bool:
+    with rasterio.Env() as env:
+        return "JP2OpenJPEG" in env.drivers()
 
 
 def root_message(exc: BaseException) -> str:
@@ -294,8 +314,9 @@ def input_errors(path: str | Path) -> Iterator[None]:
         reason = describe_unreadable(Path(path))
         if reason is not None:
             raise InputError(f"{path}: {reason}") from exc
+        kind = "JPEG 2000 file" if Path(path).suffix.lower() == ".jp2" else "GeoTIFF"
         raise InputError(
-            f"{path}: cannot be read as a GeoTIFF, it may be truncated or damaged "
+            f"{path}: cannot be read as a {kind}, it may be truncated or damaged "
             f"(GDAL: {root_message(exc)})"
         ) from exc
     except Exception as exc:  # a truncated strip surfaces as a generic rasterio error

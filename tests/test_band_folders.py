@@ -175,7 +175,7 @@ def test_bad_band_folders_are_bad_inputs(bigearthnet: Path, tmp_path: Path):
     assert "no file for band B03" in errors[names[0]]
     assert "band B04 is in 2 files" in errors[names[1]] and "copy_B04.tif" in errors[names[1]]
     assert "do not cover the same area" in errors[names[2]]
-    assert "_B04.jp2" in errors[names[3]]
+    assert "_B04.jp2: cannot be read as a JPEG 2000 file" in errors[names[3]]
     assert "different data types" in errors[names[4]]
     made = sorted(p.stem for p in (out / "truecolor").glob("*.png"))
     assert made == [synth.patch_name(i) for i in range(5, 8)]
@@ -285,3 +285,20 @@ def test_a_custom_band_pattern(tmp_path: Path):
     assert np.array_equal(iio.imread(out / "truecolor" / "site1.png"), formula(bands["B04"], bands["B03"], bands["B02"]))
     refused = run_snakemake(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "o2"), check=False, **BANDS)
     assert refused.returncode != 0 and "found no band files" in refused.stderr
+
+
+def test_dataset_stretch_and_png_targets_over_band_folders(bigearthnet: Path, tmp_path: Path):
+    """A dataset-wide percentile stretch samples patch folders; a single patch's PNG can be a
+    target (png_targets)."""
+    out = tmp_path / "out"
+    spec = '{p: {preset: truecolor, stretch: {type: percentile, scope: dataset, low: 1, high: 99}}}'
+    run_snakemake(tmp_path, input_dir=str(bigearthnet), output_dir=str(out), products=spec, **BANDS)
+    limits = json.loads((out / "stretch" / "p.json").read_text())
+    assert limits["sample_files"] == 8 and limits["skipped_files"] == []
+    assert len(list((out / "p").glob("*.png"))) == 8
+    target = out / "truecolor" / f"{synth.patch_name(4)}.png"
+    run_snakemake(
+        tmp_path, str(target), input_dir=str(bigearthnet), output_dir=str(out), png_targets="true", **BANDS
+    )
+    files = patch_files(bigearthnet, 4)
+    assert np.array_equal(iio.imread(target), formula(*(read_band(files[b]) for b in ("B04", "B03", "B02"))))
