@@ -105,6 +105,20 @@ class Settings:
         return sheets.SheetLayout(thumb=self.thumbnail_size)
 
 
+#: top-level settings that are true or false
+BOOLEAN_KEYS = ("contact_sheets", "png_targets")
+
+
+def command_line_booleans(config: dict[str, Any]) -> dict[str, Any]:
+    """``--config contact_sheets=false`` gives the text "false" (Snakemake turns only ``True``
+    and ``False`` into booleans): take true/false in any case, as users write them."""
+    for key in BOOLEAN_KEYS:
+        value = config.get(key)
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            config[key] = value.lower() == "true"
+    return config
+
+
 @dataclass(frozen=True)
 class Where:
     """Where the jobs run, as the main Snakemake process knows it."""

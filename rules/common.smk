@@ -19,9 +19,9 @@ from msrgb import sheets as mssheets  # noqa: E402
 from msrgb import slurm as msslurm  # noqa: E402
 from msrgb import snakemake_settings as smk  # noqa: E402
 from msrgb.errors import MsrgbError  # noqa: E402
-from msrgb.prepare import Settings, Where, prepare_run  # noqa: E402
+from msrgb.prepare import Settings, Where, command_line_booleans, prepare_run  # noqa: E402
 
-validate(config, schema="../config/schema.yaml")
+validate(command_line_booleans(config), schema="../config/schema.yaml")
 
 
 def settings_from_config():

@@ -13,6 +13,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import rasterio
+import yaml
 from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.warp import reproject
@@ -291,8 +292,13 @@ def test_dataset_stretch_and_png_targets_over_band_folders(bigearthnet: Path, tm
     """A dataset-wide percentile stretch samples patch folders; a single patch's PNG can be a
     target (png_targets)."""
     out = tmp_path / "out"
-    spec = '{p: {preset: truecolor, stretch: {type: percentile, scope: dataset, low: 1, high: 99}}}'
-    run_snakemake(tmp_path, input_dir=str(bigearthnet), output_dir=str(out), products=spec, **BANDS)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["products"] = {"p": {"preset": "truecolor", "stretch": {"type": "percentile", "scope": "dataset"}}}
+    (tmp_path / "dataset.yaml").write_text(yaml.safe_dump(config))
+    run_snakemake(
+        tmp_path, "--configfile", str(tmp_path / "dataset.yaml"), input_dir=str(bigearthnet),
+        output_dir=str(out), **BANDS,
+    )  # fmt: skip
     limits = json.loads((out / "stretch" / "p.json").read_text())
     assert limits["sample_files"] == 8 and limits["skipped_files"] == []
     assert len(list((out / "p").glob("*.png"))) == 8
