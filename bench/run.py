@@ -16,7 +16,7 @@ larger than memory; the software itself stays cached.
 
 Usage: bench/run.py [--n 27000] [--data DIR] [--work DIR] [--cores 2] [--threads auto]
                     [--shards auto] [--baseline PATH] [--skip-baseline] [--scenarios ...]
-                    [--cold-input]
+                    [--cold-input] [--set KEY=VALUE ...]
 The baseline needs scikit-image (pip install scikit-image).
 """
 
@@ -97,6 +97,7 @@ def main() -> None:
     ap.add_argument("--cores", default="2")
     ap.add_argument("--threads", default="auto", help="threads_per_shard")
     ap.add_argument("--shards", default="auto", help="shards (auto or a power of two)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more --config settings")
     ap.add_argument("--baseline", type=Path, default=REPO.parent / "shared/bench/seed_baseline.py")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--cold-input", action="store_true", help="input not in the page cache")
@@ -130,7 +131,7 @@ def main() -> None:
         sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
         "--configfile", str(REPO / "config/config.yaml"), "--cores", args.cores,
         "--quiet", "rules", "--config", f"input_dir={data}", f"output_dir={out}",
-        f"threads_per_shard={args.threads}", f"shards={args.shards}",
+        f"threads_per_shard={args.threads}", f"shards={args.shards}", *args.set,
     ]  # fmt: skip
     if args.cold_input:
         evict(data)

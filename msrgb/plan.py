@@ -239,6 +239,10 @@ class Layout:
         output, so Snakemake neither deletes nor restores it."""
         return self.state_root / "progress" / f"{n_shards}" / f"{shard}.tsv"
 
+    def live(self, n_shards: int, shard: int) -> Path:
+        """How far a running shard job is (msrgb.progress), for the progress display."""
+        return self.state_root / "live" / f"{n_shards}" / f"{shard}.json"
+
     def run_stats(self, n_shards: int, shard: int) -> Path:
         """What the last job of a shard did (counts, seconds), for the run summary."""
         return self.state_root / "runs" / f"{n_shards}" / f"{shard}.json"

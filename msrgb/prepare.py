@@ -29,6 +29,7 @@ from msrgb.plan import (
     write_plan,
 )
 from msrgb.bandfiles import DEFAULT_BAND_PATTERN
+from msrgb.progress import WorkCounts, count_work
 from msrgb.products import EUROSAT_BANDS, Product, check_band_count, parse_products
 from msrgb.slurm import NodeSize, check_request
 
@@ -48,6 +49,9 @@ class Settings:
     cluster_shard_min_size: int = 2000
     threads_per_shard: int | None = None  # None: auto
     cluster_threads_per_shard: int = 4
+    #: live progress in the main process: a bar on a terminal, else a line every interval
+    progress: bool = True
+    progress_interval: float = 30.0
     contact_sheets: bool = True
     contact_sheet_tiles: int = 100
     overview_samples: int = 5
@@ -90,6 +94,8 @@ class Settings:
             cluster_shard_min_size=config["cluster_shard_min_size"],
             threads_per_shard=auto("threads_per_shard"),
             cluster_threads_per_shard=config["cluster_threads_per_shard"],
+            progress=config.get("progress", True),
+            progress_interval=float(config.get("progress_interval", 30)),
             contact_sheets=config["contact_sheets"],
             contact_sheet_tiles=config["contact_sheet_tiles"],
             overview_samples=config["overview_samples"],
@@ -106,7 +112,7 @@ class Settings:
 
 
 #: top-level settings that are true or false
-BOOLEAN_KEYS = ("contact_sheets", "png_targets")
+BOOLEAN_KEYS = ("contact_sheets", "png_targets", "progress")
 
 
 def command_line_booleans(config: dict[str, Any]) -> dict[str, Any]:
@@ -212,6 +218,8 @@ class Prepared:
 
     plan: Plan
     notes: tuple[str, ...] = ()
+    #: per product, what the shard jobs of this run will do
+    counts: WorkCounts | None = None
 
 
 def prepare_run(settings: Settings, where: Where) -> Prepared:
@@ -255,4 +263,6 @@ def prepare_run(settings: Settings, where: Where) -> Prepared:
     write_if_changed(layout.products_file(), json.dumps(products, indent=1) + "\n")
     write_if_changed(layout.inputs_file(), json.dumps(settings.inputs.to_dict(), indent=1) + "\n")
     flag_shards_missing_outputs(layout, plan, settings.products)
-    return Prepared(plan, (note,) if note else ())
+    stretches = [layout.stretch(p.name) for p in settings.products if p.dataset_stretch]
+    counts = count_work(layout, plan, settings.products, settings.on_error, stretches)
+    return Prepared(plan, (note,) if note else (), counts)

@@ -18,6 +18,7 @@ from msrgb.errors import FileError, OutputFileError, ShardError
 from msrgb.files import remove_output, write_atomic
 from msrgb.plan import Layout, Source, StateData, read_manifest, read_state_full, shard_of, state_text
 from msrgb.products import Product
+from msrgb.progress import Live, write_live
 from msrgb.provenance import environment_id, library_versions
 from msrgb.reader import enter_thread_gdal_env
 from msrgb.stats import read_limits
@@ -40,6 +41,9 @@ class ShardResult:
 
 
 ON_ERROR = ("fail", "skip")
+
+#: how often a shard job updates its live file (and checks for checkpoints)
+TICK_SECONDS = 0.5
 
 # How many files ahead of the conversion the read-ahead keeps asked for.
 READ_AHEAD = 64
@@ -195,10 +199,23 @@ def run_shard(
         write_atomic(progress, state_text(**vars(done)).encode("utf-8"))
 
     t0 = time.monotonic()
-    fatal = convert_all(
-        work.todo, Converter(products), input_dir, threads, read_ahead, record.outcome,
-        checkpoint, checkpoint_every, _progress_logger(result, len(work.todo), shard, n_shards, progress_every),
-    )  # fmt: skip
+    live = Live(time.time(), len(work.todo), 0, 0)
+    report = _live_reporter(layout.live(n_shards, shard), live, result)
+    report(False)
+    log_progress = _progress_logger(result, len(work.todo), shard, n_shards, progress_every)
+
+    def tick(finished: bool) -> None:
+        report(finished)
+        log_progress(finished)
+
+    try:
+        fatal = convert_all(
+            work.todo, Converter(products), input_dir, threads, read_ahead, record.outcome,
+            checkpoint, checkpoint_every, tick,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        checkpoint()  # keep what was done, for the next run
+        raise
     if on_error == "skip":
         result.skipped += len(result.failed)
     _write_run_stats(layout, n_shards, shard, result, time.monotonic() - t0)
@@ -308,24 +325,43 @@ def convert_all(
     with ThreadPoolExecutor(max(1, threads), initializer=enter_thread_gdal_env) as pool:
         futures = {pool.submit(convert, i, dests): (src, dests) for i, (src, dests) in zip(inputs, todo)}
         pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=checkpoint_every, return_when=FIRST_EXCEPTION)
-            for fut in done:
-                if fut.cancelled():  # after a fatal error
-                    continue
-                exc = fut.exception()
-                if exc is None or isinstance(exc, FileError):
-                    record(*futures[fut], fut.result() if exc is None else exc)
-                elif fatal is None:  # disk full, permissions on the output: stop early
-                    fatal = exc
-                    for f in pending:
-                        f.cancel()
-            now = time.monotonic()
-            if now - last_checkpoint >= checkpoint_every and pending:
-                last_checkpoint = now
-                checkpoint()
-            tick(not pending)
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=TICK_SECONDS, return_when=FIRST_EXCEPTION)
+                for fut in done:
+                    if fut.cancelled():  # after a fatal error
+                        continue
+                    exc = fut.exception()
+                    if exc is None or isinstance(exc, FileError):
+                        record(*futures[fut], fut.result() if exc is None else exc)
+                    elif fatal is None:  # disk full, permissions on the output: stop early
+                        fatal = exc
+                        for f in pending:
+                            f.cancel()
+                now = time.monotonic()
+                if now - last_checkpoint >= checkpoint_every and pending:
+                    last_checkpoint = now
+                    checkpoint()
+                tick(not pending)
+        except KeyboardInterrupt:  # Ctrl-C: finish the images under way, start no more
+            for f in pending:
+                f.cancel()
+            raise
     return fatal
+
+
+def _live_reporter(path: Path, live: Live, result: ShardResult) -> Callable[[bool], None]:
+    """A ``tick`` that keeps the shard's live file (msrgb.progress) current; a file system that
+    refuses it costs the display, never the job."""
+
+    def report(finished: bool) -> None:
+        live.done, live.bad, live.finished = result.converted + len(result.failed), len(result.failed), finished
+        try:
+            write_live(path, live)
+        except OSError as exc:
+            log.warning("could not update %s: %s", path, exc)
+
+    return report
 
 
 def _progress_logger(

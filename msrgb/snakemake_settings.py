@@ -8,7 +8,10 @@ version (``TESTED_WITH``). When Snakemake changes, this module and that test are
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 #: The Snakemake release these reads were written and tested for.
@@ -65,3 +68,13 @@ def end_scheduler_timers() -> None:
             function, "__qualname__", ""
         ):
             thread.cancel()
+
+
+def wrap_log_streams(wrapper: Callable[[Any], Any]) -> None:
+    """Put ``wrapper`` around the stream of Snakemake's console log handler (stderr), so that
+    msrgb's progress bar and Snakemake's messages do not write over each other. Uses only the
+    logging module's public API; the logger's name is Snakemake's."""
+    for name in ("snakemake.logging", "snakemake", ""):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+                handler.setStream(wrapper(handler.stream))

@@ -14,6 +14,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from msrgb import plan as msplan  # noqa: E402
+from msrgb import progress as msprogress  # noqa: E402
 from msrgb import report as msreport  # noqa: E402
 from msrgb import sheets as mssheets  # noqa: E402
 from msrgb import slurm as msslurm  # noqa: E402
@@ -76,7 +77,28 @@ def plan_run():
         raise WorkflowError(str(exc)) from None
     for note in prepared.notes:
         print(f"msrgb: {note}", file=sys.stderr)
+    msprogress.print_counts(prepared.counts)
+    start_progress(prepared)
     return prepared.plan
+
+
+PROGRESS = []
+
+
+def start_progress(prepared):
+    """Live progress across the shard jobs (msrgb.progress); it shows once a job reports."""
+    if not SETTINGS.progress or not prepared.counts.images:
+        return
+    live = msprogress.LiveProgress(
+        LAYOUT,
+        prepared.plan.n_shards,
+        prepared.counts.images,
+        since=float(LAYOUT.run_started().read_text()),
+        interval=SETTINGS.progress_interval,
+        wrap_streams=smk.wrap_log_streams,
+    )
+    live.start()
+    PROGRESS.append(live)
 
 
 def start_slurm_watch():
@@ -256,6 +278,8 @@ def product_digests():
 def end_of_run(success):
     """onsuccess/onerror: the summary table, or again what Slurm said of jobs it could never
     start; then let the process exit at once."""
+    for live in PROGRESS:
+        live.stop()
     if SLURM_WATCH is not None:
         SLURM_WATCH.stop()
         for problem in SLURM_WATCH.problems:

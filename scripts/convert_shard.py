@@ -31,6 +31,9 @@ except MsrgbError as exc:
     logging.error("%s", exc)
     print(exc, file=sys.stderr)
     sys.exit(1)
+except KeyboardInterrupt:  # Ctrl-C reaches the jobs too: what was done is saved, no traceback
+    logging.error("interrupted (Ctrl-C); the images made so far are recorded")
+    sys.exit(130)
 except Exception:
     logging.exception("shard failed")
     raise
