@@ -27,7 +27,8 @@ from msrgb.reader import (
     enter_thread_gdal_env,
     gdal_env,
 )
-from msrgb.render import Renderer, band_percentiles, float_range_note, product_bands
+from msrgb.recipe import RECIPE_KEY, encode_pillow, recipe_text
+from msrgb.render import ClipCounter, Renderer, band_percentiles, clip_figures, float_range_note, product_bands
 
 log = logging.getLogger("msrgb")
 
@@ -61,6 +62,8 @@ class Converted:
     #: product name -> the files it was made from with their SHA-256, for images made of band
     #: files (msrgb.bandreader.source_digest); ``source_sha`` for the others
     product_sources: dict[str, str] = field(default_factory=dict)
+    #: product name -> clip figures of its image (msrgb.render.clip_figures)
+    clipping: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def source_of(self, product: str) -> str:
         return self.product_sources.get(product, self.source_sha)
@@ -96,48 +99,63 @@ class Converter:
         level, strategy = PNG_COMPRESSION[png_compression]
         return encode_png(image, level, strategy)
 
-    def convert(self, src: str | Path | BandImage, dests: dict[str, Path]) -> Converted:
+    def encode_image(self, image: np.ndarray, product: Product, recipe: str) -> bytes:
+        """The bytes of the product's image file, with its recipe inside (:func:`recipe_text`):
+        a PNG iTXt chunk ``msrgb``, a JPEG comment, WebP XMP."""
+        if product.format == "png":
+            level, strategy = PNG_COMPRESSION[product.png_compression]
+            return encode_png(image, level, strategy, {RECIPE_KEY: recipe})
+        return encode_pillow(image, product, recipe)
+
+    def convert(self, src: str | Path | BandImage, dests: dict[str, Path], rel: str | None = None) -> Converted:
         """Convert ``src`` (a file, or an image made of band files) to one image per product
         (``dests``: product name -> path), with the products' side files (world file,
         .aux.xml). Each file is opened and read once: its bytes are hashed and, up to
         ``in_memory_bytes``, parsed by GDAL from memory.
+
+        ``rel`` names the input in each image's recipe (default: the file or folder name).
 
         Raises :class:`InputError` for a bad input, :class:`OutputFileError` when one of its
         output files cannot be written (its name), :class:`OutputError` when the output folder
         cannot be written at all."""
         products = [p for p in self.products if p.name in dests]
         if isinstance(src, BandImage):
-            return self._convert_bands(src, products, dests)
+            return self._convert_bands(src, products, dests, rel or src.folder.name)
+        rel = rel or Path(src).name
         data, source_sha = self.reader.load(src)
         result = Converted(source_sha)
         if data is None and self.reader.max_size is None:  # a large file: in blocks of rows
             with self.reader.open_large(src) as image:
-                self._convert_in_blocks(image, products, dests, result)
+                self._convert_in_blocks(image, products, dests, result, rel)
             return result
         tile = self.reader.read(src, data)
         del data
-        self._convert_tile(tile, products, dests, result)
+        self._convert_tile(tile, products, dests, result, rel)
         return result
 
     def _convert_tile(
-        self, tile: Tile, products: Sequence[Product], dests: dict[str, Path], result: Converted
+        self, tile: Tile, products: Sequence[Product], dests: dict[str, Path], result: Converted, rel: str
     ) -> None:
         for product in products:
             self._note(tile, product, result)
-            image = self.encode(self.render(tile, product), product.png_compression)
+            rendered = self.render(tile, product)
+            result.clipping[product.name] = clip_figures(rendered, product)
+            image = self.encode_image(rendered, product, recipe_text(product, rel))
             self._write(dests[product.name], [image], product, tile, result)
 
-    def _convert_bands(self, src: BandImage, products: Sequence[Product], dests: dict[str, Path]) -> Converted:
+    def _convert_bands(
+        self, src: BandImage, products: Sequence[Product], dests: dict[str, Path], rel: str
+    ) -> Converted:
         reader = self.band_reader
         result = Converted("")
         if reader.is_large(src):
             with reader.open_large(src) as (image, shas):
                 self._record_sources(shas, products, result)
-                self._convert_in_blocks(image, products, dests, result)
+                self._convert_in_blocks(image, products, dests, result, rel)
         else:
             tile, shas = reader.read(src)
             self._record_sources(shas, products, result)
-            self._convert_tile(tile, products, dests, result)
+            self._convert_tile(tile, products, dests, result, rel)
         return result
 
     def _record_sources(self, shas: dict[str, str], products: Sequence[Product], result: Converted) -> None:
@@ -155,32 +173,59 @@ class Converter:
         products: Sequence[Product],
         dests: dict[str, Path],
         result: Converted,
+        rel: str,
     ) -> None:
         """Like :meth:`convert` for an image over ``in_memory_bytes`` (a whole scene): memory
-        stays a few blocks of rows plus the compressed images, whatever the image's size. The
-        images are byte for byte those of the in-memory path. Logs its progress."""
+        stays a few blocks of rows plus the compressed PNGs, whatever the image's size (a JPEG
+        or WebP is encoded from the whole image at the end). The images are byte for byte those
+        of the in-memory path. Logs its progress."""
+        for p in products:
+            if p.stretch == "clahe" or (p.stretch == "equalize" and not p.dataset_stretch):
+                raise InputError(
+                    f"{image.path}: product {p.name!r}: a {p.stretch!r} stretch of one image needs "
+                    "the whole image in memory, and this one is read in blocks; set max_size (a "
+                    "quicklook) or, for equalize, scope: dataset"
+                )
         preview = image.preview() if image.is_float else None  # for float_range_note
-        streams, limits = {}, {}
+        streams: dict[str, PngStream | list[np.ndarray]] = {}
+        limits = {}
+        clips = {p.name: ClipCounter(p) for p in products}
         for p in products:
             if preview is not None:
                 self._note(preview, p, result)
             if p.fixed_limits() is None:
                 limits[p.name] = self._image_limits(image, p)
-            channels = 3 if p.nodata is None else 4
+            channels = 4 if p.has_alpha else 3
             level, strategy = PNG_COMPRESSION[p.png_compression]
             dtype = np.uint8 if p.bit_depth == 8 else np.uint16
-            streams[p.name] = PngStream(image.rows, image.cols, channels, dtype, level, strategy)
+            if p.format == "png":
+                streams[p.name] = PngStream(image.rows, image.cols, channels, dtype, level, strategy)
+            else:
+                streams[p.name] = []
         done, last = 0, time.monotonic()
         for block in image.blocks():
             for p in products:
-                streams[p.name].add(self.renderer.render(block, p, limits.get(p.name)))
+                rendered = self.renderer.render(block, p, limits.get(p.name))
+                clips[p.name].add(rendered)
+                stream = streams[p.name]
+                if isinstance(stream, PngStream):
+                    stream.add(rendered)
+                else:
+                    stream.append(rendered)
             done += next(iter(block.bands.values())).shape[0] if block.bands else 0
             if time.monotonic() - last >= LARGE_IMAGE_PROGRESS_SECONDS:
                 last = time.monotonic()
                 log.info("%s: %d of %d rows converted", image.path, done, image.rows)
         whole = image.tile({})
         for p in products:
-            self._write(dests[p.name], streams.pop(p.name).finish(), p, whole, result)
+            result.clipping[p.name] = clips[p.name].figures()
+            recipe = recipe_text(p, rel)
+            stream = streams.pop(p.name)
+            if isinstance(stream, PngStream):
+                pieces = stream.finish({RECIPE_KEY: recipe})
+            else:
+                pieces = [encode_pillow(np.concatenate(stream), p, recipe)]
+            self._write(dests[p.name], pieces, p, whole, result)
 
     def _image_limits(self, image: LargeImage | LargeBandImage, product: Product) -> list[tuple[float, float]]:
         """The per-image percentile limits of a large image, one whole band at a time."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -22,7 +23,7 @@ PNG_COMPRESSION: dict[str, tuple[int, int]] = {
 _FILTER_ORDER = np.array([0, 2, 1, 4], dtype=np.uint8)  # None, Up, Sub, Paeth
 
 
-def encode_png(image: np.ndarray, level: int, strategy: int) -> bytes:
+def encode_png(image: np.ndarray, level: int, strategy: int, text: Mapping[str, str] | None = None) -> bytes:
     """PNG bytes of an (rows, cols, 3 or 4) uint8 or uint16 image, written with numpy and zlib.
 
     8-bit images get Pillow's filter choice (per row, the first of None, Up, Sub and Paeth with
@@ -35,7 +36,7 @@ def encode_png(image: np.ndarray, level: int, strategy: int) -> bytes:
     rows, cols, channels = image.shape
     stream = PngStream(rows, cols, channels, image.dtype, level, strategy)
     stream.add(image)
-    return b"".join(stream.finish())
+    return b"".join(stream.finish(text))
 
 
 class PngStream:
@@ -70,8 +71,10 @@ class PngStream:
                 self._above = part[-1]
         self._added += n
 
-    def finish(self) -> list[bytes]:
-        """The PNG file, in pieces to write one after the other."""
+    def finish(self, text: Mapping[str, str] | None = None) -> list[bytes]:
+        """The PNG file, in pieces to write one after the other; ``text`` (keyword -> text)
+        goes into iTXt chunks (UTF-8) before the image data, where Pillow's ``Image.text``
+        and ``exiftool`` find it."""
         if self._added != self.rows:
             raise ValueError(f"PNG of {self.rows} rows was given {self._added}")
         self._idat.append(self._packer.flush())
@@ -81,7 +84,11 @@ class PngStream:
         crc = zlib.crc32(b"IDAT")
         for part in self._idat:
             crc = zlib.crc32(part, crc)
-        pieces = [b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header), struct.pack(">I", length) + b"IDAT"]
+        pieces = [b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header)]
+        for keyword, value in (text or {}).items():
+            body = keyword.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")
+            pieces.append(_chunk(b"iTXt", body))
+        pieces.append(struct.pack(">I", length) + b"IDAT")
         pieces += self._idat
         pieces += [struct.pack(">I", crc & 0xFFFFFFFF), _chunk(b"IEND", b"")]
         self._idat = []

@@ -41,27 +41,64 @@ EUROSAT_BANDS: tuple[str, ...] = (
 
 _GAIN_4000 = {"type": "gain", "max": 4000}
 
-#: Built-in products; all use the reference gain (/4000) unless a spec says otherwise.
+_TRUE = ["B04", "B03", "B02"]
+
+#: Built-in products; the composites use the reference gain (/4000) unless a spec says otherwise.
 PRESETS: dict[str, dict[str, Any]] = {
-    "truecolor": {"bands": ["B04", "B03", "B02"], "stretch": _GAIN_4000},
+    "truecolor": {"bands": _TRUE, "stretch": _GAIN_4000},
     "falsecolor": {"bands": ["B08", "B04", "B03"], "stretch": _GAIN_4000},
     "swir": {"bands": ["B12", "B8A", "B04"], "stretch": _GAIN_4000},
     "agriculture": {"bands": ["B11", "B08", "B02"], "stretch": _GAIN_4000},
+    # Sentinel Hub's "Optimized L2A true color" (docs/products.md)
+    "truecolor_optimized": {"bands": _TRUE, "stretch": {"type": "optimized"}},
+    # histogram equalization and CLAHE (scikit-image), per image
+    "truecolor_equalized": {"bands": _TRUE, "stretch": {"type": "equalize"}},
+    "truecolor_clahe": {"bands": _TRUE, "stretch": {"type": "clahe", "max": 4000}},
+    # the RGB images of the EuroSAT dataset: 0-2750 -> 1-255, JPEG
+    "eurosat_rgb_jpeg": {
+        "bands": _TRUE,
+        "stretch": {"type": "range", "min": 0, "max": 2750, "out_min": 1},
+        "format": "jpeg",
+        "quality": 95,
+    },
+    # normalized differences, one value per pixel, drawn with a colour map over [-1, 1]
+    "ndvi": {"expression": "(B08 - B04) / (B08 + B04)", "colormap": "RdYlGn"},
+    "ndwi": {"expression": "(B03 - B08) / (B03 + B08)", "colormap": "colorbrewer:RdBu"},
+    "ndmi": {"expression": "(B8A - B11) / (B8A + B11)", "colormap": "colorbrewer:RdBu"},
+    "nbr": {"expression": "(B8A - B12) / (B8A + B12)", "colormap": "RdYlGn"},
 }
 
-STRETCHES = ("gain", "range", "percentile")
+STRETCHES = ("gain", "range", "percentile", "equalize", "clahe", "optimized")
+FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 #: GDAL resampling methods for bands of other resolutions and for quicklooks
 RESAMPLING = ("nearest", "bilinear", "cubic", "average")
-PRODUCT_KEYS = ("preset", "bands", "band_map", "stretch", "bit_depth", "nodata", "world_file")
-STRETCH_KEYS = ("type", "min", "max", "out_min", "low", "high", "scope", "sample", "gamma")
+PRODUCT_KEYS = (
+    "preset", "bands", "band_map", "stretch", "bit_depth", "nodata", "world_file",
+    "expression", "colormap", "range", "format", "quality",
+)  # fmt: skip
+STRETCH_KEYS = ("type", "min", "max", "out_min", "low", "high", "scope", "sample", "gamma", "scale")
+
+#: Settings added after 0.4.0 and their defaults: they count in a product's digest only when
+#: set, so that the images of earlier versions stay up to date.
+LATER_DEFAULTS: dict[str, Any] = {
+    "max_size": None,
+    "resampling": "bilinear",
+    "expression": None,
+    "colormap": None,
+    "value_range": [-1.0, 1.0],
+    "format": "png",
+    "quality": 90,
+    "scale": 10000.0,
+}
 
 
 @dataclass(frozen=True)
 class Product:
-    """One RGB rendering of the input tiles."""
+    """One rendering of the input images: three bands as red, green and blue, or one value per
+    pixel from ``expression`` drawn with a colour map."""
 
     name: str
-    bands: tuple[str, str, str]
+    bands: tuple[str, ...]
     band_map: tuple[str, ...] = EUROSAT_BANDS
     stretch: str = "gain"
     vmin: float = 0.0
@@ -80,6 +117,18 @@ class Product:
     max_size: int | None = None
     #: how GDAL resamples bands of other resolutions and quicklooks (RESAMPLING)
     resampling: str = "bilinear"
+    #: band arithmetic (msrgb.expression); ``bands`` are then the bands it uses
+    expression: str | None = None
+    #: colour map of an expression product (any name the cmap library knows)
+    colormap: str | None = None
+    #: the expression values drawn as the first and the last colour of the map
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    #: image format: png, jpeg, webp
+    format: str = "png"
+    #: JPEG and WebP quality, 1-100
+    quality: int = 90
+    #: optimized stretch: the input value of reflectance 1 (Sentinel-2 L1C/L2A: 10000)
+    scale: float = 10000.0
     #: per-band (min, max) of a dataset-wide percentile stretch, filled in from the stats file
     limits: tuple[tuple[float, float], ...] | None = None
     indices: tuple[int, int, int] = field(init=False)
@@ -88,8 +137,28 @@ class Product:
         def fail(key: str, problem: str) -> ProductError:
             return ProductError(f"product {self.name!r}: {key!r} {problem}")
 
-        if len(self.bands) != 3:
+        if self.expression is None and len(self.bands) != 3:
             raise fail("bands", f"needs exactly 3 names (red, green, blue), got {list(self.bands)}")
+        if self.expression is not None:
+            from msrgb.expression import ExpressionError, parse
+
+            try:
+                used = parse(self.expression, self.band_map).bands
+            except ExpressionError as exc:
+                raise fail("expression", str(exc)) from None
+            if tuple(self.bands) != used:
+                raise fail("bands", f"must be the bands of 'expression' {list(used)}")
+            if not self.value_range[0] < self.value_range[1]:
+                raise fail("range", f"must be [low, high] with low < high, got {list(self.value_range)}")
+            if self.bit_depth != 8:
+                raise fail("bit_depth", "must be 8 for an expression drawn with a colour map")
+            check_colormap(self.name, self.colormap or "gray")
+        if self.format not in FORMATS:
+            raise fail("format", f"{self.format!r} is not one of {list(FORMATS)}")
+        if not 1 <= self.quality <= 100:
+            raise fail("quality", f"must be from 1 to 100, got {self.quality}")
+        if self.format != "png" and self.bit_depth != 8:
+            raise fail("bit_depth", f"16-bit images need format png, not {self.format}")
         unknown = [b for b in self.bands if b not in self.band_map]
         if unknown:
             raise fail(
@@ -103,6 +172,12 @@ class Product:
             raise fail("stretch.max", f"must be > 0, got {self.vmax}")
         if self.stretch == "range" and not self.vmin < self.vmax:
             raise fail("stretch.min", f"must be below 'stretch.max', got {self.vmin} >= {self.vmax}")
+        if self.stretch == "equalize" and self.scope not in ("image", "dataset"):
+            raise fail("stretch.scope", f"must be 'image' or 'dataset', got {self.scope!r}")
+        if self.stretch in ("clahe", "optimized", "equalize") and self.bit_depth != 8:
+            raise fail("bit_depth", f"must be 8 for a {self.stretch!r} stretch")
+        if self.stretch == "optimized" and not self.scale > 0:
+            raise fail("stretch.scale", f"must be > 0, got {self.scale}")
         if self.stretch == "percentile":
             for key, value in (("low", self.low), ("high", self.high)):
                 if not 0 <= value <= 100:
@@ -135,7 +210,23 @@ class Product:
     @property
     def dataset_stretch(self) -> bool:
         """True if every image shares limits computed once from a sample of the dataset."""
-        return self.stretch == "percentile" and self.scope == "dataset"
+        return self.stretch in ("percentile", "equalize") and self.scope == "dataset" and self.expression is None
+
+    @property
+    def suffix(self) -> str:
+        """The file suffix of the product's images (.png, .jpg, .webp)."""
+        return FORMATS[self.format]
+
+    @property
+    def is_index(self) -> bool:
+        """One value per pixel (an expression) drawn with a colour map."""
+        return self.expression is not None
+
+    @property
+    def has_alpha(self) -> bool:
+        """Images with an alpha channel: a nodata value, or an expression's undefined values
+        (JPEG has no alpha: those pixels are black there)."""
+        return (self.nodata is not None or self.is_index) and self.format != "jpeg"
 
     @property
     def needs_georef(self) -> bool:
@@ -145,8 +236,7 @@ class Product:
         """A short hash of everything that determines this product's output files."""
         payload = {"algorithm": ALGORITHM_VERSION, **self.to_dict()}
         payload.pop("name")
-        # settings added later count only when set, so that existing outputs stay up to date
-        for key, default in (("max_size", None), ("resampling", "bilinear")):
+        for key, default in LATER_DEFAULTS.items():
             if payload[key] == default:
                 del payload[key]
         blob = json.dumps(payload, sort_keys=True).encode()
@@ -162,10 +252,10 @@ class Product:
             return [(0.0, self.vmax)] * 3
         if self.stretch == "range":
             return [(self.vmin, self.vmax)] * 3
-        if self.dataset_stretch:
+        if self.dataset_stretch and self.stretch == "percentile":
             if self.limits is None:
                 raise ValueError(f"product {self.name!r}: dataset limits not loaded")
-            return list(self.limits)
+            return list(self.limits)  # type: ignore[arg-type]
         return None
 
     def lut(self, band: int = 0) -> np.ndarray:
@@ -180,7 +270,7 @@ class Product:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("indices")
-        for key in ("bands", "band_map"):
+        for key in ("bands", "band_map", "value_range"):
             d[key] = list(d[key])
         if d["limits"] is not None:
             d["limits"] = [list(x) for x in d["limits"]]
@@ -199,6 +289,31 @@ def stretch(values: np.ndarray, lo: float, hi: float, product: Product) -> np.nd
     if product.out_min == 0:
         return (product.top * t).astype(dtype)
     return (product.out_min + (product.top - product.out_min) * t).astype(dtype)
+
+
+def colormap_lut(name: str) -> np.ndarray:
+    """The 256 colours (uint8 RGB) of the colour map ``name``, from the cmap library (which
+    holds matplotlib's, ColorBrewer's, cmocean's and other maps). Where a short name exists in
+    several collections, the first is taken without a warning."""
+    import warnings
+
+    from cmap import Colormap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rgba = Colormap(name).lut(256)
+    return np.rint(np.asarray(rgba)[:, :3] * 255).astype(np.uint8)
+
+
+def check_colormap(product: str, name: str) -> None:
+    """Fail unless the cmap library knows the colour map ``name``."""
+    try:
+        colormap_lut(name)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProductError(
+            f"product {product!r}: 'colormap' {name!r} is unknown ({exc}); names such as gray, "
+            "viridis, RdYlGn, RdBu, magma (docs/products.md)"
+        ) from None
 
 
 def _number(name: str, key: str, value: Any) -> float:
@@ -241,13 +356,23 @@ def parse_products(
             base = PRESETS[preset]
         else:
             base = PRESETS.get(name, {})
-        stretch_spec = {**base.get("stretch", _GAIN_4000)}
+        stretch_spec = {**base.get("stretch", {} if "expression" in base or "expression" in body else _GAIN_4000)}
         if "stretch" in body:
             given = dict(body["stretch"] or {})
             if "type" in given and given["type"] != stretch_spec.get("type"):
                 stretch_spec = {}  # another stretch: the preset's numbers do not apply
             stretch_spec.update(given)
         body = {**base, **body, "stretch": stretch_spec}
+        expression = body.get("expression")
+        if expression is not None:
+            from msrgb.expression import ExpressionError, parse
+
+            if not isinstance(expression, str):
+                raise ProductError(f"product {name!r}: 'expression' must be text, got {expression!r}")
+            try:
+                body["bands"] = list(parse(expression, body.get("band_map") or band_map).bands)
+            except ExpressionError as exc:
+                raise ProductError(f"product {name!r}: 'expression' {exc}") from None
         if "bands" not in body:
             raise ProductError(f"product {name!r}: 'bands' is missing")
         unknown = sorted(set(stretch_spec) - set(STRETCH_KEYS))
@@ -263,6 +388,7 @@ def parse_products(
             ("low", "low", 2.0),
             ("high", "high", 98.0),
             ("gamma", "gamma", 1.0),
+            ("scale", "scale", 10000.0),
         ):
             numbers[attr] = _number(name, f"stretch.{key}", stretch_spec.get(key, default))
         if kind == "range" and ("min" not in stretch_spec or "max" not in stretch_spec):
@@ -270,6 +396,9 @@ def parse_products(
         nodata = body.get("nodata")
         if nodata is not None and nodata != "file":
             nodata = _number(name, "nodata", nodata)
+        value_range = body.get("range", [-1, 1])
+        if not isinstance(value_range, (list, tuple)) or len(value_range) != 2:
+            raise ProductError(f"product {name!r}: 'range' must be [low, high], got {value_range!r}")
         products.append(
             Product(
                 name=name,
@@ -285,6 +414,13 @@ def parse_products(
                 png_compression=png_compression,
                 max_size=max_size,
                 resampling=resampling,
+                expression=expression,
+                colormap=body.get("colormap"),
+                value_range=(
+                    _number(name, "range", value_range[0]), _number(name, "range", value_range[1])
+                ),
+                format=str(body.get("format", "png")),
+                quality=int(_number(name, "quality", body.get("quality", 90))),
                 **numbers,
             )
         )
@@ -300,6 +436,8 @@ def products_from_dicts(dicts: Sequence[Mapping[str, Any]]) -> list[Product]:
         d = dict(d)
         d["bands"] = tuple(d["bands"])
         d["band_map"] = tuple(d["band_map"])
+        if "value_range" in d:
+            d["value_range"] = tuple(d["value_range"])
         if d.get("limits") is not None:
             d["limits"] = tuple(tuple(x) for x in d["limits"])
         products.append(Product(**d))

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msrgb.products import Product, stretch
+from msrgb.expression import Expression, parse
+from msrgb.products import Product, colormap_lut, stretch
 from msrgb.reader import Tile
 
 
@@ -75,7 +76,20 @@ class Renderer:
 
     def __init__(self, products: Sequence[Product]):
         self._luts: dict[str, list[np.ndarray]] = {}
+        self._colormaps: dict[str, np.ndarray] = {}
+        self._expressions: dict[str, Expression] = {}
         for p in products:
+            if p.is_index:
+                assert p.expression is not None
+                self._colormaps[p.name] = colormap_lut(p.colormap or "gray")
+                self._expressions[p.name] = parse(p.expression, p.band_map)
+                continue
+            if p.stretch == "optimized":
+                self._luts[p.name] = [optimized_channel_lut(p)]
+                continue
+            if p.stretch == "equalize" and p.dataset_stretch and p.limits is not None:
+                self._luts[p.name] = [equalize_lut(q) for q in p.limits]
+                continue
             limits = p.fixed_limits()
             if limits is not None:
                 tables: dict[tuple[float, float], np.ndarray] = {}
@@ -89,10 +103,24 @@ class Renderer:
         """The (rows, cols, 3) image of ``product`` (uint8 or uint16), or (rows, cols, 4) with
         an alpha channel when the product has a nodata value. ``limits``: the per-band limits
         of a per-image percentile stretch, when ``tile`` is only part of the image."""
+        if product.is_index:
+            return self._render_index(tile, product)
         bands = product_bands(tile, product)
         stack = bands.stack
         luts = self._luts.get(product.name)
-        if luts is not None and stack.dtype in (np.uint8, np.uint16):
+        if product.stretch == "optimized":
+            rgb = optimized(stack, product, luts[0] if luts and stack.dtype in (np.uint8, np.uint16) else None)
+        elif product.stretch == "equalize" and not product.dataset_stretch:
+            rgb = equalized(stack, bands.excluded)
+        elif product.stretch == "equalize":
+            if luts is not None and stack.dtype in (np.uint8, np.uint16):
+                rgb = np.stack([luts[c][stack[..., c]] for c in range(3)], axis=-1)
+            else:
+                assert product.limits is not None, f"product {product.name!r}: dataset limits not loaded"
+                rgb = np.stack([_quantile_map(stack[..., c], product.limits[c]) for c in range(3)], axis=-1)
+        elif product.stretch == "clahe":
+            rgb = clahe(stack, product)
+        elif luts is not None and stack.dtype in (np.uint8, np.uint16):
             if luts[0] is luts[1] is luts[2]:
                 rgb = luts[0][stack]
             else:
@@ -107,12 +135,141 @@ class Renderer:
             )
         if bands.nonfinite is not None:
             rgb[bands.nonfinite] = 0
-        if product.nodata is None:
+        if not product.has_alpha:
+            if bands.invalid is not None:  # JPEG: no alpha, no data is black
+                rgb[bands.invalid] = 0
             return rgb
         alpha = np.full(rgb.shape[:2], product.top, dtype=rgb.dtype)
         if bands.invalid is not None:
             alpha[bands.invalid] = 0
         return np.concatenate([rgb, alpha[..., None]], axis=-1)
+
+
+    def _render_index(self, tile: Tile, product: Product) -> np.ndarray:
+        """The expression's value of every pixel through the colour map: ``value_range`` low
+        to the first colour, high to the last, linearly (rounded to the nearest of 256);
+        undefined values (a division by zero, NaN input, no data) transparent, or black in a
+        JPEG."""
+        expression = self._expressions[product.name]
+        names = dict(zip(product.bands, product.indices))
+        raw = {b: tile.bands[i] for b, i in names.items()}
+        values = expression.evaluate({b: v.astype(np.float64) for b, v in raw.items()})
+        invalid = ~np.isfinite(values)
+        nodata = tile.nodata if product.nodata == "file" else product.nodata
+        if nodata is not None and not np.isnan(nodata):
+            for v in raw.values():
+                invalid |= v == nodata
+        lo, hi = product.value_range
+        t = np.where(invalid, 0.0, (values - lo) / (hi - lo)).clip(0, 1)
+        rgb = self._colormaps[product.name][(t * 255 + 0.5).astype(np.intp)]
+        rgb[invalid] = 0
+        if not product.has_alpha:
+            return rgb
+        alpha = np.where(invalid, 0, 255).astype(np.uint8)
+        return np.concatenate([rgb, alpha[..., None]], axis=-1)
+
+
+#: Sentinel Hub's "Optimized L2A true color" (custom-scripts, sentinel-2/l2a_optimized):
+#: highlight compression up to reflectance 3, mid-tones around 0.13, gamma 1.8, saturation 1.2.
+OPT_MAX_R, OPT_MID_R, OPT_SAT, OPT_GAMMA, OPT_G_OFF = 3.0, 0.13, 1.2, 1.8, 0.01
+
+
+def _optimized_adjust(reflectance: np.ndarray) -> np.ndarray:
+    """Contrast with highlight compression, then the offset gamma (sAdj of the script)."""
+    tx, ty, max_c = OPT_MID_R, 1.0, OPT_MAX_R
+    ar = (reflectance / max_c).clip(0, 1)
+    adjusted = ar * (ar * (tx / max_c + ty - 1) - ty) / (ar * (2 * tx / max_c - 1) - tx / max_c)
+    g_off_pow = OPT_G_OFF**OPT_GAMMA
+    g_off_range = (1 + OPT_G_OFF) ** OPT_GAMMA - g_off_pow
+    return ((adjusted + OPT_G_OFF) ** OPT_GAMMA - g_off_pow) / g_off_range
+
+
+def optimized_channel_lut(product: Product) -> np.ndarray:
+    """sAdj of every uint16 value (reflectance = value / scale), as float64."""
+    return _optimized_adjust(np.arange(65536, dtype=np.float64) / product.scale)
+
+
+def optimized(stack: np.ndarray, product: Product, lut: np.ndarray | None = None) -> np.ndarray:
+    """The optimized natural colour of a (rows, cols, 3) stack of B04, B03, B02: per channel
+    sAdj, then the saturation boost on all three, clipping to 0-1 and the sRGB transfer
+    function; 8-bit output truncated like the other stretches."""
+    lin = lut[stack] if lut is not None else _optimized_adjust(stack.astype(np.float64) / product.scale)
+    avg = lin.mean(axis=-1, keepdims=True) * (1 - OPT_SAT)
+    sat = (avg + lin * OPT_SAT).clip(0, 1)
+    srgb = np.where(sat <= 0.0031308, 12.92 * sat, 1.055 * sat ** (1 / 2.4) - 0.055)
+    return (255 * srgb.clip(0, 1)).astype(np.uint8)
+
+
+def equalized(stack: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:
+    """Histogram equalization of each band of one image (scikit-image's equalize_hist, 256
+    bins over the band's values), leaving out the ``exclude`` pixels."""
+    from skimage import exposure
+
+    mask = None if exclude is None else ~exclude
+    out = [exposure.equalize_hist(stack[..., c], nbins=256, mask=mask) for c in range(3)]
+    return (255 * np.stack(out, axis=-1).clip(0, 1)).astype(np.uint8)
+
+
+def equalize_lut(quantiles: Sequence[float]) -> np.ndarray:
+    """A dataset-wide equalization as a lookup table for every uint16 value."""
+    return _quantile_map(np.arange(65536, dtype=np.float64), quantiles)
+
+
+def _quantile_map(values: np.ndarray, quantiles: Sequence[float]) -> np.ndarray:
+    """Each value to the share of the dataset sample at or below it (the sample's cumulative
+    distribution, from its quantiles), as 8-bit."""
+    q = np.asarray(quantiles, dtype=np.float64)
+    t = np.interp(values.astype(np.float64), q, np.linspace(0, 1, q.size))
+    return (255 * t).astype(np.uint8)
+
+
+def clahe(stack: np.ndarray, product: Product) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalization (scikit-image's equalize_adapthist,
+    clip limit 0.01) of each band after the gain stretch ``value / max`` to 0-1."""
+    from skimage import exposure
+
+    t = (stack.astype(np.float64) / product.vmax).clip(0, 1)
+    out = [exposure.equalize_adapthist(t[..., c], clip_limit=0.01) for c in range(3)]
+    return (255 * np.stack(out, axis=-1).clip(0, 1)).astype(np.uint8)
+
+
+def clip_figures(image: np.ndarray, product: Product) -> tuple[float, ...]:
+    """Share of pixels at 0 and at the top value in each colour channel (red, green, blue),
+    then the mean value of the three channels; transparent pixels left out."""
+    rgb = image[..., :3]
+    if image.shape[-1] == 4:
+        rgb = rgb[image[..., 3] > 0]
+    else:
+        rgb = rgb.reshape(-1, 3)
+    n = max(1, rgb.shape[0])
+    low = (rgb == 0).sum(axis=0) / n
+    high = (rgb == product.top).sum(axis=0) / n
+    mean = float(rgb.mean()) if rgb.size else 0.0
+    return (*map(float, low), *map(float, high), mean)
+
+
+class ClipCounter:
+    """:func:`clip_figures` of an image given a block of rows at a time."""
+
+    def __init__(self, product: Product):
+        self.top = product.top
+        self.n = 0
+        self.low = np.zeros(3)
+        self.high = np.zeros(3)
+        self.total = 0.0
+
+    def add(self, block: np.ndarray) -> None:
+        rgb = block[..., :3]
+        rgb = rgb[block[..., 3] > 0] if block.shape[-1] == 4 else rgb.reshape(-1, 3)
+        self.n += rgb.shape[0]
+        self.low += (rgb == 0).sum(axis=0)
+        self.high += (rgb == self.top).sum(axis=0)
+        self.total += float(rgb.sum(dtype=np.float64))
+
+    def figures(self) -> tuple[float, ...]:
+        n = max(1, self.n)
+        mean = self.total / (3 * self.n) if self.n else 0.0
+        return (*map(float, self.low / n), *map(float, self.high / n), mean)
 
 
 def float_range_note(tile: Tile, product: Product) -> str | None:

@@ -1,0 +1,82 @@
+"""Self-describing images: every image carries the recipe that made it (msrgb's version, the
+input's relative path, the product's settings and their digest), as a PNG iTXt chunk, a JPEG
+comment or WebP XMP. JPEG and WebP are written by Pillow directly (bench/formats.py: through
+imageio's plugin layer each image costs about 0.2 ms more, a quarter of a tile's whole
+conversion)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from msrgb.products import Product
+
+#: The PNG text keyword (``Image.open(p).text["msrgb"]``).
+RECIPE_KEY = "msrgb"
+
+_XMP = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description xmlns:msrgb="https://github.com/msrgb/msrgb#" msrgb:recipe="{}"/></rdf:RDF></x:xmpmeta>'
+)
+
+
+def recipe(product: Product, rel: str) -> dict[str, Any]:
+    from msrgb import __version__
+
+    spec = product.to_dict()
+    spec.pop("name")
+    return {
+        "msrgb": __version__,
+        "source": rel,
+        "product": product.name,
+        "settings": product.digest(),
+        "spec": spec,
+    }
+
+
+def recipe_text(product: Product, rel: str) -> str:
+    """The recipe as one line of JSON (sorted keys: the same settings give the same bytes)."""
+    return json.dumps(recipe(product, rel), sort_keys=True, separators=(",", ":"))
+
+
+def _xml_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def encode_pillow(image: np.ndarray, product: Product, recipe_json: str) -> bytes:
+    """A JPEG (with the recipe as its comment) or WebP (recipe in XMP) of an 8-bit image."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    picture = Image.fromarray(image)
+    if product.format == "jpeg":
+        picture.save(out, format="JPEG", quality=product.quality, comment=recipe_json.encode("utf-8"))
+    else:
+        xmp = _XMP.format(_xml_escape(recipe_json)).encode("utf-8")
+        picture.save(out, format="WEBP", quality=product.quality, xmp=xmp, method=4)
+    return out.getvalue()
+
+
+def read_recipe(path: Path) -> dict[str, Any] | None:
+    """The recipe inside an image msrgb wrote, or None if it has none."""
+    import html
+    import re
+
+    from PIL import Image
+
+    with Image.open(path) as img:
+        if path.suffix.lower() == ".png":
+            text = img.text.get(RECIPE_KEY)  # type: ignore[attr-defined]
+        elif path.suffix.lower() in (".jpg", ".jpeg"):
+            raw = img.info.get("comment")
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        else:
+            raw = img.info.get("xmp")
+            xmp = raw.decode("utf-8") if isinstance(raw, bytes) else (raw or "")
+            found = re.search(r'msrgb:recipe="([^"]*)"', xmp)
+            text = html.unescape(found.group(1)) if found else None
+    return json.loads(text) if text else None
