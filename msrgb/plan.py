@@ -279,6 +279,18 @@ class Layout:
     def provenance(self, product: str) -> Path:
         return self.product_dir(product) / "manifest.tsv"
 
+    def histogram(self, product: str) -> Path:
+        """The histogram of the output values of a sample of the product's images."""
+        return self.output_dir / "histograms" / f"{product}.png"
+
+    def clipped_sheet(self, product: str) -> Path:
+        """A contact sheet of the product's most clipped images."""
+        return self.output_dir / "clipping" / f"{product}.png"
+
+    def legend(self, product: str) -> Path:
+        """The colour bar of a product drawn with a colour map."""
+        return self.output_dir / "legends" / f"{product}.png"
+
     def errors_table(self) -> Path:
         return self.output_dir / "errors.tsv"
 
@@ -291,12 +303,16 @@ class Layout:
         logs = self.output_dir / "logs"
         return logs / f"{rule}.log" if name is None else logs / rule / f"{name}.log"
 
-    def png(self, product: str, source: Source) -> Path:
+    def png(self, product: Product | str, source: Source) -> Path:
         return Path(self.png_str(product, source))
 
-    def png_str(self, product: str, source: Source) -> str:
-        """Same as :meth:`png`, as a string (cheap enough for 100,000s of files)."""
-        return f"{self.output_dir}/{product}/{source.png_rel()}"
+    def png_str(self, product: Product | str, source: Source) -> str:
+        """The image of ``source`` for ``product`` (a product name: a PNG), as a string (cheap
+        enough for 100,000s of files). The suffix is the product's format's (.png, .jpg,
+        .webp)."""
+        if isinstance(product, str):
+            return f"{self.output_dir}/{product}/{source.png_rel()}"
+        return f"{self.output_dir}/{product.name}/{output_rel(source.rel, product.suffix)}"
 
     def related_states(self, n_shards: int, shard: int) -> list[Path]:
         """State files of any shard count whose shards overlap shard ``shard`` of
@@ -330,6 +346,9 @@ class StateData:
     skipped: Skipped = field(default_factory=dict)
     provenance: Provenance = field(default_factory=dict)
     envs: dict[str, str] = field(default_factory=dict)
+    #: (relative path, product) -> clip figures as written (msrgb.render.clip_figures:
+    #: share at 0 of red, green, blue, share at the top value of each, mean value)
+    clipping: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def read_state_full(paths: Iterable[Path]) -> StateData:
@@ -350,8 +369,10 @@ def read_state_full(paths: Iterable[Path]) -> StateData:
             elif len(row) > 1:  # not the title row
                 rel, size, mtime, product, digest = row[:5]
                 data.records[(rel, product)] = (int(size), int(mtime), digest)
-                if len(row) == 8:
+                if len(row) >= 8:
                     data.provenance[(rel, product)] = (row[5], row[6], row[7])
+                if len(row) >= 9:
+                    data.clipping[(rel, product)] = row[8]
                 data.skipped.pop(rel, None)
     return data
 
@@ -361,17 +382,23 @@ def state_text(
     skipped: Skipped | None = None,
     provenance: Provenance | None = None,
     envs: dict[str, str] | None = None,
+    clipping: dict[tuple[str, str], str] | None = None,
 ) -> str:
     """A state file: the environments, one row per image made (with its provenance when
     known), then one ``!`` row per input skipped as bad."""
     provenance = provenance or {}
+    clipping = clipping or {}
     rows = [tsv.line([STATE_HEADER])]
     rows += [tsv.line(["# env", e, versions]) for e, versions in sorted((envs or {}).items())]
     field = tsv.field
     # written row by row with f-strings: this runs at every checkpoint of a shard job
     for key, (size, mtime, digest) in sorted(records.items()):
         known = provenance.get(key)
+        # known[0] is a SHA-256 or JSON (band files), which has no tab or line break and does
+        # not start with a quote: written as it is
         tail = f"\t{known[0]}\t{known[1]}\t{field(known[2])}" if known else ""
+        if known and key in clipping:
+            tail += f"\t{clipping[key]}"
         rows.append(f"{field(key[0])}\t{size}\t{mtime}\t{field(key[1])}\t{digest}{tail}\n")
     for rel, (size, mtime, reason) in sorted((skipped or {}).items()):
         rows.append(tsv.line(["!", rel, size, mtime, " ".join(reason.split())]))  # one line
@@ -452,7 +479,7 @@ def flag_shards_missing_outputs(layout: Layout, plan: Plan, products: Sequence[P
         state = layout.state(plan.n_shards, shard)
         # every member is looked at (not only up to the first missing PNG), so stale
         # temporaries are removed from all of their folders
-        missing = {s for s in members for p in products if not present(layout.png_str(p.name, s))}
+        missing = {s for s in members for p in products if not present(layout.png_str(p, s))}
         if not missing or not state.exists():  # without a state file Snakemake runs it anyway
             continue
         skipped = read_state_full([state]).skipped

@@ -243,8 +243,9 @@ class Product:
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def with_limits(self, limits: Sequence[Sequence[float]]) -> Product:
-        """This product with the dataset-wide per-band (min, max) filled in."""
-        return replace(self, limits=tuple((float(lo), float(hi)) for lo, hi in limits))
+        """This product with the dataset-wide per-band (min, max) filled in (for a dataset-wide
+        equalization: per band, the sample's quantiles)."""
+        return replace(self, limits=tuple(tuple(float(v) for v in band) for band in limits))  # type: ignore[misc]
 
     def fixed_limits(self) -> list[tuple[float, float]] | None:
         """Per-band (min, max) when they do not depend on the image, else None."""

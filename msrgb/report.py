@@ -91,7 +91,7 @@ def write_summary(path: Path, summary: dict) -> None:
 MANIFEST_COLUMNS = ("path", "source_size", "source_sha256", "png_sha256", "settings_digest", "env")
 
 
-def provenance_text(product: str, digest: str, data: StateData) -> str:
+def provenance_text(product: str, digest: str, data: StateData, suffix: str = ".png") -> str:
     """The provenance manifest of one product: one line per PNG (path relative to the product
     folder), with the environments (library versions) referenced by id in the header."""
     rows: list[Sequence[object]] = []
@@ -101,7 +101,7 @@ def provenance_text(product: str, digest: str, data: StateData) -> str:
             continue
         source_sha, png_sha, env = data.provenance.get((rel, name), ("", "", ""))
         used_envs.add(env)
-        rows.append([output_rel(rel), size, source_sha, png_sha, row_digest, env])
+        rows.append([output_rel(rel, suffix), size, source_sha, png_sha, row_digest, env])
     header: list[Sequence[object]] = [
         ["# msrgb provenance manifest v1", f"product {product}", f"settings {digest}"]
     ]
@@ -109,8 +109,134 @@ def provenance_text(product: str, digest: str, data: StateData) -> str:
     return tsv.text([*header, MANIFEST_COLUMNS, *rows])
 
 
-def write_provenance(data: StateData, outputs: dict[str, tuple[str, Path]]) -> None:
-    """Write ``manifest.tsv`` of every product (``outputs``: name -> (digest, path)); a file
-    is rewritten only when its content changes."""
-    for product, (digest, path) in outputs.items():
-        write_if_changed(path, provenance_text(product, digest, data))
+def write_provenance(data: StateData, outputs: dict[str, tuple[str, Path, str]]) -> None:
+    """Write ``manifest.tsv`` of every product (``outputs``: name -> (digest, path, image
+    suffix)); a file is rewritten only when its content changes."""
+    for product, (digest, path, suffix) in outputs.items():
+        write_if_changed(path, provenance_text(product, digest, data, suffix))
+
+
+#: images listed per product as most clipped and as darkest
+CLIP_LIST = 10
+
+
+def clipping_summary(data: StateData, suffixes: dict[str, str]) -> dict[str, dict]:
+    """Per product (``suffixes``: name -> image suffix), from the clip figures in the state:
+    the images with the largest share of pixels at 0 or at the top value in any channel, the
+    darkest (lowest mean), and how many have more than 5 % of a channel clipped."""
+    per_product: dict[str, list[tuple[str, list[float]]]] = {p: [] for p in suffixes}
+    for (rel, name), text in data.clipping.items():
+        if name in per_product and (rel, name) in data.records:
+            per_product[name].append((rel, [float(v) for v in text.split()]))
+    result = {}
+    for name, rows in per_product.items():
+        if not rows:
+            continue
+
+        def clipped(figures: list[float]) -> float:
+            return max(figures[:6])
+
+        worst = sorted(rows, key=lambda r: (-clipped(r[1]), r[0]))[:CLIP_LIST]
+        darkest = sorted(rows, key=lambda r: (r[1][6], r[0]))[:CLIP_LIST]
+        result[name] = {
+            "images": len(rows),
+            "images_clipped_over_5_percent": sum(1 for _, f in rows if clipped(f) > 0.05),
+            "mean_brightness": round(sum(f[6] for _, f in rows) / len(rows), 2),
+            "most_clipped": [
+                {"image": output_rel(rel, suffixes[name]), "clipped_low": [round(v, 4) for v in f[:3]],
+                 "clipped_high": [round(v, 4) for v in f[3:6]], "mean": f[6]}
+                for rel, f in worst
+            ],  # fmt: skip
+            "darkest": [{"image": output_rel(rel, suffixes[name]), "mean": f[6]} for rel, f in darkest],
+        }
+    return result
+
+
+def clipping_table(clipping: dict[str, dict]) -> str:
+    """Lines for the end of a run: per product the most clipped and the darkest images."""
+    lines = []
+    for name, c in clipping.items():
+        if not c["most_clipped"]:
+            continue
+        top = c["most_clipped"][0]
+        share = max(top["clipped_low"] + top["clipped_high"])
+        dark = c["darkest"][0]
+        lines.append(
+            f"  {name}: {c['images_clipped_over_5_percent']} of {c['images']} images with over 5 % "
+            f"of a channel clipped; most clipped {top['image']} ({100 * share:.1f} %), darkest "
+            f"{dark['image']} (mean {dark['mean']:.0f})"
+        )
+    return "\n".join(lines)
+
+
+def histogram_image(counts: Sequence[Sequence[int]], title: str, width: int = 512, height: int = 220) -> bytes:
+    """A PNG plot of the 8-bit value histograms of the red, green and blue channels."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    top, bottom = 24, height - 18
+    peak = max(1, max(max(c) for c in counts))
+    draw.text((6, 4), title, fill=(0, 0, 0))
+    for colour, channel in zip(((220, 0, 0), (0, 160, 0), (0, 0, 220)), counts):
+        points = [
+            (i * (width - 1) / 255, bottom - (bottom - top) * (v / peak) ** 0.5) for i, v in enumerate(channel)
+        ]
+        draw.line(points, fill=colour, width=1)
+    draw.line([(0, bottom), (width, bottom)], fill=(0, 0, 0))
+    for value in (0, 64, 128, 192, 255):
+        x = value * (width - 1) / 255
+        draw.text((min(x, width - 22), bottom + 3), str(value), fill=(0, 0, 0))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def output_histogram(images: Sequence[Path], max_pixels: int = 25_000_000) -> list[list[int]]:
+    """Counts of each 8-bit value per channel over ``images`` (transparent pixels left out;
+    images larger than ``max_pixels`` are skipped)."""
+    import numpy as np
+    from PIL import Image
+
+    counts = np.zeros((3, 256), dtype=np.int64)
+    for path in images:
+        try:
+            with Image.open(path) as im:
+                if im.width * im.height > max_pixels or im.mode not in ("RGB", "RGBA"):
+                    continue
+                a = np.asarray(im)
+        except (FileNotFoundError, OSError):
+            continue
+        rgb = a[..., :3][a[..., 3] > 0] if a.shape[-1] == 4 else a.reshape(-1, 3)
+        for c in range(3):
+            counts[c] += np.bincount(rgb[:, c], minlength=256)[:256]
+    return counts.tolist()
+
+
+#: images of a product read for its histogram
+HISTOGRAM_SAMPLE = 200
+
+
+def write_looks(layout: Layout, products: Sequence, state: StateData, clipping: dict, thumb: int) -> None:
+    """Per product: the histogram of the output values of a sample of its images (the images
+    with the smallest path hashes), the contact sheet of its most clipped images and, for a
+    product drawn with a colour map, its legend."""
+    from msrgb.legend import legend_png
+    from msrgb.plan import path_hash
+    from msrgb.sheets import SheetLayout, render
+
+    for p in products:
+        rels = sorted({rel for rel, name in state.records if name == p.name}, key=path_hash)
+        sample = [layout.output_dir / p.name / output_rel(rel, p.suffix) for rel in rels[:HISTOGRAM_SAMPLE]]
+        counts = output_histogram(sample)
+        title = f"{p.name}: values of {len(sample)} images (red, green, blue; square-root scale)"
+        write_atomic(layout.histogram(p.name), histogram_image(counts, title))
+        worst = clipping.get(p.name, {}).get("most_clipped", [])
+        images = [layout.product_dir(p.name) / w["image"] for w in worst]
+        labels = [f"{100 * max(w['clipped_low'] + w['clipped_high']):.1f}% {Path(w['image']).name}" for w in worst]
+        sheet = render(f"most clipped - {p.name}", images, labels, SheetLayout(thumb=thumb))
+        write_atomic(layout.clipped_sheet(p.name), sheet)
+        if p.is_index:
+            write_atomic(layout.legend(p.name), legend_png(p))

@@ -115,7 +115,7 @@ def work_to_do(
     products: Sequence[Product],
     before: StateData,
     on_error: str,
-    output_of: Callable[[str, Source], Path],
+    output_of: Callable[[Product, Source], Path],
     present: Callable[[Path], bool],
 ) -> Work:
     """Which images of ``members`` need making: those without a record of the same input size,
@@ -132,12 +132,14 @@ def work_to_do(
             continue
         dests = {}
         for p in products:
-            key, out = (src.rel, p.name), output_of(p.name, src)
+            key, out = (src.rel, p.name), output_of(p, src)
             record = (src.size, src.mtime_ns, digest[p.name])
             if before.records.get(key) == record and present(out):
                 kept.records[key] = record
                 if key in before.provenance:
                     kept.provenance[key] = before.provenance[key]
+                if key in before.clipping:
+                    kept.clipping[key] = before.clipping[key]
             else:
                 dests[p.name] = out
         if dests:
@@ -280,6 +282,8 @@ class Recorder:
                 key = (src.rel, name)
                 self.done.records[key] = (src.size, src.mtime_ns, self.digests[name])
                 self.done.provenance[key] = (outcome.source_of(name), outcome.image_sha[name], self.env)
+                if name in outcome.clipping:
+                    self.done.clipping[key] = clip_text(outcome.clipping[name])
             for note in outcome.notes:
                 if note not in self.result.notes:
                     self.result.notes.append(note)
@@ -404,6 +408,11 @@ def _write_run_stats(
         log.error("could not record run statistics: %s", exc)
 
 
+def clip_text(figures: Sequence[float]) -> str:
+    """Clip figures as one state field: six shares with 4 decimals, the mean with 2."""
+    return " ".join([*(f"{v:.4f}" for v in figures[:6]), f"{figures[6]:.2f}"])
+
+
 def source_input(input_dir: Path, src: Source) -> Path | BandImage:
     """What the converter reads for ``src``: its file, or its band files."""
     return input_dir / src.rel if src.files is None else BandImage.of(input_dir, src)
@@ -437,12 +446,12 @@ def _remove_orphans(
 ) -> int:
     """Delete the images this workflow made from input files that no longer exist."""
     current = {s.rel for s in members}
-    names = {p.name for p in products}
+    by_name = {p.name: p for p in products}
     removed = 0
     for rel, product in before.records:
-        if rel in current or product not in names or shard_of(rel, n_shards) != shard:
+        if rel in current or product not in by_name or shard_of(rel, n_shards) != shard:
             continue
-        png = layout.png(product, Source(rel, 0, 0))
+        png = layout.png(by_name[product], Source(rel, 0, 0))
         if remove_output(png):
             removed += 1
             log.info("removed %s: its input %s is gone", png, rel)

@@ -200,13 +200,16 @@ def render(
     return buf.getvalue()
 
 
-def build(manifest: Path, out: Path, product_dir: Path, layout: SheetLayout) -> None:
-    """Render the sheet described by ``manifest`` from the PNGs under ``product_dir``. The
+def build(
+    manifest: Path, out: Path, product_dir: Path, layout: SheetLayout, suffix: str = ".png", legend: Image.Image | None = None
+) -> None:
+    """Render the sheet described by ``manifest`` from the images (``suffix``) under
+    ``product_dir``, with the product's ``legend`` under the thumbnails if it has one. The
     overview (title starting with "overview") has one row per folder."""
     title, rels = read_manifest(manifest)
 
     def png_of(rel: str) -> Path:
-        return product_dir / output_rel(rel)
+        return product_dir / output_rel(rel, suffix)
 
     if not title.startswith("overview"):
         data = render(title, [png_of(r) for r in rels], [label(r) for r in rels], layout)
@@ -222,10 +225,29 @@ def build(manifest: Path, out: Path, product_dir: Path, layout: SheetLayout) -> 
             pngs += [png_of(r) for r in members] + [None] * pad
             labels += [label(r) for r in members] + [""] * pad
         data = render(title, pngs, labels, layout, columns=columns)
+    if legend is not None:
+        data = with_legend(data, legend)
     write_atomic(out, data)
 
 
-def build_all(jobs: Sequence[tuple[Path, Path]], product_dir: Path, layout: SheetLayout) -> int:
+def with_legend(sheet_png: bytes, legend: Image.Image) -> bytes:
+    """The sheet with the legend below it."""
+    with Image.open(io.BytesIO(sheet_png)) as sheet:
+        combined = Image.new("RGB", (max(sheet.width, legend.width), sheet.height + legend.height), (255, 255, 255))
+        combined.paste(sheet, (0, 0))
+        combined.paste(legend, (0, sheet.height))
+    buf = io.BytesIO()
+    combined.save(buf, format="PNG", compress_level=1, compress_type=3)
+    return buf.getvalue()
+
+
+def build_all(
+    jobs: Sequence[tuple[Path, Path]],
+    product_dir: Path,
+    layout: SheetLayout,
+    suffix: str = ".png",
+    legend: Image.Image | None = None,
+) -> int:
     """Rebuild each (manifest, sheet) pair whose sheet is missing or older than its manifest;
     returns how many were rebuilt."""
     done = 0
@@ -235,6 +257,6 @@ def build_all(jobs: Sequence[tuple[Path, Path]], product_dir: Path, layout: Shee
                 continue
         except FileNotFoundError:
             pass
-        build(manifest, out, product_dir, layout)
+        build(manifest, out, product_dir, layout, suffix, legend)
         done += 1
     return done

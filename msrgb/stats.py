@@ -25,6 +25,10 @@ from msrgb.products import Product
 log = logging.getLogger("msrgb")
 
 
+#: quantiles recorded per band for a dataset-wide equalization
+EQUALIZE_QUANTILES = 1025
+
+
 def choose_sample(sources: Sequence[Source], size: int) -> list[Source]:
     """The sample: the ``size`` images with the smallest path hashes, sorted by path."""
     return sorted(sorted(sources, key=lambda s: path_hash(s.rel))[:size], key=lambda s: s.rel)
@@ -82,6 +86,10 @@ def compute_limits(product: Product, input_dir: Path, sample: Sequence[Source]) 
         raise InputError(f"product {product.name!r}: no readable file in the stretch sample")
     limits = []
     for c in range(3):
+        if product.stretch == "equalize":  # the sample's distribution, as its quantiles
+            q = np.percentile(np.concatenate(values[c]), np.linspace(0, 100, EQUALIZE_QUANTILES))
+            limits.append([float(v) for v in np.maximum.accumulate(q)])
+            continue
         lo, hi = np.percentile(np.concatenate(values[c]), [product.low, product.high])
         limits.append([float(lo), float(hi) if hi > lo else float(lo) + 1.0])
     return {

@@ -94,7 +94,7 @@ def status(layout: Layout, input_dir: Path | None = None) -> dict[str, ProductSt
         digest = p.digest() if (p.limits is not None or not p.dataset_stretch) else None
         st = ProductStatus()
         for src in sources:
-            out = layout.png_str(p.name, src)
+            out = layout.png_str(p, src)
             record = state.records.get((src.rel, p.name))
             bad = state.skipped.get(src.rel)
             if bad is not None and bad[:2] == (src.size, src.mtime_ns) and record is None:
@@ -107,7 +107,7 @@ def status(layout: Layout, input_dir: Path | None = None) -> dict[str, ProductSt
                 st.up_to_date += 1
         current = {s.rel for s in sources}
         st.gone = sorted(
-            layout.png_str(p.name, Source(rel, 0, 0))
+            layout.png_str(p, Source(rel, 0, 0))
             for rel, name in state.records
             if name == p.name and rel not in current
         )

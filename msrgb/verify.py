@@ -3,7 +3,8 @@
     python -m msrgb.verify OUTPUT_DIR [--input INPUT_DIR] [--product NAME ...]
 
 Checks, for every product folder with a ``manifest.tsv``: each listed PNG exists and has the
-recorded SHA-256; no PNG is there that the manifest does not list; with ``--input``, each
+recorded SHA-256 and carries a recipe (msrgb.recipe) naming the product and the settings
+digest of the manifest; no image is there that the manifest does not list; with ``--input``, each
 source TIFF exists with the recorded size and SHA-256 (for an image made of band files, each
 band file it was made from with its SHA-256). Exits 1 if anything differs.
 """
@@ -48,6 +49,8 @@ def verify_product(folder: Path, input_dir: Path | None = None) -> tuple[int, li
             problems.append(f"{png}: missing")
         elif sha256(png) != row["png_sha256"]:
             problems.append(f"{png}: content differs from the manifest (sha256)")
+        else:
+            problems += _check_recipe(png, folder.name, row["settings_digest"])
         if input_dir is not None and row["source_sha256"].startswith("["):
             problems += _check_band_files(input_dir, row["source_sha256"])
         elif input_dir is not None:
@@ -58,11 +61,32 @@ def verify_product(folder: Path, input_dir: Path | None = None) -> tuple[int, li
                 problems.append(f"{input_dir / stem}.tif: source missing")
             elif source.stat().st_size != int(row["source_size"]) or sha256(source) != row["source_sha256"]:
                 problems.append(f"{source}: source differs from the one the PNG was made from")
-    for png in sorted(folder.rglob("*.png")):
+    for png in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
         rel = png.relative_to(folder).as_posix()
         if rel not in listed and not png.name.startswith("."):
             problems.append(f"{png}: not in the manifest")
     return len(rows), problems
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".webp")
+
+
+def _check_recipe(image: Path, product: str, digest: str) -> list[str]:
+    """The recipe inside the image (msrgb.recipe) names the product and its settings."""
+    from msrgb.recipe import read_recipe
+
+    try:
+        recipe = read_recipe(image)
+    except (OSError, ValueError) as exc:
+        return [f"{image}: its recipe cannot be read ({exc})"]
+    if recipe is None:
+        return [f"{image}: carries no msrgb recipe"]
+    if recipe.get("product") != product or recipe.get("settings") != digest:
+        return [
+            f"{image}: its recipe names product {recipe.get('product')!r} with settings "
+            f"{recipe.get('settings')}, the manifest {product!r} with {digest}"
+        ]
+    return []
 
 
 def _check_band_files(input_dir: Path, recorded: str) -> list[str]:
@@ -97,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         failures += len(problems)
         for problem in problems:
             print(problem)
-        print(f"{folder.name}: {checked} PNG(s) checked, {len(problems)} difference(s)")
+        print(f"{folder.name}: {checked} image(s) checked, {len(problems)} difference(s)")
     return 1 if failures else 0
 
 

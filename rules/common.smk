@@ -192,7 +192,7 @@ def shard_pngs(shard):
     out: Snakemake reads {x} in a file name as a wildcard and <x> as a path variable, with no
     way to escape them, so such a PNG cannot be a target (the normal run, which targets state
     files, converts it)."""
-    pngs = [LAYOUT.png_str(p.name, s) for s in PLAN.members[shard] for p in PRODUCTS]
+    pngs = [LAYOUT.png_str(p, s) for s in PLAN.members[shard] for p in PRODUCTS]
     return [png for png in pngs if not SNAKEMAKE_SPECIAL.search(png)]
 
 
@@ -266,6 +266,21 @@ def output_dir_of(wildcards, output):
     return str(Path(output.summary).parent)
 
 
+def histograms():
+    """{output_dir}/histograms/{product}.png: output values of a sample of each product."""
+    return [str(LAYOUT.histogram(p.name)) for p in PRODUCTS]
+
+
+def clipped_sheets():
+    """{output_dir}/clipping/{product}.png: the most clipped images of each product."""
+    return [str(LAYOUT.clipped_sheet(p.name)) for p in PRODUCTS]
+
+
+def legends():
+    """{output_dir}/legends/{product}.png of the products drawn with a colour map."""
+    return [str(LAYOUT.legend(p.name)) for p in PRODUCTS if p.is_index]
+
+
 def provenance_manifests():
     """{output_dir}/{product}/manifest.tsv of every product (docs/pipelines.md, Provenance)."""
     return [str(LAYOUT.provenance(p.name)) for p in PRODUCTS]
@@ -299,5 +314,8 @@ def print_summary():
     except (FileNotFoundError, ValueError):
         return
     print(f"msrgb summary ({path}):\n{msreport.summary_table(summary)}", flush=True)
+    clipping = msreport.clipping_table(summary.get("clipping", {}))
+    if clipping:
+        print(f"msrgb clipping (summary.json, {LAYOUT.clipped_sheet('<product>')}):\n{clipping}", flush=True)
     for note in summary.get("notes", []):
         print(f"msrgb: warning: {note}", file=sys.stderr, flush=True)

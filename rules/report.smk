@@ -27,6 +27,7 @@ for product in PRODUCTS:
             "../envs/msrgb.yaml"
         params:
             product_dir=str(LAYOUT.product_dir(product.name)),
+            product=product.to_dict(),
             thumbnail=config["thumbnail_size"],
         script:
             "../scripts/contact_sheets.py"
@@ -43,6 +44,13 @@ rule summarize:
             summary_file(), caption="../report/summary.rst", category="Summary"
         ),
         manifests=provenance_manifests(),
+        histograms=report(
+            histograms(), caption="../report/histogram.rst", category="Histograms"
+        ),
+        clipped=report(
+            clipped_sheets(), caption="../report/clipping.rst", category="Clipping"
+        ),
+        legends=report(legends(), caption="../report/legend.rst", category="Legends"),
     log:
         summary_log(),
     conda:
@@ -51,6 +59,8 @@ rule summarize:
         output_dir=output_dir_of,
         n_products=len(PRODUCTS),
         digests=product_digests(),
+        products=product_dicts(),
+        thumbnail=config["thumbnail_size"],
     script:
         "../scripts/summarize.py"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb import report  # noqa: E402
+from msrgb.products import products_from_dicts  # noqa: E402
 from msrgb.plan import Layout, load_plan, read_state_full  # noqa: E402
 
 logging.basicConfig(
@@ -17,14 +18,17 @@ logging.basicConfig(
 layout = Layout(Path(snakemake.params.output_dir))
 # the shard states are read once, for errors.tsv and for the provenance manifests
 state = read_state_full([Path(p) for p in snakemake.input.states])
+products = products_from_dicts(snakemake.params.products)
 errors = report.write_errors(state, Path(snakemake.output.errors))
 report.write_provenance(
     state,
     {
-        name: (digest, Path(path))
-        for (name, digest), path in zip(snakemake.params.digests.items(), snakemake.output.manifests)
+        p.name: (p.digest(), Path(path), p.suffix)
+        for p, path in zip(products, snakemake.output.manifests)
     },
 )
 summary = report.summarize(layout, load_plan(layout), snakemake.params.n_products, len(errors))
+summary["clipping"] = report.clipping_summary(state, {p.name: p.suffix for p in products})
 report.write_summary(Path(snakemake.output.summary), summary)
+report.write_looks(layout, products, state, summary["clipping"], snakemake.params.thumbnail)
 logging.info("summary:\n%s", report.summary_table(summary))

@@ -6,7 +6,7 @@ import pytest
 from conftest import assert_png_matches
 
 from msrgb import plan, synth
-from msrgb.products import parse_products
+from msrgb.products import Product, parse_products
 from msrgb.shard import ShardError, run_shard
 
 
@@ -177,8 +177,8 @@ def test_work_to_do_decides_from_records_and_present_outputs():
     before.skipped[d.rel] = (100, 5, "is empty (0 bytes)")
     missing = {Path("out/p/X/b.png")}
 
-    def output_of(product: str, src: Source) -> Path:
-        return Path("out") / product / src.png_rel()
+    def output_of(product: Product, src: Source) -> Path:
+        return Path("out") / product.name / src.png_rel()
 
     work = work_to_do([a, b, c, d], products, before, "skip", output_of, lambda png: png not in missing)
     assert [(s.rel, sorted(dests)) for s, dests in work.todo] == [("X/b.tif", ["p"]), ("X/c.tif", ["q"])]
