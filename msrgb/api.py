@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from msrgb.convert import Converter, Tile
+from msrgb.pngenc import PNG_COMPRESSION, encode_png
+from msrgb.recipe import RECIPE_KEY, recipe_text
 from msrgb.files import write_atomic
 from msrgb.reader import gdal_env
 from msrgb.products import Product, parse_products
@@ -74,9 +76,11 @@ def read_tile(path: str | Path) -> np.ndarray:
         return np.moveaxis(src.read(), 0, -1)
 
 
-def png_bytes(image: np.ndarray, png_compression: str = "huffman") -> bytes:
-    """PNG bytes of an image from :func:`to_rgb`, encoded as the workflow encodes it."""
-    return Converter([]).encode(image, png_compression)
+def png_bytes(image: np.ndarray, png_compression: str = "huffman", recipe: str | None = None) -> bytes:
+    """PNG bytes of an image from :func:`to_rgb`, encoded as the workflow encodes it; the
+    workflow's files also carry their ``recipe`` (msrgb.recipe.recipe_text)."""
+    level, strategy = PNG_COMPRESSION[png_compression]
+    return encode_png(image, level, strategy, {RECIPE_KEY: recipe} if recipe is not None else None)
 
 
 def convert_file(
@@ -85,14 +89,18 @@ def convert_file(
     product: ProductSpec = "truecolor",
     png_compression: str = "huffman",
     limits: Sequence[Sequence[float]] | None = None,
+    rel: str | None = None,
 ) -> np.ndarray:
     """Convert one GeoTIFF like the workflow does; returns the image and, if ``png`` is given,
-    writes it there (atomically), byte for byte what the workflow writes."""
+    writes it there (atomically, in the product's format), byte for byte what the workflow
+    writes for an input at ``rel`` under its input folder (default: the file's name), which
+    the image's recipe names."""
     p = product_of(product, png_compression, limits)
     converter = Converter([p])
     with gdal_env():
         tile = converter.read(tif)
     image = converter.render(tile, p)
     if png is not None:
-        write_atomic(Path(png), converter.encode(image, p.png_compression))
+        data = converter.encode_image(image, p, recipe_text(p, rel or Path(tif).name))
+        write_atomic(Path(png), data)
     return image

@@ -320,14 +320,16 @@ def convert_all(
     inputs = [source_input(input_dir, src) for src, _ in todo]
     ahead = ReadAhead([i.paths() if isinstance(i, BandImage) else i for i in inputs], read_ahead)
 
-    def convert(path: Path | BandImage, dests: dict[str, Path]) -> Converted:
+    def convert(path: Path | BandImage, dests: dict[str, Path], rel: str) -> Converted:
         ahead.started()
-        return converter.convert(path, dests)
+        return converter.convert(path, dests, rel)
 
     fatal: BaseException | None = None
     last_checkpoint = time.monotonic()
     with ThreadPoolExecutor(max(1, threads), initializer=enter_thread_gdal_env) as pool:
-        futures = {pool.submit(convert, i, dests): (src, dests) for i, (src, dests) in zip(inputs, todo)}
+        futures = {
+            pool.submit(convert, i, dests, src.rel): (src, dests) for i, (src, dests) in zip(inputs, todo)
+        }
         pending = set(futures)
         try:
             while pending:

@@ -38,8 +38,10 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
 
 
 def verify_product(folder: Path, input_dir: Path | None = None) -> tuple[int, list[str]]:
-    """(PNGs checked, differences) for one product folder."""
+    """(images checked, differences) for one product folder. Images made by msrgb before
+    0.4.0 (the manifest's environment says so) have no recipe, which is not a difference."""
     rows = read_manifest(folder / "manifest.tsv")
+    envs = read_envs(folder / "manifest.tsv")
     problems = []
     listed = set()
     for row in rows:
@@ -49,7 +51,7 @@ def verify_product(folder: Path, input_dir: Path | None = None) -> tuple[int, li
             problems.append(f"{png}: missing")
         elif sha256(png) != row["png_sha256"]:
             problems.append(f"{png}: content differs from the manifest (sha256)")
-        else:
+        elif _has_recipes(envs.get(row.get("env", ""), "")):
             problems += _check_recipe(png, folder.name, row["settings_digest"])
         if input_dir is not None and row["source_sha256"].startswith("["):
             problems += _check_band_files(input_dir, row["source_sha256"])
@@ -69,6 +71,23 @@ def verify_product(folder: Path, input_dir: Path | None = None) -> tuple[int, li
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".webp")
+
+
+def read_envs(path: Path) -> dict[str, str]:
+    """The environments of a provenance manifest: id -> library versions."""
+    return {row[1]: row[2] for row in tsv.rows(path) if row[0] == "# env" and len(row) > 2}
+
+
+def _has_recipes(versions: str) -> bool:
+    """Whether the msrgb of these library versions writes recipes (0.4.0 and later)."""
+    for part in versions.split():
+        if part.startswith("msrgb="):
+            numbers = part.split("=", 1)[1].split(".")[:2]
+            try:
+                return tuple(int(n) for n in numbers) >= (0, 4)
+            except ValueError:
+                return True
+    return True
 
 
 def _check_recipe(image: Path, product: str, digest: str) -> list[str]:

@@ -7,6 +7,7 @@ import pytest
 from conftest import reference_rgb, run_snakemake
 
 from msrgb import api, synth
+from msrgb.recipe import recipe_text
 
 
 def test_to_rgb_is_the_reference_formula():
@@ -28,7 +29,9 @@ def test_convert_file_writes_the_workflows_bytes(tmp_path: Path, dataset: Path):
     run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
     for tif in sorted(dataset.rglob("*.tif"))[:5]:
         png = tmp_path / "api" / tif.name.replace(".tif", ".png")
-        rgb = api.convert_file(tif, png)
+        rel = tif.relative_to(dataset).as_posix()
+        rgb = api.convert_file(tif, png, rel=rel)
         assert np.array_equal(rgb, reference_rgb(tif))
         assert png.read_bytes() == (out / "truecolor" / tif.relative_to(dataset)).with_suffix(".png").read_bytes()
-        assert api.png_bytes(api.to_rgb(api.read_tile(tif))) == png.read_bytes()
+        recipe = recipe_text(api.product_of("truecolor"), rel)
+        assert api.png_bytes(api.to_rgb(api.read_tile(tif)), recipe=recipe) == png.read_bytes()
