@@ -120,9 +120,10 @@ def write_output(path: Path, data: bytes | Iterable[bytes]) -> None:
         raise kind(f"{path}: cannot be written ({exc.strerror or exc})") from exc
 
 
-def write_if_changed(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` unless it already holds exactly that; True if written."""
-    data = text.encode("utf-8")
+def write_if_changed(path: Path, text: str | bytes) -> bool:
+    """Write ``text`` (or bytes) to ``path`` unless it already holds exactly that; True if
+    written."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
     try:
         if path.read_bytes() == data:  # bytes: read_text would turn a \r in a name into \n
             return False

@@ -1,6 +1,6 @@
 """Self-describing images: every image carries the recipe that made it (msrgb's version, the
 input's relative path, the product's settings and their digest), as a PNG iTXt chunk, a JPEG
-comment or WebP XMP. JPEG and WebP are written by Pillow directly (bench/formats.py: through
+comment or WebP XMP. JPEG and WebP are written by Pillow directly (bench/looks.py: through
 imageio's plugin layer each image costs about 0.2 ms more, a quarter of a tile's whole
 conversion)."""
 

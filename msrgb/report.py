@@ -225,18 +225,18 @@ def write_looks(layout: Layout, products: Sequence, state: StateData, clipping: 
     product drawn with a colour map, its legend."""
     from msrgb.legend import legend_png
     from msrgb.plan import path_hash
-    from msrgb.sheets import SheetLayout, render
+    from msrgb.sheets import SheetLayout, label, render
 
     for p in products:
         rels = sorted({rel for rel, name in state.records if name == p.name}, key=path_hash)
         sample = [layout.output_dir / p.name / output_rel(rel, p.suffix) for rel in rels[:HISTOGRAM_SAMPLE]]
         counts = output_histogram(sample)
         title = f"{p.name}: values of {len(sample)} images (red, green, blue; square-root scale)"
-        write_atomic(layout.histogram(p.name), histogram_image(counts, title))
+        write_if_changed(layout.histogram(p.name), histogram_image(counts, title))
         worst = clipping.get(p.name, {}).get("most_clipped", [])
         images = [layout.product_dir(p.name) / w["image"] for w in worst]
-        labels = [f"{100 * max(w['clipped_low'] + w['clipped_high']):.1f}% {Path(w['image']).name}" for w in worst]
+        labels = [f"{100 * max(w['clipped_low'] + w['clipped_high']):.1f}% {label(w['image'])}" for w in worst]
         sheet = render(f"most clipped - {p.name}", images, labels, SheetLayout(thumb=thumb))
-        write_atomic(layout.clipped_sheet(p.name), sheet)
+        write_if_changed(layout.clipped_sheet(p.name), sheet)
         if p.is_index:
-            write_atomic(layout.legend(p.name), legend_png(p))
+            write_if_changed(layout.legend(p.name), legend_png(p))

@@ -20,7 +20,12 @@ from msrgb import sheets as mssheets  # noqa: E402
 from msrgb import slurm as msslurm  # noqa: E402
 from msrgb import snakemake_settings as smk  # noqa: E402
 from msrgb.errors import MsrgbError  # noqa: E402
-from msrgb.prepare import Settings, Where, command_line_booleans, prepare_run  # noqa: E402
+from msrgb.prepare import (
+    Settings,
+    Where,
+    command_line_booleans,
+    prepare_run,
+)  # noqa: E402
 
 validate(command_line_booleans(config), schema="../config/schema.yaml")
 
@@ -316,6 +321,9 @@ def print_summary():
     print(f"msrgb summary ({path}):\n{msreport.summary_table(summary)}", flush=True)
     clipping = msreport.clipping_table(summary.get("clipping", {}))
     if clipping:
-        print(f"msrgb clipping (summary.json, {LAYOUT.clipped_sheet('<product>')}):\n{clipping}", flush=True)
+        print(
+            f"msrgb clipping (summary.json, {LAYOUT.clipped_sheet('<product>')}):\n{clipping}",
+            flush=True,
+        )
     for note in summary.get("notes", []):
         print(f"msrgb: warning: {note}", file=sys.stderr, flush=True)

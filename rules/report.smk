@@ -44,13 +44,20 @@ rule summarize:
             summary_file(), caption="../report/summary.rst", category="Summary"
         ),
         manifests=provenance_manifests(),
-        histograms=report(
-            histograms(), caption="../report/histogram.rst", category="Histograms"
+        # update(): rewritten only when their content changes
+        histograms=update(
+            report(
+                histograms(), caption="../report/histogram.rst", category="Histograms"
+            )
         ),
-        clipped=report(
-            clipped_sheets(), caption="../report/clipping.rst", category="Clipping"
+        clipped=update(
+            report(
+                clipped_sheets(), caption="../report/clipping.rst", category="Clipping"
+            )
         ),
-        legends=report(legends(), caption="../report/legend.rst", category="Legends"),
+        legends=update(
+            report(legends(), caption="../report/legend.rst", category="Legends")
+        ),
     log:
         summary_log(),
     conda:

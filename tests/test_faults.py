@@ -354,4 +354,4 @@ def test_input_folder_is_never_written_to(tmp_path: Path) -> None:
     with rasterio.open(next(root.rglob("*.tif"))) as src:  # the files are still valid
         assert src.count == 13
     assert snapshot(root) == before
-    assert iio.imread(next((tmp_path / "out").rglob("*.png"))).shape == (64, 64, 3)
+    assert iio.imread(next((tmp_path / "out" / "truecolor").rglob("*.png"))).shape == (64, 64, 3)

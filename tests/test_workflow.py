@@ -138,10 +138,13 @@ def test_cores_shard_and_thread_settings_give_identical_bytes(tmp_path: Path, da
         out = tmp_path / f"c{cores}-s{shards}-t{threads}-r{ahead}"
         run_snakemake(tmp_path, "--cores", cores, input_dir=str(dataset), output_dir=str(out), shards=shards, threads_per_shard=threads, read_ahead=ahead, products="[truecolor,swir]")
         outs.append(out)
-    first = {p.relative_to(outs[0]): p.read_bytes() for p in outs[0].glob("*/**/*.png") if "contact_sheets" not in p.parts}
+    def images(out: Path) -> dict[Path, bytes]:
+        return {p.relative_to(out): p.read_bytes() for name in ("truecolor", "swir") for p in (out / name).rglob("*.png")}
+
+    first = images(outs[0])
     assert len(first) == 2 * 31
     for out in outs[1:]:
-        other = {p.relative_to(out): p.read_bytes() for p in out.glob("*/**/*.png") if "contact_sheets" not in p.parts}
+        other = images(out)
         assert other == first, out
         for product in ("truecolor", "swir"):
             assert (out / product / "manifest.tsv").read_text() == (outs[0] / product / "manifest.tsv").read_text()
@@ -267,8 +270,9 @@ def test_several_products_in_one_run(tmp_path: Path, dataset: Path):
     cfg.write_text(PRODUCTS_CONFIG.replace("swir", "agriculture"))
     run_snakemake(tmp_path, "--configfile", str(REPO / "config" / "config.yaml"), str(cfg), input_dir=str(dataset), output_dir=str(out))
     parts = [p.relative_to(out).parts for p, ino in inodes.items() if p.stat().st_ino != ino]
-    changed = {x[1] if x[0] == "contact_sheets" else x[0] for x in parts}
-    assert changed == {"geo16"}, "only the changed product (and its contact sheets) is redone"
+    per_product = ("contact_sheets", "clipping", "histograms", "legends")
+    changed = {Path(x[1]).stem if x[0] in per_product else x[0] for x in parts}
+    assert changed == {"geo16"}, "only the changed product (and its sheets and histogram) is redone"
 
 
 def test_one_shard_rule_takes_snakemake_overrides(tmp_path: Path, dataset: Path):
