@@ -27,7 +27,7 @@ from msrgb.reader import (
     enter_thread_gdal_env,
     gdal_env,
 )
-from msrgb.recipe import RECIPE_KEY, encode_pillow, recipe_text
+from msrgb.recipe import RECIPE_KEY, RecipeWriter, encode_pillow
 from msrgb.render import ClipCounter, Renderer, band_percentiles, clip_figures, float_range_note, product_bands
 
 log = logging.getLogger("msrgb")
@@ -85,6 +85,7 @@ class Converter:
         self.reader = TileReader(self.products, in_memory_bytes)
         self.band_reader = BandReader(self.products, in_memory_bytes)
         self.renderer = Renderer(self.products)
+        self._recipes = {p.name: RecipeWriter(p) for p in self.products}
 
     def read(self, path: str | Path, data: bytes | None = None) -> Tile:
         """The bands the products need (see :meth:`msrgb.reader.TileReader.read`)."""
@@ -140,7 +141,7 @@ class Converter:
             self._note(tile, product, result)
             rendered = self.render(tile, product)
             result.clipping[product.name] = clip_figures(rendered, product)
-            image = self.encode_image(rendered, product, recipe_text(product, rel))
+            image = self.encode_image(rendered, product, self._recipes[product.name].text(rel))
             self._write(dests[product.name], [image], product, tile, result)
 
     def _convert_bands(
@@ -219,7 +220,7 @@ class Converter:
         whole = image.tile({})
         for p in products:
             result.clipping[p.name] = clips[p.name].figures()
-            recipe = recipe_text(p, rel)
+            recipe = self._recipes[p.name].text(rel)
             stream = streams.pop(p.name)
             if isinstance(stream, PngStream):
                 pieces = stream.finish({RECIPE_KEY: recipe})

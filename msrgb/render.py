@@ -236,16 +236,12 @@ def clahe(stack: np.ndarray, product: Product) -> np.ndarray:
 def clip_figures(image: np.ndarray, product: Product) -> tuple[float, ...]:
     """Share of pixels at 0 and at the top value in each colour channel (red, green, blue),
     then the mean value of the three channels; transparent pixels left out."""
-    rgb = image[..., :3]
-    if image.shape[-1] == 4:
-        rgb = rgb[image[..., 3] > 0]
-    else:
-        rgb = rgb.reshape(-1, 3)
-    n = max(1, rgb.shape[0])
-    low = (rgb == 0).sum(axis=0) / n
-    high = (rgb == product.top).sum(axis=0) / n
-    mean = float(rgb.mean()) if rgb.size else 0.0
-    return (*map(float, low), *map(float, high), mean)
+    counter = ClipCounter(product)
+    counter.add(image)
+    return counter.figures()
+
+
+_LEVELS = np.arange(256, dtype=np.float64)
 
 
 class ClipCounter:
@@ -259,12 +255,22 @@ class ClipCounter:
         self.total = 0.0
 
     def add(self, block: np.ndarray) -> None:
-        rgb = block[..., :3]
-        rgb = rgb[block[..., 3] > 0] if block.shape[-1] == 4 else rgb.reshape(-1, 3)
+        if block.shape[-1] == 4:
+            rgb = block[..., :3][block[..., 3] > 0]
+        else:
+            rgb = block.reshape(-1, 3)
         self.n += rgb.shape[0]
-        self.low += (rgb == 0).sum(axis=0)
-        self.high += (rgb == self.top).sum(axis=0)
-        self.total += float(rgb.sum(dtype=np.float64))
+        for c in range(3):
+            channel = rgb[:, c]
+            if channel.dtype == np.uint8:  # a histogram is the cheapest way to all three
+                counts = np.bincount(channel, minlength=256)
+                self.low[c] += counts[0]
+                self.high[c] += counts[255]
+                self.total += float(counts @ _LEVELS)
+            else:
+                self.low[c] += np.count_nonzero(channel == 0)
+                self.high[c] += np.count_nonzero(channel == self.top)
+                self.total += float(channel.sum(dtype=np.float64))
 
     def figures(self) -> tuple[float, ...]:
         n = max(1, self.n)

@@ -231,3 +231,28 @@ def test_clip_figures_in_state_summary_and_sheets(tmp_path: Path):
     assert (out / "clipping" / "truecolor.png").exists() and (out / "histograms" / "truecolor.png").exists()
     state = "".join(p.read_text() for p in (out / ".msrgb" / "state").rglob("*.tsv"))
     assert "0.2500 0.0000 0.0000 0.0000 0.0938 0.0000" in state
+
+
+def test_dataset_wide_equalization_uses_the_recorded_quantiles(tmp_path: Path, dataset: Path):
+    config = write_config(tmp_path, {"eq": {"preset": "truecolor_equalized", "stretch": {"type": "equalize", "scope": "dataset"}}})
+    out = tmp_path / "out"
+    run_snakemake(tmp_path, "--configfile", str(config), input_dir=str(dataset), output_dir=str(out))
+    quantiles = json.loads((out / "stretch" / "eq.json").read_text())["limits"]
+    assert [len(q) for q in quantiles] == [1025] * 3
+    tif = sorted(dataset.rglob("*.tif"))[5]
+    with rasterio.open(tif) as src:
+        ms = src.read([4, 3, 2]).astype(np.float64)
+    want = np.stack(
+        [(255 * np.interp(ms[c], quantiles[c], np.linspace(0, 1, 1025))).astype(np.uint8) for c in range(3)], axis=-1
+    )
+    assert np.array_equal(iio.imread(out / "eq" / tif.relative_to(dataset).with_suffix(".png")), want)
+
+
+def test_verify_reports_a_recipe_that_does_not_match_the_manifest(tmp_path: Path, dataset: Path):
+    out = tmp_path / "out"
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    manifest = out / "truecolor" / "manifest.tsv"
+    digest = json.loads(Image.open(next((out / "truecolor").rglob("*.png"))).text["msrgb"])["settings"]
+    manifest.write_text(manifest.read_text().replace(digest, "0123456789abcdef"))
+    proc = subprocess.run([sys.executable, "-m", "msrgb.verify", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 1 and f"its recipe names product 'truecolor' with settings {digest}" in proc.stdout
