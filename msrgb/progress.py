@@ -116,6 +116,11 @@ def count_work(
                         c.up_to_date += 1
             continue
         states = [*layout.related_states(plan.n_shards, shard), layout.progress(plan.n_shards, shard)]
+        if not any(path.exists() for path in states):  # never converted: every image to do
+            counts.images += len(members)
+            for p in products:
+                counts.products[p.name].to_convert += len(members)
+            continue
         before = read_state_full(states)
         work = work_to_do(members, ready, before, on_error, layout.png, present)
         counts.images += len(work.todo)
