@@ -308,3 +308,18 @@ def test_dataset_stretch_and_png_targets_over_band_folders(bigearthnet: Path, tm
     )
     files = patch_files(bigearthnet, 4)
     assert np.array_equal(iio.imread(target), formula(*(read_band(files[b]) for b in ("B04", "B03", "B02"))))
+
+
+def test_max_size_also_makes_quicklooks_of_stacked_files(tmp_path: Path, dataset: Path):
+    out = tmp_path / "out"
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), max_size="32")
+    tif = sorted(dataset.rglob("*.tif"))[0]
+    small = iio.imread(out / "truecolor" / tif.relative_to(dataset).with_suffix(".png"))
+    assert small.shape == (32, 32, 3)
+    full = formula(*(read_band_of(tif, b) for b in (4, 3, 2)))
+    assert abs(small.astype(float).mean() - full.astype(float).mean()) < 3
+
+
+def read_band_of(tif: Path, index: int) -> np.ndarray:
+    with rasterio.open(tif) as src:
+        return src.read(index)
