@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from msrgb.errors import PlanError
+from msrgb.files import size_and_mtime
 
 BAND_SUFFIXES = (".tif", ".tiff", ".jp2")
 
@@ -107,19 +108,12 @@ def _scan(top: str, rel_dir: str, pattern: re.Pattern[str], with_stat: bool) -> 
             name = entry.name
             if name[0] == ".":
                 continue
-            found = band_of(name, pattern)
-            if found is None or entry.is_dir(follow_symlinks=False):
-                if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(prefix + name)
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(prefix + name)
                 continue
-            size, mtime = -1, -1
-            if with_stat:
-                try:
-                    st = entry.stat()
-                    size, mtime = st.st_size, st.st_mtime_ns
-                except OSError:  # dangling link: kept, so the job reports it
-                    pass
-            files.append(BandFile(found[0], found[1], prefix + name, size, mtime))
+            found = band_of(name, pattern)
+            if found is not None:
+                files.append(BandFile(found[0], found[1], prefix + name, *size_and_mtime(entry, with_stat)))
     return files, subdirs
 
 

@@ -26,6 +26,18 @@ _HOST = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest(
 _COUNTER = itertools.count()
 
 
+def size_and_mtime(entry: os.DirEntry[str], with_stat: bool = True) -> tuple[int, int]:
+    """(size, mtime in ns) of a directory entry, following links; (-1, -1) without ``with_stat``
+    or for a dangling link (kept, so that the job reports it)."""
+    if with_stat:
+        try:
+            st = entry.stat()
+            return st.st_size, st.st_mtime_ns
+        except OSError:
+            pass
+    return -1, -1
+
+
 def output_rel(input_rel: str, suffix: str = ".png") -> str:
     """The output path, relative to a product folder, of the input at ``input_rel`` (relative
     to the input folder): the same folders and name, with ``suffix`` for the input's suffix. An

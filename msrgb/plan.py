@@ -29,7 +29,7 @@ from pathlib import Path
 
 from msrgb import bandfiles, tsv
 from msrgb.errors import PlanError
-from msrgb.files import TIFF_SUFFIXES, is_stale_temporary, output_rel, write_if_changed
+from msrgb.files import TIFF_SUFFIXES, is_stale_temporary, output_rel, size_and_mtime, write_if_changed
 from msrgb.products import Product
 
 STATE_DIR = ".msrgb"
@@ -77,14 +77,7 @@ def discover(input_dir: Path, with_stat: bool = True) -> list[Source]:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(prefix + name)
                 elif name.lower().endswith(TIFF_SUFFIXES):
-                    size, mtime = -1, -1
-                    if with_stat:
-                        try:
-                            st = entry.stat()
-                            size, mtime = st.st_size, st.st_mtime_ns
-                        except OSError:  # dangling link: kept, so the job reports it
-                            pass
-                    found.append(Source(prefix + name, size, mtime))
+                    found.append(Source(prefix + name, *size_and_mtime(entry, with_stat)))
     found.sort(key=lambda s: s.rel)
     check_names(found)
     return found
