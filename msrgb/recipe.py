@@ -1,8 +1,8 @@
 """Self-describing images: every image carries the recipe that made it (msrgb's version, the
 input's relative path, the product's settings and their digest), as a PNG iTXt chunk, a JPEG
-comment or WebP XMP. JPEG and WebP are written by Pillow directly (bench/looks.py: through
-imageio's plugin layer each image costs about 0.2 ms more, a quarter of a tile's whole
-conversion)."""
+comment or WebP XMP. JPEG and WebP are written by Pillow directly: imageio's plugin layer adds
+a cost per image that matters at tile size (measured by bench/looks.py, figures in
+docs/performance.md)."""
 
 from __future__ import annotations
 
