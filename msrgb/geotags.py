@@ -5,7 +5,7 @@ GDAL builds a full spatial reference (a PROJ database lookup) whenever it opens 
 file, which costs more than reading a BigEarthNet band file itself; comparing the raw GeoTIFF
 tags is enough to see that files share a grid. Files this cannot decide (BigTIFF, JPEG 2000,
 georeferencing in other tags, different encodings of the CRS) go to GDAL's comparison
-(``bench/steps.py --bands`` measures both).
+(``bench/bands.py`` measures both).
 """
 
 from __future__ import annotations
