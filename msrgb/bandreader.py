@@ -231,6 +231,11 @@ class BandReader:
         if gdal_georef:
             with_crs = [b for b in bands if b.crs is not None]
             if not with_crs:  # no georeferencing at all: the files are taken to cover one area
+                if self.georef:
+                    raise InputError(
+                        f"{image.folder}: the band files have no georeferencing (CRS and "
+                        "transform), but a product asks for a world file"
+                    )
                 for b in bands:
                     b.transform = Affine.scale(cols / b.src.width, rows / b.src.height)
                 return _Target(rows, cols, Affine.identity(), None, finest.src.nodata)

@@ -323,3 +323,23 @@ def test_max_size_also_makes_quicklooks_of_stacked_files(tmp_path: Path, dataset
 def read_band_of(tif: Path, index: int) -> np.ndarray:
     with rasterio.open(tif) as src:
         return src.read(index)
+
+
+def test_band_files_without_georeferencing(tmp_path: Path):
+    """Band files with no CRS at all are taken to cover one area (and read); a world file
+    cannot be made from them, which is a bad input, not a crash."""
+    from msrgb.errors import InputError
+    from msrgb.bandreader import BandReader
+    from msrgb.reader import gdal_env
+
+    folder = tmp_path / "img"
+    folder.mkdir()
+    for band, n in (("B04", 8), ("B03", 8), ("B02", 4)):
+        with rasterio.open(folder / f"{band}.tif", "w", driver="GTiff", width=n, height=n, count=1, dtype="uint16") as dst:
+            dst.write(np.full((1, n, n), 1000, np.uint16))
+    image = BandImage(folder, tuple((b, f"img/{b}.tif", folder / f"{b}.tif") for b in ("B04", "B03", "B02")))
+    with gdal_env():
+        tile, _ = BandReader(parse_products(["truecolor"])).read(image)
+        assert tile.bands[1].shape == (8, 8) and (tile.bands[1] == 1000).all()  # B02 resampled
+        with pytest.raises(InputError, match="no georeferencing"):
+            BandReader(parse_products({"g": {"preset": "truecolor", "world_file": True}})).read(image)
