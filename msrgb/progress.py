@@ -328,6 +328,14 @@ class BarSafeStream:
         return len(text)
 
     def flush(self) -> None:
+        """Complete lines go out as they come; a line without its end yet goes out here, so
+        nothing is held back when a writer flushes (the bar is drawn again below it)."""
+        if self._pending:
+            from tqdm import tqdm
+
+            with tqdm.external_write_mode(file=self._stream):
+                self._stream.write(self._pending + "\n")
+            self._pending = ""
         self._stream.flush()
 
     def isatty(self) -> bool:
