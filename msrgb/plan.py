@@ -443,19 +443,17 @@ def load_plan(layout: Layout) -> Plan:
     return Plan(n_shards, members, threads)
 
 
-def flag_shards_missing_outputs(layout: Layout, plan: Plan, products: Sequence[Product]) -> list[int]:
-    """Find shards with a PNG missing on disk and mark their state file out of date (back-dated
-    to one second before the shard's manifest), so Snakemake re-runs them ("updated input");
-    the job then converts just the missing PNGs. An input the state records as skipped (bad,
-    with ``on_error: skip``, and unchanged since) has no PNG on purpose. Deletes, on the way,
-    the temporary files that killed runs left in the output folders it lists. Returns the
-    shards flagged. One listing per output folder, no per-file stat: cheap even for 100,000s
-    of PNGs."""
-    listing: dict[str, set[str]] = {}
+class OutputListing:
+    """Whether output files exist, from one listing per output folder and no per-file stat:
+    cheap even for 100,000s of images. The first listing of a folder also deletes the
+    temporary files that killed runs left in it. Call it with a path."""
 
-    def present(png: str) -> bool:
-        folder, _, name = png.rpartition("/")
-        names = listing.get(folder)
+    def __init__(self) -> None:
+        self._names: dict[str, set[str]] = {}
+
+    def __call__(self, path: str | Path) -> bool:
+        folder, _, name = str(path).rpartition("/")
+        names = self._names.get(folder)
         if names is None:
             try:
                 names = set(os.listdir(folder))
@@ -464,9 +462,20 @@ def flag_shards_missing_outputs(layout: Layout, plan: Plan, products: Sequence[P
             for stale in [n for n in names if n.endswith(".tmp") and is_stale_temporary(n)]:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(folder, stale))
-            listing[folder] = names
+            self._names[folder] = names
         return name in names
 
+
+def flag_shards_missing_outputs(
+    layout: Layout, plan: Plan, products: Sequence[Product], present: OutputListing | None = None
+) -> list[int]:
+    """Find shards with a PNG missing on disk and mark their state file out of date (back-dated
+    to one second before the shard's manifest), so Snakemake re-runs them ("updated input");
+    the job then converts just the missing PNGs. An input the state records as skipped (bad,
+    with ``on_error: skip``, and unchanged since) has no PNG on purpose. Lists every output
+    folder of the plan through ``present`` (which removes stale temporaries on the way; pass
+    one to share its listings with later checks). Returns the shards flagged."""
+    present = present or OutputListing()
     flagged = []
     for shard, members in enumerate(plan.members):
         state = layout.state(plan.n_shards, shard)

@@ -21,6 +21,7 @@ from msrgb.plan import (
     Layout,
     Plan,
     Inputs,
+    OutputListing,
     Source,
     discover_inputs,
     flag_shards_missing_outputs,
@@ -262,7 +263,8 @@ def prepare_run(settings: Settings, where: Where) -> Prepared:
     products = [p.to_dict() for p in settings.products]
     write_if_changed(layout.products_file(), json.dumps(products, indent=1) + "\n")
     write_if_changed(layout.inputs_file(), json.dumps(settings.inputs.to_dict(), indent=1) + "\n")
-    flag_shards_missing_outputs(layout, plan, settings.products)
+    listing = OutputListing()  # the output folders, listed once for both
+    flag_shards_missing_outputs(layout, plan, settings.products, listing)
     stretches = [layout.stretch(p.name) for p in settings.products if p.dataset_stretch]
-    counts = count_work(layout, plan, settings.products, settings.on_error, stretches)
+    counts = count_work(layout, plan, settings.products, settings.on_error, stretches, listing)
     return Prepared(plan, (note,) if note else (), counts)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from msrgb.plan import Layout, Plan, StateData, read_state_full, shard_of
+from msrgb.plan import Layout, OutputListing, Plan, StateData, read_state_full, shard_of
 from msrgb.products import Product
 
 
@@ -74,11 +74,13 @@ def count_work(
     products: Sequence[Product],
     on_error: str,
     stretch_inputs: Sequence[Path] = (),
+    present: OutputListing | None = None,
 ) -> WorkCounts:
     """Per product, the images the shard jobs of the next run will convert and remove and those
     up to date: the same decision as the jobs (msrgb.shard.work_to_do), made only for the shards
     Snakemake will run (every image of the others is up to date). Products with a dataset-wide
-    stretch whose limits are not computed yet count as all to convert."""
+    stretch whose limits are not computed yet count as all to convert. ``present`` tells
+    whether an output exists (the listings flag_shards_missing_outputs made, if given)."""
     from msrgb.shard import work_to_do
     from msrgb.stats import read_limits
 
@@ -91,17 +93,7 @@ def count_work(
                 pass  # digest without limits: matches no record
         ready.append(p)
     counts = WorkCounts({p.name: ProductCounts() for p in products})
-    listing: dict[str, set[str]] = {}
-
-    def present(path: Path) -> bool:
-        folder, _, name = str(path).rpartition("/")
-        if folder not in listing:
-            try:
-                listing[folder] = set(os.listdir(folder))
-            except (FileNotFoundError, NotADirectoryError):
-                listing[folder] = set()
-        return name in listing[folder]
-
+    present = present or OutputListing()
     names = {p.name for p in products}
     for shard, members in enumerate(plan.members):
         if not shard_will_run(layout, plan, shard, stretch_inputs):
