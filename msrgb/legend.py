@@ -6,16 +6,10 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from msrgb.products import Product, colormap_lut
-
-
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
+from msrgb.sheets import font
 
 
 def legend_image(product: Product, width: int = 384) -> Image.Image:
@@ -25,8 +19,8 @@ def legend_image(product: Product, width: int = 384) -> Image.Image:
     bar_w, margin = width - 32, 16
     img = Image.new("RGB", (width, 86), (255, 255, 255))
     draw = ImageDraw.Draw(img)
-    font, small = _font(13), _font(11)
-    draw.text((margin, 4), f"{product.name}: {product.expression}", fill=(0, 0, 0), font=font)
+    text_font, small = font(13), font(11)
+    draw.text((margin, 4), f"{product.name}: {product.expression}", fill=(0, 0, 0), font=text_font)
     lut = colormap_lut(product.colormap or "gray")
     ramp = lut[np.linspace(0, 255, bar_w).round().astype(int)]
     img.paste(Image.fromarray(np.repeat(ramp[None], 18, axis=0)), (margin, 26))

@@ -144,7 +144,7 @@ def plan_sheets(
         write_manifest(manifest_path(layout, p.name, "overview"), title, picks, p.digest(), sheet_layout)
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
@@ -182,7 +182,7 @@ def render(
     width, height = layout.size(len(pngs), columns)
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    title_font, label_font = _font(16), _font(11)
+    title_font, label_font = font(16), font(11)
     draw.text((layout.gap, 3), _fit(draw, title, width - 2 * layout.gap, title_font), fill=(0, 0, 0), font=title_font)
     for i, (png, label) in enumerate(zip(pngs, labels)):
         x, y = layout.origin(i, columns)
