@@ -27,9 +27,10 @@ from msrgb.products import Product
 from msrgb.reader import (
     IN_MEMORY_BYTES,
     LARGE_IMAGE_ENV,
-    SUPPORTED_DTYPES,
+    LargeImage,
     Tile,
     TileReader,
+    check_dtype,
     input_errors,
     quicklook_shape,
 )
@@ -213,12 +214,7 @@ class BandReader:
         for band in bands:
             if band.src.count != 1:
                 raise InputError(f"{band.path}: has {band.src.count} bands; a band file must have one")
-            dtype = band.src.dtypes[0]
-            if dtype not in SUPPORTED_DTYPES:
-                raise InputError(
-                    f"{band.path}: data type {dtype} is not supported "
-                    f"(expected one of {', '.join(SUPPORTED_DTYPES)})"
-                )
+            check_dtype(band.path, band.src.dtypes[0])
         if len({b.src.dtypes[0] for b in bands}) > 1:
             listing = ", ".join(f"{b.rel} {b.src.dtypes[0]}" for b in bands)
             raise InputError(f"{image.folder}: the band files have different data types ({listing})")
@@ -259,7 +255,7 @@ class LargeBandImage:
     :class:`msrgb.reader.LargeImage`): bands on the finest grid are read by window, coarser
     bands are read whole once (a quarter or less of the pixels) and resampled per block."""
 
-    BLOCK_BYTES = 32 * 2**20
+    BLOCK_BYTES = LargeImage.BLOCK_BYTES
 
     def __init__(self, reader: BandReader, image: BandImage, bands: list[_Band], target: _Target):
         self.reader, self.image, self.bands, self.target = reader, image, bands, target

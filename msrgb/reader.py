@@ -50,6 +50,14 @@ LARGE_IMAGE_ENV = {"GTIFF_VIRTUAL_MEM_IO": "NO", "GDAL_CACHEMAX": 64}
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 
+def check_dtype(path: str | Path, dtype: str) -> None:
+    """Fail with :class:`InputError` unless ``dtype`` is one msrgb can stretch."""
+    if dtype not in SUPPORTED_DTYPES:
+        raise InputError(
+            f"{path}: data type {dtype} is not supported (expected one of {', '.join(SUPPORTED_DTYPES)})"
+        )
+
+
 @contextmanager
 def gdal_env() -> Iterator[None]:
     """The GDAL settings of the hot path, for the calling thread."""
@@ -203,11 +211,7 @@ class TileReader:
                     f"{path}: has {count} band(s), but product {p.name!r} expects "
                     f"{len(p.band_map)} ({' '.join(p.band_map)})"
                 )
-        if dtype not in SUPPORTED_DTYPES:
-            raise InputError(
-                f"{path}: data type {dtype} is not supported "
-                f"(expected one of {', '.join(SUPPORTED_DTYPES)})"
-            )
+        check_dtype(path, dtype)
         if self.georef and (src.crs is None or src.transform.is_identity):
             raise InputError(
                 f"{path}: has no georeferencing (CRS and transform), but a product asks for "
