@@ -82,15 +82,14 @@ def count_work(
     stretch whose limits are not computed yet count as all to convert. ``present`` tells
     whether an output exists (the listings flag_shards_missing_outputs made, if given)."""
     from msrgb.shard import work_to_do
-    from msrgb.stats import read_limits
+    from msrgb.stats import with_recorded_limits
 
     ready = []
     for p in products:
-        if p.dataset_stretch:
-            try:
-                p = p.with_limits(read_limits(layout.stretch(p.name)))
-            except (FileNotFoundError, ValueError, KeyError):
-                pass  # digest without limits: matches no record
+        try:
+            p = with_recorded_limits(p, layout.stretch(p.name))
+        except (ValueError, KeyError):
+            pass  # a damaged limits file counts as not computed
         ready.append(p)
     counts = WorkCounts({p.name: ProductCounts() for p in products})
     present = present or OutputListing()

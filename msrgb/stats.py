@@ -112,6 +112,17 @@ def read_limits(path: Path) -> list[list[float]]:
     return json.loads(path.read_text())["limits"]
 
 
+def with_recorded_limits(product: Product, path: Path) -> Product:
+    """``product`` with the dataset-wide limits recorded at ``path``; as it is when it has no
+    dataset-wide stretch or they are not computed yet (its digest then matches no record)."""
+    if not product.dataset_stretch:
+        return product
+    try:
+        return product.with_limits(read_limits(path))
+    except FileNotFoundError:
+        return product
+
+
 def run(product: Product, input_dir: Path, sample: Path, out: Path) -> dict:
     """Compute and record the limits of ``product`` from the files listed in ``sample``."""
     record = compute_limits(product, input_dir, read_sample(sample))

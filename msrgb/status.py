@@ -22,7 +22,7 @@ from pathlib import Path
 from msrgb.errors import MsrgbError
 from msrgb.plan import Inputs, Layout, Source, StateData, discover_inputs, load_plan, read_state_full
 from msrgb.products import Product, products_from_dicts
-from msrgb.stats import read_limits
+from msrgb.stats import with_recorded_limits
 
 
 @dataclass
@@ -50,15 +50,8 @@ def products_of(layout: Layout) -> list[Product]:
             f"{layout.output_dir}: no msrgb run recorded here ({layout.products_file()} is "
             "missing); run the workflow first"
         ) from None
-    products = []
-    for p in products_from_dicts(dicts):
-        if p.dataset_stretch:
-            try:
-                p = p.with_limits(read_limits(layout.stretch(p.name)))
-            except FileNotFoundError:
-                pass  # not computed yet: every image of the product counts as stale
-        products.append(p)
-    return products
+    # limits not computed yet: every image of the product counts as stale
+    return [with_recorded_limits(p, layout.stretch(p.name)) for p in products_from_dicts(dicts)]
 
 
 def inputs_of(layout: Layout) -> Inputs:
