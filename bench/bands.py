@@ -36,7 +36,7 @@ from msrgb.plan import Inputs, discover, discover_inputs  # noqa: E402
 from msrgb.products import parse_products  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
-from run import timed  # noqa: E402
+from run import snakemake_command, timed  # noqa: E402
 
 
 def best_ms(items: Sequence[object], step: Callable[[object, int], object], repeat: int) -> float:
@@ -99,11 +99,7 @@ def workflow(eurosat: Path, bigearthnet: Path, work: Path) -> None:
         out = work / ("out-" + name.split()[0])
         if name.endswith("full") and out.exists():
             shutil.rmtree(out)
-        smk = [
-            sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-            "--configfile", str(REPO / "config/config.yaml"), "--cores", "2", "--quiet", "rules",
-            "--config", f"input_dir={data}", f"output_dir={out}", *extra,
-        ]  # fmt: skip
+        smk = snakemake_command(f"input_dir={data}", f"output_dir={out}", *extra)
         seconds, peak = timed(smk, work, work / f"{name.replace(' ', '-')}.log")
         images = sum(1 for _ in (out / "truecolor").rglob("*.png"))
         results.append((name, images, seconds, peak))

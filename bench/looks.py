@@ -31,7 +31,7 @@ import yaml  # noqa: E402
 from msrgb.convert import Converter, enter_thread_gdal_env  # noqa: E402
 from msrgb.plan import discover  # noqa: E402
 from msrgb.products import parse_products  # noqa: E402
-from run import timed  # noqa: E402
+from run import snakemake_command, timed  # noqa: E402
 
 PRODUCTS = {
     "truecolor": None,
@@ -90,10 +90,7 @@ def workflow(data: Path, work: Path) -> None:
             shutil.rmtree(out)
         path = work / f"{name}.yaml"
         path.write_text(yaml.safe_dump({**config, "products": {name: PRODUCTS[name]}}))
-        smk = [
-            sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile", str(path),
-            "--cores", "2", "--quiet", "rules", "--config", f"input_dir={data}", f"output_dir={out}",
-        ]  # fmt: skip
+        smk = snakemake_command(f"input_dir={data}", f"output_dir={out}", configfile=path)
         walls[name], peak = timed(smk, work, work / f"{name}.log")
         print(f"workflow {name}: {walls[name]:.1f} s ({walls[name] / walls['truecolor']:.2f}x truecolor), peak {peak} MB", flush=True)
 

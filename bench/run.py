@@ -76,6 +76,16 @@ def evict(data: Path) -> None:
             os.close(fd)
 
 
+def snakemake_command(
+    *config: str, cores: str = "2", configfile: Path = REPO / "config/config.yaml"
+) -> list[str]:
+    """The workflow of this checkout, quiet (rules only), with ``--config`` settings ``config``."""
+    return [
+        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile", str(configfile),
+        "--cores", cores, "--quiet", "rules", "--config", *config,
+    ]  # fmt: skip
+
+
 def timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, int]:
     """Run ``cmd``; returns (wall seconds, peak RSS in MB of its largest process)."""
     t0 = time.perf_counter()
@@ -127,12 +137,10 @@ def main() -> None:
             run_dir, run_dir / "baseline.log",
         )  # fmt: skip
 
-    smk = [
-        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-        "--configfile", str(REPO / "config/config.yaml"), "--cores", args.cores,
-        "--quiet", "rules", "--config", f"input_dir={data}", f"output_dir={out}",
-        f"threads_per_shard={args.threads}", f"shards={args.shards}", *args.set,
-    ]  # fmt: skip
+    smk = snakemake_command(
+        f"input_dir={data}", f"output_dir={out}", f"threads_per_shard={args.threads}",
+        f"shards={args.shards}", *args.set, cores=args.cores,
+    )  # fmt: skip
     if args.cold_input:
         evict(data)
     results["full"] = timed(smk, run_dir, run_dir / "full.log")
