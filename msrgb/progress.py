@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from msrgb.plan import Layout, OutputListing, Plan, StateData, read_state_full, shard_of
+from msrgb.plan import Layout, OutputListing, Plan, StateData, read_state_full
 from msrgb.products import Product
 
 
@@ -81,7 +81,7 @@ def count_work(
     Snakemake will run (every image of the others is up to date). Products with a dataset-wide
     stretch whose limits are not computed yet count as all to convert. ``present`` tells
     whether an output exists (the listings flag_shards_missing_outputs made, if given)."""
-    from msrgb.shard import work_to_do
+    from msrgb.shard import orphans, work_to_do
     from msrgb.stats import with_recorded_limits
 
     ready = []
@@ -93,7 +93,7 @@ def count_work(
         ready.append(p)
     counts = WorkCounts({p.name: ProductCounts() for p in products})
     present = present or OutputListing()
-    names = {p.name for p in products}
+    names = [p.name for p in products]
     for shard, members in enumerate(plan.members):
         if not shard_will_run(layout, plan, shard, stretch_inputs):
             before = read_state_full([layout.state(plan.n_shards, shard)]) if on_error == "skip" else StateData()
@@ -124,10 +124,8 @@ def count_work(
             c.to_convert += todo.get(p.name, 0)
             c.bad += work.skipped_before
             c.up_to_date += len(members) - work.skipped_before - todo.get(p.name, 0)
-        current = {s.rel for s in members}
-        for rel, name in before.records:
-            if name in names and rel not in current and shard_of(rel, plan.n_shards) == shard:
-                counts.products[name].to_remove += 1
+        for _, name in orphans(before, members, names, plan.n_shards, shard):
+            counts.products[name].to_remove += 1
     return counts
 
 

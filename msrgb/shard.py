@@ -438,6 +438,19 @@ def _touch_if_present(png: Path, manifest_mtime: int) -> bool:
     return True
 
 
+def orphans(
+    before: StateData, members: Sequence[Source], products: Sequence[str], n_shards: int, shard: int
+) -> list[tuple[str, str]]:
+    """(relative path, product) of the images recorded in ``before`` whose input is no longer
+    one of this shard's ``members`` (the input was removed): what the job deletes."""
+    current = {s.rel for s in members}
+    return [
+        (rel, product)
+        for rel, product in before.records
+        if rel not in current and product in products and shard_of(rel, n_shards) == shard
+    ]
+
+
 def _remove_orphans(
     before: StateData,
     members: Sequence[Source],
@@ -447,12 +460,9 @@ def _remove_orphans(
     shard: int,
 ) -> int:
     """Delete the images this workflow made from input files that no longer exist."""
-    current = {s.rel for s in members}
     by_name = {p.name: p for p in products}
     removed = 0
-    for rel, product in before.records:
-        if rel in current or product not in by_name or shard_of(rel, n_shards) != shard:
-            continue
+    for rel, product in orphans(before, members, list(by_name), n_shards, shard):
         png = layout.png(by_name[product], Source(rel, 0, 0))
         if remove_output(png):
             removed += 1
