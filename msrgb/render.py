@@ -32,7 +32,8 @@ class Bands:
 
 
 def product_bands(tile: Tile, product: Product) -> Bands:
-    """The product's three bands of ``tile``, and which pixels hold no data."""
+    """The product's bands of ``tile`` (three, or those of its expression), and which pixels
+    hold no data."""
     stack = np.stack([tile.bands[i] for i in product.indices], axis=-1)
     nonfinite = None
     if stack.dtype.kind == "f":
@@ -135,14 +136,7 @@ class Renderer:
             )
         if bands.nonfinite is not None:
             rgb[bands.nonfinite] = 0
-        if not product.has_alpha:
-            if bands.invalid is not None:  # JPEG: no alpha, no data is black
-                rgb[bands.invalid] = 0
-            return rgb
-        alpha = np.full(rgb.shape[:2], product.top, dtype=rgb.dtype)
-        if bands.invalid is not None:
-            alpha[bands.invalid] = 0
-        return np.concatenate([rgb, alpha[..., None]], axis=-1)
+        return with_alpha(rgb, bands.invalid, product)
 
 
     def _render_index(self, tile: Tile, product: Product) -> np.ndarray:
@@ -150,23 +144,30 @@ class Renderer:
         to the first colour, high to the last, linearly (rounded to the nearest of 256);
         undefined values (a division by zero, NaN input, no data) transparent, or black in a
         JPEG."""
-        expression = self._expressions[product.name]
-        names = dict(zip(product.bands, product.indices))
-        raw = {b: tile.bands[i] for b, i in names.items()}
-        values = expression.evaluate({b: v.astype(np.float64) for b, v in raw.items()})
+        bands = product_bands(tile, product)
+        stack = bands.stack.astype(np.float64)
+        values = self._expressions[product.name].evaluate({b: stack[..., k] for k, b in enumerate(product.bands)})
         invalid = ~np.isfinite(values)
-        nodata = tile.nodata if product.nodata == "file" else product.nodata
-        if nodata is not None and not np.isnan(nodata):
-            for v in raw.values():
-                invalid |= v == nodata
+        if bands.excluded is not None:  # no data, or a band not finite
+            invalid |= bands.excluded
         lo, hi = product.value_range
         t = np.where(invalid, 0.0, (values - lo) / (hi - lo)).clip(0, 1)
         rgb = self._colormaps[product.name][(t * 255 + 0.5).astype(np.intp)]
         rgb[invalid] = 0
-        if not product.has_alpha:
-            return rgb
-        alpha = np.where(invalid, 0, 255).astype(np.uint8)
-        return np.concatenate([rgb, alpha[..., None]], axis=-1)
+        return with_alpha(rgb, invalid, product)
+
+
+def with_alpha(rgb: np.ndarray, invalid: np.ndarray | None, product: Product) -> np.ndarray:
+    """``rgb`` with the product's alpha channel (opaque, transparent at the ``invalid``
+    pixels); for a product without one (a JPEG) ``rgb`` with those pixels black."""
+    if not product.has_alpha:
+        if invalid is not None:
+            rgb[invalid] = 0
+        return rgb
+    alpha = np.full(rgb.shape[:2], product.top, dtype=rgb.dtype)
+    if invalid is not None:
+        alpha[invalid] = 0
+    return np.concatenate([rgb, alpha[..., None]], axis=-1)
 
 
 #: Sentinel Hub's "Optimized L2A true color" (custom-scripts, sentinel-2/l2a_optimized):
