@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from msrgb import tsv
+from msrgb.products import FORMATS
 
 
 def sha256(path: Path) -> str:
@@ -56,7 +57,7 @@ def verify_product(folder: Path, input_dir: Path | None = None) -> tuple[int, li
         if input_dir is not None and row["source_sha256"].startswith("["):
             problems += _check_band_files(input_dir, row["source_sha256"])
         elif input_dir is not None:
-            stem = row["path"][: -len(".png")]
+            stem = row["path"].rpartition(".")[0]  # .png, .jpg or .webp
             sources = [input_dir / (stem + s) for s in (".tif", ".tiff", ".TIF", ".TIFF")]
             source = next((s for s in sources if s.exists()), None)
             if source is None:
@@ -70,7 +71,7 @@ def verify_product(folder: Path, input_dir: Path | None = None) -> tuple[int, li
     return len(rows), problems
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".webp")
+IMAGE_SUFFIXES = tuple(FORMATS.values())
 
 
 def read_envs(path: Path) -> dict[str, str]:

@@ -206,6 +206,8 @@ def test_formats_recipes_and_byte_identical_reruns(tmp_path: Path, dataset: Path
             assert f.read_bytes() == (outs[1] / f.relative_to(outs[0])).read_bytes(), f
     verify = [sys.executable, "-m", "msrgb.verify", str(outs[0])]
     assert subprocess.run(verify, cwd=REPO, capture_output=True).returncode == 0
+    with_sources = subprocess.run([*verify, "--input", str(dataset)], cwd=REPO, capture_output=True, text=True)
+    assert with_sources.returncode == 0, with_sources.stdout
     png = outs[0] / "truecolor" / tifs[0].relative_to(dataset).with_suffix(".png")
     Image.open(png).save(png)  # the same pixels, no recipe any more
     proc = subprocess.run(verify, cwd=REPO, capture_output=True, text=True)
