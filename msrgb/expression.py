@@ -80,7 +80,7 @@ def _eval(node: ast.expr, values: Mapping[str, np.ndarray]) -> np.ndarray | floa
         return _BINARY[type(node.op)](_eval(node.left, values), _eval(node.right, values))  # type: ignore[arg-type]
     if isinstance(node, ast.UnaryOp):
         return _UNARY[type(node.op)](_eval(node.operand, values))  # type: ignore[arg-type]
-    if isinstance(node, ast.Constant):
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
         return float(node.value)
     if isinstance(node, ast.Name):
         return values[node.id]

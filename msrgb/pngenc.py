@@ -8,6 +8,7 @@ import zlib
 from collections.abc import Mapping
 
 import numpy as np
+import numpy.typing as npt
 
 #: PNG encodings: name -> (zlib level, zlib strategy). Huffman-only skips the LZ77 match search:
 #: on real Sentinel-2 tiles it is as small as level 6 (within 0.1 %) and 2-3x faster to encode.
@@ -46,7 +47,7 @@ class PngStream:
     filtered with the row above carried over, and zlib's output does not depend on how its input
     is split."""
 
-    def __init__(self, rows: int, cols: int, channels: int, dtype: np.dtype, level: int, strategy: int):
+    def __init__(self, rows: int, cols: int, channels: int, dtype: npt.DTypeLike, level: int, strategy: int):
         self.rows, self.cols, self.channels = rows, cols, channels
         self.depth = 16 if np.dtype(dtype) == np.uint16 else 8
         self._packer = zlib.compressobj(level, zlib.DEFLATED, 15, 8, strategy)

@@ -382,7 +382,7 @@ def parse_products(
                 f"product {name!r}: unknown 'stretch' key(s) {unknown}; known: {list(STRETCH_KEYS)}"
             )
         kind = stretch_spec.get("type", "gain")
-        numbers = {}
+        numbers: dict[str, Any] = {}
         for key, attr, default in (
             ("min", "vmin", 0.0),
             ("max", "vmax", 4000.0),

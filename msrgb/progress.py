@@ -153,7 +153,7 @@ def write_live(path: Path, live: Live) -> None:
 def read_live(layout: Layout, n_shards: int, since: float) -> list[Live]:
     """The reports of the shard jobs started since ``since`` (this run's)."""
     folder = layout.live(n_shards, 0).parent
-    found = []
+    found: list[Live] = []
     try:
         names = os.listdir(folder)
     except FileNotFoundError:

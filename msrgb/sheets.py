@@ -161,7 +161,8 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
 
 def thumbnail(png: Path, size: int) -> np.ndarray:
     """An 8-bit RGB thumbnail of ``png`` (16-bit and alpha PNGs too), ``size`` x ``size``."""
-    with Image.open(png) as im:
+    with Image.open(png) as opened:
+        im: Image.Image = opened
         if im.mode in ("I;16", "I;16B", "I"):
             im = im.point(lambda v: v / 256).convert("L")
         im = im.convert("RGB")

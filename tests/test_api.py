@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import reference_rgb, run_snakemake
 
-from msrgb import api, synth
+from msrgb import api
 from msrgb.recipe import recipe_text
 
 
