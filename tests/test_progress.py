@@ -25,7 +25,7 @@ PROGRESS = re.compile(r"msrgb: (?:.*\| )?([\d,]+)/([\d,]+) images")
 
 #: tiles in the module's dataset (ten classes of N / 10): enough for a conversion of several
 #: seconds on two cores, so that the display shows figures between none and all
-N = 8000
+N = 12000
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +85,8 @@ def test_progress_redraws_in_a_terminal_without_garbling_snakemake(tiles: Path, 
     assert code == 0, text[-3000:]
     values = progress_values(text)
     done = [d for d, _ in values]
-    # figures that only grow, at least one of them between none and all, then all
-    assert done == sorted(done) and done[-1] == N and any(0 < d < N for d in done), done
+    # figures that only grow, several of them between none and all, then all
+    assert done == sorted(done) and done[-1] == N and len({d for d in done if 0 < d < N}) >= 2, done
     assert {t for _, t in values} == {N}
     assert "\r" in text  # redrawn in place
     # every message of Snakemake's stays whole, on a line of its own
