@@ -18,6 +18,7 @@ Stretches (each maps a band value ``v`` to ``t`` in 0-1, then to ``out_min .. to
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -292,10 +293,11 @@ def stretch(values: np.ndarray, lo: float, hi: float, product: Product) -> np.nd
     return (product.out_min + (product.top - product.out_min) * t).astype(dtype)
 
 
+@functools.lru_cache(maxsize=64)
 def colormap_lut(name: str) -> np.ndarray:
-    """The 256 colours (uint8 RGB) of the colour map ``name``, from the cmap library (which
-    holds matplotlib's, ColorBrewer's, cmocean's and other maps). Where a short name exists in
-    several collections, the first is taken without a warning."""
+    """The 256 colours (uint8 RGB, read-only) of the colour map ``name``, from the cmap library
+    (which holds matplotlib's, ColorBrewer's, cmocean's and other maps). Where a short name
+    exists in several collections, the first is taken without a warning."""
     import warnings
 
     from cmap import Colormap
@@ -303,7 +305,9 @@ def colormap_lut(name: str) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rgba = Colormap(name).lut(256)
-    return np.rint(np.asarray(rgba)[:, :3] * 255).astype(np.uint8)
+    lut = np.rint(np.asarray(rgba)[:, :3] * 255).astype(np.uint8)
+    lut.setflags(write=False)
+    return lut
 
 
 def check_colormap(product: str, name: str) -> None:

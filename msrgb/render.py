@@ -236,7 +236,10 @@ def clahe(stack: np.ndarray, product: Product) -> np.ndarray:
 
 def clip_figures(image: np.ndarray, product: Product) -> tuple[float, ...]:
     """Share of pixels at 0 and at the top value in each colour channel (red, green, blue),
-    then the mean value of the three channels; transparent pixels left out."""
+    then the mean value of the three channels; transparent pixels left out. For an index
+    product the channels say nothing of its values: the shares are those of the pixels drawn in
+    the colour map's first colour (the low end of ``range`` or below) and in its last (the high
+    end or above), the same in all three places."""
     counter = ClipCounter(product)
     counter.add(image)
     return counter.figures()
@@ -250,6 +253,8 @@ class ClipCounter:
 
     def __init__(self, product: Product):
         self.top = product.top
+        # an index product's ends: the colour map's first and last colours
+        self.ends = colormap_lut(product.colormap or "gray")[[0, -1]] if product.is_index else None
         self.n = 0
         self.low = np.zeros(3)
         self.high = np.zeros(3)
@@ -261,6 +266,11 @@ class ClipCounter:
         else:
             rgb = block.reshape(-1, 3)
         self.n += rgb.shape[0]
+        if self.ends is not None:
+            self.low += np.count_nonzero((rgb == self.ends[0]).all(axis=1))
+            self.high += np.count_nonzero((rgb == self.ends[1]).all(axis=1))
+            self.total += float(rgb.sum(dtype=np.float64))
+            return
         for c in range(3):
             channel = rgb[:, c]
             if channel.dtype == np.uint8:  # a histogram is the cheapest way to all three

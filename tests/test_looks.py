@@ -75,7 +75,10 @@ def test_colour_map_ends_middle_and_division_by_zero():
     assert np.array_equal(image[0, 0, :3], lut[0]) and np.array_equal(image[0, 1, :3], lut[255])
     assert np.array_equal(image[0, 2, :3], lut[128]) and np.array_equal(image[0, 4, :3], lut[128])
     assert list(image[0, :, 3]) == [255, 255, 255, 0, 255, 0]  # 0/0, then B08 == nodata
-    assert clip_figures(image, ndvi)[6] == pytest.approx(image[0, [0, 1, 2, 4], :3].mean())
+    figures = clip_figures(image, ndvi)
+    # of the four pixels with a value, one at each end of the range: the index's clipping
+    assert figures[:6] == pytest.approx((0.25,) * 6)
+    assert figures[6] == pytest.approx(image[0, [0, 1, 2, 4], :3].mean())
 
 
 needs_s2 = pytest.mark.skipif(not SHARED_S2.is_dir(), reason=f"real Sentinel-2 scene not present at {SHARED_S2}")
