@@ -50,7 +50,12 @@ def run_in_terminal(cmd: list[str], cwd: Path, interrupt_after_progress: bool = 
     the first progress with images done shows."""
     main, side = pty.openpty()
     fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen(cmd, cwd=cwd, stdin=side, stdout=side, stderr=side, start_new_session=True)
+    # Ctrl-C as at a terminal, whatever this process inherited: a shell without job control
+    # starts background commands with SIGINT ignored, and their children keep that
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, stdin=side, stdout=side, stderr=side, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     os.close(side)
     output = b""
     interrupted = False
