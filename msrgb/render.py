@@ -267,11 +267,11 @@ class ClipCounter:
             rgb = block.reshape(-1, 3)
         self.n += rgb.shape[0]
         if self.ends is not None:
-            for counts, colour in ((self.low, self.ends[0]), (self.high, self.ends[1])):
+            for tally, colour in ((self.low, self.ends[0]), (self.high, self.ends[1])):
                 same = rgb[:, 0] == colour[0]
                 same &= rgb[:, 1] == colour[1]
                 same &= rgb[:, 2] == colour[2]
-                counts += np.count_nonzero(same)
+                tally += np.count_nonzero(same)
             self.total += float(rgb.sum(dtype=np.float64))
             return
         for c in range(3):
