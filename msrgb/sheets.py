@@ -178,8 +178,19 @@ def render(
     layout: SheetLayout,
     columns: int | None = None,
 ) -> bytes:
-    """PNG bytes of a sheet; a missing PNG (bad input) leaves its cell grey with its label,
-    a ``None`` entry leaves the cell empty."""
+    """PNG bytes of a sheet (:func:`sheet_image`)."""
+    return encode(sheet_image(title, pngs, labels, layout, columns))
+
+
+def sheet_image(
+    title: str,
+    pngs: Sequence[Path | None],
+    labels: Sequence[str],
+    layout: SheetLayout,
+    columns: int | None = None,
+) -> Image.Image:
+    """A sheet; a missing PNG (bad input) leaves its cell grey with its label, a ``None``
+    entry leaves the cell empty."""
     width, height = layout.size(len(pngs), columns)
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
@@ -194,6 +205,11 @@ def render(
         else:
             draw.rectangle([x, y, x + layout.thumb - 1, y + layout.thumb - 1], fill=(200, 200, 200))
         draw.text((x, y + layout.thumb + 1), _fit(draw, label, layout.thumb, label_font), fill=(0, 0, 0), font=label_font)
+    return sheet
+
+
+def encode(sheet: Image.Image) -> bytes:
+    """PNG bytes of a sheet."""
     buf = io.BytesIO()
     # zlib level 1 with run-length matching: 3.5x faster than Pillow's default level 6 on a
     # sheet of 100 thumbnails (0.07 s instead of 0.25 s), 15 % larger
@@ -213,7 +229,7 @@ def build(
         return product_dir / output_rel(rel, suffix)
 
     if not title.startswith("overview"):
-        data = render(title, [png_of(r) for r in rels], [label(r) for r in rels], layout)
+        sheet = sheet_image(title, [png_of(r) for r in rels], [label(r) for r in rels], layout)
     else:
         rows: dict[str, list[str]] = defaultdict(list)
         for rel in rels:
@@ -225,21 +241,18 @@ def build(
             pad = columns - len(members)
             pngs += [png_of(r) for r in members] + [None] * pad
             labels += [label(r) for r in members] + [""] * pad
-        data = render(title, pngs, labels, layout, columns=columns)
+        sheet = sheet_image(title, pngs, labels, layout, columns=columns)
     if legend is not None:
-        data = with_legend(data, legend)
-    write_atomic(out, data)
+        sheet = with_legend(sheet, legend)
+    write_atomic(out, encode(sheet))
 
 
-def with_legend(sheet_png: bytes, legend: Image.Image) -> bytes:
+def with_legend(sheet: Image.Image, legend: Image.Image) -> Image.Image:
     """The sheet with the legend below it."""
-    with Image.open(io.BytesIO(sheet_png)) as sheet:
-        combined = Image.new("RGB", (max(sheet.width, legend.width), sheet.height + legend.height), (255, 255, 255))
-        combined.paste(sheet, (0, 0))
-        combined.paste(legend, (0, sheet.height))
-    buf = io.BytesIO()
-    combined.save(buf, format="PNG", compress_level=1, compress_type=3)
-    return buf.getvalue()
+    combined = Image.new("RGB", (max(sheet.width, legend.width), sheet.height + legend.height), (255, 255, 255))
+    combined.paste(sheet, (0, 0))
+    combined.paste(legend, (0, sheet.height))
+    return combined
 
 
 def build_all(
