@@ -77,6 +77,13 @@ class _Target:
     crs: CRS | None
     nodata: float | None
 
+    def holds(self, band: _Band) -> bool:
+        """Whether ``band`` is on this grid (read as it is, no resampling)."""
+        return band.transform == self.transform and band.src.shape == (self.rows, self.cols)
+
+    def crs_wkt(self) -> str | None:
+        return self.crs.to_wkt() if self.crs is not None else None
+
 
 #: Stands in for the CRS of band files whose CRS was compared through their tags only: the
 #: resampling then goes from one grid to another in the same CRS, which is all it needs.
@@ -141,7 +148,7 @@ class BandReader:
                     if (out_rows, out_cols) != (target.rows, target.cols):
                         # a quicklook: GDAL reads from the overviews where the file has them
                         arrays[index] = band.src.read(1, out_shape=(out_rows, out_cols), resampling=self.resampling)
-                    elif band.transform == target.transform and band.src.shape == (target.rows, target.cols):
+                    elif target.holds(band):
                         arrays[index] = band.src.read(1)
                     else:
                         arrays[index] = self._resampled(band, band.src.read(1), target, target.transform, target.rows)
@@ -149,7 +156,7 @@ class BandReader:
             if self.georef:
                 scale = Affine.scale(target.cols / out_cols, target.rows / out_rows)
                 tile.transform = target.transform @ scale
-                tile.crs_wkt = target.crs.to_wkt() if target.crs is not None else None
+                tile.crs_wkt = target.crs_wkt()
             return tile, shas
 
     @contextmanager
@@ -266,19 +273,18 @@ class LargeBandImage:
         per_row = self.cols * max(1, len(bands)) * dtype.itemsize
         self.block_rows = max(1, self.BLOCK_BYTES // per_row)
         self._coarse: dict[int, np.ndarray] = {}
-
-    def _same_grid(self, band: _Band) -> bool:
-        return band.transform == self.target.transform and band.src.shape == (self.rows, self.cols)
+        # the georeferencing of the whole image, once (building the WKT is not free)
+        self._crs_wkt = target.crs_wkt() if reader.georef else None
 
     def tile(self, bands: dict[int, np.ndarray]) -> Tile:
         tile = Tile(bands, self.target.nodata)
         if self.reader.georef:
             tile.transform = self.target.transform
-            tile.crs_wkt = self.target.crs.to_wkt() if self.target.crs is not None else None
+            tile.crs_wkt = self._crs_wkt
         return tile
 
     def _rows(self, index: int, band: _Band, row: int, height: int) -> np.ndarray:
-        if self._same_grid(band):
+        if self.target.holds(band):
             with input_errors(band.path):
                 return band.src.read(1, window=Window(0, row, self.cols, height))
         if index not in self._coarse:
