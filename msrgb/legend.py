@@ -21,7 +21,7 @@ def legend_image(product: Product, width: int = 384) -> Image.Image:
     draw = ImageDraw.Draw(img)
     text_font, small = font(13), font(11)
     draw.text((margin, 4), f"{product.name}: {product.expression}", fill=(0, 0, 0), font=text_font)
-    lut = colormap_lut(product.colormap or "gray")
+    lut = colormap_lut(product.colormap_name)
     ramp = lut[np.linspace(0, 255, bar_w).round().astype(int)]
     img.paste(Image.fromarray(np.repeat(ramp[None], 18, axis=0)), (margin, 26))
     draw.rectangle([margin - 1, 25, margin + bar_w, 44], outline=(0, 0, 0))
@@ -33,7 +33,7 @@ def legend_image(product: Product, width: int = 384) -> Image.Image:
         text = f"{value:g}"
         draw.text((x - draw.textlength(text, font=small) / 2, 51), text, fill=(0, 0, 0), font=small)
     nodata = "no data: black" if product.format == "jpeg" else "no data: transparent"
-    draw.text((margin, 68), f"colour map {product.colormap or 'gray'}; {nodata}", fill=(80, 80, 80), font=small)
+    draw.text((margin, 68), f"colour map {product.colormap_name}; {nodata}", fill=(80, 80, 80), font=small)
     return img
 
 

@@ -120,7 +120,7 @@ class Product:
     resampling: str = "bilinear"
     #: band arithmetic (msrgb.expression); ``bands`` are then the bands it uses
     expression: str | None = None
-    #: colour map of an expression product (any name the cmap library knows)
+    #: colour map of an expression product (any name the cmap library knows; None: gray)
     colormap: str | None = None
     #: the expression values drawn as the first and the last colour of the map
     value_range: tuple[float, float] = (-1.0, 1.0)
@@ -153,7 +153,7 @@ class Product:
                 raise fail("range", f"must be [low, high] with low < high, got {list(self.value_range)}")
             if self.bit_depth != 8:
                 raise fail("bit_depth", "must be 8 for an expression drawn with a colour map")
-            check_colormap(self.name, self.colormap or "gray")
+            check_colormap(self.name, self.colormap_name)
         if self.format not in FORMATS:
             raise fail("format", f"{self.format!r} is not one of {list(FORMATS)}")
         if not 1 <= self.quality <= 100:
@@ -222,6 +222,11 @@ class Product:
     def is_index(self) -> bool:
         """One value per pixel (an expression) drawn with a colour map."""
         return self.expression is not None
+
+    @property
+    def colormap_name(self) -> str:
+        """The colour map an expression product is drawn with: ``colormap``, or gray."""
+        return self.colormap or "gray"
 
     @property
     def has_alpha(self) -> bool:

@@ -82,7 +82,7 @@ class Renderer:
         for p in products:
             if p.is_index:
                 assert p.expression is not None
-                self._colormaps[p.name] = colormap_lut(p.colormap or "gray")
+                self._colormaps[p.name] = colormap_lut(p.colormap_name)
                 self._expressions[p.name] = parse(p.expression, p.band_map)
                 continue
             if p.stretch == "optimized":
@@ -254,7 +254,7 @@ class ClipCounter:
     def __init__(self, product: Product):
         self.top = product.top
         # an index product's ends: the colour map's first and last colours
-        self.ends = colormap_lut(product.colormap or "gray")[[0, -1]] if product.is_index else None
+        self.ends = colormap_lut(product.colormap_name)[[0, -1]] if product.is_index else None
         self.n = 0
         self.low = np.zeros(3)
         self.high = np.zeros(3)
