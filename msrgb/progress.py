@@ -84,13 +84,7 @@ def count_work(
     from msrgb.shard import orphans, work_to_do
     from msrgb.stats import with_recorded_limits
 
-    ready = []
-    for p in products:
-        try:
-            p = with_recorded_limits(p, layout.stretch(p.name))
-        except (ValueError, KeyError):
-            pass  # a damaged limits file counts as not computed
-        ready.append(p)
+    ready = [with_recorded_limits(p, layout.stretch(p.name)) for p in products]
     counts = WorkCounts({p.name: ProductCounts() for p in products})
     present = present or OutputListing()
     names = [p.name for p in products]

@@ -114,12 +114,14 @@ def read_limits(path: Path) -> list[list[float]]:
 
 def with_recorded_limits(product: Product, path: Path) -> Product:
     """``product`` with the dataset-wide limits recorded at ``path``; as it is when it has no
-    dataset-wide stretch or they are not computed yet (its digest then matches no record)."""
+    dataset-wide stretch or they are not computed yet, the file missing or damaged (its
+    digest then matches no record: every image counts as to convert, or stale). The next run
+    computes the limits again."""
     if not product.dataset_stretch:
         return product
     try:
         return product.with_limits(read_limits(path))
-    except FileNotFoundError:
+    except (FileNotFoundError, ValueError, KeyError):
         return product
 
 

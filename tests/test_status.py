@@ -58,3 +58,18 @@ def test_status_counts_bad_inputs_skipped(tmp_path: Path, dataset: Path):
         "truecolor: 31 up to date, 0 stale, 0 missing, 1 bad, 0 to remove",
         "  ... and 1 more bad",
     ]
+
+
+def test_damaged_stretch_limits_count_as_not_computed(tmp_path: Path, dataset: Path):
+    """A dataset-wide stretch whose limits file is damaged: its images are stale for status
+    and to convert for the next run's counts, and nobody fails on it."""
+    out = tmp_path / "out"
+    products = '{"ds": {"preset": "truecolor", "stretch": {"type": "percentile", "scope": "dataset"}}}'
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), products=products)
+    assert status(out).returncode == 0
+    (out / "stretch" / "ds.json").write_text('{"limits": [[0, 1], ')  # cut short
+    proc = status(out)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout.startswith("ds: 0 up to date, 31 stale, 0 missing"), proc.stdout
+    dry = run_snakemake(tmp_path, "-n", input_dir=str(dataset), output_dir=str(out), products=products)
+    assert "msrgb: ds: 31 to convert, 0 to remove, 0 up to date" in dry.stderr, dry.stderr[-2000:]
