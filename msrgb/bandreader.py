@@ -56,6 +56,11 @@ class BandImage:
         return [path for _, _, path in self.files]
 
 
+def source_input(input_dir: Path, src: Source) -> Path | BandImage:
+    """What is read for ``src``: its file, or its band files."""
+    return input_dir / src.rel if src.files is None else BandImage.of(input_dir, src)
+
+
 @dataclass
 class _Band:
     """One band file, open."""

@@ -12,7 +12,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from msrgb.bandreader import BandImage
+from msrgb.bandreader import BandImage, source_input
 from msrgb.convert import Converted, Converter
 from msrgb.errors import FileError, OutputFileError, ShardError
 from msrgb.files import remove_output, write_atomic
@@ -413,11 +413,6 @@ def _write_run_stats(
 def clip_text(figures: Sequence[float]) -> str:
     """Clip figures as one state field: six shares with 4 decimals, the mean with 2."""
     return " ".join([*(f"{v:.4f}" for v in figures[:6]), f"{figures[6]:.2f}"])
-
-
-def source_input(input_dir: Path, src: Source) -> Path | BandImage:
-    """What the converter reads for ``src``: its file, or its band files."""
-    return input_dir / src.rel if src.files is None else BandImage.of(input_dir, src)
 
 
 def _reason(exc: BaseException, path: Path) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from msrgb import __version__
-from msrgb.bandreader import BandImage, BandReader
+from msrgb.bandreader import BandImage, BandReader, source_input
 from msrgb.errors import InputError
 from msrgb.files import write_atomic, write_if_changed
 from msrgb.plan import Source, path_hash
@@ -68,11 +68,9 @@ def compute_limits(product: Product, input_dir: Path, sample: Sequence[Source]) 
     skipped = []
     with gdal_env():
         for src in sample:
+            where = source_input(input_dir, src)
             try:
-                if src.files is None:
-                    tile = reader.read(input_dir / src.rel)
-                else:
-                    tile = band_reader.read(BandImage.of(input_dir, src))[0]
+                tile = band_reader.read(where)[0] if isinstance(where, BandImage) else reader.read(where)
             except InputError as exc:
                 log.warning("%s", exc)
                 skipped.append(src.rel)
