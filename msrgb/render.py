@@ -248,6 +248,13 @@ def clip_figures(image: np.ndarray, product: Product) -> tuple[float, ...]:
 _LEVELS = np.arange(256, dtype=np.float64)
 
 
+def opaque_rgb(image: np.ndarray) -> np.ndarray:
+    """The (pixels, 3) colours of an RGB or RGBA image, transparent pixels left out."""
+    if image.shape[-1] == 4:
+        return image[..., :3][image[..., 3] > 0]
+    return image.reshape(-1, 3)
+
+
 class ClipCounter:
     """:func:`clip_figures` of an image given a block of rows at a time."""
 
@@ -261,10 +268,7 @@ class ClipCounter:
         self.total = 0.0
 
     def add(self, block: np.ndarray) -> None:
-        if block.shape[-1] == 4:
-            rgb = block[..., :3][block[..., 3] > 0]
-        else:
-            rgb = block.reshape(-1, 3)
+        rgb = opaque_rgb(block)
         self.n += rgb.shape[0]
         if self.ends is not None:
             for tally, colour in ((self.low, self.ends[0]), (self.high, self.ends[1])):

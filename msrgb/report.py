@@ -200,6 +200,8 @@ def output_histogram(images: Sequence[Path], max_pixels: int = 25_000_000) -> li
     import numpy as np
     from PIL import Image
 
+    from msrgb.render import opaque_rgb
+
     counts = np.zeros((3, 256), dtype=np.int64)
     for path in images:
         try:
@@ -207,9 +209,9 @@ def output_histogram(images: Sequence[Path], max_pixels: int = 25_000_000) -> li
                 if im.width * im.height > max_pixels or im.mode not in ("RGB", "RGBA"):
                     continue
                 a = np.asarray(im)
-        except (FileNotFoundError, OSError):
+        except OSError:  # missing or unreadable: the histogram is of the others
             continue
-        rgb = a[..., :3][a[..., 3] > 0] if a.shape[-1] == 4 else a.reshape(-1, 3)
+        rgb = opaque_rgb(a)
         for c in range(3):
             counts[c] += np.bincount(rgb[:, c], minlength=256)[:256]
     return counts.tolist()
