@@ -227,7 +227,7 @@ def write_looks(layout: Layout, products: Sequence, state: StateData, clipping: 
     product drawn with a colour map, its legend."""
     from msrgb.legend import legend_png
     from msrgb.plan import path_hash
-    from msrgb.sheets import SheetLayout, label, render
+    from msrgb.sheets import SheetLayout, encode, label, sheet_image
 
     for p in products:
         rels = sorted({rel for rel, name in state.records if name == p.name}, key=path_hash)
@@ -238,7 +238,7 @@ def write_looks(layout: Layout, products: Sequence, state: StateData, clipping: 
         worst = clipping.get(p.name, {}).get("most_clipped", [])
         images = [layout.product_dir(p.name) / w["image"] for w in worst]
         labels = [f"{100 * max(w['clipped_low'] + w['clipped_high']):.1f}% {label(w['image'])}" for w in worst]
-        sheet = render(f"most clipped - {p.name}", images, labels, SheetLayout(thumb=thumb))
-        write_if_changed(layout.clipped_sheet(p.name), sheet)
+        sheet = sheet_image(f"most clipped - {p.name}", images, labels, SheetLayout(thumb=thumb))
+        write_if_changed(layout.clipped_sheet(p.name), encode(sheet))
         if p.is_index:
             write_if_changed(layout.legend(p.name), legend_png(p))

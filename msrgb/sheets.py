@@ -171,17 +171,6 @@ def thumbnail(png: Path, size: int) -> np.ndarray:
         return np.asarray(im)
 
 
-def render(
-    title: str,
-    pngs: Sequence[Path | None],
-    labels: Sequence[str],
-    layout: SheetLayout,
-    columns: int | None = None,
-) -> bytes:
-    """PNG bytes of a sheet (:func:`sheet_image`)."""
-    return encode(sheet_image(title, pngs, labels, layout, columns))
-
-
 def sheet_image(
     title: str,
     pngs: Sequence[Path | None],
