@@ -1,3 +1,3 @@
 """msrgb: multispectral GeoTIFFs to RGB PNGs."""
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

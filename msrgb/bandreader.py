@@ -4,6 +4,7 @@ the grid of the finest band used."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -20,10 +21,12 @@ from rasterio.crs import CRS
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
+from msrgb.bandfiles import is_safe
 from msrgb.errors import InputError
-from msrgb.geotags import read_grid
+from msrgb.geotags import gdal_metadata, read_grid, scale_offset_items
 from msrgb.plan import Source
 from msrgb.products import Product
+from msrgb.radiometry import Scaling, from_gdal, read_safe_metadata, safe_metadata_file
 from msrgb.reader import (
     IN_MEMORY_BYTES,
     LARGE_IMAGE_ENV,
@@ -43,6 +46,9 @@ class BandImage:
 
     folder: Path
     files: tuple[tuple[str, str, Path], ...]
+    #: a Sentinel-2 product's metadata file (MTD_MSIL2A.xml, MTD_MSIL1C.xml): (path relative
+    #: to the input folder, path), which declares the radiometric offsets of its bands
+    metadata: tuple[str, Path] | None = None
 
     @classmethod
     def of(cls, input_dir: Path, src: Source) -> BandImage:
@@ -50,7 +56,12 @@ class BandImage:
         inside = any(rel.startswith(src.rel + "/") for _, rel in files)
         # input_dir itself is an image named after it when it holds band files
         folder = input_dir / src.rel if inside or (input_dir / src.rel).is_dir() else input_dir
-        return cls(folder, tuple((band, rel, input_dir / rel) for band, rel in files))
+        metadata = None
+        if is_safe(folder.name):
+            found = safe_metadata_file(folder)
+            if found is not None:
+                metadata = (f"{src.rel}/{found.name}", found)
+        return cls(folder, tuple((band, rel, input_dir / rel) for band, rel in files), metadata)
 
     def paths(self) -> list[Path]:
         return [path for _, _, path in self.files]
@@ -70,6 +81,8 @@ class _Band:
     src: DatasetReader
     transform: Affine
     crs: CRS | None
+    #: the radiometric scaling the file itself declares (GDAL's scale and offset), or None
+    scaling: Scaling | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,7 @@ class BandReader:
         :class:`InputError` naming the file or folder."""
         with ExitStack() as stack:
             bands, target, shas = self._open_all(image, stack)
+            scaling = self._scaling(image, bands, shas)
             out_rows, out_cols = quicklook_shape(target.rows, target.cols, self.max_size)
             arrays = {}
             for index, band in zip(self.needed, bands):
@@ -157,7 +171,7 @@ class BandReader:
                         arrays[index] = band.src.read(1)
                     else:
                         arrays[index] = self._resampled(band, band.src.read(1), target, target.transform, target.rows)
-            tile = Tile(arrays, target.nodata)
+            tile = Tile(arrays, target.nodata, scaling=scaling)
             if self.georef:
                 scale = Affine.scale(target.cols / out_cols, target.rows / out_rows)
                 tile.transform = target.transform @ scale
@@ -169,7 +183,24 @@ class BandReader:
         """Open an image to read in blocks of rows, and the SHA-256 of each file."""
         with rasterio.Env(**LARGE_IMAGE_ENV), ExitStack() as stack:
             bands, target, shas = self._open_all(image, stack)
-            yield LargeBandImage(self, image, bands, target), shas
+            scaling = self._scaling(image, bands, shas)
+            yield LargeBandImage(self, image, bands, target, scaling), shas
+
+    def _scaling(self, image: BandImage, bands: Sequence[_Band], shas: dict[str, str]) -> dict[int, Scaling]:
+        """Band index -> the radiometric scaling of each needed band that declares one: the
+        band file's own (GDAL scale and offset), else its product's metadata file, which is
+        then added to the files read (``shas``)."""
+        declared = {}
+        if image.metadata is not None:
+            rel, path = image.metadata
+            declared = read_safe_metadata(path, self.names)
+            shas[rel] = _sha256(path)
+        found = {}
+        for index, name, band in zip(self.needed, self.names, bands):
+            scaling = band.scaling or declared.get(name)
+            if scaling is not None:
+                found[index] = scaling
+        return found
 
     def _resampled(
         self, band: _Band, data: np.ndarray, target: _Target, transform: Affine, rows: int
@@ -201,7 +232,8 @@ class BandReader:
                 transform = Affine(grid.pixel_x, 0, grid.origin_x, 0, grid.pixel_y, grid.origin_y)
             else:
                 transform = src.transform
-            bands.append(_Band(rel, path, src, transform, src.crs if gdal_georef else None))
+            scaling = from_gdal(src.scales[0], src.offsets[0])
+            bands.append(_Band(rel, path, src, transform, src.crs if gdal_georef else None, scaling))
         self._check_files(image, bands)
         return bands, self._target(image, bands, gdal_georef), shas
 
@@ -269,8 +301,11 @@ class LargeBandImage:
 
     BLOCK_BYTES = LargeImage.BLOCK_BYTES
 
-    def __init__(self, reader: BandReader, image: BandImage, bands: list[_Band], target: _Target):
+    def __init__(
+        self, reader: BandReader, image: BandImage, bands: list[_Band], target: _Target, scaling: dict[int, Scaling]
+    ):
         self.reader, self.image, self.bands, self.target = reader, image, bands, target
+        self.scaling = scaling
         self.rows, self.cols = target.rows, target.cols
         self.path = image.folder
         dtype = np.dtype(bands[0].src.dtypes[0])
@@ -282,7 +317,7 @@ class LargeBandImage:
         self._crs_wkt = target.crs_wkt() if reader.georef else None
 
     def tile(self, bands: dict[int, np.ndarray]) -> Tile:
-        tile = Tile(bands, self.target.nodata)
+        tile = Tile(bands, self.target.nodata, scaling=self.scaling)
         if self.reader.georef:
             tile.transform = self.target.transform
             tile.crs_wkt = self._crs_wkt
@@ -330,7 +365,60 @@ def _show(bounds: Sequence[float]) -> str:
     return "(" + ", ".join(f"{v:.6g}" for v in bounds) + ")"
 
 
+def _sha256(path: Path) -> str:
+    with input_errors(path), open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def source_digest(shas: Sequence[tuple[str, str]]) -> str:
     """The provenance of an image made of band files: ``[[path, sha256], ...]`` as JSON (paths
     relative to the input folder), in the state's source-digest column."""
     return json.dumps([list(pair) for pair in shas], separators=(",", ":"))
+
+
+def declared_scaling_bands(input_dir: Path, src: Source, band_map: Sequence[str]) -> set[str]:
+    """The bands of ``src`` whose files (or product metadata file) declare a radiometric scale
+    or offset: the inputs whose images change now that msrgb applies them. Reads the TIFF tags
+    only (GDAL for other files); an input that cannot be read counts as changed, so that its
+    conversion reports it."""
+    files: list[tuple[str | None, Path]]
+    if src.files is None:
+        files = [(None, input_dir / src.rel)]
+        metadata = None
+    else:
+        image = BandImage.of(input_dir, src)
+        files = [(band, path) for band, _, path in image.files]
+        metadata = image.metadata
+    found: set[str] = set()
+    if metadata is not None:
+        try:
+            found |= set(read_safe_metadata(metadata[1], [band for band, _ in files if band is not None]))
+        except InputError:
+            return set(band_map)
+    for band, path in files:
+        try:
+            declared = _declared_scaling(path)
+        except (OSError, ValueError, rasterio.errors.RasterioIOError):
+            return set(band_map)
+        for index in declared:
+            if band is not None:
+                found.add(band)
+            elif index < len(band_map):
+                found.add(band_map[index])
+    return found
+
+
+def _declared_scaling(path: Path) -> list[int]:
+    """Bands (0-based) of one file with a scale or offset other than 1 and 0."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            metadata = gdal_metadata(str(path))
+        except ValueError:
+            pass  # not a classic TIFF (BigTIFF): GDAL reads it below
+        else:
+            if metadata is None:
+                return []
+            items = scale_offset_items(metadata)
+            return [i for i, v in items.items() if from_gdal(v.get("scale"), v.get("offset")) is not None]
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), DatasetReader(path, sharing=False, GEOREF_SOURCES="NONE") as src:
+        return [i for i in range(src.count) if from_gdal(src.scales[i], src.offsets[i]) is not None]

@@ -27,10 +27,22 @@ from msrgb.reader import (
     enter_thread_gdal_env,
     gdal_env,
 )
-from msrgb.recipe import RECIPE_KEY, RecipeWriter, encode_pillow
-from msrgb.render import ClipCounter, Renderer, band_percentiles, clip_figures, float_range_note, product_bands
+from msrgb.radiometry import looks_like_offset_data, note_missing_offset
+from msrgb.recipe import RECIPE_KEY, RecipeWriter, encode_pillow, radiometry_text
+from msrgb.render import (
+    ClipCounter,
+    Renderer,
+    band_percentiles,
+    band_scalings,
+    clip_figures,
+    float_range_note,
+    product_bands,
+)
 
 log = logging.getLogger("msrgb")
+
+#: the note for inputs named like Sentinel-2 data of baseline 04.00+ that carry no offset
+MISSING_OFFSET_NOTE = note_missing_offset()
 
 #: how often a long image (read in blocks) logs how far it is
 LARGE_IMAGE_PROGRESS_SECONDS = 10.0
@@ -64,6 +76,9 @@ class Converted:
     product_sources: dict[str, str] = field(default_factory=dict)
     #: product name -> clip figures of its image (msrgb.render.clip_figures)
     clipping: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    #: product name -> the radiometric scale and offset of its bands, where one applied
+    #: (msrgb.recipe.radiometry_text)
+    radiometry: dict[str, str] = field(default_factory=dict)
 
     def source_of(self, product: str) -> str:
         return self.product_sources.get(product, self.source_sha)
@@ -138,11 +153,21 @@ class Converter:
         self, tile: Tile, products: Sequence[Product], dests: dict[str, Path], result: Converted, rel: str
     ) -> None:
         for product in products:
-            self._note(tile, product, result)
+            self._note(tile, product, result, rel, tile)
             rendered = self.render(tile, product)
             result.clipping[product.name] = clip_figures(rendered, product)
-            image = self.encode_image(rendered, product, self._recipes[product.name].text(rel))
+            image = self.encode_image(rendered, product, self._recipe(tile, product, rel, result))
             self._write(dests[product.name], [image], product, tile, result)
+
+    def _recipe(self, tile: Tile, product: Product, rel: str, result: Converted) -> str:
+        """The image's recipe, with the radiometric scaling of its bands where one applied
+        (also recorded in ``result`` for the provenance manifest)."""
+        scalings = band_scalings(tile, product)
+        if scalings is None:
+            return self._recipes[product.name].text(rel)
+        used = {b: s for b, s in zip(product.bands, scalings) if s is not None}
+        result.radiometry[product.name] = radiometry_text(used)
+        return self._recipes[product.name].text(rel, used)
 
     def _convert_bands(
         self, src: BandImage, products: Sequence[Product], dests: dict[str, Path], rel: str
@@ -160,12 +185,14 @@ class Converter:
         return result
 
     def _record_sources(self, shas: dict[str, str], products: Sequence[Product], result: Converted) -> None:
-        """The files each product is made from (of those read for all products)."""
-        pairs = list(shas.items())  # in the order of the reader's needed bands
+        """The files each product is made from (of those read for all products): the files of
+        its bands, and the files read for every band (a product's metadata file)."""
+        pairs = list(shas.items())  # the needed bands' files in order, then the others
         needed = self.band_reader.needed
+        common = pairs[len(needed) :]
         for p in products:
             used = dict.fromkeys(p.indices)
-            result.product_sources[p.name] = source_digest([pairs[needed.index(i)] for i in used])
+            result.product_sources[p.name] = source_digest([pairs[needed.index(i)] for i in used] + common)
         result.source_sha = source_digest(pairs)
 
     def _convert_in_blocks(
@@ -191,9 +218,9 @@ class Converter:
         streams: dict[str, PngStream | list[np.ndarray]] = {}
         limits = {}
         clips = {p.name: ClipCounter(p) for p in products}
+        whole = image.tile({})
         for p in products:
-            if preview is not None:
-                self._note(preview, p, result)
+            self._note(preview, p, result, rel, whole)
             if p.fixed_limits() is None:
                 limits[p.name] = self._image_limits(image, p)
             channels = 4 if p.has_alpha else 3
@@ -217,10 +244,9 @@ class Converter:
             if time.monotonic() - last >= LARGE_IMAGE_PROGRESS_SECONDS:
                 last = time.monotonic()
                 log.info("%s: %d of %d rows converted", image.path, done, image.rows)
-        whole = image.tile({})
         for p in products:
             result.clipping[p.name] = clips[p.name].figures()
-            recipe = self._recipes[p.name].text(rel)
+            recipe = self._recipe(whole, p, rel, result)
             stream = streams.pop(p.name)
             if isinstance(stream, PngStream):
                 pieces = stream.finish({RECIPE_KEY: recipe})
@@ -231,19 +257,29 @@ class Converter:
     def _image_limits(self, image: LargeImage | LargeBandImage, product: Product) -> list[tuple[float, float]]:
         """The per-image percentile limits of a large image, one whole band at a time."""
         exclude = None
-        if product.nodata is not None or image.is_float:  # a pass to find the pixels to leave out
+        scalings = band_scalings(image.tile({}), product) or [None] * len(product.indices)
+        if product.nodata is not None or image.is_float or any(scalings):  # pixels to leave out
             parts = []
             for block in image.blocks():
                 bands = product_bands(block, product)
                 mask = bands.excluded
                 parts.append(np.zeros(bands.stack.shape[:2], bool) if mask is None else mask)
             exclude = np.concatenate(parts)
-        return [band_percentiles(image.band(i), exclude, product) for i in product.indices]
+        return [
+            band_percentiles(s.apply(image.band(i)) if s else image.band(i), exclude, product)
+            for i, s in zip(product.indices, scalings)
+        ]
 
-    def _note(self, tile: Tile, product: Product, result: Converted) -> None:
-        note = float_range_note(tile, product)
-        if note is not None and note not in result.notes:
-            result.notes.append(note)
+    def _note(self, tile: Tile | None, product: Product, result: Converted, rel: str, scaled: Tile) -> None:
+        """Warnings about the input under the product's settings: float values in 0-1 (from
+        ``tile``, the bands or a preview of them), a name of baseline 04.00+ data without an
+        offset (from ``scaled``, which has the image's radiometric scaling)."""
+        notes = [float_range_note(tile, product) if tile is not None else None]
+        if band_scalings(scaled, product) is None and looks_like_offset_data(rel):
+            notes.append(MISSING_OFFSET_NOTE)
+        for note in notes:
+            if note is not None and note not in result.notes:
+                result.notes.append(note)
 
     def _write(
         self, path: Path, image: list[bytes], product: Product, tile: Tile, result: Converted

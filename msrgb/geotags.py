@@ -10,6 +10,7 @@ georeferencing in other tags, different encodings of the CRS) go to GDAL's compa
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -83,3 +84,50 @@ def _read_grid(data: bytes) -> Grid | None:
     return Grid(
         int(tags[WIDTH][0]), int(tags[HEIGHT][0]), crs_key, x - i * sx, sx, y + j * sy, -sy
     )
+
+
+GDAL_METADATA = 42112
+
+
+def gdal_metadata(path: str) -> bytes | None:
+    """The GDAL_METADATA tag (GDAL's per-band scale and offset, among others) of the first
+    image of a classic TIFF file, or None when it has none; read with a few small reads, not
+    the whole file. Raises ValueError where the tags cannot say (not a classic TIFF)."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        order = {b"II": "<", b"MM": ">"}.get(head[:2])
+        if order is None or len(head) < 8 or struct.unpack(order + "H", head[2:4])[0] != 42:
+            raise ValueError(f"{path}: not a classic TIFF file")
+        (ifd,) = struct.unpack(order + "I", head[4:8])
+        fh.seek(ifd)
+        (count,) = struct.unpack(order + "H", fh.read(2))
+        entries = fh.read(12 * count)
+        for i in range(count):
+            tag, kind, n = struct.unpack(order + "HHI", entries[12 * i : 12 * i + 8])
+            if tag != GDAL_METADATA:
+                continue
+            size = _SIZES[kind] * n
+            if size <= 4:
+                return entries[12 * i + 8 : 12 * i + 8 + size]
+            (offset,) = struct.unpack(order + "I", entries[12 * i + 8 : 12 * i + 12])
+            fh.seek(offset)
+            return fh.read(size)
+    return None
+
+
+_ITEM = re.compile(rb"<Item\s([^>]*)>([^<]*)</Item>")
+_ATTR = re.compile(rb'(\w+)="([^"]*)"')
+
+
+def scale_offset_items(metadata: bytes) -> dict[int, dict[str, float]]:
+    """Band (0-based) -> {"scale": ..., "offset": ...} from a GDAL_METADATA tag's items."""
+    found: dict[int, dict[str, float]] = {}
+    for attrs, value in _ITEM.findall(metadata):
+        fields = dict(_ATTR.findall(attrs))
+        role = fields.get(b"role", b"").decode("ascii", "replace")
+        if role in ("scale", "offset") and fields.get(b"sample", b"").isdigit():
+            try:
+                found.setdefault(int(fields[b"sample"]), {})[role] = float(value)
+            except ValueError:
+                continue  # GDAL ignores what is not a number too
+    return found

@@ -34,9 +34,12 @@ from msrgb.products import Product
 
 STATE_DIR = ".msrgb"
 # v2: tab-separated with quoting (msrgb.tsv), so that any file name fits; v1 files (no quoting,
-# no tabs or line breaks in names) read the same.
-MANIFEST_HEADER = "# msrgb shard manifest v2"
-STATE_HEADER = "# msrgb shard state v2"
+# no tabs or line breaks in names) read the same. v3: the state records the radiometric scaling
+# of each image; records of earlier states were made without radiometric offsets, so the jobs
+# check those inputs once (msrgb.shard.work_to_do), and the new manifest header makes every
+# shard job run once for that.
+MANIFEST_HEADER = "# msrgb shard manifest v3"
+STATE_HEADER = "# msrgb shard state v3"
 
 
 @dataclass(frozen=True)
@@ -342,6 +345,11 @@ class StateData:
     #: (relative path, product) -> clip figures as written (msrgb.render.clip_figures:
     #: share at 0 of red, green, blue, share at the top value of each, mean value)
     clipping: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: (relative path, product) -> the radiometric scaling its image was made with, where one
+    #: applied (msrgb.recipe.radiometry_text)
+    radiometry: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: records read from state files of versions that applied no radiometric offsets
+    legacy: set[tuple[str, str]] = field(default_factory=set)
 
 
 def read_state_full(paths: Iterable[Path]) -> StateData:
@@ -352,6 +360,7 @@ def read_state_full(paths: Iterable[Path]) -> StateData:
             rows = list(tsv.rows(path))
         except FileNotFoundError:
             continue
+        old = bool(rows) and rows[0][0] != STATE_HEADER
         for row in rows:
             kind = row[0]
             if kind == "# env":
@@ -366,6 +375,14 @@ def read_state_full(paths: Iterable[Path]) -> StateData:
                     data.provenance[(rel, product)] = (row[5], row[6], row[7])
                 if len(row) >= 9:
                     data.clipping[(rel, product)] = row[8]
+                if len(row) >= 10 and row[9]:
+                    data.radiometry[(rel, product)] = row[9]
+                else:
+                    data.radiometry.pop((rel, product), None)
+                if old:
+                    data.legacy.add((rel, product))
+                else:
+                    data.legacy.discard((rel, product))
                 data.skipped.pop(rel, None)
     return data
 
@@ -376,11 +393,15 @@ def state_text(
     provenance: Provenance | None = None,
     envs: dict[str, str] | None = None,
     clipping: dict[tuple[str, str], str] | None = None,
+    radiometry: dict[tuple[str, str], str] | None = None,
+    legacy: set[tuple[str, str]] | None = None,
 ) -> str:
     """A state file: the environments, one row per image made (with its provenance when
-    known), then one ``!`` row per input skipped as bad."""
+    known), then one ``!`` row per input skipped as bad. ``legacy`` is not written: the records
+    kept were checked (msrgb.shard.work_to_do)."""
     provenance = provenance or {}
     clipping = clipping or {}
+    radiometry = radiometry or {}
     rows = [tsv.line([STATE_HEADER])]
     rows += [tsv.line(["# env", e, versions]) for e, versions in sorted((envs or {}).items())]
     field = tsv.field
@@ -392,6 +413,8 @@ def state_text(
         tail = f"\t{known[0]}\t{known[1]}\t{field(known[2])}" if known else ""
         if known and key in clipping:
             tail += f"\t{clipping[key]}"
+            if key in radiometry:  # JSON: no tab or line break, starts with "{"
+                tail += f"\t{radiometry[key]}"
         rows.append(f"{field(key[0])}\t{size}\t{mtime}\t{field(key[1])}\t{digest}{tail}\n")
     for rel, (size, mtime, reason) in sorted((skipped or {}).items()):
         rows.append(tsv.line(["!", rel, size, mtime, " ".join(reason.split())]))  # one line

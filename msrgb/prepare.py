@@ -68,6 +68,8 @@ class Settings:
                 png_compression=config["png_compression"],
                 max_size=config.get("max_size"),
                 resampling=config.get("resampling", "bilinear"),
+                offset=config.get("offset"),
+                scale=config.get("scale"),
             )
         except ProductError as exc:
             raise PlanError(f"config 'products': {exc}") from None
@@ -266,5 +268,7 @@ def prepare_run(settings: Settings, where: Where) -> Prepared:
     listing = OutputListing()  # the output folders, listed once for both
     flag_shards_missing_outputs(layout, plan, settings.products, listing)
     stretches = [layout.stretch(p.name) for p in settings.products if p.dataset_stretch]
-    counts = count_work(layout, plan, settings.products, settings.on_error, stretches, listing)
+    counts = count_work(
+        layout, plan, settings.products, settings.on_error, stretches, listing, settings.input_dir
+    )
     return Prepared(plan, (note,) if note else (), counts)

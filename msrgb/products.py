@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from msrgb.errors import ProductError
+from msrgb.radiometry import Scaling, settings_for
 
 #: Version of the pixel algorithm. Bump it when a change alters the PNGs a setting produces,
 #: so that existing outputs are rebuilt.
@@ -75,7 +76,7 @@ FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 RESAMPLING = ("nearest", "bilinear", "cubic", "average")
 PRODUCT_KEYS = (
     "preset", "bands", "band_map", "stretch", "bit_depth", "nodata", "world_file",
-    "expression", "colormap", "range", "format", "quality",
+    "expression", "colormap", "range", "format", "quality", "offset", "scale",
 )  # fmt: skip
 STRETCH_KEYS = ("type", "min", "max", "out_min", "low", "high", "scope", "sample", "gamma", "scale")
 
@@ -90,6 +91,7 @@ LATER_DEFAULTS: dict[str, Any] = {
     "format": "png",
     "quality": 90,
     "scale": 10000.0,
+    "radiometry": [],
 }
 
 
@@ -132,6 +134,9 @@ class Product:
     scale: float = 10000.0
     #: per-band (min, max) of a dataset-wide percentile stretch, filled in from the stats file
     limits: tuple[tuple[float, float], ...] | None = None
+    #: (band, scale, offset) from the ``offset``/``scale`` settings, for the product's bands
+    #: whose files declare none: value = DN * scale + offset (msrgb.radiometry)
+    radiometry: tuple[tuple[str, float, float], ...] = ()
     indices: tuple[int, int, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -201,6 +206,13 @@ class Product:
             raise fail("resampling", f"{self.resampling!r} is not one of {list(RESAMPLING)}")
         if isinstance(self.nodata, str) and self.nodata != "file":
             raise fail("nodata", f"must be a number, 'file' or absent, got {self.nodata!r}")
+        for band, scale, offset in self.radiometry:
+            if band not in self.bands:
+                raise fail("offset", f"names band {band}, which the product does not use")
+            if not (math.isfinite(scale) and scale > 0):
+                raise fail("scale", f"must be a number above 0, got {scale}")
+            if not math.isfinite(offset):
+                raise fail("offset", f"must be a finite number, got {offset}")
         object.__setattr__(self, "indices", tuple(self.band_map.index(b) for b in self.bands))
 
     @property
@@ -237,6 +249,10 @@ class Product:
     @property
     def needs_georef(self) -> bool:
         return self.world_file
+
+    def configured_scaling(self) -> dict[str, Scaling]:
+        """Band name -> the scaling the ``offset``/``scale`` settings give it."""
+        return {band: Scaling(scale, offset, "config") for band, scale, offset in self.radiometry}
 
     def digest(self) -> str:
         """A short hash of everything that determines this product's output files."""
@@ -279,6 +295,7 @@ class Product:
         d.pop("indices")
         for key in ("bands", "band_map", "value_range"):
             d[key] = list(d[key])
+        d["radiometry"] = [list(x) for x in d["radiometry"]]
         if d["limits"] is not None:
             d["limits"] = [list(x) for x in d["limits"]]
         return d
@@ -338,9 +355,12 @@ def parse_products(
     png_compression: str = "huffman",
     max_size: int | None = None,
     resampling: str = "bilinear",
+    offset: float | Mapping[str, float] | None = None,
+    scale: float | Mapping[str, float] | None = None,
 ) -> list[Product]:
     """Turn the ``products`` config value (a list of preset names or a mapping of name to
-    specification) into products, with errors that name the product and the key."""
+    specification) into products, with errors that name the product and the key. ``offset``
+    and ``scale``: the top-level radiometric settings, which a product's own override."""
     if isinstance(spec, Mapping):
         items = list(spec.items())
     else:
@@ -406,6 +426,7 @@ def parse_products(
         nodata = body.get("nodata")
         if nodata is not None and nodata != "file":
             nodata = _number(name, "nodata", nodata)
+        radiometry = _radiometry(name, body.get("offset", offset), body.get("scale", scale), body)
         value_range = body.get("range", [-1, 1])
         if not isinstance(value_range, (list, tuple)) or len(value_range) != 2:
             raise ProductError(f"product {name!r}: 'range' must be [low, high], got {value_range!r}")
@@ -431,12 +452,31 @@ def parse_products(
                 ),
                 format=str(body.get("format", "png")),
                 quality=int(_number(name, "quality", body.get("quality", 90))),
+                radiometry=radiometry,
                 **numbers,
             )
         )
     if not products:
         raise ProductError("'products' is empty: name at least one product")
     return products
+
+
+def _radiometry(
+    name: str, offset: Any, scale: Any, body: Mapping[str, Any]
+) -> tuple[tuple[str, float, float], ...]:
+    """The product's (band, scale, offset) from the ``offset``/``scale`` settings: a number
+    for every band, or band name -> number."""
+    band_map = body.get("band_map") or EUROSAT_BANDS
+    for key, value in (("offset", offset), ("scale", scale)):
+        items = value.items() if isinstance(value, Mapping) else [] if value is None else [("", value)]
+        for band, number in items:
+            where = f"{key}.{band}" if band else key
+            _number(name, where, number)
+            if band and band not in band_map:
+                raise ProductError(
+                    f"product {name!r}: {where!r} names an unknown band; bands are {list(band_map)}"
+                )
+    return settings_for(offset, scale, body["bands"])
 
 
 def products_from_dicts(dicts: Sequence[Mapping[str, Any]]) -> list[Product]:
@@ -450,6 +490,7 @@ def products_from_dicts(dicts: Sequence[Mapping[str, Any]]) -> list[Product]:
             d["value_range"] = tuple(d["value_range"])
         if d.get("limits") is not None:
             d["limits"] = tuple(tuple(x) for x in d["limits"])
+        d["radiometry"] = tuple(tuple(x) for x in d.get("radiometry", ()))
         products.append(Product(**d))
     return products
 

@@ -49,6 +49,9 @@ class WorkCounts:
     products: dict[str, ProductCounts] = field(default_factory=dict)
     #: images (not product images) the shard jobs will convert: the progress total
     images: int = 0
+    #: of those, images made by a version that applied no radiometric offsets, whose input
+    #: declares one
+    rescaled: int = 0
 
 
 def shard_will_run(layout: Layout, plan: Plan, shard: int, inputs: Sequence[Path]) -> bool:
@@ -75,13 +78,16 @@ def count_work(
     on_error: str,
     stretch_inputs: Sequence[Path] = (),
     present: OutputListing | None = None,
+    input_dir: Path | None = None,
 ) -> WorkCounts:
     """Per product, the images the shard jobs of the next run will convert and remove and those
     up to date: the same decision as the jobs (msrgb.shard.work_to_do), made only for the shards
     Snakemake will run (every image of the others is up to date). Products with a dataset-wide
     stretch whose limits are not computed yet count as all to convert. ``present`` tells
-    whether an output exists (the listings flag_shards_missing_outputs made, if given)."""
-    from msrgb.shard import orphans, work_to_do
+    whether an output exists (the listings flag_shards_missing_outputs made, if given);
+    ``input_dir`` lets it look at the inputs of images made before radiometric offsets were
+    applied, as the jobs do."""
+    from msrgb.shard import orphans, scaled_bands_of, work_to_do
     from msrgb.stats import with_recorded_limits
 
     ready = [with_recorded_limits(p, layout.stretch(p.name)) for p in products]
@@ -107,8 +113,10 @@ def count_work(
                 counts.products[p.name].to_convert += len(members)
             continue
         before = read_state_full(states)
-        work = work_to_do(members, ready, before, on_error, layout.png, present)
+        scaled = scaled_bands_of(input_dir, products) if input_dir is not None else None
+        work = work_to_do(members, ready, before, on_error, layout.png, present, scaled)
         counts.images += len(work.todo)
+        counts.rescaled += work.rescaled
         todo: dict[str, int] = {}
         for _, dests in work.todo:
             for name in dests:
@@ -331,6 +339,17 @@ class BarSafeStream:
 def print_counts(counts: WorkCounts, stream: IO[str] | None = None) -> None:
     for name, c in counts.products.items():
         print(f"msrgb: {c.line(name)}", file=stream or sys.stderr, flush=True)
+    if counts.rescaled:
+        print(f"msrgb: {rescaled_line(counts.rescaled)}", file=stream or sys.stderr, flush=True)
+
+
+def rescaled_line(n: int) -> str:
+    """Why images made by an earlier version are converted again."""
+    return (
+        f"{n:,} image(s) made by an earlier msrgb are converted again: their inputs declare a "
+        "radiometric offset or scale (Sentinel-2 BOA_ADD_OFFSET/RADIO_ADD_OFFSET of processing "
+        "baseline 04.00+, or GDAL scale/offset), which msrgb now applies"
+    )
 
 
 __all__ = [

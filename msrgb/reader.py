@@ -11,7 +11,7 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from rasterio.windows import Window
 
 from msrgb.errors import InputError, MsrgbError
 from msrgb.products import Product
+from msrgb.radiometry import Scaling, from_gdal
 
 # Tiles are opened without georeferencing on purpose (see TileReader.read).
 warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
@@ -145,6 +146,9 @@ class Tile:
     nodata: float | None = None
     transform: Affine | None = None
     crs_wkt: str | None = None
+    #: band index -> the radiometric scale and offset its files declare (msrgb.radiometry);
+    #: bands without one are absent
+    scaling: dict[int, Scaling] = field(default_factory=dict)
 
 
 class TileReader:
@@ -219,8 +223,11 @@ class TileReader:
             )
 
     def _georef(self, src: DatasetReader, tile: Tile) -> Tile:
+        """``tile`` with the georeferencing (when a product writes it) and the radiometric
+        scaling of ``src``."""
         if self.georef:
             tile.transform, tile.crs_wkt = src.transform, src.crs.to_wkt()
+        tile.scaling = file_scaling(src, self.needed)
         return tile
 
     def _read(self, name: str | Path, path: str | Path) -> Tile:
@@ -271,7 +278,7 @@ class LargeImage:
         """A block (or none: ``{}``) of the needed bands, with the image's nodata and
         georeferencing."""
         g = self._georef
-        return Tile(bands, g.nodata, g.transform, g.crs_wkt)
+        return Tile(bands, g.nodata, g.transform, g.crs_wkt, g.scaling)
 
     def blocks(self) -> Iterator[Tile]:
         """The needed bands, a block of rows at a time, top to bottom."""
@@ -295,6 +302,18 @@ class LargeImage:
         with input_errors(self.path):
             bands = self.src.read([i + 1 for i in self.reader.needed], out_shape=shape)
         return self.tile(dict(zip(self.reader.needed, bands)))
+
+
+def file_scaling(src: DatasetReader, needed: Sequence[int]) -> dict[int, Scaling]:
+    """Band index (0-based) -> the scaling GDAL's per-band scale and offset declare, for the
+    ``needed`` bands that have one."""
+    scales, offsets = src.scales, src.offsets
+    found = {}
+    for i in needed:
+        scaling = from_gdal(scales[i], offsets[i])
+        if scaling is not None:
+            found[i] = scaling
+    return found
 
 
 def quicklook_shape(rows: int, cols: int, max_size: int | None) -> tuple[int, int]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from msrgb.products import Product
+from msrgb.radiometry import Scaling
 
 #: The PNG text keyword (``Image.open(p).text["msrgb"]``).
 RECIPE_KEY = "msrgb"
@@ -24,23 +26,38 @@ _XMP = (
 )
 
 
-def recipe(product: Product, rel: str) -> dict[str, Any]:
+def recipe(product: Product, rel: str, radiometry: Mapping[str, Scaling] | None = None) -> dict[str, Any]:
+    """What made an image: msrgb's version, the input, the product and its settings, and (only
+    where one applied) the radiometric scale and offset of each band (msrgb.radiometry)."""
     from msrgb import __version__
 
     spec = product.to_dict()
     spec.pop("name")
-    return {
+    made = {
         "msrgb": __version__,
         "source": rel,
         "product": product.name,
         "settings": product.digest(),
         "spec": spec,
     }
+    if radiometry:
+        made["radiometry"] = radiometry_record(radiometry)
+    return made
 
 
-def recipe_text(product: Product, rel: str) -> str:
+def radiometry_record(radiometry: Mapping[str, Scaling]) -> dict[str, dict[str, Any]]:
+    """Band name -> {scale, offset, from}: value = DN * scale + offset (reflectance x 10000)."""
+    return {band: scaling.to_json() for band, scaling in sorted(radiometry.items())}
+
+
+def radiometry_text(radiometry: Mapping[str, Scaling]) -> str:
+    """:func:`radiometry_record` as one line of JSON, for the state and provenance manifest."""
+    return json.dumps(radiometry_record(radiometry), sort_keys=True, separators=(",", ":"))
+
+
+def recipe_text(product: Product, rel: str, radiometry: Mapping[str, Scaling] | None = None) -> str:
     """The recipe as one line of JSON (sorted keys: the same settings give the same bytes)."""
-    return json.dumps(recipe(product, rel), sort_keys=True, separators=(",", ":"))
+    return json.dumps(recipe(product, rel, radiometry), sort_keys=True, separators=(",", ":"))
 
 
 class RecipeWriter:
@@ -48,11 +65,14 @@ class RecipeWriter:
     (the product's specification and digest cost more than encoding a tile)."""
 
     def __init__(self, product: Product):
+        self.product = product
         whole = recipe_text(product, "")
         head, tail = whole.split(',"source":"",', 1)
         self._head, self._tail = head + ',"source":', "," + tail
 
-    def text(self, rel: str) -> str:
+    def text(self, rel: str, radiometry: Mapping[str, Scaling] | None = None) -> str:
+        if radiometry:
+            return recipe_text(self.product, rel, radiometry)
         return self._head + json.dumps(rel) + self._tail
 
 

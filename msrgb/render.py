@@ -9,6 +9,7 @@ import numpy as np
 
 from msrgb.expression import Expression, parse
 from msrgb.products import Product, colormap_lut, stretch
+from msrgb.radiometry import Scaling
 from msrgb.reader import Tile
 
 
@@ -32,24 +33,42 @@ class Bands:
 
 
 def product_bands(tile: Tile, product: Product) -> Bands:
-    """The product's bands of ``tile`` (three, or those of its expression), and which pixels
-    hold no data."""
+    """The product's bands of ``tile`` (three, or those of its expression), on the 0-10000
+    reflectance scale where a radiometric offset or scale applies (:func:`band_scalings`), and
+    which pixels hold no data (compared with the stored values, before any offset)."""
     stack = np.stack([tile.bands[i] for i in product.indices], axis=-1)
+    invalid = None
+    if product.nodata is not None:
+        nodata = tile.nodata if product.nodata == "file" else product.nodata
+        invalid = np.zeros(stack.shape[:2], dtype=bool)
+        if nodata is not None and not np.isnan(nodata):
+            invalid |= (stack == nodata).any(axis=-1)
+    scalings = band_scalings(tile, product)
+    if scalings is not None:
+        stack = np.stack(
+            [s.apply(stack[..., k]) if s else stack[..., k].astype(np.float64) for k, s in enumerate(scalings)],
+            axis=-1,
+        )
     nonfinite = None
     if stack.dtype.kind == "f":
         bad = ~np.isfinite(stack)
         if bad.any():
             nonfinite = bad.any(axis=-1)
             stack = np.where(bad, 0, stack)  # stretched without warnings, then drawn black
-    nodata = tile.nodata if product.nodata == "file" else product.nodata
-    invalid = None
-    if product.nodata is not None:
-        invalid = np.zeros(stack.shape[:2], dtype=bool)
-        if nodata is not None and not np.isnan(nodata):
-            invalid |= (stack == nodata).any(axis=-1)
-        if nonfinite is not None:
-            invalid |= nonfinite
+    if invalid is not None and nonfinite is not None:
+        invalid |= nonfinite
     return Bands(stack, invalid, nonfinite)
+
+
+def band_scalings(tile: Tile, product: Product) -> list[Scaling | None] | None:
+    """The radiometric scaling of each of the product's bands (msrgb.radiometry): the one its
+    file declares, else the product's ``offset``/``scale`` setting; None when no band has one
+    (the values are used as stored)."""
+    if not tile.scaling and not product.radiometry:
+        return None
+    configured = product.configured_scaling()
+    found = [tile.scaling.get(i) or configured.get(b) for i, b in zip(product.indices, product.bands)]
+    return found if any(found) else None
 
 
 def band_percentiles(

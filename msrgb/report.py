@@ -88,12 +88,15 @@ def write_summary(path: Path, summary: dict) -> None:
     write_atomic(path, (json.dumps(summary, indent=2) + "\n").encode())
 
 
-MANIFEST_COLUMNS = ("path", "source_size", "source_sha256", "png_sha256", "settings_digest", "env")
+MANIFEST_COLUMNS = (
+    "path", "source_size", "source_sha256", "png_sha256", "settings_digest", "env", "radiometry",
+)  # fmt: skip
 
 
 def provenance_text(product: str, digest: str, data: StateData, suffix: str = ".png") -> str:
     """The provenance manifest of one product: one line per PNG (path relative to the product
-    folder), with the environments (library versions) referenced by id in the header."""
+    folder), with the environments (library versions) referenced by id in the header, and the
+    radiometric scale and offset of each band where one applied (JSON, as in the recipe)."""
     rows: list[Sequence[object]] = []
     used_envs = set()
     for (rel, name), (size, _, row_digest) in sorted(data.records.items()):
@@ -101,7 +104,8 @@ def provenance_text(product: str, digest: str, data: StateData, suffix: str = ".
             continue
         source_sha, png_sha, env = data.provenance.get((rel, name), ("", "", ""))
         used_envs.add(env)
-        rows.append([output_rel(rel, suffix), size, source_sha, png_sha, row_digest, env])
+        radiometry = data.radiometry.get((rel, name), "")
+        rows.append([output_rel(rel, suffix), size, source_sha, png_sha, row_digest, env, radiometry])
     header: list[Sequence[object]] = [
         ["# msrgb provenance manifest v1", f"product {product}", f"settings {digest}"]
     ]

@@ -12,13 +12,13 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from msrgb.bandreader import BandImage, source_input
+from msrgb.bandreader import BandImage, declared_scaling_bands, source_input
 from msrgb.convert import Converted, Converter
 from msrgb.errors import FileError, OutputFileError, ShardError
 from msrgb.files import remove_output, write_atomic
 from msrgb.plan import Layout, Source, StateData, read_manifest, read_state_full, shard_of, state_text
 from msrgb.products import Product
-from msrgb.progress import Live, write_live
+from msrgb.progress import Live, rescaled_line, write_live
 from msrgb.provenance import environment_id, library_versions
 from msrgb.reader import enter_thread_gdal_env
 from msrgb.stats import read_limits
@@ -108,6 +108,8 @@ class Work:
     digests: dict[str, str] = field(default_factory=dict)
     up_to_date: int = 0
     skipped_before: int = 0
+    #: images made by a version that applied no radiometric offsets, whose input declares one
+    rescaled: int = 0
 
 
 def work_to_do(
@@ -117,14 +119,18 @@ def work_to_do(
     on_error: str,
     output_of: Callable[[Product, Source], Path],
     present: Callable[[Path], bool],
+    scaled_bands: Callable[[Source], set[str]] | None = None,
 ) -> Work:
     """Which images of ``members`` need making: those without a record of the same input size,
-    mtime and product settings in ``before``, or whose output is not ``present``. With
+    mtime and product settings in ``before``, or whose output is not ``present``, and those
+    recorded by a version that applied no radiometric offsets whose bands ``scaled_bands``
+    (the bands of an input that declare a scale or offset) says now render otherwise. With
     ``on_error="skip"`` an input recorded as bad is not retried until it changes."""
     kept = StateData()
     digest = {p.name: p.digest() for p in products}
     work = Work([], kept, digest)
     for src in members:
+        scaled: set[str] | None = None
         known_bad = before.skipped.get(src.rel)
         if on_error == "skip" and known_bad and known_bad[:2] == (src.size, src.mtime_ns):
             kept.skipped[src.rel] = known_bad  # unchanged since it was found bad: not retried
@@ -134,21 +140,34 @@ def work_to_do(
         for p in products:
             key, out = (src.rel, p.name), output_of(p, src)
             record = (src.size, src.mtime_ns, digest[p.name])
-            if before.records.get(key) == record and present(out):
+            current = before.records.get(key) == record
+            if current and key in before.legacy and scaled_bands is not None:
+                scaled = scaled_bands(src) if scaled is None else scaled
+                current = not scaled.intersection(p.bands)
+            if current and present(out):
                 kept.records[key] = record
                 if key in before.provenance:
                     kept.provenance[key] = before.provenance[key]
                 if key in before.clipping:
                     kept.clipping[key] = before.clipping[key]
+                if key in before.radiometry:
+                    kept.radiometry[key] = before.radiometry[key]
             else:
                 dests[p.name] = out
         if dests:
             work.todo.append((src, dests))
+            work.rescaled += bool(scaled)
         else:
             work.up_to_date += 1
     used = {env for _, _, env in kept.provenance.values()}
     kept.envs = {e: before.envs.get(e, "unknown") for e in sorted(used)}
     return work
+
+
+def scaled_bands_of(input_dir: Path, products: Sequence[Product]) -> Callable[[Source], set[str]]:
+    """For :func:`work_to_do`: the bands of an input that declare a radiometric scaling."""
+    band_map = products[0].band_map if products else ()
+    return lambda src: declared_scaling_bands(input_dir, src, band_map)
 
 
 def run_shard(
@@ -184,8 +203,11 @@ def run_shard(
     before = read_state_full([*layout.related_states(n_shards, shard), progress])
     manifest_mtime = manifest.stat().st_mtime_ns
     work = work_to_do(
-        members, products, before, on_error, layout.png, lambda png: _touch_if_present(png, manifest_mtime)
-    )
+        members, products, before, on_error, layout.png, lambda png: _touch_if_present(png, manifest_mtime),
+        scaled_bands_of(input_dir, products),
+    )  # fmt: skip
+    if work.rescaled:
+        log.info("shard %d (of %d): %s", shard, n_shards, rescaled_line(work.rescaled))
     result = ShardResult(members=len(members), up_to_date=work.up_to_date)
     result.skipped = work.skipped_before
     result.removed = _remove_orphans(before, members, products, layout, n_shards, shard)
@@ -284,6 +306,10 @@ class Recorder:
                 self.done.provenance[key] = (outcome.source_of(name), outcome.image_sha[name], self.env)
                 if name in outcome.clipping:
                     self.done.clipping[key] = clip_text(outcome.clipping[name])
+                if name in outcome.radiometry:
+                    self.done.radiometry[key] = outcome.radiometry[name]
+                else:
+                    self.done.radiometry.pop(key, None)
             for note in outcome.notes:
                 if note not in self.result.notes:
                     self.result.notes.append(note)

@@ -82,11 +82,12 @@ def make_tile(class_name: str, index: int, size: int = TILE_SIZE) -> np.ndarray:
 
 
 def write_tile(
-    path: Path, data: np.ndarray, origin: tuple[float, float], epsg: int, pad: str = ""
-) -> None:
+    path: Path, data: np.ndarray, origin: tuple[float, float], epsg: int, pad: str = "",
+    pixel_size: float = PIXEL_SIZE,
+) -> None:  # fmt: skip
     """Write ``data`` (bands, rows, cols) like the EuroSAT files: uncompressed, pixel-interleaved,
-    strips of 4 rows, UTM CRS, 10 m pixels. ``pad`` is stored as a metadata item (to match a
-    file size)."""
+    strips of 4 rows, UTM CRS, 10 m pixels (or ``pixel_size``). ``pad`` is stored as a metadata
+    item (to match a file size)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     count, height, width = data.shape
     profile = {
@@ -96,7 +97,7 @@ def write_tile(
         "height": height,
         "width": width,
         "crs": f"EPSG:{epsg}",
-        "transform": from_origin(origin[0], origin[1], PIXEL_SIZE, PIXEL_SIZE),
+        "transform": from_origin(origin[0], origin[1], pixel_size, pixel_size),
         "interleave": "pixel",
         "blockysize": 4,
         "compress": "none",
@@ -182,9 +183,103 @@ def generate_bigearthnet(root: Path, count: int, start: int = 0) -> list[Path]:
     return folders
 
 
+#: Sentinel-2 resolution of each band in metres (B10 only in L1C)
+S2_RESOLUTION = {
+    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10,
+    "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
+}  # fmt: skip
+
+
+def safe_metadata_xml(level: str, baseline: str, offsets: dict[str, int], quantification: int = 10000) -> str:
+    """A product metadata file (MTD_MSIL2A.xml / MTD_MSIL1C.xml) with the structure ESA writes:
+    the processing baseline, the quantification value(s), one ``BOA_ADD_OFFSET`` (L2A) or
+    ``RADIO_ADD_OFFSET`` (L1C) per band by ``band_id`` when ``offsets`` is given (baseline 04.00
+    and later), and the spectral information that maps band ids to band names."""
+    from msrgb.radiometry import SAFE_BAND_IDS
+
+    l2a = level == "L2A"
+    ids = list(enumerate(SAFE_BAND_IDS))
+    if l2a:
+        quant = (
+            "<QUANTIFICATION_VALUES_LIST>"
+            f'<BOA_QUANTIFICATION_VALUE unit="none">{quantification}</BOA_QUANTIFICATION_VALUE>'
+            '<AOT_QUANTIFICATION_VALUE unit="none">1000.0</AOT_QUANTIFICATION_VALUE>'
+            '<WVP_QUANTIFICATION_VALUE unit="cm">1000.0</WVP_QUANTIFICATION_VALUE>'
+            "</QUANTIFICATION_VALUES_LIST>"
+        )
+        offset_list = "".join(
+            f'<BOA_ADD_OFFSET band_id="{i}">{offsets[b]}</BOA_ADD_OFFSET>' for i, b in ids if b in offsets
+        )
+        offset_xml = f"<BOA_ADD_OFFSET_VALUES_LIST>{offset_list}</BOA_ADD_OFFSET_VALUES_LIST>" if offsets else ""
+    else:
+        quant = f'<QUANTIFICATION_VALUE unit="none">{quantification}</QUANTIFICATION_VALUE>'
+        offset_list = "".join(
+            f'<RADIO_ADD_OFFSET band_id="{i}">{offsets[b]}</RADIO_ADD_OFFSET>' for i, b in ids if b in offsets
+        )
+        offset_xml = f"<Radiometric_Offset_List>{offset_list}</Radiometric_Offset_List>" if offsets else ""
+    spectral = "".join(
+        f'<Spectral_Information bandId="{i}" physicalBand="{b.replace("B0", "B")}">'
+        f'<RESOLUTION>{S2_RESOLUTION[b]}</RESOLUTION></Spectral_Information>'
+        for i, b in ids
+    )
+    kind = "Level-2A" if l2a else "Level-1C"
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
+        f'<n1:{kind}_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_{kind}.xsd" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n'
+        "<n1:General_Info><Product_Info>"
+        "<PRODUCT_START_TIME>2020-02-19T11:21:11.024Z</PRODUCT_START_TIME>"
+        f"<PROCESSING_LEVEL>Level-{level[1:]}</PROCESSING_LEVEL>"
+        f"<PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE>"
+        "</Product_Info><Product_Image_Characteristics>"
+        "<Special_Values><SPECIAL_VALUE_TEXT>NODATA</SPECIAL_VALUE_TEXT><SPECIAL_VALUE_INDEX>0</SPECIAL_VALUE_INDEX></Special_Values>"
+        "<Special_Values><SPECIAL_VALUE_TEXT>SATURATED</SPECIAL_VALUE_TEXT><SPECIAL_VALUE_INDEX>65535</SPECIAL_VALUE_INDEX></Special_Values>"
+        f"{quant}{offset_xml}"
+        f"<Spectral_Information_List>{spectral}</Spectral_Information_List>"
+        f"</Product_Image_Characteristics></n1:General_Info>\n</n1:{kind}_User_Product>\n"
+    )
+
+
+def write_safe_product(
+    root: Path,
+    bands: dict[str, np.ndarray],
+    level: str = "L2A",
+    baseline: str = "04.00",
+    offsets: dict[str, int] | None = None,
+    driver: str = "JP2OpenJPEG",
+    origin: tuple[float, float] = (199980.0, 2800020.0),
+    metres: float = PATCH_METRES,
+) -> Path:
+    """A Sentinel-2 ``.SAFE`` product of the ``bands`` (DN as stored), named as ESA names them
+    (``..._N0400_...``), with its metadata file and the band files where ESA puts them (L2A:
+    ``IMG_DATA/R10m`` ..., L1C: ``IMG_DATA``): lossless JPEG 2000 or (``driver="GTiff"``)
+    GeoTIFF. Returns the product folder."""
+    number = baseline.replace(".", "")
+    safe = root / f"S2B_MSI{level}_20200219T112111_N{number}_R037_T29RKH_20200219T115007.SAFE"
+    granule = safe / "GRANULE" / f"{level}_T29RKH_A024290_20200219T112109"
+    safe.mkdir(parents=True, exist_ok=True)
+    xml = safe_metadata_xml(level, baseline, offsets or {})
+    (safe / f"MTD_MSI{level}.xml").write_text(xml, encoding="utf-8")
+    suffix = ".jp2" if driver == "JP2OpenJPEG" else ".tif"
+    options = {"QUALITY": 100, "REVERSIBLE": "YES"} if driver == "JP2OpenJPEG" else {"compress": "deflate"}
+    for band, data in bands.items():
+        res = S2_RESOLUTION[band]
+        folder = granule / "IMG_DATA" / (f"R{res}m" if level == "L2A" else "")
+        name = f"T29RKH_20200219T112111_{band}" + (f"_{res}m" if level == "L2A" else "") + suffix
+        folder.mkdir(parents=True, exist_ok=True)
+        n = data.shape[0]
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(
+            folder / name, "w", driver=driver, width=data.shape[1], height=n, count=1,
+            dtype=str(data.dtype), crs="EPSG:32629",
+            transform=from_origin(origin[0], origin[1], metres / data.shape[1], metres / n), **options,
+        ) as dst:  # fmt: skip
+            dst.write(data, 1)
+    return safe
+
+
 def main() -> None:
-    """``python -m msrgb.synth OUTPUT_DIR PER_CLASS``: write a sample dataset (the bundled
-    ``sample/eurosat`` is ``python -m msrgb.synth sample/eurosat 2``)."""
+    """``python -m msrgb.synth OUTPUT_DIR PER_CLASS``: write a synthetic dataset (the bundled
+    sample is cut from a real scene instead: sample/make_sample.py)."""
     import sys
 
     if len(sys.argv) != 3:

@@ -53,7 +53,7 @@ def verify_product(folder: Path, input_dir: Path | None = None) -> tuple[int, li
         elif sha256(png) != row["png_sha256"]:
             problems.append(f"{png}: content differs from the manifest (sha256)")
         elif _has_recipes(envs.get(row.get("env", ""), "")):
-            problems += _check_recipe(png, folder.name, row["settings_digest"])
+            problems += _check_recipe(png, folder.name, row["settings_digest"], row.get("radiometry"))
         if input_dir is not None and row["source_sha256"].startswith("["):
             problems += _check_band_files(input_dir, row["source_sha256"])
         elif input_dir is not None:
@@ -91,8 +91,9 @@ def _has_recipes(versions: str) -> bool:
     return True
 
 
-def _check_recipe(image: Path, product: str, digest: str) -> list[str]:
-    """The recipe inside the image (msrgb.recipe) names the product and its settings."""
+def _check_recipe(image: Path, product: str, digest: str, radiometry: str | None = None) -> list[str]:
+    """The recipe inside the image (msrgb.recipe) names the product and its settings, and the
+    radiometric scaling the manifest records (manifests before 0.5.0 have no such column)."""
     from msrgb.recipe import read_recipe
 
     try:
@@ -105,6 +106,11 @@ def _check_recipe(image: Path, product: str, digest: str) -> list[str]:
         return [
             f"{image}: its recipe names product {recipe.get('product')!r} with settings "
             f"{recipe.get('settings')}, the manifest {product!r} with {digest}"
+        ]
+    if radiometry is not None and (json.loads(radiometry) if radiometry else None) != recipe.get("radiometry"):
+        return [
+            f"{image}: its recipe's radiometric scaling {recipe.get('radiometry')} differs from the "
+            f"manifest's {radiometry or 'none'}"
         ]
     return []
 

@@ -104,7 +104,7 @@ def test_bigearthnet_patches_truecolor_exact_swir_on_the_10m_grid(bigearthnet: P
                 expected.append(dst)
         assert np.array_equal(swir, formula(*expected, read_band(files["B04"]))), name
     rows = [line.split("\t") for line in (out / "truecolor" / "manifest.tsv").read_text().splitlines()]
-    header = rows.index(["path", "source_size", "source_sha256", "png_sha256", "settings_digest", "env"])
+    header = rows.index(["path", "source_size", "source_sha256", "png_sha256", "settings_digest", "env", "radiometry"])
     from msrgb.verify import read_manifest
 
     first = read_manifest(out / "truecolor" / "manifest.tsv")[0]
