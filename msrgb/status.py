@@ -12,6 +12,7 @@ up to date, 1 otherwise, 2 when the folder is no msrgb output folder or the argu
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 from msrgb.errors import MsrgbError
 from msrgb.plan import Inputs, Layout, Source, StateData, discover_inputs, load_plan, read_state_full
 from msrgb.products import Product, products_from_dicts
+from msrgb.shard import scaled_bands_of
 from msrgb.stats import with_recorded_limits
 
 
@@ -82,6 +84,9 @@ def status(layout: Layout, input_dir: Path | None = None) -> dict[str, ProductSt
     else:
         sources = discover_inputs(input_dir, inputs_of(layout), {b for p in products for b in p.bands})
     state = recorded_state(layout, plan.n_shards)
+    # images made before radiometric offsets were applied: stale if their input declares one
+    # (looked at only with --input, where the input folder is known)
+    scaled = functools.cache(scaled_bands_of(input_dir, products)) if input_dir is not None else None
     result = {}
     for p in products:
         digest = p.digest() if (p.limits is not None or not p.dataset_stretch) else None
@@ -95,6 +100,8 @@ def status(layout: Layout, input_dir: Path | None = None) -> dict[str, ProductSt
             elif not os.path.exists(out):
                 st.missing.append(out)
             elif record != (src.size, src.mtime_ns, digest):
+                st.stale.append(out)
+            elif scaled is not None and (src.rel, p.name) in state.legacy and scaled(src).intersection(p.bands):
                 st.stale.append(out)
             else:
                 st.up_to_date += 1

@@ -258,6 +258,11 @@ def test_old_outputs_are_reconverted_once_and_the_run_says_why(tmp_path: Path):
     iio.imwrite(png_new, formula(*(d.astype(np.float64) for d in dn.values())))
     assert not np.array_equal(iio.imread(png_new), iio.imread(png_old))
     before_old = png_old.read_bytes()
+    status = subprocess.run(
+        [sys.executable, "-m", "msrgb.status", str(out), "--input", str(inp), "--list", "5"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert "truecolor: 1 up to date, 1 stale" in status.stdout and new.name[:-5] in status.stdout, status.stdout
     proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), **BANDS)
     assert "1 image(s) made by an earlier msrgb are converted again" in proc.stderr
     assert png_new.read_bytes() == right
@@ -265,6 +270,10 @@ def test_old_outputs_are_reconverted_once_and_the_run_says_why(tmp_path: Path):
     assert run_totals(out)["converted"] == 1
     again = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), **BANDS)
     assert "converted again" not in again.stderr and "truecolor: 0 to convert" in again.stderr
+    verify = subprocess.run(
+        [sys.executable, "-m", "msrgb.verify", str(out), "--input", str(inp)], cwd=REPO, capture_output=True, text=True
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 @pytest.mark.parametrize(
