@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from msrgb.errors import PlanError
-from msrgb.files import size_and_mtime
+from msrgb.files import Problems, list_folder, size_and_mtime
 
 BAND_SUFFIXES = (".tif", ".tiff", ".jp2")
 
@@ -69,6 +69,18 @@ def is_safe(name: str) -> bool:
     return name.upper().endswith(".SAFE")
 
 
+#: Sentinel-2 products as ESA's hubs deliver them: S2A_MSIL2A_....SAFE.zip or S2B_MSIL1C_....zip
+_ZIPPED = re.compile(r"^S2[A-D]_MSIL(1C|2A)_.*\.zip$", re.IGNORECASE)
+ZIPPED_PRODUCT = (
+    "is a zipped Sentinel-2 product: unzip it where it is (unzip -d . <file>), msrgb reads the "
+    ".SAFE folder inside"
+)
+
+
+def is_zipped_product(name: str) -> bool:
+    return bool(_ZIPPED.match(name))
+
+
 def fingerprint(files: Iterable[BandFile]) -> tuple[int, int]:
     """(total size, a 63-bit number that changes when any file's name, size or mtime does): the
     "size" and "mtime" of an image of several files, which decide whether it is up to date."""
@@ -99,54 +111,63 @@ class FoundImage:
     files: tuple[BandFile, ...]
 
 
-def _scan(top: str, rel_dir: str, pattern: re.Pattern[str], with_stat: bool) -> tuple[list[BandFile], list[str]]:
+def _scan(
+    top: str, rel_dir: str, pattern: re.Pattern[str], with_stat: bool, problems: Problems | None
+) -> tuple[list[BandFile], list[str]]:
     """The band files directly in ``rel_dir`` and its sub-folders (not hidden)."""
     files, subdirs = [], []
     prefix = f"{rel_dir}/" if rel_dir else ""
-    with os.scandir(os.path.join(top, rel_dir)) as entries:
-        for entry in entries:
-            name = entry.name
-            if name[0] == ".":
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                subdirs.append(prefix + name)
-                continue
-            found = band_of(name, pattern)
-            if found is not None:
-                files.append(BandFile(found[0], found[1], prefix + name, *size_and_mtime(entry, with_stat)))
+    for entry in list_folder(top, rel_dir, problems):
+        name = entry.name
+        if name[0] == ".":
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            subdirs.append(prefix + name)
+            continue
+        if problems is not None and is_zipped_product(name):
+            problems.append((prefix + name, ZIPPED_PRODUCT))
+            continue
+        found = band_of(name, pattern)
+        if found is not None:
+            files.append(BandFile(found[0], found[1], prefix + name, *size_and_mtime(entry, with_stat)))
     return files, subdirs
 
 
-def _safe_files(top: str, safe_rel: str, pattern: re.Pattern[str], with_stat: bool) -> list[BandFile]:
+def _safe_files(
+    top: str, safe_rel: str, pattern: re.Pattern[str], with_stat: bool, problems: Problems | None
+) -> list[BandFile]:
     """The band files of a Sentinel-2 product: under GRANULE/*/IMG_DATA, at any depth (L2A
     keeps R10m, R20m and R60m folders there)."""
     files: list[BandFile] = []
     granules = os.path.join(top, safe_rel, "GRANULE")
     if not os.path.isdir(granules):
         return files
-    stack = [f"{safe_rel}/GRANULE/{g}/IMG_DATA" for g in sorted(os.listdir(granules)) if not g.startswith(".")]
+    granule_list = sorted(e.name for e in list_folder(top, f"{safe_rel}/GRANULE", problems))
+    stack = [f"{safe_rel}/GRANULE/{g}/IMG_DATA" for g in granule_list if not g.startswith(".")]
     while stack:
         rel_dir = stack.pop()
         if not os.path.isdir(os.path.join(top, rel_dir)):
             continue
-        found, subdirs = _scan(top, rel_dir, pattern, with_stat)
+        found, subdirs = _scan(top, rel_dir, pattern, with_stat, problems)
         files += found
         stack += subdirs
     return files
 
 
-def discover_images(input_dir: str, pattern: re.Pattern[str], with_stat: bool = True) -> list[FoundImage]:
+def discover_images(
+    input_dir: str, pattern: re.Pattern[str], with_stat: bool = True, problems: Problems | None = None
+) -> list[FoundImage]:
     """Every image under ``input_dir``: each folder holding band files directly, and each
     ``*.SAFE`` product. When ``input_dir`` itself holds band files, it is one image named
-    after the folder."""
+    after the folder. Folders that cannot be read go to ``problems``."""
     images = []
     stack = [""]
     while stack:
         rel_dir = stack.pop()
-        files, subdirs = _scan(input_dir, rel_dir, pattern, with_stat)
+        files, subdirs = _scan(input_dir, rel_dir, pattern, with_stat, problems)
         for sub in subdirs:
             if is_safe(sub.rpartition("/")[2]):
-                safe = _safe_files(input_dir, sub, pattern, with_stat)
+                safe = _safe_files(input_dir, sub, pattern, with_stat, problems)
                 if safe:
                     images.append(FoundImage(sub, tuple(safe)))
             else:

@@ -30,6 +30,8 @@ from msrgb.radiometry import Scaling, from_gdal, read_safe_metadata, safe_metada
 from msrgb.reader import (
     IN_MEMORY_BYTES,
     LARGE_IMAGE_ENV,
+    MAX_PIXELS,
+    ReadInBlocks,
     LargeImage,
     Tile,
     TileReader,
@@ -111,13 +113,15 @@ _SAME_CRS = CRS.from_epsg(3857)
 class BandReader:
     """Reads the bands the products need from the band files of an image. Thread-safe."""
 
-    def __init__(self, products: Sequence[Product], in_memory_bytes: int = IN_MEMORY_BYTES):
+    def __init__(
+        self, products: Sequence[Product], in_memory_bytes: int = IN_MEMORY_BYTES, max_pixels: int = MAX_PIXELS
+    ):
         self.products = list(products)
         self.in_memory_bytes = in_memory_bytes
         self.needed = sorted({i for p in self.products for i in p.indices})
         self.names = [self.products[0].band_map[i] for i in self.needed] if self.products else []
         self.georef = any(p.needs_georef for p in self.products)
-        self._loader = TileReader(self.products, in_memory_bytes)
+        self._loader = TileReader(self.products, in_memory_bytes, max_pixels)
         self.max_size, self.resampling = self._loader.max_size, self._loader.resampling
 
     def select(self, image: BandImage) -> list[tuple[str, str, Path]]:
@@ -159,6 +163,9 @@ class BandReader:
         :class:`InputError` naming the file or folder."""
         with ExitStack() as stack:
             bands, target, shas = self._open_all(image, stack)
+            itemsize = np.dtype(bands[0].src.dtypes[0]).itemsize
+            if self.max_size is None and target.rows * target.cols * len(bands) * itemsize > self.in_memory_bytes:
+                raise ReadInBlocks(image.folder)  # small on disk, large decoded
             scaling = self._scaling(image, bands, shas)
             out_rows, out_cols = quicklook_shape(target.rows, target.cols, self.max_size)
             arrays = {}
@@ -235,7 +242,9 @@ class BandReader:
             scaling = from_gdal(src.scales[0], src.offsets[0])
             bands.append(_Band(rel, path, src, transform, src.crs if gdal_georef else None, scaling))
         self._check_files(image, bands)
-        return bands, self._target(image, bands, gdal_georef), shas
+        target = self._target(image, bands, gdal_georef)
+        self._loader.check_pixels(image.folder, target.cols, target.rows)
+        return bands, target, shas
 
     @contextmanager
     def _open(self, path: Path, data: bytes | None, georef: bool) -> Iterator[DatasetReader]:

@@ -21,7 +21,9 @@ from msrgb.pngenc import PNG_COMPRESSION, PngStream, encode_png
 from msrgb.products import Product
 from msrgb.reader import (
     IN_MEMORY_BYTES,
+    MAX_PIXELS,
     LargeImage,
+    ReadInBlocks,
     Tile,
     TileReader,
     enter_thread_gdal_env,
@@ -89,7 +91,9 @@ class Converter:
     Thread-safe. Products with a dataset-wide stretch must come with their limits
     (Product.with_limits)."""
 
-    def __init__(self, products: Sequence[Product], in_memory_bytes: int = IN_MEMORY_BYTES):
+    def __init__(
+        self, products: Sequence[Product], in_memory_bytes: int = IN_MEMORY_BYTES, max_pixels: int = MAX_PIXELS
+    ):
         for p in products:
             if p.png_compression not in PNG_COMPRESSION:
                 raise ValueError(
@@ -97,8 +101,8 @@ class Converter:
                     f"of {sorted(PNG_COMPRESSION)}"
                 )
         self.products = list(products)
-        self.reader = TileReader(self.products, in_memory_bytes)
-        self.band_reader = BandReader(self.products, in_memory_bytes)
+        self.reader = TileReader(self.products, in_memory_bytes, max_pixels)
+        self.band_reader = BandReader(self.products, in_memory_bytes, max_pixels)
         self.renderer = Renderer(self.products)
         self._recipes = {p.name: RecipeWriter(p) for p in self.products}
 
@@ -140,11 +144,15 @@ class Converter:
         rel = rel or Path(src).name
         data, source_sha = self.reader.load(src)
         result = Converted(source_sha)
-        if data is None and self.reader.max_size is None:  # a large file: in blocks of rows
+        try:
+            if data is None and self.reader.max_size is None:  # a large file: in blocks of rows
+                raise ReadInBlocks(src)
+            tile = self.reader.read(src, data)
+        except ReadInBlocks:  # large on disk, or once decoded
+            del data
             with self.reader.open_large(src) as image:
                 self._convert_in_blocks(image, products, dests, result, rel)
             return result
-        tile = self.reader.read(src, data)
         del data
         self._convert_tile(tile, products, dests, result, rel)
         return result
@@ -174,14 +182,17 @@ class Converter:
     ) -> Converted:
         reader = self.band_reader
         result = Converted("")
-        if reader.is_large(src):
+        try:
+            if reader.is_large(src):
+                raise ReadInBlocks(src.folder)
+            tile, shas = reader.read(src)
+        except ReadInBlocks:  # large on disk, or once decoded
             with reader.open_large(src) as (image, shas):
                 self._record_sources(shas, products, result)
                 self._convert_in_blocks(image, products, dests, result, rel)
-        else:
-            tile, shas = reader.read(src)
-            self._record_sources(shas, products, result)
-            self._convert_tile(tile, products, dests, result, rel)
+            return result
+        self._record_sources(shas, products, result)
+        self._convert_tile(tile, products, dests, result, rel)
         return result
 
     def _record_sources(self, shas: dict[str, str], products: Sequence[Product], result: Converted) -> None:

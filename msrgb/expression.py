@@ -23,6 +23,13 @@ _BINARY: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 _UNARY: dict[type, Callable[[np.ndarray], np.ndarray]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 
 
+#: bounds of an expression: its text, and its nesting (parentheses, powers, signs; a flat chain
+#: of + - * / counts once however long, and is evaluated without recursion)
+MAX_LENGTH = 10_000
+MAX_DEPTH = 100
+_FLAT = (ast.Add, ast.Sub, ast.Mult, ast.Div)
+
+
 class ExpressionError(ValueError):
     """An expression that is not plain arithmetic on band names and numbers."""
 
@@ -43,45 +50,98 @@ class Expression:
 
 def parse(text: str, known_bands: Sequence[str]) -> Expression:
     """Parse ``text``; raises :class:`ExpressionError` saying what is not allowed."""
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"is {len(text):,} characters long; at most {MAX_LENGTH:,} are allowed")
     try:
         tree = ast.parse(text, mode="eval").body
     except SyntaxError as exc:
-        raise ExpressionError(f"{text!r} is not an arithmetic expression ({exc.msg})") from None
+        raise ExpressionError(f"{_short(text)} is not an arithmetic expression ({exc.msg})") from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(
+            f"{_short(text)} is nested too deeply to be read (at most {MAX_DEPTH} levels of "
+            "parentheses, powers and signs)"
+        ) from None
+    text = _short(text)
+    depth = nesting(tree)
+    if depth > MAX_DEPTH:
+        raise ExpressionError(
+            f"{text} is nested {depth} levels deep (parentheses, powers, signs); at most {MAX_DEPTH}"
+        )
     bands: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.BinOp):
             if type(node.op) not in _BINARY:
-                raise ExpressionError(f"{text!r}: operator {type(node.op).__name__} is not allowed (use + - * / **)")
+                raise ExpressionError(f"{text}: operator {type(node.op).__name__} is not allowed (use + - * / **)")
         elif isinstance(node, ast.UnaryOp):
             if type(node.op) not in _UNARY:
-                raise ExpressionError(f"{text!r}: operator {type(node.op).__name__} is not allowed")
+                raise ExpressionError(f"{text}: operator {type(node.op).__name__} is not allowed")
         elif isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-                raise ExpressionError(f"{text!r}: {node.value!r} is not a number")
+                raise ExpressionError(f"{text}: {node.value!r} is not a number")
+            try:
+                float(node.value)
+            except OverflowError:
+                raise ExpressionError(f"{text}: the number {str(node.value)[:20]}... is too large") from None
         elif isinstance(node, ast.Name):
             if node.id not in known_bands:
                 raise ExpressionError(
-                    f"{text!r}: {node.id!r} is not a band name (bands: {', '.join(known_bands)})"
+                    f"{text}: {node.id!r} is not a band name (bands: {', '.join(known_bands)})"
                 )
             if node.id not in bands:
                 bands.append(node.id)
         elif not isinstance(node, (ast.operator, ast.unaryop, ast.expr_context)):
             raise ExpressionError(
-                f"{text!r}: {type(node).__name__} is not allowed; only numbers, band names, "
+                f"{text}: {type(node).__name__} is not allowed; only numbers, band names, "
                 "+ - * / ** and parentheses"
             )
     if not bands:
-        raise ExpressionError(f"{text!r} uses no band")
+        raise ExpressionError(f"{text} uses no band")
     return Expression(text, tree, tuple(bands))
 
 
-def _eval(node: ast.expr, values: Mapping[str, np.ndarray]) -> np.ndarray | float:
-    if isinstance(node, ast.BinOp):
-        return _BINARY[type(node.op)](_eval(node.left, values), _eval(node.right, values))  # type: ignore[arg-type]
-    if isinstance(node, ast.UnaryOp):
-        return _UNARY[type(node.op)](_eval(node.operand, values))  # type: ignore[arg-type]
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-        return float(node.value)
-    if isinstance(node, ast.Name):
-        return values[node.id]
-    raise ExpressionError(f"cannot evaluate {type(node).__name__}")  # parse() let nothing else through
+def _short(text: str) -> str:
+    """The expression for a message: quoted, and cut short when long."""
+    return repr(text) if len(text) <= 200 else repr(text[:200]) + f"... ({len(text):,} characters)"
+
+
+def nesting(tree: ast.expr) -> int:
+    """How deeply ``tree`` nests, without recursion: each operand adds a level, except the left
+    operand of + - * /, so that ``B1 + B2 + ... + Bn`` is one level whatever n."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, ast.BinOp):
+            stack.append((node.left, depth if isinstance(node.op, _FLAT) else depth + 1))
+            stack.append((node.right, depth + 1))
+        elif isinstance(node, ast.UnaryOp):
+            stack.append((node.operand, depth + 1))
+    return deepest
+
+
+def _eval(root: ast.expr, values: Mapping[str, np.ndarray]) -> np.ndarray | np.float64:
+    """The value of ``root`` with an explicit stack (a long sum is a deep tree). Numbers are
+    numpy float64, so that ``1 / 0`` or ``10.0 ** 400`` give an infinity, as arrays do, instead
+    of a Python error."""
+    out: list[np.ndarray | np.float64] = []
+    stack: list[tuple[ast.expr, bool]] = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        if isinstance(node, ast.BinOp):
+            if ready:
+                right = out.pop()
+                out.append(_BINARY[type(node.op)](out.pop(), right))  # type: ignore[arg-type]
+            else:
+                stack += [(node, True), (node.right, False), (node.left, False)]
+        elif isinstance(node, ast.UnaryOp):
+            if ready:
+                out.append(_UNARY[type(node.op)](out.pop()))  # type: ignore[arg-type]
+            else:
+                stack += [(node, True), (node.operand, False)]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            out.append(np.float64(node.value))
+        elif isinstance(node, ast.Name):
+            out.append(values[node.id])
+        else:
+            raise ExpressionError(f"cannot evaluate {type(node).__name__}")  # parse() let nothing else through
+    return out[0]

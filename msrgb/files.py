@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import itertools
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
-from msrgb.errors import OutputError, OutputFileError
+from msrgb.errors import OutputError, OutputFileError, PlanError
 
 #: Suffixes of input images.
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -36,6 +38,42 @@ def size_and_mtime(entry: os.DirEntry[str], with_stat: bool = True) -> tuple[int
         except OSError:
             pass
     return -1, -1
+
+
+#: inputs or folders found at planning that cannot be converted: (path relative to the input
+#: folder, reason); they are listed in errors.tsv and at the end of the run
+Problems = list[tuple[str, str]]
+
+
+def list_folder(top: str, rel_dir: str, problems: Problems | None) -> list[os.DirEntry[str]]:
+    """The entries of a folder under the input folder. A sub-folder that cannot be listed (a
+    ``lost+found`` only root can read) is recorded in ``problems`` and skipped; the input folder
+    itself, or any folder without ``problems`` to record in, raises :class:`PlanError`."""
+    path = os.path.join(top, rel_dir)
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except OSError as exc:
+        reason = f"folder cannot be read ({exc.strerror or exc})"
+        if not rel_dir or problems is None:
+            raise PlanError(f"{path}: {reason}") from None
+        problems.append((rel_dir, reason))
+        return []
+
+
+@contextlib.contextmanager
+def own_image(path: str | Path) -> Iterator[Any]:
+    """Open an image msrgb wrote (a PIL image). Pillow refuses images over 179 million pixels as
+    possible decompression bombs; msrgb's own outputs are bounded by ``max_pixels`` instead."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as image:
+            yield image
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def output_rel(input_rel: str, suffix: str = ".png") -> str:

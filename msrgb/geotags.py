@@ -50,6 +50,26 @@ def read_grid(data: bytes) -> Grid | None:
         return None
 
 
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of the first image of a classic TIFF held in ``data`` (its header is
+    enough), or None where the tags do not say it plainly."""
+    try:
+        order = {b"II": "<", b"MM": ">"}.get(data[:2])
+        if order is None or struct.unpack(order + "H", data[2:4])[0] != 42:
+            return None
+        (ifd,) = struct.unpack(order + "I", data[4:8])
+        (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
+        size: dict[int, int] = {}
+        for i in range(count):
+            entry = data[ifd + 2 + 12 * i : ifd + 14 + 12 * i]
+            tag, kind, n = struct.unpack(order + "HHI", entry[:8])
+            if tag in (WIDTH, HEIGHT) and n == 1 and kind in (3, 4):
+                size[tag] = struct.unpack(order + _TYPES[kind], entry[8 : 8 + _SIZES[kind]])[0]
+        return (size[WIDTH], size[HEIGHT]) if len(size) == 2 else None
+    except (struct.error, KeyError):
+        return None
+
+
 def _read_grid(data: bytes) -> Grid | None:
     order = {b"II": "<", b"MM": ">"}.get(data[:2])
     if order is None or struct.unpack(order + "H", data[2:4])[0] != 42:

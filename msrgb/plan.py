@@ -29,7 +29,15 @@ from pathlib import Path
 
 from msrgb import bandfiles, tsv
 from msrgb.errors import PlanError
-from msrgb.files import TIFF_SUFFIXES, is_stale_temporary, output_rel, size_and_mtime, write_if_changed
+from msrgb.files import (
+    TIFF_SUFFIXES,
+    Problems,
+    is_stale_temporary,
+    list_folder,
+    output_rel,
+    size_and_mtime,
+    write_if_changed,
+)
 from msrgb.products import Product
 
 STATE_DIR = ".msrgb"
@@ -60,10 +68,11 @@ class Source:
         return output_rel(self.rel)
 
 
-def discover(input_dir: Path, with_stat: bool = True) -> list[Source]:
+def discover(input_dir: Path, with_stat: bool = True, problems: Problems | None = None) -> list[Source]:
     """Every ``.tif``/``.tiff`` (any case) under ``input_dir``, recursively, sorted by relative
     path. Hidden files and folders (names starting with ``.``) are skipped. Symbolic links to
-    files are followed; links to folders are not (no cycles)."""
+    files are followed; links to folders are not (no cycles). Folders that cannot be read go to
+    ``problems`` (see :func:`list_folder`)."""
     if not input_dir.is_dir():
         raise PlanError(f"input_dir {str(input_dir)!r} does not exist or is not a folder")
     found: list[Source] = []
@@ -72,17 +81,17 @@ def discover(input_dir: Path, with_stat: bool = True) -> list[Source]:
     while stack:
         rel_dir = stack.pop()
         prefix = f"{rel_dir}/" if rel_dir else ""
-        with os.scandir(os.path.join(top, rel_dir)) as entries:
-            for entry in entries:
-                name = entry.name
-                if name.startswith("."):
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(prefix + name)
-                elif name.lower().endswith(TIFF_SUFFIXES):
-                    found.append(Source(prefix + name, *size_and_mtime(entry, with_stat)))
+        for entry in list_folder(top, rel_dir, problems):
+            name = entry.name
+            if name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(prefix + name)
+            elif name.lower().endswith(TIFF_SUFFIXES):
+                found.append(Source(prefix + name, *size_and_mtime(entry, with_stat)))
     found.sort(key=lambda s: s.rel)
-    check_names(found)
+    if problems is None:
+        check_names(found)
     return found
 
 
@@ -107,39 +116,79 @@ class Inputs:
 
 
 def discover_inputs(
-    input_dir: Path, inputs: Inputs, needed_bands: Iterable[str] = (), with_stat: bool = True
+    input_dir: Path,
+    inputs: Inputs,
+    needed_bands: Iterable[str] = (),
+    with_stat: bool = True,
+    problems: Problems | None = None,
 ) -> list[Source]:
     """The images under ``input_dir`` (see :func:`discover`, and :mod:`msrgb.bandfiles` for
-    band folders, whose sources list the files of the ``needed_bands``), sorted by path."""
+    band folders, whose sources list the files of the ``needed_bands``), sorted by path;
+    folders that cannot be read go to ``problems``."""
     if inputs.layout == "stacked":
-        return discover(input_dir, with_stat)
+        return discover(input_dir, with_stat, problems)
     if not input_dir.is_dir():
         raise PlanError(f"input_dir {str(input_dir)!r} does not exist or is not a folder")
     pattern = bandfiles.compile_pattern(inputs.band_pattern)
     needed = sorted(set(needed_bands))
     found = []
-    for image in bandfiles.discover_images(str(input_dir), pattern, with_stat):
+    for image in bandfiles.discover_images(str(input_dir), pattern, with_stat, problems):
         size, mtime = bandfiles.fingerprint(image.files)
         files = tuple(bandfiles.choose(image.files, needed))
         found.append(Source(image.rel, size, mtime, files))
     found.sort(key=lambda s: s.rel)
-    check_names(found)
+    if problems is None:
+        check_names(found)
     return found
 
 
-def check_names(sources: Iterable[Source]) -> None:
-    """Fail when two inputs would write the same PNG (``a.tif`` and ``a.tiff``)."""
-    seen: dict[str, str] = {}
+def find_clashes(sources: Iterable[Source], suffixes: Iterable[str] = (".png",)) -> list[tuple[str, str, str]]:
+    """Pairs of inputs whose outputs cannot both exist, with why: the same output (``a.tif`` and
+    ``a.tiff``), or one's output is a folder the other's output needs (``a.tif`` next to a
+    folder ``a.png/`` holding ``b.tif``)."""
+    sources = list(sources)
     clashes = []
-    for s in sources:
-        key = s.png_rel()
-        if key in seen:
-            clashes.append(f"{seen[key]} and {s.rel} both map to {key}")
-        seen[key] = s.rel
+    for suffix in sorted(set(suffixes)):
+        outputs: dict[str, str] = {}
+        for s in sources:
+            key = output_rel(s.rel, suffix)
+            if key in outputs:
+                clashes.append((outputs[key], s.rel, f"both map to {key}"))
+            else:
+                outputs[key] = s.rel
+        folders: dict[str, str] = {}  # a folder the outputs need -> an input under it
+        for key, rel in outputs.items():
+            parts = key.split("/")
+            for i in range(1, len(parts)):
+                folders.setdefault("/".join(parts[:i]), rel)
+        for key, rel in outputs.items():
+            if key in folders:
+                clashes.append(
+                    (rel, folders[key], f"clash: {key} would have to be both an image and a folder")
+                )
+    return clashes
+
+
+def clash_text(first: str, second: str, why: str) -> str:
+    """One clash for a message; an image named after the input folder itself (band files
+    directly in it) can clash with a sub-folder of the same name."""
+    if first == second:
+        return (
+            f"the band files directly in the input folder (an image named {first!r} after the "
+            f"folder) and the sub-folder {first!r} {why}"
+        )
+    return f"{first} and {second} {why}"
+
+
+def check_names(sources: Iterable[Source], suffixes: Iterable[str] = (".png",)) -> None:
+    """Fail when two inputs would write the same output (``a.tif`` and ``a.tiff``) or one's
+    output would be a folder of the other's (:func:`find_clashes`)."""
+    clashes = find_clashes(sources, suffixes)
     if clashes:
         raise PlanError(
-            "input files with the same name but a different suffix would overwrite each "
-            "other's PNG; rename one of each pair:\n  " + "\n  ".join(clashes)
+            "input files whose outputs clash (the same name with a different suffix, or a file "
+            "named like a folder of outputs); rename one of each pair, or set on_error: skip to "
+            "convert the others:\n  " + "\n  ".join(clash_text(*c) for c in clashes)
         )
 
 
@@ -203,6 +252,23 @@ def read_manifest(path: Path) -> tuple[list[Source], dict[str, str]]:
             files = tuple(zip(row[4::2], row[5::2])) if len(row) > 3 else None
             members.append(Source(row[0], int(row[1]), int(row[2]), files))
     return members, digests
+
+
+#: Names msrgb gives to files and folders of its own in the output folder (and ``manifest.tsv``
+#: in each product's folder): no product may be named so, in any case.
+RESERVED_NAMES = (
+    STATE_DIR, "logs", "stretch", "contact_sheets", "histograms", "clipping", "legends",
+    "errors.tsv", "summary.json", "manifest.tsv", "report.html",
+)  # fmt: skip
+
+
+def check_product_name(name: str) -> None:
+    """Fail when a product's folder would be one of msrgb's own files or folders."""
+    if name.lower() in (n.lower() for n in RESERVED_NAMES):
+        raise PlanError(
+            f"config 'products': a product cannot be named {name!r}: msrgb writes a file or "
+            f"folder of that name in the output folder ({', '.join(RESERVED_NAMES)}); rename it"
+        )
 
 
 @dataclass(frozen=True)
@@ -286,6 +352,10 @@ class Layout:
     def legend(self, product: str) -> Path:
         """The colour bar of a product drawn with a colour map."""
         return self.output_dir / "legends" / f"{product}.png"
+
+    def planning_errors(self) -> Path:
+        """What planning found it cannot convert (msrgb.files.Problems), for errors.tsv."""
+        return self.state_root / "planning_errors.tsv"
 
     def errors_table(self) -> Path:
         return self.output_dir / "errors.tsv"

@@ -8,21 +8,27 @@ writes anything, so a run with a wrong setting leaves the output folder as it wa
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from msrgb import sheets, stats
+from msrgb import sheets, stats, tsv
+from msrgb.bandfiles import is_zipped_product
 from msrgb.errors import PlanError, ProductError, SlurmQueryError
-from msrgb.files import write_atomic, write_if_changed
+from msrgb.files import Problems, write_atomic, write_if_changed
 from msrgb.plan import (
     Layout,
     Plan,
     Inputs,
     OutputListing,
     Source,
+    check_names,
+    check_product_name,
+    clash_text,
+    find_clashes,
     discover_inputs,
     flag_shards_missing_outputs,
     lock_output,
@@ -31,6 +37,7 @@ from msrgb.plan import (
 )
 from msrgb.bandfiles import DEFAULT_BAND_PATTERN
 from msrgb.progress import WorkCounts, count_work
+from msrgb.report import problems_note
 from msrgb.products import EUROSAT_BANDS, Product, check_band_count, parse_products
 from msrgb.slurm import NodeSize, check_request
 
@@ -54,6 +61,8 @@ class Settings:
     progress: bool = True
     progress_interval: float = 30.0
     contact_sheets: bool = True
+    #: let a run delete many images whose input is gone (check_removals)
+    remove_orphans: bool = False
     contact_sheet_tiles: int = 100
     overview_samples: int = 5
     thumbnail_size: int = 128
@@ -73,6 +82,8 @@ class Settings:
             )
         except ProductError as exc:
             raise PlanError(f"config 'products': {exc}") from None
+        for p in products:
+            check_product_name(p.name)
         inputs = Inputs(config.get("layout", "stacked"), config.get("band_pattern") or DEFAULT_BAND_PATTERN)
         if inputs.layout == "band_folders":
             for p in products:
@@ -100,6 +111,7 @@ class Settings:
             progress=config.get("progress", True),
             progress_interval=float(config.get("progress_interval", 30)),
             contact_sheets=config["contact_sheets"],
+            remove_orphans=config.get("remove_orphans", False),
             contact_sheet_tiles=config["contact_sheet_tiles"],
             overview_samples=config["overview_samples"],
             thumbnail_size=config["thumbnail_size"],
@@ -115,7 +127,7 @@ class Settings:
 
 
 #: top-level settings that are true or false
-BOOLEAN_KEYS = ("contact_sheets", "png_targets", "progress")
+BOOLEAN_KEYS = ("contact_sheets", "png_targets", "progress", "remove_orphans")
 
 
 def command_line_booleans(config: dict[str, Any]) -> dict[str, Any]:
@@ -178,11 +190,19 @@ def check_folders(input_dir: Path, output_dir: Path) -> None:
             f"config 'input_dir': folder {str(input_dir)!r} does not exist "
             "(set it with --config input_dir=/path/to/tifs)"
         )
+    # resolved: '..' and symbolic links lead to the folders themselves
     inp, out = input_dir.resolve(), output_dir.resolve()
     if out == inp or inp in out.parents:
+        where = "is" if out == inp else "is inside"
         raise PlanError(
-            f"config 'output_dir' {str(output_dir)!r} is inside 'input_dir' "
+            f"config 'output_dir' {str(output_dir)!r} {where} 'input_dir' "
             f"{str(input_dir)!r}; the input folder is never written to, choose another folder"
+        )
+    if out in inp.parents:
+        raise PlanError(
+            f"config 'input_dir' {str(input_dir)!r} is inside 'output_dir' {str(output_dir)!r} "
+            f"(at {str(inp.relative_to(out))!r}); msrgb writes and deletes files in the output "
+            "folder, so it would write among the inputs: choose folders apart"
         )
 
 
@@ -225,6 +245,53 @@ class Prepared:
     counts: WorkCounts | None = None
 
 
+def find_sources(settings: Settings) -> tuple[list[Source], Problems]:
+    """The inputs to convert, and what cannot be (folders that cannot be read, zipped products,
+    inputs whose outputs clash, under ``on_error: skip``); fails naming the problem when there
+    is nothing to convert or, under ``on_error: fail``, when outputs clash."""
+    problems: Problems = []
+    needed = {b for p in settings.products for b in p.bands}
+    sources = discover_inputs(settings.input_dir, settings.inputs, needed, problems=problems)
+    clashes = find_clashes(sources, {p.suffix for p in settings.products})
+    if clashes and settings.on_error == "fail":
+        check_names(sources, {p.suffix for p in settings.products})
+    clashing = {rel for first, second, _ in clashes for rel in (first, second)}
+    problems += [(rel, f"its output clashes: {clash_text(a, b, why)}") for a, b, why in clashes for rel in {a, b}]
+    sources = [s for s in sources if s.rel not in clashing]
+    if not sources:
+        raise PlanError(nothing_found(settings))
+    return sources, problems
+
+
+def nothing_found(settings: Settings) -> str:
+    """Why a run found nothing to convert, and the setting that helps, where one does."""
+    where = str(settings.input_dir)
+    if settings.inputs.layout == "band_folders":
+        return (
+            f"found no band files (.tif, .tiff, .jp2 named by band_pattern, such as B04.tif or "
+            f"T32TQM_20230101T101031_B04_10m.jp2) under input_dir {where!r}"
+        )
+    message = f"found no .tif or .tiff files under input_dir {where!r}"
+    seen = set()
+    for top, dirs, files in os.walk(settings.input_dir):
+        for name in dirs + files:
+            lower = name.lower()
+            if lower.endswith(".safe") or lower.endswith(".jp2"):
+                seen.add("band")
+            elif is_zipped_product(name):
+                seen.add("zip")
+        if len(seen) == 2:
+            break
+    if "band" in seen:
+        message += (
+            "; it holds Sentinel-2 products (.SAFE) or JPEG 2000 band files: set layout: "
+            "band_folders (docs/band-folders.md)"
+        )
+    if "zip" in seen:
+        message += "; it holds zipped Sentinel-2 products: unzip them, then set layout: band_folders"
+    return message
+
+
 def prepare_run(settings: Settings, where: Where) -> Prepared:
     """Check the settings against the inputs and where the jobs run, then (only if all is
     well) take the output folder's lock and write the plan: shard manifests, contact-sheet
@@ -239,15 +306,7 @@ def prepare_run(settings: Settings, where: Where) -> Prepared:
             check_request(where.node_size, where.threads_override or threads, where.mem_mb, "convert_shard")
         except SlurmQueryError as exc:
             raise PlanError(str(exc)) from None
-    needed = {b for p in settings.products for b in p.bands}
-    sources = discover_inputs(settings.input_dir, settings.inputs, needed)
-    if not sources:
-        if settings.inputs.layout == "stacked":
-            raise PlanError(f"found no .tif or .tiff files under input_dir {str(settings.input_dir)!r}")
-        raise PlanError(
-            f"found no band files (.tif, .tiff, .jp2 named by band_pattern, such as B04.tif or "
-            f"T32TQM_20230101T101031_B04_10m.jp2) under input_dir {str(settings.input_dir)!r}"
-        )
+    sources, problems = find_sources(settings)
     check_products_against(settings.products, settings.input_dir, sources)
     n_shards = choose_shard_count(settings, where, len(sources))
     # 2. the plan
@@ -262,6 +321,7 @@ def prepare_run(settings: Settings, where: Where) -> Prepared:
         if product.dataset_stretch:
             stats.write_sample(layout.sample(product.name), product, sources)
     plan = write_plan(layout, sources, n_shards, settings.products, threads, settings.on_error)
+    write_if_changed(layout.planning_errors(), tsv.text([("file", "reason"), *problems]))
     products = [p.to_dict() for p in settings.products]
     write_if_changed(layout.products_file(), json.dumps(products, indent=1) + "\n")
     write_if_changed(layout.inputs_file(), json.dumps(settings.inputs.to_dict(), indent=1) + "\n")
@@ -271,4 +331,29 @@ def prepare_run(settings: Settings, where: Where) -> Prepared:
     counts = count_work(
         layout, plan, settings.products, settings.on_error, stretches, listing, settings.input_dir
     )
-    return Prepared(plan, (note,) if note else (), counts)
+    if not settings.remove_orphans:
+        check_removals(counts, settings)
+    notes = ([note] if note else []) + ([f"warning: {problems_note(problems)}"] if problems else [])
+    return Prepared(plan, tuple(notes), counts)
+
+
+#: a run that would delete more images than this, or more than REMOVAL_SHARE of a product's
+#: images (and at least REMOVAL_FLOOR), stops unless remove_orphans is set
+REMOVAL_COUNT, REMOVAL_SHARE, REMOVAL_FLOOR = 100, 0.10, 10
+
+
+def check_removals(counts: WorkCounts, settings: Settings) -> None:
+    """Stop before a run deletes a large share of a product's images because their inputs are
+    gone: most often a second batch folder given the output folder of the first."""
+    for name, c in counts.products.items():
+        images = c.to_remove + c.up_to_date + c.bad
+        many = c.to_remove > REMOVAL_COUNT
+        share = c.to_remove >= REMOVAL_FLOOR and c.to_remove > REMOVAL_SHARE * images
+        if many or share:
+            raise PlanError(
+                f"product {name!r}: this run would delete {c.to_remove:,} of its {images:,} images "
+                f"in {str(settings.output_dir)!r}, because their inputs are no longer under "
+                f"{str(settings.input_dir)!r}; nothing was deleted. If the inputs moved or another "
+                "folder was meant, fix input_dir or choose another output_dir; to delete them, "
+                "run again with --config remove_orphans=true"
+            )

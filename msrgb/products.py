@@ -503,7 +503,9 @@ def check_band_count(products: Sequence[Product], count: int, example: str) -> N
             if index >= count:
                 raise ProductError(
                     f"product {p.name!r}: 'bands' names {band}, band {index + 1} of the band "
-                    f"map, but {example} has only {count} band(s); fix 'bands' or 'band_map'"
+                    f"map, but {example} has only {count} band(s); fix 'bands' or 'band_map' "
+                    f"(the file's bands in order, such as band_map: [B04, B03, B02] for an RGB "
+                    "file; docs/products.md)"
                 )
 
 

@@ -22,6 +22,7 @@ from rasterio.io import DatasetReader, MemoryFile
 from rasterio.windows import Window
 
 from msrgb.errors import InputError, MsrgbError
+from msrgb.geotags import image_size
 from msrgb.products import Product
 from msrgb.radiometry import Scaling, from_gdal
 
@@ -40,7 +41,18 @@ GDAL_ENV = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_PAM_ENABLED": "NO",
     "GTIFF_VIRTUAL_MEM_IO": "YES",
+    # GDAL's block cache defaults to 5 % of the RAM, which a quicklook of a huge image fills
+    "GDAL_CACHEMAX": 256,
 }
+
+#: Images larger than this many pixels are bad inputs unless max_size makes a quicklook of them
+#: (the ``max_pixels`` setting): a whole Sentinel-2 scene at 10 m is 121 million
+MAX_PIXELS = 200_000_000
+
+
+class ReadInBlocks(Exception):
+    """Raised by a reader when an image that is small on disk is large once decoded: the caller
+    reads it in blocks of rows instead (not an error the user sees)."""
 
 #: GDAL settings for images read in blocks: no memory map (its pages of the whole file would
 #: count as the job's memory) and a small block cache (GDAL's default is 5 % of the RAM).
@@ -49,6 +61,13 @@ LARGE_IMAGE_ENV = {"GTIFF_VIRTUAL_MEM_IO": "NO", "GDAL_CACHEMAX": 64}
 #: Data types an input may have. Integer reflectances (EuroSAT: uint16) take lookup tables;
 #: the others are stretched in float64, with NaN and infinities as no data.
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+
+
+#: how to convert files of another band count (the products' band_map)
+BAND_MAP_HINT = (
+    "for files with other bands set the product's band_map (the file's bands in order, such "
+    "as band_map: [B04, B03, B02] for an RGB file) and bands (docs/products.md)"
+)
 
 
 def check_dtype(path: str | Path, dtype: str) -> None:
@@ -154,9 +173,12 @@ class Tile:
 class TileReader:
     """Reads, once for all products, the bands they need from an input file. Thread-safe."""
 
-    def __init__(self, products: Sequence[Product], in_memory_bytes: int = IN_MEMORY_BYTES):
+    def __init__(
+        self, products: Sequence[Product], in_memory_bytes: int = IN_MEMORY_BYTES, max_pixels: int = MAX_PIXELS
+    ):
         self.products = list(products)
         self.in_memory_bytes = in_memory_bytes  # larger inputs are hashed in chunks, read from disk
+        self.max_pixels = max_pixels
         self.needed = sorted({i for p in self.products for i in p.indices})
         self.georef = any(p.needs_georef for p in self.products)
         self.max_size = self.products[0].max_size if self.products else None
@@ -182,13 +204,17 @@ class TileReader:
     def read(self, path: str | Path, data: bytes | None = None) -> Tile:
         """Read the bands the products need; from ``data`` (the file's bytes, already read)
         when given, which spares GDAL a second open of the file. Raises :class:`InputError`
-        naming the file and the problem."""
+        naming the file and the problem, :class:`ReadInBlocks` for an image whose needed bands
+        take more than ``in_memory_bytes`` decoded (without ``max_size``)."""
         with input_errors(path):
             if data is not None:
+                size = image_size(data)
+                if size is not None:
+                    self.check_pixels(path, *size)
                 try:
                     with MemoryFile(data) as memfile:
                         return self._read(memfile.name, path)
-                except InputError:
+                except (InputError, ReadInBlocks):
                     raise
                 except Exception:
                     pass  # GDAL fails on the file itself below, with its message about the file
@@ -207,13 +233,24 @@ class TileReader:
             raise
         return src
 
+    def check_pixels(self, path: str | Path, cols: int, rows: int) -> None:
+        """Fail when an image is larger than ``max_pixels``, unless ``max_size`` makes a
+        quicklook of it."""
+        if self.max_size is None and rows * cols > self.max_pixels:
+            raise InputError(
+                f"{path}: is too large: {cols:,} x {rows:,} pixels ({rows * cols / 1e6:,.0f} million), "
+                f"more than max_pixels ({self.max_pixels:,}); set max_size for a quicklook, or "
+                "raise max_pixels if the machine has the memory"
+            )
+
     def _check(self, src: DatasetReader, path: str | Path) -> None:
+        self.check_pixels(path, src.width, src.height)
         count, dtype = src.count, src.dtypes[0]
         for p in self.products:
             if count != len(p.band_map):
                 raise InputError(
                     f"{path}: has {count} band(s), but product {p.name!r} expects "
-                    f"{len(p.band_map)} ({' '.join(p.band_map)})"
+                    f"{len(p.band_map)} ({' '.join(p.band_map)}); {BAND_MAP_HINT}"
                 )
         check_dtype(path, dtype)
         if self.georef and (src.crs is None or src.transform.is_identity):
@@ -235,6 +272,9 @@ class TileReader:
         with self._open(name, path) as src:
             rows, cols = quicklook_shape(src.height, src.width, self.max_size)
             if (rows, cols) == (src.height, src.width):
+                itemsize = np.dtype(src.dtypes[0]).itemsize
+                if rows * cols * len(self.needed) * itemsize > self.in_memory_bytes:
+                    raise ReadInBlocks(path)
                 bands = src.read([i + 1 for i in self.needed])
                 return self._georef(src, Tile(dict(zip(self.needed, bands)), src.nodata))
             # a quicklook: GDAL reads from the overviews where the file has them
@@ -331,7 +371,7 @@ def input_errors(path: str | Path) -> Iterator[None]:
     naming the file and the problem; msrgb's own errors pass through."""
     try:
         yield
-    except MsrgbError:
+    except (MsrgbError, ReadInBlocks):
         raise
     except rasterio.errors.RasterioIOError as exc:
         reason = describe_unreadable(Path(path))

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from msrgb.files import own_image
 from msrgb.products import Product
 from msrgb.radiometry import Scaling
 
@@ -99,9 +100,7 @@ def read_recipe(path: Path) -> dict[str, Any] | None:
     import html
     import re
 
-    from PIL import Image
-
-    with Image.open(path) as img:
+    with own_image(path) as img:
         if path.suffix.lower() == ".png":
             text = img.text.get(RECIPE_KEY)  # type: ignore[attr-defined]
         elif path.suffix.lower() in (".jpg", ".jpeg"):

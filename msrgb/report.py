@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from msrgb import tsv
-from msrgb.files import output_rel, write_atomic, write_if_changed
+from msrgb.files import output_rel, own_image, write_atomic, write_if_changed
 from msrgb.plan import Layout, Plan, StateData
 
 log = logging.getLogger("msrgb")
@@ -17,15 +17,32 @@ log = logging.getLogger("msrgb")
 ERRORS_COLUMNS = ("file", "reason")
 
 
-def write_errors(data: StateData, out: Path) -> list[tuple[str, str]]:
-    """Write ``errors.tsv`` from the shards' state (a header row, then one row per skipped
-    file, sorted; msrgb.tsv quotes names with tabs or line breaks); the table has only its
-    header when nothing was skipped."""
-    errors = sorted((rel, reason) for rel, (_, _, reason) in data.skipped.items())
+def write_errors(data: StateData, out: Path, planning: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+    """Write ``errors.tsv`` from the shards' state and what planning could not convert
+    (``planning``: folders that cannot be read, clashing outputs; a header row, then one row per
+    file or folder, sorted; msrgb.tsv quotes names with tabs or line breaks); the table has only
+    its header when nothing was skipped."""
+    errors = sorted([*((rel, reason) for rel, (_, _, reason) in data.skipped.items()), *planning])
     write_atomic(out, tsv.text([ERRORS_COLUMNS, *errors]).encode("utf-8"))
     if errors:
         log.warning("%d input file(s) skipped as bad, listed in %s", len(errors), out)
     return errors
+
+
+def read_planning_errors(path: Path) -> list[tuple[str, str]]:
+    """What planning could not convert (msrgb.prepare.find_sources), as written in ``path``."""
+    try:
+        rows = list(tsv.rows(path))
+    except FileNotFoundError:
+        return []
+    return [(row[0], row[1]) for row in rows[1:] if len(row) >= 2]
+
+
+def problems_note(problems: Sequence[tuple[str, str]]) -> str:
+    """One line on what planning found it cannot convert."""
+    shown = "; ".join(f"{rel}: {reason}" for rel, reason in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return f"{len(problems)} input(s) or folder(s) not converted, listed in errors.tsv: {shown}{more}"
 
 
 def summarize(layout: Layout, plan: Plan, n_products: int, skipped: int) -> dict:
@@ -202,14 +219,13 @@ def output_histogram(images: Sequence[Path], max_pixels: int = 25_000_000) -> li
     """Counts of each 8-bit value per channel over ``images`` (transparent pixels left out;
     images larger than ``max_pixels`` are skipped)."""
     import numpy as np
-    from PIL import Image
 
     from msrgb.render import opaque_rgb
 
     counts = np.zeros((3, 256), dtype=np.int64)
     for path in images:
         try:
-            with Image.open(path) as im:
+            with own_image(path) as im:
                 if im.width * im.height > max_pixels or im.mode not in ("RGB", "RGBA"):
                     continue
                 a = np.asarray(im)

@@ -20,7 +20,7 @@ from msrgb.plan import Layout, Source, StateData, read_manifest, read_state_full
 from msrgb.products import Product
 from msrgb.progress import Live, rescaled_line, write_live
 from msrgb.provenance import environment_id, library_versions
-from msrgb.reader import enter_thread_gdal_env
+from msrgb.reader import MAX_PIXELS, enter_thread_gdal_env
 from msrgb.stats import read_limits
 
 __all__ = ["ShardError", "ShardResult", "run_shard"]
@@ -181,6 +181,7 @@ def run_shard(
     on_error: str | None = None,
     stretch_files: Mapping[str, Path] | None = None,
     read_ahead: int = READ_AHEAD,
+    max_pixels: int = MAX_PIXELS,
 ) -> ShardResult:
     """Bring every image of the shard described by ``manifest`` up to date, then record what
     was done in ``state_out``. Every ``checkpoint_every`` seconds, and when the job fails, the
@@ -195,7 +196,7 @@ def run_shard(
     with :class:`msrgb.errors.OutputError`. Products with a dataset-wide stretch take their
     limits from ``stretch_files`` (product name -> JSON written by :mod:`msrgb.stats`).
     ``read_ahead`` input files are kept asked for ahead of the conversion (:class:`ReadAhead`;
-    0 = off)."""
+    0 = off). Images over ``max_pixels`` are bad inputs unless the products make quicklooks."""
     n_shards, shard = int(manifest.parent.name), int(manifest.stem)
     layout = Layout.of_manifest(manifest)
     members, products, on_error = _job_settings(manifest, products, stretch_files, on_error)
@@ -234,7 +235,7 @@ def run_shard(
 
     try:
         fatal = convert_all(
-            work.todo, Converter(products), input_dir, threads, read_ahead, record.outcome,
+            work.todo, Converter(products, max_pixels=max_pixels), input_dir, threads, read_ahead, record.outcome,
             checkpoint, checkpoint_every, tick,
         )  # fmt: skip
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from msrgb import tsv
-from msrgb.files import output_rel, write_atomic, write_if_changed
+from msrgb.files import output_rel, own_image, write_atomic, write_if_changed
 from msrgb.plan import Layout, Source, path_hash
 from msrgb.products import Product
 
@@ -65,7 +65,16 @@ def folder_key(rel: str) -> str:
         return ROOT_FOLDER
     key = folder.replace("/", "__")
     safe = "".join(c if c.isprintable() and c not in "{}<>\\" else "_" for c in key)
+    if len(safe.encode("utf-8")) > MAX_KEY_BYTES:
+        # a deep or long path: the start of its name and a hash of all of it, so that the sheet's
+        # files (<key>.png, <key>.tsv) fit the file system's 255 bytes and stay unique
+        short = safe.encode("utf-8")[: MAX_KEY_BYTES - 17].decode("utf-8", "ignore")
+        return f"{short}-{path_hash(folder):016x}"
     return safe if safe == key else f"{safe}-{path_hash(folder) & 0xFFFFFF:06x}"
+
+
+#: the longest sheet name in bytes: with a suffix and a temporary file's, under NAME_MAX (255)
+MAX_KEY_BYTES = 200
 
 
 def label(rel: str) -> str:
@@ -160,15 +169,25 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
 
 
 def thumbnail(png: Path, size: int) -> np.ndarray:
-    """An 8-bit RGB thumbnail of ``png`` (16-bit and alpha PNGs too), ``size`` x ``size``."""
-    with Image.open(png) as opened:
+    """An 8-bit RGB thumbnail of ``png`` (16-bit and alpha PNGs too), ``size`` x ``size``. A
+    large image (a whole scene) is first reduced by box averages, so that no full-size copy of
+    it is made after decoding."""
+    with own_image(png) as opened:
         im: Image.Image = opened
+        if im.width * im.height > LARGE_THUMBNAIL_SOURCE:
+            factor = max(1, min(im.width, im.height) // (2 * size))
+            im = im.reduce(factor)
         if im.mode in ("I;16", "I;16B", "I"):
             im = im.point(lambda v: v / 256).convert("L")
-        im = im.convert("RGB")
+        if im.mode != "RGB":
+            im = im.convert("RGB")
         if im.size != (size, size):
             im = im.resize((size, size), Image.Resampling.NEAREST)
         return np.asarray(im)
+
+
+#: images over this many pixels are reduced before anything else when made into a thumbnail
+LARGE_THUMBNAIL_SOURCE = 50_000_000
 
 
 def sheet_image(

@@ -82,7 +82,8 @@ def status(layout: Layout, input_dir: Path | None = None) -> dict[str, ProductSt
     if input_dir is None:
         sources = [s for m in plan.members for s in m]
     else:
-        sources = discover_inputs(input_dir, inputs_of(layout), {b for p in products for b in p.bands})
+        # folders that cannot be read are left out, as a run leaves them out (errors.tsv)
+        sources = discover_inputs(input_dir, inputs_of(layout), {b for p in products for b in p.bands}, problems=[])
     state = recorded_state(layout, plan.n_shards)
     # images made before radiometric offsets were applied: stale if their input declares one
     # (looked at only with --input, where the input folder is known)

@@ -186,6 +186,7 @@ def shard_params():
         "products": product_dicts(),
         "stretch_files": stretch_files(),
         "read_ahead": config["read_ahead"],
+        "max_pixels": config["max_pixels"],
     }
 
 
@@ -256,6 +257,11 @@ def sheet_manifests(product):
 
 def errors_table():
     return str(LAYOUT.errors_table())
+
+
+def planning_errors():
+    """What planning could not convert (unreadable folders, clashing outputs), for errors.tsv."""
+    return str(LAYOUT.planning_errors())
 
 
 def summary_file():

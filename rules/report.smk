@@ -36,6 +36,7 @@ for product in PRODUCTS:
 rule summarize:
     input:
         states=all_states(),
+        planning=planning_errors(),
     output:
         errors=report(
             errors_table(), caption="../report/errors.rst", category="Summary"

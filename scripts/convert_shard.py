@@ -26,6 +26,7 @@ try:
         on_error=snakemake.params.get("on_error"),
         stretch_files={k: Path(v) for k, v in snakemake.params.stretch_files.items()},
         read_ahead=snakemake.params.read_ahead,
+        max_pixels=snakemake.params.max_pixels,
     )
 except MsrgbError as exc:
     logging.error("%s", exc)

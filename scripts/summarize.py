@@ -19,7 +19,8 @@ layout = Layout(Path(snakemake.params.output_dir))
 # the shard states are read once, for errors.tsv and for the provenance manifests
 state = read_state_full([Path(p) for p in snakemake.input.states])
 products = products_from_dicts(snakemake.params.products)
-errors = report.write_errors(state, Path(snakemake.output.errors))
+planning = report.read_planning_errors(Path(snakemake.input.planning))
+errors = report.write_errors(state, Path(snakemake.output.errors), planning)
 report.write_provenance(
     state,
     {
@@ -28,6 +29,8 @@ report.write_provenance(
     },
 )
 summary = report.summarize(layout, load_plan(layout), snakemake.params.n_products, len(errors))
+if planning:
+    summary["notes"].insert(0, report.problems_note(planning))
 summary["clipping"] = report.clipping_summary(state, {p.name: p.suffix for p in products})
 report.write_summary(Path(snakemake.output.summary), summary)
 report.write_looks(layout, products, state, summary["clipping"], snakemake.params.thumbnail)

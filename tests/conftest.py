@@ -38,7 +38,11 @@ def assert_png_matches(png: Path, tif: Path) -> None:
 def run_snakemake(
     workdir: Path, *args: str, check: bool = True, **config: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run the workflow of this repository with ``workdir`` as working directory."""
+    """Run the workflow of this repository with ``workdir`` as working directory. Every run
+    must leave its input folder as it was, byte for byte (checked for every run of the suite
+    that names ``input_dir``, whatever else the test looks at)."""
+    inputs = Path(workdir, config["input_dir"]) if "input_dir" in config else REPO / "sample" / "eurosat"
+    before = snapshot(inputs) if inputs.is_dir() else None
     cmd = [
         sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
         "--configfile", str(REPO / "config" / "config.yaml"), "--cores", "2", *args,
@@ -50,6 +54,10 @@ def run_snakemake(
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    if before is not None:
+        after = snapshot(inputs)
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        assert not changed, f"the run changed its input folder {inputs}: {changed[:10]}"
     return proc
 
 
@@ -104,13 +112,22 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
     import hashlib
 
     state = {}
-    for p in sorted(root.rglob("*")):
+    for p in sorted(_walk(root)):
         st = p.lstat()
         digest = ""
         if p.is_file() and not p.is_symlink() and os.access(p, os.R_OK):
             digest = hashlib.sha256(p.read_bytes()).hexdigest()
         state[str(p.relative_to(root))] = (st.st_mode, st.st_mtime_ns, digest)
     return state
+
+
+def _walk(root: Path) -> list[Path]:
+    """Every entry under ``root``, without following links to folders, and past folders that
+    cannot be listed (which a test may have made unreadable on purpose)."""
+    found = []
+    for top, dirs, files in os.walk(root):
+        found += [Path(top, name) for name in dirs + files]
+    return found
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
