@@ -17,8 +17,11 @@ from msrgb.errors import OutputError, OutputFileError, PlanError
 #: Suffixes of input images.
 TIFF_SUFFIXES = (".tif", ".tiff")
 
-#: Errors of writing one file that leave the folder usable: the next file may well succeed.
-PER_FILE_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ})
+#: Errors of writing one file that leave the folder usable: the next file may well succeed (a
+#: name too long or refused, a folder where the file should be, a file where a folder should be).
+PER_FILE_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ, errno.EISDIR, errno.ENOTDIR, errno.EEXIST}
+)
 
 # Temporary files: ".msrgb-<host hash>-<pid>-<n>.tmp", about 40 bytes whatever the final name,
 # so any name the file system allows can be written through one.

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from msrgb import sheets, stats, tsv
-from msrgb.bandfiles import is_zipped_product
+from msrgb.bandfiles import band_of, compile_pattern, is_zipped_product
 from msrgb.errors import PlanError, ProductError, SlurmQueryError
 from msrgb.files import Problems, write_atomic, write_if_changed
 from msrgb.plan import (
@@ -231,7 +231,14 @@ def check_products_against(products: Sequence[Product], input_dir: Path, sources
         try:
             check_band_count(products, count, str(input_dir / source.rel))
         except ProductError as exc:
-            raise PlanError(f"config 'products': {exc}") from None
+            hint = ""
+            name = source.rel.rpartition("/")[2]
+            if count == 1 and (band_of(name, compile_pattern(DEFAULT_BAND_PATTERN)) or ".SAFE/" in source.rel.upper()):
+                hint = (
+                    "; the files hold one band each (named like B04.tif, or in a .SAFE product): "
+                    "set layout: band_folders (docs/band-folders.md)"
+                )
+            raise PlanError(f"config 'products': {exc}{hint}") from None
         return
 
 

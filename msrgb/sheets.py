@@ -8,6 +8,7 @@ Which images a sheet shows is decided at parse time and written to a small sheet
 from __future__ import annotations
 
 import io
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from msrgb import tsv
 from msrgb.files import output_rel, own_image, write_atomic, write_if_changed
 from msrgb.plan import Layout, Source, path_hash
 from msrgb.products import Product
+
+log = logging.getLogger("msrgb")
 
 ROOT_FOLDER = "_top"  # sheet name for files directly in input_dir
 
@@ -208,9 +211,12 @@ def sheet_image(
         x, y = layout.origin(i, columns)
         if png is None:
             continue
-        if png.exists():
+        try:
             sheet.paste(Image.fromarray(thumbnail(png, layout.thumb)), (x, y))
-        else:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # no image: a bad input
+            draw.rectangle([x, y, x + layout.thumb - 1, y + layout.thumb - 1], fill=(200, 200, 200))
+        except OSError as exc:  # there but unreadable: the sheet is still made, the log says why
+            log.warning("%s: left grey on the contact sheet: %s", png, exc)
             draw.rectangle([x, y, x + layout.thumb - 1, y + layout.thumb - 1], fill=(200, 200, 200))
         draw.text((x, y + layout.thumb + 1), _fit(draw, label, layout.thumb, label_font), fill=(0, 0, 0), font=label_font)
     return sheet

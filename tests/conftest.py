@@ -35,16 +35,25 @@ def assert_png_matches(png: Path, tif: Path) -> None:
     assert np.array_equal(got, want), f"{png}: pixels differ from the reference formula"
 
 
+#: the command prefix that runs a program as root without its power to read and enter any file
+#: or folder, as a normal user's run would (CI runs as root)
+WITHOUT_BYPASS = [
+    "setpriv", "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+]  # fmt: skip
+
+
 def run_snakemake(
-    workdir: Path, *args: str, check: bool = True, **config: str
+    workdir: Path, *args: str, check: bool = True, as_user: bool = False, **config: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run the workflow of this repository with ``workdir`` as working directory. Every run
-    must leave its input folder as it was, byte for byte (checked for every run of the suite
-    that names ``input_dir``, whatever else the test looks at)."""
+    """Run the workflow of this repository with ``workdir`` as working directory (``as_user``:
+    without root's power to read anything). Every run must leave its input folder as it was,
+    byte for byte (checked for every run of the suite, whatever else the test looks at)."""
     inputs = Path(workdir, config["input_dir"]) if "input_dir" in config else REPO / "sample" / "eurosat"
     before = snapshot(inputs) if inputs.is_dir() else None
+    prefix = WITHOUT_BYPASS if as_user and os.geteuid() == 0 else []
     cmd = [
-        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+        *prefix, sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
         "--configfile", str(REPO / "config" / "config.yaml"), "--cores", "2", *args,
     ]  # fmt: skip
     if config:
