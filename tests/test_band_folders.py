@@ -229,7 +229,11 @@ def test_safe_products_read_the_finest_jpeg2000_bands(tmp_path: Path, level: str
     png = out / "truecolor" / (safe.name[: -len(".SAFE")] + ".png")
     assert np.array_equal(iio.imread(png), formula(bands["B04"], bands["B03"], bands["B02"]))
     used = json.loads(_manifest_rows(out / "truecolor" / "manifest.tsv")[0]["source_sha256"])
-    assert all(("R10m/" in p) == (level == "L2A") and p.endswith(".jp2") for p, _ in used), used
+    band_files = [p for p, _ in used if not p.endswith(".xml")]
+    assert len(band_files) == 3, used
+    assert all(("R10m/" in p) == (level == "L2A") and p.endswith(".jp2") for p in band_files), used
+    # the product's metadata file, read for its radiometric offsets, is part of the provenance
+    assert [p for p, _ in used if p.endswith(".xml")] == [f"{safe.name}/MTD_MSIL2A.xml"]
 
 
 def _manifest_rows(path: Path) -> list[dict[str, str]]:
