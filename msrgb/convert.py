@@ -226,7 +226,9 @@ class Converter:
                     "quicklook) or, for equalize, scope: dataset"
                 )
         preview = image.preview() if image.is_float else None  # for float_range_note
-        streams: dict[str, PngStream | list[np.ndarray]] = {}
+        # a PNG is compressed block by block; a JPEG or WebP is encoded whole at the end, from
+        # one array filled in place (no list of blocks to join: one copy less at the peak)
+        streams: dict[str, PngStream | np.ndarray] = {}
         limits = {}
         clips = {p.name: ClipCounter(p) for p in products}
         whole = image.tile({})
@@ -240,9 +242,10 @@ class Converter:
             if p.format == "png":
                 streams[p.name] = PngStream(image.rows, image.cols, channels, dtype, level, strategy)
             else:
-                streams[p.name] = []
+                streams[p.name] = np.empty((image.rows, image.cols, channels), dtype)
         done, last = 0, time.monotonic()
         for block in image.blocks():
+            height = next(iter(block.bands.values())).shape[0] if block.bands else 0
             for p in products:
                 rendered = self.renderer.render(block, p, limits.get(p.name))
                 clips[p.name].add(rendered)
@@ -250,8 +253,8 @@ class Converter:
                 if isinstance(stream, PngStream):
                     stream.add(rendered)
                 else:
-                    stream.append(rendered)
-            done += next(iter(block.bands.values())).shape[0] if block.bands else 0
+                    stream[done : done + height] = rendered
+            done += height
             if time.monotonic() - last >= LARGE_IMAGE_PROGRESS_SECONDS:
                 last = time.monotonic()
                 log.info("%s: %d of %d rows converted", image.path, done, image.rows)
@@ -262,7 +265,7 @@ class Converter:
             if isinstance(stream, PngStream):
                 pieces = stream.finish({RECIPE_KEY: recipe})
             else:
-                pieces = [encode_pillow(np.concatenate(stream), p, recipe)]
+                pieces = [encode_pillow(stream, p, recipe)]
             self._write(dests[p.name], pieces, p, whole, result)
 
     def _image_limits(self, image: LargeImage | LargeBandImage, product: Product) -> list[tuple[float, float]]:

@@ -48,20 +48,21 @@ def size_and_mtime(entry: os.DirEntry[str], with_stat: bool = True) -> tuple[int
 Problems = list[tuple[str, str]]
 
 
-def list_folder(top: str, rel_dir: str, problems: Problems | None) -> list[os.DirEntry[str]]:
+def list_folder(top: str, rel_dir: str, problems: Problems | None) -> Iterator[os.DirEntry[str]]:
     """The entries of a folder under the input folder. A sub-folder that cannot be listed (a
     ``lost+found`` only root can read) is recorded in ``problems`` and skipped; the input folder
     itself, or any folder without ``problems`` to record in, raises :class:`PlanError`."""
     path = os.path.join(top, rel_dir)
     try:
-        with os.scandir(path) as entries:
-            return list(entries)
+        entries = os.scandir(path)
     except OSError as exc:
         reason = f"folder cannot be read ({exc.strerror or exc})"
         if not rel_dir or problems is None:
             raise PlanError(f"{path}: {reason}") from None
         problems.append((rel_dir, reason))
-        return []
+        return
+    with entries:
+        yield from entries
 
 
 @contextlib.contextmanager

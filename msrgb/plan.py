@@ -185,11 +185,16 @@ def check_names(sources: Iterable[Source], suffixes: Iterable[str] = (".png",)) 
     output would be a folder of the other's (:func:`find_clashes`)."""
     clashes = find_clashes(sources, suffixes)
     if clashes:
-        raise PlanError(
-            "input files whose outputs clash (the same name with a different suffix, or a file "
-            "named like a folder of outputs); rename one of each pair, or set on_error: skip to "
-            "convert the others:\n  " + "\n  ".join(clash_text(*c) for c in clashes)
-        )
+        raise clash_error(clashes)
+
+
+def clash_error(clashes: Sequence[tuple[str, str, str]]) -> PlanError:
+    """The error that refuses a run whose inputs' outputs clash, naming each pair."""
+    return PlanError(
+        "input files whose outputs clash (the same name with a different suffix, or a file "
+        "named like a folder of outputs); rename one of each pair, or set on_error: skip to "
+        "convert the others:\n  " + "\n  ".join(clash_text(*c) for c in clashes)
+    )
 
 
 def path_hash(rel: str) -> int:

@@ -25,8 +25,8 @@ from msrgb.plan import (
     Inputs,
     OutputListing,
     Source,
-    check_names,
     check_product_name,
+    clash_error,
     clash_text,
     find_clashes,
     discover_inputs,
@@ -261,7 +261,7 @@ def find_sources(settings: Settings) -> tuple[list[Source], Problems]:
     sources = discover_inputs(settings.input_dir, settings.inputs, needed, problems=problems)
     clashes = find_clashes(sources, {p.suffix for p in settings.products})
     if clashes and settings.on_error == "fail":
-        check_names(sources, {p.suffix for p in settings.products})
+        raise clash_error(clashes)
     clashing = {rel for first, second, _ in clashes for rel in (first, second)}
     problems += [(rel, f"its output clashes: {clash_text(a, b, why)}") for a, b, why in clashes for rel in {a, b}]
     sources = [s for s in sources if s.rel not in clashing]

@@ -131,6 +131,7 @@ def work_to_do(
     work = Work([], kept, digest)
     for src in members:
         scaled: set[str] | None = None
+        rescaled = False
         known_bad = before.skipped.get(src.rel)
         if on_error == "skip" and known_bad and known_bad[:2] == (src.size, src.mtime_ns):
             kept.skipped[src.rel] = known_bad  # unchanged since it was found bad: not retried
@@ -144,6 +145,7 @@ def work_to_do(
             if current and key in before.legacy and scaled_bands is not None:
                 scaled = scaled_bands(src) if scaled is None else scaled
                 current = not scaled.intersection(p.bands)
+                rescaled |= not current
             if current and present(out):
                 kept.records[key] = record
                 if key in before.provenance:
@@ -156,7 +158,7 @@ def work_to_do(
                 dests[p.name] = out
         if dests:
             work.todo.append((src, dests))
-            work.rescaled += bool(scaled)
+            work.rescaled += rescaled
         else:
             work.up_to_date += 1
     used = {env for _, _, env in kept.provenance.values()}

@@ -448,3 +448,21 @@ def test_the_input_tree_is_checked_after_every_run(tmp_path: Path):
     assert snapshot(tmp_path / "in") == before
     os.utime(tmp_path / "in" / "t.tif", ns=(1, 1))
     assert snapshot(tmp_path / "in") != before
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "webp"])
+def test_jpeg_and_webp_of_an_image_read_in_blocks_equal_the_whole_read(tmp_path: Path, monkeypatch, fmt: str):
+    """A JPEG or WebP is encoded whole after the blocks fill one array: the same bytes as the
+    whole-image path."""
+    from msrgb.convert import Converter
+    from msrgb.reader import LargeImage
+
+    tif = tile(tmp_path / "t.tif", 4)
+    products = parse_products({"x": {"preset": "truecolor", "format": fmt}, "y": {"preset": "ndvi", "format": fmt}})
+    monkeypatch.setattr(LargeImage, "BLOCK_BYTES", 3 * 4 * 64 * 2)  # a few strips a block
+    made = []
+    for limit in (2**30, 0):  # in memory, then in blocks
+        dests = {p.name: tmp_path / f"{limit}" / f"{p.name}.{fmt}" for p in products}
+        Converter(products, in_memory_bytes=limit).convert(tif, dests)
+        made.append({name: path.read_bytes() for name, path in dests.items()})
+    assert made[0] == made[1]
