@@ -619,8 +619,14 @@ def lock_output(layout: Layout) -> None:
     key = str(path.resolve())
     if key in _LOCKS:  # the Snakefile can be parsed more than once in one process
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
+    except OSError as exc:  # the first write into the output folder
+        raise PlanError(
+            f"config 'output_dir' {str(layout.output_dir)!r} cannot be written "
+            f"({exc.strerror or exc}: {exc.filename}); choose a folder you can write to"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -190,6 +190,8 @@ def check_folders(input_dir: Path, output_dir: Path) -> None:
             f"config 'input_dir': folder {str(input_dir)!r} does not exist "
             "(set it with --config input_dir=/path/to/tifs)"
         )
+    if output_dir.exists() and not output_dir.is_dir():
+        raise PlanError(f"config 'output_dir' {str(output_dir)!r} is a file, not a folder; choose a folder")
     # resolved: '..' and symbolic links lead to the folders themselves
     inp, out = input_dir.resolve(), output_dir.resolve()
     if out == inp or inp in out.parents:

@@ -466,3 +466,19 @@ def test_jpeg_and_webp_of_an_image_read_in_blocks_equal_the_whole_read(tmp_path:
         Converter(products, in_memory_bytes=limit).convert(tif, dests)
         made.append({name: path.read_bytes() for name, path in dests.items()})
     assert made[0] == made[1]
+
+
+@pytest.mark.parametrize("how", ["a file", "a folder that cannot be written"])
+def test_an_output_folder_that_cannot_be_one_is_named(tmp_path: Path, how: str):
+    tile(tmp_path / "in" / "t.tif")
+    if how == "a file":
+        out = tmp_path / "out.png"
+        out.write_text("not a folder")
+    else:
+        (tmp_path / "ro").mkdir()
+        (tmp_path / "ro").chmod(0o555)
+        out = tmp_path / "ro" / "out"
+    proc = run_snakemake(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out), check=False, as_user=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"'output_dir' {str(out)!r}" in proc.stderr
+    FAULT_COUNTS["cases tried"] += 1
