@@ -50,38 +50,48 @@ def read_grid(data: bytes) -> Grid | None:
         return None
 
 
+def _entries(data: bytes) -> tuple[str, list[tuple[int, int, int, bytes]]] | None:
+    """The byte order and the (tag, type, count, 12-byte entry) of the first image directory
+    of a classic TIFF held in ``data``, or None for anything else."""
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None or struct.unpack(order + "H", data[2:4])[0] != 42:
+        return None
+    (ifd,) = struct.unpack(order + "I", data[4:8])
+    (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
+    found = []
+    for i in range(count):
+        entry = data[ifd + 2 + 12 * i : ifd + 14 + 12 * i]
+        found.append((*struct.unpack(order + "HHI", entry[:8]), entry))
+    return order, found
+
+
 def image_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) of the first image of a classic TIFF held in ``data`` (its header is
     enough), or None where the tags do not say it plainly."""
     try:
-        order = {b"II": "<", b"MM": ">"}.get(data[:2])
-        if order is None or struct.unpack(order + "H", data[2:4])[0] != 42:
+        parsed = _entries(data)
+        if parsed is None:
             return None
-        (ifd,) = struct.unpack(order + "I", data[4:8])
-        (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
-        size: dict[int, int] = {}
-        for i in range(count):
-            entry = data[ifd + 2 + 12 * i : ifd + 14 + 12 * i]
-            tag, kind, n = struct.unpack(order + "HHI", entry[:8])
-            if tag in (WIDTH, HEIGHT) and n == 1 and kind in (3, 4):
-                size[tag] = struct.unpack(order + _TYPES[kind], entry[8 : 8 + _SIZES[kind]])[0]
+        order, entries = parsed
+        size = {
+            tag: struct.unpack(order + _TYPES[kind], entry[8 : 8 + _SIZES[kind]])[0]
+            for tag, kind, n, entry in entries
+            if tag in (WIDTH, HEIGHT) and n == 1 and kind in (3, 4)
+        }
         return (size[WIDTH], size[HEIGHT]) if len(size) == 2 else None
     except (struct.error, KeyError):
         return None
 
 
 def _read_grid(data: bytes) -> Grid | None:
-    order = {b"II": "<", b"MM": ">"}.get(data[:2])
-    if order is None or struct.unpack(order + "H", data[2:4])[0] != 42:
+    parsed = _entries(data)
+    if parsed is None:
         return None
-    (ifd,) = struct.unpack(order + "I", data[4:8])
-    (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
+    order, entries = parsed
     tags: dict[int, tuple] = {}
     raw: dict[int, bytes] = {}
     wanted = (WIDTH, HEIGHT, PIXEL_SCALE, TIEPOINT, TRANSFORMATION, GEO_KEYS, GEO_DOUBLES, GEO_ASCII)
-    for i in range(count):
-        entry = data[ifd + 2 + 12 * i : ifd + 14 + 12 * i]
-        tag, kind, n = struct.unpack(order + "HHI", entry[:8])
+    for tag, kind, n, entry in entries:
         if tag not in wanted:
             continue
         size = _SIZES[kind] * n
