@@ -345,6 +345,7 @@ def test_metadata_files_of_every_kind():
 
 def test_gdal_scale_offset_and_names():
     assert from_gdal(1.0, 0.0) is None and from_gdal(None, None) is None
+    assert from_gdal(0.0001, 0.0) is None  # reflectance x 10000 is the DN: nothing to apply
     assert from_gdal(0.0001, -0.1) == Scaling(1.0, -1000.0, "GeoTIFF")
     assert from_gdal(1.0, -1000.0) == Scaling(1.0, -1000.0, "GeoTIFF")
     assert from_gdal(2.75e-05, -0.2) == Scaling(2.75e-05 * 10000, -2000.0, "GeoTIFF")  # Landsat C2 L2
