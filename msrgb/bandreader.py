@@ -4,10 +4,9 @@ the grid of the finest band used."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from msrgb.reader import (
     Tile,
     TileReader,
     check_dtype,
+    file_scaling,
     input_errors,
     quicklook_shape,
 )
@@ -201,7 +201,7 @@ class BandReader:
         if image.metadata is not None:
             rel, path = image.metadata
             declared = read_safe_metadata(path, self.names)
-            shas[rel] = _sha256(path)
+            shas[rel] = self._loader.load(path)[1]
         found = {}
         for index, name, band in zip(self.needed, self.names, bands):
             scaling = band.scaling or declared.get(name)
@@ -374,15 +374,16 @@ def _show(bounds: Sequence[float]) -> str:
     return "(" + ", ".join(f"{v:.6g}" for v in bounds) + ")"
 
 
-def _sha256(path: Path) -> str:
-    with input_errors(path), open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def source_digest(shas: Sequence[tuple[str, str]]) -> str:
     """The provenance of an image made of band files: ``[[path, sha256], ...]`` as JSON (paths
     relative to the input folder), in the state's source-digest column."""
     return json.dumps([list(pair) for pair in shas], separators=(",", ":"))
+
+
+def scaled_bands_of(input_dir: Path, products: Sequence[Product]) -> Callable[[Source], set[str]]:
+    """For msrgb.shard.work_to_do: the bands of an input that declare a radiometric scaling."""
+    band_map = products[0].band_map if products else ()
+    return lambda src: declared_scaling_bands(input_dir, src, band_map)
 
 
 def declared_scaling_bands(input_dir: Path, src: Source, band_map: Sequence[str]) -> set[str]:
@@ -430,4 +431,4 @@ def _declared_scaling(path: Path) -> list[int]:
             items = scale_offset_items(metadata)
             return [i for i, v in items.items() if from_gdal(v.get("scale"), v.get("offset")) is not None]
     with rasterio.Env(GDAL_PAM_ENABLED="NO"), DatasetReader(path, sharing=False, GEOREF_SOURCES="NONE") as src:
-        return [i for i in range(src.count) if from_gdal(src.scales[i], src.offsets[i]) is not None]
+        return list(file_scaling(src, range(src.count)))

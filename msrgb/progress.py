@@ -87,7 +87,8 @@ def count_work(
     whether an output exists (the listings flag_shards_missing_outputs made, if given);
     ``input_dir`` lets it look at the inputs of images made before radiometric offsets were
     applied, as the jobs do."""
-    from msrgb.shard import orphans, scaled_bands_of, work_to_do
+    from msrgb.bandreader import scaled_bands_of
+    from msrgb.shard import orphans, work_to_do
     from msrgb.stats import with_recorded_limits
 
     ready = [with_recorded_limits(p, layout.stretch(p.name)) for p in products]

@@ -73,19 +73,16 @@ def _snap(value: float) -> float:
 
 
 def from_gdal(scale: float | None, offset: float | None) -> Scaling | None:
-    """The scaling of a band from GDAL's per-band scale and offset, or None when they leave
-    the values as they are (1 and 0, or 0.0001 and 0). A scale other than 1 turns DN into reflectance (0-1, as Sentinel-2 COG
-    producers write it: 0.0001 and -0.1), which is multiplied by 10000; with a scale of 1 the
-    offset is in DN (-1000)."""
+    """The scaling of a band from GDAL's per-band scale and offset, or None when they leave the
+    values as they are (1 and 0, or 0.0001 and 0). A scale other than 1 turns DN into
+    reflectance (0-1, as Sentinel-2 COG producers write it: 0.0001 and -0.1), which is
+    multiplied by 10000; with a scale of 1 the offset is in DN (-1000)."""
     scale = 1.0 if scale is None or not math.isfinite(scale) else float(scale)
     offset = 0.0 if offset is None or not math.isfinite(offset) else float(offset)
-    if scale == 1.0 and offset == 0.0:
-        return None
     if scale == 1.0:
         found = Scaling(1.0, _snap(offset), "GeoTIFF")
     else:
         found = Scaling(_snap(scale * REFLECTANCE_ONE), _snap(offset * REFLECTANCE_ONE), "GeoTIFF")
-    # 0.0001 without an offset: reflectance x 10000 is the DN itself, as for older products
     return None if found.identity else found
 
 

@@ -12,7 +12,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from msrgb.bandreader import BandImage, declared_scaling_bands, source_input
+from msrgb.bandreader import BandImage, scaled_bands_of, source_input
 from msrgb.convert import Converted, Converter
 from msrgb.errors import FileError, OutputFileError, ShardError
 from msrgb.files import remove_output, write_atomic
@@ -164,12 +164,6 @@ def work_to_do(
     used = {env for _, _, env in kept.provenance.values()}
     kept.envs = {e: before.envs.get(e, "unknown") for e in sorted(used)}
     return work
-
-
-def scaled_bands_of(input_dir: Path, products: Sequence[Product]) -> Callable[[Source], set[str]]:
-    """For :func:`work_to_do`: the bands of an input that declare a radiometric scaling."""
-    band_map = products[0].band_map if products else ()
-    return lambda src: declared_scaling_bands(input_dir, src, band_map)
 
 
 def run_shard(

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from msrgb.bandreader import scaled_bands_of
 from msrgb.errors import MsrgbError
 from msrgb.plan import Inputs, Layout, Source, StateData, discover_inputs, load_plan, read_state_full
 from msrgb.products import Product, products_from_dicts
-from msrgb.shard import scaled_bands_of
 from msrgb.stats import with_recorded_limits
 
 
