@@ -17,6 +17,7 @@ include: "rules/convert.smk"
 include: "rules/report.smk"
 
 
+
 localrules:
     all,
     summarize,
@@ -25,7 +26,7 @@ localrules:
 rule all:
     default_target: True
     input:
-        all_states(),
+        all_done(),
         errors_table(),
         summary_file(),
         all_contact_sheets(),

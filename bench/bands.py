@@ -32,7 +32,7 @@ from rasterio.io import DatasetReader, MemoryFile  # noqa: E402
 from msrgb.bandreader import BandImage  # noqa: E402
 from msrgb.convert import Converter, enter_thread_gdal_env  # noqa: E402
 from msrgb.geotags import read_grid  # noqa: E402
-from msrgb.plan import Inputs, discover, discover_inputs  # noqa: E402
+from msrgb.discovery import Inputs, discover, discover_inputs  # noqa: E402
 from msrgb.products import parse_products  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))

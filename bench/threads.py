@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from msrgb import plan  # noqa: E402
+from msrgb import discovery, paths, sharding  # noqa: E402
 from msrgb.products import parse_products  # noqa: E402
 from msrgb.shard import run_shard  # noqa: E402
 
@@ -56,8 +56,8 @@ def one_run(input_dir: Path, work: Path, threads: int, read_ahead: int) -> float
     products = parse_products(["truecolor"], png_compression="huffman")
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
-    layout = plan.Layout(out)
-    p = plan.write_plan(layout, plan.discover(input_dir), 1, products, threads)
+    layout = paths.OutputPaths(out)
+    p = sharding.plan_shards(layout, discovery.discover(input_dir), 1, products, threads)
     t0 = time.perf_counter()
     run_shard(layout.manifest(1, 0), layout.state(1, 0), input_dir, products, threads, read_ahead=read_ahead)
     return (time.perf_counter() - t0) / len(p.members[0]) * 1000

@@ -23,7 +23,7 @@ from rasterio.windows import Window
 from msrgb.bandfiles import is_safe
 from msrgb.errors import InputError
 from msrgb.geotags import gdal_metadata, read_grid, scale_offset_items
-from msrgb.plan import Source
+from msrgb.discovery import Source
 from msrgb.products import Product
 from msrgb.radiometry import Scaling, from_gdal, read_safe_metadata, safe_metadata_file
 from msrgb.reader import (

@@ -1,17 +1,16 @@
-"""Preparing a run, in the main Snakemake process: check every setting, then discover the
-inputs and write the plan that the rules and shard jobs follow (docs/how-it-works.md).
-
-:func:`prepare_run` is the one entry point. It checks everything that can be checked before it
-writes anything, so a run with a wrong setting leaves the output folder as it was.
-"""
+"""Preparing a run, in the main Snakemake process: check every setting, discover the inputs
+and plan the run (:func:`plan_run`, which only reads, as Snakemake reads the workflow for dry
+runs, --lint and --report too); when jobs are about to run, write the plan the shard jobs
+follow (:func:`start_run`, from Snakemake's onstart). See docs/how-it-works.md."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +18,12 @@ from msrgb import sheets, stats, tsv
 from msrgb.bandfiles import band_of, compile_pattern, is_zipped_product
 from msrgb.errors import PlanError, ProductError, SlurmQueryError
 from msrgb.files import Problems, write_atomic, write_if_changed
-from msrgb.plan import (
-    Layout,
-    Plan,
-    Inputs,
-    OutputListing,
-    Source,
-    check_product_name,
-    clash_error,
-    clash_text,
-    find_clashes,
-    discover_inputs,
-    flag_shards_missing_outputs,
-    lock_output,
-    shard_count,
-    write_plan,
-)
+from msrgb.discovery import Inputs, Source, clash_error, clash_text, find_clashes, discover_inputs
+from msrgb.lock import lock_output
+from msrgb.paths import OutputPaths, OutputListing, check_product_name
+from msrgb.sharding import Plan, make_plan, shard_count, write_plan
 from msrgb.bandfiles import DEFAULT_BAND_PATTERN
-from msrgb.progress import WorkCounts, count_work
+from msrgb.work import WorkCounts, count_work, shards_missing_outputs
 from msrgb.report import problems_note
 from msrgb.products import EUROSAT_BANDS, Product, check_band_count, parse_products
 from msrgb.slurm import NodeSize, check_request
@@ -118,12 +105,12 @@ class Settings:
         )
 
     @property
-    def layout(self) -> Layout:
-        return Layout(self.output_dir)
+    def layout(self) -> OutputPaths:
+        return OutputPaths(self.output_dir)
 
     @property
-    def sheet_layout(self) -> sheets.SheetLayout:
-        return sheets.SheetLayout(thumb=self.thumbnail_size)
+    def sheet_geometry(self) -> sheets.SheetGeometry:
+        return sheets.SheetGeometry(thumb=self.thumbnail_size)
 
 
 #: top-level settings that are true or false
@@ -246,12 +233,24 @@ def check_products_against(products: Sequence[Product], input_dir: Path, sources
 
 @dataclass(frozen=True)
 class Prepared:
-    """A prepared run: the plan, and what the main process should tell the user."""
+    """A planned run, in memory: the plan, what the jobs' files will hold, and what the main
+    process should tell the user. Nothing of it is on disk until :func:`start_run`."""
 
     plan: Plan
     notes: tuple[str, ...] = ()
     #: per product, what the shard jobs of this run will do
     counts: WorkCounts | None = None
+    #: product -> sheet name -> manifest text (msrgb.sheets)
+    sheets: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: product -> the list of files its dataset-wide stretch is computed from (msrgb.stats)
+    samples: dict[str, str] = field(default_factory=dict)
+    #: what planning found it cannot convert, as written to .msrgb/planning_errors.tsv
+    problems_text: str = ""
+
+    def digest(self, *parts: object) -> str:
+        """A short digest of ``parts`` for a rule's params, so that Snakemake runs its job again
+        when what the job reads changed."""
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def find_sources(settings: Settings) -> tuple[list[Source], Problems]:
@@ -301,13 +300,13 @@ def nothing_found(settings: Settings) -> str:
     return message
 
 
-def prepare_run(settings: Settings, where: Where) -> Prepared:
-    """Check the settings against the inputs and where the jobs run, then (only if all is
-    well) take the output folder's lock and write the plan: shard manifests, contact-sheet
-    manifests, stretch samples, the plan file; shards with an output missing on disk are
-    marked to run again. Raises :class:`msrgb.errors.MsrgbError` naming what is wrong."""
+def plan_run(settings: Settings, where: Where) -> Prepared:
+    """Check the settings against the inputs and where the jobs run, and plan the run:
+    shards, contact sheets, stretch samples, and what each product will convert. Only reads:
+    Snakemake calls this whenever it reads the workflow (dry runs, --lint, --report too); the
+    files are written by :func:`start_run` when jobs are about to run. Raises
+    :class:`msrgb.errors.MsrgbError` naming what is wrong."""
     layout = settings.layout
-    # 1. checks only: nothing is written before they pass
     check_folders(settings.input_dir, settings.output_dir)
     threads, note = choose_threads(settings, where)
     if where.node_size is not None:
@@ -318,32 +317,49 @@ def prepare_run(settings: Settings, where: Where) -> Prepared:
     sources, problems = find_sources(settings)
     check_products_against(settings.products, settings.input_dir, sources)
     n_shards = choose_shard_count(settings, where, len(sources))
-    # 2. the plan
-    lock_output(layout)
-    write_atomic(layout.run_started(), f"{time.time()}\n".encode())
-    if settings.contact_sheets:
-        sheets.plan_sheets(
-            layout, settings.products, sources, settings.contact_sheet_tiles,
-            settings.overview_samples, settings.sheet_layout,
-        )  # fmt: skip
-    for product in settings.products:
-        if product.dataset_stretch:
-            stats.write_sample(layout.sample(product.name), product, sources)
-    plan = write_plan(layout, sources, n_shards, settings.products, threads, settings.on_error)
-    write_if_changed(layout.planning_errors(), tsv.text([("file", "reason"), *problems]))
-    products = [p.to_dict() for p in settings.products]
-    write_if_changed(layout.products_file(), json.dumps(products, indent=1) + "\n")
-    write_if_changed(layout.inputs_file(), json.dumps(settings.inputs.to_dict(), indent=1) + "\n")
+    plan = make_plan(sources, n_shards, settings.products, threads, settings.on_error)
     listing = OutputListing()  # the output folders, listed once for both
-    flag_shards_missing_outputs(layout, plan, settings.products, listing)
+    plan = plan.rerun(shards_missing_outputs(layout, plan, settings.products, listing))
     stretches = [layout.stretch(p.name) for p in settings.products if p.dataset_stretch]
-    counts = count_work(
-        layout, plan, settings.products, settings.on_error, stretches, listing, settings.input_dir
-    )
+    counts = count_work(layout, plan, settings.products, settings.on_error, stretches, listing, settings.input_dir)
     if not settings.remove_orphans:
         check_removals(counts, settings)
     notes = ([note] if note else []) + ([f"warning: {problems_note(problems)}"] if problems else [])
-    return Prepared(plan, tuple(notes), counts)
+    return Prepared(
+        plan, tuple(notes), counts,
+        sheets=plan_sheets(settings, sources),
+        samples={
+            p.name: stats.sample_text(p, stats.choose_sample(sources, p.sample))
+            for p in settings.products if p.dataset_stretch
+        },
+        problems_text=tsv.text([("file", "reason"), *problems]),
+    )  # fmt: skip
+
+
+def plan_sheets(settings: Settings, sources: Sequence[Source]) -> dict[str, dict[str, str]]:
+    if not settings.contact_sheets:
+        return {}
+    return sheets.plan_sheets(
+        settings.products, sources, settings.contact_sheet_tiles, settings.overview_samples,
+        settings.sheet_geometry,
+    )  # fmt: skip
+
+
+def start_run(settings: Settings, prepared: Prepared) -> None:
+    """When jobs are about to run (Snakemake's onstart): take the output folder's lock, then
+    write the plan the jobs read: shard manifests and the plan file, contact-sheet manifests,
+    stretch samples, planning errors, and the products and input settings for msrgb.status."""
+    layout = settings.layout
+    lock_output(layout)
+    write_atomic(layout.run_started(), f"{time.time()}\n".encode())
+    sheets.write_sheet_manifests(layout, prepared.sheets)
+    for name, text in prepared.samples.items():
+        write_if_changed(layout.sample(name), text)
+    write_plan(layout, prepared.plan)
+    write_if_changed(layout.planning_errors(), prepared.problems_text)
+    products = [p.to_dict() for p in settings.products]
+    write_if_changed(layout.products_file(), json.dumps(products, indent=1) + "\n")
+    write_if_changed(layout.inputs_file(), json.dumps(settings.inputs.to_dict(), indent=1) + "\n")
 
 
 #: a run that would delete more images than this, or more than REMOVAL_SHARE of a product's

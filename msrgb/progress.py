@@ -23,113 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from msrgb.plan import Layout, OutputListing, Plan, StateData, read_state_full
+from msrgb.paths import OutputPaths, OutputListing
+from msrgb.sharding import Plan
+from msrgb.state import StateData, read_state_full
 from msrgb.products import Product
-
-
-@dataclass
-class ProductCounts:
-    """What the next run will do for one product."""
-
-    to_convert: int = 0
-    to_remove: int = 0
-    up_to_date: int = 0
-    bad: int = 0  # recorded as bad (on_error: skip) and unchanged since: not retried
-
-    def line(self, name: str) -> str:
-        bad = f", {self.bad:,} bad (not retried)" if self.bad else ""
-        return (
-            f"{name}: {self.to_convert:,} to convert, {self.to_remove:,} to remove, "
-            f"{self.up_to_date:,} up to date{bad}"
-        )
-
-
-@dataclass
-class WorkCounts:
-    products: dict[str, ProductCounts] = field(default_factory=dict)
-    #: images (not product images) the shard jobs will convert: the progress total
-    images: int = 0
-    #: of those, images made by a version that applied no radiometric offsets, whose input
-    #: declares one
-    rescaled: int = 0
-
-
-def shard_will_run(layout: Layout, plan: Plan, shard: int, inputs: Sequence[Path]) -> bool:
-    """Whether Snakemake runs this shard's job: its state file is missing or older than one of
-    its inputs (the manifest, stretch limits). Shards with a missing output were back-dated by
-    flag_shards_missing_outputs before."""
-    try:
-        state = layout.state(plan.n_shards, shard).stat().st_mtime_ns
-    except FileNotFoundError:
-        return True
-    newest = 0
-    for path in (layout.manifest(plan.n_shards, shard), *inputs):
-        try:
-            newest = max(newest, path.stat().st_mtime_ns)
-        except FileNotFoundError:
-            return True
-    return newest > state
-
-
-def count_work(
-    layout: Layout,
-    plan: Plan,
-    products: Sequence[Product],
-    on_error: str,
-    stretch_inputs: Sequence[Path] = (),
-    present: OutputListing | None = None,
-    input_dir: Path | None = None,
-) -> WorkCounts:
-    """Per product, the images the shard jobs of the next run will convert and remove and those
-    up to date: the same decision as the jobs (msrgb.shard.work_to_do), made only for the shards
-    Snakemake will run (every image of the others is up to date). Products with a dataset-wide
-    stretch whose limits are not computed yet count as all to convert. ``present`` tells
-    whether an output exists (the listings flag_shards_missing_outputs made, if given);
-    ``input_dir`` lets it look at the inputs of images made before radiometric offsets were
-    applied, as the jobs do."""
-    from msrgb.bandreader import scaled_bands_of
-    from msrgb.shard import orphans, work_to_do
-    from msrgb.stats import with_recorded_limits
-
-    ready = [with_recorded_limits(p, layout.stretch(p.name)) for p in products]
-    counts = WorkCounts({p.name: ProductCounts() for p in products})
-    present = present or OutputListing()
-    names = [p.name for p in products]
-    for shard, members in enumerate(plan.members):
-        if not shard_will_run(layout, plan, shard, stretch_inputs):
-            before = read_state_full([layout.state(plan.n_shards, shard)]) if on_error == "skip" else StateData()
-            for src in members:
-                bad = before.skipped.get(src.rel)
-                for p in products:
-                    c = counts.products[p.name]
-                    if bad is not None and bad[:2] == (src.size, src.mtime_ns):
-                        c.bad += 1
-                    else:
-                        c.up_to_date += 1
-            continue
-        states = [*layout.related_states(plan.n_shards, shard), layout.progress(plan.n_shards, shard)]
-        if not any(path.exists() for path in states):  # never converted: every image to do
-            counts.images += len(members)
-            for p in products:
-                counts.products[p.name].to_convert += len(members)
-            continue
-        before = read_state_full(states)
-        scaled = scaled_bands_of(input_dir, products) if input_dir is not None else None
-        work = work_to_do(members, ready, before, on_error, layout.png, present, scaled)
-        counts.images += len(work.todo)
-        counts.rescaled += work.rescaled
-        todo: dict[str, int] = {}
-        for _, dests in work.todo:
-            for name in dests:
-                todo[name] = todo.get(name, 0) + 1
-        for p in products:
-            c = counts.products[p.name]
-            c.to_convert += todo.get(p.name, 0)
-            c.bad += work.skipped_before
-            c.up_to_date += len(members) - work.skipped_before - todo.get(p.name, 0)
-        for _, name in orphans(before, members, names, plan.n_shards, shard):
-            counts.products[name].to_remove += 1
-    return counts
 
 
 @dataclass
@@ -153,7 +50,7 @@ def write_live(path: Path, live: Live) -> None:
     write_atomic(path, json.dumps(live.__dict__).encode())
 
 
-def read_live(layout: Layout, n_shards: int, since: float) -> list[Live]:
+def read_live(layout: OutputPaths, n_shards: int, since: float) -> list[Live]:
     """The reports of the shard jobs started since ``since`` (this run's)."""
     folder = layout.live(n_shards, 0).parent
     found: list[Live] = []
@@ -204,7 +101,7 @@ class LiveProgress:
 
     def __init__(
         self,
-        layout: Layout,
+        layout: OutputPaths,
         n_shards: int,
         total: int,
         since: float,
@@ -335,22 +232,6 @@ class BarSafeStream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
-
-
-def print_counts(counts: WorkCounts, stream: IO[str] | None = None) -> None:
-    for name, c in counts.products.items():
-        print(f"msrgb: {c.line(name)}", file=stream or sys.stderr, flush=True)
-    if counts.rescaled:
-        print(f"msrgb: {rescaled_line(counts.rescaled)}", file=stream or sys.stderr, flush=True)
-
-
-def rescaled_line(n: int) -> str:
-    """Why images made by an earlier version are converted again."""
-    return (
-        f"{n:,} image(s) made by an earlier msrgb are converted again: their inputs declare a "
-        "radiometric offset or scale (Sentinel-2 BOA_ADD_OFFSET/RADIO_ADD_OFFSET of processing "
-        "baseline 04.00+, or GDAL scale/offset), which msrgb now applies"
-    )
 
 
 __all__ = [

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from msrgb import tsv
 from msrgb.files import output_rel, own_image, write_atomic, write_if_changed
-from msrgb.plan import Layout, Plan, StateData
+from msrgb.paths import OutputPaths
+from msrgb.sharding import Plan
+from msrgb.state import StateData
 
 log = logging.getLogger("msrgb")
 
@@ -45,7 +47,7 @@ def problems_note(problems: Sequence[tuple[str, str]]) -> str:
     return f"{len(problems)} input(s) or folder(s) not converted, listed in errors.tsv: {shown}{more}"
 
 
-def summarize(layout: Layout, plan: Plan, n_products: int, skipped: int) -> dict:
+def summarize(layout: OutputPaths, plan: Plan, n_products: int, skipped: int) -> dict:
     """The run summary: images per class (top folder), and what the shard jobs of this run did
     (those that finished after the run started), wall time and images per second."""
     try:
@@ -241,13 +243,13 @@ def output_histogram(images: Sequence[Path], max_pixels: int = 25_000_000) -> li
 HISTOGRAM_SAMPLE = 200
 
 
-def write_looks(layout: Layout, products: Sequence, state: StateData, clipping: dict, thumb: int) -> None:
+def write_looks(layout: OutputPaths, products: Sequence, state: StateData, clipping: dict, thumb: int) -> None:
     """Per product: the histogram of the output values of a sample of its images (the images
     with the smallest path hashes), the contact sheet of its most clipped images and, for a
     product drawn with a colour map, its legend."""
     from msrgb.legend import legend_png
-    from msrgb.plan import path_hash
-    from msrgb.sheets import SheetLayout, encode, label, sheet_image
+    from msrgb.sharding import path_hash
+    from msrgb.sheets import SheetGeometry, encode, label, sheet_image
 
     for p in products:
         rels = sorted({rel for rel, name in state.records if name == p.name}, key=path_hash)
@@ -258,7 +260,7 @@ def write_looks(layout: Layout, products: Sequence, state: StateData, clipping: 
         worst = clipping.get(p.name, {}).get("most_clipped", [])
         images = [layout.product_dir(p.name) / w["image"] for w in worst]
         labels = [f"{100 * max(w['clipped_low'] + w['clipped_high']):.1f}% {label(w['image'])}" for w in worst]
-        sheet = sheet_image(f"most clipped - {p.name}", images, labels, SheetLayout(thumb=thumb))
+        sheet = sheet_image(f"most clipped - {p.name}", images, labels, SheetGeometry(thumb=thumb))
         write_if_changed(layout.clipped_sheet(p.name), encode(sheet))
         if p.is_index:
             write_if_changed(layout.legend(p.name), legend_png(p))

@@ -14,11 +14,15 @@ from pathlib import Path
 
 from msrgb.bandreader import BandImage, scaled_bands_of, source_input
 from msrgb.convert import Converted, Converter
-from msrgb.errors import FileError, OutputFileError, ShardError
+from msrgb.errors import FileError, OutputFileError, PlanError, ShardError
 from msrgb.files import remove_output, write_atomic
-from msrgb.plan import Layout, Source, StateData, read_manifest, read_state_full, shard_of, state_text
+from msrgb.discovery import Source
+from msrgb.paths import OutputListing, OutputPaths
+from msrgb.sharding import read_manifest_text, shard_token
+from msrgb.state import StateData, read_state_full, state_text
 from msrgb.products import Product
-from msrgb.progress import Live, rescaled_line, write_live
+from msrgb.progress import Live, write_live
+from msrgb.work import Work, orphans, rescaled_line, work_to_do
 from msrgb.provenance import environment_id, library_versions
 from msrgb.reader import MAX_PIXELS, enter_thread_gdal_env
 from msrgb.stats import read_limits
@@ -96,76 +100,6 @@ class ReadAhead:
             self.hinted += hinted
 
 
-@dataclass
-class Work:
-    """What a shard job has to do, decided from its members and the records of earlier jobs."""
-
-    #: inputs to convert, with the products (name -> output path) each needs
-    todo: list[tuple[Source, dict[str, Path]]]
-    #: the records that still hold (images up to date, inputs still known to be bad)
-    kept: StateData
-    #: product name -> the digest its records carry (with dataset-wide limits, if any)
-    digests: dict[str, str] = field(default_factory=dict)
-    up_to_date: int = 0
-    skipped_before: int = 0
-    #: images made by a version that applied no radiometric offsets, whose input declares one
-    rescaled: int = 0
-
-
-def work_to_do(
-    members: Sequence[Source],
-    products: Sequence[Product],
-    before: StateData,
-    on_error: str,
-    output_of: Callable[[Product, Source], Path],
-    present: Callable[[Path], bool],
-    scaled_bands: Callable[[Source], set[str]] | None = None,
-) -> Work:
-    """Which images of ``members`` need making: those without a record of the same input size,
-    mtime and product settings in ``before``, or whose output is not ``present``, and those
-    recorded by a version that applied no radiometric offsets whose bands ``scaled_bands``
-    (the bands of an input that declare a scale or offset) says now render otherwise. With
-    ``on_error="skip"`` an input recorded as bad is not retried until it changes."""
-    kept = StateData()
-    digest = {p.name: p.digest() for p in products}
-    work = Work([], kept, digest)
-    for src in members:
-        scaled: set[str] | None = None
-        rescaled = False
-        known_bad = before.skipped.get(src.rel)
-        if on_error == "skip" and known_bad and known_bad[:2] == (src.size, src.mtime_ns):
-            kept.skipped[src.rel] = known_bad  # unchanged since it was found bad: not retried
-            work.skipped_before += 1
-            continue
-        dests = {}
-        for p in products:
-            key, out = (src.rel, p.name), output_of(p, src)
-            record = (src.size, src.mtime_ns, digest[p.name])
-            current = before.records.get(key) == record
-            if current and key in before.legacy and scaled_bands is not None:
-                scaled = scaled_bands(src) if scaled is None else scaled
-                current = not scaled.intersection(p.bands)
-                rescaled |= not current
-            if current and present(out):
-                kept.records[key] = record
-                if key in before.provenance:
-                    kept.provenance[key] = before.provenance[key]
-                if key in before.clipping:
-                    kept.clipping[key] = before.clipping[key]
-                if key in before.radiometry:
-                    kept.radiometry[key] = before.radiometry[key]
-            else:
-                dests[p.name] = out
-        if dests:
-            work.todo.append((src, dests))
-            work.rescaled += rescaled
-        else:
-            work.up_to_date += 1
-    used = {env for _, _, env in kept.provenance.values()}
-    kept.envs = {e: before.envs.get(e, "unknown") for e in sorted(used)}
-    return work
-
-
 def run_shard(
     manifest: Path,
     state_out: Path,
@@ -178,6 +112,7 @@ def run_shard(
     stretch_files: Mapping[str, Path] | None = None,
     read_ahead: int = READ_AHEAD,
     max_pixels: int = MAX_PIXELS,
+    done: Path | None = None,
 ) -> ShardResult:
     """Bring every image of the shard described by ``manifest`` up to date, then record what
     was done in ``state_out``. Every ``checkpoint_every`` seconds, and when the job fails, the
@@ -192,17 +127,17 @@ def run_shard(
     with :class:`msrgb.errors.OutputError`. Products with a dataset-wide stretch take their
     limits from ``stretch_files`` (product name -> JSON written by :mod:`msrgb.stats`).
     ``read_ahead`` input files are kept asked for ahead of the conversion (:class:`ReadAhead`;
-    0 = off). Images over ``max_pixels`` are bad inputs unless the products make quicklooks."""
+    0 = off). Images over ``max_pixels`` are bad inputs unless the products make quicklooks.
+    At the end, ``done`` (the marker Snakemake asked for, named by the shard's token) is left
+    with the marker of the manifest's own token (:func:`leave_markers`)."""
     n_shards, shard = int(manifest.parent.name), int(manifest.stem)
-    layout = Layout.of_manifest(manifest)
+    layout = OutputPaths.of_manifest(manifest)
     members, products, on_error = _job_settings(manifest, products, stretch_files, on_error)
     progress = layout.progress(n_shards, shard)
     before = read_state_full([*layout.related_states(n_shards, shard), progress])
-    manifest_mtime = manifest.stat().st_mtime_ns
-    work = work_to_do(
-        members, products, before, on_error, layout.png, lambda png: _touch_if_present(png, manifest_mtime),
-        scaled_bands_of(input_dir, products),
-    )  # fmt: skip
+    # one listing per output folder, which also clears temporaries that killed runs left there
+    present = OutputListing(remove_stale=True)
+    work = work_to_do(members, products, before, on_error, layout.png, present, scaled_bands_of(input_dir, products))
     if work.rescaled:
         log.info("shard %d (of %d): %s", shard, n_shards, rescaled_line(work.rescaled))
     result = ShardResult(members=len(members), up_to_date=work.up_to_date)
@@ -213,11 +148,12 @@ def run_shard(
         shard, n_shards, len(members), result.up_to_date, len(work.todo), threads,
         f", {result.skipped} skipped as bad before" if result.skipped else "",
     )  # fmt: skip
-    done = work.kept
-    record = Recorder(result, done, work.digests, on_error, input_dir)
+    marker = done
+    kept = work.kept
+    record = Recorder(result, kept, work.digests, on_error, input_dir)
 
     def checkpoint() -> None:
-        write_atomic(progress, state_text(**vars(done)).encode("utf-8"))
+        write_atomic(progress, state_text(**vars(kept)).encode("utf-8"))
 
     t0 = time.monotonic()
     live = Live(time.time(), len(work.todo), 0, 0)
@@ -251,9 +187,33 @@ def run_shard(
             f"{len(result.failed)} of {len(members)} input file(s) of shard {shard} (of "
             f"{n_shards}) could not be converted:\n  " + "\n  ".join(sorted(result.failed))
         )
-    write_atomic(state_out, state_text(**vars(done)).encode("utf-8"))
+    write_atomic(state_out, state_text(**vars(kept)).encode("utf-8"))
     progress.unlink(missing_ok=True)
+    if marker is not None:
+        leave_markers(marker, shard_token(manifest.read_text(encoding="utf-8")))
     return result
+
+
+def remove_earlier_logs(log_file: Path) -> None:
+    """Delete the logs of earlier jobs of this shard: a shard job's log is named
+    ``<n>-<shard>.<token>.log``, and only the latest is kept."""
+    shard = log_file.name.split(".", 1)[0]
+    for old in log_file.parent.glob(f"{shard}.*.log"):
+        if old != log_file:
+            old.unlink(missing_ok=True)
+
+
+def leave_markers(marker: Path, token: str) -> None:
+    """Mark the shard finished: ``marker`` (the output Snakemake asked for) and the marker of
+    the manifest's token, which a later run asks for while nothing changes; earlier markers of
+    the shard go."""
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    keep = {marker.name, token}
+    for name in keep:
+        (marker.parent / name).touch()
+    for old in marker.parent.iterdir():
+        if old.name not in keep:
+            old.unlink(missing_ok=True)
 
 
 def _job_settings(
@@ -265,7 +225,13 @@ def _job_settings(
     """The shard's members, the products with their dataset-wide limits filled in, and the
     error policy (the manifest's unless given); fails if the manifest was planned for other
     product settings."""
-    members, settings = read_manifest(manifest)
+    try:
+        members, settings = read_manifest_text(manifest.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlanError(
+            f"{manifest} is missing: msrgb writes the plan when a run starts (onstart), which "
+            "--no-hooks skips; run snakemake without --no-hooks"
+        ) from None
     for p in products:
         if settings.get(p.name) != p.digest():
             raise RuntimeError(
@@ -414,7 +380,7 @@ def _progress_logger(
 
 
 def _write_run_stats(
-    layout: Layout, n_shards: int, shard: int, result: ShardResult, seconds: float
+    layout: OutputPaths, n_shards: int, shard: int, result: ShardResult, seconds: float
 ) -> None:
     """What this job did, for the run summary (msrgb.report reads it)."""
     stats = {
@@ -444,36 +410,11 @@ def _reason(exc: BaseException, path: Path) -> str:
     return text[len(prefix) :] if text.startswith(prefix) else text
 
 
-def _touch_if_present(png: Path, manifest_mtime: int) -> bool:
-    """True if ``png`` exists. An older PNG is touched so that it is newer than the manifest:
-    Snakemake then sees it as up to date when it is requested as a target."""
-    try:
-        st = os.stat(png)
-    except FileNotFoundError:
-        return False
-    if st.st_mtime_ns < manifest_mtime:
-        os.utime(png)
-    return True
-
-
-def orphans(
-    before: StateData, members: Sequence[Source], products: Sequence[str], n_shards: int, shard: int
-) -> list[tuple[str, str]]:
-    """(relative path, product) of the images recorded in ``before`` whose input is no longer
-    one of this shard's ``members`` (the input was removed): what the job deletes."""
-    current = {s.rel for s in members}
-    return [
-        (rel, product)
-        for rel, product in before.records
-        if rel not in current and product in products and shard_of(rel, n_shards) == shard
-    ]
-
-
 def _remove_orphans(
     before: StateData,
     members: Sequence[Source],
     products: Sequence[Product],
-    layout: Layout,
+    layout: OutputPaths,
     n_shards: int,
     shard: int,
 ) -> int:

@@ -19,7 +19,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from msrgb import tsv
 from msrgb.files import output_rel, own_image, write_atomic, write_if_changed
-from msrgb.plan import Layout, Source, path_hash
+from msrgb.discovery import Source
+from msrgb.paths import OutputPaths
+from msrgb.sharding import path_hash
 from msrgb.products import Product
 
 log = logging.getLogger("msrgb")
@@ -28,7 +30,7 @@ ROOT_FOLDER = "_top"  # sheet name for files directly in input_dir
 
 
 @dataclass(frozen=True)
-class SheetLayout:
+class SheetGeometry:
     """Geometry of a sheet: square thumbnails of ``thumb`` px in ``columns`` columns, a label
     line under each, a title line on top."""
 
@@ -98,17 +100,13 @@ def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[d
     return sheets, picks
 
 
-def manifest_text(title: str, members: Sequence[Source], digest: str, layout: SheetLayout) -> str:
+def manifest_text(title: str, members: Sequence[Source], digest: str, layout: SheetGeometry) -> str:
     rows: list[list[object]] = [["# contact sheet", title, digest, layout]]
     rows += [[s.rel, s.size, s.mtime_ns] for s in members]
     return tsv.text(rows)
 
 
-def write_manifest(path: Path, title: str, members: Sequence[Source], digest: str, layout: SheetLayout) -> bool:
-    return write_if_changed(path, manifest_text(title, members, digest, layout))
-
-
-def read_manifest(path: Path) -> tuple[str, list[str]]:
+def read_sheet_manifest(path: Path) -> tuple[str, list[str]]:
     title, rels = "", []
     for row in tsv.rows(path):
         if row[0] == "# contact sheet":
@@ -118,42 +116,50 @@ def read_manifest(path: Path) -> tuple[str, list[str]]:
     return title, rels
 
 
-def manifest_folder(layout: Layout, product: str) -> Path:
+def manifest_folder(layout: OutputPaths, product: str) -> Path:
     return layout.state_root / "sheets" / product
 
 
-def manifest_path(layout: Layout, product: str, sheet: str) -> Path:
+def manifest_path(layout: OutputPaths, product: str, sheet: str) -> Path:
     return manifest_folder(layout, product) / f"{sheet}.tsv"
 
 
-def sheet_names(layout: Layout, product: str) -> list[str]:
-    """Names of the sheets of ``product``, from the manifests :func:`plan_sheets` wrote."""
+def sheet_names(layout: OutputPaths, product: str) -> list[str]:
+    """Names of the sheets of ``product``, from the manifests :func:`write_sheet_manifests`
+    wrote (for jobs started elsewhere, which read the plan the run wrote)."""
     folder = manifest_folder(layout, product)
     return sorted(f.stem for f in folder.glob("*.tsv")) if folder.is_dir() else []
 
 
 def plan_sheets(
-    layout: Layout,
     products: Sequence[Product],
     sources: Sequence[Source],
     per_folder: int,
     overview: int,
-    sheet_layout: SheetLayout,
-) -> None:
-    """Write the manifest of every contact sheet whose content changed, and delete those of
-    folders that are gone."""
+    geometry: SheetGeometry,
+) -> dict[str, dict[str, str]]:
+    """The manifest of every contact sheet: product name -> sheet name -> manifest text."""
     folders, picks = choose(sources, per_folder, overview)
-    keep = {*folders, "overview"}
+    planned: dict[str, dict[str, str]] = {}
     for p in products:
-        old = manifest_folder(layout, p.name)
-        for stale in old.glob("*.tsv") if old.is_dir() else []:
-            if stale.stem not in keep:  # its folder is gone
-                stale.unlink()
+        sheets = planned[p.name] = {}
         for key, members in folders.items():
             title = f"{key.replace('__', '/')} ({len(members)} shown) - {p.name}"
-            write_manifest(manifest_path(layout, p.name, key), title, members, p.digest(), sheet_layout)
-        title = f"overview - {p.name}"
-        write_manifest(manifest_path(layout, p.name, "overview"), title, picks, p.digest(), sheet_layout)
+            sheets[key] = manifest_text(title, members, p.digest(), geometry)
+        sheets["overview"] = manifest_text(f"overview - {p.name}", picks, p.digest(), geometry)
+    return planned
+
+
+def write_sheet_manifests(layout: OutputPaths, planned: dict[str, dict[str, str]]) -> None:
+    """Write the sheet manifests whose content changed, and delete those of folders that are
+    gone."""
+    for product, sheets in planned.items():
+        old = manifest_folder(layout, product)
+        for stale in old.glob("*.tsv") if old.is_dir() else []:
+            if stale.stem not in sheets:  # its folder is gone
+                stale.unlink()
+        for key, text in sheets.items():
+            write_if_changed(manifest_path(layout, product, key), text)
 
 
 def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -197,7 +203,7 @@ def sheet_image(
     title: str,
     pngs: Sequence[Path | None],
     labels: Sequence[str],
-    layout: SheetLayout,
+    layout: SheetGeometry,
     columns: int | None = None,
 ) -> Image.Image:
     """A sheet; a missing PNG (bad input) leaves its cell grey with its label, a ``None``
@@ -232,12 +238,12 @@ def encode(sheet: Image.Image) -> bytes:
 
 
 def build(
-    manifest: Path, out: Path, product_dir: Path, layout: SheetLayout, suffix: str = ".png", legend: Image.Image | None = None
+    manifest: Path, out: Path, product_dir: Path, layout: SheetGeometry, suffix: str = ".png", legend: Image.Image | None = None
 ) -> None:
     """Render the sheet described by ``manifest`` from the images (``suffix``) under
     ``product_dir``, with the product's ``legend`` under the thumbnails if it has one. The
     overview (title starting with "overview") has one row per folder."""
-    title, rels = read_manifest(manifest)
+    title, rels = read_sheet_manifest(manifest)
 
     def png_of(rel: str) -> Path:
         return product_dir / output_rel(rel, suffix)
@@ -272,7 +278,7 @@ def with_legend(sheet: Image.Image, legend: Image.Image) -> Image.Image:
 def build_all(
     jobs: Sequence[tuple[Path, Path]],
     product_dir: Path,
-    layout: SheetLayout,
+    layout: SheetGeometry,
     suffix: str = ".png",
     legend: Image.Image | None = None,
 ) -> int:

@@ -17,7 +17,8 @@ from msrgb import __version__
 from msrgb.bandreader import BandImage, BandReader, source_input
 from msrgb.errors import InputError
 from msrgb.files import write_atomic, write_if_changed
-from msrgb.plan import Source, path_hash
+from msrgb.discovery import Source
+from msrgb.sharding import path_hash
 from msrgb.reader import TileReader, gdal_env
 from msrgb.render import product_bands
 from msrgb.products import Product

@@ -22,7 +22,10 @@ from pathlib import Path
 
 from msrgb.bandreader import scaled_bands_of
 from msrgb.errors import MsrgbError
-from msrgb.plan import Inputs, Layout, Source, StateData, discover_inputs, load_plan, read_state_full
+from msrgb.discovery import Inputs, Source, discover_inputs
+from msrgb.paths import OutputPaths
+from msrgb.sharding import load_plan
+from msrgb.state import StateData, read_state_full
 from msrgb.products import Product, products_from_dicts
 from msrgb.stats import with_recorded_limits
 
@@ -42,7 +45,7 @@ class ProductStatus:
         return not (self.stale or self.missing or self.bad or self.gone)
 
 
-def products_of(layout: Layout) -> list[Product]:
+def products_of(layout: OutputPaths) -> list[Product]:
     """The products of the last run (recorded by msrgb.prepare), with dataset-wide limits
     where they were computed."""
     try:
@@ -56,7 +59,7 @@ def products_of(layout: Layout) -> list[Product]:
     return [with_recorded_limits(p, layout.stretch(p.name)) for p in products_from_dicts(dicts)]
 
 
-def inputs_of(layout: Layout) -> Inputs:
+def inputs_of(layout: OutputPaths) -> Inputs:
     """How the inputs of the last run were stored (stacked files or band folders)."""
     try:
         return Inputs(**json.loads(layout.inputs_file().read_text(encoding="utf-8")))
@@ -64,7 +67,7 @@ def inputs_of(layout: Layout) -> Inputs:
         return Inputs()  # recorded by runs since band folders exist; before: stacked
 
 
-def recorded_state(layout: Layout, n_shards: int) -> StateData:
+def recorded_state(layout: OutputPaths, n_shards: int) -> StateData:
     """What the runs recorded: finished shards, then the checkpoints of unfinished ones."""
     paths = []
     for kind in ("state", "progress"):
@@ -74,7 +77,7 @@ def recorded_state(layout: Layout, n_shards: int) -> StateData:
     return read_state_full(paths)
 
 
-def status(layout: Layout, input_dir: Path | None = None) -> dict[str, ProductStatus]:
+def status(layout: OutputPaths, input_dir: Path | None = None) -> dict[str, ProductStatus]:
     """Per product, the state of every image of the output folder."""
     products = products_of(layout)
     plan = load_plan(layout)
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", type=int, default=10, metavar="N", help="show up to N files per kind")
     args = ap.parse_args(argv)
     try:
-        statuses = status(Layout(args.output_dir), args.input)
+        statuses = status(OutputPaths(args.output_dir), args.input)
     except MsrgbError as exc:
         print(f"msrgb.status: {exc}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def read_manifest(path: Path) -> list[dict[str, str]]:
+def read_provenance_manifest(path: Path) -> list[dict[str, str]]:
     """The rows of a provenance manifest: comment rows, the column names (first column
     ``path``), then one row per PNG (msrgb.tsv: names with tabs or line breaks are quoted)."""
     columns: list[str] | None = None
@@ -41,7 +41,7 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
 def verify_product(folder: Path, input_dir: Path | None = None) -> tuple[int, list[str]]:
     """(images checked, differences) for one product folder. Images made by msrgb before
     0.4.0 (the manifest's environment says so) have no recipe, which is not a difference."""
-    rows = read_manifest(folder / "manifest.tsv")
+    rows = read_provenance_manifest(folder / "manifest.tsv")
     envs = read_envs(folder / "manifest.tsv")
     problems = []
     listed = set()

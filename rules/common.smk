@@ -1,5 +1,7 @@
-# Settings and input functions. Writes nothing itself: the main process prepares the run through
-# msrgb.prepare.prepare_run (checks first, then the plan), jobs read the plan it wrote.
+# Settings and input functions. Reading the workflow writes nothing (dry runs, --lint, --report
+# leave the output folder as it was): the main process plans the run in memory
+# (msrgb.prepare.plan_run) and writes the plan when jobs are about to run (onstart,
+# msrgb.prepare.start_run); jobs started elsewhere read the plan it wrote.
 import json
 import math
 import os
@@ -13,7 +15,6 @@ from snakemake.utils import validate
 # The conversion logic lives in the msrgb package next to this workflow.
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from msrgb import plan as msplan  # noqa: E402
 from msrgb import progress as msprogress  # noqa: E402
 from msrgb import report as msreport  # noqa: E402
 from msrgb import sheets as mssheets  # noqa: E402
@@ -24,8 +25,11 @@ from msrgb.prepare import (
     Settings,
     Where,
     command_line_booleans,
-    prepare_run,
+    plan_run,
+    start_run,
 )  # noqa: E402
+from msrgb.sharding import load_plan  # noqa: E402
+from msrgb.work import print_counts  # noqa: E402
 
 validate(command_line_booleans(config), schema="../config/schema.yaml")
 
@@ -70,24 +74,35 @@ def where_jobs_run():
     )
 
 
-def plan_run():
-    """The main process prepares the run; jobs started elsewhere read the plan it wrote, so
-    they see exactly the same shards and threads whatever their own command line says.
-    """
+def prepare():
+    """The main process plans the run (reading only); jobs started elsewhere read the plan it
+    wrote when the run started, so they see exactly the same shards, threads and tokens
+    whatever their own command line says."""
     if not workflow.is_main_process:
-        return msplan.load_plan(LAYOUT)
+        return None
     try:
-        prepared = prepare_run(SETTINGS, WHERE)
+        prepared = plan_run(SETTINGS, WHERE)
     except MsrgbError as exc:
         raise WorkflowError(str(exc)) from None
     for note in prepared.notes:
         print(f"msrgb: {note}", file=sys.stderr)
-    msprogress.print_counts(prepared.counts)
-    start_progress(prepared)
-    return prepared.plan
+    print_counts(prepared.counts)
+    return prepared
 
 
 PROGRESS = []
+SLURM_WATCH = []
+
+
+def start_of_run():
+    """onstart (jobs are about to run; not in dry runs): write the plan, then show progress and
+    on Slurm watch for jobs that can never start."""
+    try:
+        start_run(SETTINGS, PREPARED)
+    except MsrgbError as exc:
+        raise WorkflowError(str(exc)) from None
+    start_progress(PREPARED)
+    start_slurm_watch()
 
 
 def start_progress(prepared):
@@ -110,11 +125,11 @@ def start_slurm_watch():
     """In the main process of a Slurm run: watch for shard jobs Slurm can never start and end
     the run with Slurm's reason (msrgb.slurm.PendingWatch)."""
     if WHERE.node_size is None:
-        return None
+        return
     rules = ("convert_shard", *(f"convert_pngs_{i}" for i in range(PLAN.n_shards)))
     watch = msslurm.PendingWatch(os.getcwd(), rules, WHERE.node_size)
     watch.start()
-    return watch
+    SLURM_WATCH.append(watch)
 
 
 def png_rules_wanted():
@@ -126,8 +141,8 @@ def png_rules_wanted():
 
 
 WHERE = where_jobs_run()
-PLAN = plan_run()
-SLURM_WATCH = start_slurm_watch()
+PREPARED = prepare()
+PLAN = PREPARED.plan if PREPARED else load_plan(LAYOUT)
 PNG_RULES = png_rules_wanted()
 
 
@@ -136,6 +151,11 @@ PNG_RULES = png_rules_wanted()
 
 def sample_of(wildcards):
     return str(LAYOUT.sample(wildcards.product))
+
+
+def sample_digest(wildcards):
+    """Changes when the stretch sample changes, so that Snakemake computes the limits again."""
+    return PREPARED.digest(PREPARED.samples[wildcards.product]) if PREPARED else ""
 
 
 def stretch_file(product):
@@ -163,20 +183,21 @@ def shard_state(shard):
     return str(LAYOUT.state(PLAN.n_shards, shard))
 
 
-def shard_log_pattern(kind="shard"):
-    return str(LAYOUT.log(f"convert_{kind}", "{n}-{shard}"))
+def shard_done(shard):
+    """The marker of a finished shard job, named by the shard's token (msrgb.sharding)."""
+    return str(LAYOUT.done(PLAN.n_shards, shard, PLAN.tokens[shard]))
 
 
-def shard_log(shard, kind="shard"):
-    return shard_log_pattern(kind).format(n=PLAN.n_shards, shard=shard)
+def shard_log_pattern():
+    return str(LAYOUT.log("convert_shard", "{n}-{shard}.{token}"))
 
 
-def shard_inputs(wildcards):
-    """The shard's manifest, and the dataset-wide stretch limits its products use."""
-    return {
-        **stretch_files(),
-        "manifest": str(LAYOUT.manifest(int(wildcards.n), int(wildcards.shard))),
-    }
+def shard_manifest_of(wildcards):
+    return str(LAYOUT.manifest(int(wildcards.n), int(wildcards.shard)))
+
+
+def shard_state_of(wildcards):
+    return str(LAYOUT.state(int(wildcards.n), int(wildcards.shard)))
 
 
 def shard_params():
@@ -202,8 +223,12 @@ def shard_pngs(shard):
     return [png for png in pngs if not SNAKEMAKE_SPECIAL.search(png)]
 
 
+def all_done():
+    """The target: one small marker per shard, not every PNG (docs/how-it-works.md)."""
+    return [shard_done(i) for i in range(PLAN.n_shards)]
+
+
 def all_states():
-    """The target: one small state file per shard, not every PNG (docs/how-it-works.md)."""
     return [shard_state(i) for i in range(PLAN.n_shards)]
 
 
@@ -233,8 +258,18 @@ def shard_walltime(wildcards):
 
 
 def sheet_names(product):
-    """Names of the contact sheets of ``product`` (from the manifests the plan wrote)."""
-    return mssheets.sheet_names(LAYOUT, product) if SETTINGS.contact_sheets else []
+    """Names of the contact sheets of ``product``: planned, or in jobs started elsewhere from
+    the manifests the run wrote."""
+    if not SETTINGS.contact_sheets:
+        return []
+    if PREPARED:
+        return sorted(PREPARED.sheets[product])
+    return mssheets.sheet_names(LAYOUT, product)
+
+
+def sheets_digest(product):
+    """Changes when a sheet of ``product`` changes, so that Snakemake runs its sheet job."""
+    return PREPARED.digest(PREPARED.sheets.get(product)) if PREPARED else ""
 
 
 def sheet_png(product, sheet):
@@ -262,6 +297,10 @@ def errors_table():
 def planning_errors():
     """What planning could not convert (unreadable folders, clashing outputs), for errors.tsv."""
     return str(LAYOUT.planning_errors())
+
+
+def planning_digest():
+    return PREPARED.digest(PREPARED.problems_text) if PREPARED else ""
 
 
 def summary_file():
@@ -306,9 +345,9 @@ def end_of_run(success):
     start; then let the process exit at once."""
     for live in PROGRESS:
         live.stop()
-    if SLURM_WATCH is not None:
-        SLURM_WATCH.stop()
-        for problem in SLURM_WATCH.problems:
+    for watch in SLURM_WATCH:
+        watch.stop()
+        for problem in watch.problems:
             print(f"msrgb: {problem}", file=sys.stderr)
     if success:
         print_summary()

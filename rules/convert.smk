@@ -1,9 +1,12 @@
 # Shard jobs. Snakemake sees a handful of jobs, never one per image (docs/how-it-works.md).
 #
-# convert_shard: what a normal run uses, one job per shard ({n}: shard count, {shard}: index).
-#   Its only output is the shard's state file, which records which image was made from which
-#   input under which settings; the images are written alongside. Declaring 27,000 PNGs here
-#   would cost Snakemake a marker file per PNG per run.
+# convert_shard: what a normal run uses, one job per shard ({n}: shard count, {shard}: index,
+#   {token}: the digest of the shard's manifest). Its only output is a marker named by the token:
+#   a shard whose inputs or settings changed gets a new token, so its marker is missing and
+#   Snakemake runs it, without the workflow writing anything while it is read. The job records
+#   which image was made from which input under which settings in the shard's state file and
+#   writes the images alongside. Declaring 27,000 PNGs here would cost Snakemake a marker file
+#   per PNG per run.
 # convert_pngs_<i>: declares every PNG of shard i, so a PNG can be a target
 #   (snakemake results/truecolor/Forest/Forest_7.png) or the input of another rule. Outputs
 #   cannot be computed from a wildcard, hence one rule per shard. PNGs are flagged update() so
@@ -13,14 +16,15 @@
 
 rule convert_shard:
     input:
-        unpack(shard_inputs),
+        **stretch_files(),
     output:
-        state=update(LAYOUT.state_pattern()),
+        done=LAYOUT.done_pattern(),
     log:
-        shard_log_pattern("shard"),
+        shard_log_pattern(),
     wildcard_constraints:
         n=r"\d+",
         shard=r"\d+",
+        token=r"[0-9a-f]+(-\d+)?",
     conda:
         "../envs/msrgb.yaml"
     threads: shard_threads
@@ -29,6 +33,8 @@ rule convert_shard:
         walltime=shard_walltime,
     params:
         **shard_params(),
+        manifest=shard_manifest_of,
+        state=shard_state_of,
     script:
         "../scripts/convert_shard.py"
 
@@ -40,11 +46,13 @@ for shard in range(PLAN.n_shards) if PNG_RULES else []:
             f"convert_pngs_{shard}"
         input:
             **stretch_files(),
-            manifest=shard_manifest(shard),
+            # ancient: the shard's own job runs first when its marker is missing, but a
+            # finished shard leaves these PNGs up to date
+            done=ancient(shard_done(shard)),
         output:
             pngs=update(shard_pngs(shard)),
         log:
-            shard_log(shard, "pngs"),
+            str(LAYOUT.log("convert_pngs", f"{PLAN.n_shards}-{shard}")),
         conda:
             "../envs/msrgb.yaml"
         threads: shard_threads
@@ -53,6 +61,7 @@ for shard in range(PLAN.n_shards) if PNG_RULES else []:
             walltime=as_walltime(shard_minutes(shard)),
         params:
             **shard_params(),
+            manifest=shard_manifest(shard),
             state=shard_state(shard),
             # a requested PNG must exist at the end: a bad input fails the job
             on_error="fail",

@@ -9,8 +9,7 @@ for product in PRODUCTS:
         name:
             f"contact_sheets_{product.name}"
         input:
-            states=all_states(),
-            manifests=sheet_manifests(product.name),
+            done=all_done(),
         output:
             # update(): the job rebuilds only the sheets whose manifest changed, keeps the rest
             sheets=update(
@@ -26,6 +25,8 @@ for product in PRODUCTS:
         conda:
             "../envs/msrgb.yaml"
         params:
+            manifests=sheet_manifests(product.name),
+            plan=sheets_digest(product.name),
             product_dir=str(LAYOUT.product_dir(product.name)),
             product=product.to_dict(),
             thumbnail=config["thumbnail_size"],
@@ -35,8 +36,7 @@ for product in PRODUCTS:
 
 rule summarize:
     input:
-        states=all_states(),
-        planning=planning_errors(),
+        done=all_done(),
     output:
         errors=report(
             errors_table(), caption="../report/errors.rst", category="Summary"
@@ -64,6 +64,9 @@ rule summarize:
     conda:
         "../envs/msrgb.yaml"
     params:
+        states=all_states(),
+        planning=planning_errors(),
+        plan=planning_digest(),
         output_dir=output_dir_of,
         n_products=len(PRODUCTS),
         digests=product_digests(),
@@ -71,6 +74,10 @@ rule summarize:
         thumbnail=config["thumbnail_size"],
     script:
         "../scripts/summarize.py"
+
+
+onstart:
+    start_of_run()
 
 
 onsuccess:

@@ -1,11 +1,10 @@
 # Dataset-wide percentile stretches: the limits are computed once, from a fixed sample of the
-# inputs (listed at parse time in .msrgb/samples/<product>.tsv), and recorded in
-# {output_dir}/stretch/<product>.json, which every shard job of that product reads.
+# inputs (planned when the workflow is read, written to .msrgb/samples/<product>.json when the
+# run starts), and recorded in {output_dir}/stretch/<product>.json, which every shard job of that
+# product reads.
 
 
 rule dataset_percentiles:
-    input:
-        sample=sample_of,
     output:
         limits=stretch_file("{product}"),
     log:
@@ -13,6 +12,8 @@ rule dataset_percentiles:
     conda:
         "../envs/msrgb.yaml"
     params:
+        sample=sample_of,
+        plan=sample_digest,
         input_dir=str(INPUT_DIR),
         product=product_dict,
     script:

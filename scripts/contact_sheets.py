@@ -10,7 +10,7 @@ logging.basicConfig(
     level=logging.INFO,
     format="%(asctime)s %(levelname)s %(message)s",
 )
-pairs = [(Path(m), Path(s)) for m, s in zip(snakemake.input.manifests, snakemake.output.sheets)]
+pairs = [(Path(m), Path(s)) for m, s in zip(snakemake.params.manifests, snakemake.output.sheets)]
 
 
 def stale(manifest: Path, sheet: Path) -> bool:
@@ -26,7 +26,7 @@ if any(stale(m, s) for m, s in pairs):
     from msrgb.products import products_from_dicts  # noqa: E402
 
     product = products_from_dicts([snakemake.params.product])[0]
-    layout = sheets.SheetLayout(thumb=snakemake.params.thumbnail)
+    layout = sheets.SheetGeometry(thumb=snakemake.params.thumbnail)
     legend = legend_image(product) if product.is_index else None
     done = sheets.build_all(pairs, Path(snakemake.params.product_dir), layout, product.suffix, legend)
 else:

@@ -8,18 +8,18 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb.errors import MsrgbError  # noqa: E402
 from msrgb.products import products_from_dicts  # noqa: E402
-from msrgb.shard import run_shard  # noqa: E402
+from msrgb.shard import remove_earlier_logs, run_shard  # noqa: E402
 
 logging.basicConfig(
     filename=snakemake.log[0],
     level=logging.INFO,
     format="%(asctime)s %(levelname)s %(message)s",
 )
+remove_earlier_logs(Path(snakemake.log[0]))
 try:
     run_shard(
-        manifest=Path(snakemake.input.manifest),
-        # convert_shard declares the state file; convert_pngs_<i> passes it as a param.
-        state_out=Path(snakemake.output.get("state") or snakemake.params.state),
+        manifest=Path(snakemake.params.manifest),
+        state_out=Path(snakemake.params.state),
         input_dir=Path(snakemake.params.input_dir),
         products=products_from_dicts(snakemake.params.products),
         threads=snakemake.threads,
@@ -27,6 +27,8 @@ try:
         stretch_files={k: Path(v) for k, v in snakemake.params.stretch_files.items()},
         read_ahead=snakemake.params.read_ahead,
         max_pixels=snakemake.params.max_pixels,
+        # convert_shard leaves the marker Snakemake asked for; convert_pngs_<i> declares PNGs
+        done=Path(snakemake.output.done) if snakemake.output.get("done") else None,
     )
 except MsrgbError as exc:
     logging.error("%s", exc)

@@ -18,6 +18,6 @@ logging.basicConfig(
 stats.run(
     product,
     Path(snakemake.params.input_dir),
-    Path(snakemake.input.sample),
+    Path(snakemake.params.sample),
     Path(snakemake.output.limits),
 )

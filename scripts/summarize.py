@@ -8,18 +8,20 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb import report  # noqa: E402
 from msrgb.products import products_from_dicts  # noqa: E402
-from msrgb.plan import Layout, load_plan, read_state_full  # noqa: E402
+from msrgb.paths import OutputPaths  # noqa: E402
+from msrgb.sharding import load_plan  # noqa: E402
+from msrgb.state import read_state_full  # noqa: E402
 
 logging.basicConfig(
     filename=snakemake.log[0],
     level=logging.INFO,
     format="%(asctime)s %(levelname)s %(message)s",
 )
-layout = Layout(Path(snakemake.params.output_dir))
+layout = OutputPaths(Path(snakemake.params.output_dir))
 # the shard states are read once, for errors.tsv and for the provenance manifests
-state = read_state_full([Path(p) for p in snakemake.input.states])
+state = read_state_full([Path(p) for p in snakemake.params.states])
 products = products_from_dicts(snakemake.params.products)
-planning = report.read_planning_errors(Path(snakemake.input.planning))
+planning = report.read_planning_errors(Path(snakemake.params.planning))
 errors = report.write_errors(state, Path(snakemake.output.errors), planning)
 report.write_provenance(
     state,

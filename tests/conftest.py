@@ -74,9 +74,9 @@ def run_totals(output_dir: Path) -> dict[str, int]:
     """What the shard jobs of the last run did (converted, failed, up_to_date, skipped), from
     the statistics each job records (.msrgb/runs/), counting jobs that finished after the run
     started."""
-    from msrgb.plan import Layout
+    from msrgb.paths import OutputPaths
 
-    layout = Layout(output_dir)
+    layout = OutputPaths(output_dir)
     started = float(layout.run_started().read_text())
     totals = dict.fromkeys(("converted", "failed", "up_to_date", "skipped"), 0)
     for path in (layout.state_root / "runs").rglob("*.json"):

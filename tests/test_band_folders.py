@@ -22,7 +22,7 @@ from conftest import REPO, SHARED_S2, run_snakemake, run_totals
 from msrgb import bandfiles, synth
 from msrgb.bandreader import BandImage, LargeBandImage
 from msrgb.convert import Converter
-from msrgb.plan import Inputs, discover_inputs
+from msrgb.discovery import Inputs, discover_inputs
 from msrgb.products import parse_products
 
 BANDS = {"layout": "band_folders"}

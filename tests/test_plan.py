@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from msrgb import plan, synth
+from msrgb import discovery, paths, sharding, state, synth
+from msrgb.lock import lock_output
+from msrgb.errors import PlanError
 from msrgb.products import parse_products
 
 
@@ -15,36 +17,36 @@ def test_discover_recursive_sorted_and_skips_hidden(tmp_path: Path):
     (tmp_path / "Forest" / "notes.txt").write_text("x")
     (tmp_path / "A" / "B").mkdir(parents=True)
     (tmp_path / "A" / "B" / "UPPER.TIFF").write_bytes(b"x")
-    rels = [s.rel for s in plan.discover(tmp_path)]
+    rels = [s.rel for s in discovery.discover(tmp_path)]
     assert rels == ["A/B/UPPER.TIFF", "Forest/Forest_1.tif", "River/River_1.tif"]
 
 
 def test_png_names_mirror_relative_paths():
-    assert plan.Source("A/B/x.y.TIFF", 0, 0).png_rel() == "A/B/x.y.png"
+    assert discovery.Source("A/B/x.y.TIFF", 0, 0).png_rel() == "A/B/x.y.png"
 
 
 def test_colliding_names_are_rejected(tmp_path: Path):
     (tmp_path / "a.tif").write_bytes(b"x")
     (tmp_path / "a.tiff").write_bytes(b"x")
-    with pytest.raises(plan.PlanError, match="a.tif and a.tiff both map to a.png"):
-        plan.discover(tmp_path)
+    with pytest.raises(PlanError, match="a.tif and a.tiff both map to a.png"):
+        discovery.discover(tmp_path)
 
 
 def test_missing_input_folder(tmp_path: Path):
-    with pytest.raises(plan.PlanError, match="does not exist"):
-        plan.discover(tmp_path / "nope")
+    with pytest.raises(PlanError, match="does not exist"):
+        discovery.discover(tmp_path / "nope")
 
 
 def test_shard_membership_is_stable_when_files_are_added():
     names = [f"C/C_{i}.tif" for i in range(5000)]
-    before = {n: plan.shard_of(n, 16) for n in names}
+    before = {n: sharding.shard_of(n, 16) for n in names}
     more = names + [f"D/D_{i}.tif" for i in range(1000)]
-    assert all(plan.shard_of(n, 16) == before[n] for n in more[:5000])
+    assert all(sharding.shard_of(n, 16) == before[n] for n in more[:5000])
 
 
 def test_power_of_two_shards_nest():
     for n in (f"x/{i}.tif" for i in range(2000)):
-        assert plan.shard_of(n, 32) % 8 == plan.shard_of(n, 8)
+        assert sharding.shard_of(n, 32) % 8 == sharding.shard_of(n, 8)
 
 
 @pytest.mark.parametrize(
@@ -52,31 +54,31 @@ def test_power_of_two_shards_nest():
     [(27000, 2, 4), (27000, 8, 16), (27000, 64, 128), (100, 2, 1), (1000, 2, 4), (270000, 2, 64), (0, 8, 1)],
 )
 def test_shard_count_adapts_to_files_and_cores(n_files, cores, expected):
-    assert plan.shard_count(n_files, cores, target_size=8000, min_size=200) == expected
+    assert sharding.shard_count(n_files, cores, target_size=8000, min_size=200) == expected
 
 
 def test_manifest_rewritten_only_when_content_changes(tmp_path: Path):
-    layout = plan.Layout(tmp_path / "out")
+    layout = paths.OutputPaths(tmp_path / "out")
     products = parse_products(["truecolor"])
-    sources = [plan.Source(f"C/{i}.tif", 10, 20) for i in range(50)]
-    plan.write_plan(layout, sources, 2, products)
+    sources = [discovery.Source(f"C/{i}.tif", 10, 20) for i in range(50)]
+    sharding.plan_shards(layout, sources, 2, products)
     m0 = layout.manifest(2, 0)
     os.utime(m0, ns=(1, 1))
-    plan.write_plan(layout, sources, 2, products)
+    sharding.plan_shards(layout, sources, 2, products)
     assert m0.stat().st_mtime_ns == 1, "unchanged manifest must keep its mtime"
-    changed = [plan.Source(s.rel, 11, 20) for s in sources]
-    plan.write_plan(layout, changed, 2, products)
+    changed = [discovery.Source(s.rel, 11, 20) for s in sources]
+    sharding.plan_shards(layout, changed, 2, products)
     assert layout.manifest(2, 0).stat().st_mtime_ns > 1
-    members, digests = plan.read_manifest(layout.manifest(2, 0))
+    members, digests = sharding.read_shard_manifest(layout.manifest(2, 0))
     assert digests == {"truecolor": products[0].digest(), "on_error": "fail"}
     assert all(m.size == 11 for m in members)
 
 
 def test_related_states_cover_split_and_merged_shards(tmp_path: Path):
-    layout = plan.Layout(tmp_path)
+    layout = paths.OutputPaths(tmp_path)
     for n, i in [(4, 1), (4, 3), (16, 5), (16, 6), (2, 1)]:
         layout.state(n, i).parent.mkdir(parents=True, exist_ok=True)
-        layout.state(n, i).write_text(plan.STATE_HEADER + "\n")
+        layout.state(n, i).write_text(state.STATE_HEADER + "\n")
     found = {(int(p.parent.name), int(p.stem)) for p in layout.related_states(8, 5)}
     assert found == {(4, 1), (16, 5), (2, 1)}
 
@@ -88,7 +90,7 @@ def test_refused_run_names_the_holder_even_if_it_has_just_taken_the_lock(tmp_pat
     import fcntl
     import threading
 
-    layout = plan.Layout(tmp_path / "out")
+    layout = paths.OutputPaths(tmp_path / "out")
     lock = layout.state_root / "run.lock"
     lock.parent.mkdir(parents=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT)  # another open file: flock sees another holder
@@ -96,12 +98,12 @@ def test_refused_run_names_the_holder_even_if_it_has_just_taken_the_lock(tmp_pat
         fcntl.flock(fd, fcntl.LOCK_EX)
         late = threading.Timer(0.5, os.pwrite, (fd, b"pid 4242 on elsewhere since now\n", 0))
         late.start()
-        with pytest.raises(plan.PlanError, match=r"in use by another msrgb run \(pid 4242 on"):
-            plan.lock_output(layout)
+        with pytest.raises(PlanError, match=r"in use by another msrgb run \(pid 4242 on"):
+            lock_output(layout)
         late.join()
     finally:
         os.close(fd)
     # Once the holder has gone, the folder can be taken, and the line names this process.
-    plan.lock_output(layout)
+    lock_output(layout)
     assert lock.read_text().strip().startswith(f"pid {os.getpid()} on ")
     assert len(lock.read_bytes()) == 256

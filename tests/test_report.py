@@ -12,7 +12,7 @@ import numpy as np
 from conftest import run_snakemake
 
 from msrgb import synth
-from msrgb.sheets import SheetLayout, thumbnail
+from msrgb.sheets import SheetGeometry, thumbnail
 
 
 def test_contact_sheets_summary_and_report(tmp_path: Path) -> None:
@@ -23,7 +23,7 @@ def test_contact_sheets_summary_and_report(tmp_path: Path) -> None:
     assert "msrgb summary" in proc.stdout and "converted this run" in proc.stdout
 
     # A folder sheet: 12 of the 13 files (the first by name), 10 per row -> 10 x 2 cells.
-    layout = SheetLayout(thumb=128)
+    layout = SheetGeometry(thumb=128)
     sheet = iio.imread(out / "contact_sheets" / "truecolor" / "Forest.png")
     assert sheet.shape == (layout.size(12)[1], layout.size(12)[0], 3)
     assert layout.size(12) == (6 + 10 * 134, 22 + 6 + 2 * 148)

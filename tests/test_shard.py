@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from conftest import assert_png_matches
 
-from msrgb import plan, synth
+from msrgb import discovery, paths, sharding, state, synth
+from msrgb.errors import PlanError
 from msrgb.products import Product, parse_products
 from msrgb.shard import ShardError, run_shard
 
@@ -14,8 +15,8 @@ def make(tmp_path: Path, products=None):
     tifs = tmp_path / "tif"
     synth.generate(tifs, 2, classes=("Forest", "River", "SeaLake"))
     products = products or parse_products(["truecolor"])
-    layout = plan.Layout(tmp_path / "out")
-    p = plan.write_plan(layout, plan.discover(tifs), 1, products)
+    layout = paths.OutputPaths(tmp_path / "out")
+    p = sharding.plan_shards(layout, discovery.discover(tifs), 1, products)
     return tifs, layout, p, products
 
 
@@ -25,17 +26,17 @@ def test_second_run_converts_nothing_and_a_changed_file_alone(tmp_path: Path):
     assert run_shard(*args, threads=2).converted == 6
     assert run_shard(*args).converted == 0
     synth.write_tile(tifs / "River" / "River_2.tif", synth.make_tile("Forest", 9), (0.0, 0.0), 32632)
-    plan.write_plan(layout, plan.discover(tifs), 1, products)
+    sharding.plan_shards(layout, discovery.discover(tifs), 1, products)
     result = run_shard(*args)
     assert (result.converted, result.up_to_date) == (1, 5)
-    assert_png_matches(layout.png("truecolor", plan.Source("River/River_2.tif", 0, 0)), tifs / "River" / "River_2.tif")
+    assert_png_matches(layout.png("truecolor", discovery.Source("River/River_2.tif", 0, 0)), tifs / "River" / "River_2.tif")
 
 
 def test_bad_files_are_all_listed_and_good_ones_kept(tmp_path: Path):
     tifs, layout, _, products = make(tmp_path)
     (tifs / "Forest" / "Forest_1.tif").write_text("this is not a tiff")
     (tifs / "SeaLake" / "empty.tif").write_bytes(b"")
-    plan.write_plan(layout, plan.discover(tifs), 1, products)
+    sharding.plan_shards(layout, discovery.discover(tifs), 1, products)
     with pytest.raises(ShardError) as err:
         run_shard(layout.manifest(1, 0), layout.state(1, 0), tifs, products)
     msg = str(err.value)
@@ -44,11 +45,11 @@ def test_bad_files_are_all_listed_and_good_ones_kept(tmp_path: Path):
     pngs = sorted(p.name for p in (layout.output_dir / "truecolor").rglob("*.png"))
     assert pngs == ["Forest_2.png", "River_1.png", "River_2.png", "SeaLake_1.png", "SeaLake_2.png"]
     assert not layout.state(1, 0).exists(), "a failed job does not write its Snakemake output"
-    state = plan.read_state_full([layout.progress(1, 0)]).records
-    assert len(state) == 5, "the good conversions are recorded for the next run"
+    records = state.read_state_full([layout.progress(1, 0)]).records
+    assert len(records) == 5, "the good conversions are recorded for the next run"
     (tifs / "Forest" / "Forest_1.tif").unlink()
     (tifs / "SeaLake" / "empty.tif").unlink()
-    plan.write_plan(layout, plan.discover(tifs), 1, products)
+    sharding.plan_shards(layout, discovery.discover(tifs), 1, products)
     result = run_shard(layout.manifest(1, 0), layout.state(1, 0), tifs, products)
     assert (result.converted, result.up_to_date) == (0, 5), "nothing converted twice"
     assert not layout.progress(1, 0).exists()
@@ -62,7 +63,7 @@ def test_changing_one_product_rerenders_only_that_product(tmp_path: Path):
     a_inode = a_png.stat().st_ino  # a rewrite (temporary file + rename) changes the inode
     spec["b"]["stretch"]["max"] = 2000
     products = parse_products(spec)
-    plan.write_plan(layout, plan.discover(tifs), 1, products)
+    sharding.plan_shards(layout, discovery.discover(tifs), 1, products)
     result = run_shard(layout.manifest(1, 0), layout.state(1, 0), tifs, products)
     assert result.converted == 6
     assert a_png.stat().st_ino == a_inode, "product a must not be rewritten"
@@ -153,7 +154,7 @@ def test_a_fifo_named_like_a_tiff_is_reported_not_waited_for(tmp_path: Path):
 
     tifs, layout, _, products = make(tmp_path)
     os.mkfifo(tifs / "Forest" / "pipe.tif")
-    plan.write_plan(layout, plan.discover(tifs), 1, products)
+    sharding.plan_shards(layout, discovery.discover(tifs), 1, products)
     with pytest.raises(ShardError, match=r"1 of 7 .*\n  .*pipe\.tif: is not a regular file"):
         run_shard(layout.manifest(1, 0), layout.state(1, 0), tifs, products)
     assert len(list((layout.output_dir / "truecolor").rglob("*.png"))) == 6
@@ -161,8 +162,9 @@ def test_a_fifo_named_like_a_tiff_is_reported_not_waited_for(tmp_path: Path):
 
 def test_work_to_do_decides_from_records_and_present_outputs():
     """The pure decision of a shard job, without files: what to convert, what is kept."""
-    from msrgb.plan import Source, StateData
-    from msrgb.shard import work_to_do
+    from msrgb.discovery import Source
+    from msrgb.state import StateData
+    from msrgb.work import work_to_do
 
     a, b, c, d = (Source(f"X/{n}.tif", 100, 5) for n in "abcd")
     products = parse_products({"p": {"preset": "truecolor"}, "q": {"preset": "swir"}})
@@ -193,12 +195,14 @@ def test_work_to_do_decides_from_records_and_present_outputs():
 
 
 def test_planning_does_not_load_gdal():
-    """msrgb.plan runs at parse time in every Snakemake process: it must not import rasterio."""
+    """Discovery, sharding, output paths, states and the lock run when any Snakemake process
+    reads the workflow: they must not import rasterio."""
     import subprocess
     import sys
 
     from conftest import REPO
 
-    code = "import sys; import msrgb.plan; print('rasterio' in sys.modules)"
+    modules = "msrgb.discovery, msrgb.sharding, msrgb.paths, msrgb.state, msrgb.lock"
+    code = f"import sys; import {modules}; print('rasterio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr

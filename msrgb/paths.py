@@ -1,0 +1,197 @@
+"""Where msrgb keeps its files under the output folder, and which of them exist."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from msrgb.errors import PlanError
+from msrgb.files import is_stale_temporary, output_rel
+
+if TYPE_CHECKING:
+    from msrgb.discovery import Source
+    from msrgb.products import Product
+
+STATE_DIR = ".msrgb"
+
+
+#: Names msrgb gives to files and folders of its own in the output folder (and ``manifest.tsv``
+#: in each product's folder): no product may be named so, in any case.
+RESERVED_NAMES = (
+    STATE_DIR, "logs", "stretch", "contact_sheets", "histograms", "clipping", "legends",
+    "errors.tsv", "summary.json", "manifest.tsv", "report.html",
+)  # fmt: skip
+
+
+def check_product_name(name: str) -> None:
+    """Fail when a product's folder would be one of msrgb's own files or folders."""
+    if name.lower() in (n.lower() for n in RESERVED_NAMES):
+        raise PlanError(
+            f"config 'products': a product cannot be named {name!r}: msrgb writes a file or "
+            f"folder of that name in the output folder ({', '.join(RESERVED_NAMES)}); rename it"
+        )
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where the workflow keeps its files under the output folder."""
+
+    output_dir: Path
+
+    @classmethod
+    def of_manifest(cls, manifest: Path) -> OutputPaths:
+        """The layout a manifest file belongs to (it lives at .msrgb/manifests/<S>/<i>.tsv)."""
+        return cls(manifest.parents[3])
+
+    @property
+    def state_root(self) -> Path:
+        return self.output_dir / STATE_DIR
+
+    def manifest(self, n_shards: int, shard: int) -> Path:
+        return self.state_root / "manifests" / f"{n_shards}" / f"{shard}.tsv"
+
+    def state(self, n_shards: int, shard: int) -> Path:
+        return self.state_root / "state" / f"{n_shards}" / f"{shard}.tsv"
+
+    def done(self, n_shards: int, shard: int, token: str) -> Path:
+        """The marker a finished job of a shard leaves, named by the shard's token
+        (msrgb.sharding): the target Snakemake is given for each shard."""
+        return self.state_root / "done" / f"{n_shards}" / f"{shard}" / token
+
+    def done_pattern(self) -> str:
+        """The marker of any shard, with the wildcards ``{n}``, ``{shard}`` and ``{token}``."""
+        return str(self.state_root / "done" / "{n}" / "{shard}" / "{token}")
+
+    def state_pattern(self) -> str:
+        """The state file of any shard, with the wildcards ``{n}`` (shard count) and ``{shard}``."""
+        return str(self.state_root / "state" / "{n}" / "{shard}.tsv")
+
+    def progress(self, n_shards: int, shard: int) -> Path:
+        """Checkpoints of a shard job that has not finished (killed, failed); not a Snakemake
+        output, so Snakemake neither deletes nor restores it."""
+        return self.state_root / "progress" / f"{n_shards}" / f"{shard}.tsv"
+
+    def live(self, n_shards: int, shard: int) -> Path:
+        """How far a running shard job is (msrgb.progress), for the progress display."""
+        return self.state_root / "live" / f"{n_shards}" / f"{shard}.json"
+
+    def run_stats(self, n_shards: int, shard: int) -> Path:
+        """What the last job of a shard did (counts, seconds), for the run summary."""
+        return self.state_root / "runs" / f"{n_shards}" / f"{shard}.json"
+
+    def run_started(self) -> Path:
+        """Written by the main process when a run starts, for the run summary."""
+        return self.state_root / "run_started"
+
+    def sample(self, product: str) -> Path:
+        """The files a dataset-wide stretch of ``product`` is computed from (msrgb.stats)."""
+        return self.state_root / "samples" / f"{product}.json"
+
+    def products_file(self) -> Path:
+        """The products of the last run, for msrgb.status."""
+        return self.state_root / "products.json"
+
+    def inputs_file(self) -> Path:
+        """How the inputs of the last run are stored (Inputs), for msrgb.status."""
+        return self.state_root / "inputs.json"
+
+    def plan_file(self) -> Path:
+        return self.state_root / "plan.tsv"
+
+    def product_dir(self, product: str) -> Path:
+        return self.output_dir / product
+
+    def stretch(self, product: str) -> Path:
+        """The limits of a dataset-wide stretch (msrgb.stats), which every shard job reads."""
+        return self.output_dir / "stretch" / f"{product}.json"
+
+    def contact_sheet(self, product: str, sheet: str) -> Path:
+        return self.output_dir / "contact_sheets" / product / f"{sheet}.png"
+
+    def provenance(self, product: str) -> Path:
+        return self.product_dir(product) / "manifest.tsv"
+
+    def histogram(self, product: str) -> Path:
+        """The histogram of the output values of a sample of the product's images."""
+        return self.output_dir / "histograms" / f"{product}.png"
+
+    def clipped_sheet(self, product: str) -> Path:
+        """A contact sheet of the product's most clipped images."""
+        return self.output_dir / "clipping" / f"{product}.png"
+
+    def legend(self, product: str) -> Path:
+        """The colour bar of a product drawn with a colour map."""
+        return self.output_dir / "legends" / f"{product}.png"
+
+    def planning_errors(self) -> Path:
+        """What planning found it cannot convert (msrgb.files.Problems), for errors.tsv."""
+        return self.state_root / "planning_errors.tsv"
+
+    def errors_table(self) -> Path:
+        return self.output_dir / "errors.tsv"
+
+    def summary(self) -> Path:
+        return self.output_dir / "summary.json"
+
+    def log(self, rule: str, name: str | None = None) -> Path:
+        """The log of one job of ``rule`` (``name`` may hold wildcards; None for a rule with
+        one job)."""
+        logs = self.output_dir / "logs"
+        return logs / f"{rule}.log" if name is None else logs / rule / f"{name}.log"
+
+    def png(self, product: Product | str, source: Source) -> Path:
+        return Path(self.png_str(product, source))
+
+    def png_str(self, product: Product | str, source: Source) -> str:
+        """The image of ``source`` for ``product`` (a product name: a PNG), as a string (cheap
+        enough for 100,000s of files). The suffix is the product's format's (.png, .jpg,
+        .webp)."""
+        if isinstance(product, str):
+            return f"{self.output_dir}/{product}/{source.png_rel()}"
+        return f"{self.output_dir}/{product.name}/{output_rel(source.rel, product.suffix)}"
+
+    def related_states(self, n_shards: int, shard: int) -> list[Path]:
+        """State files of any shard count whose shards overlap shard ``shard`` of
+        ``n_shards`` (power-of-two shards nest), oldest first."""
+        root = self.state_root / "state"
+        found = []
+        if root.is_dir():
+            for sub in root.iterdir():
+                if not sub.name.isdigit():
+                    continue
+                other = int(sub.name)
+                common = min(other, n_shards)
+                for f in sub.glob("*.tsv"):
+                    if f.stem.isdigit() and int(f.stem) % common == shard % common:
+                        found.append(f)
+        return sorted(found, key=lambda f: f.stat().st_mtime_ns)
+
+
+
+class OutputListing:
+    """Whether output files exist, from one listing per output folder and no per-file stat:
+    cheap even for 100,000s of images. Call it with a path. With ``remove_stale`` (shard jobs
+    only: planning writes nothing), the first listing of a folder also deletes the temporary
+    files that killed runs left in it."""
+
+    def __init__(self, remove_stale: bool = False) -> None:
+        self._names: dict[str, set[str]] = {}
+        self._remove_stale = remove_stale
+
+    def __call__(self, path: str | Path) -> bool:
+        folder, _, name = str(path).rpartition("/")
+        names = self._names.get(folder)
+        if names is None:
+            try:
+                names = set(os.listdir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                names = set()
+            if self._remove_stale:
+                for stale in [n for n in names if n.endswith(".tmp") and is_stale_temporary(n)]:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(folder, stale))
+            self._names[folder] = names
+        return name in names
