@@ -105,9 +105,9 @@ def test_bigearthnet_patches_truecolor_exact_swir_on_the_10m_grid(bigearthnet: P
         assert np.array_equal(swir, formula(*expected, read_band(files["B04"]))), name
     rows = [line.split("\t") for line in (out / "truecolor" / "manifest.tsv").read_text().splitlines()]
     header = rows.index(["path", "source_size", "source_sha256", "png_sha256", "settings_digest", "env", "radiometry"])
-    from msrgb.verify import read_manifest
+    from msrgb.verify import read_provenance_manifest
 
-    first = read_manifest(out / "truecolor" / "manifest.tsv")[0]
+    first = read_provenance_manifest(out / "truecolor" / "manifest.tsv")[0]
     used = json.loads(first["source_sha256"])
     assert [Path(p).name[-7:] for p, _ in used] == ["B04.tif", "B03.tif", "B02.tif"]
     assert len(rows) - header - 1 == 8
@@ -237,9 +237,9 @@ def test_safe_products_read_the_finest_jpeg2000_bands(tmp_path: Path, level: str
 
 
 def _manifest_rows(path: Path) -> list[dict[str, str]]:
-    from msrgb.verify import read_manifest
+    from msrgb.verify import read_provenance_manifest
 
-    return read_manifest(path)
+    return read_provenance_manifest(path)
 
 
 needs_s2 = pytest.mark.skipif(not SHARED_S2.is_dir(), reason=f"real Sentinel-2 scene not present at {SHARED_S2}")

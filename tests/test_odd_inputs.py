@@ -181,7 +181,7 @@ def test_odd_file_names_convert_and_stay_parseable(tmp_path: Path):
         assert_png_matches(png, root / "Odd" / name)
     errors = list(tsv.rows(out / "errors.tsv"))
     assert errors == [["file", "reason"], ["Odd/bad\nname.tif", errors[1][1]]]
-    rows = verify.read_manifest(out / "truecolor" / "manifest.tsv")
+    rows = verify.read_provenance_manifest(out / "truecolor" / "manifest.tsv")
     assert sorted(r["path"] for r in rows) == sorted(f"Odd/{n[: n.rfind('.')]}.png" for n in names)
     assert verify.main([str(out), "--input", str(root)]) == 0
     assert json.loads((out / "summary.json").read_text())["skipped"] == 1

@@ -23,7 +23,7 @@ from msrgb.errors import InputError
 from msrgb.products import colormap_lut, parse_products
 from msrgb.radiometry import Scaling, from_gdal, looks_like_offset_data, read_safe_metadata
 from msrgb.render import optimized
-from msrgb.verify import read_manifest
+from msrgb.verify import read_provenance_manifest
 
 BANDS = {"layout": "band_folders"}
 THREE = ("B02", "B03", "B04", "B08")
@@ -134,7 +134,7 @@ def test_the_same_reflectance_gives_the_same_images_whatever_the_baseline(safe_r
 
 def test_recipes_and_the_manifest_record_the_offsets_and_verify_passes(safe_run):
     root, out, made = safe_run
-    rows = {Path(r["path"]).name: r for r in read_manifest(out / "truecolor" / "manifest.tsv")}
+    rows = {Path(r["path"]).name: r for r in read_provenance_manifest(out / "truecolor" / "manifest.tsv")}
     for key, (safe, offsets) in made.items():
         png = out / "truecolor" / key / (safe.name[: -len(".SAFE")] + ".png")
         recipe = json.loads(Image.open(png).text["msrgb"])

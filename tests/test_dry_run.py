@@ -1,0 +1,107 @@
+"""Reading the workflow is a question, not an action: dry runs, --lint, --list-rules, --summary
+and --report leave the output folder as it was (docs/how-it-works.md, "Dry runs")."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_snakemake, snapshot
+from msrgb import synth
+
+QUESTIONS = [
+    pytest.param(["-n"], id="dry-run"),
+    pytest.param(["--lint"], id="lint"),
+    pytest.param(["--list-rules"], id="list-rules"),
+    pytest.param(["--summary"], id="summary"),
+    pytest.param(["--report", "{tmp}/report.html"], id="report"),
+]
+
+
+@pytest.mark.parametrize("args", QUESTIONS)
+def test_questions_leave_a_new_output_folder_absent(tmp_path: Path, args: list[str]):
+    out = tmp_path / "out"
+    args = [a.format(tmp=tmp_path) for a in args]
+    proc = run_snakemake(tmp_path, *args, check=False, input_dir=str(REPO / "sample" / "eurosat"), output_dir=str(out))
+    # --lint exits 1 when it has advice; what matters here is that it read the workflow
+    assert proc.returncode in ((0, 1) if "--lint" in args else (0,)), proc.stderr[-3000:]
+    assert not out.exists(), f"{args} wrote into the output folder: {sorted(map(str, out.rglob('*')))[:10]}"
+
+
+def test_dry_run_counts_and_changes_nothing_after_a_run(tmp_path: Path):
+    out = tmp_path / "out"
+    config = {"input_dir": str(REPO / "sample" / "eurosat"), "output_dir": str(out)}
+    first = run_snakemake(tmp_path, "-n", **config)
+    assert "truecolor: 20 to convert" in first.stderr
+    run_snakemake(tmp_path, **config)
+    before = snapshot(out)
+    for args in (["-n"], ["--summary"], ["--list-rules"]):
+        proc = run_snakemake(tmp_path, *args, **config)
+        after = snapshot(out)
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        assert not changed, f"{args} changed {changed[:10]}"
+    assert "truecolor: 0 to convert, 0 to remove, 20 up to date" in proc.stderr or "-n" not in args
+    dry = run_snakemake(tmp_path, "-n", **config)
+    assert "truecolor: 0 to convert, 0 to remove, 20 up to date" in dry.stderr
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_dry_run_after_a_change_names_the_shard_and_writes_nothing(tmp_path: Path, dataset: Path):
+    """A new input: the dry run counts it and lists the shard job that will make it; a deleted
+    image: the dry run lists its shard too (without touching the state, as planning once did)."""
+    out = tmp_path / "out"
+    config = {"input_dir": str(dataset), "output_dir": str(out)}
+    run_snakemake(tmp_path, **config)
+    synth.write_tile(dataset / "Forest" / "new.tif", synth.make_tile("Forest", 77), (500000.0, 5000000.0), 32632)
+    next(out.glob("truecolor/River/*.png")).unlink()
+    before = snapshot(out)
+    dry = run_snakemake(tmp_path, "-n", **config)
+    assert snapshot(out) == before
+    assert "truecolor: 2 to convert" in dry.stderr
+    assert "convert_shard" in dry.stdout
+    run_snakemake(tmp_path, **config)
+    again = run_snakemake(tmp_path, "-n", **config)
+    assert "truecolor: 0 to convert, 0 to remove, 32 up to date" in again.stderr
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_dry_run_during_a_run_answers_and_does_not_disturb_it(tmp_path: Path):
+    """The run is frozen (SIGSTOP) while one of its shard jobs works, the dry run asks, the run
+    goes on (SIGCONT) and finishes with every image right."""
+    inputs = tmp_path / "tif"
+    synth.generate(inputs, 40)
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile",
+        str(REPO / "config" / "config.yaml"), "--cores", "1", "--config", f"input_dir={inputs}",
+        f"output_dir={out}", "shards=2",
+    ]  # fmt: skip
+    run = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((out / ".msrgb" / "live").rglob("*.json")):
+            assert run.poll() is None, run.stdout.read().decode()[-3000:] if run.stdout else ""
+            assert time.monotonic() < deadline, "the run never started a shard job"
+            time.sleep(0.02)
+        os.killpg(run.pid, signal.SIGSTOP)
+        try:
+            frozen = snapshot(out)
+            dry = subprocess.run([*cmd[:7], "-n", *cmd[9:]], cwd=tmp_path, capture_output=True, text=True)
+            assert snapshot(out) == frozen, "the dry run wrote into the folder of a running run"
+        finally:
+            os.killpg(run.pid, signal.SIGCONT)
+        assert dry.returncode == 0, dry.stderr[-3000:]
+        assert "truecolor:" in dry.stderr and "to convert" in dry.stderr
+        assert run.wait(timeout=300) == 0, run.stdout.read().decode()[-3000:] if run.stdout else ""
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert len(list((out / "truecolor").rglob("*.png"))) == 400
+    final = run_snakemake(tmp_path, "-n", input_dir=str(inputs), output_dir=str(out), shards="2")
+    assert "truecolor: 0 to convert, 0 to remove, 400 up to date" in final.stderr
