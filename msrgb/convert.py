@@ -218,13 +218,7 @@ class Converter:
         stays a few blocks of rows plus the compressed PNGs, whatever the image's size (a JPEG
         or WebP is encoded from the whole image at the end). The images are byte for byte those
         of the in-memory path. Logs its progress."""
-        for p in products:
-            if p.stretch == "clahe" or (p.stretch == "equalize" and not p.dataset_stretch):
-                raise InputError(
-                    f"{image.path}: product {p.name!r}: a {p.stretch!r} stretch of one image needs "
-                    "the whole image in memory, and this one is read in blocks; set max_size (a "
-                    "quicklook) or, for equalize, scope: dataset"
-                )
+        _check_blockwise(image, products)
         preview = image.preview() if image.is_float else None  # for float_range_note
         # a PNG is compressed block by block; a JPEG or WebP is encoded whole at the end, from
         # one array filled in place (no list of blocks to join: one copy less at the peak)
@@ -308,3 +302,14 @@ class Converter:
             assert tile.transform is not None and tile.crs_wkt is not None
             write_output(world_file_path(path), world_file_text(tile.transform).encode())
             write_output(aux_xml_path(path), aux_xml_text(tile.transform, tile.crs_wkt).encode())
+
+
+def _check_blockwise(image: LargeImage | LargeBandImage, products: Sequence[Product]) -> None:
+    """Fail for a product that cannot be made from an image read in blocks."""
+    for p in products:
+        if p.stretch == "clahe" or (p.stretch == "equalize" and not p.dataset_stretch):
+            raise InputError(
+                f"{image.path}: product {p.name!r}: a {p.stretch!r} stretch of one image needs "
+                "the whole image in memory, and this one is read in blocks; set max_size (a "
+                "quicklook) or, for equalize, scope: dataset"
+            )

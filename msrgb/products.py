@@ -80,6 +80,32 @@ PRODUCT_KEYS = (
 )  # fmt: skip
 STRETCH_KEYS = ("type", "min", "max", "out_min", "low", "high", "scope", "sample", "gamma", "scale")
 
+#: The one place of a product's defaults: the key in the config (``stretch.<key>`` for those of
+#: a stretch) -> the Product field it fills and its default.
+DEFAULTS: dict[str, tuple[str, Any]] = {
+    "stretch.type": ("stretch", "gain"),
+    "stretch.min": ("vmin", 0.0),
+    "stretch.max": ("vmax", 4000.0),
+    "stretch.out_min": ("out_min", 0),
+    "stretch.low": ("low", 2.0),
+    "stretch.high": ("high", 98.0),
+    "stretch.scope": ("scope", "image"),
+    "stretch.sample": ("sample", 500),
+    "stretch.gamma": ("gamma", 1.0),
+    "stretch.scale": ("scale", 10000.0),
+    "bit_depth": ("bit_depth", 8),
+    "range": ("value_range", (-1.0, 1.0)),
+    "format": ("format", "png"),
+    "quality": ("quality", 90),
+    "png_compression": ("png_compression", "huffman"),
+    "resampling": ("resampling", "bilinear"),
+}
+
+
+def default(key: str) -> Any:
+    """The default of config key ``key`` (:data:`DEFAULTS`)."""
+    return DEFAULTS[key][1]
+
 #: Settings added after 0.4.0 and their defaults: they count in a product's digest only when
 #: set, so that the images of earlier versions stay up to date.
 LATER_DEFAULTS: dict[str, Any] = {
@@ -103,35 +129,35 @@ class Product:
     name: str
     bands: tuple[str, ...]
     band_map: tuple[str, ...] = EUROSAT_BANDS
-    stretch: str = "gain"
-    vmin: float = 0.0
-    vmax: float = 4000.0
-    out_min: int = 0
-    low: float = 2.0
-    high: float = 98.0
-    scope: str = "image"
-    sample: int = 500
-    gamma: float = 1.0
-    bit_depth: int = 8
+    stretch: str = default("stretch.type")
+    vmin: float = default("stretch.min")
+    vmax: float = default("stretch.max")
+    out_min: int = default("stretch.out_min")
+    low: float = default("stretch.low")
+    high: float = default("stretch.high")
+    scope: str = default("stretch.scope")
+    sample: int = default("stretch.sample")
+    gamma: float = default("stretch.gamma")
+    bit_depth: int = default("bit_depth")
     nodata: float | str | None = None
     world_file: bool = False
-    png_compression: str = "huffman"
+    png_compression: str = default("png_compression")
     #: longest side of the output in px (a quicklook through GDAL's overviews), None: full size
     max_size: int | None = None
     #: how GDAL resamples bands of other resolutions and quicklooks (RESAMPLING)
-    resampling: str = "bilinear"
+    resampling: str = default("resampling")
     #: band arithmetic (msrgb.expression); ``bands`` are then the bands it uses
     expression: str | None = None
     #: colour map of an expression product (any name the cmap library knows; None: gray)
     colormap: str | None = None
     #: the expression values drawn as the first and the last colour of the map
-    value_range: tuple[float, float] = (-1.0, 1.0)
+    value_range: tuple[float, float] = default("range")
     #: image format: png, jpeg, webp
-    format: str = "png"
+    format: str = default("format")
     #: JPEG and WebP quality, 1-100
-    quality: int = 90
+    quality: int = default("quality")
     #: optimized stretch: the input value of reflectance 1 (Sentinel-2 L1C/L2A: 10000)
-    scale: float = 10000.0
+    scale: float = default("stretch.scale")
     #: per-band (min, max) of a dataset-wide percentile stretch, filled in from the stats file
     limits: tuple[tuple[float, float], ...] | None = None
     #: (band, scale, offset) from the ``offset``/``scale`` settings, for the product's bands
@@ -140,45 +166,46 @@ class Product:
     indices: tuple[int, int, int] = field(init=False)
 
     def __post_init__(self) -> None:
-        def fail(key: str, problem: str) -> ProductError:
-            return ProductError(f"product {self.name!r}: {key!r} {problem}")
-
         if self.expression is None and len(self.bands) != 3:
-            raise fail("bands", f"needs exactly 3 names (red, green, blue), got {list(self.bands)}")
+            raise self._fail("bands", f"needs exactly 3 names (red, green, blue), got {list(self.bands)}")
         if self.expression is not None:
-            from msrgb.expression import ExpressionError, parse
-
-            try:
-                used = parse(self.expression, self.band_map).bands
-            except ExpressionError as exc:
-                raise fail("expression", str(exc)) from None
-            if tuple(self.bands) != used:
-                raise fail("bands", f"must be the bands of 'expression' {list(used)}")
-            if not self.value_range[0] < self.value_range[1]:
-                raise fail("range", f"must be [low, high] with low < high, got {list(self.value_range)}")
-            if self.bit_depth != 8:
-                raise fail("bit_depth", "must be 8 for an expression drawn with a colour map")
-            check_colormap(self.name, self.colormap_name)
-        if self.format not in FORMATS:
-            raise fail("format", f"{self.format!r} is not one of {list(FORMATS)}")
-        if not 1 <= self.quality <= 100:
-            raise fail("quality", f"must be from 1 to 100, got {self.quality}")
-        if self.format != "png" and self.bit_depth != 8:
-            raise fail("bit_depth", f"16-bit images need format png, not {self.format}")
+            self._check_expression()
         unknown = [b for b in self.bands if b not in self.band_map]
         if unknown:
-            raise fail(
-                "bands", f"has unknown band name(s) {unknown}; the band map has {list(self.band_map)}"
-            )
+            raise self._fail("bands", f"has unknown band name(s) {unknown}; the band map has {list(self.band_map)}")
         if len(set(self.band_map)) != len(self.band_map):
-            raise fail("band_map", f"names a band twice: {list(self.band_map)}")
+            raise self._fail("band_map", f"names a band twice: {list(self.band_map)}")
+        self._check_stretch()
+        self._check_output()
+        object.__setattr__(self, "indices", tuple(self.band_map.index(b) for b in self.bands))
+
+    def _fail(self, key: str, problem: str) -> ProductError:
+        return ProductError(f"product {self.name!r}: {key!r} {problem}")
+
+    def _check_expression(self) -> None:
+        from msrgb.expression import ExpressionError, parse
+
+        try:
+            used = parse(self.expression or "", self.band_map).bands
+        except ExpressionError as exc:
+            raise self._fail("expression", str(exc)) from None
+        if tuple(self.bands) != used:
+            raise self._fail("bands", f"must be the bands of 'expression' {list(used)}")
+        if not self.value_range[0] < self.value_range[1]:
+            raise self._fail("range", f"must be [low, high] with low < high, got {list(self.value_range)}")
+        if self.bit_depth != 8:
+            raise self._fail("bit_depth", "must be 8 for an expression drawn with a colour map")
+        check_colormap(self.name, self.colormap_name)
+
+    def _check_stretch(self) -> None:
+        fail = self._fail
         if self.stretch not in STRETCHES:
             raise fail("stretch.type", f"{self.stretch!r} is not one of {list(STRETCHES)}")
         if self.stretch == "gain" and not self.vmax > 0:
             raise fail("stretch.max", f"must be > 0, got {self.vmax}")
         if self.stretch == "range" and not self.vmin < self.vmax:
             raise fail("stretch.min", f"must be below 'stretch.max', got {self.vmin} >= {self.vmax}")
-        if self.stretch == "equalize" and self.scope not in ("image", "dataset"):
+        if self.stretch in ("equalize", "percentile") and self.scope not in ("image", "dataset"):
             raise fail("stretch.scope", f"must be 'image' or 'dataset', got {self.scope!r}")
         if self.stretch in ("clahe", "optimized", "equalize") and self.bit_depth != 8:
             raise fail("bit_depth", f"must be 8 for a {self.stretch!r} stretch")
@@ -190,16 +217,23 @@ class Product:
                     raise fail(f"stretch.{key}", f"must be a percentile from 0 to 100, got {value}")
             if not self.low < self.high:
                 raise fail("stretch.low", f"must be below 'stretch.high', got {self.low} >= {self.high}")
-            if self.scope not in ("image", "dataset"):
-                raise fail("stretch.scope", f"must be 'image' or 'dataset', got {self.scope!r}")
             if self.sample < 1:
                 raise fail("stretch.sample", f"must be at least 1, got {self.sample}")
-        if self.bit_depth not in (8, 16):
-            raise fail("bit_depth", f"must be 8 or 16, got {self.bit_depth}")
-        if not 0 <= self.out_min < self.top:
-            raise fail("stretch.out_min", f"must be from 0 to {self.top - 1}, got {self.out_min}")
         if not (self.gamma > 0 and math.isfinite(self.gamma)):
             raise fail("stretch.gamma", f"must be > 0, got {self.gamma}")
+
+    def _check_output(self) -> None:
+        fail = self._fail
+        if self.format not in FORMATS:
+            raise fail("format", f"{self.format!r} is not one of {list(FORMATS)}")
+        if not 1 <= self.quality <= 100:
+            raise fail("quality", f"must be from 1 to 100, got {self.quality}")
+        if self.bit_depth not in (8, 16):
+            raise fail("bit_depth", f"must be 8 or 16, got {self.bit_depth}")
+        if self.format != "png" and self.bit_depth != 8:
+            raise fail("bit_depth", f"16-bit images need format png, not {self.format}")
+        if not 0 <= self.out_min < self.top:
+            raise fail("stretch.out_min", f"must be from 0 to {self.top - 1}, got {self.out_min}")
         if self.max_size is not None and self.max_size < 1:
             raise fail("max_size", f"must be at least 1, got {self.max_size}")
         if self.resampling not in RESAMPLING:
@@ -213,7 +247,6 @@ class Product:
                 raise fail("scale", f"must be a number above 0, got {scale}")
             if not math.isfinite(offset):
                 raise fail("offset", f"must be a finite number, got {offset}")
-        object.__setattr__(self, "indices", tuple(self.band_map.index(b) for b in self.bands))
 
     @property
     def top(self) -> int:
@@ -352,113 +385,117 @@ def _number(name: str, key: str, value: Any) -> float:
 def parse_products(
     spec: Sequence[str] | Mapping[str, Mapping[str, Any] | None],
     band_map: Sequence[str] = EUROSAT_BANDS,
-    png_compression: str = "huffman",
+    png_compression: str = default("png_compression"),
     max_size: int | None = None,
-    resampling: str = "bilinear",
+    resampling: str = default("resampling"),
     offset: float | Mapping[str, float] | None = None,
     scale: float | Mapping[str, float] | None = None,
 ) -> list[Product]:
     """Turn the ``products`` config value (a list of preset names or a mapping of name to
     specification) into products, with errors that name the product and the key. ``offset``
-    and ``scale``: the top-level radiometric settings, which a product's own override."""
-    if isinstance(spec, Mapping):
-        items = list(spec.items())
-    else:
-        items = []
-        for name in spec:
-            if name not in PRESETS:
-                raise ProductError(
-                    f"unknown product preset {name!r}; presets are {sorted(PRESETS)}"
-                )
-            items.append((name, PRESETS[name]))
+    and ``scale``: the top-level radiometric settings, which a product's own override. The
+    schema (config/schema.yaml) has checked the types; the values are checked by
+    :class:`Product`."""
     products = []
-    for name, body in items:
-        body = dict(body or {})
-        unknown = sorted(set(body) - set(PRODUCT_KEYS))
-        if unknown:
-            raise ProductError(f"product {name!r}: unknown key(s) {unknown}; known: {list(PRODUCT_KEYS)}")
-        preset = body.pop("preset", None)
-        if preset is not None:
-            if preset not in PRESETS:
-                raise ProductError(
-                    f"product {name!r}: unknown 'preset' {preset!r}; presets are {sorted(PRESETS)}"
-                )
-            base = PRESETS[preset]
-        else:
-            base = PRESETS.get(name, {})
-        stretch_spec = {**base.get("stretch", {} if "expression" in base or "expression" in body else _GAIN_4000)}
-        if "stretch" in body:
-            given = dict(body["stretch"] or {})
-            if "type" in given and given["type"] != stretch_spec.get("type"):
-                stretch_spec = {}  # another stretch: the preset's numbers do not apply
-            stretch_spec.update(given)
-        body = {**base, **body, "stretch": stretch_spec}
-        expression = body.get("expression")
-        if expression is not None:
-            from msrgb.expression import ExpressionError, parse
-
-            if not isinstance(expression, str):
-                raise ProductError(f"product {name!r}: 'expression' must be text, got {expression!r}")
-            try:
-                body["bands"] = list(parse(expression, body.get("band_map") or band_map).bands)
-            except ExpressionError as exc:
-                raise ProductError(f"product {name!r}: 'expression' {exc}") from None
-        if "bands" not in body:
-            raise ProductError(f"product {name!r}: 'bands' is missing")
-        unknown = sorted(set(stretch_spec) - set(STRETCH_KEYS))
-        if unknown:
-            raise ProductError(
-                f"product {name!r}: unknown 'stretch' key(s) {unknown}; known: {list(STRETCH_KEYS)}"
-            )
-        kind = stretch_spec.get("type", "gain")
-        numbers: dict[str, Any] = {}
-        for key, attr, default in (
-            ("min", "vmin", 0.0),
-            ("max", "vmax", 4000.0),
-            ("low", "low", 2.0),
-            ("high", "high", 98.0),
-            ("gamma", "gamma", 1.0),
-            ("scale", "scale", 10000.0),
-        ):
-            numbers[attr] = _number(name, f"stretch.{key}", stretch_spec.get(key, default))
-        if kind == "range" and ("min" not in stretch_spec or "max" not in stretch_spec):
+    for name, body in _items(spec):
+        body = _with_preset(name, body)
+        body["bands"] = _bands_of(name, body, band_map)
+        stretch_spec = body["stretch"]
+        fields: dict[str, Any] = {
+            field_name: stretch_spec.get(key.partition(".")[2], value)
+            for key, (field_name, value) in DEFAULTS.items()
+            if key.startswith("stretch.")
+        }
+        for key in ("stretch.min", "stretch.max", "stretch.low", "stretch.high", "stretch.gamma", "stretch.scale"):
+            field_name = DEFAULTS[key][0]
+            fields[field_name] = _number(name, key, fields[field_name])
+        for key in ("stretch.out_min", "stretch.sample"):
+            fields[DEFAULTS[key][0]] = int(_number(name, key, fields[DEFAULTS[key][0]]))
+        if fields["stretch"] == "range" and ("min" not in stretch_spec or "max" not in stretch_spec):
             raise ProductError(f"product {name!r}: a 'range' stretch needs 'stretch.min' and 'stretch.max'")
-        nodata = body.get("nodata")
-        if nodata is not None and nodata != "file":
-            nodata = _number(name, "nodata", nodata)
-        radiometry = _radiometry(name, body.get("offset", offset), body.get("scale", scale), body)
-        value_range = body.get("range", [-1, 1])
-        if not isinstance(value_range, (list, tuple)) or len(value_range) != 2:
-            raise ProductError(f"product {name!r}: 'range' must be [low, high], got {value_range!r}")
         products.append(
             Product(
                 name=name,
-                bands=tuple(body["bands"]),  # type: ignore[arg-type]
+                bands=tuple(body["bands"]),
                 band_map=tuple(body.get("band_map") or band_map),
-                stretch=kind,
-                out_min=int(_number(name, "stretch.out_min", stretch_spec.get("out_min", 0))),
-                scope=str(stretch_spec.get("scope", "image")),
-                sample=int(_number(name, "stretch.sample", stretch_spec.get("sample", 500))),
-                bit_depth=int(_number(name, "bit_depth", body.get("bit_depth", 8))),
-                nodata=nodata,
+                bit_depth=int(_number(name, "bit_depth", body.get("bit_depth", default("bit_depth")))),
+                nodata=_nodata(name, body.get("nodata")),
                 world_file=bool(body.get("world_file", False)),
                 png_compression=png_compression,
                 max_size=max_size,
                 resampling=resampling,
-                expression=expression,
+                expression=body.get("expression"),
                 colormap=body.get("colormap"),
-                value_range=(
-                    _number(name, "range", value_range[0]), _number(name, "range", value_range[1])
-                ),
-                format=str(body.get("format", "png")),
-                quality=int(_number(name, "quality", body.get("quality", 90))),
-                radiometry=radiometry,
-                **numbers,
+                value_range=_value_range(name, body.get("range", default("range"))),
+                format=str(body.get("format", default("format"))),
+                quality=int(_number(name, "quality", body.get("quality", default("quality")))),
+                radiometry=_radiometry(name, body.get("offset", offset), body.get("scale", scale), body),
+                **fields,
             )
         )
     if not products:
         raise ProductError("'products' is empty: name at least one product")
     return products
+
+
+def _items(spec: Sequence[str] | Mapping[str, Mapping[str, Any] | None]) -> list[tuple[str, Any]]:
+    """(name, specification) of each product: a list names presets."""
+    if isinstance(spec, Mapping):
+        return list(spec.items())
+    for name in spec:
+        if name not in PRESETS:
+            raise ProductError(f"unknown product preset {name!r}; presets are {sorted(PRESETS)}")
+    return [(name, PRESETS[name]) for name in spec]
+
+
+def _with_preset(name: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The specification merged over its preset (``preset``, or the preset of the same name); a
+    stretch of another type than the preset's drops the preset's stretch numbers."""
+    body = dict(given or {})
+    unknown = sorted(set(body) - set(PRODUCT_KEYS))
+    if unknown:
+        raise ProductError(f"product {name!r}: unknown key(s) {unknown}; known: {list(PRODUCT_KEYS)}")
+    preset = body.pop("preset", None)
+    if preset is not None and preset not in PRESETS:
+        raise ProductError(f"product {name!r}: unknown 'preset' {preset!r}; presets are {sorted(PRESETS)}")
+    base = PRESETS[preset] if preset is not None else PRESETS.get(name, {})
+    stretch_spec = {**base.get("stretch", {} if "expression" in base or "expression" in body else _GAIN_4000)}
+    if "stretch" in body:
+        given_stretch = dict(body["stretch"] or {})
+        if "type" in given_stretch and given_stretch["type"] != stretch_spec.get("type"):
+            stretch_spec = {}  # another stretch: the preset's numbers do not apply
+        stretch_spec.update(given_stretch)
+    unknown = sorted(set(stretch_spec) - set(STRETCH_KEYS))
+    if unknown:
+        raise ProductError(f"product {name!r}: unknown 'stretch' key(s) {unknown}; known: {list(STRETCH_KEYS)}")
+    return {**base, **body, "stretch": stretch_spec}
+
+
+def _bands_of(name: str, body: Mapping[str, Any], band_map: Sequence[str]) -> list[str]:
+    """The bands a product reads: its ``bands``, or those its expression uses."""
+    expression = body.get("expression")
+    if expression is not None:
+        from msrgb.expression import ExpressionError, parse
+
+        if not isinstance(expression, str):
+            raise ProductError(f"product {name!r}: 'expression' must be text, got {expression!r}")
+        try:
+            return list(parse(expression, body.get("band_map") or band_map).bands)
+        except ExpressionError as exc:
+            raise ProductError(f"product {name!r}: 'expression' {exc}") from None
+    if "bands" not in body:
+        raise ProductError(f"product {name!r}: 'bands' is missing")
+    return list(body["bands"])
+
+
+def _nodata(name: str, nodata: Any) -> float | str | None:
+    return nodata if nodata is None or nodata == "file" else _number(name, "nodata", nodata)
+
+
+def _value_range(name: str, value_range: Any) -> tuple[float, float]:
+    if not isinstance(value_range, (list, tuple)) or len(value_range) != 2:
+        raise ProductError(f"product {name!r}: 'range' must be [low, high], got {value_range!r}")
+    return _number(name, "range", value_range[0]), _number(name, "range", value_range[1])
 
 
 def _radiometry(

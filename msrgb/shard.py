@@ -134,7 +134,47 @@ def run_shard(
     layout = OutputPaths.of_manifest(manifest)
     members, products, on_error = _job_settings(manifest, products, stretch_files, on_error)
     progress = layout.progress(n_shards, shard)
-    before = read_state_full([*layout.related_states(n_shards, shard), progress])
+    work, result = _start_job(layout, n_shards, shard, members, products, on_error, input_dir, threads)
+    kept, record = work.kept, Recorder(result, work.kept, work.digests, on_error, input_dir)
+
+    def checkpoint() -> None:
+        write_atomic(progress, state_text(**vars(kept)).encode("utf-8"))
+
+    t0 = time.monotonic()
+    tick = _ticker(layout, n_shards, shard, result, len(work.todo), progress_every)
+    try:
+        fatal = convert_all(
+            work.todo, Converter(products, max_pixels=max_pixels), input_dir, threads, read_ahead, record.outcome,
+            checkpoint, checkpoint_every, tick,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        checkpoint()  # keep what was done, for the next run
+        raise
+    if on_error == "skip":
+        result.skipped += len(result.failed)
+    _write_run_stats(layout, n_shards, shard, result, time.monotonic() - t0)
+    if fatal is not None or (result.failed and on_error == "fail"):
+        _fail_job(fatal, result, checkpoint, progress, f"shard {shard} (of {n_shards})")
+    write_atomic(state_out, state_text(**vars(kept)).encode("utf-8"))
+    progress.unlink(missing_ok=True)
+    if done is not None:
+        leave_markers(done, shard_token(manifest.read_text(encoding="utf-8")))
+    return result
+
+
+def _start_job(
+    layout: OutputPaths,
+    n_shards: int,
+    shard: int,
+    members: Sequence[Source],
+    products: Sequence[Product],
+    on_error: str,
+    input_dir: Path,
+    threads: int,
+) -> tuple[Work, ShardResult]:
+    """What the job has to do, from the records of earlier jobs of any shard count and the
+    output folders; images whose input is gone are deleted first."""
+    before = read_state_full([*layout.related_states(n_shards, shard), layout.progress(n_shards, shard)])
     # one listing per output folder, which also clears temporaries that killed runs left there
     present = OutputListing(remove_stale=True)
     work = work_to_do(members, products, before, on_error, layout.png, present, scaled_bands_of(input_dir, products))
@@ -148,50 +188,43 @@ def run_shard(
         shard, n_shards, len(members), result.up_to_date, len(work.todo), threads,
         f", {result.skipped} skipped as bad before" if result.skipped else "",
     )  # fmt: skip
-    marker = done
-    kept = work.kept
-    record = Recorder(result, kept, work.digests, on_error, input_dir)
+    return work, result
 
-    def checkpoint() -> None:
-        write_atomic(progress, state_text(**vars(kept)).encode("utf-8"))
 
-    t0 = time.monotonic()
-    live = Live(time.time(), len(work.todo), 0, 0)
-    report = _live_reporter(layout.live(n_shards, shard), live, result)
+def _ticker(
+    layout: OutputPaths, n_shards: int, shard: int, result: ShardResult, todo: int, progress_every: float
+) -> Callable[[bool], None]:
+    """Called as the job goes (and once at the end): the live file and the log's progress."""
+    report = _live_reporter(layout.live(n_shards, shard), Live(time.time(), todo, 0, 0), result)
     report(False)
-    log_progress = _progress_logger(result, len(work.todo), shard, n_shards, progress_every)
+    log_progress = _progress_logger(result, todo, shard, n_shards, progress_every)
 
     def tick(finished: bool) -> None:
         report(finished)
         log_progress(finished)
 
+    return tick
+
+
+def _fail_job(
+    fatal: BaseException | None,
+    result: ShardResult,
+    checkpoint: Callable[[], None],
+    progress: Path,
+    which: str,
+) -> None:
+    """End a job that could not make everything: keep what was done for the next run, then
+    raise the fatal error, or :class:`ShardError` listing every file that failed."""
     try:
-        fatal = convert_all(
-            work.todo, Converter(products, max_pixels=max_pixels), input_dir, threads, read_ahead, record.outcome,
-            checkpoint, checkpoint_every, tick,
-        )  # fmt: skip
-    except KeyboardInterrupt:
-        checkpoint()  # keep what was done, for the next run
-        raise
-    if on_error == "skip":
-        result.skipped += len(result.failed)
-    _write_run_stats(layout, n_shards, shard, result, time.monotonic() - t0)
-    if fatal is not None or (result.failed and on_error == "fail"):
-        try:
-            checkpoint()  # keep what was done, for the next run
-        except OSError as exc:
-            log.error("could not save progress to %s: %s", progress, exc)
-        if fatal is not None:
-            raise fatal
-        raise ShardError(
-            f"{len(result.failed)} of {len(members)} input file(s) of shard {shard} (of "
-            f"{n_shards}) could not be converted:\n  " + "\n  ".join(sorted(result.failed))
-        )
-    write_atomic(state_out, state_text(**vars(kept)).encode("utf-8"))
-    progress.unlink(missing_ok=True)
-    if marker is not None:
-        leave_markers(marker, shard_token(manifest.read_text(encoding="utf-8")))
-    return result
+        checkpoint()
+    except OSError as exc:
+        log.error("could not save progress to %s: %s", progress, exc)
+    if fatal is not None:
+        raise fatal
+    raise ShardError(
+        f"{len(result.failed)} of {result.members} input file(s) of {which} could not be "
+        "converted:\n  " + "\n  ".join(sorted(result.failed))
+    )
 
 
 def remove_earlier_logs(log_file: Path) -> None:
