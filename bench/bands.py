@@ -30,7 +30,8 @@ import rasterio  # noqa: E402
 from rasterio.io import DatasetReader, MemoryFile  # noqa: E402
 
 from msrgb.bandreader import BandImage  # noqa: E402
-from msrgb.convert import Converter, enter_thread_gdal_env  # noqa: E402
+from msrgb.convert import Converter  # noqa: E402
+from msrgb.reader import enter_thread_gdal_env  # noqa: E402
 from msrgb.geotags import read_grid  # noqa: E402
 from msrgb.discovery import Inputs, discover, discover_inputs  # noqa: E402
 from msrgb.products import parse_products  # noqa: E402

@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO / "bench"))
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from msrgb.convert import Converter, enter_thread_gdal_env  # noqa: E402
+from msrgb.convert import Converter  # noqa: E402
+from msrgb.reader import enter_thread_gdal_env  # noqa: E402
 from msrgb.discovery import discover  # noqa: E402
 from msrgb.products import parse_products  # noqa: E402
 from run import snakemake_command, timed  # noqa: E402

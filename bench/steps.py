@@ -24,7 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from msrgb.convert import Converter, enter_thread_gdal_env, write_atomic  # noqa: E402
+from msrgb.convert import Converter  # noqa: E402
+from msrgb.encoding import encode_image  # noqa: E402
+from msrgb.files import write_atomic  # noqa: E402
+from msrgb.reader import enter_thread_gdal_env  # noqa: E402
 from msrgb.products import parse_products  # noqa: E402
 
 
@@ -54,7 +57,7 @@ def main() -> None:
     raw = {f: f.read_bytes() for f in files}
     tiles = {f: conv.read(f) for f in files}
     rgbs = {f: conv.render(tiles[f], product) for f in files}
-    pngs = {f: conv.encode(rgbs[f]) for f in files}
+    pngs = {f: encode_image(rgbs[f], product) for f in files}
     # Every pass writes new files into its own folder: overwriting, or deleting between passes,
     # would time the file system's handling of just-freed inodes (see bench/run.py, set_aside).
     (REPO / "bench" / "out").mkdir(parents=True, exist_ok=True)
@@ -70,7 +73,7 @@ def main() -> None:
             ("GDAL: parse + 3 bands from memory", lambda f, n: conv.read(f, raw[f])),
             ("(GDAL: open + read from the file)", lambda f, n: conv.read(f)),
             ("stretch (lookup table)", lambda f, n: conv.render(tiles[f], product)),
-            ("PNG encode", lambda f, n: conv.encode(rgbs[f])),
+            ("PNG encode", lambda f, n: encode_image(rgbs[f], product)),
             ("SHA-256 of the PNG", lambda f, n: hashlib.sha256(pngs[f]).hexdigest()),
             ("write temporary file + rename", lambda f, n: write_atomic(png("w", f, n), pngs[f])),
             ("whole convert()", lambda f, n: conv.convert(f, {product.name: png("c", f, n)})),

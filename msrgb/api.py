@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from msrgb.convert import Converter, Tile
-from msrgb.pngenc import PNG_COMPRESSION, encode_png
-from msrgb.recipe import RECIPE_KEY, recipe_text
+from msrgb.encoding import encode_image
+from msrgb.recipe import recipe_text
 from msrgb.files import write_atomic
 from msrgb.reader import gdal_env
+from msrgb.errors import ProductError
 from msrgb.products import Product, parse_products
 
 ProductSpec = str | Mapping[str, Any] | Product
@@ -42,7 +43,7 @@ def product_of(
     if limits is not None:
         product = product.with_limits(limits)
     if product.dataset_stretch and product.limits is None:
-        raise ValueError(
+        raise ProductError(
             "a dataset-wide percentile stretch needs limits=...: read them from the "
             "workflow's stretch/<product>.json ('limits')"
         )
@@ -60,7 +61,7 @@ def to_rgb(
     ``(255 * (ms[..., (3, 2, 1)] / 4000).clip(0, 1)).astype(uint8)``."""
     p = product_of(product, limits=limits)
     if ms.ndim != 3 or ms.shape[-1] != len(p.band_map):
-        raise ValueError(
+        raise ProductError(
             f"expected a (rows, cols, {len(p.band_map)}) array (bands last, "
             f"{' '.join(p.band_map)}), got shape {ms.shape}"
         )
@@ -79,8 +80,7 @@ def read_tile(path: str | Path) -> np.ndarray:
 def png_bytes(image: np.ndarray, png_compression: str = "huffman", recipe: str | None = None) -> bytes:
     """PNG bytes of an image from :func:`to_rgb`, encoded as the workflow encodes it; the
     workflow's files also carry their ``recipe`` (msrgb.recipe.recipe_text)."""
-    level, strategy = PNG_COMPRESSION[png_compression]
-    return encode_png(image, level, strategy, {RECIPE_KEY: recipe} if recipe is not None else None)
+    return encode_image(image, product_of("truecolor", png_compression), recipe)
 
 
 def convert_file(
@@ -101,6 +101,6 @@ def convert_file(
         tile = converter.read(tif)
     image = converter.render(tile, p)
     if png is not None:
-        data = converter.encode_image(image, p, recipe_text(p, rel or Path(tif).name))
+        data = encode_image(image, p, recipe_text(p, rel or Path(tif).name))
         write_atomic(Path(png), data)
     return image

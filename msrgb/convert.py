@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from msrgb.bandreader import BandImage, BandReader, LargeBandImage, source_digest
-from msrgb.errors import InputError, OutputError, OutputFileError
+from msrgb.errors import InputError, OutputError, OutputFileError, ProductError
 from msrgb.files import aux_xml_path, world_file_path, write_atomic, write_output
 from msrgb.georef import aux_xml_text, world_file_text
-from msrgb.pngenc import PNG_COMPRESSION, PngStream, encode_png
+from msrgb.pngenc import PNG_COMPRESSION, PngStream
 from msrgb.products import Product
 from msrgb.reader import (
     IN_MEMORY_BYTES,
@@ -30,7 +30,8 @@ from msrgb.reader import (
     gdal_env,
 )
 from msrgb.radiometry import looks_like_offset_data, note_missing_offset
-from msrgb.recipe import RECIPE_KEY, RecipeWriter, encode_pillow, radiometry_text
+from msrgb.encoding import encode_image
+from msrgb.recipe import RECIPE_KEY, RecipeWriter, radiometry_text
 from msrgb.render import (
     ClipCounter,
     Renderer,
@@ -49,19 +50,7 @@ MISSING_OFFSET_NOTE = note_missing_offset()
 #: how often a long image (read in blocks) logs how far it is
 LARGE_IMAGE_PROGRESS_SECONDS = 10.0
 
-__all__ = [
-    "PNG_COMPRESSION",
-    "Converted",
-    "Converter",
-    "InputError",
-    "OutputError",
-    "OutputFileError",
-    "Tile",
-    "encode_png",
-    "enter_thread_gdal_env",
-    "gdal_env",
-    "write_atomic",
-]
+__all__ = ["Converted", "Converter"]
 
 
 @dataclass
@@ -96,7 +85,7 @@ class Converter:
     ):
         for p in products:
             if p.png_compression not in PNG_COMPRESSION:
-                raise ValueError(
+                raise ProductError(
                     f"product {p.name!r}: png_compression {p.png_compression!r}: choose one "
                     f"of {sorted(PNG_COMPRESSION)}"
                 )
@@ -113,19 +102,6 @@ class Converter:
     def render(self, tile: Tile | dict[int, np.ndarray], product: Product) -> np.ndarray:
         """The image of ``product`` (see :meth:`msrgb.render.Renderer.render`)."""
         return self.renderer.render(tile if isinstance(tile, Tile) else Tile(tile), product)
-
-    def encode(self, image: np.ndarray, png_compression: str = "huffman") -> bytes:
-        """PNG bytes of an (rows, cols, 3 or 4) uint8 or uint16 image."""
-        level, strategy = PNG_COMPRESSION[png_compression]
-        return encode_png(image, level, strategy)
-
-    def encode_image(self, image: np.ndarray, product: Product, recipe: str) -> bytes:
-        """The bytes of the product's image file, with its recipe inside (:func:`recipe_text`):
-        a PNG iTXt chunk ``msrgb``, a JPEG comment, WebP XMP."""
-        if product.format == "png":
-            level, strategy = PNG_COMPRESSION[product.png_compression]
-            return encode_png(image, level, strategy, {RECIPE_KEY: recipe})
-        return encode_pillow(image, product, recipe)
 
     def convert(self, src: str | Path | BandImage, dests: dict[str, Path], rel: str | None = None) -> Converted:
         """Convert ``src`` (a file, or an image made of band files) to one image per product
@@ -164,7 +140,7 @@ class Converter:
             self._note(tile, product, result, rel, tile)
             rendered = self.render(tile, product)
             result.clipping[product.name] = clip_figures(rendered, product)
-            image = self.encode_image(rendered, product, self._recipe(tile, product, rel, result))
+            image = encode_image(rendered, product, self._recipe(tile, product, rel, result))
             self._write(dests[product.name], [image], product, tile, result)
 
     def _recipe(self, tile: Tile, product: Product, rel: str, result: Converted) -> str:
@@ -259,7 +235,7 @@ class Converter:
             if isinstance(stream, PngStream):
                 pieces = stream.finish({RECIPE_KEY: recipe})
             else:
-                pieces = [encode_pillow(stream, p, recipe)]
+                pieces = [encode_image(stream, p, recipe)]
             self._write(dests[p.name], pieces, p, whole, result)
 
     def _image_limits(self, image: LargeImage | LargeBandImage, product: Product) -> list[tuple[float, float]]:

@@ -310,7 +310,7 @@ class Product:
             return [(self.vmin, self.vmax)] * 3
         if self.dataset_stretch and self.stretch == "percentile":
             if self.limits is None:
-                raise ValueError(f"product {self.name!r}: dataset limits not loaded")
+                raise ProductError(f"product {self.name!r}: dataset limits not loaded")
             return list(self.limits)  # type: ignore[arg-type]
         return None
 

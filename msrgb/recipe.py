@@ -81,18 +81,9 @@ def _xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def encode_pillow(image: np.ndarray, product: Product, recipe_json: str) -> bytes:
-    """A JPEG (with the recipe as its comment) or WebP (recipe in XMP) of an 8-bit image."""
-    from PIL import Image
-
-    out = io.BytesIO()
-    picture = Image.fromarray(image)
-    if product.format == "jpeg":
-        picture.save(out, format="JPEG", quality=product.quality, comment=recipe_json.encode("utf-8"))
-    else:
-        xmp = _XMP.format(_xml_escape(recipe_json)).encode("utf-8")
-        picture.save(out, format="WEBP", quality=product.quality, xmp=xmp, method=4)
-    return out.getvalue()
+def xmp_packet(recipe_json: str) -> bytes:
+    """The XMP packet that carries a recipe in a WebP file."""
+    return _XMP.format(_xml_escape(recipe_json)).encode("utf-8")
 
 
 def read_recipe(path: Path) -> dict[str, Any] | None:

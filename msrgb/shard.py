@@ -267,7 +267,7 @@ def _job_settings(
         ) from None
     for p in products:
         if settings.get(p.name) != p.digest():
-            raise RuntimeError(
+            raise PlanError(
                 f"{manifest}: was written for other settings of product {p.name!r}; "
                 "re-run snakemake so the plan is rebuilt"
             )
@@ -277,7 +277,7 @@ def _job_settings(
     ]
     on_error = on_error or settings.get("on_error", "fail")
     if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        raise PlanError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     return members, products, on_error
 
 

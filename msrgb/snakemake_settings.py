@@ -78,3 +78,19 @@ def wrap_log_streams(wrapper: Callable[[Any], Any]) -> None:
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
                 handler.setStream(wrapper(handler.stream))
+
+
+def start_hook_in_module(workflow: Any, func: Callable[[], None]) -> None:
+    """Snakemake ignores ``onstart`` of a workflow loaded with ``module``: there, run ``func``
+    before the host's own start hook (Snakemake calls it only when jobs are about to run, not
+    in dry runs). A host that defines its own ``onstart`` after loading msrgb replaces this one,
+    and must call msrgb's ``start_of_run()`` in it (docs/pipelines.md)."""
+    if not is_module(workflow):
+        return
+    host = workflow._onstart
+
+    def both(log: Any = None) -> None:
+        func()
+        host(log)
+
+    workflow._onstart = both

@@ -11,7 +11,6 @@ up to date, 1 otherwise, 2 when the folder is no msrgb output folder or the argu
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -138,20 +137,7 @@ def report(statuses: dict[str, ProductStatus], show: int) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("output_dir", type=Path)
-    ap.add_argument("--input", type=Path, help="list this input folder again (new, changed files)")
-    ap.add_argument("--list", type=int, default=10, metavar="N", help="show up to N files per kind")
-    args = ap.parse_args(argv)
-    try:
-        statuses = status(OutputPaths(args.output_dir), args.input)
-    except MsrgbError as exc:
-        print(f"msrgb.status: {exc}", file=sys.stderr)
-        return 2
-    print(report(statuses, args.list))
-    return 0 if all(st.complete for st in statuses.values()) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from msrgb.cli import main
+
+    sys.exit(main(["status", *sys.argv[1:]]))

@@ -11,7 +11,6 @@ band file it was made from with its SHA-256). Exits 1 if anything differs.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -128,28 +127,7 @@ def _check_band_files(input_dir: Path, recorded: str) -> list[str]:
     return problems
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("output_dir", type=Path)
-    ap.add_argument("--input", type=Path, help="also check the source TIFFs")
-    ap.add_argument("--product", action="append", help="only these products")
-    args = ap.parse_args(argv)
-    folders = sorted(m.parent for m in args.output_dir.glob("*/manifest.tsv"))
-    if args.product:
-        folders = [f for f in folders if f.name in args.product]
-    if not folders:
-        print(f"no product manifest (*/manifest.tsv) under {args.output_dir}", file=sys.stderr)
-        return 1
-    total, failures = 0, 0
-    for folder in folders:
-        checked, problems = verify_product(folder, args.input)
-        total += checked
-        failures += len(problems)
-        for problem in problems:
-            print(problem)
-        print(f"{folder.name}: {checked} image(s) checked, {len(problems)} difference(s)")
-    return 1 if failures else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from msrgb.cli import main
+
+    sys.exit(main(["verify", *sys.argv[1:]]))

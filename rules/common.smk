@@ -142,6 +142,7 @@ def png_rules_wanted():
 
 WHERE = where_jobs_run()
 PREPARED = prepare()
+smk.start_hook_in_module(workflow, start_of_run)
 PLAN = PREPARED.plan if PREPARED else load_plan(LAYOUT)
 PNG_RULES = png_rules_wanted()
 

@@ -80,6 +80,7 @@ onstart:
     start_of_run()
 
 
+# (in a workflow that loads msrgb with `module`, common.smk hooks start_of_run in itself)
 onsuccess:
     end_of_run(success=True)
 

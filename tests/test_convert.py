@@ -7,14 +7,12 @@ import rasterio
 from conftest import SHARED_S2, assert_png_matches
 
 from msrgb import synth
-from msrgb.convert import (
-    PNG_COMPRESSION,
-    Converter,
-    InputError,
-    encode_png,
-    enter_thread_gdal_env,
-    write_atomic,
-)
+from msrgb.convert import Converter
+from msrgb.encoding import encode_image
+from msrgb.errors import InputError
+from msrgb.files import write_atomic
+from msrgb.pngenc import PNG_COMPRESSION, encode_png
+from msrgb.reader import enter_thread_gdal_env
 from msrgb.products import parse_products
 
 
@@ -50,7 +48,7 @@ def test_png_encoder_is_byte_identical_to_pillow_on_tiles(tmp_path: Path):
     for tif in tifs:
         rgb = conv.render(conv.read(tif), conv.products[0])
         pillow = iio.imwrite("<bytes>", rgb, plugin="pillow", extension=".png", compress_level=6, compress_type=2)
-        assert conv.encode(rgb, "huffman") == pillow, tif.name
+        assert encode_image(rgb, conv.products[0]) == pillow, tif.name
 
 
 @pytest.mark.parametrize("compression", sorted(PNG_COMPRESSION))
@@ -145,7 +143,7 @@ def test_large_files_take_the_on_disk_path_with_the_same_result(tmp_path: Path):
     from memory: same PNG bytes, same source hash, same error for a truncated file."""
     import hashlib
 
-    from msrgb.convert import gdal_env
+    from msrgb.reader import gdal_env
 
     synth.generate(tmp_path / "tif", 1, classes=("Forest", "River"))
     (product,) = parse_products(["truecolor"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import REPO, assert_png_matches, run_snakemake
 
-from msrgb import synth, verify
+from msrgb import cli, synth
 
 HOST_SNAKEFILE = """
 configfile: "host.yaml"
@@ -80,7 +80,7 @@ def test_provenance_manifest_and_checker(tmp_path: Path, dataset: Path, capsys) 
         source = next(t for t in tifs if t.relative_to(dataset).with_suffix(".png").as_posix() == row["path"])
         assert hashlib.sha256(source.read_bytes()).hexdigest() == row["source_sha256"]
         assert int(row["source_size"]) == source.stat().st_size
-    assert verify.main([str(out), "--input", str(dataset)]) == 0
+    assert cli.main(["verify", str(out), "--input", str(dataset)]) == 0
 
     # Every kind of difference is reported.
     first = out / "truecolor" / rows[0]["path"]
@@ -90,7 +90,7 @@ def test_provenance_manifest_and_checker(tmp_path: Path, dataset: Path, capsys) 
     source = dataset / rows[2]["path"].replace(".png", ".tif")
     source.write_bytes(source.read_bytes()[:-1] + b"\x01")
     capsys.readouterr()
-    assert verify.main([str(out), "--input", str(dataset)]) == 1
+    assert cli.main(["verify", str(out), "--input", str(dataset)]) == 1
     report = capsys.readouterr().out
     assert f"{first}: content differs" in report
     assert f"{rows[1]['path']}: missing" in report
@@ -103,4 +103,4 @@ def test_provenance_manifest_and_checker(tmp_path: Path, dataset: Path, capsys) 
     (out / "truecolor" / "stray.png").unlink()
     first.unlink()  # a corrupted PNG is not detected by a rerun; deleting it rebuilds it
     run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
-    assert verify.main([str(out), "--input", str(dataset)]) == 0
+    assert cli.main(["verify", str(out), "--input", str(dataset)]) == 0

@@ -15,7 +15,8 @@ import rasterio
 from conftest import assert_png_matches, run_snakemake
 
 from msrgb import synth, tsv, verify
-from msrgb.convert import Converter, enter_thread_gdal_env
+from msrgb.convert import Converter
+from msrgb.reader import enter_thread_gdal_env
 from msrgb.products import parse_products
 from msrgb.reader import LargeImage
 

@@ -7,7 +7,9 @@ import pytest
 import rasterio
 
 from msrgb import synth
-from msrgb.convert import Converter, Tile, encode_png
+from msrgb.convert import Converter
+from msrgb.pngenc import encode_png
+from msrgb.reader import Tile
 from msrgb.products import (
     PRESETS,
     Product,
