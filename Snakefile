@@ -17,7 +17,6 @@ include: "rules/convert.smk"
 include: "rules/report.smk"
 
 
-
 localrules:
     all,
     summarize,

@@ -149,3 +149,9 @@ def test_public_api_from_the_package():
     ms = np.full((2, 2, 13), 2000, np.uint16)
     assert (msrgb.to_rgb(ms) == 127).all()
     assert issubclass(msrgb.ProductError, msrgb.MsrgbError)
+
+
+def test_layout_docs_name_every_module():
+    text = (REPO / "docs" / "layout.md").read_text()
+    missing = [m for m in modules() if not m.startswith("__") and f"`msrgb.{m}`" not in text]
+    assert not missing, f"docs/layout.md does not describe {missing}"
