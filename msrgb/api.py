@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from msrgb.convert import Converter, Tile
+from msrgb.convert import Converter
+from msrgb.reader import Tile
 from msrgb.encoding import encode_image
 from msrgb.recipe import recipe_text
 from msrgb.files import write_atomic

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,11 +67,6 @@ class BandImage:
 
     def paths(self) -> list[Path]:
         return [path for _, _, path in self.files]
-
-
-def source_input(input_dir: Path, src: Source) -> Path | BandImage:
-    """What is read for ``src``: its file, or its band files."""
-    return input_dir / src.rel if src.files is None else BandImage.of(input_dir, src)
 
 
 @dataclass
@@ -380,45 +375,7 @@ def source_digest(shas: Sequence[tuple[str, str]]) -> str:
     return json.dumps([list(pair) for pair in shas], separators=(",", ":"))
 
 
-def scaled_bands_of(input_dir: Path, products: Sequence[Product]) -> Callable[[Source], set[str]]:
-    """For msrgb.shard.work_to_do: the bands of an input that declare a radiometric scaling."""
-    band_map = products[0].band_map if products else ()
-    return lambda src: declared_scaling_bands(input_dir, src, band_map)
-
-
-def declared_scaling_bands(input_dir: Path, src: Source, band_map: Sequence[str]) -> set[str]:
-    """The bands of ``src`` whose files (or product metadata file) declare a radiometric scale
-    or offset: the inputs whose images change now that msrgb applies them. Reads the TIFF tags
-    only (GDAL for other files); an input that cannot be read counts as changed, so that its
-    conversion reports it."""
-    files: list[tuple[str | None, Path]]
-    if src.files is None:
-        files = [(None, input_dir / src.rel)]
-        metadata = None
-    else:
-        image = BandImage.of(input_dir, src)
-        files = [(band, path) for band, _, path in image.files]
-        metadata = image.metadata
-    found: set[str] = set()
-    if metadata is not None:
-        try:
-            found |= set(read_safe_metadata(metadata[1], [band for band, _ in files if band is not None]))
-        except InputError:
-            return set(band_map)
-    for band, path in files:
-        try:
-            declared = _declared_scaling(path)
-        except (OSError, ValueError, rasterio.errors.RasterioIOError):
-            return set(band_map)
-        for index in declared:
-            if band is not None:
-                found.add(band)
-            elif index < len(band_map):
-                found.add(band_map[index])
-    return found
-
-
-def _declared_scaling(path: Path) -> list[int]:
+def declared_scaling(path: Path) -> list[int]:
     """Bands (0-based) of one file with a scale or offset other than 1 and 0."""
     if path.suffix.lower() in (".tif", ".tiff"):
         try:

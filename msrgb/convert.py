@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from msrgb.bandreader import BandImage, BandReader, LargeBandImage, source_digest
-from msrgb.errors import InputError, OutputError, OutputFileError, ProductError
-from msrgb.files import aux_xml_path, world_file_path, write_atomic, write_output
+from msrgb.bandreader import BandImage, LargeBandImage
+from msrgb.inputs import InputImage, Inputs
+from msrgb.errors import InputError, ProductError
+from msrgb.files import aux_xml_path, world_file_path, write_output
 from msrgb.georef import aux_xml_text, world_file_text
 from msrgb.pngenc import PNG_COMPRESSION, PngStream
 from msrgb.products import Product
@@ -25,9 +26,6 @@ from msrgb.reader import (
     LargeImage,
     ReadInBlocks,
     Tile,
-    TileReader,
-    enter_thread_gdal_env,
-    gdal_env,
 )
 from msrgb.radiometry import looks_like_offset_data, note_missing_offset
 from msrgb.encoding import encode_image
@@ -63,7 +61,7 @@ class Converted:
     #: warnings about the input's values under a product's settings (float_range_note)
     notes: list[str] = field(default_factory=list)
     #: product name -> the files it was made from with their SHA-256, for images made of band
-    #: files (msrgb.bandreader.source_digest); ``source_sha`` for the others
+    #: files (msrgb.inputs.Reading); ``source_sha`` for the others
     product_sources: dict[str, str] = field(default_factory=dict)
     #: product name -> clip figures of its image (msrgb.render.clip_figures)
     clipping: dict[str, tuple[float, ...]] = field(default_factory=dict)
@@ -90,8 +88,8 @@ class Converter:
                     f"of {sorted(PNG_COMPRESSION)}"
                 )
         self.products = list(products)
-        self.reader = TileReader(self.products, in_memory_bytes, max_pixels)
-        self.band_reader = BandReader(self.products, in_memory_bytes, max_pixels)
+        self.inputs = Inputs(self.products, in_memory_bytes, max_pixels)
+        self.reader = self.inputs.tiles
         self.renderer = Renderer(self.products)
         self._recipes = {p.name: RecipeWriter(p) for p in self.products}
 
@@ -103,33 +101,30 @@ class Converter:
         """The image of ``product`` (see :meth:`msrgb.render.Renderer.render`)."""
         return self.renderer.render(tile if isinstance(tile, Tile) else Tile(tile), product)
 
-    def convert(self, src: str | Path | BandImage, dests: dict[str, Path], rel: str | None = None) -> Converted:
-        """Convert ``src`` (a file, or an image made of band files) to one image per product
-        (``dests``: product name -> path), with the products' side files (world file,
-        .aux.xml). Each file is opened and read once: its bytes are hashed and, up to
-        ``in_memory_bytes``, parsed by GDAL from memory.
+    def convert(self, src: str | Path | BandImage | InputImage, dests: dict[str, Path], rel: str | None = None) -> Converted:
+        """Convert ``src`` (an input of any kind, msrgb.inputs; a path is a file holding all
+        bands) to one image per product (``dests``: product name -> path), with the products'
+        side files (world file, .aux.xml). Each file is opened and read once.
 
         ``rel`` names the input in each image's recipe (default: the file or folder name).
 
         Raises :class:`InputError` for a bad input, :class:`OutputFileError` when one of its
         output files cannot be written (its name), :class:`OutputError` when the output folder
         cannot be written at all."""
+        image = self.inputs.of(src)
         products = [p for p in self.products if p.name in dests]
-        if isinstance(src, BandImage):
-            return self._convert_bands(src, products, dests, rel or src.folder.name)
-        rel = rel or Path(src).name
-        data, source_sha = self.reader.load(src)
-        result = Converted(source_sha)
+        rel = rel or image.where.name
         try:
-            if data is None and self.reader.max_size is None:  # a large file: in blocks of rows
-                raise ReadInBlocks(src)
-            tile = self.reader.read(src, data)
+            reading = image.read()
         except ReadInBlocks:  # large on disk, or once decoded
-            del data
-            with self.reader.open_large(src) as image:
-                self._convert_in_blocks(image, products, dests, result, rel)
+            with image.open_large() as large:
+                result = Converted(large.source_sha, product_sources=large.product_sources)
+                assert large.large is not None
+                self._convert_in_blocks(large.large, products, dests, result, rel)
             return result
-        del data
+        result = Converted(reading.source_sha, product_sources=reading.product_sources)
+        assert reading.tile is not None
+        tile, reading.tile = reading.tile, None  # one reference: freed after the conversion
         self._convert_tile(tile, products, dests, result, rel)
         return result
 
@@ -152,35 +147,6 @@ class Converter:
         used = {b: s for b, s in zip(product.bands, scalings) if s is not None}
         result.radiometry[product.name] = radiometry_text(used)
         return self._recipes[product.name].text(rel, used)
-
-    def _convert_bands(
-        self, src: BandImage, products: Sequence[Product], dests: dict[str, Path], rel: str
-    ) -> Converted:
-        reader = self.band_reader
-        result = Converted("")
-        try:
-            if reader.is_large(src):
-                raise ReadInBlocks(src.folder)
-            tile, shas = reader.read(src)
-        except ReadInBlocks:  # large on disk, or once decoded
-            with reader.open_large(src) as (image, shas):
-                self._record_sources(shas, products, result)
-                self._convert_in_blocks(image, products, dests, result, rel)
-            return result
-        self._record_sources(shas, products, result)
-        self._convert_tile(tile, products, dests, result, rel)
-        return result
-
-    def _record_sources(self, shas: dict[str, str], products: Sequence[Product], result: Converted) -> None:
-        """The files each product is made from (of those read for all products): the files of
-        its bands, and the files read for every band (a product's metadata file)."""
-        pairs = list(shas.items())  # the needed bands' files in order, then the others
-        needed = self.band_reader.needed
-        common = pairs[len(needed) :]
-        for p in products:
-            used = dict.fromkeys(p.indices)
-            result.product_sources[p.name] = source_digest([pairs[needed.index(i)] for i in used] + common)
-        result.source_sha = source_digest(pairs)
 
     def _convert_in_blocks(
         self,

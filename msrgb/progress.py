@@ -18,15 +18,12 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from msrgb.paths import OutputPaths, OutputListing
-from msrgb.sharding import Plan
-from msrgb.state import StateData, read_state_full
-from msrgb.products import Product
+from msrgb.paths import OutputPaths
 
 
 @dataclass
@@ -238,10 +235,6 @@ __all__ = [
     "BarSafeStream",
     "Live",
     "LiveProgress",
-    "ProductCounts",
-    "WorkCounts",
-    "count_work",
-    "print_counts",
     "read_live",
     "write_live",
 ]

@@ -6,13 +6,10 @@ docs/performance.md)."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
-
-import numpy as np
 
 from msrgb.files import own_image
 from msrgb.products import Product

@@ -12,8 +12,9 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from msrgb.bandreader import BandImage, scaled_bands_of, source_input
+from msrgb.inputs import scaled_bands_of
 from msrgb.convert import Converted, Converter
+from msrgb.inputs import InputImage
 from msrgb.errors import FileError, OutputFileError, PlanError, ShardError
 from msrgb.files import remove_output, write_atomic
 from msrgb.discovery import Source
@@ -130,12 +131,12 @@ def run_shard(
     0 = off). Images over ``max_pixels`` are bad inputs unless the products make quicklooks.
     At the end, ``done`` (the marker Snakemake asked for, named by the shard's token) is left
     with the marker of the manifest's own token (:func:`leave_markers`)."""
-    n_shards, shard = int(manifest.parent.name), int(manifest.stem)
-    layout = OutputPaths.of_manifest(manifest)
+    n_shards, shard, layout = int(manifest.parent.name), int(manifest.stem), OutputPaths.of_manifest(manifest)
     members, products, on_error = _job_settings(manifest, products, stretch_files, on_error)
     progress = layout.progress(n_shards, shard)
     work, result = _start_job(layout, n_shards, shard, members, products, on_error, input_dir, threads)
-    kept, record = work.kept, Recorder(result, work.kept, work.digests, on_error, input_dir)
+    converter, kept = Converter(products, max_pixels=max_pixels), work.kept
+    record = Recorder(result, kept, work.digests, on_error, lambda src: converter.inputs.open(input_dir, src))
 
     def checkpoint() -> None:
         write_atomic(progress, state_text(**vars(kept)).encode("utf-8"))
@@ -144,7 +145,7 @@ def run_shard(
     tick = _ticker(layout, n_shards, shard, result, len(work.todo), progress_every)
     try:
         fatal = convert_all(
-            work.todo, Converter(products, max_pixels=max_pixels), input_dir, threads, read_ahead, record.outcome,
+            work.todo, converter, input_dir, threads, read_ahead, record.outcome,
             checkpoint, checkpoint_every, tick,
         )  # fmt: skip
     except KeyboardInterrupt:
@@ -285,10 +286,15 @@ class Recorder:
     """Records the outcome of each image in the shard's result and state (``done``)."""
 
     def __init__(
-        self, result: ShardResult, done: StateData, digests: dict[str, str], on_error: str, input_dir: Path
+        self,
+        result: ShardResult,
+        done: StateData,
+        digests: dict[str, str],
+        on_error: str,
+        open_input: Callable[[Source], InputImage],
     ):
         self.result, self.done, self.digests = result, done, digests
-        self.on_error, self.input_dir = on_error, input_dir
+        self.on_error, self.open_input = on_error, open_input
         versions = library_versions()
         self.env = environment_id(versions)
         done.envs[self.env] = versions
@@ -314,8 +320,7 @@ class Recorder:
         self.result.failed.append(str(outcome))
         log.warning("%s", outcome)
         if self.on_error == "skip":
-            where = source_input(self.input_dir, src)
-            reason = _reason(outcome, where.folder if isinstance(where, BandImage) else where)
+            reason = _reason(outcome, self.open_input(src).where)
             self.done.skipped[src.rel] = (src.size, src.mtime_ns, reason)
         if self.on_error == "skip" or isinstance(outcome, OutputFileError):
             # no image from an earlier version of a bad input, none without its side files
@@ -339,12 +344,12 @@ def convert_all(
     ``checkpoint_every`` seconds and ``tick`` after each wait (with True at the end). Returns
     the first other error (the output folder cannot be written), after which nothing more is
     started, or None."""
-    inputs = [source_input(input_dir, src) for src, _ in todo]
-    ahead = ReadAhead([i.paths() if isinstance(i, BandImage) else i for i in inputs], read_ahead)
+    inputs = [converter.inputs.open(input_dir, src) for src, _ in todo]
+    ahead = ReadAhead([i.paths() for i in inputs], read_ahead)
 
-    def convert(path: Path | BandImage, dests: dict[str, Path], rel: str) -> Converted:
+    def convert(image: InputImage, dests: dict[str, Path], rel: str) -> Converted:
         ahead.started()
-        return converter.convert(path, dests, rel)
+        return converter.convert(image, dests, rel)
 
     fatal: BaseException | None = None
     last_checkpoint = time.monotonic()

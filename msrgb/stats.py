@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from msrgb import __version__
-from msrgb.bandreader import BandImage, BandReader, source_input
+from msrgb.inputs import InputImage, Inputs
 from msrgb.errors import InputError
 from msrgb.files import write_atomic, write_if_changed
 from msrgb.discovery import Source
 from msrgb.sharding import path_hash
-from msrgb.reader import TileReader, gdal_env
+from msrgb.reader import ReadInBlocks, Tile, gdal_env
 from msrgb.render import product_bands
 from msrgb.products import Product
 
@@ -59,19 +59,31 @@ def write_sample(path: Path, product: Product, sources: Sequence[Source]) -> boo
     return write_if_changed(path, sample_text(product, choose_sample(sources, product.sample)))
 
 
+def whole_bands(image: InputImage) -> Tile:
+    """The needed bands of an input, whole, also of an image otherwise read in blocks."""
+    try:
+        tile = image.read().tile
+    except ReadInBlocks:
+        with image.open_large() as reading:
+            large = reading.large
+            assert large is not None
+            return large.tile({i: large.band(i) for i in large.reader.needed})
+    assert tile is not None
+    return tile
+
+
 def compute_limits(product: Product, input_dir: Path, sample: Sequence[Source]) -> dict:
     """Per-band percentiles of the product's bands over all valid pixels of the sample files.
     Bad files are left out (and listed); returns what :func:`write_limits` records."""
     # the same bands and nodata, with a stretch whose limits are known, only to read the files
     base = replace(product, stretch="gain")
-    reader, band_reader = TileReader([base]), BandReader([base])
+    inputs = Inputs([base])
     values: list[list[np.ndarray]] = [[], [], []]
     skipped = []
     with gdal_env():
         for src in sample:
-            where = source_input(input_dir, src)
             try:
-                tile = band_reader.read(where)[0] if isinstance(where, BandImage) else reader.read(where)
+                tile = whole_bands(inputs.open(input_dir, src))
             except InputError as exc:
                 log.warning("%s", exc)
                 skipped.append(src.rel)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from msrgb.bandreader import scaled_bands_of
+from msrgb.inputs import scaled_bands_of
 from msrgb.errors import MsrgbError
 from msrgb.discovery import Inputs, Source, discover_inputs
 from msrgb.paths import OutputPaths

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from msrgb.bandreader import scaled_bands_of
+from msrgb.inputs import scaled_bands_of
 from msrgb.discovery import Source
 from msrgb.paths import OutputListing, OutputPaths
 from msrgb.products import Product

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import sys
 import tomllib
-from pathlib import Path
 
 from conftest import REPO
 

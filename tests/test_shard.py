@@ -6,7 +6,6 @@ import pytest
 from conftest import assert_png_matches
 
 from msrgb import discovery, paths, sharding, state, synth
-from msrgb.errors import PlanError
 from msrgb.products import Product, parse_products
 from msrgb.shard import ShardError, run_shard
 
