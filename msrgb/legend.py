@@ -25,7 +25,7 @@ def legend_image(product: Product, width: int = 384) -> Image.Image:
     ramp = lut[np.linspace(0, 255, bar_w).round().astype(int)]
     img.paste(Image.fromarray(np.repeat(ramp[None], 18, axis=0)), (margin, 26))
     draw.rectangle([margin - 1, 25, margin + bar_w, 44], outline=(0, 0, 0))
-    lo, hi = product.value_range
+    lo, hi = product.range
     for k in range(5):
         x = margin + round(k * (bar_w - 1) / 4)
         value = lo + (hi - lo) * k / 4

@@ -84,8 +84,8 @@ STRETCH_KEYS = ("type", "min", "max", "out_min", "low", "high", "scope", "sample
 #: a stretch) -> the Product field it fills and its default.
 DEFAULTS: dict[str, tuple[str, Any]] = {
     "stretch.type": ("stretch", "gain"),
-    "stretch.min": ("vmin", 0.0),
-    "stretch.max": ("vmax", 4000.0),
+    "stretch.min": ("min", 0.0),
+    "stretch.max": ("max", 4000.0),
     "stretch.out_min": ("out_min", 0),
     "stretch.low": ("low", 2.0),
     "stretch.high": ("high", 98.0),
@@ -94,12 +94,17 @@ DEFAULTS: dict[str, tuple[str, Any]] = {
     "stretch.gamma": ("gamma", 1.0),
     "stretch.scale": ("scale", 10000.0),
     "bit_depth": ("bit_depth", 8),
-    "range": ("value_range", (-1.0, 1.0)),
+    "range": ("range", (-1.0, 1.0)),
     "format": ("format", "png"),
     "quality": ("quality", 90),
     "png_compression": ("png_compression", "huffman"),
     "resampling": ("resampling", "bilinear"),
 }
+
+
+#: Product fields renamed to the config's keys in 0.6.0 -> their new names. A product's digest
+#: is computed under the old names, so that earlier images stay up to date.
+OLD_FIELD_NAMES = {"vmin": "min", "vmax": "max", "value_range": "range"}
 
 
 def default(key: str) -> Any:
@@ -130,8 +135,8 @@ class Product:
     bands: tuple[str, ...]
     band_map: tuple[str, ...] = EUROSAT_BANDS
     stretch: str = default("stretch.type")
-    vmin: float = default("stretch.min")
-    vmax: float = default("stretch.max")
+    min: float = default("stretch.min")
+    max: float = default("stretch.max")
     out_min: int = default("stretch.out_min")
     low: float = default("stretch.low")
     high: float = default("stretch.high")
@@ -151,7 +156,7 @@ class Product:
     #: colour map of an expression product (any name the cmap library knows; None: gray)
     colormap: str | None = None
     #: the expression values drawn as the first and the last colour of the map
-    value_range: tuple[float, float] = default("range")
+    range: tuple[float, float] = default("range")
     #: image format: png, jpeg, webp
     format: str = default("format")
     #: JPEG and WebP quality, 1-100
@@ -191,8 +196,8 @@ class Product:
             raise self._fail("expression", str(exc)) from None
         if tuple(self.bands) != used:
             raise self._fail("bands", f"must be the bands of 'expression' {list(used)}")
-        if not self.value_range[0] < self.value_range[1]:
-            raise self._fail("range", f"must be [low, high] with low < high, got {list(self.value_range)}")
+        if not self.range[0] < self.range[1]:
+            raise self._fail("range", f"must be [low, high] with low < high, got {list(self.range)}")
         if self.bit_depth != 8:
             raise self._fail("bit_depth", "must be 8 for an expression drawn with a colour map")
         check_colormap(self.name, self.colormap_name)
@@ -201,10 +206,10 @@ class Product:
         fail = self._fail
         if self.stretch not in STRETCHES:
             raise fail("stretch.type", f"{self.stretch!r} is not one of {list(STRETCHES)}")
-        if self.stretch == "gain" and not self.vmax > 0:
-            raise fail("stretch.max", f"must be > 0, got {self.vmax}")
-        if self.stretch == "range" and not self.vmin < self.vmax:
-            raise fail("stretch.min", f"must be below 'stretch.max', got {self.vmin} >= {self.vmax}")
+        if self.stretch == "gain" and not self.max > 0:
+            raise fail("stretch.max", f"must be > 0, got {self.max}")
+        if self.stretch == "range" and not self.min < self.max:
+            raise fail("stretch.min", f"must be below 'stretch.max', got {self.min} >= {self.max}")
         if self.stretch in ("equalize", "percentile") and self.scope not in ("image", "dataset"):
             raise fail("stretch.scope", f"must be 'image' or 'dataset', got {self.scope!r}")
         if self.stretch in ("clahe", "optimized", "equalize") and self.bit_depth != 8:
@@ -291,6 +296,8 @@ class Product:
         """A short hash of everything that determines this product's output files."""
         payload = {"algorithm": ALGORITHM_VERSION, **self.to_dict()}
         payload.pop("name")
+        for old, new in OLD_FIELD_NAMES.items():
+            payload[old] = payload.pop(new)
         for key, default in LATER_DEFAULTS.items():
             if payload[key] == default:
                 del payload[key]
@@ -305,9 +312,9 @@ class Product:
     def fixed_limits(self) -> list[tuple[float, float]] | None:
         """Per-band (min, max) when they do not depend on the image, else None."""
         if self.stretch == "gain":
-            return [(0.0, self.vmax)] * 3
+            return [(0.0, self.max)] * 3
         if self.stretch == "range":
-            return [(self.vmin, self.vmax)] * 3
+            return [(self.min, self.max)] * 3
         if self.dataset_stretch and self.stretch == "percentile":
             if self.limits is None:
                 raise ProductError(f"product {self.name!r}: dataset limits not loaded")
@@ -326,7 +333,7 @@ class Product:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("indices")
-        for key in ("bands", "band_map", "value_range"):
+        for key in ("bands", "band_map", "range"):
             d[key] = list(d[key])
         d["radiometry"] = [list(x) for x in d["radiometry"]]
         if d["limits"] is not None:
@@ -426,7 +433,7 @@ def parse_products(
                 resampling=resampling,
                 expression=body.get("expression"),
                 colormap=body.get("colormap"),
-                value_range=_value_range(name, body.get("range", default("range"))),
+                range=_value_range(name, body.get("range", default("range"))),
                 format=str(body.get("format", default("format"))),
                 quality=int(_number(name, "quality", body.get("quality", default("quality")))),
                 radiometry=_radiometry(name, body.get("offset", offset), body.get("scale", scale), body),
@@ -523,8 +530,11 @@ def products_from_dicts(dicts: Sequence[Mapping[str, Any]]) -> list[Product]:
         d = dict(d)
         d["bands"] = tuple(d["bands"])
         d["band_map"] = tuple(d["band_map"])
-        if "value_range" in d:
-            d["value_range"] = tuple(d["value_range"])
+        for old, new in OLD_FIELD_NAMES.items():  # products.json of versions before 0.6.0
+            if old in d:
+                d[new] = d.pop(old)
+        if "range" in d:
+            d["range"] = tuple(d["range"])
         if d.get("limits") is not None:
             d["limits"] = tuple(tuple(x) for x in d["limits"])
         d["radiometry"] = tuple(tuple(x) for x in d.get("radiometry", ()))

@@ -159,7 +159,7 @@ class Renderer:
 
 
     def _render_index(self, tile: Tile, product: Product) -> np.ndarray:
-        """The expression's value of every pixel through the colour map: ``value_range`` low
+        """The expression's value of every pixel through the colour map: ``range`` low
         to the first colour, high to the last, linearly (rounded to the nearest of 256);
         undefined values (a division by zero, NaN input, no data) transparent, or black in a
         JPEG."""
@@ -169,7 +169,7 @@ class Renderer:
         invalid = ~np.isfinite(values)
         if bands.excluded is not None:  # no data, or a band not finite
             invalid |= bands.excluded
-        lo, hi = product.value_range
+        lo, hi = product.range
         t = np.where(invalid, 0.0, (values - lo) / (hi - lo)).clip(0, 1)
         rgb = self._colormaps[product.name][(t * 255 + 0.5).astype(np.intp)]
         rgb[invalid] = 0
@@ -248,7 +248,7 @@ def clahe(stack: np.ndarray, product: Product) -> np.ndarray:
     clip limit 0.01) of each band after the gain stretch ``value / max`` to 0-1."""
     from skimage import exposure
 
-    t = (stack.astype(np.float64) / product.vmax).clip(0, 1)
+    t = (stack.astype(np.float64) / product.max).clip(0, 1)
     out = [exposure.equalize_adapthist(t[..., c], clip_limit=0.01) for c in range(3)]
     return (255 * np.stack(out, axis=-1).clip(0, 1)).astype(np.uint8)
 

@@ -16,6 +16,7 @@ from msrgb.products import (
     ProductError,
     check_band_count,
     parse_products,
+    products_from_dicts,
     stretch,
 )
 
@@ -140,7 +141,7 @@ def test_nodata_pixels_are_transparent():
 
 def test_mapping_with_preset_and_override():
     (p,) = parse_products({"tc3000": {"preset": "truecolor", "stretch": {"max": 3000}}})
-    assert p.name == "tc3000" and p.bands == ("B04", "B03", "B02") and p.vmax == 3000
+    assert p.name == "tc3000" and p.bands == ("B04", "B03", "B02") and p.max == 3000
 
 
 @pytest.mark.parametrize(
@@ -179,7 +180,7 @@ def test_digest_changes_with_every_pixel_setting_and_only_then():
     assert base.digest() == Product("a", ("B04", "B03", "B02")).digest()
     assert base.digest() == Product("renamed", ("B04", "B03", "B02")).digest()
     for other in (
-        Product("a", ("B04", "B03", "B02"), vmax=3000),
+        Product("a", ("B04", "B03", "B02"), max=3000),
         Product("a", ("B08", "B03", "B02")),
         Product("a", ("B04", "B03", "B02"), png_compression="best"),
         Product("a", ("B04", "B03", "B02"), bit_depth=16),
@@ -205,3 +206,17 @@ def test_world_file_and_aux_xml_place_the_png_like_the_tif(tmp_path: Path):
     with rasterio.Env(GDAL_PAM_ENABLED="YES", GDAL_DISABLE_READDIR_ON_OPEN="FALSE"), rasterio.open(tif) as src, rasterio.open(png) as out:
         assert out.crs == src.crs
         assert out.transform.almost_equals(src.transform)
+
+
+def test_field_names_are_the_config_keys_and_digests_stay_those_of_earlier_versions():
+    """stretch.min/max and range are the fields min/max/range; a product's digest is computed
+    under the names of versions before 0.6.0, so their images stay up to date, and their
+    products.json (read by msrgb status) still loads."""
+    (p,) = parse_products({"r": {"preset": "truecolor", "stretch": {"type": "range", "min": 100, "max": 3000}}})
+    assert (p.min, p.max) == (100.0, 3000.0)
+    (tc,) = parse_products(["truecolor"])
+    assert tc.digest() == "c77d0ab0933966ac"  # the digest 0.5.0 gave the reference product
+    old = {**tc.to_dict(), "vmin": 0.0, "vmax": 4000.0, "value_range": [-1.0, 1.0]}
+    for key in ("min", "max", "range"):
+        del old[key]
+    assert products_from_dicts([old]) == [tc]
