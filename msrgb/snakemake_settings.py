@@ -82,15 +82,18 @@ def wrap_log_streams(wrapper: Callable[[Any], Any]) -> None:
 
 def start_hook_in_module(workflow: Any, func: Callable[[], None]) -> None:
     """Snakemake ignores ``onstart`` of a workflow loaded with ``module``: there, run ``func``
-    before the host's own start hook (Snakemake calls it only when jobs are about to run, not
-    in dry runs). A host that defines its own ``onstart`` after loading msrgb replaces this one,
-    and must call msrgb's ``start_of_run()`` in it (docs/pipelines.md)."""
+    when the host's start hook runs (Snakemake calls it only when jobs are about to run, not in
+    dry runs), also when the host defines its own ``onstart`` after loading msrgb."""
     if not is_module(workflow):
         return
-    host = workflow._onstart
 
-    def both(log: Any = None) -> None:
-        func()
-        host(log)
+    def with_ours(host: Callable[..., Any]) -> Callable[..., None]:
+        def both(log: Any = None) -> None:
+            func()
+            host(log)
 
-    workflow._onstart = both
+        return both
+
+    workflow._onstart = with_ours(workflow._onstart)
+    register = workflow.onstart  # the host's `onstart:` registers through this, later
+    workflow.onstart = lambda host: register(with_ours(host))

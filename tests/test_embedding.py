@@ -40,6 +40,10 @@ rule train:  # stands for the host's next step, which uses the PNGs
         "train/ready.txt",
     shell:
         "ls pngs/truecolor/Forest > {{output}}"
+
+
+onstart:  # the host's own start hook: msrgb's must still run (it writes the plan)
+    print("host onstart ran")
 """
 
 
@@ -57,6 +61,9 @@ def test_host_workflow_uses_msrgb_as_a_module(tmp_path: Path) -> None:
         cwd=host, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C.UTF-8"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "host onstart ran" in proc.stdout + proc.stderr
+    dry = subprocess.run([sys.executable, "-m", "snakemake", "-n"], cwd=host, capture_output=True, text=True)
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr, dry.stderr[-3000:]
     for tif in tifs.rglob("*.tif"):
         assert_png_matches(host / "pngs" / "truecolor" / tif.relative_to(tifs).with_suffix(".png"), tif)
         assert (host / "pngs" / "falsecolor" / tif.relative_to(tifs).with_suffix(".png")).exists()
