@@ -3,6 +3,7 @@ these tests pin what it reads to the Snakemake version it was written for."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -50,6 +51,11 @@ def test_written_for_this_snakemake():
     from snakemake.scheduling.job_scheduler import JobScheduler
 
     assert hasattr(JobScheduler, "_schedule_reevalutation")  # end_scheduler_timers' target
+    from snakemake.workflow import Workflow
+
+    # start_hook_in_module: the start hook Snakemake calls, and how a Snakefile registers one
+    assert "self._onstart = func" in inspect.getsource(Workflow.onstart)
+    assert "self._onstart(" in inspect.getsource(Workflow.execute)
 
 
 def test_local_run(tmp_path: Path):
