@@ -51,6 +51,7 @@ def test_written_for_this_snakemake():
     from snakemake.scheduling.job_scheduler import JobScheduler
 
     assert hasattr(JobScheduler, "_schedule_reevalutation")  # end_scheduler_timers' target
+    import snakemake.api  # noqa: F401 (snakemake.workflow is imported through it)
     from snakemake.workflow import Workflow
 
     # start_hook_in_module: the start hook Snakemake calls, and how a Snakefile registers one
