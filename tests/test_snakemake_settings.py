@@ -3,6 +3,7 @@ these tests pin what it reads to the Snakemake version it was written for."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import os
@@ -51,7 +52,7 @@ def test_written_for_this_snakemake():
     from snakemake.scheduling.job_scheduler import JobScheduler
 
     assert hasattr(JobScheduler, "_schedule_reevalutation")  # end_scheduler_timers' target
-    import snakemake.api  # noqa: F401 (snakemake.workflow is imported through it)
+    importlib.import_module("snakemake.api")  # snakemake.workflow is imported through it
     from snakemake.workflow import Workflow
 
     # start_hook_in_module: the start hook Snakemake calls, and how a Snakefile registers one
