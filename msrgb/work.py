@@ -180,7 +180,7 @@ def count_work(
     up to date: the same decision as the jobs (msrgb.shard.work_to_do), made only for the shards
     Snakemake will run (every image of the others is up to date). Products with a dataset-wide
     stretch whose limits are not computed yet count as all to convert. ``present`` tells
-    whether an output exists (the listings flag_shards_missing_outputs made, if given);
+    whether an output exists (the listings shards_missing_outputs made, if given);
     ``input_dir`` lets it look at the inputs of images made before radiometric offsets were
     applied, as the jobs do."""
     ready = [with_recorded_limits(p, layout.stretch(p.name)) for p in products]
