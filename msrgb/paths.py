@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,6 +181,11 @@ class OutputListing:
     def __init__(self, remove_stale: bool = False) -> None:
         self._names: dict[str, set[str]] = {}
         self._remove_stale = remove_stale
+
+    def folders(self, folders: Iterable[str]) -> None:
+        """List ``folders`` now (clearing their stale temporaries with ``remove_stale``)."""
+        for folder in folders:
+            self(f"{folder}/")
 
     def __call__(self, path: str | Path) -> bool:
         folder, _, name = str(path).rpartition("/")

@@ -19,7 +19,7 @@ from msrgb.errors import FileError, OutputFileError, PlanError, ShardError
 from msrgb.files import remove_output, write_atomic
 from msrgb.discovery import Source
 from msrgb.paths import OutputListing, OutputPaths
-from msrgb.sharding import read_manifest_text, shard_token
+from msrgb.sharding import manifest_file_text, read_manifest_text, shard_token
 from msrgb.state import StateData, read_state_full, state_text
 from msrgb.products import Product
 from msrgb.progress import Live, write_live
@@ -159,7 +159,7 @@ def run_shard(
     write_atomic(state_out, state_text(**vars(kept)).encode("utf-8"))
     progress.unlink(missing_ok=True)
     if done is not None:
-        leave_markers(done, shard_token(manifest.read_text(encoding="utf-8")))
+        leave_markers(done, shard_token(manifest_file_text(manifest)))
     return result
 
 
@@ -176,8 +176,10 @@ def _start_job(
     """What the job has to do, from the records of earlier jobs of any shard count and the
     output folders; images whose input is gone are deleted first."""
     before = read_state_full([*layout.related_states(n_shards, shard), layout.progress(n_shards, shard)])
-    # one listing per output folder, which also clears temporaries that killed runs left there
+    # one listing per output folder of the shard, which also clears temporaries that killed
+    # jobs left there
     present = OutputListing(remove_stale=True)
+    present.folders({layout.png_str(p, s).rpartition("/")[0] for s in members for p in products})
     work = work_to_do(members, products, before, on_error, layout.png, present, scaled_bands_of(input_dir, products))
     if work.rescaled:
         log.info("shard %d (of %d): %s", shard, n_shards, rescaled_line(work.rescaled))
@@ -260,7 +262,7 @@ def _job_settings(
     error policy (the manifest's unless given); fails if the manifest was planned for other
     product settings."""
     try:
-        members, settings = read_manifest_text(manifest.read_text(encoding="utf-8"))
+        members, settings = read_manifest_text(manifest_file_text(manifest))
     except FileNotFoundError:
         raise PlanError(
             f"{manifest} is missing: msrgb writes the plan when a run starts (onstart), which "

@@ -79,7 +79,13 @@ def _files_fields(files: tuple[tuple[str, str], ...] | None) -> list[str]:
 
 def read_shard_manifest(path: Path) -> tuple[list[Source], dict[str, str]]:
     """Members and settings of a manifest file (:func:`read_manifest_text`)."""
-    return read_manifest_text(path.read_text(encoding="utf-8"))
+    return read_manifest_text(manifest_file_text(path))
+
+
+def manifest_file_text(path: Path) -> str:
+    """A manifest's text exactly as written: a quoted name may hold a carriage return, which
+    reading in text mode would turn into a line break (and change the shard's token)."""
+    return path.read_bytes().decode("utf-8")
 
 
 def read_manifest_text(text: str) -> tuple[list[Source], dict[str, str]]:
@@ -168,7 +174,7 @@ def load_plan(layout: OutputPaths) -> Plan:
         token_list = [tokens[i] for i in range(n_shards)]
     except (ValueError, KeyError, IndexError) as exc:
         raise PlanError(f"{path} is damaged; run snakemake from the start") from exc
-    texts = [layout.manifest(n_shards, i).read_text(encoding="utf-8") for i in range(n_shards)]
+    texts = [manifest_file_text(layout.manifest(n_shards, i)) for i in range(n_shards)]
     members = [read_manifest_text(t)[0] for t in texts]
     return Plan(n_shards, members, threads, texts, token_list)
 

@@ -14,7 +14,7 @@ import pytest
 import rasterio
 from conftest import assert_png_matches, run_snakemake
 
-from msrgb import synth, tsv, verify
+from msrgb import cli, synth, tsv, verify
 from msrgb.convert import Converter
 from msrgb.reader import enter_thread_gdal_env
 from msrgb.products import parse_products
@@ -184,7 +184,7 @@ def test_odd_file_names_convert_and_stay_parseable(tmp_path: Path):
     assert errors == [["file", "reason"], ["Odd/bad\nname.tif", errors[1][1]]]
     rows = verify.read_provenance_manifest(out / "truecolor" / "manifest.tsv")
     assert sorted(r["path"] for r in rows) == sorted(f"Odd/{n[: n.rfind('.')]}.png" for n in names)
-    assert verify.main([str(out), "--input", str(root)]) == 0
+    assert cli.main(["verify", str(out), "--input", str(root)]) == 0
     assert json.loads((out / "summary.json").read_text())["skipped"] == 1
     proc = run_snakemake(tmp_path, input_dir=str(root), output_dir=str(out), on_error="skip")
     assert "Nothing to be done" in proc.stdout + proc.stderr, "the state read back fully"
