@@ -62,6 +62,11 @@ class OutputPaths:
         (msrgb.sharding): the target Snakemake is given for each shard."""
         return self.state_root / "done" / f"{n_shards}" / f"{shard}" / token
 
+    def part_done(self, part: str, digest: str) -> Path:
+        """The marker of a finished job that makes ``part`` of the run's results (``stretch/<p>``,
+        ``sheets/<p>``, ``summary``), named by a digest of what it is made from."""
+        return self.state_root / "done" / part / digest
+
     def done_pattern(self) -> str:
         """The marker of any shard, with the wildcards ``{n}``, ``{shard}`` and ``{token}``."""
         return str(self.state_root / "done" / "{n}" / "{shard}" / "{token}")
@@ -170,6 +175,18 @@ class OutputPaths:
                         found.append(f)
         return sorted(found, key=lambda f: f.stat().st_mtime_ns)
 
+
+
+def leave_marker(marker: Path, keep: Iterable[str] = ()) -> None:
+    """Create ``marker`` (and the names ``keep`` beside it) and delete every other marker in its
+    folder: the markers of earlier runs of the same job."""
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    names = {marker.name, *keep}
+    for name in names:
+        (marker.parent / name).touch()
+    for old in marker.parent.iterdir():
+        if old.name not in names:
+            old.unlink(missing_ok=True)
 
 
 class OutputListing:

@@ -10,7 +10,7 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -248,10 +248,18 @@ class Prepared:
     #: what planning found it cannot convert, as written to .msrgb/planning_errors.tsv
     problems_text: str = ""
 
-    def digest(self, *parts: object) -> str:
-        """A short digest of ``parts`` for a rule's params, so that Snakemake runs its job again
-        when what the job reads changed."""
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    def parts(self) -> dict[str, str]:
+        """The digest of what each job besides the shard jobs is made from, which names the
+        marker it leaves (:meth:`msrgb.paths.OutputPaths.part_done`): a changed sample, sheet
+        or planning error gives a new name, so Snakemake runs that job again."""
+        parts = {f"stretch/{name}": _digest(text) for name, text in self.samples.items()}
+        parts |= {f"sheets/{name}": _digest(sheets) for name, sheets in self.sheets.items()}
+        parts["summary"] = _digest(self.problems_text)
+        return parts
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def find_sources(settings: Settings) -> tuple[list[Source], Problems]:
@@ -321,13 +329,8 @@ def plan_run(settings: Settings, where: Where) -> Prepared:
     plan = make_plan(sources, n_shards, settings.products, threads, settings.on_error)
     listing = OutputListing()  # the output folders, listed once for both
     plan = plan.rerun(shards_missing_outputs(layout, plan, settings.products, listing))
-    stretches = [layout.stretch(p.name) for p in settings.products if p.dataset_stretch]
-    counts = count_work(layout, plan, settings.products, settings.on_error, stretches, listing, settings.input_dir)
-    if not settings.remove_orphans:
-        check_removals(counts, settings)
-    notes = ([note] if note else []) + ([f"warning: {problems_note(problems)}"] if problems else [])
-    return Prepared(
-        plan, tuple(notes), counts,
+    prepared = Prepared(
+        plan,
         sheets=plan_sheets(settings, sources),
         samples={
             p.name: stats.sample_text(p, stats.choose_sample(sources, p.sample))
@@ -335,6 +338,14 @@ def plan_run(settings: Settings, where: Where) -> Prepared:
         },
         problems_text=tsv.text([("file", "reason"), *problems]),
     )  # fmt: skip
+    plan = replace(plan, parts=prepared.parts())
+    # a shard job runs when the limits it uses are new: their job's marker is missing or newer
+    stretches = [layout.part_done(part, digest) for part, digest in plan.parts.items() if part.startswith("stretch/")]
+    counts = count_work(layout, plan, settings.products, settings.on_error, stretches, listing, settings.input_dir)
+    if not settings.remove_orphans:
+        check_removals(counts, settings)
+    notes = ([note] if note else []) + ([f"warning: {problems_note(problems)}"] if problems else [])
+    return replace(prepared, plan=plan, notes=tuple(notes), counts=counts)
 
 
 def plan_sheets(settings: Settings, sources: Sequence[Source]) -> dict[str, dict[str, str]]:

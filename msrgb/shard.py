@@ -18,7 +18,7 @@ from msrgb.inputs import InputImage
 from msrgb.errors import FileError, OutputFileError, PlanError, ShardError
 from msrgb.files import remove_output, write_atomic
 from msrgb.discovery import Source
-from msrgb.paths import OutputListing, OutputPaths
+from msrgb.paths import OutputListing, OutputPaths, leave_marker
 from msrgb.sharding import manifest_file_text, read_manifest_text, shard_token
 from msrgb.state import StateData, read_state_full, state_text
 from msrgb.products import Product
@@ -130,7 +130,8 @@ def run_shard(
     ``read_ahead`` input files are kept asked for ahead of the conversion (:class:`ReadAhead`;
     0 = off). Images over ``max_pixels`` are bad inputs unless the products make quicklooks.
     At the end, ``done`` (the marker Snakemake asked for, named by the shard's token) is left
-    with the marker of the manifest's own token (:func:`leave_markers`)."""
+    with the marker of the manifest's own token, which a later run asks for while nothing
+    changes (:func:`msrgb.paths.leave_marker`)."""
     n_shards, shard, layout = int(manifest.parent.name), int(manifest.stem), OutputPaths.of_manifest(manifest)
     members, products, on_error = _job_settings(manifest, products, stretch_files, on_error)
     progress = layout.progress(n_shards, shard)
@@ -159,7 +160,7 @@ def run_shard(
     write_atomic(state_out, state_text(**vars(kept)).encode("utf-8"))
     progress.unlink(missing_ok=True)
     if done is not None:
-        leave_markers(done, shard_token(manifest_file_text(manifest)))
+        leave_marker(done, keep=[shard_token(manifest_file_text(manifest))])
     return result
 
 
@@ -236,19 +237,6 @@ def remove_earlier_logs(log_file: Path) -> None:
     shard = log_file.name.split(".", 1)[0]
     for old in log_file.parent.glob(f"{shard}.*.log"):
         if old != log_file:
-            old.unlink(missing_ok=True)
-
-
-def leave_markers(marker: Path, token: str) -> None:
-    """Mark the shard finished: ``marker`` (the output Snakemake asked for) and the marker of
-    the manifest's token, which a later run asks for while nothing changes; earlier markers of
-    the shard go."""
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    keep = {marker.name, token}
-    for name in keep:
-        (marker.parent / name).touch()
-    for old in marker.parent.iterdir():
-        if old.name not in keep:
             old.unlink(missing_ok=True)
 
 

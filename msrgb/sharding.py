@@ -120,6 +120,9 @@ class Plan:
     threads: int = 1
     manifests: list[str] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
+    #: the digests of what the other jobs are made from: ``stretch/<product>`` (the stretch
+    #: sample), ``sheets/<product>`` (the sheet manifests), ``summary`` (planning errors)
+    parts: dict[str, str] = field(default_factory=dict)
 
     def clean_token(self, shard: int) -> str:
         return shard_token(self.manifests[shard])
@@ -155,6 +158,7 @@ def write_plan(layout: OutputPaths, plan: Plan) -> None:
         write_if_changed(layout.manifest(plan.n_shards, shard), text)
     rows: list[list[object]] = [[PLAN_HEADER], ["shards", plan.n_shards], ["threads", plan.threads]]
     rows += [["token", shard, token] for shard, token in enumerate(plan.tokens)]
+    rows += [["part", part, digest] for part, digest in sorted(plan.parts.items())]
     write_if_changed(layout.plan_file(), tsv.text(rows))
 
 
@@ -172,11 +176,12 @@ def load_plan(layout: OutputPaths) -> Plan:
         n_shards, threads = values["shards"], values["threads"]
         tokens = dict((int(row[1]), row[2]) for row in rows if row[0] == "token")
         token_list = [tokens[i] for i in range(n_shards)]
+        parts = {row[1]: row[2] for row in rows if row[0] == "part"}
     except (ValueError, KeyError, IndexError) as exc:
         raise PlanError(f"{path} is damaged; run snakemake from the start") from exc
     texts = [manifest_file_text(layout.manifest(n_shards, i)) for i in range(n_shards)]
     members = [read_manifest_text(t)[0] for t in texts]
-    return Plan(n_shards, members, threads, texts, token_list)
+    return Plan(n_shards, members, threads, texts, token_list, parts)
 
 
 def plan_shards(

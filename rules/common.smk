@@ -150,15 +150,6 @@ PNG_RULES = png_rules_wanted()
 # Input functions and paths of the rules.
 
 
-def sample_of(wildcards):
-    return str(LAYOUT.sample(wildcards.product))
-
-
-def sample_digest(wildcards):
-    """Changes when the stretch sample changes, so that Snakemake computes the limits again."""
-    return PREPARED.digest(PREPARED.samples[wildcards.product]) if PREPARED else ""
-
-
 def stretch_file(product):
     """Where a dataset-wide stretch is recorded (docs/products.md)."""
     return str(LAYOUT.stretch(product))
@@ -168,8 +159,21 @@ def stretch_files():
     return {p.name: stretch_file(p.name) for p in DATASET_PRODUCTS}
 
 
-def product_dict(wildcards):
-    return next(p.to_dict() for p in DATASET_PRODUCTS if p.name == wildcards.product)
+def part_done(part):
+    """The marker the job making ``part`` leaves, named by a digest of what it is made from
+    (msrgb.prepare.Prepared.parts): a new digest makes Snakemake run that job again."""
+    return str(LAYOUT.part_done(part, PLAN.parts[part]))
+
+
+def part_markers():
+    """The markers of the contact sheets and the summary, which only the final target asks for."""
+    sheets = [f"sheets/{p.name}" for p in PRODUCTS] if SETTINGS.contact_sheets else []
+    return [part_done(part) for part in (*sheets, "summary")]
+
+
+def stretch_done():
+    """The markers of the dataset-wide stretches the shard jobs use (their limits)."""
+    return {p.name: part_done(f"stretch/{p.name}") for p in DATASET_PRODUCTS}
 
 
 def product_dicts():
@@ -268,10 +272,6 @@ def sheet_names(product):
     return mssheets.sheet_names(LAYOUT, product)
 
 
-def sheets_digest(product):
-    """Changes when a sheet of ``product`` changes, so that Snakemake runs its sheet job."""
-    return PREPARED.digest(PREPARED.sheets.get(product)) if PREPARED else ""
-
 
 def sheet_png(product, sheet):
     return str(LAYOUT.contact_sheet(product, sheet))
@@ -299,9 +299,6 @@ def planning_errors():
     """What planning could not convert (unreadable folders, clashing outputs), for errors.tsv."""
     return str(LAYOUT.planning_errors())
 
-
-def planning_digest():
-    return PREPARED.digest(PREPARED.problems_text) if PREPARED else ""
 
 
 def summary_file():

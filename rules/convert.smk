@@ -16,7 +16,7 @@
 
 rule convert_shard:
     input:
-        **stretch_files(),
+        **stretch_done(),
     output:
         done=LAYOUT.done_pattern(),
     log:
@@ -45,7 +45,7 @@ for shard in range(PLAN.n_shards) if PNG_RULES else []:
         name:
             f"convert_pngs_{shard}"
         input:
-            **stretch_files(),
+            **stretch_done(),
             # ancient: the shard's own job runs first when its marker is missing, but a
             # finished shard leaves these PNGs up to date
             done=ancient(shard_done(shard)),

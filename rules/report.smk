@@ -20,13 +20,13 @@ for product in PRODUCTS:
                     subcategory=product.name,
                 )
             ),
+            done=part_done(f"sheets/{product.name}"),
         log:
             str(LAYOUT.log("contact_sheets", product.name)),
         conda:
             "../envs/msrgb.yaml"
         params:
             manifests=sheet_manifests(product.name),
-            plan=sheets_digest(product.name),
             product_dir=str(LAYOUT.product_dir(product.name)),
             product=product.to_dict(),
             thumbnail=config["thumbnail_size"],
@@ -59,6 +59,7 @@ rule summarize:
         legends=update(
             report(legends(), caption="../report/legend.rst", category="Legends")
         ),
+        done=part_done("summary"),
     log:
         summary_log(),
     conda:
@@ -66,7 +67,6 @@ rule summarize:
     params:
         states=all_states(),
         planning=planning_errors(),
-        plan=planning_digest(),
         output_dir=output_dir_of,
         n_products=len(PRODUCTS),
         digests=product_digests(),

@@ -1,20 +1,25 @@
 # Dataset-wide percentile stretches: the limits are computed once, from a fixed sample of the
 # inputs (planned when the workflow is read, written to .msrgb/samples/<product>.json when the
 # run starts), and recorded in {output_dir}/stretch/<product>.json, which every shard job of that
-# product reads.
+# product reads. One rule per product: its marker is named by a digest of the sample, so a new
+# sample makes Snakemake compute the limits again (outputs cannot be functions of a wildcard).
 
 
-rule dataset_percentiles:
-    output:
-        limits=stretch_file("{product}"),
-    log:
-        str(LAYOUT.log("dataset_percentiles", "{product}")),
-    conda:
-        "../envs/msrgb.yaml"
-    params:
-        sample=sample_of,
-        plan=sample_digest,
-        input_dir=str(INPUT_DIR),
-        product=product_dict,
-    script:
-        "../scripts/dataset_percentiles.py"
+for product in DATASET_PRODUCTS:
+
+    rule:
+        name:
+            f"dataset_percentiles_{product.name}"
+        output:
+            limits=stretch_file(product.name),
+            done=part_done(f"stretch/{product.name}"),
+        log:
+            str(LAYOUT.log("dataset_percentiles", product.name)),
+        conda:
+            "../envs/msrgb.yaml"
+        params:
+            sample=str(LAYOUT.sample(product.name)),
+            input_dir=str(INPUT_DIR),
+            product=product.to_dict(),
+        script:
+            "../scripts/dataset_percentiles.py"

@@ -5,6 +5,9 @@ import os
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+from msrgb.paths import leave_marker  # noqa: E402 (light: no numpy, Pillow or rasterio)
+
 logging.basicConfig(
     filename=snakemake.log[0],
     level=logging.INFO,
@@ -19,7 +22,6 @@ def stale(manifest: Path, sheet: Path) -> bool:
 
 # Most runs change no sheet: decide that before importing numpy, Pillow and rasterio.
 if any(stale(m, s) for m, s in pairs):
-    sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
     from msrgb import sheets  # noqa: E402
 
     from msrgb.legend import legend_image  # noqa: E402
@@ -32,3 +34,4 @@ if any(stale(m, s) for m, s in pairs):
 else:
     done = 0
 logging.info("%d of %d contact sheet(s) rebuilt (pid %d)", done, len(pairs), os.getpid())
+leave_marker(Path(snakemake.output.done))

@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb import stats  # noqa: E402
+from msrgb.paths import leave_marker  # noqa: E402
 from msrgb.products import products_from_dicts  # noqa: E402
 
 logging.basicConfig(
@@ -21,3 +22,4 @@ stats.run(
     Path(snakemake.params.sample),
     Path(snakemake.output.limits),
 )
+leave_marker(Path(snakemake.output.done))

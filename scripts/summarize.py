@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb import report  # noqa: E402
+from msrgb.paths import leave_marker  # noqa: E402
 from msrgb.products import products_from_dicts  # noqa: E402
 from msrgb.paths import OutputPaths  # noqa: E402
 from msrgb.sharding import load_plan  # noqa: E402
@@ -37,3 +38,4 @@ summary["clipping"] = report.clipping_summary(state, {p.name: p.suffix for p in 
 report.write_summary(Path(snakemake.output.summary), summary)
 report.write_looks(layout, products, state, summary["clipping"], snakemake.params.thumbnail)
 logging.info("summary:\n%s", report.summary_table(summary))
+leave_marker(Path(snakemake.output.done))
