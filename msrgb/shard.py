@@ -152,8 +152,7 @@ def run_shard(
     except KeyboardInterrupt:
         checkpoint()  # keep what was done, for the next run
         raise
-    if on_error == "skip":
-        result.skipped += len(result.failed)
+    result.skipped += len(result.failed) if on_error == "skip" else 0
     _write_run_stats(layout, n_shards, shard, result, time.monotonic() - t0)
     if fatal is not None or (result.failed and on_error == "fail"):
         _fail_job(fatal, result, checkpoint, progress, f"shard {shard} (of {n_shards})")
