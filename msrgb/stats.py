@@ -16,7 +16,7 @@ import numpy as np
 from msrgb import __version__
 from msrgb.inputs import InputImage, Inputs
 from msrgb.errors import InputError
-from msrgb.files import write_atomic, write_if_changed
+from msrgb.files import write_atomic
 from msrgb.discovery import Source
 from msrgb.sharding import path_hash
 from msrgb.reader import ReadInBlocks, Tile, gdal_env
@@ -52,11 +52,6 @@ def read_sample(path: Path) -> list[Source]:
         Source(rel, 0, 0, tuple(tuple(pair) for pair in bands[rel]) if rel in bands else None)  # type: ignore[misc]
         for rel in record["files"]
     ]
-
-
-def write_sample(path: Path, product: Product, sources: Sequence[Source]) -> bool:
-    """Write the sample list of ``product`` (only if it changed; True if written)."""
-    return write_if_changed(path, sample_text(product, choose_sample(sources, product.sample)))
 
 
 def whole_bands(image: InputImage) -> Tile:
