@@ -339,8 +339,10 @@ def plan_run(settings: Settings, where: Where) -> Prepared:
         problems_text=tsv.text([("file", "reason"), *problems]),
     )  # fmt: skip
     plan = replace(plan, parts=prepared.parts())
-    # a shard job runs when the limits it uses are new: their job's marker is missing or newer
+    # a shard job runs when the limits it uses are new: their file or their job's marker is
+    # missing or newer than the shard's state
     stretches = [layout.part_done(part, digest) for part, digest in plan.parts.items() if part.startswith("stretch/")]
+    stretches += [layout.stretch(p.name) for p in settings.products if p.dataset_stretch]
     counts = count_work(layout, plan, settings.products, settings.on_error, stretches, listing, settings.input_dir)
     if not settings.remove_orphans:
         check_removals(counts, settings)

@@ -171,9 +171,10 @@ def part_markers():
     return [part_done(part) for part in (*sheets, "summary")]
 
 
-def stretch_done():
-    """The markers of the dataset-wide stretches the shard jobs use (their limits)."""
-    return {p.name: part_done(f"stretch/{p.name}") for p in DATASET_PRODUCTS}
+def stretch_markers():
+    """The markers of the dataset-wide stretches the shard jobs use: a new sample computes the
+    limits again, then runs the shards (which also take the limits' files as inputs)."""
+    return [part_done(f"stretch/{p.name}") for p in DATASET_PRODUCTS]
 
 
 def product_dicts():

@@ -16,7 +16,8 @@
 
 rule convert_shard:
     input:
-        **stretch_done(),
+        *stretch_markers(),
+        **stretch_files(),
     output:
         done=LAYOUT.done_pattern(),
     log:
@@ -45,7 +46,8 @@ for shard in range(PLAN.n_shards) if PNG_RULES else []:
         name:
             f"convert_pngs_{shard}"
         input:
-            **stretch_done(),
+            *stretch_markers(),
+            **stretch_files(),
             # ancient: the shard's own job runs first when its marker is missing, but a
             # finished shard leaves these PNGs up to date
             done=ancient(shard_done(shard)),

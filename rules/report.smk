@@ -3,7 +3,7 @@
 
 
 # One rule per product, as the sheets are known at parse time (outputs cannot be functions).
-for product in PRODUCTS:
+for product in PRODUCTS if SETTINGS.contact_sheets else []:
 
     rule:
         name:
