@@ -273,7 +273,6 @@ def sheet_names(product):
     return mssheets.sheet_names(LAYOUT, product)
 
 
-
 def sheet_png(product, sheet):
     return str(LAYOUT.contact_sheet(product, sheet))
 
@@ -299,7 +298,6 @@ def errors_table():
 def planning_errors():
     """What planning could not convert (unreadable folders, clashing outputs), for errors.tsv."""
     return str(LAYOUT.planning_errors())
-
 
 
 def summary_file():
