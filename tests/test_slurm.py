@@ -82,7 +82,7 @@ def snakemake_slurm(workdir: Path, *args: str) -> subprocess.Popen[str]:
 
 def submitted(output: str) -> dict[str, str]:
     """Slurm job id of every shard job the run submitted, from Snakemake's output."""
-    pattern = r"submitted with SLURM jobid (\d+) \(log: \S*/rule_convert_shard/(\d+_\d+)/"
+    pattern = r"submitted with SLURM jobid (\d+) \(log: \S*/rule_convert_shard/(\d+_\d+)_[0-9a-f-]+/"
     return {f"convert_shard {shard}": job for job, shard in re.findall(pattern, output)}
 
 
