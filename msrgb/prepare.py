@@ -141,16 +141,15 @@ class Where:
     mem_mb: int | None = None
 
 
-def choose_threads(settings: Settings, where: Where, n_shards: int = 1) -> tuple[int, str | None]:
-    """Threads per shard job, and a note when ``auto`` was lowered to fit a node. auto: locally
-    the cores each of the ``n_shards`` shards gets when they run side by side (1 when there are
-    at least as many shards as cores; a small dataset in fewer shards than cores uses them all);
-    on a cluster ``cluster_threads_per_shard`` (shared file systems add latency that threads
-    hide), but never more than a node of the partition has."""
+def choose_threads(settings: Settings, where: Where) -> tuple[int, str | None]:
+    """Threads per shard job, and a note when ``auto`` was lowered to fit a node. auto: 1
+    locally, where the shards of ``--cores`` run side by side and the work is CPU-bound; on a
+    cluster ``cluster_threads_per_shard`` (shared file systems add latency that threads hide),
+    but never more than a node of the partition has."""
     if settings.threads_per_shard is not None:
         return settings.threads_per_shard, None
     if not where.cluster:
-        return max(1, where.parallel_jobs // max(1, n_shards)), None
+        return 1, None
     threads = settings.cluster_threads_per_shard
     size = where.node_size
     if size is not None and size.cpus < threads:
@@ -317,15 +316,15 @@ def plan_run(settings: Settings, where: Where) -> Prepared:
     :class:`msrgb.errors.MsrgbError` naming what is wrong."""
     layout = settings.layout
     check_folders(settings.input_dir, settings.output_dir)
-    sources, problems = find_sources(settings)
-    check_products_against(settings.products, settings.input_dir, sources)
-    n_shards = choose_shard_count(settings, where, len(sources))
-    threads, note = choose_threads(settings, where, n_shards)
+    threads, note = choose_threads(settings, where)
     if where.node_size is not None:
         try:
             check_request(where.node_size, where.threads_override or threads, where.mem_mb, "convert_shard")
         except SlurmQueryError as exc:
             raise PlanError(str(exc)) from None
+    sources, problems = find_sources(settings)
+    check_products_against(settings.products, settings.input_dir, sources)
+    n_shards = choose_shard_count(settings, where, len(sources))
     plan = make_plan(sources, n_shards, settings.products, threads, settings.on_error)
     listing = OutputListing()  # the output folders, listed once for both
     plan = plan.rerun(shards_missing_outputs(layout, plan, settings.products, listing))

@@ -107,13 +107,3 @@ def test_refused_run_names_the_holder_even_if_it_has_just_taken_the_lock(tmp_pat
     lock_output(layout)
     assert lock.read_text().strip().startswith(f"pid {os.getpid()} on ")
     assert len(lock.read_bytes()) == 256
-
-
-@pytest.mark.parametrize(("cores", "shards", "expected"), [(2, 1, 2), (2, 4, 1), (8, 2, 4), (1, 1, 1), (3, 2, 1)])
-def test_threads_auto_leaves_no_core_idle_locally(cores: int, shards: int, expected: int):
-    from msrgb.prepare import Settings, Where, choose_threads
-
-    settings = Settings(Path("in"), Path("out"), tuple(parse_products(["truecolor"])))
-    assert choose_threads(settings, Where(parallel_jobs=cores), shards) == (expected, None)
-    forced = Settings(Path("in"), Path("out"), tuple(parse_products(["truecolor"])), threads_per_shard=3)
-    assert choose_threads(forced, Where(parallel_jobs=cores), shards) == (3, None)
