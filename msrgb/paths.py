@@ -60,7 +60,7 @@ class OutputPaths:
     def done(self, n_shards: int, shard: int, token: str) -> Path:
         """The marker a finished job of a shard leaves, named by the shard's token
         (msrgb.sharding): the target Snakemake is given for each shard."""
-        return self.state_root / "done" / f"{n_shards}" / f"{shard}" / token
+        return self.part_done(f"{n_shards}/{shard}", token)
 
     def part_done(self, part: str, digest: str) -> Path:
         """The marker of a finished job that makes ``part`` of the run's results (``stretch/<p>``,
@@ -70,10 +70,6 @@ class OutputPaths:
     def done_pattern(self) -> str:
         """The marker of any shard, with the wildcards ``{n}``, ``{shard}`` and ``{token}``."""
         return str(self.state_root / "done" / "{n}" / "{shard}" / "{token}")
-
-    def state_pattern(self) -> str:
-        """The state file of any shard, with the wildcards ``{n}`` (shard count) and ``{shard}``."""
-        return str(self.state_root / "state" / "{n}" / "{shard}.tsv")
 
     def progress(self, n_shards: int, shard: int) -> Path:
         """Checkpoints of a shard job that has not finished (killed, failed); not a Snakemake
