@@ -23,6 +23,7 @@ from rasterio.windows import Window
 
 from msrgb.errors import InputError, MsrgbError
 from msrgb.geotags import image_size
+from msrgb.tiff import read_plain
 from msrgb.products import Product
 from msrgb.radiometry import Scaling, from_gdal
 
@@ -208,6 +209,9 @@ class TileReader:
         take more than ``in_memory_bytes`` decoded (without ``max_size``)."""
         with input_errors(path):
             if data is not None:
+                tile = self._read_plain(path, data)
+                if tile is not None:
+                    return tile
                 size = image_size(data)
                 if size is not None:
                     self.check_pixels(path, *size)
@@ -219,6 +223,21 @@ class TileReader:
                 except Exception:
                     pass  # GDAL fails on the file itself below, with its message about the file
             return self._read(path, path)
+
+    def _read_plain(self, path: str | Path, data: bytes) -> Tile | None:
+        """The tile of a plain TIFF read without GDAL (:mod:`msrgb.tiff`), or None where GDAL
+        must read it: another kind of file, georeferencing wanted, a quicklook to make, or
+        anything GDAL would refuse (it then says why)."""
+        if self.georef:
+            return None
+        plain = read_plain(data, self.needed, self.in_memory_bytes)
+        if plain is None or any(plain.count != len(p.band_map) for p in self.products):
+            return None
+        rows, cols = next(iter(plain.bands.values())).shape
+        if quicklook_shape(rows, cols, self.max_size) != (rows, cols):
+            return None
+        self.check_pixels(path, cols, rows)
+        return Tile(plain.bands, plain.nodata)
 
     def _open(self, name: str | Path, path: str | Path) -> DatasetReader:
         # Georeferencing is read only when a product writes it: building the CRS is the most
