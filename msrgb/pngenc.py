@@ -6,18 +6,32 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from zlib_ng import zlib_ng
+
+#: zlib's Huffman-only strategy; zlib-ng writes the same bytes for it, in about 60 % of the time
+#: (bench/encoders.py)
+HUFFMAN_ONLY = 2
+
 
 #: PNG encodings: name -> (zlib level, zlib strategy). Huffman-only skips the LZ77 match search:
 #: on real Sentinel-2 tiles it is as small as level 6 (within 0.1 %) and 2-3x faster to encode.
 PNG_COMPRESSION: dict[str, tuple[int, int]] = {
-    "huffman": (6, 2),
+    "huffman": (6, HUFFMAN_ONLY),
     "fast": (1, 0),
     "default": (6, 0),
     "best": (9, 0),
 }
+
+
+def compressor(level: int, strategy: int) -> Any:
+    """A deflate stream of ``level`` and ``strategy``: zlib-ng's for Huffman-only, zlib's for
+    the others (zlib-ng's LZ77 levels write other bytes, and larger ones at level 1)."""
+    module: Any = zlib_ng if strategy == HUFFMAN_ONLY else zlib
+    return module.compressobj(level, zlib.DEFLATED, 15, 8, strategy)
 
 
 #: PNG filter types in the order they are tried; the first with the lowest score wins.
@@ -50,7 +64,7 @@ class PngStream:
     def __init__(self, rows: int, cols: int, channels: int, dtype: npt.DTypeLike, level: int, strategy: int):
         self.rows, self.cols, self.channels = rows, cols, channels
         self.depth = 16 if np.dtype(dtype) == np.uint16 else 8
-        self._packer = zlib.compressobj(level, zlib.DEFLATED, 15, 8, strategy)
+        self._packer = compressor(level, strategy)
         self._idat: list[bytes] = []
         self._above = np.zeros(cols * channels, dtype=np.uint8)  # the row above the first is zero
         self._added = 0

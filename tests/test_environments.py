@@ -23,12 +23,16 @@ def pip_pins(name: str) -> dict[str, str]:
     return pins
 
 
+#: conda-forge package -> the same package's name on PyPI, where they differ
+PYPI_NAMES = {"python-zlib-ng": "zlib-ng"}
+
+
 def conda_pins(name: str) -> dict[str, str]:
     pins = {}
     for dep in yaml.safe_load((REPO / name).read_text())["dependencies"]:
         package, _, version = dep.partition("=")
         assert version and not version.startswith("="), f"{name}: {dep} is not pinned with ="
-        pins[package.lower()] = version
+        pins[PYPI_NAMES.get(package.lower(), package.lower())] = version
     pins.pop("python")
     return pins
 
