@@ -3,6 +3,9 @@
 
 Scenarios (each a real `snakemake` run in a fresh working folder):
   baseline   the reference script (seed_baseline.py, thread mode) on the same data
+  floor      the I/O floor (../shared/bench/io_floor.py): two processes that only read each
+             tile and write a 12 KB file per tile through a temporary file and a rename, into
+             the same kind of output folder; no converter can beat it
   full       full run from an empty output folder, DAG building included
   noop       rerun with everything up to date
   add100     rerun after adding 100 new TIFFs
@@ -16,7 +19,9 @@ larger than memory; the software itself stays cached.
 
 Usage: bench/run.py [--n 27000] [--data DIR] [--work DIR] [--cores 2] [--threads auto]
                     [--shards auto] [--baseline PATH] [--skip-baseline] [--scenarios ...]
-                    [--cold-input] [--set KEY=VALUE ...]
+                    [--cold-input] [--tmpfs] [--floor PATH] [--set KEY=VALUE ...]
+--tmpfs writes every output (the reference's, the floor's and msrgb's) to /dev/shm instead of
+the --work folder's disk.
 The baseline needs scikit-image (pip install scikit-image).
 """
 
@@ -28,6 +33,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -109,11 +115,13 @@ def main() -> None:
     ap.add_argument("--shards", default="auto", help="shards (auto or a power of two)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more --config settings")
     ap.add_argument("--baseline", type=Path, default=REPO.parent / "shared/bench/seed_baseline.py")
+    ap.add_argument("--floor", type=Path, default=REPO.parent / "shared/bench/io_floor.py")
+    ap.add_argument("--tmpfs", action="store_true", help="outputs in /dev/shm (memory)")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--cold-input", action="store_true", help="input not in the page cache")
     ap.add_argument(
-        "--scenarios", nargs="+", default=["full", "noop", "add100", "del1"],
-        help="which workflow scenarios to run (full always runs first)",
+        "--scenarios", nargs="+", default=["floor", "full", "noop", "add100", "del1"],
+        help="which workflow scenarios to run (full always runs first; floor: the I/O floor)",
     )  # fmt: skip
     args = ap.parse_args()
 
@@ -125,18 +133,24 @@ def main() -> None:
     run_dir = work / "run"
     old = set_aside(run_dir)
     run_dir.mkdir(parents=True)
-    out = run_dir / "out"
+    outputs = Path(tempfile.mkdtemp(prefix="msrgb-bench-", dir="/dev/shm")) if args.tmpfs else run_dir
+    out = outputs / "out"
     results: dict[str, tuple[float, int]] = {}
 
     if not args.skip_baseline:
         if args.cold_input:
             evict(data)
-        bl_out = run_dir / "baseline"
+        bl_out = outputs / "baseline"
         results["baseline"] = timed(
             [sys.executable, str(args.baseline), str(data), str(bl_out), "thread"],
             run_dir, run_dir / "baseline.log",
         )  # fmt: skip
 
+    if "floor" in args.scenarios and args.floor.exists():
+        results["floor"] = timed(
+            [sys.executable, str(args.floor), str(data), str(outputs / "floor"), "interleaved"],
+            run_dir, run_dir / "floor.log",
+        )  # fmt: skip
     smk = snakemake_command(
         f"input_dir={data}", f"output_dir={out}", f"threads_per_shard={args.threads}",
         f"shards={args.shards}", *args.set, cores=args.cores,
@@ -151,6 +165,8 @@ def main() -> None:
     report(args, results, run_dir, out)
     if old:
         shutil.rmtree(old)
+    if args.tmpfs:
+        shutil.rmtree(outputs)
 
 
 def timed_reruns(smk: list[str], data: Path, run_dir: Path, out: Path, results: dict[str, tuple[float, int]]) -> None:
@@ -183,12 +199,15 @@ def report(args: argparse.Namespace, results: dict[str, tuple[float, int]], run_
     print()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; data: {args.n} files; --cores {args.cores}, "
-          f"threads_per_shard={args.threads}, shards={args.shards}"
+          f"threads_per_shard={args.threads}, shards={args.shards}, "
+          f"outputs on {'tmpfs' if args.tmpfs else 'disk'}"
           f"{', input evicted from the page cache' if args.cold_input else ''}")  # fmt: skip
-    print(f"{'scenario':10s} {'wall s':>8s} {'vs baseline':>12s} {'peak MB':>8s}")
+    floor = results.get("floor", (None, 0))[0]
+    print(f"{'scenario':10s} {'wall s':>8s} {'vs baseline':>12s} {'vs floor':>9s} {'peak MB':>8s}")
     for name, (wall, peak) in results.items():
         ratio = f"{wall / base:.2f}x" if base else "-"
-        print(f"{name:10s} {wall:8.2f} {ratio:>12s} {peak:8d}")
+        over_floor = f"{wall / floor:.2f}x" if floor and name == "full" else "-"
+        print(f"{name:10s} {wall:8.2f} {ratio:>12s} {over_floor:>9s} {peak:8d}")
     print(f".snakemake/: {du(run_dir / '.snakemake') / 1e6:.1f} MB "
           f"(metadata {du(run_dir / '.snakemake' / 'metadata') / 1e6:.2f} MB); "
           f"output state .msrgb/: {du(out / '.msrgb') / 1e6:.1f} MB; PNGs: {n_png}")  # fmt: skip

@@ -24,12 +24,13 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from msrgb.errors import ProductError
 from msrgb.radiometry import Scaling, settings_for
+
+if TYPE_CHECKING:  # numpy is loaded where arrays are made: planning a run does without it
+    import numpy as np
 
 #: Version of the pixel algorithm. Bump it when a change alters the PNGs a setting produces,
 #: so that existing outputs are rebuilt.
@@ -328,6 +329,8 @@ class Product:
         limits = self.fixed_limits()
         assert limits is not None, "per-image stretches have no lookup table"
         lo, hi = limits[band]
+        import numpy as np
+
         return stretch(np.arange(65536, dtype=np.uint16), lo, hi, self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -349,6 +352,8 @@ def stretch(values: np.ndarray, lo: float, hi: float, product: Product) -> np.nd
         t = ((values - lo) / (hi - lo)).clip(0, 1)
     if product.gamma != 1:
         t = t ** (1 / product.gamma)
+    import numpy as np
+
     dtype = np.uint8 if product.bit_depth == 8 else np.uint16
     if product.out_min == 0:
         return (product.top * t).astype(dtype)
@@ -362,6 +367,7 @@ def colormap_lut(name: str) -> np.ndarray:
     exists in several collections, the first is taken without a warning."""
     import warnings
 
+    import numpy as np
     from cmap import Colormap
 
     with warnings.catch_warnings():

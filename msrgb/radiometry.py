@@ -18,10 +18,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from msrgb.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: reflectance 1 on the scale the stretches are written in
 REFLECTANCE_ONE = 10000.0
@@ -49,6 +51,8 @@ class Scaling:
     def apply(self, dn: np.ndarray) -> np.ndarray:
         """The values of ``dn`` on the 0-10000 scale, as float64; DN 0 (no data) is NaN where
         an offset applies, so that it stays no data (transparent, left out of statistics)."""
+        import numpy as np
+
         values = dn.astype(np.float64)
         if self.scale != 1.0:
             values *= self.scale

@@ -13,9 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from typing import TYPE_CHECKING
 
 from msrgb import tsv
 from msrgb.files import output_rel, own_image, write_atomic, write_if_changed
@@ -23,6 +21,10 @@ from msrgb.discovery import Source
 from msrgb.paths import OutputPaths
 from msrgb.sharding import path_hash
 from msrgb.products import Product
+
+if TYPE_CHECKING:  # drawing loads Pillow and numpy; planning the sheets does without them
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
 
 log = logging.getLogger("msrgb")
 
@@ -91,8 +93,13 @@ def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[d
     """The members of every folder sheet (the first ``per_folder`` files by name; 0 = all) and
     of the overview (the ``overview`` files of each folder with the smallest path hashes)."""
     by_folder: dict[str, list[Source]] = defaultdict(list)
+    keys: dict[str, str] = {}  # folder -> its key, worked out once per folder
     for s in sources:
-        by_folder[folder_key(s.rel)].append(s)
+        folder = s.rel.rpartition("/")[0]
+        key = keys.get(folder)
+        if key is None:
+            key = keys[folder] = folder_key(s.rel)
+        by_folder[key].append(s)
     sheets = {k: (v if per_folder == 0 else v[:per_folder]) for k, v in sorted(by_folder.items())}
     picks = []
     for _, members in sorted(by_folder.items()):
@@ -163,6 +170,8 @@ def write_sheet_manifests(layout: OutputPaths, planned: dict[str, dict[str, str]
 
 
 def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    from PIL import ImageFont
+
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
@@ -181,6 +190,9 @@ def thumbnail(png: Path, size: int) -> np.ndarray:
     """An 8-bit RGB thumbnail of ``png`` (16-bit and alpha PNGs too), ``size`` x ``size``. A
     large image (a whole scene) is first reduced by box averages, so that no full-size copy of
     it is made after decoding."""
+    import numpy as np
+    from PIL import Image
+
     with own_image(png) as opened:
         im: Image.Image = opened
         if im.width * im.height > LARGE_THUMBNAIL_SOURCE:
@@ -208,6 +220,8 @@ def sheet_image(
 ) -> Image.Image:
     """A sheet; a missing PNG (bad input) leaves its cell grey with its label, a ``None``
     entry leaves the cell empty."""
+    from PIL import Image, ImageDraw
+
     width, height = layout.size(len(pngs), columns)
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
@@ -269,6 +283,8 @@ def build(
 
 def with_legend(sheet: Image.Image, legend: Image.Image) -> Image.Image:
     """The sheet with the legend below it."""
+    from PIL import Image
+
     combined = Image.new("RGB", (max(sheet.width, legend.width), sheet.height + legend.height), (255, 255, 255))
     combined.paste(sheet, (0, 0))
     combined.paste(legend, (0, sheet.height))

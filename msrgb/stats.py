@@ -10,18 +10,18 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from msrgb import __version__
-from msrgb.inputs import InputImage, Inputs
 from msrgb.errors import InputError
 from msrgb.files import write_atomic
 from msrgb.discovery import Source
 from msrgb.sharding import path_hash
-from msrgb.reader import ReadInBlocks, Tile, gdal_env
-from msrgb.render import product_bands
 from msrgb.products import Product
+
+if TYPE_CHECKING:  # the computing functions load GDAL and numpy; planning reads samples only
+    from msrgb.inputs import InputImage
+    from msrgb.reader import Tile
 
 log = logging.getLogger("msrgb")
 
@@ -56,6 +56,8 @@ def read_sample(path: Path) -> list[Source]:
 
 def whole_bands(image: InputImage) -> Tile:
     """The needed bands of an input, whole, also of an image otherwise read in blocks."""
+    from msrgb.reader import ReadInBlocks
+
     try:
         tile = image.read().tile
     except ReadInBlocks:
@@ -70,6 +72,12 @@ def whole_bands(image: InputImage) -> Tile:
 def compute_limits(product: Product, input_dir: Path, sample: Sequence[Source]) -> dict:
     """Per-band percentiles of the product's bands over all valid pixels of the sample files.
     Bad files are left out (and listed); returns what :func:`write_limits` records."""
+    import numpy as np
+
+    from msrgb.inputs import Inputs
+    from msrgb.reader import gdal_env
+    from msrgb.render import product_bands
+
     # the same bands and nodata, with a stretch whose limits are known, only to read the files
     base = replace(product, stretch="gain")
     inputs = Inputs([base])

@@ -17,6 +17,7 @@ class _Dialect(csv.excel_tab):
 
 
 _SPECIAL = re.compile(r'[\t\n\r"]')
+_QUOTED = re.compile(r'[\n\r"]')
 
 
 def field(value: object) -> str:
@@ -28,6 +29,9 @@ def field(value: object) -> str:
 
 def line(fields: Sequence[object]) -> str:
     """One row, with its line end."""
+    plain = "\t".join(map(str, fields))
+    if plain.count("\t") == len(fields) - 1 and not _QUOTED.search(plain):
+        return plain + "\n"  # no field to quote (almost every row)
     return "\t".join(map(field, fields)) + "\n"
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from msrgb.inputs import scaled_bands_of
 from msrgb.discovery import Source
 from msrgb.paths import OutputListing, OutputPaths
 from msrgb.products import Product
@@ -206,6 +205,8 @@ def count_work(
                 counts.products[p.name].to_convert += len(members)
             continue
         before = read_state_full(states)
+        from msrgb.inputs import scaled_bands_of  # GDAL: only for shards with work to count
+
         scaled = scaled_bands_of(input_dir, products) if input_dir is not None else None
         work = work_to_do(members, ready, before, on_error, layout.png, present, scaled)
         counts.images += len(work.todo)

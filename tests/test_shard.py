@@ -194,14 +194,21 @@ def test_work_to_do_decides_from_records_and_present_outputs():
 
 
 def test_planning_does_not_load_gdal():
-    """Discovery, sharding, output paths, states and the lock run when any Snakemake process
-    reads the workflow: they must not import rasterio."""
+    """What Snakemake loads to read the workflow (rules/common.smk's imports: planning,
+    sheets, the report, progress) runs in every Snakemake process, a no-op rerun and each job
+    start included: it must not import rasterio, numpy or Pillow, which the jobs that convert
+    load when they need them."""
     import subprocess
     import sys
 
     from conftest import REPO
 
-    modules = "msrgb.discovery, msrgb.sharding, msrgb.paths, msrgb.state, msrgb.lock"
-    code = f"import sys; import {modules}; print('rasterio' in sys.modules)"
+    modules = (
+        "msrgb.discovery, msrgb.sharding, msrgb.paths, msrgb.state, msrgb.lock, msrgb.prepare, "
+        "msrgb.work, msrgb.sheets, msrgb.report, msrgb.progress, msrgb.slurm, msrgb.stats, "
+        "msrgb.snakemake_settings, msrgb.errors"
+    )
+    heavy = "rasterio", "numpy", "PIL"
+    code = f"import sys; import {modules}; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    assert out.stdout.strip() == "False", out.stderr
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
