@@ -180,7 +180,7 @@ def _start_job(
     # jobs left there
     present = OutputListing(remove_stale=True)
     present.folders({layout.png_str(p, s).rpartition("/")[0] for s in members for p in products})
-    work = work_to_do(members, products, before, on_error, layout.png, present, scaled_bands_of(input_dir, products))
+    work = work_to_do(members, products, before, on_error, layout.png_str, present, scaled_bands_of(input_dir, products))
     if work.rescaled:
         log.info("shard %d (of %d): %s", shard, n_shards, rescaled_line(work.rescaled))
     result = ShardResult(members=len(members), up_to_date=work.up_to_date)
