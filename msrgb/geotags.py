@@ -117,6 +117,31 @@ def _read_grid(data: bytes) -> Grid | None:
 
 
 GDAL_METADATA = 42112
+SAMPLES_PER_PIXEL = 277
+
+
+def samples_per_pixel(path: str) -> int | None:
+    """The band count of the first image of a classic TIFF file (its SamplesPerPixel tag, as
+    GDAL counts bands) from the file's first 64 KiB, or None where that does not say it plainly
+    (not a classic TIFF, the directory further on, an image without width and height)."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    try:
+        parsed = _entries(head)
+    except (struct.error, IndexError):
+        return None
+    if parsed is None:
+        return None
+    order, entries = parsed
+    tags = {tag: (kind, n, entry) for tag, kind, n, entry in entries}
+    if WIDTH not in tags or HEIGHT not in tags:
+        return None
+    if SAMPLES_PER_PIXEL not in tags:
+        return 1
+    kind, n, entry = tags[SAMPLES_PER_PIXEL]
+    if kind != 3 or n != 1:
+        return None
+    return int(struct.unpack(order + "H", entry[8:10])[0])
 
 
 def gdal_metadata(path: str) -> bytes | None:

@@ -19,6 +19,7 @@ from msrgb.bandfiles import band_of, compile_pattern, is_zipped_product
 from msrgb.errors import PlanError, ProductError, SlurmQueryError
 from msrgb.files import Problems, write_atomic, write_if_changed
 from msrgb.discovery import Inputs, Source, clash_error, clash_text, find_clashes, discover_inputs
+from msrgb.geotags import samples_per_pixel
 from msrgb.lock import lock_output
 from msrgb.paths import OutputPaths, OutputListing, check_product_name
 from msrgb.sharding import Plan, make_plan, shard_count, write_plan
@@ -27,6 +28,7 @@ from msrgb.work import WorkCounts, count_work, shards_missing_outputs
 from msrgb.report import problems_note
 from msrgb.products import EUROSAT_BANDS, Product, check_band_count, parse_products
 from msrgb.slurm import NodeSize, check_request
+from msrgb.state import StateCache
 
 
 @dataclass(frozen=True)
@@ -195,12 +197,24 @@ def check_folders(input_dir: Path, output_dir: Path) -> None:
         )
 
 
+def band_count(path: Path) -> int | None:
+    """How many bands the image at ``path`` has (None if it cannot be opened): from its TIFF
+    tags where they say it plainly, which spares planning the load of GDAL."""
+    try:
+        count = samples_per_pixel(str(path))
+    except OSError:
+        count = None
+    if count is not None:
+        return count
+    from msrgb.reader import band_count as gdal_band_count
+
+    return gdal_band_count(path)
+
+
 def check_products_against(products: Sequence[Product], input_dir: Path, sources: Sequence[Source]) -> None:
     """Reject a product that needs a band the files do not have (judged on the first readable
     of the first files, or for band folders on the names in the first folders; a single odd
     image is reported by its shard)."""
-    from msrgb.reader import band_count
-
     if sources and sources[0].files is not None:
         first = sources[:20]
         for p in products:
@@ -214,7 +228,7 @@ def check_products_against(products: Sequence[Product], input_dir: Path, sources
         return
 
     for source in sources[:5]:
-        count = band_count(input_dir / source.rel)
+        count = band_count(input_dir / source.rel)  # from the file's tags, GDAL only for odd files
         if count is None:
             continue
         try:
@@ -326,8 +340,8 @@ def plan_run(settings: Settings, where: Where) -> Prepared:
     check_products_against(settings.products, settings.input_dir, sources)
     n_shards = choose_shard_count(settings, where, len(sources))
     plan = make_plan(sources, n_shards, settings.products, threads, settings.on_error)
-    listing = OutputListing()  # the output folders, listed once for both
-    plan = plan.rerun(shards_missing_outputs(layout, plan, settings.products, listing))
+    listing, states = OutputListing(), StateCache()  # output folders and states, read once for both
+    plan = plan.rerun(shards_missing_outputs(layout, plan, settings.products, listing, states))
     prepared = Prepared(
         plan,
         sheets=plan_sheets(settings, sources),
@@ -342,7 +356,7 @@ def plan_run(settings: Settings, where: Where) -> Prepared:
     # missing or newer than the shard's state
     stretches = [layout.part_done(part, digest) for part, digest in plan.parts.items() if part.startswith("stretch/")]
     stretches += [layout.stretch(p.name) for p in settings.products if p.dataset_stretch]
-    counts = count_work(layout, plan, settings.products, settings.on_error, stretches, listing, settings.input_dir)
+    counts = count_work(layout, plan, settings.products, settings.on_error, stretches, listing, settings.input_dir, states)
     if not settings.remove_orphans:
         check_removals(counts, settings)
     notes = ([note] if note else []) + ([f"warning: {problems_note(problems)}"] if problems else [])

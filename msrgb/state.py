@@ -77,6 +77,23 @@ def read_state_full(paths: Iterable[Path]) -> StateData:
     return data
 
 
+class StateCache:
+    """:func:`read_state_full` that reads the same files once: planning looks at a shard's
+    records twice (for images deleted by hand, then for the counts), and a state of a large
+    shard takes a tenth of a second to read."""
+
+    def __init__(self) -> None:
+        self._read: dict[tuple[Path, ...], StateData] = {}
+
+    def __call__(self, paths: Iterable[Path]) -> StateData:
+        """The records of ``paths`` (not to be changed by the caller)."""
+        existing = tuple(p for p in paths if p.exists())
+        data = self._read.get(existing)
+        if data is None:
+            data = self._read[existing] = read_state_full(existing)
+        return data
+
+
 def state_text(
     records: Records,
     skipped: Skipped | None = None,

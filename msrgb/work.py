@@ -15,7 +15,7 @@ from msrgb.discovery import Source
 from msrgb.paths import OutputListing, OutputPaths
 from msrgb.products import Product
 from msrgb.sharding import Plan, shard_of
-from msrgb.state import StateData, read_state_full
+from msrgb.state import StateCache, StateData
 from msrgb.stats import with_recorded_limits
 
 
@@ -150,19 +150,25 @@ def shard_will_run(layout: OutputPaths, plan: Plan, shard: int, inputs: Sequence
 
 
 def shards_missing_outputs(
-    layout: OutputPaths, plan: Plan, products: Sequence[Product], present: OutputListing
+    layout: OutputPaths,
+    plan: Plan,
+    products: Sequence[Product],
+    present: OutputListing,
+    states: StateCache | None = None,
 ) -> list[int]:
     """Shards with an image missing on disk although their state records it (the user deleted
     it): they must run again although their manifest is unchanged (:meth:`Plan.rerun`). An input
     the state records as skipped (bad, with ``on_error: skip``, and unchanged since) has no image
-    on purpose. Only reads: one listing per output folder through ``present``."""
+    on purpose. Only reads: one listing per output folder through ``present``, the states
+    through ``states`` (a cache count_work reads them from again)."""
+    states = states or StateCache()
     flagged = []
     for shard, members in enumerate(plan.members):
         state = layout.state(plan.n_shards, shard)
         missing = [s for s in members for p in products if not present(layout.png_str(p, s))]
         if not missing or not state.exists():  # without a state file Snakemake runs it anyway
             continue
-        skipped = read_state_full([state]).skipped
+        skipped = states([state]).skipped
         if any(skipped.get(s.rel, ())[:2] != (s.size, s.mtime_ns) for s in missing):
             flagged.append(shard)
     return flagged
@@ -176,6 +182,7 @@ def count_work(
     stretch_inputs: Sequence[Path] = (),
     present: OutputListing | None = None,
     input_dir: Path | None = None,
+    states: StateCache | None = None,
 ) -> WorkCounts:
     """Per product, the images the shard jobs of the next run will convert and remove and those
     up to date: the same decision as the jobs (msrgb.shard.work_to_do), made only for the shards
@@ -187,10 +194,11 @@ def count_work(
     ready = [with_recorded_limits(p, layout.stretch(p.name)) for p in products]
     counts = WorkCounts({p.name: ProductCounts() for p in products})
     present = present or OutputListing()
+    states = states or StateCache()
     names = [p.name for p in products]
     for shard, members in enumerate(plan.members):
         if not shard_will_run(layout, plan, shard, stretch_inputs):
-            before = read_state_full([layout.state(plan.n_shards, shard)]) if on_error == "skip" else StateData()
+            before = states([layout.state(plan.n_shards, shard)]) if on_error == "skip" else StateData()
             for src in members:
                 bad = before.skipped.get(src.rel)
                 for p in products:
@@ -200,13 +208,13 @@ def count_work(
                     else:
                         c.up_to_date += 1
             continue
-        states = [*layout.related_states(plan.n_shards, shard), layout.progress(plan.n_shards, shard)]
-        if not any(path.exists() for path in states):  # never converted: every image to do
+        paths = [*layout.related_states(plan.n_shards, shard), layout.progress(plan.n_shards, shard)]
+        if not any(path.exists() for path in paths):  # never converted: every image to do
             counts.images += len(members)
             for p in products:
                 counts.products[p.name].to_convert += len(members)
             continue
-        before = read_state_full(states)
+        before = states(paths)
         from msrgb.inputs import scaled_bands_of  # GDAL: only for shards with work to count
 
         scaled = scaled_bands_of(input_dir, products) if input_dir is not None else None

@@ -14,6 +14,8 @@ import rasterio
 from conftest import REPO, SHARED_S2
 from msrgb import synth
 from msrgb.convert import Converter
+from msrgb.geotags import samples_per_pixel
+from msrgb.prepare import band_count
 from msrgb.products import parse_products
 from msrgb.reader import TileReader
 from msrgb.tiff import read_plain
@@ -203,3 +205,18 @@ def test_tile_reader_takes_the_plain_path_unless_georeferencing_is_wanted(tmp_pa
     out = tmp_path / "x.png"
     Converter(products).convert(tif, {"truecolor": out})
     assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("encoding", [e[0] for e in ENCODINGS])
+@pytest.mark.parametrize("count", [1, 3, 13])
+def test_band_count_from_the_tags_is_gdals(tmp_path, encoding, count):
+    """Planning counts the bands of the first files from their tags (without loading GDAL)."""
+    _, options, _, _ = next(e for e in ENCODINGS if e[0] == encoding)
+    for interleave in ("pixel", "band"):
+        dtype = "float32" if encoding == "deflate+predictor3" else "uint16"
+        path = write(tmp_path / f"{interleave}.tif", values(dtype, (count, 20, 20)), interleave=interleave, **options)
+        with rasterio.open(path) as src:
+            assert samples_per_pixel(str(path)) == src.count
+    (tmp_path / "x.tif").write_bytes(b"not a tiff at all")
+    assert samples_per_pixel(str(tmp_path / "x.tif")) is None
+    assert band_count(tmp_path / "x.tif") is None  # GDAL cannot open it either
