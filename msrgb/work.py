@@ -174,6 +174,21 @@ def shards_missing_outputs(
     return flagged
 
 
+def _scaled_bands_when_asked(input_dir: Path, products: Sequence[Product]) -> Callable[[Source], set[str]]:
+    """msrgb.inputs.scaled_bands_of, set up on its first call: it loads GDAL, which only records
+    of versions before radiometric offsets need (rarely), and planning does without otherwise."""
+    found: list[Callable[[Source], set[str]]] = []
+
+    def scaled(src: Source) -> set[str]:
+        if not found:
+            from msrgb.inputs import scaled_bands_of
+
+            found.append(scaled_bands_of(input_dir, products))
+        return found[0](src)
+
+    return scaled
+
+
 def count_work(
     layout: OutputPaths,
     plan: Plan,
@@ -215,9 +230,7 @@ def count_work(
                 counts.products[p.name].to_convert += len(members)
             continue
         before = states(paths)
-        from msrgb.inputs import scaled_bands_of  # GDAL: only for shards with work to count
-
-        scaled = scaled_bands_of(input_dir, products) if input_dir is not None else None
+        scaled = _scaled_bands_when_asked(input_dir, products) if input_dir is not None else None
         work = work_to_do(members, ready, before, on_error, layout.png_str, present, scaled)
         counts.images += len(work.todo)
         counts.rescaled += work.rescaled
