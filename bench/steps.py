@@ -28,7 +28,14 @@ from msrgb.convert import Converter  # noqa: E402
 from msrgb.encoding import encode_image  # noqa: E402
 from msrgb.files import write_atomic  # noqa: E402
 from msrgb.reader import enter_thread_gdal_env  # noqa: E402
+from rasterio.io import MemoryFile  # noqa: E402
 from msrgb.products import parse_products  # noqa: E402
+
+
+def gdal_from_memory(conv: Converter, path: Path, data: bytes) -> object:
+    """What reading a tile cost before msrgb.tiff: GDAL parsing the bytes in memory."""
+    with MemoryFile(data) as memfile:
+        return conv.reader._read(memfile.name, path)
 
 
 def best_ms(files: list[Path], step: Callable[[Path, int], object], repeat: int) -> float:
@@ -70,7 +77,8 @@ def main() -> None:
         rows = [
             ("read the file (one open, one read)", lambda f, n: f.read_bytes()),
             ("SHA-256 of the source bytes", lambda f, n: hashlib.sha256(raw[f]).hexdigest()),
-            ("GDAL: parse + 3 bands from memory", lambda f, n: conv.read(f, raw[f])),
+            ("parse + 3 bands from memory (msrgb.tiff)", lambda f, n: conv.read(f, raw[f])),
+            ("(GDAL: parse + 3 bands from memory)", lambda f, n: gdal_from_memory(conv, f, raw[f])),
             ("(GDAL: open + read from the file)", lambda f, n: conv.read(f)),
             ("stretch (lookup table)", lambda f, n: conv.render(tiles[f], product)),
             ("PNG encode", lambda f, n: encode_image(rgbs[f], product)),
