@@ -11,7 +11,9 @@ import rasterio
 
 def library_versions() -> str:
     """The versions that determine the PNG bytes, as one line (the PNG encoder is msrgb's own,
-    on numpy and zlib)."""
+    on numpy, zlib and zlib-ng)."""
+    from zlib_ng import zlib_ng
+
     from msrgb import __version__
 
     parts = {
@@ -20,6 +22,7 @@ def library_versions() -> str:
         "GDAL": rasterio.__gdal_version__,
         "numpy": np.__version__,
         "zlib": zlib.ZLIB_RUNTIME_VERSION,
+        "zlib-ng": zlib_ng.ZLIBNG_RUNTIME_VERSION,
     }
     return " ".join(f"{k}={v}" for k, v in parts.items())
 
