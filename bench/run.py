@@ -19,9 +19,10 @@ larger than memory; the software itself stays cached.
 
 Usage: bench/run.py [--n 27000] [--data DIR] [--work DIR] [--cores 2] [--threads auto]
                     [--shards auto] [--baseline PATH] [--skip-baseline] [--scenarios ...]
-                    [--cold-input] [--tmpfs] [--floor PATH] [--set KEY=VALUE ...]
---tmpfs writes every output (the reference's, the floor's and msrgb's) to /dev/shm instead of
-the --work folder's disk.
+                    [--cold-input] [--outputs disk tmpfs] [--floor PATH] [--set KEY=VALUE ...]
+Every scenario runs with the outputs (the reference's, the floor's and msrgb's) on the --work
+folder's disk, then on /dev/shm (tmpfs), and one table shows both; --outputs disk (or tmpfs)
+runs one of them.
 The baseline needs scikit-image (pip install scikit-image).
 """
 
@@ -116,7 +117,11 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more --config settings")
     ap.add_argument("--baseline", type=Path, default=REPO.parent / "shared/bench/seed_baseline.py")
     ap.add_argument("--floor", type=Path, default=REPO.parent / "shared/bench/io_floor.py")
-    ap.add_argument("--tmpfs", action="store_true", help="outputs in /dev/shm (memory)")
+    ap.add_argument(
+        "--outputs", nargs="+", choices=["disk", "tmpfs"], default=["disk", "tmpfs"],
+        help="where the outputs go: the --work folder's disk, /dev/shm, or each in turn",
+    )  # fmt: skip
+    ap.add_argument("--tmpfs", action="store_true", help="the same as --outputs tmpfs")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--cold-input", action="store_true", help="input not in the page cache")
     ap.add_argument(
@@ -133,19 +138,26 @@ def main() -> None:
     run_dir = work / "run"
     old = set_aside(run_dir)
     run_dir.mkdir(parents=True)
-    outputs = Path(tempfile.mkdtemp(prefix="msrgb-bench-", dir="/dev/shm")) if args.tmpfs else run_dir
+    locations = ["tmpfs"] if args.tmpfs else args.outputs
+    results = {where: run_at(args, data, run_dir / where, where) for where in locations}
+    report(args, results, run_dir)
+    if old:
+        shutil.rmtree(old)
+
+
+def run_at(args: argparse.Namespace, data: Path, run_dir: Path, where: str) -> dict[str, tuple[float, int]]:
+    """Every scenario with the outputs on ``where`` (disk: under ``run_dir``; tmpfs: /dev/shm)."""
+    run_dir.mkdir(parents=True)
+    outputs = Path(tempfile.mkdtemp(prefix="msrgb-bench-", dir="/dev/shm")) if where == "tmpfs" else run_dir
     out = outputs / "out"
     results: dict[str, tuple[float, int]] = {}
-
     if not args.skip_baseline:
         if args.cold_input:
             evict(data)
-        bl_out = outputs / "baseline"
         results["baseline"] = timed(
-            [sys.executable, str(args.baseline), str(data), str(bl_out), "thread"],
+            [sys.executable, str(args.baseline), str(data), str(outputs / "baseline"), "thread"],
             run_dir, run_dir / "baseline.log",
         )  # fmt: skip
-
     if "floor" in args.scenarios and args.floor.exists():
         results["floor"] = timed(
             [sys.executable, str(args.floor), str(data), str(outputs / "floor"), "interleaved"],
@@ -162,11 +174,13 @@ def main() -> None:
         results["noop"] = timed(smk, run_dir, run_dir / "noop.log")
     if "add100" in args.scenarios or "del1" in args.scenarios:
         timed_reruns(smk, data, run_dir, out, results)
-    report(args, results, run_dir, out)
-    if old:
-        shutil.rmtree(old)
-    if args.tmpfs:
+    n_png = sum(1 for _ in (out / "truecolor").rglob("*.png"))
+    print(f"{where}: .snakemake/ {du(run_dir / '.snakemake') / 1e6:.1f} MB "
+          f"(metadata {du(run_dir / '.snakemake' / 'metadata') / 1e6:.2f} MB); "
+          f"output state .msrgb/ {du(out / '.msrgb') / 1e6:.1f} MB; PNGs: {n_png}")  # fmt: skip
+    if where == "tmpfs":
         shutil.rmtree(outputs)
+    return results
 
 
 def timed_reruns(smk: list[str], data: Path, run_dir: Path, out: Path, results: dict[str, tuple[float, int]]) -> None:
@@ -192,25 +206,28 @@ def timed_reruns(smk: list[str], data: Path, run_dir: Path, out: Path, results: 
             f.unlink(missing_ok=True)
 
 
-def report(args: argparse.Namespace, results: dict[str, tuple[float, int]], run_dir: Path, out: Path) -> None:
-    n_png = sum(1 for _ in (out / "truecolor").rglob("*.png"))
-
-    base = results.get("baseline", (None, 0))[0]
+def report(args: argparse.Namespace, results: dict[str, dict[str, tuple[float, int]]], run_dir: Path) -> None:
+    """One table: a row per scenario, for each output location the wall time, its ratio to the
+    reference script (and for the full run to the I/O floor) and the peak memory."""
     print()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; data: {args.n} files; --cores {args.cores}, "
-          f"threads_per_shard={args.threads}, shards={args.shards}, "
-          f"outputs on {'tmpfs' if args.tmpfs else 'disk'}"
+          f"threads_per_shard={args.threads}, shards={args.shards}"
           f"{', input evicted from the page cache' if args.cold_input else ''}")  # fmt: skip
-    floor = results.get("floor", (None, 0))[0]
-    print(f"{'scenario':10s} {'wall s':>8s} {'vs baseline':>12s} {'vs floor':>9s} {'peak MB':>8s}")
-    for name, (wall, peak) in results.items():
-        ratio = f"{wall / base:.2f}x" if base else "-"
-        over_floor = f"{wall / floor:.2f}x" if floor and name == "full" else "-"
-        print(f"{name:10s} {wall:8.2f} {ratio:>12s} {over_floor:>9s} {peak:8d}")
-    print(f".snakemake/: {du(run_dir / '.snakemake') / 1e6:.1f} MB "
-          f"(metadata {du(run_dir / '.snakemake' / 'metadata') / 1e6:.2f} MB); "
-          f"output state .msrgb/: {du(out / '.msrgb') / 1e6:.1f} MB; PNGs: {n_png}")  # fmt: skip
+    names = [n for n in ("baseline", "floor", "full", "noop", "add100", "del1") if any(n in r for r in results.values())]
+    print(f"{'scenario':10s}" + "".join(f" | {where + ': wall s':>14s} {'vs base':>8s} {'vs floor':>8s} {'peak MB':>7s}" for where in results))
+    for name in names:
+        cells = []
+        for runs in results.values():
+            if name not in runs:
+                cells.append(f" | {'-':>14s} {'':>8s} {'':>8s} {'':>7s}")
+                continue
+            wall, peak = runs[name]
+            base, floor = runs.get("baseline", (None, 0))[0], runs.get("floor", (None, 0))[0]
+            ratio = f"{wall / base:.2f}x" if base else "-"
+            over = f"{wall / floor:.2f}x" if floor and name == "full" else "-"
+            cells.append(f" | {wall:14.2f} {ratio:>8s} {over:>8s} {peak:7d}")
+        print(f"{name:10s}" + "".join(cells))
 
 
 if __name__ == "__main__":
