@@ -164,6 +164,8 @@ def _read(data: bytes, needed: Sequence[int], max_bytes: int) -> PlainTiff | Non
         return None
     per_plane = samples if planar == 1 else 1
     wanted = [0] if planar == 1 else sorted(set(needed))
+    if rows * cols * per_plane * dtype.itemsize * len(wanted) > max_bytes:
+        return None  # all bands of a pixel-interleaved image are decoded: bounded as well
     planes = _planes(data, tags, rows, cols * per_plane * dtype.itemsize, compression, samples if planar == 2 else 1, wanted)
     if planes is None:
         return None

@@ -170,9 +170,14 @@ def test_damaged_files_go_to_gdal(tmp_path):
 
 
 def test_decoded_size_limit(tmp_path):
-    path = write(tmp_path / "t.tif", values("uint16", (13, 64, 64)))
-    assert read_plain(path.read_bytes(), [1, 2, 3], 64 * 64 * 3 * 2) is not None
-    assert read_plain(path.read_bytes(), [1, 2, 3], 64 * 64 * 3 * 2 - 1) is None
+    """Neither the bands asked for nor what is decoded to get them (every band of a
+    pixel-interleaved strip) go over the limit: a small deflate file cannot unpack into more."""
+    banded = write(tmp_path / "b.tif", values("uint16", (13, 64, 64)), interleave="band", compress="deflate")
+    assert read_plain(banded.read_bytes(), [1, 2, 3], 64 * 64 * 3 * 2) is not None
+    assert read_plain(banded.read_bytes(), [1, 2, 3], 64 * 64 * 3 * 2 - 1) is None
+    pixel = write(tmp_path / "p.tif", values("uint16", (13, 64, 64)), interleave="pixel", compress="deflate")
+    assert read_plain(pixel.read_bytes(), [1, 2, 3], 64 * 64 * 13 * 2) is not None
+    assert read_plain(pixel.read_bytes(), [1, 2, 3], 64 * 64 * 13 * 2 - 1) is None
 
 
 def test_the_suites_tiles_and_the_sample(tmp_path):
