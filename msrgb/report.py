@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import time
@@ -155,15 +156,13 @@ def clipping_summary(data: StateData, suffixes: dict[str, str]) -> dict[str, dic
     for name, rows in per_product.items():
         if not rows:
             continue
-
-        def clipped(figures: list[float]) -> float:
-            return max(figures[:6])
-
-        worst = sorted(rows, key=lambda r: (-clipped(r[1]), r[0]))[:CLIP_LIST]
-        darkest = sorted(rows, key=lambda r: (r[1][6], r[0]))[:CLIP_LIST]
+        clips = [max(f[:6]) for _, f in rows]  # the largest clipped share of each image
+        # the few first by (figure, name), without sorting every image of a large dataset
+        worst = [rows[i] for i in heapq.nsmallest(CLIP_LIST, range(len(rows)), key=lambda i: (-clips[i], rows[i][0]))]
+        darkest = heapq.nsmallest(CLIP_LIST, rows, key=lambda r: (r[1][6], r[0]))
         result[name] = {
             "images": len(rows),
-            "images_clipped_over_5_percent": sum(1 for _, f in rows if clipped(f) > 0.05),
+            "images_clipped_over_5_percent": sum(1 for c in clips if c > 0.05),
             "mean_brightness": round(sum(f[6] for _, f in rows) / len(rows), 2),
             "most_clipped": [
                 {"image": output_rel(rel, suffixes[name]), "clipped_low": [round(v, 4) for v in f[:3]],
