@@ -11,7 +11,7 @@ from msrgb.convert import Converter
 from msrgb.encoding import encode_image
 from msrgb.errors import InputError
 from msrgb.files import write_atomic
-from msrgb.pngenc import PNG_COMPRESSION, encode_png
+from msrgb.pngenc import HUFFMAN_ONLY, PNG_COMPRESSION, compressor, encode_png
 from msrgb.reader import enter_thread_gdal_env
 from msrgb.products import parse_products
 
@@ -37,6 +37,20 @@ def test_every_png_compression_keeps_the_pixels(tmp_path: Path, compression: str
     png = tmp_path / "x.png"
     conv.convert(tif, {"truecolor": png})
     assert_png_matches(png, tif)
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, 12_352, 70_000, 2**20 + 7])
+def test_zlib_ng_huffman_only_writes_zlibs_bytes(size: int):
+    """The encoder's default deflate is zlib-ng's Huffman-only, chosen because it writes exactly
+    zlib's bytes (images stay those of earlier versions); a zlib-ng that stops doing so fails
+    here, whatever the input size (fed in pieces, as images in blocks are)."""
+    import zlib
+
+    rng = np.random.default_rng(size)
+    data = (rng.normal(0, 12, size).astype(np.int64) % 256).astype(np.uint8).tobytes()
+    pieces = [data[i : i + 65_536] for i in range(0, len(data), 65_536)] or [b""]
+    ours, theirs = compressor(6, HUFFMAN_ONLY), zlib.compressobj(6, zlib.DEFLATED, 15, 8, HUFFMAN_ONLY)
+    assert b"".join(map(ours.compress, pieces)) + ours.flush() == b"".join(map(theirs.compress, pieces)) + theirs.flush()
 
 
 def test_png_encoder_is_byte_identical_to_pillow_on_tiles(tmp_path: Path):
