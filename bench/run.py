@@ -140,7 +140,7 @@ def main() -> None:
     run_dir.mkdir(parents=True)
     locations = ["tmpfs"] if args.tmpfs else args.outputs
     results = {where: run_at(args, data, run_dir / where, where) for where in locations}
-    report(args, results, run_dir)
+    report(args, results)
     if old:
         shutil.rmtree(old)
 
@@ -206,7 +206,7 @@ def timed_reruns(smk: list[str], data: Path, run_dir: Path, out: Path, results: 
             f.unlink(missing_ok=True)
 
 
-def report(args: argparse.Namespace, results: dict[str, dict[str, tuple[float, int]]], run_dir: Path) -> None:
+def report(args: argparse.Namespace, results: dict[str, dict[str, tuple[float, int]]]) -> None:
     """One table: a row per scenario, for each output location the wall time, its ratio to the
     reference script (and for the full run to the I/O floor) and the peak memory."""
     print()

@@ -50,7 +50,7 @@ def read_grid(data: bytes) -> Grid | None:
         return None
 
 
-def _entries(data: bytes) -> tuple[str, list[tuple[int, int, int, bytes]]] | None:
+def ifd_entries(data: bytes) -> tuple[str, list[tuple[int, int, int, bytes]]] | None:
     """The byte order and the (tag, type, count, 12-byte entry) of the first image directory
     of a classic TIFF held in ``data``, or None for anything else."""
     order = {b"II": "<", b"MM": ">"}.get(data[:2])
@@ -58,18 +58,27 @@ def _entries(data: bytes) -> tuple[str, list[tuple[int, int, int, bytes]]] | Non
         return None
     (ifd,) = struct.unpack(order + "I", data[4:8])
     (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
-    found = []
-    for i in range(count):
-        entry = data[ifd + 2 + 12 * i : ifd + 14 + 12 * i]
-        found.append((*struct.unpack(order + "HHI", entry[:8]), entry))
-    return order, found
+    head, start = struct.Struct(order + "HHI"), ifd + 2
+    return order, [(*head.unpack_from(data, pos), data[pos : pos + 12]) for pos in range(start, start + 12 * count, 12)]
+
+
+def entry_value(data: bytes, order: str, kind: int, n: int, entry: bytes) -> bytes | None:
+    """The raw bytes of a directory entry's value (``kind``, ``n`` items): in the entry itself
+    when they fit in 4 bytes, else where its offset points in ``data``; None when they run past
+    the end of ``data``. Raises KeyError for an unknown field type."""
+    size = _SIZES[kind] * n
+    if size <= 4:
+        return entry[8 : 8 + size]
+    (offset,) = struct.unpack(order + "I", entry[8:12])
+    value = data[offset : offset + size]
+    return value if len(value) == size else None
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) of the first image of a classic TIFF held in ``data`` (its header is
     enough), or None where the tags do not say it plainly."""
     try:
-        parsed = _entries(data)
+        parsed = ifd_entries(data)
         if parsed is None:
             return None
         order, entries = parsed
@@ -84,7 +93,7 @@ def image_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _read_grid(data: bytes) -> Grid | None:
-    parsed = _entries(data)
+    parsed = ifd_entries(data)
     if parsed is None:
         return None
     order, entries = parsed
@@ -94,14 +103,9 @@ def _read_grid(data: bytes) -> Grid | None:
     for tag, kind, n, entry in entries:
         if tag not in wanted:
             continue
-        size = _SIZES[kind] * n
-        if size <= 4:
-            value = entry[8 : 8 + size]
-        else:
-            (offset,) = struct.unpack(order + "I", entry[8:12])
-            value = data[offset : offset + size]
-            if len(value) != size:
-                return None
+        value = entry_value(data, order, kind, n, entry)
+        if value is None:
+            return None
         raw[tag] = value
         if kind in _TYPES:
             tags[tag] = struct.unpack(f"{order}{n}{_TYPES[kind]}", value)
@@ -127,7 +131,7 @@ def samples_per_pixel(path: str) -> int | None:
     with open(path, "rb") as fh:
         head = fh.read(65536)
     try:
-        parsed = _entries(head)
+        parsed = ifd_entries(head)
     except (struct.error, IndexError):
         return None
     if parsed is None:

@@ -21,11 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Baseline TIFF tags read here
-WIDTH, HEIGHT, BITS, COMPRESSION, PHOTOMETRIC = 256, 257, 258, 259, 262
-STRIP_OFFSETS, SAMPLES, ROWS_PER_STRIP, STRIP_BYTES = 273, 277, 278, 279
+from msrgb.geotags import GDAL_METADATA, HEIGHT, SAMPLES_PER_PIXEL, WIDTH, entry_value, ifd_entries
+
+# Baseline TIFF tags read here (with msrgb.geotags's WIDTH, HEIGHT, SAMPLES_PER_PIXEL and
+# GDAL_METADATA)
+BITS, COMPRESSION, PHOTOMETRIC = 258, 259, 262
+STRIP_OFFSETS, ROWS_PER_STRIP, STRIP_BYTES = 273, 278, 279
 PLANAR, PREDICTOR, SAMPLE_FORMAT, SUBFILE_TYPE = 284, 317, 339, 254
-GDAL_METADATA, GDAL_NODATA = 42112, 42113
+GDAL_NODATA = 42113
 
 #: Tags of layouts and encodings this module does not decode; a file with any of them goes to
 #: GDAL (tiles, JPEG tables, the old-style JPEG tags, YCbCr subsampling, LERC parameters)
@@ -34,13 +37,13 @@ FILL_ORDER = 266
 
 #: Tags whose values are read (others are skipped without reading their values)
 _WANTED = frozenset(
-    {WIDTH, HEIGHT, BITS, COMPRESSION, PHOTOMETRIC, STRIP_OFFSETS, SAMPLES, ROWS_PER_STRIP,
+    {WIDTH, HEIGHT, BITS, COMPRESSION, PHOTOMETRIC, STRIP_OFFSETS, SAMPLES_PER_PIXEL, ROWS_PER_STRIP,
      STRIP_BYTES, PLANAR, PREDICTOR, SAMPLE_FORMAT, SUBFILE_TYPE, GDAL_METADATA, GDAL_NODATA,
      FILL_ORDER}
 )  # fmt: skip
 
-#: TIFF field type -> (struct code, size); ASCII (2) and UNDEFINED (7) stay bytes
-_TYPES = {1: ("B", 1), 3: ("H", 2), 4: ("I", 4), 6: ("b", 1), 8: ("h", 2), 9: ("i", 4), 16: ("Q", 8)}
+#: integer TIFF field types -> struct code; ASCII (2) and UNDEFINED (7) stay bytes
+_INTEGERS = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 16: "Q"}
 _RAW = {2, 7}
 
 #: (SampleFormat, BitsPerSample) -> numpy type code; the types msrgb converts (reader.SUPPORTED_DTYPES)
@@ -79,33 +82,25 @@ def read_plain(data: bytes, needed: Sequence[int], max_bytes: int) -> PlainTiff 
 
 
 def _tags(data: bytes) -> tuple[str, dict[int, tuple[int, ...] | bytes]] | None:
-    """The byte order and the wanted tags of the first image of a classic TIFF; None when the
-    image has a tag this module does not handle."""
-    order = {b"II": "<", b"MM": ">"}.get(data[:2])
-    if order is None or struct.unpack_from(order + "H", data, 2)[0] != 42:
+    """The byte order and the wanted tags of the first image of a classic TIFF (its directory
+    read by :func:`msrgb.geotags.ifd_entries`); None when the image has a tag this module does not
+    handle, or a wanted tag of a type it does not expect."""
+    parsed = ifd_entries(data)
+    if parsed is None:
         return None
-    (ifd,) = struct.unpack_from(order + "I", data, 4)
-    (count,) = struct.unpack_from(order + "H", data, ifd)
+    order, found = parsed
     tags: dict[int, tuple[int, ...] | bytes] = {}
-    for pos in range(ifd + 2, ifd + 2 + 12 * count, 12):
-        tag, kind, n = struct.unpack_from(order + "HHI", data, pos)
+    for tag, kind, n, entry in found:
         if tag in _UNHANDLED:
             return None
         if tag not in _WANTED:
             continue
-        if kind in _RAW:
-            size = n
-        elif kind in _TYPES:
-            size = _TYPES[kind][1] * n
-        else:
+        if kind not in _RAW and kind not in _INTEGERS:
             return None  # a rational or a float where an integer is expected
-        at = pos + 8 if size <= 4 else struct.unpack_from(order + "I", data, pos + 8)[0]
-        if at + size > len(data):
+        value = entry_value(data, order, kind, n, entry)
+        if value is None:
             return None
-        if kind in _RAW:
-            tags[tag] = data[at : at + size]
-        else:
-            tags[tag] = struct.unpack_from(f"{order}{n}{_TYPES[kind][0]}", data, at)
+        tags[tag] = value if kind in _RAW else struct.unpack(f"{order}{n}{_INTEGERS[kind]}", value)
     return order, tags
 
 
@@ -134,7 +129,7 @@ def _read(data: bytes, needed: Sequence[int], max_bytes: int) -> PlainTiff | Non
         return None
     order, tags = parsed
     cols, rows = _one(tags, WIDTH), _one(tags, HEIGHT)
-    samples = _one(tags, SAMPLES, 1)
+    samples = _one(tags, SAMPLES_PER_PIXEL, 1)
     code = _DTYPES.get((_same(tags, SAMPLE_FORMAT, samples, 1), _same(tags, BITS, samples, 1)))
     compression, predictor = _one(tags, COMPRESSION, 1), _one(tags, PREDICTOR, 1)
     planar = _one(tags, PLANAR, 1) if samples > 1 else 1
