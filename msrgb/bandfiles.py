@@ -176,3 +176,37 @@ def discover_images(
             name = rel_dir or os.path.basename(os.path.abspath(input_dir))
             images.append(FoundImage(name, tuple(files)))
     return images
+
+
+SAFE_IN_OBJECT_STORAGE = (
+    "is a Sentinel-2 SAFE product in object storage, which msrgb does not read yet (the "
+    "radiometric offsets of its bands are in its metadata file); copy it to a local folder, or "
+    "read the product's per-band COGs through a STAC catalogue"
+)
+
+
+def images_from_listing(
+    objects: Iterable[tuple[str, int, int]], pattern: re.Pattern[str], top_name: str, problems: Problems | None = None
+) -> list[FoundImage]:
+    """:func:`discover_images` for a flat listing of (path relative to the input prefix, size,
+    mtime), as object storage gives it: each "folder" directly holding band files is an image,
+    band files directly under the prefix are one named ``top_name``. Paths with a hidden part
+    are skipped; zipped and ``.SAFE`` products go to ``problems`` (or fail without it)."""
+    by_folder: dict[str, list[BandFile]] = {}
+    for rel, size, mtime in objects:
+        parts = rel.split("/")
+        if any(not p or p[0] == "." for p in parts):
+            continue
+        safe = next((i for i, p in enumerate(parts[:-1]) if is_safe(p)), None)
+        if safe is not None or is_zipped_product(parts[-1]):
+            where = "/".join(parts[: safe + 1]) if safe is not None else rel
+            why = SAFE_IN_OBJECT_STORAGE if safe is not None else ZIPPED_PRODUCT
+            if problems is None:
+                raise PlanError(f"{where} {why}")
+            if (where, why) not in problems:
+                problems.append((where, why))
+            continue
+        found = band_of(parts[-1], pattern)
+        if found is not None:
+            by_folder.setdefault("/".join(parts[:-1]), []).append(BandFile(found[0], found[1], rel, size, mtime))
+    return [FoundImage(folder or top_name, tuple(files)) for folder, files in by_folder.items()]

@@ -26,6 +26,8 @@ from msrgb.geotags import gdal_metadata, read_grid, scale_offset_items
 from msrgb.discovery import Source
 from msrgb.products import Product
 from msrgb.radiometry import Scaling, from_gdal, read_safe_metadata, safe_metadata_file
+from msrgb.remote import S3Path
+from msrgb.remote import get as get_object
 from msrgb.reader import (
     IN_MEMORY_BYTES,
     LARGE_IMAGE_ENV,
@@ -46,26 +48,29 @@ class BandImage:
     """An image to read: its folder (named in messages) and (band, path relative to the input
     folder, path) of each file to read."""
 
-    folder: Path
-    files: tuple[tuple[str, str, Path], ...]
+    folder: Path | S3Path
+    files: tuple[tuple[str, str, Path | S3Path], ...]
     #: a Sentinel-2 product's metadata file (MTD_MSIL2A.xml, MTD_MSIL1C.xml): (path relative
     #: to the input folder, path), which declares the radiometric offsets of its bands
     metadata: tuple[str, Path] | None = None
+    #: the listed size of all its files, for band files in S3 (whose size costs no request)
+    listed_size: int = 0
 
     @classmethod
-    def of(cls, input_dir: Path, src: Source) -> BandImage:
+    def of(cls, input_dir: Path | S3Path, src: Source) -> BandImage:
         files = src.files or ()
         inside = any(rel.startswith(src.rel + "/") for _, rel in files)
         # input_dir itself is an image named after it when it holds band files
         folder = input_dir / src.rel if inside or (input_dir / src.rel).is_dir() else input_dir
         metadata = None
-        if is_safe(folder.name):
+        if isinstance(folder, Path) and is_safe(folder.name):  # never in S3 (msrgb.bandfiles)
             found = safe_metadata_file(folder)
             if found is not None:
                 metadata = (f"{src.rel}/{found.name}", found)
-        return cls(folder, tuple((band, rel, input_dir / rel) for band, rel in files), metadata)
+        listed = src.size if isinstance(input_dir, S3Path) else 0
+        return cls(folder, tuple((band, rel, input_dir / rel) for band, rel in files), metadata, listed)
 
-    def paths(self) -> list[Path]:
+    def paths(self) -> list[Path | S3Path]:
         return [path for _, _, path in self.files]
 
 
@@ -74,7 +79,7 @@ class _Band:
     """One band file, open."""
 
     rel: str
-    path: Path
+    path: Path | S3Path
     src: DatasetReader
     transform: Affine
     crs: CRS | None
@@ -119,7 +124,7 @@ class BandReader:
         self._loader = TileReader(self.products, in_memory_bytes, max_pixels)
         self.max_size, self.resampling = self._loader.max_size, self._loader.resampling
 
-    def select(self, image: BandImage) -> list[tuple[str, str, Path]]:
+    def select(self, image: BandImage) -> list[tuple[str, str, Path | S3Path]]:
         """The file of each needed band, in the order of ``self.needed``; a band missing or
         there twice is a bad input."""
         chosen = []
@@ -146,6 +151,8 @@ class BandReader:
             return False
         total = 0
         for _, _, path in self.select(image):
+            if isinstance(path, S3Path):  # all its band files, the needed ones among them
+                return image.listed_size > self.in_memory_bytes
             try:
                 total += os.stat(path).st_size
             except OSError:
@@ -242,10 +249,10 @@ class BandReader:
         return bands, target, shas
 
     @contextmanager
-    def _open(self, path: Path, data: bytes | None, georef: bool) -> Iterator[DatasetReader]:
+    def _open(self, path: Path | S3Path, data: bytes | None, georef: bool) -> Iterator[DatasetReader]:
         options = {} if georef else {"GEOREF_SOURCES": "NONE"}
         with ExitStack() as stack:
-            with input_errors(path):
+            with input_errors(path, data):
                 if data is None:
                     src = DatasetReader(path, sharing=False, **options)
                 else:
@@ -253,6 +260,8 @@ class BandReader:
                     try:
                         src = DatasetReader(memfile.name, sharing=False, **options)
                     except rasterio.errors.RasterioIOError:
+                        if isinstance(path, S3Path):
+                            raise  # no file to open: GDAL's message about the bytes
                         src = DatasetReader(path, sharing=False, **options)  # GDAL names the file
             stack.callback(src.close)
             yield src
@@ -375,8 +384,12 @@ def source_digest(shas: Sequence[tuple[str, str]]) -> str:
     return json.dumps([list(pair) for pair in shas], separators=(",", ":"))
 
 
-def declared_scaling(path: Path) -> list[int]:
+def declared_scaling(path: Path | S3Path) -> list[int]:
     """Bands (0-based) of one file with a scale or offset other than 1 and 0."""
+    if isinstance(path, S3Path):
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"), MemoryFile(get_object(path)) as memfile:
+            with DatasetReader(memfile.name, sharing=False, GEOREF_SOURCES="NONE") as src:
+                return list(file_scaling(src, range(src.count)))
     if path.suffix.lower() in (".tif", ".tiff"):
         try:
             metadata = gdal_metadata(str(path))

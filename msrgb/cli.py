@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from msrgb.errors import MsrgbError
+from msrgb.remote import location
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,11 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     commands = ap.add_subparsers(dest="command", required=True)
     status = commands.add_parser("status", help="what is up to date, stale, missing or bad")
     status.add_argument("output_dir", type=Path)
-    status.add_argument("--input", type=Path, help="list this input folder again (new, changed files)")
+    status.add_argument(
+        "--input", type=location, help="list this input folder (or s3:// prefix) again (new, changed files)"
+    )
     status.add_argument("--list", type=int, default=10, metavar="N", help="show up to N files per kind")
     verify = commands.add_parser("verify", help="check images against their manifests and recipes")
     verify.add_argument("output_dir", type=Path)
-    verify.add_argument("--input", type=Path, help="also check the source files")
+    verify.add_argument("--input", type=location, help="also check the source files (a local folder)")
     verify.add_argument("--product", action="append", help="only these products")
     args = ap.parse_args(argv)
     try:
@@ -34,7 +37,7 @@ def run_status(args: argparse.Namespace) -> int:
     from msrgb.paths import OutputPaths
     from msrgb.status import report, status
 
-    statuses = status(OutputPaths(args.output_dir), args.input)
+    statuses = status(OutputPaths.at(args.output_dir), args.input)
     print(report(statuses, args.list))
     return 0 if all(st.complete for st in statuses.values()) else 1
 
@@ -42,6 +45,11 @@ def run_status(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from msrgb.verify import verify_product
 
+    if args.input is not None and not isinstance(args.input, Path):
+        raise MsrgbError(
+            f"--input {args.input}: verify compares the source files' SHA-256 and reads local "
+            "folders only; leave --input out to check the images against their manifests"
+        )
     folders = sorted(m.parent for m in args.output_dir.glob("*/manifest.tsv"))
     if args.product:
         folders = [f for f in folders if f.name in args.product]

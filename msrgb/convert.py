@@ -20,6 +20,7 @@ from msrgb.files import aux_xml_path, world_file_path, write_output
 from msrgb.georef import aux_xml_text, world_file_text
 from msrgb.pngenc import PNG_COMPRESSION, PngStream
 from msrgb.products import Product
+from msrgb.remote import S3Path
 from msrgb.reader import (
     IN_MEMORY_BYTES,
     MAX_PIXELS,
@@ -101,7 +102,7 @@ class Converter:
         """The image of ``product`` (see :meth:`msrgb.render.Renderer.render`)."""
         return self.renderer.render(tile if isinstance(tile, Tile) else Tile(tile), product)
 
-    def convert(self, src: str | Path | BandImage | InputImage, dests: dict[str, Path], rel: str | None = None) -> Converted:
+    def convert(self, src: str | Path | BandImage | InputImage, dests: dict[str, Path | S3Path], rel: str | None = None) -> Converted:
         """Convert ``src`` (an input of any kind, msrgb.inputs; a path is a file holding all
         bands) to one image per product (``dests``: product name -> path), with the products'
         side files (world file, .aux.xml). Each file is opened and read once.
@@ -129,7 +130,7 @@ class Converter:
         return result
 
     def _convert_tile(
-        self, tile: Tile, products: Sequence[Product], dests: dict[str, Path], result: Converted, rel: str
+        self, tile: Tile, products: Sequence[Product], dests: dict[str, Path | S3Path], result: Converted, rel: str
     ) -> None:
         for product in products:
             self._note(tile, product, result, rel, tile)
@@ -152,7 +153,7 @@ class Converter:
         self,
         image: LargeImage | LargeBandImage,
         products: Sequence[Product],
-        dests: dict[str, Path],
+        dests: dict[str, Path | S3Path],
         result: Converted,
         rel: str,
     ) -> None:
@@ -232,7 +233,7 @@ class Converter:
                 result.notes.append(note)
 
     def _write(
-        self, path: Path, image: list[bytes], product: Product, tile: Tile, result: Converted
+        self, path: Path | S3Path, image: list[bytes], product: Product, tile: Tile, result: Converted
     ) -> None:
         """Write the image (in pieces) and the product's side files; record its SHA-256."""
         sha = hashlib.sha256()

@@ -11,6 +11,7 @@ from pathlib import Path
 from msrgb import bandfiles
 from msrgb.errors import PlanError
 from msrgb.files import TIFF_SUFFIXES, Problems, list_folder, output_rel, size_and_mtime
+from msrgb.remote import S3Path, list_objects
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,24 @@ class Source:
         return output_rel(self.rel)
 
 
-def discover(input_dir: Path, with_stat: bool = True, problems: Problems | None = None) -> list[Source]:
+def discover(input_dir: Path | S3Path, with_stat: bool = True, problems: Problems | None = None) -> list[Source]:
     """Every ``.tif``/``.tiff`` (any case) under ``input_dir``, recursively, sorted by relative
     path. Hidden files and folders (names starting with ``.``) are skipped. Symbolic links to
     files are followed; links to folders are not (no cycles). Folders that cannot be read go to
-    ``problems`` (see :func:`list_folder`)."""
+    ``problems`` (see :func:`list_folder`). Under an ``s3://`` prefix: one paginated LIST."""
+    found: list[Source] = []
+    if isinstance(input_dir, S3Path):
+        found = [
+            Source(o.rel, o.size, o.mtime_ns)
+            for o in list_objects(input_dir)
+            if o.rel.lower().endswith(TIFF_SUFFIXES) and not any(p[:1] in (".", "") for p in o.rel.split("/"))
+        ]
+        found.sort(key=lambda s: s.rel)
+        if problems is None:
+            check_names(found)
+        return found
     if not input_dir.is_dir():
         raise PlanError(f"input_dir {str(input_dir)!r} does not exist or is not a folder")
-    found: list[Source] = []
     stack = [""]  # folders relative to input_dir, as POSIX strings ("" is the top)
     top = str(input_dir)
     while stack:
@@ -79,7 +90,7 @@ class Inputs:
 
 
 def discover_inputs(
-    input_dir: Path,
+    input_dir: Path | S3Path,
     inputs: Inputs,
     needed_bands: Iterable[str] = (),
     with_stat: bool = True,
@@ -90,12 +101,17 @@ def discover_inputs(
     folders that cannot be read go to ``problems``."""
     if inputs.layout == "stacked":
         return discover(input_dir, with_stat, problems)
-    if not input_dir.is_dir():
-        raise PlanError(f"input_dir {str(input_dir)!r} does not exist or is not a folder")
     pattern = bandfiles.compile_pattern(inputs.band_pattern)
+    if isinstance(input_dir, S3Path):
+        listing = ((o.rel, o.size, o.mtime_ns) for o in list_objects(input_dir))
+        images = bandfiles.images_from_listing(listing, pattern, input_dir.name, problems)
+    elif not input_dir.is_dir():
+        raise PlanError(f"input_dir {str(input_dir)!r} does not exist or is not a folder")
+    else:
+        images = bandfiles.discover_images(str(input_dir), pattern, with_stat, problems)
     needed = sorted(set(needed_bands))
     found = []
-    for image in bandfiles.discover_images(str(input_dir), pattern, with_stat, problems):
+    for image in images:
         size, mtime = bandfiles.fingerprint(image.files)
         files = tuple(bandfiles.choose(image.files, needed))
         found.append(Source(image.rel, size, mtime, files))

@@ -5,14 +5,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import itertools
 import os
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from msrgb.errors import OutputError, OutputFileError, PlanError
+from msrgb import remote
+from msrgb.errors import InputError, OutputError, OutputFileError, PlanError
+from msrgb.remote import S3Path
+
+PathT = TypeVar("PathT", bound="Path | S3Path")
 
 #: Suffixes of input images.
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -66,15 +71,22 @@ def list_folder(top: str, rel_dir: str, problems: Problems | None) -> Iterator[o
 
 
 @contextlib.contextmanager
-def own_image(path: str | Path) -> Iterator[Any]:
-    """Open an image msrgb wrote (a PIL image). Pillow refuses images over 179 million pixels as
-    possible decompression bombs; msrgb's own outputs are bounded by ``max_pixels`` instead."""
+def own_image(path: str | Path | S3Path) -> Iterator[Any]:
+    """Open an image msrgb wrote (a PIL image), in S3 too (one GET; a missing one raises
+    FileNotFoundError). Pillow refuses images over 179 million pixels as possible decompression
+    bombs; msrgb's own outputs are bounded by ``max_pixels`` instead."""
     from PIL import Image
 
+    source: Any = path
+    if remote.is_remote(path):
+        try:
+            source = io.BytesIO(remote.get(path if isinstance(path, S3Path) else S3Path.parse(str(path))))
+        except InputError as exc:
+            raise FileNotFoundError(str(exc)) from exc
     limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             yield image
     finally:
         Image.MAX_IMAGE_PIXELS = limit
@@ -93,15 +105,15 @@ def output_rel(input_rel: str, suffix: str = ".png") -> str:
     return input_rel + suffix
 
 
-def world_file_path(png: Path) -> Path:
-    return png.with_suffix(".pgw")
+def world_file_path(png: PathT) -> PathT:
+    return cast(PathT, png.with_suffix(".pgw"))
 
 
-def aux_xml_path(png: Path) -> Path:
-    return png.with_name(png.name + ".aux.xml")
+def aux_xml_path(png: PathT) -> PathT:
+    return cast(PathT, png.with_name(png.name + ".aux.xml"))
 
 
-def side_files(png: Path) -> list[Path]:
+def side_files(png: PathT) -> list[PathT]:
     """Files that may accompany a PNG."""
     return [world_file_path(png), aux_xml_path(png)]
 
@@ -163,10 +175,13 @@ def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
         raise
 
 
-def write_output(path: Path, data: bytes | Iterable[bytes]) -> None:
+def write_output(path: Path | S3Path, data: bytes | Iterable[bytes]) -> None:
     """:func:`write_atomic` for an output image or its side file, with the error sorted:
     :class:`OutputFileError` when only this file cannot be written (its name), else
-    :class:`OutputError` (the folder: disk full, read-only, permission)."""
+    :class:`OutputError` (the folder: disk full, read-only, permission). In S3: one PUT."""
+    if isinstance(path, S3Path):
+        remote.put(path, data)
+        return
     try:
         write_atomic(path, data)
     except OSError as exc:
@@ -187,9 +202,14 @@ def write_if_changed(path: Path, text: str | bytes) -> bool:
     return True
 
 
-def remove_output(png: Path) -> bool:
-    """Delete an output image and its side files (world file, .aux.xml); True if it was there.
-    A name the file system cannot hold (too long) cannot be there either."""
+def remove_output(png: Path | S3Path) -> bool:
+    """Delete an output image and its side files (world file, .aux.xml); True if it was there
+    (in S3, where a DELETE does not say: always). A name the file system cannot hold (too long)
+    cannot be there either."""
+    if isinstance(png, S3Path):
+        for path in (*side_files(png), png):
+            remote.delete(path)
+        return True
     for side in side_files(png):
         _unlink(side)
     return _unlink(png)

@@ -129,7 +129,11 @@ def samples_per_pixel(path: str) -> int | None:
     GDAL counts bands) from the file's first 64 KiB, or None where that does not say it plainly
     (not a classic TIFF, the directory further on, an image without width and height)."""
     with open(path, "rb") as fh:
-        head = fh.read(65536)
+        return samples_per_pixel_of(fh.read(65536))
+
+
+def samples_per_pixel_of(head: bytes) -> int | None:
+    """:func:`samples_per_pixel` of a file's first bytes."""
     try:
         parsed = ifd_entries(head)
     except (struct.error, IndexError):

@@ -3,8 +3,8 @@
 
 :class:`Inputs` opens an input (a :class:`msrgb.discovery.Source` under the input folder, or a
 file) as an :class:`InputImage`: a file holding all bands (:class:`StackedImage`) or a folder of
-band files (:class:`BandFolderImage`); object storage and STAC items are meant to be further
-kinds. Every kind answers the same questions, so no caller asks which kind it has:
+band files (:class:`BandFolderImage`); an input under an ``s3://`` prefix is either kind, read
+through :mod:`msrgb.remote`; STAC items are meant to be a further kind. Every kind answers the same questions, so no caller asks which kind it has:
 
 * ``where``: the file or folder named in messages;
 * ``paths()``: the local files it is read from (for read-ahead);
@@ -33,6 +33,7 @@ from msrgb.discovery import Source
 from msrgb.errors import InputError
 from msrgb.products import Product
 from msrgb.radiometry import read_safe_metadata
+from msrgb.remote import S3Path
 from msrgb.reader import IN_MEMORY_BYTES, MAX_PIXELS, LargeImage, ReadInBlocks, Tile, TileReader
 
 
@@ -52,11 +53,11 @@ class Reading:
 class InputImage(ABC):
     """One input image, whatever its kind."""
 
-    where: Path
+    where: Path | S3Path
 
     @abstractmethod
-    def paths(self) -> list[Path]:
-        """The local files the image is read from."""
+    def paths(self) -> list[Path | S3Path]:
+        """The files (or objects in S3) the image is read from."""
 
     @abstractmethod
     def read(self) -> Reading:
@@ -68,7 +69,7 @@ class InputImage(ABC):
         """The image open to read in blocks of rows (``Reading.large``)."""
 
     @abstractmethod
-    def declared_files(self) -> tuple[list[tuple[str | None, Path]], Path | None]:
+    def declared_files(self) -> tuple[list[tuple[str | None, Path | S3Path]], Path | None]:
         """(band or None for all, file) whose tags may declare a radiometric scale or offset,
         and the metadata file of a Sentinel-2 product (or None)."""
 
@@ -77,11 +78,11 @@ class StackedImage(InputImage):
     """A file holding all bands of an image (EuroSAT tiles, stacked GeoTIFFs): opened once,
     its bytes hashed and, up to the reader's ``in_memory_bytes``, parsed by GDAL from memory."""
 
-    def __init__(self, path: Path, reader: TileReader):
+    def __init__(self, path: Path | S3Path, reader: TileReader):
         self.where, self._reader = path, reader
         self._sha: str | None = None
 
-    def paths(self) -> list[Path]:
+    def paths(self) -> list[Path | S3Path]:
         return [self.where]
 
     def read(self) -> Reading:
@@ -96,7 +97,7 @@ class StackedImage(InputImage):
         with self._reader.open_large(self.where) as image:
             yield Reading(large=image, source_sha=sha)
 
-    def declared_files(self) -> tuple[list[tuple[str | None, Path]], Path | None]:
+    def declared_files(self) -> tuple[list[tuple[str | None, Path | S3Path]], Path | None]:
         return [(None, self.where)], None
 
 
@@ -107,7 +108,7 @@ class BandFolderImage(InputImage):
     def __init__(self, image: BandImage, reader: BandReader):
         self.image, self.where, self._reader = image, image.folder, reader
 
-    def paths(self) -> list[Path]:
+    def paths(self) -> list[Path | S3Path]:
         return self.image.paths()
 
     def read(self) -> Reading:
@@ -121,9 +122,9 @@ class BandFolderImage(InputImage):
         with self._reader.open_large(self.image) as (image, shas):
             yield self._reading(shas, large=image)
 
-    def declared_files(self) -> tuple[list[tuple[str | None, Path]], Path | None]:
+    def declared_files(self) -> tuple[list[tuple[str | None, Path | S3Path]], Path | None]:
         metadata = self.image.metadata
-        files: list[tuple[str | None, Path]] = [(band, path) for band, _, path in self.image.files]
+        files: list[tuple[str | None, Path | S3Path]] = [(band, path) for band, _, path in self.image.files]
         return files, metadata[1] if metadata is not None else None
 
     def _reading(
@@ -151,7 +152,7 @@ class Inputs:
         self.tiles = TileReader(products, in_memory_bytes, max_pixels)
         self.bands = BandReader(products, in_memory_bytes, max_pixels)
 
-    def open(self, input_dir: Path, src: Source) -> InputImage:
+    def open(self, input_dir: Path | S3Path, src: Source) -> InputImage:
         """The input ``src`` found under ``input_dir`` (msrgb.discovery)."""
         if src.files is None:
             return StackedImage(input_dir / src.rel, self.tiles)
@@ -166,7 +167,7 @@ class Inputs:
         return StackedImage(Path(image), self.tiles)
 
 
-def scaled_bands_of(input_dir: Path, products: Sequence[Product]) -> Callable[[Source], set[str]]:
+def scaled_bands_of(input_dir: Path | S3Path, products: Sequence[Product]) -> Callable[[Source], set[str]]:
     """For msrgb.work.work_to_do: the bands of an input that declare a radiometric scaling."""
     band_map = products[0].band_map if products else ()
     inputs = Inputs(products)

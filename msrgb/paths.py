@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from msrgb.errors import PlanError
 from msrgb.files import is_stale_temporary, output_rel
+from msrgb.remote import S3Path, is_remote, list_objects, location
 
 if TYPE_CHECKING:
     from msrgb.discovery import Source
@@ -36,20 +37,45 @@ def check_product_name(name: str) -> None:
         )
 
 
+#: the file under the state folder naming where the images go when that is not the output
+#: folder itself (an s3:// prefix; the output folder is then the local work folder)
+IMAGES_AT = "images_at"
+
+
 @dataclass(frozen=True)
 class OutputPaths:
-    """Where the workflow keeps its files under the output folder."""
+    """Where the workflow keeps its files under the output folder. With ``images`` (an
+    ``s3://`` prefix) the images go there and ``output_dir`` is the local work folder that
+    holds the rest (state, logs, summary, sheets), uploaded at the end of a run."""
 
     output_dir: Path
+    images: str = ""
+
+    @classmethod
+    def at(cls, output_dir: Path) -> OutputPaths:
+        """The layout of an output folder a run has written (where its images go included)."""
+        try:
+            images = (output_dir / STATE_DIR / IMAGES_AT).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            images = ""
+        return cls(output_dir, images)
 
     @classmethod
     def of_manifest(cls, manifest: Path) -> OutputPaths:
         """The layout a manifest file belongs to (it lives at .msrgb/manifests/<S>/<i>.tsv)."""
-        return cls(manifest.parents[3])
+        return cls.at(manifest.parents[3])
+
+    @property
+    def image_root(self) -> str:
+        """Where the product folders of images are: the output folder, or an s3:// prefix."""
+        return self.images or str(self.output_dir)
 
     @property
     def state_root(self) -> Path:
         return self.output_dir / STATE_DIR
+
+    def images_at(self) -> Path:
+        return self.state_root / IMAGES_AT
 
     def manifest(self, n_shards: int, shard: int) -> Path:
         return self.state_root / "manifests" / f"{n_shards}" / f"{shard}.tsv"
@@ -104,7 +130,13 @@ class OutputPaths:
         return self.state_root / "plan.tsv"
 
     def product_dir(self, product: str) -> Path:
+        """The product's folder in the output folder (its manifest.tsv; its images too unless
+        they go to S3: :meth:`image_dir`)."""
         return self.output_dir / product
+
+    def image_dir(self, product: str) -> Path | S3Path:
+        """Where the product's images are: its folder, or its prefix in S3."""
+        return location(f"{self.images}/{product}") if self.images else self.output_dir / product
 
     def stretch(self, product: str) -> Path:
         """The limits of a dataset-wide stretch (msrgb.stats), which every shard job reads."""
@@ -144,16 +176,17 @@ class OutputPaths:
         logs = self.output_dir / "logs"
         return logs / f"{rule}.log" if name is None else logs / rule / f"{name}.log"
 
-    def png(self, product: Product | str, source: Source) -> Path:
-        return Path(self.png_str(product, source))
+    def png(self, product: Product | str, source: Source) -> Path | S3Path:
+        return location(self.png_str(product, source))
 
     def png_str(self, product: Product | str, source: Source) -> str:
         """The image of ``source`` for ``product`` (a product name: a PNG), as a string (cheap
         enough for 100,000s of files). The suffix is the product's format's (.png, .jpg,
         .webp)."""
+        root = self.images or self.output_dir
         if isinstance(product, str):
-            return f"{self.output_dir}/{product}/{source.png_rel()}"
-        return f"{self.output_dir}/{product.name}/{output_rel(source.rel, product.suffix)}"
+            return f"{root}/{product}/{source.png_rel()}"
+        return f"{root}/{product.name}/{output_rel(source.rel, product.suffix)}"
 
     def related_states(self, n_shards: int, shard: int) -> list[Path]:
         """State files of any shard count whose shards overlap shard ``shard`` of
@@ -191,19 +224,24 @@ class OutputListing:
     only: planning writes nothing), the first listing of a folder also deletes the temporary
     files that killed runs left in it."""
 
-    def __init__(self, remove_stale: bool = False) -> None:
+    def __init__(self, remove_stale: bool = False, images: str = "") -> None:
         self._names: dict[str, set[str]] = {}
         self._remove_stale = remove_stale
+        #: images in S3 (OutputPaths.images): listed whole, once, when first asked
+        self._images = images
+        self._listed: set[str] = set()
 
     def folders(self, folders: Iterable[str]) -> None:
         """List ``folders`` now (clearing their stale temporaries with ``remove_stale``)."""
         for folder in folders:
             self(f"{folder}/")
 
-    def __call__(self, path: str | Path) -> bool:
+    def __call__(self, path: str | Path | S3Path) -> bool:
         folder, _, name = str(path).rpartition("/")
         names = self._names.get(folder)
         if names is None:
+            if is_remote(folder):
+                return name in self._remote_names(folder)
             try:
                 names = set(os.listdir(folder))
             except (FileNotFoundError, NotADirectoryError):
@@ -214,3 +252,14 @@ class OutputListing:
                         os.unlink(os.path.join(folder, stale))
             self._names[folder] = names
         return name in names
+
+    def _remote_names(self, folder: str) -> set[str]:
+        """The names in ``folder`` (an s3:// "folder"). The whole image prefix is listed once, with
+        one paginated LIST (1,000 objects per request), for every folder under it."""
+        root = self._images if self._images and (folder + "/").startswith(self._images + "/") else folder
+        if root not in self._listed:
+            self._listed.add(root)
+            for o in list_objects(S3Path.parse(root), what="output_dir"):
+                parent, _, name = f"{root}/{o.rel}".rpartition("/")
+                self._names.setdefault(parent, set()).add(name)
+        return self._names.setdefault(folder, set())

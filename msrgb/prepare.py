@@ -14,14 +14,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from msrgb import sheets, stats, tsv
+from msrgb import remote, sheets, stats, tsv
 from msrgb.bandfiles import band_of, compile_pattern, is_zipped_product
-from msrgb.errors import PlanError, ProductError, SlurmQueryError
+from msrgb.errors import InputError, PlanError, ProductError, SlurmQueryError
 from msrgb.files import Problems, write_atomic, write_if_changed
 from msrgb.discovery import Inputs, Source, clash_error, clash_text, find_clashes, discover_inputs
-from msrgb.geotags import samples_per_pixel
+from msrgb.geotags import samples_per_pixel, samples_per_pixel_of
 from msrgb.lock import lock_output
 from msrgb.paths import OutputPaths, OutputListing, check_product_name
+from msrgb.remote import S3Path
 from msrgb.sharding import Plan, make_plan, shard_count, write_plan
 from msrgb.bandfiles import DEFAULT_BAND_PATTERN
 from msrgb.work import WorkCounts, count_work, shards_missing_outputs
@@ -35,7 +36,8 @@ from msrgb.state import StateCache
 class Settings:
     """The workflow's configuration (config/schema.yaml), parsed."""
 
-    input_dir: Path
+    input_dir: Path | S3Path
+    #: the output folder; with ``images`` (output_dir in S3) the local work folder
     output_dir: Path
     products: tuple[Product, ...]
     inputs: Inputs = Inputs()
@@ -55,6 +57,8 @@ class Settings:
     contact_sheet_tiles: int = 100
     overview_samples: int = 5
     thumbnail_size: int = 128
+    #: output_dir when it is an s3:// prefix (the images, sheets and summary go there)
+    images: str = ""
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -85,9 +89,17 @@ class Settings:
         def auto(key: str) -> int | None:
             return None if config[key] == "auto" else int(config[key])
 
+        output_dir, images = Path(config["output_dir"]), ""
+        if remote.is_remote(config["output_dir"]):
+            target = remote.S3Path.parse(config["output_dir"])
+            images = str(target)
+            output_dir = Path(config.get("work_dir") or Path("msrgb-work", target.bucket, target.key))
+        elif config.get("work_dir"):
+            raise PlanError("config 'work_dir' applies only to an output_dir in S3 (s3://bucket/prefix)")
         return cls(
-            input_dir=Path(config["input_dir"]),
-            output_dir=Path(config["output_dir"]),
+            input_dir=remote.location(config["input_dir"]),
+            output_dir=output_dir,
+            images=images,
             products=tuple(products),
             inputs=inputs,
             on_error=config["on_error"],
@@ -108,7 +120,7 @@ class Settings:
 
     @property
     def layout(self) -> OutputPaths:
-        return OutputPaths(self.output_dir)
+        return OutputPaths(self.output_dir, self.images)
 
     @property
     def sheet_geometry(self) -> sheets.SheetGeometry:
@@ -172,8 +184,13 @@ def choose_shard_count(settings: Settings, where: Where, n_files: int) -> int:
     return shard_count(n_files, where.parallel_jobs, settings.shard_target_size, min_size)
 
 
-def check_folders(input_dir: Path, output_dir: Path) -> None:
-    """Fail, naming the folder, when the folders cannot work."""
+def check_folders(input_dir: Path | S3Path, output_dir: Path) -> None:
+    """Fail, naming the folder, when the folders cannot work (an ``s3://`` input is checked
+    when it is listed)."""
+    if isinstance(input_dir, S3Path):
+        if output_dir.exists() and not output_dir.is_dir():
+            raise PlanError(f"config 'output_dir' {str(output_dir)!r} is a file, not a folder; choose a folder")
+        return
     if not input_dir.is_dir():
         raise PlanError(
             f"config 'input_dir': folder {str(input_dir)!r} does not exist "
@@ -197,9 +214,36 @@ def check_folders(input_dir: Path, output_dir: Path) -> None:
         )
 
 
-def band_count(path: Path) -> int | None:
+def check_prefixes(input_dir: Path | S3Path, images: str) -> None:
+    """Fail when an output_dir in S3 and an input_dir in S3 overlap (one inside the other)."""
+    if not images or not isinstance(input_dir, S3Path):
+        return
+    out = S3Path.parse(images)
+    if out.bucket != input_dir.bucket:
+        return
+    a, b = f"{input_dir.key}/", f"{out.key}/"
+    if a.startswith(b) or b.startswith(a) or not input_dir.key or not out.key:
+        raise PlanError(
+            f"config 'output_dir' {images!r} and 'input_dir' {str(input_dir)!r} overlap (one is "
+            "inside the other); the inputs are never written to: choose prefixes apart"
+        )
+
+
+def band_count(path: Path | S3Path) -> int | None:
     """How many bands the image at ``path`` has (None if it cannot be opened): from its TIFF
-    tags where they say it plainly, which spares planning the load of GDAL."""
+    tags where they say it plainly, which spares planning the load of GDAL. An object in S3 is
+    fetched (one GET)."""
+    if isinstance(path, S3Path):
+        try:
+            data = remote.get(path)
+        except InputError:
+            return None
+        count = samples_per_pixel_of(data[:65536])
+        if count is not None:
+            return count
+        from msrgb.reader import band_count_of_bytes
+
+        return band_count_of_bytes(data)
     try:
         count = samples_per_pixel(str(path))
     except OSError:
@@ -211,7 +255,7 @@ def band_count(path: Path) -> int | None:
     return gdal_band_count(path)
 
 
-def check_products_against(products: Sequence[Product], input_dir: Path, sources: Sequence[Source]) -> None:
+def check_products_against(products: Sequence[Product], input_dir: Path | S3Path, sources: Sequence[Source]) -> None:
     """Reject a product that needs a band the files do not have (judged on the first readable
     of the first files, or for band folders on the names in the first folders; a single odd
     image is reported by its shard)."""
@@ -268,6 +312,7 @@ class Prepared:
         parts = {f"stretch/{name}": _digest(text) for name, text in self.samples.items()}
         parts |= {f"sheets/{name}": _digest(sheets) for name, sheets in self.sheets.items()}
         parts["summary"] = _digest(self.problems_text)
+        parts["upload"] = _digest(parts)  # output_dir in S3: rerun after any of the others
         return parts
 
 
@@ -302,6 +347,8 @@ def nothing_found(settings: Settings) -> str:
             f"T32TQM_20230101T101031_B04_10m.jp2) under input_dir {where!r}"
         )
     message = f"found no .tif or .tiff files under input_dir {where!r}"
+    if isinstance(settings.input_dir, S3Path):
+        return message
     seen = set()
     for top, dirs, files in os.walk(settings.input_dir):
         for name in dirs + files:
@@ -330,6 +377,7 @@ def plan_run(settings: Settings, where: Where) -> Prepared:
     :class:`msrgb.errors.MsrgbError` naming what is wrong."""
     layout = settings.layout
     check_folders(settings.input_dir, settings.output_dir)
+    check_prefixes(settings.input_dir, settings.images)
     threads, note = choose_threads(settings, where)
     if where.node_size is not None:
         try:
@@ -340,7 +388,7 @@ def plan_run(settings: Settings, where: Where) -> Prepared:
     check_products_against(settings.products, settings.input_dir, sources)
     n_shards = choose_shard_count(settings, where, len(sources))
     plan = make_plan(sources, n_shards, settings.products, threads, settings.on_error)
-    listing, states = OutputListing(), StateCache()  # output folders and states, read once for both
+    listing, states = OutputListing(images=layout.images), StateCache()  # output folders and states, read once for both
     plan = plan.rerun(shards_missing_outputs(layout, plan, settings.products, listing, states))
     prepared = Prepared(
         plan,
@@ -387,6 +435,10 @@ def start_run(settings: Settings, prepared: Prepared) -> None:
     products = [p.to_dict() for p in settings.products]
     write_if_changed(layout.products_file(), json.dumps(products, indent=1) + "\n")
     write_if_changed(layout.inputs_file(), json.dumps(settings.inputs.to_dict(), indent=1) + "\n")
+    if layout.images:
+        write_if_changed(layout.images_at(), layout.images + "\n")
+    else:
+        layout.images_at().unlink(missing_ok=True)
 
 
 #: a run that would delete more images than this, or more than REMOVAL_SHARE of a product's

@@ -10,7 +10,7 @@ import stat
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,11 @@ from msrgb.geotags import image_size
 from msrgb.tiff import read_plain
 from msrgb.products import Product
 from msrgb.radiometry import Scaling, from_gdal
+from msrgb.remote import S3Path
+from msrgb.remote import get as get_object
+
+#: where an input file is: a local path, or an object in S3
+InputPath = str | Path | S3Path
 
 # Tiles are opened without georeferencing on purpose (see TileReader.read).
 warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
@@ -71,7 +76,7 @@ BAND_MAP_HINT = (
 )
 
 
-def check_dtype(path: str | Path, dtype: str) -> None:
+def check_dtype(path: InputPath, dtype: str) -> None:
     """Fail with :class:`InputError` unless ``dtype`` is one msrgb can stretch."""
     if dtype not in SUPPORTED_DTYPES:
         raise InputError(
@@ -98,8 +103,16 @@ def enter_thread_gdal_env() -> None:
         _thread_state.env = env
 
 
-def describe_unreadable(path: Path) -> str | None:
-    """A plain reason for a file that cannot even be opened, or None to let GDAL explain."""
+def _suffix(path: InputPath) -> str:
+    return os.path.splitext(str(path))[1].lower()
+
+
+def describe_unreadable(path: InputPath, data: bytes | None = None) -> str | None:
+    """A plain reason for a file that cannot even be opened, or None to let GDAL explain;
+    an object in object storage is judged on its bytes (``data``), when they were read."""
+    if isinstance(path, S3Path):
+        return describe_content(data, _suffix(path)) if data is not None else None
+    path = Path(path)
     if path.is_symlink() and not path.exists():
         return f"is a symbolic link to {os.readlink(path)!r}, which does not exist"
     try:
@@ -117,8 +130,15 @@ def describe_unreadable(path: Path) -> str | None:
         return "cannot be read: permission denied"
     except OSError as exc:
         return f"cannot be read ({exc.strerror})"
-    if path.suffix.lower() == ".jp2":
-        if head not in JP2_SIGNATURES:
+    return describe_content(head, path.suffix.lower())
+
+
+def describe_content(head: bytes, suffix: str) -> str | None:
+    """A plain reason for a file whose first bytes are ``head`` that GDAL cannot open, or None."""
+    if not head:
+        return "is empty (0 bytes)"
+    if suffix == ".jp2":
+        if head[:4] not in JP2_SIGNATURES:
             return "is not a JPEG 2000 file (it does not start with a JPEG 2000 signature)"
         if not has_jp2_driver():
             return (
@@ -158,6 +178,15 @@ def band_count(path: Path) -> int | None:
         return None
 
 
+def band_count_of_bytes(data: bytes) -> int | None:
+    """:func:`band_count` of a file's bytes."""
+    try:
+        with gdal_env(), MemoryFile(data) as memfile, memfile.open() as src:
+            return src.count
+    except rasterio.errors.RasterioIOError:
+        return None
+
+
 @dataclass
 class Tile:
     """What was read from one input: the needed bands, plus what some products need."""
@@ -185,9 +214,13 @@ class TileReader:
         self.max_size = self.products[0].max_size if self.products else None
         self.resampling = Resampling[self.products[0].resampling if self.products else "bilinear"]
 
-    def load(self, path: str | Path) -> tuple[bytes | None, str]:
+    def load(self, path: InputPath) -> tuple[bytes | None, str]:
         """Open ``path`` once: its bytes (None for files over ``in_memory_bytes``, which GDAL
-        then reads from disk) and its SHA-256. Raises :class:`InputError`."""
+        then reads from disk) and its SHA-256. An object in S3 is always read whole (GDAL then
+        reads it from memory). Raises :class:`InputError`."""
+        if isinstance(path, S3Path):
+            data = get_object(path)
+            return data, hashlib.sha256(data).hexdigest()
         try:
             # O_NONBLOCK: a FIFO named like a TIFF must not hang the job (no effect on files)
             with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
@@ -202,12 +235,14 @@ class TileReader:
             reason = describe_unreadable(Path(path))
             raise InputError(f"{path}: {reason or f'cannot be read ({exc.strerror})'}") from exc
 
-    def read(self, path: str | Path, data: bytes | None = None) -> Tile:
+    def read(self, path: InputPath, data: bytes | None = None) -> Tile:
         """Read the bands the products need; from ``data`` (the file's bytes, already read)
         when given, which spares GDAL a second open of the file. Raises :class:`InputError`
         naming the file and the problem, :class:`ReadInBlocks` for an image whose needed bands
         take more than ``in_memory_bytes`` decoded (without ``max_size``)."""
-        with input_errors(path):
+        if isinstance(path, S3Path) and data is None:
+            data = self.load(path)[0]
+        with input_errors(path, data):
             if data is not None:
                 tile = self._read_plain(path, data)
                 if tile is not None:
@@ -221,10 +256,13 @@ class TileReader:
                 except (InputError, ReadInBlocks):
                     raise
                 except Exception:
-                    pass  # GDAL fails on the file itself below, with its message about the file
+                    if isinstance(path, S3Path):
+                        raise  # no file to open: GDAL's message about the bytes
+                    # else GDAL fails on the file itself below, with its message about the file
+            assert not isinstance(path, S3Path)  # read above, from its bytes
             return self._read(path, path)
 
-    def _read_plain(self, path: str | Path, data: bytes) -> Tile | None:
+    def _read_plain(self, path: InputPath, data: bytes) -> Tile | None:
         """The tile of a plain TIFF read without GDAL (:mod:`msrgb.tiff`), or None where GDAL
         must read it: another kind of file, georeferencing wanted, a quicklook to make, or
         anything GDAL would refuse (it then says why)."""
@@ -239,7 +277,7 @@ class TileReader:
         self.check_pixels(path, cols, rows)
         return Tile(plain.bands, plain.nodata)
 
-    def _open(self, name: str | Path, path: str | Path) -> DatasetReader:
+    def _open(self, name: str | Path, path: InputPath) -> DatasetReader:
         # Georeferencing is read only when a product writes it: building the CRS is the most
         # expensive part of opening a small GeoTIFF. DatasetReader directly: rasterio.open
         # would set up a GDAL environment per call.
@@ -252,7 +290,7 @@ class TileReader:
             raise
         return src
 
-    def check_pixels(self, path: str | Path, cols: int, rows: int) -> None:
+    def check_pixels(self, path: InputPath, cols: int, rows: int) -> None:
         """Fail when an image is larger than ``max_pixels``, unless ``max_size`` makes a
         quicklook of it."""
         if self.max_size is None and rows * cols > self.max_pixels:
@@ -262,7 +300,7 @@ class TileReader:
                 "raise max_pixels if the machine has the memory"
             )
 
-    def _check(self, src: DatasetReader, path: str | Path) -> None:
+    def _check(self, src: DatasetReader, path: InputPath) -> None:
         self.check_pixels(path, src.width, src.height)
         count, dtype = src.count, src.dtypes[0]
         for p in self.products:
@@ -286,7 +324,7 @@ class TileReader:
         tile.scaling = file_scaling(src, self.needed)
         return tile
 
-    def _read(self, name: str | Path, path: str | Path) -> Tile:
+    def _read(self, name: str | Path, path: InputPath) -> Tile:
         """Open ``name`` (the file ``path`` or a copy of it in memory) and read the bands."""
         with self._open(name, path) as src:
             rows, cols = quicklook_shape(src.height, src.width, self.max_size)
@@ -305,12 +343,17 @@ class TileReader:
             return tile
 
     @contextmanager
-    def open_large(self, path: str | Path) -> Iterator[LargeImage]:
+    def open_large(self, path: InputPath) -> Iterator[LargeImage]:
         """Open an image to read in blocks of rows (:class:`LargeImage`). GDAL's errors, here
         and in the block reads, become :class:`InputError` naming ``path``."""
-        with rasterio.Env(**LARGE_IMAGE_ENV):
-            with input_errors(path):
-                src = self._open(path, path)
+        with rasterio.Env(**LARGE_IMAGE_ENV), ExitStack() as stack:
+            name: str | Path = path if not isinstance(path, S3Path) else ""
+            data = None
+            if isinstance(path, S3Path):  # read whole, then in blocks from memory
+                data = self.load(path)[0]
+                name = stack.enter_context(MemoryFile(data)).name
+            with input_errors(path, data):
+                src = self._open(name, path)
             with src:
                 yield LargeImage(self, src, path)
 
@@ -322,7 +365,7 @@ class LargeImage:
     #: bytes of the needed bands read at a time
     BLOCK_BYTES = 32 * 2**20
 
-    def __init__(self, reader: TileReader, src: DatasetReader, path: str | Path):
+    def __init__(self, reader: TileReader, src: DatasetReader, path: InputPath):
         self.reader, self.src, self.path = reader, src, path
         self.rows, self.cols = src.height, src.width
         self.is_float = np.dtype(src.dtypes[0]).kind == "f"
@@ -385,18 +428,19 @@ def quicklook_shape(rows: int, cols: int, max_size: int | None) -> tuple[int, in
 
 
 @contextmanager
-def input_errors(path: str | Path) -> Iterator[None]:
-    """Turn what rasterio and GDAL raise while reading ``path`` into :class:`InputError`
-    naming the file and the problem; msrgb's own errors pass through."""
+def input_errors(path: InputPath, data: bytes | None = None) -> Iterator[None]:
+    """Turn what rasterio and GDAL raise while reading ``path`` (whose bytes are ``data``, if
+    read) into :class:`InputError` naming the file and the problem; msrgb's own errors pass
+    through."""
     try:
         yield
     except (MsrgbError, ReadInBlocks):
         raise
     except rasterio.errors.RasterioIOError as exc:
-        reason = describe_unreadable(Path(path))
+        reason = describe_unreadable(path, data)
         if reason is not None:
             raise InputError(f"{path}: {reason}") from exc
-        kind = "JPEG 2000 file" if Path(path).suffix.lower() == ".jp2" else "GeoTIFF"
+        kind = "JPEG 2000 file" if _suffix(path) == ".jp2" else "GeoTIFF"
         raise InputError(
             f"{path}: cannot be read as a {kind}, it may be truncated or damaged "
             f"(GDAL: {root_message(exc)})"

@@ -12,6 +12,7 @@ from pathlib import Path
 from msrgb import tsv
 from msrgb.files import output_rel, own_image, write_atomic, write_if_changed
 from msrgb.paths import OutputPaths
+from msrgb.remote import S3Path, prefetch
 from msrgb.sharding import Plan
 from msrgb.state import StateData
 
@@ -216,7 +217,7 @@ def histogram_image(counts: Sequence[Sequence[int]], title: str, width: int = 51
     return buf.getvalue()
 
 
-def output_histogram(images: Sequence[Path], max_pixels: int = 25_000_000) -> list[list[int]]:
+def output_histogram(images: Sequence[Path | S3Path], max_pixels: int = 25_000_000) -> list[list[int]]:
     """Counts of each 8-bit value per channel over ``images`` (transparent pixels left out;
     images larger than ``max_pixels`` are skipped)."""
     import numpy as np
@@ -224,6 +225,7 @@ def output_histogram(images: Sequence[Path], max_pixels: int = 25_000_000) -> li
     from msrgb.render import opaque_rgb
 
     counts = np.zeros((3, 256), dtype=np.int64)
+    prefetch([p for p in images if isinstance(p, S3Path)])  # images in S3: fetched at once
     for path in images:
         try:
             with own_image(path) as im:
@@ -252,12 +254,12 @@ def write_looks(layout: OutputPaths, products: Sequence, state: StateData, clipp
 
     for p in products:
         rels = sorted({rel for rel, name in state.records if name == p.name}, key=path_hash)
-        sample = [layout.output_dir / p.name / output_rel(rel, p.suffix) for rel in rels[:HISTOGRAM_SAMPLE]]
+        sample = [layout.image_dir(p.name) / output_rel(rel, p.suffix) for rel in rels[:HISTOGRAM_SAMPLE]]
         counts = output_histogram(sample)
         title = f"{p.name}: values of {len(sample)} images (red, green, blue; square-root scale)"
         write_if_changed(layout.histogram(p.name), histogram_image(counts, title))
         worst = clipping.get(p.name, {}).get("most_clipped", [])
-        images = [layout.product_dir(p.name) / w["image"] for w in worst]
+        images = [layout.image_dir(p.name) / w["image"] for w in worst]
         labels = [f"{100 * max(w['clipped_low'] + w['clipped_high']):.1f}% {label(w['image'])}" for w in worst]
         sheet = sheet_image(f"most clipped - {p.name}", images, labels, SheetGeometry(thumb=thumb))
         write_if_changed(layout.clipped_sheet(p.name), encode(sheet))

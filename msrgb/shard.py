@@ -26,6 +26,7 @@ from msrgb.progress import Live, write_live
 from msrgb.work import Work, orphans, rescaled_line, work_to_do
 from msrgb.provenance import environment_id, library_versions
 from msrgb.reader import MAX_PIXELS, enter_thread_gdal_env
+from msrgb.remote import PREFETCH_MAX_BYTES, S3Path, forget_prefetched, prefetch
 from msrgb.stats import read_limits
 
 __all__ = ["ShardError", "ShardResult", "run_shard"]
@@ -80,9 +81,16 @@ class ReadAhead:
     thread to compete for the GIL, so on a warm cache the cost is a few system calls per file.
     Does nothing with ``ahead`` 0 or where ``posix_fadvise`` does not exist (macOS)."""
 
-    def __init__(self, paths: Sequence[Path | Sequence[Path]], ahead: int = READ_AHEAD):
-        # one entry per image: its file, or its files (an image made of band files)
+    def __init__(
+        self,
+        paths: Sequence[Path | S3Path | Sequence[Path | S3Path]],
+        ahead: int = READ_AHEAD,
+        sizes: Sequence[int] | None = None,
+    ):
+        # one entry per image: its file, or its files (an image made of band files); objects in
+        # S3 are fetched ahead (msrgb.remote.prefetch) when the image's ``sizes`` are small
         self._paths = paths if ahead > 0 and hasattr(os, "posix_fadvise") else []
+        self._sizes = sizes
         self._ahead = max(2, ahead)
         self._lock = threading.Lock()
         self._started = 0
@@ -96,7 +104,16 @@ class ReadAhead:
                 return
             first, self._asked = self._asked, min(len(self._paths), self._started + self._ahead)
             batch = self._paths[first : self._asked]
-        hinted = sum(hint_will_read(p) for item in batch for p in ([item] if isinstance(item, Path) else item))
+            sizes = self._sizes[first : self._asked] if self._sizes is not None else [0] * len(batch)
+        local: list[Path] = []
+        remote: list[S3Path] = []
+        for item, size in zip(batch, sizes):
+            for p in [item] if isinstance(item, (Path, S3Path)) else item:
+                if isinstance(p, Path):
+                    local.append(p)
+                elif size <= PREFETCH_MAX_BYTES:
+                    remote.append(p)
+        hinted = sum(hint_will_read(p) for p in local) + prefetch(remote)
         with self._lock:
             self.hinted += hinted
 
@@ -104,7 +121,7 @@ class ReadAhead:
 def run_shard(
     manifest: Path,
     state_out: Path,
-    input_dir: Path,
+    input_dir: Path | S3Path,
     products: Sequence[Product],
     threads: int = 1,
     progress_every: float = 5.0,
@@ -170,7 +187,7 @@ def _start_job(
     members: Sequence[Source],
     products: Sequence[Product],
     on_error: str,
-    input_dir: Path,
+    input_dir: Path | S3Path,
     threads: int,
 ) -> tuple[Work, ShardResult]:
     """What the job has to do, from the records of earlier jobs of any shard count and the
@@ -178,7 +195,7 @@ def _start_job(
     before = read_state_full([*layout.related_states(n_shards, shard), layout.progress(n_shards, shard)])
     # one listing per output folder of the shard, which also clears temporaries that killed
     # jobs left there
-    present = OutputListing(remove_stale=True)
+    present = OutputListing(remove_stale=True, images=layout.images)
     present.folders({layout.png_str(p, s).rpartition("/")[0] for s in members for p in products})
     work = work_to_do(members, products, before, on_error, layout.png_str, present, scaled_bands_of(input_dir, products))
     if work.rescaled:
@@ -288,7 +305,7 @@ class Recorder:
         self.env = environment_id(versions)
         done.envs[self.env] = versions
 
-    def outcome(self, src: Source, dests: dict[str, Path], outcome: Converted | BaseException) -> None:
+    def outcome(self, src: Source, dests: dict[str, Path | S3Path], outcome: Converted | BaseException) -> None:
         if isinstance(outcome, Converted):
             self.result.converted += 1
             for name in dests:
@@ -318,12 +335,12 @@ class Recorder:
 
 
 def convert_all(
-    todo: Sequence[tuple[Source, dict[str, Path]]],
+    todo: Sequence[tuple[Source, dict[str, Path | S3Path]]],
     converter: Converter,
-    input_dir: Path,
+    input_dir: Path | S3Path,
     threads: int,
     read_ahead: int,
-    record: Callable[[Source, dict[str, Path], Converted | BaseException], None],
+    record: Callable[[Source, dict[str, Path | S3Path], Converted | BaseException], None],
     checkpoint: Callable[[], None],
     checkpoint_every: float,
     tick: Callable[[bool], None],
@@ -334,9 +351,9 @@ def convert_all(
     the first other error (the output folder cannot be written), after which nothing more is
     started, or None."""
     inputs = [converter.inputs.open(input_dir, src) for src, _ in todo]
-    ahead = ReadAhead([i.paths() for i in inputs], read_ahead)
+    ahead = ReadAhead([i.paths() for i in inputs], read_ahead, [src.size for src, _ in todo])
 
-    def convert(image: InputImage, dests: dict[str, Path], rel: str) -> Converted:
+    def convert(image: InputImage, dests: dict[str, Path | S3Path], rel: str) -> Converted:
         ahead.started()
         return converter.convert(image, dests, rel)
 
@@ -369,6 +386,8 @@ def convert_all(
             for f in pending:
                 f.cancel()
             raise
+        finally:
+            forget_prefetched()  # after a fatal error: objects fetched for images not started
     return fatal
 
 
@@ -431,7 +450,7 @@ def clip_text(figures: Sequence[float]) -> str:
     return " ".join([*(f"{v:.4f}" for v in figures[:6]), f"{figures[6]:.2f}"])
 
 
-def _reason(exc: BaseException, path: Path) -> str:
+def _reason(exc: BaseException, path: Path | S3Path) -> str:
     """The reason without the file name, which errors.tsv has in its own column."""
     text, prefix = str(exc), f"{path}: "
     return text[len(prefix) :] if text.startswith(prefix) else text

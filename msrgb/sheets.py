@@ -21,6 +21,7 @@ from msrgb.discovery import Source
 from msrgb.paths import OutputPaths
 from msrgb.sharding import path_hash
 from msrgb.products import Product
+from msrgb.remote import S3Path, prefetch
 
 if TYPE_CHECKING:  # drawing loads Pillow and numpy; planning the sheets does without them
     import numpy as np
@@ -186,7 +187,7 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
     return text + "…"
 
 
-def thumbnail(png: Path, size: int) -> np.ndarray:
+def thumbnail(png: Path | S3Path, size: int) -> np.ndarray:
     """An 8-bit RGB thumbnail of ``png`` (16-bit and alpha PNGs too), ``size`` x ``size``. A
     large image (a whole scene) is first reduced by box averages, so that no full-size copy of
     it is made after decoding."""
@@ -213,7 +214,7 @@ LARGE_THUMBNAIL_SOURCE = 50_000_000
 
 def sheet_image(
     title: str,
-    pngs: Sequence[Path | None],
+    pngs: Sequence[Path | S3Path | None],
     labels: Sequence[str],
     layout: SheetGeometry,
     columns: int | None = None,
@@ -252,15 +253,23 @@ def encode(sheet: Image.Image) -> bytes:
 
 
 def build(
-    manifest: Path, out: Path, product_dir: Path, layout: SheetGeometry, suffix: str = ".png", legend: Image.Image | None = None
+    manifest: Path,
+    out: Path,
+    product_dir: Path | S3Path,
+    layout: SheetGeometry,
+    suffix: str = ".png",
+    legend: Image.Image | None = None,
 ) -> None:
     """Render the sheet described by ``manifest`` from the images (``suffix``) under
     ``product_dir``, with the product's ``legend`` under the thumbnails if it has one. The
     overview (title starting with "overview") has one row per folder."""
     title, rels = read_sheet_manifest(manifest)
 
-    def png_of(rel: str) -> Path:
+    def png_of(rel: str) -> Path | S3Path:
         return product_dir / output_rel(rel, suffix)
+
+    if isinstance(product_dir, S3Path):  # images in S3: fetch them all at once
+        prefetch([product_dir / output_rel(r, suffix) for r in rels])
 
     if not title.startswith("overview"):
         sheet = sheet_image(title, [png_of(r) for r in rels], [label(r) for r in rels], layout)
@@ -269,7 +278,7 @@ def build(
         for rel in rels:
             rows[folder_key(rel)].append(rel)
         columns = max((len(v) for v in rows.values()), default=1)
-        pngs: list[Path | None] = []
+        pngs: list[Path | S3Path | None] = []
         labels: list[str] = []
         for members in rows.values():
             pad = columns - len(members)
@@ -293,7 +302,7 @@ def with_legend(sheet: Image.Image, legend: Image.Image) -> Image.Image:
 
 def build_all(
     jobs: Sequence[tuple[Path, Path]],
-    product_dir: Path,
+    product_dir: Path | S3Path,
     layout: SheetGeometry,
     suffix: str = ".png",
     legend: Image.Image | None = None,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ from pathlib import Path
 from msrgb.inputs import scaled_bands_of
 from msrgb.errors import MsrgbError
 from msrgb.discovery import Inputs, Source, discover_inputs
-from msrgb.paths import OutputPaths
+from msrgb.paths import OutputListing, OutputPaths
+from msrgb.remote import S3Path
 from msrgb.sharding import load_plan
 from msrgb.state import StateData, read_state_full
 from msrgb.products import Product, products_from_dicts
@@ -76,7 +76,7 @@ def recorded_state(layout: OutputPaths, n_shards: int) -> StateData:
     return read_state_full(paths)
 
 
-def status(layout: OutputPaths, input_dir: Path | None = None) -> dict[str, ProductStatus]:
+def status(layout: OutputPaths, input_dir: Path | S3Path | None = None) -> dict[str, ProductStatus]:
     """Per product, the state of every image of the output folder."""
     products = products_of(layout)
     plan = load_plan(layout)
@@ -91,6 +91,7 @@ def status(layout: OutputPaths, input_dir: Path | None = None) -> dict[str, Prod
     # (looked at only with --input, where the input folder is known)
     scaled = functools.cache(scaled_bands_of(input_dir, products)) if input_dir is not None else None
     result = {}
+    present = OutputListing(images=layout.images)  # one listing per folder (one LIST in S3)
     for p in products:
         digest = p.digest() if (p.limits is not None or not p.dataset_stretch) else None
         st = ProductStatus()
@@ -100,7 +101,7 @@ def status(layout: OutputPaths, input_dir: Path | None = None) -> dict[str, Prod
             bad = state.skipped.get(src.rel)
             if bad is not None and bad[:2] == (src.size, src.mtime_ns) and record is None:
                 st.bad.append(src.rel)
-            elif not os.path.exists(out):
+            elif not present(out):
                 st.missing.append(out)
             elif record != (src.size, src.mtime_ns, digest):
                 st.stale.append(out)

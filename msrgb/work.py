@@ -14,6 +14,7 @@ from typing import IO
 from msrgb.discovery import Source
 from msrgb.paths import OutputListing, OutputPaths
 from msrgb.products import Product
+from msrgb.remote import S3Path, location
 from msrgb.sharding import Plan, shard_of
 from msrgb.state import StateCache, StateData
 from msrgb.stats import with_recorded_limits
@@ -24,7 +25,7 @@ class Work:
     """What a shard job has to do, decided from its members and the records of earlier jobs."""
 
     #: inputs to convert, with the products (name -> output path) each needs
-    todo: list[tuple[Source, dict[str, Path]]]
+    todo: list[tuple[Source, dict[str, Path | S3Path]]]
     #: the records that still hold (images up to date, inputs still known to be bad)
     kept: StateData
     #: product name -> the digest its records carry (with dataset-wide limits, if any)
@@ -80,7 +81,7 @@ def work_to_do(
                 if key in before.radiometry:
                     kept.radiometry[key] = before.radiometry[key]
             else:
-                dests[p.name] = Path(out)
+                dests[p.name] = location(str(out))
         if dests:
             work.todo.append((src, dests))
             work.rescaled += rescaled
@@ -174,7 +175,7 @@ def shards_missing_outputs(
     return flagged
 
 
-def _scaled_bands_when_asked(input_dir: Path, products: Sequence[Product]) -> Callable[[Source], set[str]]:
+def _scaled_bands_when_asked(input_dir: Path | S3Path, products: Sequence[Product]) -> Callable[[Source], set[str]]:
     """msrgb.inputs.scaled_bands_of, set up on its first call: it loads GDAL, which only records
     of versions before radiometric offsets need (rarely), and planning does without otherwise."""
     found: list[Callable[[Source], set[str]]] = []
@@ -196,7 +197,7 @@ def count_work(
     on_error: str,
     stretch_inputs: Sequence[Path] = (),
     present: OutputListing | None = None,
-    input_dir: Path | None = None,
+    input_dir: Path | S3Path | None = None,
     states: StateCache | None = None,
 ) -> WorkCounts:
     """Per product, the images the shard jobs of the next run will convert and remove and those
@@ -208,7 +209,7 @@ def count_work(
     applied, as the jobs do."""
     ready = [with_recorded_limits(p, layout.stretch(p.name)) for p in products]
     counts = WorkCounts({p.name: ProductCounts() for p in products})
-    present = present or OutputListing()
+    present = present or OutputListing(images=layout.images)
     states = states or StateCache()
     names = [p.name for p in products]
     for shard, members in enumerate(plan.members):

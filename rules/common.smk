@@ -134,7 +134,15 @@ def start_slurm_watch():
 
 def png_rules_wanted():
     """Whether to define the convert_pngs_<i> rules, which declare every PNG
-    (docs/how-it-works.md): png_targets true/false, or auto = when msrgb is a module."""
+    (docs/how-it-works.md): png_targets true/false, or auto = when msrgb is a module. Never
+    for images in S3, which are no local files."""
+    if SETTINGS.images:
+        if config["png_targets"] is True:
+            raise WorkflowError(
+                "config 'png_targets': the images of an output_dir in S3 cannot be Snakemake "
+                "targets (they are no local files); set png_targets: auto or false"
+            )
+        return False
     if config["png_targets"] != "auto":
         return bool(config["png_targets"])
     return smk.is_module(workflow)
@@ -163,6 +171,11 @@ def part_done(part):
     """The marker the job making ``part`` leaves, named by a digest of what it is made from
     (msrgb.prepare.Prepared.parts): a new digest makes Snakemake run that job again."""
     return str(LAYOUT.part_done(part, PLAN.parts[part]))
+
+
+def upload_markers():
+    """With output_dir in S3: the marker of the job that uploads the results."""
+    return [part_done("upload")] if SETTINGS.images else []
 
 
 def part_markers():

@@ -27,7 +27,7 @@ for product in PRODUCTS if SETTINGS.contact_sheets else []:
             "../envs/msrgb.yaml"
         params:
             manifests=sheet_manifests(product.name),
-            product_dir=str(LAYOUT.product_dir(product.name)),
+            product_dir=str(LAYOUT.image_dir(product.name)),
             product=product.to_dict(),
             thumbnail=config["thumbnail_size"],
         script:
@@ -87,3 +87,21 @@ onsuccess:
 
 onerror:
     end_of_run(success=False)
+
+
+# With output_dir in S3: the results made in the local work folder go up at the end.
+if SETTINGS.images:
+
+    rule upload_results:
+        input:
+            part_markers(),
+        output:
+            done=part_done("upload"),
+        log:
+            str(LAYOUT.log("upload_results")),
+        conda:
+            "../envs/msrgb.yaml"
+        params:
+            work_dir=str(LAYOUT.output_dir),
+        script:
+            "../scripts/upload_results.py"

@@ -26,11 +26,13 @@ if any(stale(m, s) for m, s in pairs):
 
     from msrgb.legend import legend_image  # noqa: E402
     from msrgb.products import products_from_dicts  # noqa: E402
+    from msrgb.remote import location  # noqa: E402
 
     product = products_from_dicts([snakemake.params.product])[0]
     layout = sheets.SheetGeometry(thumb=snakemake.params.thumbnail)
     legend = legend_image(product) if product.is_index else None
-    done = sheets.build_all(pairs, Path(snakemake.params.product_dir), layout, product.suffix, legend)
+    images = location(snakemake.params.product_dir)
+    done = sheets.build_all(pairs, images, layout, product.suffix, legend)
 else:
     done = 0
 logging.info("%d of %d contact sheet(s) rebuilt (pid %d)", done, len(pairs), os.getpid())

@@ -18,7 +18,7 @@ logging.basicConfig(
     level=logging.INFO,
     format="%(asctime)s %(levelname)s %(message)s",
 )
-layout = OutputPaths(Path(snakemake.params.output_dir))
+layout = OutputPaths.at(Path(snakemake.params.output_dir))
 # the shard states are read once, for errors.tsv and for the provenance manifests
 state = read_state_full([Path(p) for p in snakemake.params.states])
 products = products_from_dicts(snakemake.params.products)

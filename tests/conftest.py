@@ -45,11 +45,17 @@ WITHOUT_BYPASS = [
 
 
 def run_snakemake(
-    workdir: Path, *args: str, check: bool = True, as_user: bool = False, **config: str
+    workdir: Path,
+    *args: str,
+    check: bool = True,
+    as_user: bool = False,
+    env: dict[str, str] | None = None,
+    **config: str,
 ) -> subprocess.CompletedProcess[str]:
     """Run the workflow of this repository with ``workdir`` as working directory (``as_user``:
-    without root's power to read anything). Every run must leave its input folder as it was,
-    byte for byte (checked for every run of the suite, whatever else the test looks at)."""
+    without root's power to read anything; ``env``: more environment variables). Every run
+    must leave its input folder as it was, byte for byte (checked for every run of the suite,
+    whatever else the test looks at)."""
     LAST_RUN[0] = time.time()
     inputs = Path(workdir, config["input_dir"]) if "input_dir" in config else REPO / "sample" / "eurosat"
     before = snapshot(inputs) if inputs.is_dir() else None
@@ -61,7 +67,7 @@ def run_snakemake(
     if config:
         cmd += ["--config", *(f"{k}={v}" for k, v in config.items())]
     proc = subprocess.run(
-        cmd, cwd=workdir, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C.UTF-8"}
+        cmd, cwd=workdir, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C.UTF-8", **(env or {})}
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}")

@@ -1,0 +1,331 @@
+"""Inputs in object storage (``input_dir: s3://bucket/prefix``), through obstore.
+
+One paginated LIST of the prefix finds every object with its size and modification time (what
+discovery needs, so a no-op rerun sends no request per object); the shard jobs GET each object
+whole, several at once ahead of the conversion (:func:`prefetch`), and read it from memory.
+
+Credentials, region and endpoint come only from the standard AWS sources: the environment
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``,
+``AWS_ENDPOINT_URL``), the shared files of ``AWS_PROFILE`` (``~/.aws/credentials`` and
+``~/.aws/config``) and, failing those, the instance or container role. A public bucket is read
+without signing with ``AWS_NO_SIGN_REQUEST=YES`` (or ``AWS_SKIP_SIGNATURE=true``).
+
+Errors: a missing or forbidden object is that image's bad input (:class:`InputError`); a store
+that does not answer after the retries (the server gone, the network down) is
+:class:`StorageError`, which ends the job (what was converted is kept, the next run resumes).
+Messages name the ``s3://`` URL and never a credential.
+"""
+
+from __future__ import annotations
+
+import configparser
+import datetime
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from msrgb.errors import InputError, MsrgbError, OutputError, PlanError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+SCHEME = "s3://"
+
+#: retries of a request that failed for a reason that may pass (a 5xx answer such as 503
+#: SlowDown, a timeout, a refused connection), with exponential backoff
+MAX_RETRIES = 5
+RETRY_TIMEOUT_SECONDS = 30.0
+#: objects GET at once ahead of the conversion in a shard job
+FETCH_THREADS = 16
+#: objects larger than this are fetched when their turn comes, not ahead
+PREFETCH_MAX_BYTES = 16 * 2**20
+
+
+class StorageError(MsrgbError):
+    """The object store cannot be reached or refuses every request: nothing more can be read."""
+
+
+def is_remote(location: object) -> bool:
+    """True for an ``s3://`` location (a :class:`S3Path` or its text)."""
+    return isinstance(location, S3Path) or (isinstance(location, str) and location.startswith(SCHEME))
+
+
+@dataclass(frozen=True)
+class S3Path:
+    """An object, or a prefix taken as a folder, in an S3 bucket: ``s3://bucket/key``. Joined
+    with ``/`` like a :class:`pathlib.Path`; its text is the URL, which messages show."""
+
+    bucket: str
+    key: str = ""
+
+    @classmethod
+    def parse(cls, url: str) -> S3Path:
+        """``s3://bucket[/prefix]`` (a trailing ``/`` is ignored). Raises :class:`PlanError`."""
+        if not url.startswith(SCHEME):
+            raise PlanError(f"{url!r} is not an s3:// URL")
+        bucket, _, key = url[len(SCHEME) :].partition("/")
+        if not bucket or "//" in key:
+            raise PlanError(f"{url!r} is not an s3://bucket/prefix URL")
+        return cls(bucket, key.strip("/"))
+
+    def __truediv__(self, rel: str) -> S3Path:
+        return S3Path(self.bucket, f"{self.key}/{rel}" if self.key else rel)
+
+    def __str__(self) -> str:
+        return f"{SCHEME}{self.bucket}/{self.key}" if self.key else f"{SCHEME}{self.bucket}"
+
+    @property
+    def name(self) -> str:
+        return self.key.rpartition("/")[2] or self.bucket
+
+    def with_name(self, name: str) -> S3Path:
+        return S3Path(self.bucket, f"{self.key.rpartition('/')[0]}/{name}".lstrip("/"))
+
+    def with_suffix(self, suffix: str) -> S3Path:
+        stem, dot, _ = self.name.rpartition(".")
+        return self.with_name((stem if dot else self.name) + suffix)
+
+    def is_dir(self) -> bool:
+        """Never a local folder (for code that asks of a :class:`pathlib.Path`)."""
+        return False
+
+
+def location(text: str) -> Path | S3Path:
+    """A folder or file as given: an :class:`S3Path` for ``s3://``, else a local
+    :class:`pathlib.Path`."""
+    if is_remote(text):
+        return S3Path.parse(text)
+    return Path(text)
+
+
+# --- the client --------------------------------------------------------------------------
+
+_stores: dict[str, Any] = {}
+_stores_lock = threading.Lock()
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "yes", "true", "on")
+
+
+def _profile_settings() -> dict[str, str]:
+    """Credentials, region and endpoint of ``AWS_PROFILE`` (or ``default``) from the shared
+    files, for what the environment does not set."""
+    profile = os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE") or "default"
+    home = os.path.expanduser("~")
+    found: dict[str, str] = {}
+    files = (
+        (os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(home, ".aws", "credentials"), profile),
+        (
+            os.environ.get("AWS_CONFIG_FILE") or os.path.join(home, ".aws", "config"),
+            profile if profile == "default" else f"profile {profile}",
+        ),
+    )
+    for path, section in files:
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except (OSError, configparser.Error) as exc:
+            raise StorageError(f"the AWS settings file {path} cannot be read: {exc}") from exc
+        if parser.has_section(section):
+            for key in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region", "endpoint_url"):
+                if parser.has_option(section, key):
+                    found.setdefault(key, parser.get(section, key).strip())
+    return found
+
+
+def client_settings() -> dict[str, Any]:
+    """The settings given to obstore on top of what it reads from the environment itself."""
+    env = os.environ
+    settings: dict[str, Any] = {}
+    profile = _profile_settings()
+    if not env.get("AWS_ACCESS_KEY_ID") and "aws_access_key_id" in profile:
+        settings["access_key_id"] = profile["aws_access_key_id"]
+        settings["secret_access_key"] = profile.get("aws_secret_access_key", "")
+        if "aws_session_token" in profile:
+            settings["session_token"] = profile["aws_session_token"]
+    if not (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
+        settings["region"] = profile.get("region", "us-east-1")
+    elif env.get("AWS_DEFAULT_REGION") and not env.get("AWS_REGION"):
+        settings["region"] = env["AWS_DEFAULT_REGION"]
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or profile.get("endpoint_url")
+    if endpoint:
+        settings["endpoint"] = endpoint
+        # a custom endpoint (MinIO, Ceph, a local server) names buckets in the path
+        settings["virtual_hosted_style_request"] = False
+    if _true(env.get("AWS_NO_SIGN_REQUEST")) or _true(env.get("AWS_SKIP_SIGNATURE")):
+        settings["skip_signature"] = True
+    return settings
+
+
+def store(bucket: str) -> Any:
+    """The obstore client of ``bucket`` (one per process and bucket; thread safe)."""
+    with _stores_lock:
+        found = _stores.get(bucket)
+        if found is None:
+            from obstore.store import S3Store
+
+            settings = client_settings()
+            endpoint = settings.get("endpoint", "")
+            client_options = {"allow_http": True} if endpoint.startswith("http://") else None
+            retry = {
+                "max_retries": MAX_RETRIES,
+                "backoff": {"init_backoff": datetime.timedelta(milliseconds=100), "base": 2.0,
+                            "max_backoff": datetime.timedelta(seconds=5)},
+                "retry_timeout": datetime.timedelta(seconds=RETRY_TIMEOUT_SECONDS),
+            }  # fmt: skip
+            try:
+                found = S3Store(
+                    bucket, client_options=client_options, retry_config=retry, **settings  # type: ignore[arg-type]
+                )
+            except Exception as exc:  # obstore raises its own errors for bad settings
+                raise StorageError(f"{SCHEME}{bucket}: the S3 client cannot be set up: {_first_line(exc)}") from exc
+            _stores[bucket] = found
+        return found
+
+
+def _first_line(exc: BaseException) -> str:
+    """The gist of an obstore error (its first line; the rest is a debug dump)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# --- listing -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object under a prefix: its key relative to the prefix, size and modification time."""
+
+    rel: str
+    size: int
+    mtime_ns: int
+
+
+def list_objects(prefix: S3Path, what: str = "input_dir") -> Iterator[ObjectInfo]:
+    """Every object under ``prefix`` (one paginated LIST: 1,000 objects per request). Raises
+    :class:`PlanError` naming the URL (as the setting ``what``) when the bucket cannot be
+    listed."""
+    import obstore
+
+    key = f"{prefix.key}/" if prefix.key else ""
+    try:
+        for page in obstore.list(store(prefix.bucket), prefix=key or None, chunk_size=1000):
+            for meta in page:
+                path = meta["path"]
+                if not path.startswith(key):
+                    continue
+                modified = meta["last_modified"]
+                mtime_ns = int(modified.timestamp() * 1e9) if modified is not None else 0
+                yield ObjectInfo(path[len(key) :], int(meta["size"]), mtime_ns)
+    except FileNotFoundError as exc:
+        raise PlanError(f"{what} {str(prefix)!r}: the bucket does not exist ({_first_line(exc)})") from exc
+    except PermissionError as exc:
+        raise PlanError(f"{what} {str(prefix)!r}: listing is not allowed ({_first_line(exc)})") from exc
+    except StorageError:
+        raise
+    except Exception as exc:
+        if "NoSuchBucket" in str(exc):
+            raise PlanError(f"{what} {str(prefix)!r}: the bucket {prefix.bucket!r} does not exist") from exc
+        raise PlanError(f"{what} {str(prefix)!r} cannot be listed: {_first_line(exc)}") from exc
+
+
+# --- reading -----------------------------------------------------------------------------
+
+_pool: ThreadPoolExecutor | None = None
+_pending: dict[S3Path, Future[bytes]] = {}
+_pending_lock = threading.Lock()
+
+
+def _get(path: S3Path) -> bytes:
+    import obstore
+
+    try:
+        return bytes(obstore.get(store(path.bucket), path.key).bytes())
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: does not exist (deleted since the run was planned?)") from exc
+    except PermissionError as exc:
+        raise InputError(f"{path}: cannot be read: access denied ({_first_line(exc)})") from exc
+    except (MsrgbError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise StorageError(
+            f"{path}: the object store did not answer ({_first_line(exc)}); what was converted "
+            "is kept: run again to resume"
+        ) from exc
+
+
+def get(path: S3Path) -> bytes:
+    """The whole object at ``path``: fetched ahead by :func:`prefetch`, or now."""
+    with _pending_lock:
+        future = _pending.pop(path, None)
+    if future is not None:
+        return future.result()
+    return _get(path)
+
+
+def prefetch(paths: Iterable[S3Path]) -> int:
+    """Start fetching ``paths`` in the background (:data:`FETCH_THREADS` at once); :func:`get`
+    then takes the result. Returns how many were started."""
+    global _pool
+    started = 0
+    with _pending_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="msrgb-fetch")
+        for path in paths:
+            if path not in _pending:
+                _pending[path] = _pool.submit(_get, path)
+                started += 1
+    return started
+
+
+def forget_prefetched() -> None:
+    """Drop fetches nobody will take (a job that stops early)."""
+    with _pending_lock:
+        for future in _pending.values():
+            future.cancel()
+        _pending.clear()
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def put(path: S3Path, data: bytes | Iterable[bytes]) -> None:
+    """Write the object at ``path`` with one PUT: it is there whole or not at all. Raises
+    :class:`OutputError` when the bucket refuses writes (nothing more can be written),
+    :class:`StorageError` when the store does not answer."""
+    import obstore
+
+    body = data if isinstance(data, bytes) else b"".join(data)
+    try:
+        obstore.put(store(path.bucket), path.key, body)
+    except PermissionError as exc:
+        raise OutputError(f"{path}: cannot be written: access denied ({_first_line(exc)})") from exc
+    except FileNotFoundError as exc:
+        raise OutputError(f"{path}: cannot be written: the bucket does not exist ({_first_line(exc)})") from exc
+    except (MsrgbError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise StorageError(
+            f"{path}: the object store did not answer ({_first_line(exc)}); what was converted "
+            "is kept: run again to resume"
+        ) from exc
+
+
+def delete(path: S3Path) -> None:
+    """Delete the object at ``path`` (no error if it is not there)."""
+    import obstore
+
+    try:
+        obstore.delete(store(path.bucket), path.key)
+    except FileNotFoundError:
+        pass
+    except PermissionError as exc:
+        raise OutputError(f"{path}: cannot be deleted: access denied ({_first_line(exc)})") from exc
+    except (MsrgbError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise StorageError(f"{path}: the object store did not answer ({_first_line(exc)})") from exc

