@@ -26,7 +26,8 @@ from msrgb.geotags import gdal_metadata, read_grid, scale_offset_items
 from msrgb.discovery import Source
 from msrgb.products import Product
 from msrgb.radiometry import Scaling, from_gdal, read_safe_metadata, safe_metadata_file
-from msrgb.remote import S3Path
+from msrgb.remote import InputFile, RemotePath, S3Path
+from msrgb.stac import ItemRef, StacItems, scaling_of
 from msrgb.remote import get as get_object
 from msrgb.reader import (
     IN_MEMORY_BYTES,
@@ -48,17 +49,27 @@ class BandImage:
     """An image to read: its folder (named in messages) and (band, path relative to the input
     folder, path) of each file to read."""
 
-    folder: Path | S3Path
-    files: tuple[tuple[str, str, Path | S3Path], ...]
+    folder: Path | S3Path | ItemRef
+    files: tuple[tuple[str, str, InputFile], ...]
     #: a Sentinel-2 product's metadata file (MTD_MSIL2A.xml, MTD_MSIL1C.xml): (path relative
     #: to the input folder, path), which declares the radiometric offsets of its bands
     metadata: tuple[str, Path] | None = None
     #: the listed size of all its files, for band files in S3 (whose size costs no request)
     listed_size: int = 0
+    #: band -> the scaling its STAC Item declares (raster:bands)
+    declared: tuple[tuple[str, Scaling], ...] = ()
 
     @classmethod
-    def of(cls, input_dir: Path | S3Path, src: Source) -> BandImage:
+    def of(cls, input_dir: Path | S3Path | StacItems, src: Source) -> BandImage:
         files = src.files or ()
+        if isinstance(input_dir, StacItems):
+            declared = tuple(
+                (band, found)
+                for band, (scale, offset) in sorted(input_dir.scalings(src.rel).items())
+                if (found := scaling_of(scale, offset)) is not None
+            )
+            paths = tuple((band, rel, input_dir / rel) for band, rel in files)
+            return cls(input_dir.item(src.rel), paths, declared=declared)
         inside = any(rel.startswith(src.rel + "/") for _, rel in files)
         # input_dir itself is an image named after it when it holds band files
         folder = input_dir / src.rel if inside or (input_dir / src.rel).is_dir() else input_dir
@@ -70,7 +81,7 @@ class BandImage:
         listed = src.size if isinstance(input_dir, S3Path) else 0
         return cls(folder, tuple((band, rel, input_dir / rel) for band, rel in files), metadata, listed)
 
-    def paths(self) -> list[Path | S3Path]:
+    def paths(self) -> list[InputFile]:
         return [path for _, _, path in self.files]
 
 
@@ -79,7 +90,7 @@ class _Band:
     """One band file, open."""
 
     rel: str
-    path: Path | S3Path
+    path: InputFile
     src: DatasetReader
     transform: Affine
     crs: CRS | None
@@ -124,7 +135,7 @@ class BandReader:
         self._loader = TileReader(self.products, in_memory_bytes, max_pixels)
         self.max_size, self.resampling = self._loader.max_size, self._loader.resampling
 
-    def select(self, image: BandImage) -> list[tuple[str, str, Path | S3Path]]:
+    def select(self, image: BandImage) -> list[tuple[str, str, InputFile]]:
         """The file of each needed band, in the order of ``self.needed``; a band missing or
         there twice is a bad input."""
         chosen = []
@@ -151,7 +162,7 @@ class BandReader:
             return False
         total = 0
         for _, _, path in self.select(image):
-            if isinstance(path, S3Path):  # all its band files, the needed ones among them
+            if isinstance(path, RemotePath):  # all its band files, the needed ones among them
                 return image.listed_size > self.in_memory_bytes
             try:
                 total += os.stat(path).st_size
@@ -205,8 +216,9 @@ class BandReader:
             declared = read_safe_metadata(path, self.names)
             shas[rel] = self._loader.load(path)[1]
         found = {}
+        from_item = dict(image.declared)
         for index, name, band in zip(self.needed, self.names, bands):
-            scaling = band.scaling or declared.get(name)
+            scaling = from_item.get(name) or band.scaling or declared.get(name)
             if scaling is not None:
                 found[index] = scaling
         return found
@@ -249,7 +261,7 @@ class BandReader:
         return bands, target, shas
 
     @contextmanager
-    def _open(self, path: Path | S3Path, data: bytes | None, georef: bool) -> Iterator[DatasetReader]:
+    def _open(self, path: InputFile, data: bytes | None, georef: bool) -> Iterator[DatasetReader]:
         options = {} if georef else {"GEOREF_SOURCES": "NONE"}
         with ExitStack() as stack:
             with input_errors(path, data):
@@ -260,7 +272,7 @@ class BandReader:
                     try:
                         src = DatasetReader(memfile.name, sharing=False, **options)
                     except rasterio.errors.RasterioIOError:
-                        if isinstance(path, S3Path):
+                        if isinstance(path, RemotePath):
                             raise  # no file to open: GDAL's message about the bytes
                         src = DatasetReader(path, sharing=False, **options)  # GDAL names the file
             stack.callback(src.close)
@@ -384,9 +396,9 @@ def source_digest(shas: Sequence[tuple[str, str]]) -> str:
     return json.dumps([list(pair) for pair in shas], separators=(",", ":"))
 
 
-def declared_scaling(path: Path | S3Path) -> list[int]:
+def declared_scaling(path: InputFile) -> list[int]:
     """Bands (0-based) of one file with a scale or offset other than 1 and 0."""
-    if isinstance(path, S3Path):
+    if isinstance(path, RemotePath):
         with rasterio.Env(GDAL_PAM_ENABLED="NO"), MemoryFile(get_object(path)) as memfile:
             with DatasetReader(memfile.name, sharing=False, GEOREF_SOURCES="NONE") as src:
                 return list(file_scaling(src, range(src.count)))

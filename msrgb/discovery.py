@@ -12,6 +12,7 @@ from msrgb import bandfiles
 from msrgb.errors import PlanError
 from msrgb.files import TIFF_SUFFIXES, Problems, list_folder, output_rel, size_and_mtime
 from msrgb.remote import S3Path, list_objects
+from msrgb.stac import StacItems, discover_items
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Inputs:
 
 
 def discover_inputs(
-    input_dir: Path | S3Path,
+    input_dir: Path | S3Path | StacItems,
     inputs: Inputs,
     needed_bands: Iterable[str] = (),
     with_stat: bool = True,
@@ -99,6 +100,11 @@ def discover_inputs(
     """The images under ``input_dir`` (see :func:`discover`, and :mod:`msrgb.bandfiles` for
     band folders, whose sources list the files of the ``needed_bands``), sorted by path;
     folders that cannot be read go to ``problems``."""
+    if isinstance(input_dir, StacItems):
+        found = sorted((Source(*item) for item in discover_items(input_dir, needed_bands, problems)), key=lambda s: s.rel)
+        if problems is None:
+            check_names(found)
+        return found
     if inputs.layout == "stacked":
         return discover(input_dir, with_stat, problems)
     pattern = bandfiles.compile_pattern(inputs.band_pattern)

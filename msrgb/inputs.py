@@ -33,7 +33,8 @@ from msrgb.discovery import Source
 from msrgb.errors import InputError
 from msrgb.products import Product
 from msrgb.radiometry import read_safe_metadata
-from msrgb.remote import S3Path
+from msrgb.remote import InputFile
+from msrgb.stac import InputDir, ItemRef
 from msrgb.reader import IN_MEMORY_BYTES, MAX_PIXELS, LargeImage, ReadInBlocks, Tile, TileReader
 
 
@@ -53,10 +54,10 @@ class Reading:
 class InputImage(ABC):
     """One input image, whatever its kind."""
 
-    where: Path | S3Path
+    where: InputFile | ItemRef
 
     @abstractmethod
-    def paths(self) -> list[Path | S3Path]:
+    def paths(self) -> list[InputFile]:
         """The files (or objects in S3) the image is read from."""
 
     @abstractmethod
@@ -69,7 +70,7 @@ class InputImage(ABC):
         """The image open to read in blocks of rows (``Reading.large``)."""
 
     @abstractmethod
-    def declared_files(self) -> tuple[list[tuple[str | None, Path | S3Path]], Path | None]:
+    def declared_files(self) -> tuple[list[tuple[str | None, InputFile]], Path | None]:
         """(band or None for all, file) whose tags may declare a radiometric scale or offset,
         and the metadata file of a Sentinel-2 product (or None)."""
 
@@ -78,27 +79,28 @@ class StackedImage(InputImage):
     """A file holding all bands of an image (EuroSAT tiles, stacked GeoTIFFs): opened once,
     its bytes hashed and, up to the reader's ``in_memory_bytes``, parsed by GDAL from memory."""
 
-    def __init__(self, path: Path | S3Path, reader: TileReader):
-        self.where, self._reader = path, reader
+    def __init__(self, path: InputFile, reader: TileReader):
+        self.where = self._path = path
+        self._reader = reader
         self._sha: str | None = None
 
-    def paths(self) -> list[Path | S3Path]:
-        return [self.where]
+    def paths(self) -> list[InputFile]:
+        return [self._path]
 
     def read(self) -> Reading:
-        data, self._sha = self._reader.load(self.where)
+        data, self._sha = self._reader.load(self._path)
         if data is None and self._reader.max_size is None:  # a large file: in blocks of rows
-            raise ReadInBlocks(self.where)
-        return Reading(tile=self._reader.read(self.where, data), source_sha=self._sha)
+            raise ReadInBlocks(self._path)
+        return Reading(tile=self._reader.read(self._path, data), source_sha=self._sha)
 
     @contextmanager
     def open_large(self) -> Iterator[Reading]:
-        sha = self._sha if self._sha is not None else self._reader.load(self.where)[1]
-        with self._reader.open_large(self.where) as image:
+        sha = self._sha if self._sha is not None else self._reader.load(self._path)[1]
+        with self._reader.open_large(self._path) as image:
             yield Reading(large=image, source_sha=sha)
 
-    def declared_files(self) -> tuple[list[tuple[str | None, Path | S3Path]], Path | None]:
-        return [(None, self.where)], None
+    def declared_files(self) -> tuple[list[tuple[str | None, InputFile]], Path | None]:
+        return [(None, self._path)], None
 
 
 class BandFolderImage(InputImage):
@@ -108,7 +110,7 @@ class BandFolderImage(InputImage):
     def __init__(self, image: BandImage, reader: BandReader):
         self.image, self.where, self._reader = image, image.folder, reader
 
-    def paths(self) -> list[Path | S3Path]:
+    def paths(self) -> list[InputFile]:
         return self.image.paths()
 
     def read(self) -> Reading:
@@ -122,9 +124,9 @@ class BandFolderImage(InputImage):
         with self._reader.open_large(self.image) as (image, shas):
             yield self._reading(shas, large=image)
 
-    def declared_files(self) -> tuple[list[tuple[str | None, Path | S3Path]], Path | None]:
+    def declared_files(self) -> tuple[list[tuple[str | None, InputFile]], Path | None]:
         metadata = self.image.metadata
-        files: list[tuple[str | None, Path | S3Path]] = [(band, path) for band, _, path in self.image.files]
+        files: list[tuple[str | None, InputFile]] = [(band, path) for band, _, path in self.image.files]
         return files, metadata[1] if metadata is not None else None
 
     def _reading(
@@ -152,7 +154,7 @@ class Inputs:
         self.tiles = TileReader(products, in_memory_bytes, max_pixels)
         self.bands = BandReader(products, in_memory_bytes, max_pixels)
 
-    def open(self, input_dir: Path | S3Path, src: Source) -> InputImage:
+    def open(self, input_dir: InputDir, src: Source) -> InputImage:
         """The input ``src`` found under ``input_dir`` (msrgb.discovery)."""
         if src.files is None:
             return StackedImage(input_dir / src.rel, self.tiles)
@@ -167,7 +169,7 @@ class Inputs:
         return StackedImage(Path(image), self.tiles)
 
 
-def scaled_bands_of(input_dir: Path | S3Path, products: Sequence[Product]) -> Callable[[Source], set[str]]:
+def scaled_bands_of(input_dir: InputDir, products: Sequence[Product]) -> Callable[[Source], set[str]]:
     """For msrgb.work.work_to_do: the bands of an input that declare a radiometric scaling."""
     band_map = products[0].band_map if products else ()
     inputs = Inputs(products)

@@ -23,6 +23,7 @@ from msrgb.geotags import samples_per_pixel, samples_per_pixel_of
 from msrgb.lock import lock_output
 from msrgb.paths import OutputPaths, OutputListing, check_product_name
 from msrgb.remote import S3Path
+from msrgb.stac import StacItems
 from msrgb.sharding import Plan, make_plan, shard_count, write_plan
 from msrgb.bandfiles import DEFAULT_BAND_PATTERN
 from msrgb.work import WorkCounts, count_work, shards_missing_outputs
@@ -36,7 +37,7 @@ from msrgb.state import StateCache
 class Settings:
     """The workflow's configuration (config/schema.yaml), parsed."""
 
-    input_dir: Path | S3Path
+    input_dir: Path | S3Path | StacItems
     #: the output folder; with ``images`` (output_dir in S3) the local work folder
     output_dir: Path
     products: tuple[Product, ...]
@@ -77,7 +78,9 @@ class Settings:
             raise PlanError(f"config 'products': {exc}") from None
         for p in products:
             check_product_name(p.name)
-        inputs = Inputs(config.get("layout", "stacked"), config.get("band_pattern") or DEFAULT_BAND_PATTERN)
+        stac_items = config.get("stac_items")
+        layout = "band_folders" if stac_items else config.get("layout", "stacked")
+        inputs = Inputs(layout, config.get("band_pattern") or DEFAULT_BAND_PATTERN)
         if inputs.layout == "band_folders":
             for p in products:
                 if p.band_map != EUROSAT_BANDS:
@@ -97,7 +100,7 @@ class Settings:
         elif config.get("work_dir"):
             raise PlanError("config 'work_dir' applies only to an output_dir in S3 (s3://bucket/prefix)")
         return cls(
-            input_dir=remote.location(config["input_dir"]),
+            input_dir=StacItems(stac_items) if stac_items else remote.location(config["input_dir"]),
             output_dir=output_dir,
             images=images,
             products=tuple(products),
@@ -184,10 +187,10 @@ def choose_shard_count(settings: Settings, where: Where, n_files: int) -> int:
     return shard_count(n_files, where.parallel_jobs, settings.shard_target_size, min_size)
 
 
-def check_folders(input_dir: Path | S3Path, output_dir: Path) -> None:
-    """Fail, naming the folder, when the folders cannot work (an ``s3://`` input is checked
-    when it is listed)."""
-    if isinstance(input_dir, S3Path):
+def check_folders(input_dir: Path | S3Path | StacItems, output_dir: Path) -> None:
+    """Fail, naming the folder, when the folders cannot work (an ``s3://`` input or STAC Items
+    are checked when they are listed)."""
+    if not isinstance(input_dir, Path):
         if output_dir.exists() and not output_dir.is_dir():
             raise PlanError(f"config 'output_dir' {str(output_dir)!r} is a file, not a folder; choose a folder")
         return
@@ -214,7 +217,7 @@ def check_folders(input_dir: Path | S3Path, output_dir: Path) -> None:
         )
 
 
-def check_prefixes(input_dir: Path | S3Path, images: str) -> None:
+def check_prefixes(input_dir: Path | S3Path | StacItems, images: str) -> None:
     """Fail when an output_dir in S3 and an input_dir in S3 overlap (one inside the other)."""
     if not images or not isinstance(input_dir, S3Path):
         return
@@ -255,7 +258,7 @@ def band_count(path: Path | S3Path) -> int | None:
     return gdal_band_count(path)
 
 
-def check_products_against(products: Sequence[Product], input_dir: Path | S3Path, sources: Sequence[Source]) -> None:
+def check_products_against(products: Sequence[Product], input_dir: Path | S3Path | StacItems, sources: Sequence[Source]) -> None:
     """Reject a product that needs a band the files do not have (judged on the first readable
     of the first files, or for band folders on the names in the first folders; a single odd
     image is reported by its shard)."""
@@ -341,6 +344,8 @@ def find_sources(settings: Settings) -> tuple[list[Source], Problems]:
 def nothing_found(settings: Settings) -> str:
     """Why a run found nothing to convert, and the setting that helps, where one does."""
     where = str(settings.input_dir)
+    if isinstance(settings.input_dir, StacItems):
+        return f"found no STAC Items under stac_items {settings.input_dir.where!r}"
     if settings.inputs.layout == "band_folders":
         return (
             f"found no band files (.tif, .tiff, .jp2 named by band_pattern, such as B04.tif or "

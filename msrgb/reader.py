@@ -26,11 +26,11 @@ from msrgb.geotags import image_size
 from msrgb.tiff import read_plain
 from msrgb.products import Product
 from msrgb.radiometry import Scaling, from_gdal
-from msrgb.remote import S3Path
+from msrgb.remote import HttpPath, RemotePath, S3Path
 from msrgb.remote import get as get_object
 
 #: where an input file is: a local path, or an object in S3
-InputPath = str | Path | S3Path
+InputPath = str | Path | S3Path | HttpPath
 
 # Tiles are opened without georeferencing on purpose (see TileReader.read).
 warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
@@ -110,7 +110,7 @@ def _suffix(path: InputPath) -> str:
 def describe_unreadable(path: InputPath, data: bytes | None = None) -> str | None:
     """A plain reason for a file that cannot even be opened, or None to let GDAL explain;
     an object in object storage is judged on its bytes (``data``), when they were read."""
-    if isinstance(path, S3Path):
+    if isinstance(path, RemotePath):
         return describe_content(data, _suffix(path)) if data is not None else None
     path = Path(path)
     if path.is_symlink() and not path.exists():
@@ -218,7 +218,7 @@ class TileReader:
         """Open ``path`` once: its bytes (None for files over ``in_memory_bytes``, which GDAL
         then reads from disk) and its SHA-256. An object in S3 is always read whole (GDAL then
         reads it from memory). Raises :class:`InputError`."""
-        if isinstance(path, S3Path):
+        if isinstance(path, RemotePath):
             data = get_object(path)
             return data, hashlib.sha256(data).hexdigest()
         try:
@@ -240,7 +240,7 @@ class TileReader:
         when given, which spares GDAL a second open of the file. Raises :class:`InputError`
         naming the file and the problem, :class:`ReadInBlocks` for an image whose needed bands
         take more than ``in_memory_bytes`` decoded (without ``max_size``)."""
-        if isinstance(path, S3Path) and data is None:
+        if isinstance(path, RemotePath) and data is None:
             data = self.load(path)[0]
         with input_errors(path, data):
             if data is not None:
@@ -256,10 +256,10 @@ class TileReader:
                 except (InputError, ReadInBlocks):
                     raise
                 except Exception:
-                    if isinstance(path, S3Path):
+                    if isinstance(path, RemotePath):
                         raise  # no file to open: GDAL's message about the bytes
                     # else GDAL fails on the file itself below, with its message about the file
-            assert not isinstance(path, S3Path)  # read above, from its bytes
+            assert not isinstance(path, RemotePath)  # read above, from its bytes
             return self._read(path, path)
 
     def _read_plain(self, path: InputPath, data: bytes) -> Tile | None:
@@ -290,7 +290,7 @@ class TileReader:
             raise
         return src
 
-    def check_pixels(self, path: InputPath, cols: int, rows: int) -> None:
+    def check_pixels(self, path: object, cols: int, rows: int) -> None:
         """Fail when an image is larger than ``max_pixels``, unless ``max_size`` makes a
         quicklook of it."""
         if self.max_size is None and rows * cols > self.max_pixels:
@@ -347,9 +347,9 @@ class TileReader:
         """Open an image to read in blocks of rows (:class:`LargeImage`). GDAL's errors, here
         and in the block reads, become :class:`InputError` naming ``path``."""
         with rasterio.Env(**LARGE_IMAGE_ENV), ExitStack() as stack:
-            name: str | Path = path if not isinstance(path, S3Path) else ""
+            name: str | Path = path if not isinstance(path, RemotePath) else ""
             data = None
-            if isinstance(path, S3Path):  # read whole, then in blocks from memory
+            if isinstance(path, RemotePath):  # read whole, then in blocks from memory
                 data = self.load(path)[0]
                 name = stack.enter_context(MemoryFile(data)).name
             with input_errors(path, data):

@@ -53,6 +53,10 @@ def is_remote(location: object) -> bool:
     return isinstance(location, S3Path) or (isinstance(location, str) and location.startswith(SCHEME))
 
 
+def is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
 @dataclass(frozen=True)
 class S3Path:
     """An object, or a prefix taken as a folder, in an S3 bucket: ``s3://bucket/key``. Joined
@@ -91,6 +95,29 @@ class S3Path:
     def is_dir(self) -> bool:
         """Never a local folder (for code that asks of a :class:`pathlib.Path`)."""
         return False
+
+
+@dataclass(frozen=True)
+class HttpPath:
+    """A file at an ``http://`` or ``https://`` URL (a STAC asset), read with plain GETs."""
+
+    url: str
+
+    def __str__(self) -> str:
+        return self.url
+
+    @property
+    def name(self) -> str:
+        return self.url.split("?", 1)[0].rstrip("/").rpartition("/")[2]
+
+    def is_dir(self) -> bool:
+        return False
+
+
+#: what a remote input file is
+RemotePath = S3Path | HttpPath
+#: where an input file is
+InputFile = Path | S3Path | HttpPath
 
 
 def location(text: str) -> Path | S3Path:
@@ -236,11 +263,13 @@ def list_objects(prefix: S3Path, what: str = "input_dir") -> Iterator[ObjectInfo
 # --- reading -----------------------------------------------------------------------------
 
 _pool: ThreadPoolExecutor | None = None
-_pending: dict[S3Path, Future[bytes]] = {}
+_pending: dict[S3Path | HttpPath, Future[bytes]] = {}
 _pending_lock = threading.Lock()
 
 
-def _get(path: S3Path) -> bytes:
+def _get(path: S3Path | HttpPath) -> bytes:
+    if isinstance(path, HttpPath):
+        return _get_http(path)
     import obstore
 
     try:
@@ -258,7 +287,37 @@ def _get(path: S3Path) -> bytes:
         ) from exc
 
 
-def get(path: S3Path) -> bytes:
+def _get_http(path: HttpPath) -> bytes:
+    """GET ``path`` with the retries of an S3 request (5xx answers, timeouts, refusals)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    delay, deadline = 0.1, time.monotonic() + RETRY_TIMEOUT_SECONDS
+    for attempt in range(MAX_RETRIES + 1):
+        try:
+            with urllib.request.urlopen(path.url, timeout=RETRY_TIMEOUT_SECONDS) as answer:
+                return bytes(answer.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code in (404, 410):
+                raise InputError(f"{path}: does not exist (HTTP {exc.code})") from exc
+            if exc.code in (401, 403):
+                raise InputError(f"{path}: cannot be read: access denied (HTTP {exc.code})") from exc
+            if exc.code < 500 and exc.code != 429:
+                raise InputError(f"{path}: cannot be read (HTTP {exc.code} {exc.reason})") from exc
+            failure: Exception = exc
+        except (urllib.error.URLError, OSError) as exc:
+            failure = exc
+        if attempt == MAX_RETRIES or time.monotonic() + delay > deadline:
+            break
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+    raise StorageError(
+        f"{path}: the server did not answer ({failure}); what was converted is kept: run again to resume"
+    ) from failure
+
+
+def get(path: S3Path | HttpPath) -> bytes:
     """The whole object at ``path``: fetched ahead by :func:`prefetch`, or now."""
     with _pending_lock:
         future = _pending.pop(path, None)
@@ -267,7 +326,7 @@ def get(path: S3Path) -> bytes:
     return _get(path)
 
 
-def prefetch(paths: Iterable[S3Path]) -> int:
+def prefetch(paths: Iterable[S3Path | HttpPath]) -> int:
     """Start fetching ``paths`` in the background (:data:`FETCH_THREADS` at once); :func:`get`
     then takes the result. Returns how many were started."""
     global _pool

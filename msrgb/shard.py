@@ -26,7 +26,8 @@ from msrgb.progress import Live, write_live
 from msrgb.work import Work, orphans, rescaled_line, work_to_do
 from msrgb.provenance import environment_id, library_versions
 from msrgb.reader import MAX_PIXELS, enter_thread_gdal_env
-from msrgb.remote import PREFETCH_MAX_BYTES, S3Path, forget_prefetched, prefetch
+from msrgb.remote import PREFETCH_MAX_BYTES, HttpPath, InputFile, S3Path, forget_prefetched, prefetch
+from msrgb.stac import InputDir
 from msrgb.stats import read_limits
 
 __all__ = ["ShardError", "ShardResult", "run_shard"]
@@ -83,7 +84,7 @@ class ReadAhead:
 
     def __init__(
         self,
-        paths: Sequence[Path | S3Path | Sequence[Path | S3Path]],
+        paths: Sequence[InputFile | Sequence[InputFile]],
         ahead: int = READ_AHEAD,
         sizes: Sequence[int] | None = None,
     ):
@@ -106,9 +107,9 @@ class ReadAhead:
             batch = self._paths[first : self._asked]
             sizes = self._sizes[first : self._asked] if self._sizes is not None else [0] * len(batch)
         local: list[Path] = []
-        remote: list[S3Path] = []
+        remote: list[S3Path | HttpPath] = []
         for item, size in zip(batch, sizes):
-            for p in [item] if isinstance(item, (Path, S3Path)) else item:
+            for p in [item] if isinstance(item, (Path, S3Path, HttpPath)) else item:
                 if isinstance(p, Path):
                     local.append(p)
                 elif size <= PREFETCH_MAX_BYTES:
@@ -121,7 +122,7 @@ class ReadAhead:
 def run_shard(
     manifest: Path,
     state_out: Path,
-    input_dir: Path | S3Path,
+    input_dir: InputDir,
     products: Sequence[Product],
     threads: int = 1,
     progress_every: float = 5.0,
@@ -187,7 +188,7 @@ def _start_job(
     members: Sequence[Source],
     products: Sequence[Product],
     on_error: str,
-    input_dir: Path | S3Path,
+    input_dir: InputDir,
     threads: int,
 ) -> tuple[Work, ShardResult]:
     """What the job has to do, from the records of earlier jobs of any shard count and the
@@ -337,7 +338,7 @@ class Recorder:
 def convert_all(
     todo: Sequence[tuple[Source, dict[str, Path | S3Path]]],
     converter: Converter,
-    input_dir: Path | S3Path,
+    input_dir: InputDir,
     threads: int,
     read_ahead: int,
     record: Callable[[Source, dict[str, Path | S3Path], Converted | BaseException], None],
@@ -450,7 +451,7 @@ def clip_text(figures: Sequence[float]) -> str:
     return " ".join([*(f"{v:.4f}" for v in figures[:6]), f"{figures[6]:.2f}"])
 
 
-def _reason(exc: BaseException, path: Path | S3Path) -> str:
+def _reason(exc: BaseException, path: object) -> str:
     """The reason without the file name, which errors.tsv has in its own column."""
     text, prefix = str(exc), f"{path}: "
     return text[len(prefix) :] if text.startswith(prefix) else text

@@ -21,7 +21,7 @@ from msrgb.products import Product
 
 if TYPE_CHECKING:  # the computing functions load GDAL and numpy; planning reads samples only
     from msrgb.inputs import InputImage
-    from msrgb.remote import S3Path
+    from msrgb.stac import InputDir
     from msrgb.reader import Tile
 
 log = logging.getLogger("msrgb")
@@ -70,7 +70,7 @@ def whole_bands(image: InputImage) -> Tile:
     return tile
 
 
-def compute_limits(product: Product, input_dir: Path | S3Path, sample: Sequence[Source]) -> dict:
+def compute_limits(product: Product, input_dir: InputDir, sample: Sequence[Source]) -> dict:
     """Per-band percentiles of the product's bands over all valid pixels of the sample files.
     Bad files are left out (and listed); returns what :func:`write_limits` records."""
     import numpy as np
@@ -140,7 +140,7 @@ def with_recorded_limits(product: Product, path: Path) -> Product:
         return product
 
 
-def run(product: Product, input_dir: Path | S3Path, sample: Path, out: Path) -> dict:
+def run(product: Product, input_dir: InputDir, sample: Path, out: Path) -> dict:
     """Compute and record the limits of ``product`` from the files listed in ``sample``."""
     record = compute_limits(product, input_dir, read_sample(sample))
     write_limits(out, record)

@@ -15,6 +15,7 @@ from msrgb.discovery import Source
 from msrgb.paths import OutputListing, OutputPaths
 from msrgb.products import Product
 from msrgb.remote import S3Path, location
+from msrgb.stac import InputDir
 from msrgb.sharding import Plan, shard_of
 from msrgb.state import StateCache, StateData
 from msrgb.stats import with_recorded_limits
@@ -175,7 +176,7 @@ def shards_missing_outputs(
     return flagged
 
 
-def _scaled_bands_when_asked(input_dir: Path | S3Path, products: Sequence[Product]) -> Callable[[Source], set[str]]:
+def _scaled_bands_when_asked(input_dir: InputDir, products: Sequence[Product]) -> Callable[[Source], set[str]]:
     """msrgb.inputs.scaled_bands_of, set up on its first call: it loads GDAL, which only records
     of versions before radiometric offsets need (rarely), and planning does without otherwise."""
     found: list[Callable[[Source], set[str]]] = []
@@ -197,7 +198,7 @@ def count_work(
     on_error: str,
     stretch_inputs: Sequence[Path] = (),
     present: OutputListing | None = None,
-    input_dir: Path | S3Path | None = None,
+    input_dir: InputDir | None = None,
     states: StateCache | None = None,
 ) -> WorkCounts:
     """Per product, the images the shard jobs of the next run will convert and remove and those

@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb.errors import MsrgbError  # noqa: E402
 from msrgb.products import products_from_dicts  # noqa: E402
-from msrgb.remote import location  # noqa: E402
+from msrgb.stac import input_location  # noqa: E402
 from msrgb.shard import remove_earlier_logs, run_shard  # noqa: E402
 
 logging.basicConfig(
@@ -21,7 +21,7 @@ try:
     run_shard(
         manifest=Path(snakemake.params.manifest),
         state_out=Path(snakemake.params.state),
-        input_dir=location(snakemake.params.input_dir),
+        input_dir=input_location(snakemake.params.input_dir),
         products=products_from_dicts(snakemake.params.products),
         threads=snakemake.threads,
         on_error=snakemake.params.get("on_error"),

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from msrgb import stats  # noqa: E402
 from msrgb.paths import leave_marker  # noqa: E402
 from msrgb.products import products_from_dicts  # noqa: E402
-from msrgb.remote import location  # noqa: E402
+from msrgb.stac import input_location  # noqa: E402
 
 logging.basicConfig(
     filename=snakemake.log[0],
@@ -19,7 +19,7 @@ logging.basicConfig(
 (product,) = products_from_dicts([snakemake.params.product])
 stats.run(
     product,
-    location(snakemake.params.input_dir),
+    input_location(snakemake.params.input_dir),
     Path(snakemake.params.sample),
     Path(snakemake.output.limits),
 )
