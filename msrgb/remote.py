@@ -217,6 +217,12 @@ def store(bucket: str) -> Any:
 def _first_line(exc: BaseException) -> str:
     """The gist of an obstore error (its first line; the rest is a debug dump)."""
     text = str(exc).strip().splitlines()
+    if "169.254.169.254" in str(exc) or "169.254.170.2" in str(exc):
+        return (
+            "no AWS credentials found: none in the environment (AWS_ACCESS_KEY_ID...), in "
+            "AWS_PROFILE's files or from an instance role; for a public bucket set "
+            "AWS_NO_SIGN_REQUEST=YES"
+        )
     return text[0] if text else type(exc).__name__
 
 

@@ -239,7 +239,8 @@ class StacItems:
             return Path(href[len("file://") :])
         if os.path.isabs(href):
             return Path(href)
-        base = self.items[item_id].base if item_id in self.items else _parent(self.where)
+        listed_in_folder = not (remote.is_remote(self.where) or remote.is_url(self.where)) and os.path.isdir(self.where)
+        base = self.items[item_id].base if listed_in_folder and item_id in self.items else _parent(self.where)
         joined = f"{base}/{href}"
         if remote.is_remote(joined):
             return S3Path.parse(_normalise(joined))

