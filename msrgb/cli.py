@@ -45,6 +45,14 @@ def run_status(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from msrgb.verify import verify_product
 
+    from msrgb.paths import OutputPaths
+
+    images = OutputPaths.at(args.output_dir).images
+    if images:
+        raise MsrgbError(
+            f"the images of {args.output_dir} are in {images}; verify reads local images only "
+            "(docs/object-storage.md, Limits)"
+        )
     if args.input is not None and not isinstance(args.input, Path):
         raise MsrgbError(
             f"--input {args.input}: verify compares the source files' SHA-256 and reads local "
