@@ -26,7 +26,7 @@ from msrgb.geotags import gdal_metadata, read_grid, scale_offset_items
 from msrgb.discovery import Source
 from msrgb.products import Product
 from msrgb.radiometry import Scaling, from_gdal, read_safe_metadata, safe_metadata_file
-from msrgb.remote import InputFile, RemotePath, S3Path
+from msrgb.remote import HttpPath, InputFile, RemotePath, S3Path
 from msrgb.stac import ItemRef, StacItems, scaling_of
 from msrgb.remote import get as get_object
 from msrgb.reader import (
@@ -237,10 +237,18 @@ class BandReader:
             )  # fmt: skip
         return out
 
+    def _load(self, path: InputFile) -> tuple[bytes | None, str]:
+        """The bytes and SHA-256 of a band file (:meth:`TileReader.load`); for a quicklook of a
+        file at an http(s) URL neither: GDAL reads its header and the overview it needs with
+        range requests (no SHA-256 then, as the whole file is never read)."""
+        if self.max_size is not None and isinstance(path, HttpPath):
+            return None, ""
+        return self._loader.load(path)
+
     def _open_all(self, image: BandImage, stack: ExitStack) -> tuple[list[_Band], _Target, dict[str, str]]:
         """Hash and open the file of each needed band and check that they share one grid."""
         chosen = self.select(image)
-        loaded = [(rel, path, *self._loader.load(path)) for _, rel, path in chosen]
+        loaded = [(rel, path, *self._load(path)) for _, rel, path in chosen]
         shas = {rel: sha for rel, _, _, sha in loaded}
         grids = [read_grid(data) if data is not None else None for _, _, data, _ in loaded]
         by_tags = all(g is not None for g in grids) and len({g.crs_key for g in grids}) == 1  # type: ignore[union-attr]
@@ -266,7 +274,8 @@ class BandReader:
         with ExitStack() as stack:
             with input_errors(path, data):
                 if data is None:
-                    src = DatasetReader(path, sharing=False, **options)
+                    name = f"/vsicurl/{path.url}" if isinstance(path, HttpPath) else path
+                    src = DatasetReader(name, sharing=False, **options)
                 else:
                     memfile = stack.enter_context(MemoryFile(data))
                     try:

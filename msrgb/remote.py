@@ -40,8 +40,9 @@ MAX_RETRIES = 5
 RETRY_TIMEOUT_SECONDS = 30.0
 #: objects GET at once ahead of the conversion in a shard job
 FETCH_THREADS = 16
-#: objects larger than this are fetched when their turn comes, not ahead
-PREFETCH_MAX_BYTES = 16 * 2**20
+#: images whose files are larger than this together are fetched when their turn comes, not
+#: ahead (the read-ahead of 64 images then holds at most 256 MB)
+PREFETCH_MAX_BYTES = 4 * 2**20
 
 
 class StorageError(MsrgbError):

@@ -27,7 +27,7 @@ from msrgb.work import Work, orphans, rescaled_line, work_to_do
 from msrgb.provenance import environment_id, library_versions
 from msrgb.reader import MAX_PIXELS, enter_thread_gdal_env
 from msrgb.remote import PREFETCH_MAX_BYTES, HttpPath, InputFile, S3Path, forget_prefetched, prefetch
-from msrgb.stac import InputDir
+from msrgb.stac import InputDir, StacItems
 from msrgb.stats import read_limits
 
 __all__ = ["ShardError", "ShardResult", "run_shard"]
@@ -86,10 +86,11 @@ class ReadAhead:
         self,
         paths: Sequence[InputFile | Sequence[InputFile]],
         ahead: int = READ_AHEAD,
-        sizes: Sequence[int] | None = None,
+        sizes: Sequence[int | None] | None = None,
     ):
         # one entry per image: its file, or its files (an image made of band files); objects in
-        # S3 are fetched ahead (msrgb.remote.prefetch) when the image's ``sizes`` are small
+        # S3 are fetched ahead (msrgb.remote.prefetch) when the image's ``sizes`` are known and
+        # small (a STAC Item's are not known)
         self._paths = paths if ahead > 0 and hasattr(os, "posix_fadvise") else []
         self._sizes = sizes
         self._ahead = max(2, ahead)
@@ -112,7 +113,7 @@ class ReadAhead:
             for p in [item] if isinstance(item, (Path, S3Path, HttpPath)) else item:
                 if isinstance(p, Path):
                     local.append(p)
-                elif size <= PREFETCH_MAX_BYTES:
+                elif size is not None and size <= PREFETCH_MAX_BYTES:
                     remote.append(p)
         hinted = sum(hint_will_read(p) for p in local) + prefetch(remote)
         with self._lock:
@@ -352,7 +353,8 @@ def convert_all(
     the first other error (the output folder cannot be written), after which nothing more is
     started, or None."""
     inputs = [converter.inputs.open(input_dir, src) for src, _ in todo]
-    ahead = ReadAhead([i.paths() for i in inputs], read_ahead, [src.size for src, _ in todo])
+    known = not isinstance(input_dir, StacItems)  # an Item's "size" is that of its JSON
+    ahead = ReadAhead([i.paths() for i in inputs], read_ahead, [src.size if known else None for src, _ in todo])
 
     def convert(image: InputImage, dests: dict[str, Path | S3Path], rel: str) -> Converted:
         ahead.started()

@@ -122,6 +122,61 @@ def http_folder(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         server.server_close()
 
 
+class RangeHandler(SimpleHTTPRequestHandler):
+    """A static file server that answers ``Range: bytes=a-b`` with 206 and counts the bytes it
+    sends (``served``), as object stores and CDNs do."""
+
+    served = [0]
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        path = Path(self.translate_path(self.path))
+        wanted = self.headers.get("Range", "")
+        if not path.is_file() or not wanted.startswith("bytes="):
+            RangeHandler.served[0] += path.stat().st_size if path.is_file() else 0
+            return super().do_GET()
+        data = path.read_bytes()
+        first, _, last = wanted[len("bytes="):].partition("-")
+        start = int(first) if first else max(0, len(data) - int(last))
+        end = min(int(last), len(data) - 1) if first and last else len(data) - 1
+        body = data[start : end + 1]
+        RangeHandler.served[0] += len(body)
+        self.send_response(206)
+        self.send_header("Content-Type", "image/tiff")
+        self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.skipif(not SHARED_S2.is_dir(), reason="the real scene (../shared/data/s2_29RKH) is not here")
+def test_a_quicklook_of_http_assets_reads_the_overviews_only(tmp_path: Path):
+    www = tmp_path / "www"
+    www.mkdir()
+    for band in ("B02", "B03", "B04"):
+        shutil.copy(SHARED_S2 / f"{band}.tif", www / f"{band}.tif")
+    RangeHandler.served[0] = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(www)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        hrefs = {b: f"{url}/{b}.tif" for b in ("B02", "B03", "B04")}
+        (tmp_path / "items.json").write_text(json.dumps(collection(planetary_computer_item("scene", hrefs))))
+        run_snakemake(tmp_path, stac_items=str(tmp_path / "items.json"), output_dir="out", max_size="256")
+    finally:
+        server.shutdown()
+        server.server_close()
+    run_snakemake(tmp_path, input_dir=str(www), output_dir="local", layout="band_folders", max_size="256")
+    made = iio.imread(tmp_path / "out" / "truecolor" / "scene.png")
+    assert made.shape[:2] == (256, 256)
+    np.testing.assert_array_equal(made, iio.imread(tmp_path / "local" / "truecolor" / "www.png"))
+    whole = sum((www / f"{b}.tif").stat().st_size for b in ("B02", "B03", "B04"))
+    assert RangeHandler.served[0] < whole / 4, (RangeHandler.served[0], whole)
+
+
 def test_items_with_http_assets_and_relative_hrefs_in_a_folder_of_items(http_folder: tuple[Path, str], tmp_path: Path):
     """Items in a local folder, one per file (STAC 1.1 ``bands``): one with http:// assets,
     one with hrefs relative to its file; both equal the band-folder run of the same files."""

