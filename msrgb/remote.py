@@ -246,6 +246,7 @@ def list_objects(prefix: S3Path, what: str = "input_dir") -> Iterator[ObjectInfo
     import obstore
 
     key = f"{prefix.key}/" if prefix.key else ""
+    missing, denied = _missing_or_denied()
     try:
         for page in obstore.list(store(prefix.bucket), prefix=key or None, chunk_size=1000):
             for meta in page:
@@ -255,9 +256,9 @@ def list_objects(prefix: S3Path, what: str = "input_dir") -> Iterator[ObjectInfo
                 modified = meta["last_modified"]
                 mtime_ns = int(modified.timestamp() * 1e9) if modified is not None else 0
                 yield ObjectInfo(path[len(key) :], int(meta["size"]), mtime_ns)
-    except FileNotFoundError as exc:
+    except missing as exc:
         raise PlanError(f"{what} {str(prefix)!r}: the bucket does not exist ({_first_line(exc)})") from exc
-    except PermissionError as exc:
+    except denied as exc:
         raise PlanError(f"{what} {str(prefix)!r}: listing is not allowed ({_first_line(exc)})") from exc
     except StorageError:
         raise
@@ -274,24 +275,37 @@ _pending: dict[S3Path | HttpPath, Future[bytes]] = {}
 _pending_lock = threading.Lock()
 
 
+def _missing_or_denied() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """The errors obstore raises for a missing object, and for one the keys may not read."""
+    from obstore.exceptions import NotFoundError, PermissionDeniedError, UnauthenticatedError
+
+    return (FileNotFoundError, NotFoundError), (PermissionError, PermissionDeniedError, UnauthenticatedError)
+
+
+def unanswered(path: object, exc: BaseException) -> StorageError:
+    """The error that ends a job whose store stopped answering (after the retries)."""
+    return StorageError(
+        f"{path}: the object store did not answer ({_first_line(exc)}); what was converted is "
+        "kept: run again to resume"
+    )
+
+
 def _get(path: S3Path | HttpPath) -> bytes:
     if isinstance(path, HttpPath):
         return _get_http(path)
     import obstore
 
+    missing, denied = _missing_or_denied()
     try:
         return bytes(obstore.get(store(path.bucket), path.key).bytes())
-    except FileNotFoundError as exc:
+    except missing as exc:
         raise InputError(f"{path}: does not exist (deleted since the run was planned?)") from exc
-    except PermissionError as exc:
+    except denied as exc:
         raise InputError(f"{path}: cannot be read: access denied ({_first_line(exc)})") from exc
     except (MsrgbError, KeyboardInterrupt):
         raise
     except Exception as exc:
-        raise StorageError(
-            f"{path}: the object store did not answer ({_first_line(exc)}); what was converted "
-            "is kept: run again to resume"
-        ) from exc
+        raise unanswered(path, exc) from exc
 
 
 def _get_http(path: HttpPath) -> bytes:
@@ -366,32 +380,31 @@ def put(path: S3Path, data: bytes | Iterable[bytes]) -> None:
     import obstore
 
     body = data if isinstance(data, bytes) else b"".join(data)
+    missing, denied = _missing_or_denied()
     try:
         obstore.put(store(path.bucket), path.key, body)
-    except PermissionError as exc:
+    except denied as exc:
         raise OutputError(f"{path}: cannot be written: access denied ({_first_line(exc)})") from exc
-    except FileNotFoundError as exc:
+    except missing as exc:
         raise OutputError(f"{path}: cannot be written: the bucket does not exist ({_first_line(exc)})") from exc
     except (MsrgbError, KeyboardInterrupt):
         raise
     except Exception as exc:
-        raise StorageError(
-            f"{path}: the object store did not answer ({_first_line(exc)}); what was converted "
-            "is kept: run again to resume"
-        ) from exc
+        raise unanswered(path, exc) from exc
 
 
 def delete(path: S3Path) -> None:
     """Delete the object at ``path`` (no error if it is not there)."""
     import obstore
 
+    missing, denied = _missing_or_denied()
     try:
         obstore.delete(store(path.bucket), path.key)
-    except FileNotFoundError:
+    except missing:
         pass
-    except PermissionError as exc:
+    except denied as exc:
         raise OutputError(f"{path}: cannot be deleted: access denied ({_first_line(exc)})") from exc
     except (MsrgbError, KeyboardInterrupt):
         raise
     except Exception as exc:
-        raise StorageError(f"{path}: the object store did not answer ({_first_line(exc)})") from exc
+        raise unanswered(path, exc) from exc

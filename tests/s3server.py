@@ -105,10 +105,13 @@ class S3Server:
 
 class FaultProxy:
     """An HTTP proxy to ``upstream`` that answers the first ``slow_down`` object GETs with 503
-    SlowDown (as S3 throttles) and stops listening once it has passed ``go_away_after`` object
-    GETs (the server gone mid-run: later connections are refused)."""
+    SlowDown (as S3 throttles), GETs of keys ending in ``forbidden`` with 403 AccessDenied, and
+    stops listening once it has passed ``go_away_after`` object GETs (the server gone mid-run:
+    later connections are refused)."""
 
-    def __init__(self, upstream_port: int, slow_down: int = 0, go_away_after: int | None = None):
+    def __init__(
+        self, upstream_port: int, slow_down: int = 0, go_away_after: int | None = None, forbidden: str | None = None
+    ):
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
         proxy = self
@@ -134,12 +137,11 @@ class FaultProxy:
                             return
                         if n <= slow_down:
                             proxy.counts["503"] += 1
-                            payload = b"<?xml version='1.0'?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
-                            self.send_response(503)
-                            self.send_header("Content-Type", "application/xml")
-                            self.send_header("Content-Length", str(len(payload)))
-                            self.end_headers()
-                            self.wfile.write(payload)
+                            self._error(503, "SlowDown", "Please reduce your request rate.")
+                            return
+                        if forbidden is not None and self.path.split("?")[0].endswith(forbidden):
+                            proxy.counts["403"] += 1
+                            self._error(403, "AccessDenied", "Access Denied")
                             return
                 conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
                 try:
@@ -159,6 +161,14 @@ class FaultProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
+
+            def _error(self, status: int, code: str, message: str) -> None:
+                payload = f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _forward
 

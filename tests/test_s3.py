@@ -169,6 +169,26 @@ def test_bad_objects_are_bad_inputs_named_by_their_url(s3: S3Server, tmp_path: P
     assert run_totals(tmp_path / "out")["converted"] == 14
 
 
+def test_a_forbidden_object_is_a_bad_input(s3: S3Server, tmp_path: Path):
+    put_tree(SAMPLE / "BareSoil", s3.root / "data" / "tiles")
+    proxy = FaultProxy(s3.port, forbidden="/BareSoil_3.tif")
+    try:
+        run_snakemake(
+            tmp_path, env=s3.env(proxy.endpoint), input_dir="s3://data/tiles", output_dir="out", on_error="skip"
+        )
+        assert run_totals(tmp_path / "out")["converted"] == 13
+        failed = run_snakemake(
+            tmp_path, check=False, env=s3.env(proxy.endpoint), input_dir="s3://data/tiles", output_dir="fail"
+        )
+    finally:
+        proxy.close()
+    assert proxy.counts["403"] >= 2
+    errors = (tmp_path / "out" / "errors.tsv").read_text()
+    assert "BareSoil_3.tif\tcannot be read: access denied" in errors, errors
+    assert failed.returncode != 0 and "s3://data/tiles/BareSoil_3.tif: cannot be read: access denied" in failed.stderr
+    assert len(list((tmp_path / "fail" / "truecolor").glob("*.png"))) == 13  # the others are made
+
+
 def test_throttling_is_retried(s3: S3Server, tmp_path: Path):
     put_tree(SAMPLE, s3.root / "data" / "eurosat")
     proxy = FaultProxy(s3.port, slow_down=5)
