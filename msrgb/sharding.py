@@ -170,7 +170,11 @@ def load_plan(layout: OutputPaths) -> Plan:
     try:
         rows = list(tsv.rows(path))
     except FileNotFoundError as exc:
-        raise PlanError(f"{path} is missing; run snakemake from the start") from exc
+        raise PlanError(
+            f"{path} is missing; run snakemake from the start. A job reads the plan the run "
+            "wrote there, so the output folder (work_dir for an output_dir in S3) must be on a "
+            "file system the jobs share: msrgb does not run with --shared-fs-usage none"
+        ) from exc
     try:
         values = {row[0]: int(row[1]) for row in rows if row[0] in ("shards", "threads")}
         n_shards, threads = values["shards"], values["threads"]
