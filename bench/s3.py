@@ -44,11 +44,22 @@ def requests(log: Path, since: int) -> Counter[str]:
         return Counter(m.group(1) for m in REQUEST.finditer(fh.read().decode("utf-8", "replace")))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="folder of EuroSAT-style tiles")
     ap.add_argument("--cores", default="2")
     ap.add_argument("--reps", type=int, default=1, help="alternate disk and S3 runs this many times")
+    ap.add_argument("--where", nargs="+", default=["disk", "s3"], choices=["disk", "s3"])
+    ap.add_argument(
+        "--uncounted", action="store_true",
+        help="run the server without its -vv log (no request counts; its logging costs CPU time)",
+    )  # fmt: skip
     args = ap.parse_args()
     data = args.data.resolve()
     n = sum(1 for _ in data.rglob("*.tif"))
@@ -64,7 +75,7 @@ def main() -> None:
     key, secret = "AK" + secrets.token_hex(8).upper(), secrets.token_hex(20)
     server = subprocess.Popen(
         [binary, "serve", "s3", str(root), "--addr", f"127.0.0.1:{port}", "--auth-key", f"{key},{secret}",
-         "--copy-links", "--dir-cache-time", "5m", "-vv", "--log-file", str(log)],
+         "--copy-links", "--dir-cache-time", "5m", *([] if args.uncounted else ["-vv"]), "--log-file", str(log)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     env = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
@@ -73,7 +84,7 @@ def main() -> None:
     try:
         wait_for_port(port)
         for rep in range(args.reps):
-            for where in ("disk", "s3"):
+            for where in args.where:
                 run = work / f"{where}-{rep}"
                 run.mkdir()
                 if where == "disk":
@@ -83,12 +94,16 @@ def main() -> None:
                 smk = snakemake_command(*config, "progress=false", cores=args.cores)
                 for scenario in ("full", "no-op"):
                     mark = log.stat().st_size if log.exists() else 0
+                    cpu = cpu_seconds(server.pid)
                     wall, peak = timed(smk, run, run / f"{scenario}.log")
+                    served = cpu_seconds(server.pid) - cpu
                     asked = requests(log, mark) if where == "s3" else Counter()
                     per_image = ", ".join(f"{k.split()[0]} {v / n:.3f}" for k, v in sorted(asked.items()))
                     counts = ", ".join(f"{k.split()[0]} {v}" for k, v in sorted(asked.items()))
-                    rows.append((f"{where} {scenario}", wall, peak, f"{counts}  (per image: {per_image})" if asked else ""))
-                    print(f"{where} {scenario}: {wall:.2f} s, peak {peak} MB {counts}", flush=True)
+                    note = f"{counts} (per image: {per_image}); " if asked else ""
+                    note += f"server CPU {served:.1f} s" if where == "s3" else ""
+                    rows.append((f"{where} {scenario}", wall, peak, note))
+                    print(f"{where} {scenario}: {wall:.2f} s, peak {peak} MB {note}", flush=True)
                 if where == "s3":
                     shutil.rmtree(root / "png" / f"run{rep}", ignore_errors=True)
                     time.sleep(1)
@@ -96,7 +111,7 @@ def main() -> None:
         server.terminate()
         server.wait()
     print(f"\n{n:,} tiles, --cores {args.cores}, rclone serve s3 on 127.0.0.1\n")
-    print(f"| run | wall s | peak MB | requests |\n|---|---|---|---|")
+    print("| run | wall s | peak MB | requests, CPU time of the S3 server |\n|---|---|---|---|")
     for name, wall, peak, asked in rows:
         print(f"| {name} | {wall:.2f} | {peak} | {asked} |")
     disk = [w for name, w, _, _ in rows if name == "disk full"]

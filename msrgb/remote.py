@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from msrgb.errors import InputError, MsrgbError, OutputError, PlanError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Mapping
 
 SCHEME = "s3://"
 
@@ -239,23 +239,47 @@ class ObjectInfo:
     mtime_ns: int
 
 
-def list_objects(prefix: S3Path, what: str = "input_dir") -> Iterator[ObjectInfo]:
-    """Every object under ``prefix`` (one paginated LIST: 1,000 objects per request). Raises
-    :class:`PlanError` naming the URL (as the setting ``what``) when the bucket cannot be
+#: objects per LIST request (the S3 maximum)
+PAGE = 1000
+
+
+def _info(meta: Mapping[str, Any], key: str) -> ObjectInfo:
+    modified = meta["last_modified"]
+    mtime_ns = int(modified.timestamp() * 1e9) if modified is not None else 0
+    return ObjectInfo(meta["path"][len(key) :], int(meta["size"]), mtime_ns)
+
+
+def _list_all(client: Any, sub: str, key: str) -> list[ObjectInfo]:
+    """Every object under ``sub`` (a prefix ending in "/"), one page after the other, named
+    relative to ``key``."""
+    import obstore
+
+    return [_info(m, key) for page in obstore.list(client, prefix=sub, chunk_size=PAGE) for m in page]
+
+
+def list_objects(prefix: S3Path, what: str = "input_dir") -> list[ObjectInfo]:
+    """Every object under ``prefix``. One paginated LIST (1,000 objects per request) when the
+    first page holds them all; else the "folders" one level down are listed in parallel (16 at
+    once), each paginated, which takes a tenth of the time for EuroSAT's ten class folders.
+    Raises :class:`PlanError` naming the URL (as the setting ``what``) when the bucket cannot be
     listed."""
     import obstore
 
     key = f"{prefix.key}/" if prefix.key else ""
     missing, denied = _missing_or_denied()
     try:
-        for page in obstore.list(store(prefix.bucket), prefix=key or None, chunk_size=1000):
-            for meta in page:
-                path = meta["path"]
-                if not path.startswith(key):
-                    continue
-                modified = meta["last_modified"]
-                mtime_ns = int(modified.timestamp() * 1e9) if modified is not None else 0
-                yield ObjectInfo(path[len(key) :], int(meta["size"]), mtime_ns)
+        client = store(prefix.bucket)
+        pages = obstore.list(client, prefix=key or None, chunk_size=PAGE)
+        first = next(iter(pages), [])
+        if len(first) < PAGE:
+            return [_info(m, key) for m in first if m["path"].startswith(key)]
+        top = obstore.list_with_delimiter(client, prefix=key or None)
+        found = [_info(m, key) for m in top["objects"]]
+        folders = [f"{p.rstrip('/')}/" for p in top["common_prefixes"]]
+        with ThreadPoolExecutor(max(1, min(FETCH_THREADS, len(folders)))) as pool:
+            for part in pool.map(lambda sub: _list_all(client, sub, key), folders):
+                found += part
+        return found
     except missing as exc:
         raise PlanError(f"{what} {str(prefix)!r}: the bucket does not exist ({_first_line(exc)})") from exc
     except denied as exc:

@@ -55,6 +55,9 @@ TICK_SECONDS = 0.5
 # How many files ahead of the conversion the read-ahead keeps asked for.
 READ_AHEAD = 64
 
+#: conversion threads of a job whose inputs or images are in object storage (at least)
+REMOTE_IO_THREADS = 4
+
 
 def hint_will_read(path: Path) -> bool:
     """Ask the kernel to start reading ``path`` into the page cache (posix_fadvise WILLNEED:
@@ -362,7 +365,11 @@ def convert_all(
 
     fatal: BaseException | None = None
     last_checkpoint = time.monotonic()
-    with ThreadPoolExecutor(max(1, threads), initializer=enter_thread_gdal_env) as pool:
+    # reading from or writing to object storage waits on the network without the GIL: more
+    # threads than the job's cores keep the cores busy meanwhile
+    remote_io = not isinstance(input_dir, Path) or any(isinstance(d, S3Path) for _, ds in todo[:1] for d in ds.values())
+    workers = max(threads, REMOTE_IO_THREADS) if remote_io else max(1, threads)
+    with ThreadPoolExecutor(workers, initializer=enter_thread_gdal_env) as pool:
         futures = {
             pool.submit(convert, i, dests, src.rel): (src, dests) for i, (src, dests) in zip(inputs, todo)
         }
