@@ -107,10 +107,16 @@ class FaultProxy:
     """An HTTP proxy to ``upstream`` that answers the first ``slow_down`` object GETs with 503
     SlowDown (as S3 throttles), GETs of keys ending in ``forbidden`` with 403 AccessDenied, and
     stops listening once it has passed ``go_away_after`` object GETs (the server gone mid-run:
-    later connections are refused)."""
+    later connections are refused). ``delay`` seconds are added to every request (a distant
+    store's latency)."""
 
     def __init__(
-        self, upstream_port: int, slow_down: int = 0, go_away_after: int | None = None, forbidden: str | None = None
+        self,
+        upstream_port: int,
+        slow_down: int = 0,
+        go_away_after: int | None = None,
+        forbidden: str | None = None,
+        delay: float = 0.0,
     ):
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
@@ -143,6 +149,8 @@ class FaultProxy:
                             proxy.counts["403"] += 1
                             self._error(403, "AccessDenied", "Access Denied")
                             return
+                if delay:
+                    time.sleep(delay)
                 conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
                 try:
                     conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
