@@ -66,11 +66,6 @@ class OutputPaths:
         return cls.at(manifest.parents[3])
 
     @property
-    def image_root(self) -> str:
-        """Where the product folders of images are: the output folder, or an s3:// prefix."""
-        return self.images or str(self.output_dir)
-
-    @property
     def state_root(self) -> Path:
         return self.output_dir / STATE_DIR
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -91,7 +92,9 @@ def status(layout: OutputPaths, input_dir: Path | S3Path | None = None) -> dict[
     # (looked at only with --input, where the input folder is known)
     scaled = functools.cache(scaled_bands_of(input_dir, products)) if input_dir is not None else None
     result = {}
-    present = OutputListing(images=layout.images)  # one listing per folder (one LIST in S3)
+    # images in S3: one listing of the prefix; in a folder: a stat each (an unreadable folder
+    # then counts as missing images, not as an error)
+    present = OutputListing(images=layout.images) if layout.images else os.path.exists
     for p in products:
         digest = p.digest() if (p.limits is not None or not p.dataset_stretch) else None
         st = ProductStatus()
