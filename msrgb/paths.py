@@ -248,6 +248,11 @@ class OutputListing:
             self._names[folder] = names
         return name in names
 
+    def list_images(self) -> None:
+        """List the images in S3 now (nothing for images in a folder, listed as asked)."""
+        if self._images:
+            self._remote_names(self._images)
+
     def _remote_names(self, folder: str) -> set[str]:
         """The names in ``folder`` (an s3:// "folder"). The whole image prefix is listed once, with
         one paginated LIST (1,000 objects per request), for every folder under it."""

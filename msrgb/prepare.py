@@ -10,6 +10,7 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -389,11 +390,14 @@ def plan_run(settings: Settings, where: Where) -> Prepared:
             check_request(where.node_size, where.threads_override or threads, where.mem_mb, "convert_shard")
         except SlurmQueryError as exc:
             raise PlanError(str(exc)) from None
-    sources, problems = find_sources(settings)
+    listing, states = OutputListing(images=layout.images), StateCache()  # output folders and states, read once for both
+    with ThreadPoolExecutor(1) as pool:  # images in S3: listed while the inputs are found
+        images_listed = pool.submit(listing.list_images)
+        sources, problems = find_sources(settings)
+        images_listed.result()
     check_products_against(settings.products, settings.input_dir, sources)
     n_shards = choose_shard_count(settings, where, len(sources))
     plan = make_plan(sources, n_shards, settings.products, threads, settings.on_error)
-    listing, states = OutputListing(images=layout.images), StateCache()  # output folders and states, read once for both
     plan = plan.rerun(shards_missing_outputs(layout, plan, settings.products, listing, states))
     prepared = Prepared(
         plan,
