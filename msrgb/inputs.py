@@ -33,7 +33,7 @@ from msrgb.discovery import Source
 from msrgb.errors import InputError
 from msrgb.products import Product
 from msrgb.radiometry import read_safe_metadata
-from msrgb.remote import InputFile
+from msrgb.remote import InputFile, RemotePath
 from msrgb.stac import InputDir, ItemRef
 from msrgb.reader import IN_MEMORY_BYTES, MAX_PIXELS, LargeImage, ReadInBlocks, Tile, TileReader
 
@@ -83,6 +83,7 @@ class StackedImage(InputImage):
         self.where = self._path = path
         self._reader = reader
         self._sha: str | None = None
+        self._data: bytes | None = None
 
     def paths(self) -> list[InputFile]:
         return [self._path]
@@ -91,12 +92,18 @@ class StackedImage(InputImage):
         data, self._sha = self._reader.load(self._path)
         if data is None and self._reader.max_size is None:  # a large file: in blocks of rows
             raise ReadInBlocks(self._path)
-        return Reading(tile=self._reader.read(self._path, data), source_sha=self._sha)
+        try:
+            return Reading(tile=self._reader.read(self._path, data), source_sha=self._sha)
+        except ReadInBlocks:
+            if isinstance(self._path, RemotePath):
+                self._data = data  # fetched once: read in blocks from memory
+            raise
 
     @contextmanager
     def open_large(self) -> Iterator[Reading]:
         sha = self._sha if self._sha is not None else self._reader.load(self._path)[1]
-        with self._reader.open_large(self._path) as image:
+        data, self._data = self._data, None
+        with self._reader.open_large(self._path, data) as image:
             yield Reading(large=image, source_sha=sha)
 
     def declared_files(self) -> tuple[list[tuple[str | None, InputFile]], Path | None]:

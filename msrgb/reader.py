@@ -343,14 +343,15 @@ class TileReader:
             return tile
 
     @contextmanager
-    def open_large(self, path: InputPath) -> Iterator[LargeImage]:
-        """Open an image to read in blocks of rows (:class:`LargeImage`). GDAL's errors, here
-        and in the block reads, become :class:`InputError` naming ``path``."""
+    def open_large(self, path: InputPath, data: bytes | None = None) -> Iterator[LargeImage]:
+        """Open an image to read in blocks of rows (:class:`LargeImage`); a remote one from its
+        bytes (``data``, fetched if not given). GDAL's errors, here and in the block reads, become
+        :class:`InputError` naming ``path``."""
         with rasterio.Env(**LARGE_IMAGE_ENV), ExitStack() as stack:
             name: str | Path = path if not isinstance(path, RemotePath) else ""
-            data = None
             if isinstance(path, RemotePath):  # read whole, then in blocks from memory
-                data = self.load(path)[0]
+                data = data if data is not None else self.load(path)[0]
+                assert data is not None
                 name = stack.enter_context(MemoryFile(data)).name
             with input_errors(path, data):
                 src = self._open(name, path)

@@ -40,6 +40,8 @@ SCHEME = "s3://"
 #: SlowDown, a timeout, a refused connection), with exponential backoff
 MAX_RETRIES = 5
 RETRY_TIMEOUT_SECONDS = 30.0
+#: how long one request may take, whole object included
+REQUEST_TIMEOUT_SECONDS = 300
 #: objects GET at once ahead of the conversion in a shard job
 FETCH_THREADS = 16
 #: images whose files are larger than this together are fetched when their turn comes, not
@@ -200,7 +202,10 @@ def store(bucket: str) -> Any:
 
             settings = client_settings()
             endpoint = settings.get("endpoint", "")
-            client_options = {"allow_http": True} if endpoint.startswith("http://") else None
+            # a whole Sentinel-2 band is a few hundred MB: a request may take minutes to finish
+            client_options: dict[str, Any] = {"timeout": f"{REQUEST_TIMEOUT_SECONDS}s", "connect_timeout": "10s"}
+            if endpoint.startswith("http://"):
+                client_options["allow_http"] = True
             retry = {
                 "max_retries": MAX_RETRIES,
                 "backoff": {"init_backoff": datetime.timedelta(milliseconds=100), "base": 2.0,

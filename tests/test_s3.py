@@ -327,3 +327,35 @@ def test_a_public_bucket_is_read_unsigned(tmp_path: Path, monkeypatch: pytest.Mo
         assert remote.get(remote.S3Path("open", "a.tif")) == (SAMPLE / "Cloud" / "Cloud_1.tif").read_bytes()
     finally:
         server.stop()
+
+
+def test_a_large_object_is_fetched_once_and_read_in_blocks(client: S3Server, tmp_path: Path):
+    """3,500 x 3,500 x 13 deflate: small in the bucket, too large decoded to read whole: read in
+    blocks of rows from the one GET's bytes, the same PNG as from the local file."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from msrgb.convert import Converter
+    from msrgb.discovery import Source
+    from msrgb.products import parse_products
+    from msrgb.reader import gdal_env
+
+    (client.root / "data").mkdir()
+    path = client.root / "data" / "wide.tif"
+    data = np.zeros((13, 3500, 3500), np.uint16)
+    data[1:4, ::7, ::5] = np.random.default_rng(3).integers(0, 6000, (3, 500, 700), dtype=np.uint16)
+    with rasterio.open(
+        path, "w", driver="GTiff", width=3500, height=3500, count=13, dtype="uint16", compress="deflate",
+        crs="EPSG:32632", transform=from_origin(0, 0, 10, 10),
+    ) as dst:  # fmt: skip
+        dst.write(data)
+    (product,) = parse_products(["truecolor"])
+    converter = Converter([product])
+    mark = client.mark()
+    with gdal_env():
+        image = converter.inputs.open(remote.S3Path("data"), Source("wide.tif", path.stat().st_size, 0))
+        converter.convert(image, {"truecolor": tmp_path / "remote.png"}, "wide.tif")
+        converter.convert(path, {"truecolor": tmp_path / "local.png"}, "wide.tif")
+    assert client.requests(mark)["GET OBJECT"] == 1
+    assert (tmp_path / "remote.png").read_bytes() == (tmp_path / "local.png").read_bytes()
