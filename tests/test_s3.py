@@ -359,3 +359,20 @@ def test_a_large_object_is_fetched_once_and_read_in_blocks(client: S3Server, tmp
         converter.convert(path, {"truecolor": tmp_path / "local.png"}, "wide.tif")
     assert client.requests(mark)["GET OBJECT"] == 1
     assert (tmp_path / "remote.png").read_bytes() == (tmp_path / "local.png").read_bytes()
+
+
+def test_world_files_go_to_s3_beside_their_images_and_go_away_with_them(s3: S3Server, tmp_path: Path):
+    put_tree(SAMPLE / "ThinCirrus", s3.root / "data" / "tiles")
+    (s3.root / "pngs").mkdir()
+    cfg = tmp_path / "geo.yaml"
+    cfg.write_text(json.dumps({"products": {"geo": {"preset": "truecolor", "world_file": True}}}))
+    args = ("--configfile", str(REPO / "config" / "config.yaml"), str(cfg))
+    run_snakemake(tmp_path, *args, input_dir=str(SAMPLE / "ThinCirrus"), output_dir="local")
+    run_snakemake(tmp_path, *args, env=s3.env(), input_dir="s3://data/tiles", output_dir="s3://pngs/geo")
+    bucket = s3.root / "pngs" / "geo" / "geo"
+    made = {p.name: p.read_bytes() for p in bucket.iterdir() if p.name != "manifest.tsv"}
+    local = {p.name: p.read_bytes() for p in (tmp_path / "local" / "geo").iterdir() if p.name != "manifest.tsv"}
+    assert made == local and {n.rpartition(".")[2] for n in made} == {"png", "pgw", "xml"}
+    (s3.root / "data" / "tiles" / "ThinCirrus_1.tif").unlink()
+    run_snakemake(tmp_path, *args, env=s3.env(), input_dir="s3://data/tiles", output_dir="s3://pngs/geo")
+    assert not [p for p in bucket.iterdir() if p.name.startswith("ThinCirrus_1.")]
