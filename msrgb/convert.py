@@ -8,6 +8,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from msrgb.files import aux_xml_path, world_file_path, write_output
 from msrgb.georef import aux_xml_text, world_file_text
 from msrgb.pngenc import PNG_COMPRESSION, PngStream
 from msrgb.products import Product
-from msrgb.remote import S3Path
+from msrgb.remote import S3Path, put_later
 from msrgb.reader import (
     IN_MEMORY_BYTES,
     MAX_PIXELS,
@@ -69,6 +70,9 @@ class Converted:
     #: product name -> the radiometric scale and offset of its bands, where one applied
     #: (msrgb.recipe.radiometry_text)
     radiometry: dict[str, str] = field(default_factory=dict)
+    #: PUTs of its files to S3 still under way (Converter.defer_uploads): the image is made
+    #: when they have finished without error
+    uploads: list[Future[None]] = field(default_factory=list)
 
     def source_of(self, product: str) -> str:
         return self.product_sources.get(product, self.source_sha)
@@ -93,6 +97,9 @@ class Converter:
         self.reader = self.inputs.tiles
         self.renderer = Renderer(self.products)
         self._recipes = {p.name: RecipeWriter(p) for p in self.products}
+        #: images to S3 are PUT in the background (Converted.uploads) instead of before
+        #: convert() returns: the shard job waits for them before it records an image
+        self.defer_uploads = False
 
     def read(self, path: str | Path, data: bytes | None = None) -> Tile:
         """The bands the products need (see :meth:`msrgb.reader.TileReader.read`)."""
@@ -240,11 +247,16 @@ class Converter:
         for piece in image:
             sha.update(piece)
         result.image_sha[product.name] = sha.hexdigest()
-        write_output(path, image)
+        files: list[tuple[Path | S3Path, bytes | list[bytes]]] = [(path, image)]
         if product.world_file:
             assert tile.transform is not None and tile.crs_wkt is not None
-            write_output(world_file_path(path), world_file_text(tile.transform).encode())
-            write_output(aux_xml_path(path), aux_xml_text(tile.transform, tile.crs_wkt).encode())
+            files.append((world_file_path(path), world_file_text(tile.transform).encode()))
+            files.append((aux_xml_path(path), aux_xml_text(tile.transform, tile.crs_wkt).encode()))
+        for where, data in files:
+            if self.defer_uploads and isinstance(where, S3Path):
+                result.uploads.append(put_later(where, data))
+            else:
+                write_output(where, data)
 
 
 def _check_blockwise(image: LargeImage | LargeBandImage, products: Sequence[Product]) -> None:

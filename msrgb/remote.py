@@ -439,3 +439,27 @@ def delete(path: S3Path) -> None:
         raise
     except Exception as exc:
         raise unanswered(path, exc) from exc
+
+
+_uploads: ThreadPoolExecutor | None = None
+#: images written but not yet PUT, at the most (a bound on the memory they hold)
+UPLOADS_IN_FLIGHT = 64
+_in_flight = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
+
+
+def put_later(path: S3Path, data: bytes | Iterable[bytes]) -> Future[None]:
+    """:func:`put` in the background (:data:`FETCH_THREADS` at once); waits while
+    :data:`UPLOADS_IN_FLIGHT` are under way. The future raises what :func:`put` raises."""
+    global _uploads
+    body = data if isinstance(data, bytes) else b"".join(data)
+    _in_flight.acquire()
+    try:
+        with _pending_lock:
+            if _uploads is None:
+                _uploads = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="msrgb-put")
+        future = _uploads.submit(put, path, body)
+    except BaseException:
+        _in_flight.release()
+        raise
+    future.add_done_callback(lambda _: _in_flight.release())
+    return future

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future, InvalidStateError, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,6 +160,7 @@ def run_shard(
     progress = layout.progress(n_shards, shard)
     work, result = _start_job(layout, n_shards, shard, members, products, on_error, input_dir, threads)
     converter, kept = Converter(products, max_pixels=max_pixels), work.kept
+    converter.defer_uploads = True  # images to S3: PUT while the next ones are converted
     record = Recorder(result, kept, work.digests, on_error, lambda src: converter.inputs.open(input_dir, src))
 
     def checkpoint() -> None:
@@ -381,7 +383,11 @@ def convert_all(
                     if fut.cancelled():  # after a fatal error
                         continue
                     exc = fut.exception()
-                    if exc is None or isinstance(exc, FileError):
+                    if exc is None and fut.result().uploads:  # recorded once its PUTs are done
+                        uploaded = after_uploads(fut.result())
+                        futures[uploaded] = futures[fut]
+                        pending.add(uploaded)
+                    elif exc is None or isinstance(exc, FileError):
                         record(*futures[fut], fut.result() if exc is None else exc)
                     elif fatal is None:  # disk full, permissions on the output: stop early
                         fatal = exc
@@ -399,6 +405,30 @@ def convert_all(
         finally:
             forget_prefetched()  # after a fatal error: objects fetched for images not started
     return fatal
+
+
+def after_uploads(result: Converted) -> Future[Converted]:
+    """A future of ``result`` that completes when its uploads have (with the first upload's
+    error, if one failed); its uploads are then no longer waited for."""
+    combined: Future[Converted] = Future()
+    uploads, result.uploads = result.uploads, []
+    left = [len(uploads)]
+    lock = threading.Lock()
+
+    def one_done(upload: Future[None]) -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        exc = upload.exception() if not upload.cancelled() else CancelledError()
+        with contextlib.suppress(InvalidStateError):  # cancelled, or an earlier upload failed
+            if exc is not None:
+                combined.set_exception(exc)
+            elif last:
+                combined.set_result(result)
+
+    for upload in uploads:
+        upload.add_done_callback(one_done)
+    return combined
 
 
 def _live_reporter(path: Path, live: Live, result: ShardResult) -> Callable[[bool], None]:
