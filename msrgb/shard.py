@@ -411,6 +411,9 @@ def after_uploads(result: Converted) -> Future[Converted]:
     """A future of ``result`` that completes when its uploads have (with the first upload's
     error, if one failed); its uploads are then no longer waited for."""
     combined: Future[Converted] = Future()
+    # running, like a pool's future: it ends when its uploads do, a fatal error does not cancel
+    # it (a cancelled future that no pool takes never counts as done for wait())
+    combined.set_running_or_notify_cancel()
     uploads, result.uploads = result.uploads, []
     left = [len(uploads)]
     lock = threading.Lock()
@@ -420,7 +423,7 @@ def after_uploads(result: Converted) -> Future[Converted]:
             left[0] -= 1
             last = left[0] == 0
         exc = upload.exception() if not upload.cancelled() else CancelledError()
-        with contextlib.suppress(InvalidStateError):  # cancelled, or an earlier upload failed
+        with contextlib.suppress(InvalidStateError):  # an earlier upload failed
             if exc is not None:
                 combined.set_exception(exc)
             elif last:

@@ -108,7 +108,7 @@ class FaultProxy:
     SlowDown (as S3 throttles), GETs of keys ending in ``forbidden`` with 403 AccessDenied, and
     stops listening once it has passed ``go_away_after`` object GETs (the server gone mid-run:
     later connections are refused). ``delay`` seconds are added to every request (a distant
-    store's latency)."""
+    store's latency). PUTs of keys ending in ``read_only`` get 403 AccessDenied."""
 
     def __init__(
         self,
@@ -117,6 +117,7 @@ class FaultProxy:
         go_away_after: int | None = None,
         forbidden: str | None = None,
         delay: float = 0.0,
+        read_only: str | None = None,
     ):
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
@@ -131,6 +132,11 @@ class FaultProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if self.command == "PUT" and read_only is not None and self.path.split("?")[0].endswith(read_only):
+                    with proxy.lock:
+                        proxy.counts["403 PUT"] += 1
+                    self._error(403, "AccessDenied", "Access Denied")
+                    return
                 is_get = self.command == "GET" and "list-type" not in self.path and self.path.count("/") >= 2
                 with proxy.lock:
                     if is_get:

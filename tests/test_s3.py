@@ -376,3 +376,24 @@ def test_world_files_go_to_s3_beside_their_images_and_go_away_with_them(s3: S3Se
     (s3.root / "data" / "tiles" / "ThinCirrus_1.tif").unlink()
     run_snakemake(tmp_path, *args, env=s3.env(), input_dir="s3://data/tiles", output_dir="s3://pngs/geo")
     assert not [p for p in bucket.iterdir() if p.name.startswith("ThinCirrus_1.")]
+
+
+def test_an_image_the_bucket_refuses_stops_the_run_and_is_made_by_the_next(s3: S3Server, tmp_path: Path):
+    """Images are PUT in the background: one refused (403) stops the job with the URL, only the
+    images whose PUT finished are recorded, and the next run makes the rest."""
+    put_tree(SAMPLE, s3.root / "data" / "eurosat")
+    (s3.root / "pngs").mkdir()
+    target = {"input_dir": "s3://data/eurosat", "output_dir": "s3://pngs/run", "work_dir": "work"}
+    proxy = FaultProxy(s3.port, read_only="/BareSoil_7.png")
+    try:
+        failed = run_snakemake(tmp_path, check=False, env=s3.env(proxy.endpoint), **target)
+    finally:
+        proxy.close()
+    assert failed.returncode != 0 and proxy.counts["403 PUT"] == 1
+    assert "s3://pngs/run/truecolor/BareSoil/BareSoil_7.png: cannot be written: access denied" in failed.stderr
+    first = run_totals(tmp_path / "work")["converted"]
+    assert first < 20
+    run_snakemake(tmp_path, env=s3.env(), **target)
+    assert run_totals(tmp_path / "work")["converted"] == 20 - first
+    for tif in SAMPLE.rglob("*.tif"):
+        assert_png_matches(s3.root / "pngs" / "run" / "truecolor" / tif.relative_to(SAMPLE).with_suffix(".png"), tif)

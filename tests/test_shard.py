@@ -212,3 +212,36 @@ def test_planning_does_not_load_gdal():
     code = f"import sys; import {modules}; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_an_image_waits_for_its_uploads_and_a_fatal_error_cannot_strand_it():
+    """msrgb.shard.after_uploads: the image's future ends when its last PUT does, with the first
+    failure if one fails; it cannot be cancelled (a cancelled future no pool takes would never
+    count as done for wait(), and the job would wait forever)."""
+    from concurrent.futures import Future, wait
+
+    from msrgb.convert import Converted
+    from msrgb.errors import OutputError
+    from msrgb.shard import after_uploads
+
+    def running() -> Future:
+        f: Future = Future()
+        f.set_running_or_notify_cancel()
+        return f
+
+    first, second = running(), running()
+    result = Converted("sha", uploads=[first, second])
+    combined = after_uploads(result)
+    assert result.uploads == [] and not combined.cancel()
+    first.set_result(None)
+    assert not combined.done()
+    second.set_result(None)
+    assert wait([combined], timeout=1).done == {combined} and combined.result() is result
+
+    failing, late = running(), running()
+    combined = after_uploads(Converted("sha", uploads=[failing, late]))
+    failing.set_exception(OutputError("s3://b/x.png: cannot be written: access denied"))
+    assert wait([combined], timeout=1).done == {combined}
+    assert isinstance(combined.exception(), OutputError)
+    late.set_result(None)  # a later upload ending changes nothing
+    assert isinstance(combined.exception(), OutputError)
