@@ -249,7 +249,7 @@ class BandReader:
         """Hash and open the file of each needed band and check that they share one grid."""
         chosen = self.select(image)
         loaded = [(rel, path, *self._load(path)) for _, rel, path in chosen]
-        shas = {rel: sha for rel, _, _, sha in loaded}
+        shas = {rel.partition("?")[0]: sha for rel, _, _, sha in loaded}  # no URL signature
         grids = [read_grid(data) if data is not None else None for _, _, data, _ in loaded]
         by_tags = all(g is not None for g in grids) and len({g.crs_key for g in grids}) == 1  # type: ignore[union-attr]
         gdal_georef = self.georef or not by_tags

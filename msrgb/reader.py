@@ -444,10 +444,15 @@ def input_errors(path: InputPath, data: bytes | None = None) -> Iterator[None]:
         kind = "JPEG 2000 file" if _suffix(path) == ".jp2" else "GeoTIFF"
         raise InputError(
             f"{path}: cannot be read as a {kind}, it may be truncated or damaged "
-            f"(GDAL: {root_message(exc)})"
+            f"(GDAL: {_scrubbed(root_message(exc), path)})"
         ) from exc
     except Exception as exc:  # a truncated strip surfaces as a generic rasterio error
         raise InputError(
             f"{path}: reading failed, the file may be truncated or damaged "
-            f"({type(exc).__name__}: {root_message(exc)})"
+            f"({type(exc).__name__}: {_scrubbed(root_message(exc), path)})"
         ) from exc
+
+
+def _scrubbed(message: str, path: InputPath) -> str:
+    """GDAL's ``message`` without the signature an http(s) URL's query may hold."""
+    return path.scrub(message) if isinstance(path, HttpPath) else message

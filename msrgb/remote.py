@@ -109,7 +109,14 @@ class HttpPath:
     url: str
 
     def __str__(self) -> str:
-        return self.url
+        """The URL without its query, which may hold a signature (a SAS token, a presigned
+        URL's): messages and records show this."""
+        base, query, _ = self.url.partition("?")
+        return f"{base}?..." if query else base
+
+    def scrub(self, text: str) -> str:
+        """``text`` with this URL's query left out (GDAL's messages quote the URL)."""
+        return text.replace(self.url, str(self)) if "?" in self.url else text
 
     @property
     def name(self) -> str:

@@ -195,7 +195,8 @@ def test_items_with_http_assets_and_relative_hrefs_in_a_folder_of_items(http_fol
         }  # fmt: skip
         return {"type": "Feature", "stac_version": "1.1.0", "id": item_id, "geometry": None, "properties": {}, "assets": assets}
 
-    (items / "a.json").write_text(json.dumps(item("over_http", f"{url}/{names[0]}/{names[0]}_{{band}}.tif")))
+    signed = f"{url}/{names[0]}/{names[0]}_{{band}}.tif?se=2030&sig=SIGNATURE42"  # a SAS token's shape
+    (items / "a.json").write_text(json.dumps(item("over_http", signed)))
     (items / "b.json").write_text(json.dumps(item("relative", f"assets/{names[1]}/{names[1]}_{{band}}.tif")))
     (items / "notes.txt").write_text("not an item")
     run_snakemake(tmp_path, stac_items=str(items), output_dir="out", products="[truecolor,swir]")
@@ -204,6 +205,11 @@ def test_items_with_http_assets_and_relative_hrefs_in_a_folder_of_items(http_fol
         for item_id, name in (("over_http", names[0]), ("relative", names[1])):
             made = iio.imread(tmp_path / "out" / product / f"{item_id}.png")
             np.testing.assert_array_equal(made, iio.imread(tmp_path / "local" / product / f"{name}.png"))
+    # the signature of a signed URL is in no result, record or log (the run's plan holds the hrefs)
+    plan = tmp_path / "out" / ".msrgb" / "manifests"
+    leaked = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and plan not in p.parents
+              and b"SIGNATURE42" in p.read_bytes()]  # fmt: skip
+    assert not leaked, leaked
 
 
 @pytest.mark.parametrize(
