@@ -26,7 +26,7 @@ from msrgb.geotags import gdal_metadata, read_grid, scale_offset_items
 from msrgb.discovery import Source
 from msrgb.products import Product
 from msrgb.radiometry import Scaling, from_gdal, read_safe_metadata, safe_metadata_file
-from msrgb.remote import HttpPath, InputFile, RemotePath, S3Path
+from msrgb.remote import InputFile, RemotePath, S3Path, gdal_name
 from msrgb.stac import ItemRef, StacItems, scaling_of
 from msrgb.remote import get as get_object
 from msrgb.reader import (
@@ -239,9 +239,9 @@ class BandReader:
 
     def _load(self, path: InputFile) -> tuple[bytes | None, str]:
         """The bytes and SHA-256 of a band file (:meth:`TileReader.load`); for a quicklook of a
-        file at an http(s) URL neither: GDAL reads its header and the overview it needs with
-        range requests (no SHA-256 then, as the whole file is never read)."""
-        if self.max_size is not None and isinstance(path, HttpPath):
+        file at an http(s) URL or in S3 neither: GDAL reads its header and the overview it needs
+        with range requests (no SHA-256 then, as the whole file is never read)."""
+        if self.max_size is not None and isinstance(path, RemotePath):
             return None, ""
         return self._loader.load(path)
 
@@ -274,7 +274,7 @@ class BandReader:
         with ExitStack() as stack:
             with input_errors(path, data):
                 if data is None:
-                    name = f"/vsicurl/{path.url}" if isinstance(path, HttpPath) else path
+                    name = gdal_name(path) if isinstance(path, RemotePath) else path
                     src = DatasetReader(name, sharing=False, **options)
                 else:
                     memfile = stack.enter_context(MemoryFile(data))

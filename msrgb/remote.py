@@ -470,3 +470,31 @@ def put_later(path: S3Path, data: bytes | Iterable[bytes]) -> Future[None]:
         raise
     future.add_done_callback(lambda _: _in_flight.release())
     return future
+
+
+def gdal_name(path: S3Path | HttpPath) -> str:
+    """The name GDAL reads ``path`` by with range requests (``/vsis3/``, ``/vsicurl/``), with
+    GDAL's S3 settings taken from the same AWS sources as msrgb's (:func:`client_settings`)."""
+    if isinstance(path, HttpPath):
+        return f"/vsicurl/{path.url}"
+    with _stores_lock:
+        if not _gdal_configured:
+            settings = client_settings()
+            gdal = {"AWS_VIRTUAL_HOSTING": "TRUE"}
+            if "endpoint" in settings:
+                scheme, _, host = settings["endpoint"].partition("://")
+                gdal = {"AWS_S3_ENDPOINT": host.rstrip("/"), "AWS_HTTPS": "NO" if scheme == "http" else "YES",
+                        "AWS_VIRTUAL_HOSTING": "FALSE"}  # fmt: skip
+            for key, name in (("access_key_id", "AWS_ACCESS_KEY_ID"), ("secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+                              ("session_token", "AWS_SESSION_TOKEN"), ("region", "AWS_REGION")):  # fmt: skip
+                if key in settings:
+                    gdal[name] = settings[key]
+            if settings.get("skip_signature"):
+                gdal["AWS_NO_SIGN_REQUEST"] = "YES"
+            for name, value in gdal.items():
+                os.environ.setdefault(name, value)  # GDAL reads its settings from the environment too
+            _gdal_configured.append(True)
+    return f"/vsis3/{path.bucket}/{path.key}"
+
+
+_gdal_configured: list[bool] = []

@@ -358,7 +358,10 @@ def convert_all(
     the first other error (the output folder cannot be written), after which nothing more is
     started, or None."""
     inputs = [converter.inputs.open(input_dir, src) for src, _ in todo]
-    known = not isinstance(input_dir, StacItems)  # an Item's "size" is that of its JSON
+    # not fetched ahead: a STAC Item's files (its "size" is that of its JSON), and band files read
+    # in part for quicklooks (msrgb.bandreader: range requests)
+    quicklook_bands = converter.reader.max_size is not None and any(src.files is not None for src, _ in todo[:1])
+    known = not isinstance(input_dir, StacItems) and not quicklook_bands
     ahead = ReadAhead([i.paths() for i in inputs], read_ahead, [src.size if known else None for src, _ in todo])
 
     def convert(image: InputImage, dests: dict[str, Path | S3Path], rel: str) -> Converted:

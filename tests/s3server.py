@@ -108,7 +108,10 @@ class FaultProxy:
     SlowDown (as S3 throttles), GETs of keys ending in ``forbidden`` with 403 AccessDenied, and
     stops listening once it has passed ``go_away_after`` object GETs (the server gone mid-run:
     later connections are refused). ``delay`` seconds are added to every request (a distant
-    store's latency). PUTs of keys ending in ``read_only`` get 403 AccessDenied."""
+    store's latency). PUTs of keys ending in ``read_only`` get 403 AccessDenied. With
+    ``fix_ranges``, a ranged GET that rclone answers with 200 and a Content-Range (rclone 1.75
+    does) goes back as 206 Partial Content, as S3 answers it; ``counts["bytes"]`` is the object
+    bytes sent to the client."""
 
     def __init__(
         self,
@@ -118,6 +121,7 @@ class FaultProxy:
         forbidden: str | None = None,
         delay: float = 0.0,
         read_only: str | None = None,
+        fix_ranges: bool = False,
     ):
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
@@ -167,7 +171,13 @@ class FaultProxy:
                     data = answer.read()
                 finally:
                     conn.close()
-                self.send_response(answer.status, answer.reason)
+                status, reason = answer.status, answer.reason
+                if fix_ranges and status == 200 and self.headers.get("Range") and answer.getheader("Content-Range"):
+                    status, reason = 206, "Partial Content"
+                if self.command == "GET":
+                    with proxy.lock:
+                        proxy.counts["bytes"] += len(data)
+                self.send_response(status, reason)
                 for key, value in answer.getheaders():
                     if key.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(key, value)

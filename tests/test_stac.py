@@ -22,7 +22,7 @@ from msrgb import synth
 from msrgb.errors import PlanError
 from msrgb.remote import HttpPath, S3Path
 from msrgb.stac import StacItems, asset_band, asset_scaling, band_name, discover_items, parse_item
-from s3server import S3Server
+from s3server import FaultProxy, S3Server
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 
@@ -276,3 +276,27 @@ def test_ids_that_cannot_name_a_file_are_problems(tmp_path: Path):
     problems: list[tuple[str, str]] = []
     found = discover_items(StacItems(str(tmp_path / "items.json")), ["B04"], problems)
     assert [f[0] for f in found] == ["good"] and [p[0] for p in problems] == ["a/b", ".hidden"]
+
+
+@pytest.mark.skipif(not SHARED_S2.is_dir(), reason="the real scene (../shared/data/s2_29RKH) is not here")
+def test_a_quicklook_of_s3_assets_reads_the_overviews_only(s3: S3Server, tmp_path: Path):
+    """GDAL's /vsis3/ with msrgb's S3 settings, through a proxy that turns rclone's 200 answers to
+    ranged GETs into S3's 206: the quicklook equals the local one, from a part of the files."""
+    scene = s3.root / "scenes" / "29RKH"
+    scene.mkdir(parents=True)
+    for band in ("B02", "B03", "B04"):
+        shutil.copy(SHARED_S2 / f"{band}.tif", scene / f"{band}.tif")
+    hrefs = {b: f"s3://scenes/29RKH/{b}.tif" for b in ("B02", "B03", "B04")}
+    (tmp_path / "items.json").write_text(json.dumps(collection(planetary_computer_item("scene", hrefs))))
+    proxy = FaultProxy(s3.port, fix_ranges=True)
+    try:
+        run_snakemake(tmp_path, env=s3.env(proxy.endpoint), stac_items=str(tmp_path / "items.json"),
+                      output_dir="out", max_size="256")  # fmt: skip
+    finally:
+        proxy.close()
+    run_snakemake(tmp_path, input_dir=str(scene), output_dir="local", layout="band_folders", max_size="256")
+    made = iio.imread(tmp_path / "out" / "truecolor" / "scene.png")
+    assert made.shape[:2] == (256, 256)
+    np.testing.assert_array_equal(made, iio.imread(tmp_path / "local" / "truecolor" / "29RKH.png"))
+    whole = sum((scene / f"{b}.tif").stat().st_size for b in ("B02", "B03", "B04"))
+    assert 0 < proxy.counts["bytes"] < whole / 4, (proxy.counts["bytes"], whole)
