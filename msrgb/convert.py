@@ -84,7 +84,11 @@ class Converter:
     (Product.with_limits)."""
 
     def __init__(
-        self, products: Sequence[Product], in_memory_bytes: int = IN_MEMORY_BYTES, max_pixels: int = MAX_PIXELS
+        self,
+        products: Sequence[Product],
+        in_memory_bytes: int = IN_MEMORY_BYTES,
+        max_pixels: int = MAX_PIXELS,
+        defer_uploads: bool = False,
     ):
         for p in products:
             if p.png_compression not in PNG_COMPRESSION:
@@ -99,7 +103,7 @@ class Converter:
         self._recipes = {p.name: RecipeWriter(p) for p in self.products}
         #: images to S3 are PUT in the background (Converted.uploads) instead of before
         #: convert() returns: the shard job waits for them before it records an image
-        self.defer_uploads = False
+        self.defer_uploads = defer_uploads
 
     def read(self, path: str | Path, data: bytes | None = None) -> Tile:
         """The bands the products need (see :meth:`msrgb.reader.TileReader.read`)."""

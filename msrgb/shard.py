@@ -159,8 +159,7 @@ def run_shard(
     members, products, on_error = _job_settings(manifest, products, stretch_files, on_error)
     progress = layout.progress(n_shards, shard)
     work, result = _start_job(layout, n_shards, shard, members, products, on_error, input_dir, threads)
-    converter, kept = Converter(products, max_pixels=max_pixels), work.kept
-    converter.defer_uploads = True  # images to S3: PUT while the next ones are converted
+    converter, kept = Converter(products, max_pixels=max_pixels, defer_uploads=True), work.kept
     record = Recorder(result, kept, work.digests, on_error, lambda src: converter.inputs.open(input_dir, src))
 
     def checkpoint() -> None:
@@ -358,11 +357,7 @@ def convert_all(
     the first other error (the output folder cannot be written), after which nothing more is
     started, or None."""
     inputs = [converter.inputs.open(input_dir, src) for src, _ in todo]
-    # not fetched ahead: a STAC Item's files (its "size" is that of its JSON), and band files read
-    # in part for quicklooks (msrgb.bandreader: range requests)
-    quicklook_bands = converter.reader.max_size is not None and any(src.files is not None for src, _ in todo[:1])
-    known = not isinstance(input_dir, StacItems) and not quicklook_bands
-    ahead = ReadAhead([i.paths() for i in inputs], read_ahead, [src.size if known else None for src, _ in todo])
+    ahead = ReadAhead([i.paths() for i in inputs], read_ahead, _sizes_to_fetch(todo, converter, input_dir))
 
     def convert(image: InputImage, dests: dict[str, Path | S3Path], rel: str) -> Converted:
         ahead.started()
@@ -370,11 +365,7 @@ def convert_all(
 
     fatal: BaseException | None = None
     last_checkpoint = time.monotonic()
-    # reading from or writing to object storage waits on the network without the GIL: more
-    # threads than the job's cores keep the cores busy meanwhile
-    remote_io = not isinstance(input_dir, Path) or any(isinstance(d, S3Path) for _, ds in todo[:1] for d in ds.values())
-    workers = max(threads, REMOTE_IO_THREADS) if remote_io else max(1, threads)
-    with ThreadPoolExecutor(workers, initializer=enter_thread_gdal_env) as pool:
+    with ThreadPoolExecutor(_workers(threads, input_dir, todo), initializer=enter_thread_gdal_env) as pool:
         futures = {
             pool.submit(convert, i, dests, src.rel): (src, dests) for i, (src, dests) in zip(inputs, todo)
         }
@@ -408,6 +399,25 @@ def convert_all(
         finally:
             forget_prefetched()  # after a fatal error: objects fetched for images not started
     return fatal
+
+
+def _workers(threads: int, input_dir: InputDir, todo: Sequence[tuple[Source, dict[str, Path | S3Path]]]) -> int:
+    """Conversion threads: the job's, at least :data:`REMOTE_IO_THREADS` when it reads from or
+    writes to object storage (waiting on the network without the GIL, more threads than the
+    job's cores keep the cores busy meanwhile)."""
+    remote_io = not isinstance(input_dir, Path) or any(isinstance(d, S3Path) for _, ds in todo[:1] for d in ds.values())
+    return max(threads, REMOTE_IO_THREADS if remote_io else 1)
+
+
+def _sizes_to_fetch(
+    todo: Sequence[tuple[Source, dict[str, Path | S3Path]]], converter: Converter, input_dir: InputDir
+) -> list[int | None]:
+    """The size of each image's files for the read-ahead, None where they are not fetched
+    ahead: a STAC Item's files (its "size" is that of its JSON) and band files read in part for
+    quicklooks (msrgb.bandreader: range requests)."""
+    quicklook_bands = converter.reader.max_size is not None and any(src.files is not None for src, _ in todo[:1])
+    known = not isinstance(input_dir, StacItems) and not quicklook_bands
+    return [src.size if known else None for src, _ in todo]
 
 
 def after_uploads(result: Converted) -> Future[Converted]:

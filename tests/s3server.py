@@ -93,6 +93,14 @@ class S3Server:
             text = fh.read().decode("utf-8", "replace")
         return Counter(m.group(1) for m in _REQUEST.finditer(text))
 
+    def created(self, since: int = 0) -> Counter[str]:
+        """How many times each object was written (CREATE OBJECT) after ``since``: twice when
+        the server failed a PUT with a 5xx and the client retried it."""
+        with open(self.log, "rb") as fh:
+            fh.seek(since)
+            text = fh.read().decode("utf-8", "replace")
+        return Counter(m.group(1) for m in re.finditer(r"serve s3: CREATE OBJECT: (.*)", text))
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
