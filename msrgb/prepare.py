@@ -191,17 +191,15 @@ def choose_shard_count(settings: Settings, where: Where, n_files: int) -> int:
 def check_folders(input_dir: Path | S3Path | StacItems, output_dir: Path) -> None:
     """Fail, naming the folder, when the folders cannot work (an ``s3://`` input or STAC Items
     are checked when they are listed)."""
-    if not isinstance(input_dir, Path):
-        if output_dir.exists() and not output_dir.is_dir():
-            raise PlanError(f"config 'output_dir' {str(output_dir)!r} is a file, not a folder; choose a folder")
-        return
-    if not input_dir.is_dir():
+    if isinstance(input_dir, Path) and not input_dir.is_dir():
         raise PlanError(
             f"config 'input_dir': folder {str(input_dir)!r} does not exist "
             "(set it with --config input_dir=/path/to/tifs)"
         )
     if output_dir.exists() and not output_dir.is_dir():
         raise PlanError(f"config 'output_dir' {str(output_dir)!r} is a file, not a folder; choose a folder")
+    if not isinstance(input_dir, Path):
+        return
     # resolved: '..' and symbolic links lead to the folders themselves
     inp, out = input_dir.resolve(), output_dir.resolve()
     if out == inp or inp in out.parents:

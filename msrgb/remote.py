@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import configparser
 import datetime
+import functools
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from msrgb.errors import InputError, MsrgbError, OutputError, PlanError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
 SCHEME = "s3://"
 
@@ -320,12 +322,36 @@ def _missing_or_denied() -> tuple[tuple[type[BaseException], ...], tuple[type[Ba
     return (FileNotFoundError, NotFoundError), (PermissionError, PermissionDeniedError, UnauthenticatedError)
 
 
-def unanswered(path: object, exc: BaseException) -> StorageError:
+def unanswered(path: object, exc: BaseException, who: str = "the object store") -> StorageError:
     """The error that ends a job whose store stopped answering (after the retries)."""
     return StorageError(
-        f"{path}: the object store did not answer ({_first_line(exc)}); what was converted is "
-        "kept: run again to resume"
+        f"{path}: {who} did not answer ({_first_line(exc)}); what was converted is kept: run "
+        "again to resume"
     )
+
+
+@contextmanager
+def _request(
+    path: S3Path,
+    missing: Callable[[BaseException], BaseException | None],
+    denied: Callable[[BaseException], BaseException],
+) -> Iterator[None]:
+    """Sort what obstore raises for a request about ``path``: ``missing`` and ``denied`` make
+    the error of a missing or forbidden object (``missing`` may return None: no error); msrgb's
+    own errors pass; anything else means the store did not answer (:func:`unanswered`)."""
+    missing_types, denied_types = _missing_or_denied()
+    try:
+        yield
+    except missing_types as exc:
+        error = missing(exc)
+        if error is not None:
+            raise error from exc
+    except denied_types as exc:
+        raise denied(exc) from exc
+    except (MsrgbError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise unanswered(path, exc) from exc
 
 
 def _get(path: S3Path | HttpPath) -> bytes:
@@ -333,17 +359,13 @@ def _get(path: S3Path | HttpPath) -> bytes:
         return _get_http(path)
     import obstore
 
-    missing, denied = _missing_or_denied()
-    try:
-        return bytes(obstore.get(store(path.bucket), path.key).bytes())
-    except missing as exc:
-        raise InputError(f"{path}: does not exist (deleted since the run was planned?)") from exc
-    except denied as exc:
-        raise InputError(f"{path}: cannot be read: access denied ({_first_line(exc)})") from exc
-    except (MsrgbError, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        raise unanswered(path, exc) from exc
+    with _request(
+        path,
+        missing=lambda exc: InputError(f"{path}: does not exist (deleted since the run was planned?)"),
+        denied=lambda exc: InputError(f"{path}: cannot be read: access denied ({_first_line(exc)})"),
+    ):
+        data = obstore.get(store(path.bucket), path.key).bytes()
+    return bytes(data)
 
 
 def _get_http(path: HttpPath) -> bytes:
@@ -371,9 +393,7 @@ def _get_http(path: HttpPath) -> bytes:
             break
         time.sleep(delay)
         delay = min(delay * 2, 5.0)
-    raise StorageError(
-        f"{path}: the server did not answer ({failure}); what was converted is kept: run again to resume"
-    ) from failure
+    raise unanswered(path, failure, who="the server") from failure
 
 
 def get(path: S3Path | HttpPath) -> bytes:
@@ -418,34 +438,24 @@ def put(path: S3Path, data: bytes | Iterable[bytes]) -> None:
     import obstore
 
     body = data if isinstance(data, bytes) else b"".join(data)
-    missing, denied = _missing_or_denied()
-    try:
+    with _request(
+        path,
+        missing=lambda exc: OutputError(f"{path}: cannot be written: the bucket does not exist ({_first_line(exc)})"),
+        denied=lambda exc: OutputError(f"{path}: cannot be written: access denied ({_first_line(exc)})"),
+    ):
         obstore.put(store(path.bucket), path.key, body)
-    except denied as exc:
-        raise OutputError(f"{path}: cannot be written: access denied ({_first_line(exc)})") from exc
-    except missing as exc:
-        raise OutputError(f"{path}: cannot be written: the bucket does not exist ({_first_line(exc)})") from exc
-    except (MsrgbError, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        raise unanswered(path, exc) from exc
 
 
 def delete(path: S3Path) -> None:
     """Delete the object at ``path`` (no error if it is not there)."""
     import obstore
 
-    missing, denied = _missing_or_denied()
-    try:
+    with _request(
+        path,
+        missing=lambda exc: None,
+        denied=lambda exc: OutputError(f"{path}: cannot be deleted: access denied ({_first_line(exc)})"),
+    ):
         obstore.delete(store(path.bucket), path.key)
-    except missing:
-        pass
-    except denied as exc:
-        raise OutputError(f"{path}: cannot be deleted: access denied ({_first_line(exc)})") from exc
-    except (MsrgbError, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        raise unanswered(path, exc) from exc
 
 
 _uploads: ThreadPoolExecutor | None = None
@@ -477,24 +487,25 @@ def gdal_name(path: S3Path | HttpPath) -> str:
     GDAL's S3 settings taken from the same AWS sources as msrgb's (:func:`client_settings`)."""
     if isinstance(path, HttpPath):
         return f"/vsicurl/{path.url}"
-    with _stores_lock:
-        if not _gdal_configured:
-            settings = client_settings()
-            gdal = {"AWS_VIRTUAL_HOSTING": "TRUE"}
-            if "endpoint" in settings:
-                scheme, _, host = settings["endpoint"].partition("://")
-                gdal = {"AWS_S3_ENDPOINT": host.rstrip("/"), "AWS_HTTPS": "NO" if scheme == "http" else "YES",
-                        "AWS_VIRTUAL_HOSTING": "FALSE"}  # fmt: skip
-            for key, name in (("access_key_id", "AWS_ACCESS_KEY_ID"), ("secret_access_key", "AWS_SECRET_ACCESS_KEY"),
-                              ("session_token", "AWS_SESSION_TOKEN"), ("region", "AWS_REGION")):  # fmt: skip
-                if key in settings:
-                    gdal[name] = settings[key]
-            if settings.get("skip_signature"):
-                gdal["AWS_NO_SIGN_REQUEST"] = "YES"
-            for name, value in gdal.items():
-                os.environ.setdefault(name, value)  # GDAL reads its settings from the environment too
-            _gdal_configured.append(True)
+    _configure_gdal_s3()
     return f"/vsis3/{path.bucket}/{path.key}"
 
 
-_gdal_configured: list[bool] = []
+@functools.cache
+def _configure_gdal_s3() -> None:
+    """Put msrgb's S3 settings where GDAL reads them too, the environment (once per process;
+    what the environment already says stays)."""
+    settings = client_settings()
+    gdal = {"AWS_VIRTUAL_HOSTING": "TRUE"}
+    if "endpoint" in settings:
+        scheme, _, host = settings["endpoint"].partition("://")
+        gdal = {"AWS_S3_ENDPOINT": host.rstrip("/"), "AWS_HTTPS": "NO" if scheme == "http" else "YES",
+                "AWS_VIRTUAL_HOSTING": "FALSE"}  # fmt: skip
+    for key, name in (("access_key_id", "AWS_ACCESS_KEY_ID"), ("secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+                      ("session_token", "AWS_SESSION_TOKEN"), ("region", "AWS_REGION")):  # fmt: skip
+        if key in settings:
+            gdal[name] = settings[key]
+    if settings.get("skip_signature"):
+        gdal["AWS_NO_SIGN_REQUEST"] = "YES"
+    for name, value in gdal.items():
+        os.environ.setdefault(name, value)
