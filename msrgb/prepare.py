@@ -36,7 +36,7 @@ from msrgb.state import StateCache
 
 @dataclass(frozen=True)
 class Settings:
-    """The workflow's configuration (config/schema.yaml), parsed."""
+    """The workflow's configuration (config/schema.json), parsed."""
 
     input_dir: Path | S3Path | StacItems
     #: the output folder; with ``images`` (output_dir in S3) the local work folder

@@ -407,7 +407,7 @@ def parse_products(
     """Turn the ``products`` config value (a list of preset names or a mapping of name to
     specification) into products, with errors that name the product and the key. ``offset``
     and ``scale``: the top-level radiometric settings, which a product's own override. The
-    schema (config/schema.yaml) has checked the types; the values are checked by
+    schema (config/schema.json) has checked the types; the values are checked by
     :class:`Product`."""
     products = []
     for name, body in _items(spec):

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from msrgb import tsv
-from msrgb.discovery import Source
+from msrgb.discovery import Source, rows_text
 from msrgb.errors import PlanError
 from msrgb.files import write_if_changed
 from msrgb.paths import OutputPaths
@@ -30,8 +31,11 @@ from msrgb.products import Product
 MANIFEST_HEADER = "# msrgb shard manifest v3"
 
 
+@functools.cache
 def path_hash(rel: str) -> int:
-    """A stable 64-bit hash of a relative path (the same on every machine and Python)."""
+    """A stable 64-bit hash of a relative path (the same on every machine and Python);
+    remembered, as planning asks for it for the shards, the overview sheet and the stretch
+    sample."""
     return int.from_bytes(hashlib.blake2b(rel.encode("utf-8"), digest_size=8).digest(), "big")
 
 
@@ -68,13 +72,7 @@ def manifest_text(
 ) -> str:
     rows: list[list[object]] = [[MANIFEST_HEADER], ["# on_error", on_error]]
     rows += [["# product", p.name, p.digest()] for p in products]
-    rows += [[s.rel, s.size, s.mtime_ns, *_files_fields(s.files)] for s in members]
-    return tsv.text(rows)
-
-
-def _files_fields(files: tuple[tuple[str, str], ...] | None) -> list[str]:
-    """The band files of an image in a manifest row: ``bands``, then band, path, band, path..."""
-    return [] if files is None else ["bands", *(x for pair in files for x in pair)]
+    return tsv.text(rows) + rows_text(members)
 
 
 def read_shard_manifest(path: Path) -> tuple[list[Source], dict[str, str]]:

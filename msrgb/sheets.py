@@ -7,6 +7,7 @@ Which images a sheet shows is decided at parse time and written to a small sheet
 
 from __future__ import annotations
 
+import heapq
 import io
 import logging
 from collections import defaultdict
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from msrgb import tsv
 from msrgb.files import output_rel, own_image, write_atomic, write_if_changed
-from msrgb.discovery import Source
+from msrgb.discovery import Source, rows_text
 from msrgb.paths import OutputPaths
 from msrgb.sharding import path_hash
 from msrgb.products import Product
@@ -104,14 +105,12 @@ def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[d
     sheets = {k: (v if per_folder == 0 else v[:per_folder]) for k, v in sorted(by_folder.items())}
     picks = []
     for _, members in sorted(by_folder.items()):
-        picks += sorted(sorted(members, key=lambda s: path_hash(s.rel))[:overview], key=lambda s: s.rel)
+        picks += sorted(heapq.nsmallest(overview, members, key=lambda s: path_hash(s.rel)), key=lambda s: s.rel)
     return sheets, picks
 
 
 def manifest_text(title: str, members: Sequence[Source], digest: str, layout: SheetGeometry) -> str:
-    rows: list[list[object]] = [["# contact sheet", title, digest, layout]]
-    rows += [[s.rel, s.size, s.mtime_ns] for s in members]
-    return tsv.text(rows)
+    return tsv.text([["# contact sheet", title, digest, layout]]) + rows_text(members, with_files=False)
 
 
 def read_sheet_manifest(path: Path) -> tuple[str, list[str]]:

@@ -5,6 +5,7 @@ discovery, and it changes only when a file entering or leaving the dataset belon
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ EQUALIZE_QUANTILES = 1025
 
 def choose_sample(sources: Sequence[Source], size: int) -> list[Source]:
     """The sample: the ``size`` images with the smallest path hashes, sorted by path."""
-    return sorted(sorted(sources, key=lambda s: path_hash(s.rel))[:size], key=lambda s: s.rel)
+    return sorted(heapq.nsmallest(size, sources, key=lambda s: path_hash(s.rel)), key=lambda s: s.rel)
 
 
 def sample_text(product: Product, sample: Sequence[Source]) -> str:

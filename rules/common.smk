@@ -31,7 +31,7 @@ from msrgb.prepare import (
 from msrgb.sharding import load_plan  # noqa: E402
 from msrgb.work import print_counts  # noqa: E402
 
-validate(command_line_booleans(config), schema="../config/schema.yaml")
+validate(command_line_booleans(config), schema="../config/schema.json")
 
 
 def settings_from_config():

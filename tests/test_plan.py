@@ -32,6 +32,62 @@ def test_colliding_names_are_rejected(tmp_path: Path):
         discovery.discover(tmp_path)
 
 
+def _clashes_by_every_prefix(sources, suffix=".png"):
+    """find_clashes as first written: every folder prefix of every output, the reference for
+    the faster walk that stops at a folder already seen."""
+    outputs: dict[str, str] = {}
+    clashes = []
+    for s in sources:
+        key = discovery.output_rel(s.rel, suffix)
+        if key in outputs:
+            clashes.append((outputs[key], s.rel, f"both map to {key}"))
+        else:
+            outputs[key] = s.rel
+    folders: dict[str, str] = {}
+    for key, rel in outputs.items():
+        parts = key.split("/")
+        for i in range(1, len(parts)):
+            folders.setdefault("/".join(parts[:i]), rel)
+    clashes += [(rel, folders[key], f"clash: {key} would have to be both an image and a folder") for key, rel in outputs.items() if key in folders]
+    return clashes
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_clashes_found_in_any_tree(seed: int):
+    """Random trees of inputs whose outputs clash (a.tif next to a.tiff, an image next to a
+    folder named like its output, at any depth): the same clashes, with the same partners, as
+    checking every folder prefix."""
+    import random
+
+    rng = random.Random(seed)
+    parts = ["a", "a.png", "b", "b.png", "c"]
+    rels = set()
+    for _ in range(rng.randint(1, 60)):
+        depth = rng.randint(0, 3)
+        folders = [rng.choice(parts) for _ in range(depth)]
+        rels.add("/".join([*folders, rng.choice(["a", "b", "c"]) + rng.choice([".tif", ".tiff", ".TIF"])]))
+    sources = sorted(discovery.Source(rel, 1, 1) for rel in rels)
+    assert discovery.find_clashes(sources) == _clashes_by_every_prefix(sources)
+
+
+HOSTILE_NAMES = ["plain/a.tif", "tab\there.tif", "line\nbreak.tif", "cr\rhere.tif", 'quote"d.tif', "ü/ß 1.tif", "comma,;.tif"]
+
+
+@pytest.mark.parametrize("with_files", [True, False])
+@pytest.mark.parametrize("names", [HOSTILE_NAMES[:1], HOSTILE_NAMES, HOSTILE_NAMES[-2:], []])
+def test_manifest_rows_are_the_tsv_rows_for_any_name(names: list[str], with_files: bool):
+    """The manifests' rows, made without a per-field check where no name needs quoting, are
+    exactly the rows msrgb.tsv writes (and reads back) for any file name, band files too."""
+    from msrgb import tsv
+
+    for files in (None, (("B04", "x/B04.tif"), ("B03", "t\tab/B03.tif"))):
+        sources = [discovery.Source(name, i, 10**18 + i, files) for i, name in enumerate(names)]
+        fields = [[s.rel, s.size, s.mtime_ns, *(["bands", *(x for pair in files for x in pair)] if files and with_files else [])] for s in sources]
+        text = discovery.rows_text(sources, with_files)
+        assert text == tsv.text(fields)
+        assert list(tsv.rows_of(text)) == [[str(f) for f in row] for row in fields]
+
+
 def test_missing_input_folder(tmp_path: Path):
     with pytest.raises(PlanError, match="does not exist"):
         discovery.discover(tmp_path / "nope")
