@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,7 +41,7 @@ def rows_text(sources: Sequence[Source], with_files: bool = True) -> str:
     per-field check when no name needs quoting (planning makes manifests of 100,000s of
     inputs every time)."""
     if not with_files or all(s.files is None for s in sources):
-        body = "".join([f"{s.rel}\t{s.size}\t{s.mtime_ns}\n" for s in sources])
+        body = "".join([f"{rel}\t{size}\t{mtime}\n" for rel, size, mtime, _ in sources])
         n = len(sources)
         if body.count("\t") == 2 * n and body.count("\n") == n and '"' not in body and "\r" not in body:
             return body
@@ -83,7 +84,7 @@ def discover(input_dir: Path | S3Path, with_stat: bool = True, problems: Problem
                 stack.append(prefix + name)
             elif name.lower().endswith(TIFF_SUFFIXES):
                 found.append(Source(prefix + name, *size_and_mtime(entry, with_stat)))
-    found.sort(key=lambda s: s.rel)
+    found.sort(key=attrgetter("rel"))
     if problems is None:
         check_names(found)
     return found

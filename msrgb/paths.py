@@ -183,6 +183,10 @@ class OutputPaths:
             return f"{root}/{product}/{source.png_rel()}"
         return f"{root}/{product.name}/{output_rel(source.rel, product.suffix)}"
 
+    def image_top(self, product: str) -> str:
+        """:meth:`image_dir` as a string: the prefix of every :meth:`png_str` of ``product``."""
+        return f"{self.images or self.output_dir}/{product}"
+
     def related_states(self, n_shards: int, shard: int) -> list[Path]:
         """State files of any shard count whose shards overlap shard ``shard`` of
         ``n_shards`` (power-of-two shards nest), oldest first."""
@@ -233,10 +237,28 @@ class OutputListing:
 
     def __call__(self, path: str | Path | S3Path) -> bool:
         folder, _, name = str(path).rpartition("/")
+        return name in self.names(folder)
+
+    def missing(self, top: str, suffix: str, sources: Iterable[Source]) -> list[Source]:
+        """The ``sources`` without an output ``<top>/<output_rel(rel, suffix)>``: the same as
+        asking for each :meth:`OutputPaths.png_str`, with one look-up per folder."""
+        folders: dict[str, set[str]] = {}
+        found = []
+        for s in sources:
+            folder, _, name = output_rel(s.rel, suffix).rpartition("/")
+            names = folders.get(folder)
+            if names is None:
+                names = folders[folder] = self.names(f"{top}/{folder}" if folder else top)
+            if name not in names:
+                found.append(s)
+        return found
+
+    def names(self, folder: str) -> set[str]:
+        """The names in ``folder`` (a path without its last ``/``), listed once."""
         names = self._names.get(folder)
         if names is None:
             if is_remote(folder):
-                return name in self._remote_names(folder)
+                return self._remote_names(folder)
             try:
                 names = set(os.listdir(folder))
             except (FileNotFoundError, NotADirectoryError):
@@ -246,7 +268,7 @@ class OutputListing:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(folder, stale))
             self._names[folder] = names
-        return name in names
+        return names
 
     def list_images(self) -> None:
         """List the images in S3 now (nothing for images in a folder, listed as asked)."""

@@ -167,7 +167,7 @@ def shards_missing_outputs(
     flagged = []
     for shard, members in enumerate(plan.members):
         state = layout.state(plan.n_shards, shard)
-        missing = [s for s in members for p in products if not present(layout.png_str(p, s))]
+        missing = [s for p in products for s in present.missing(layout.image_top(p.name), p.suffix, members)]
         if not missing or not state.exists():  # without a state file Snakemake runs it anyway
             continue
         skipped = states([state]).skipped
