@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from msrgb.expression import Expression, parse
 from msrgb.products import Product, colormap_lut, stretch
 from msrgb.radiometry import Scaling
-from msrgb.reader import Tile
+
+if TYPE_CHECKING:  # the reader loads GDAL, which the summary job's use of opaque_rgb does not need
+    from msrgb.reader import Tile
 
 
 @dataclass

@@ -163,3 +163,19 @@ def test_refused_run_names_the_holder_even_if_it_has_just_taken_the_lock(tmp_pat
     lock_output(layout)
     assert lock.read_text().strip().startswith(f"pid {os.getpid()} on ")
     assert len(lock.read_bytes()) == 256
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_tsv_text_is_its_lines_for_any_rows(seed: int):
+    """msrgb.tsv.text, checked once for the whole text, writes exactly the rows line() writes
+    one by one, whatever the fields hold (tabs, line breaks, quotes, empty rows, numbers)."""
+    import random
+
+    from msrgb import tsv
+
+    rng = random.Random(seed)
+    pieces = ["a", "Forest_1.tif", "", "\t", "\n", "\r", '"', "ü", 12, -1, 3.5]
+    for _ in range(50):
+        rows = [[rng.choice(pieces) for _ in range(rng.randint(0, 4))] for _ in range(rng.randint(0, 6))]
+        assert tsv.text(rows) == "".join(tsv.line(r) for r in rows)
+        assert tsv.text(iter(rows)) == tsv.text(rows)
