@@ -399,3 +399,31 @@ def test_an_image_the_bucket_refuses_stops_the_run_and_is_made_by_the_next(s3: S
     assert run_totals(tmp_path / "work")["converted"] == 20 - first
     for tif in SAMPLE.rglob("*.tif"):
         assert_png_matches(s3.root / "pngs" / "run" / "truecolor" / tif.relative_to(SAMPLE).with_suffix(".png"), tif)
+
+
+@pytest.mark.parametrize("max_folders", [4, 1000])
+def test_listing_in_parallel_levels_and_key_ranges_finds_each_object_once(
+    client: S3Server, monkeypatch: pytest.MonkeyPatch, max_folders: int
+):
+    """Any tree, listed level by level (folders in parallel) or, where a prefix has many
+    folders, in ranges of keys between folders: every object exactly once, also names that sort
+    between a folder and its files (``a-b/``, ``a.tif``, ``a0``); with many small folders the
+    listing costs about one LIST per page of objects, not one per folder."""
+    monkeypatch.setattr(remote, "PAGE", 10)
+    monkeypatch.setattr(remote, "MAX_FOLDER_LISTINGS", max_folders)
+    bucket = client.root / "tree"
+    names = [f"patch{i:03d}/B0{b}.tif" for i in range(60) for b in (2, 3, 4)]  # many small folders
+    names += [f"run/truecolor/{c}/{c}_{i}.png" for c in ("Forest", "River", "Sea") for i in range(25)]
+    names += ["a.tif", "a-b/x.tif", "a/x.tif", "a/y/z.tif", "a0", "run/summary.json", "patch/x", "zz.tif"]
+    for name in names:
+        (bucket / name).parent.mkdir(parents=True, exist_ok=True)
+        (bucket / name).write_bytes(b"x")
+    mark = client.mark()
+    listed = [o.rel for o in remote.list_objects(remote.S3Path("tree"))]
+    assert sorted(listed) == sorted(names)
+    lists = client.requests(mark)["LIST BUCKET"]
+    if max_folders == 4:  # ranges: about a LIST per page of 10 objects, not one per folder
+        assert lists <= len(names) // 10 + 3 * max_folders + 10, lists
+    assert sorted(o.rel for o in remote.list_objects(remote.S3Path("tree", "run"))) == sorted(
+        n[len("run/") :] for n in names if n.startswith("run/")
+    )
