@@ -39,6 +39,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# The runs measured keep Python's compiled modules (__pycache__) as a user's runs do: with
+# PYTHONDONTWRITEBYTECODE set, every start compiles msrgb's modules again (about 0.1 s).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 def du(path: Path) -> int:

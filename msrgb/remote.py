@@ -277,14 +277,18 @@ KeyRange = tuple[str, str | None, str | None]
 def _list_prefix(client: Any, sub: str, key: str) -> tuple[list[ObjectInfo], list[str], list[KeyRange]]:
     """One step of :func:`list_objects` for the prefix ``sub``: (the objects found, the
     sub-folders still to list, the key ranges still to list). A prefix whose first page holds
-    every object under it is done; otherwise its folders are listed (one LIST with a delimiter,
-    which holds the objects directly in it), to be listed each in turn or, when there are many,
-    in ranges of keys that start and end at folder boundaries."""
+    every object under it is done, and so is a flat folder, whose other pages follow its first;
+    otherwise its folders are listed (one LIST with a delimiter, which holds the objects directly
+    in it), to be listed each in turn or, when there are many, in ranges of keys that start and
+    end at folder boundaries."""
     import obstore
 
     first = next(iter(obstore.list(client, prefix=sub or None, chunk_size=PAGE)), [])
     if len(first) < PAGE:
         return [_info(m, key) for m in first if m["path"].startswith(sub)], [], []
+    if not any("/" in m["path"][len(sub) :] for m in first):  # a flat folder: the rest of its pages
+        found = [_info(m, key) for m in first]
+        return found + _list_range(client, key, sub, first[-1]["path"], None), [], []
     top = obstore.list_with_delimiter(client, prefix=sub or None)
     folders = sorted(p.rstrip("/") for p in top["common_prefixes"])
     if len(folders) <= MAX_FOLDER_LISTINGS:
@@ -300,7 +304,7 @@ def _list_range(client: Any, key: str, sub: str, after: str | None, upto: str | 
     object once, as S3 lists keys in byte order and starts after a given key."""
     import obstore
 
-    found = []
+    found: list[ObjectInfo] = []
     for page in obstore.list(client, prefix=sub or None, offset=after, chunk_size=PAGE):
         for m in page:
             if upto is not None and m["path"] > upto:

@@ -414,6 +414,7 @@ def test_listing_in_parallel_levels_and_key_ranges_finds_each_object_once(
     bucket = client.root / "tree"
     names = [f"patch{i:03d}/B0{b}.tif" for i in range(60) for b in (2, 3, 4)]  # many small folders
     names += [f"run/truecolor/{c}/{c}_{i}.png" for c in ("Forest", "River", "Sea") for i in range(25)]
+    names += [f"flat/f{i:03d}.tif" for i in range(30)] + ["flat/zz/deep.tif"]  # flat first pages, then a folder
     names += ["a.tif", "a-b/x.tif", "a/x.tif", "a/y/z.tif", "a0", "run/summary.json", "patch/x", "zz.tif"]
     for name in names:
         (bucket / name).parent.mkdir(parents=True, exist_ok=True)
@@ -424,6 +425,7 @@ def test_listing_in_parallel_levels_and_key_ranges_finds_each_object_once(
     lists = client.requests(mark)["LIST BUCKET"]
     if max_folders == 4:  # ranges: about a LIST per page of 10 objects, not one per folder
         assert lists <= len(names) // 10 + 3 * max_folders + 10, lists
-    assert sorted(o.rel for o in remote.list_objects(remote.S3Path("tree", "run"))) == sorted(
-        n[len("run/") :] for n in names if n.startswith("run/")
-    )
+    for sub in ("run", "flat"):
+        assert sorted(o.rel for o in remote.list_objects(remote.S3Path("tree", sub))) == sorted(
+            n[len(sub) + 1 :] for n in names if n.startswith(f"{sub}/")
+        )
