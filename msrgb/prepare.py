@@ -27,7 +27,7 @@ from msrgb.lock import lock_output
 from msrgb.paths import OutputPaths, OutputListing, check_product_name
 from msrgb.remote import S3Path
 from msrgb.stac import StacItems
-from msrgb.sharding import Plan, make_plan, shard_count, write_plan
+from msrgb.sharding import Plan, make_plan, path_hash, shard_count, write_plan
 from msrgb.bandfiles import DEFAULT_BAND_PATTERN
 from msrgb.work import WorkCounts, count_work, shards_missing_outputs
 from msrgb.report import problems_note
@@ -381,8 +381,11 @@ def plan_run(settings: Settings, where: Where) -> Prepared:
     Snakemake calls this whenever it reads the workflow (dry runs, --lint, --report too); the
     files are written by :func:`start_run` when jobs are about to run. Raises
     :class:`msrgb.errors.MsrgbError` naming what is wrong."""
-    with without_cycle_collection():
-        return _plan_run(settings, where)
+    try:
+        with without_cycle_collection():
+            return _plan_run(settings, where)
+    finally:
+        path_hash.cache_clear()  # remembered for this planning only: 100,000s of entries
 
 
 @contextlib.contextmanager
