@@ -159,19 +159,20 @@ def shards_missing_outputs(
     states: StateCache | None = None,
 ) -> list[int]:
     """Shards with an image missing on disk although their state records it (the user deleted
-    it): they must run again although their manifest is unchanged (:meth:`Plan.rerun`). An input
-    the state records as skipped (bad, with ``on_error: skip``, and unchanged since) has no image
-    on purpose. Only reads: one listing per output folder through ``present``, the states
-    through ``states`` (a cache count_work reads them from again)."""
+    it): they must run again although their manifest is unchanged (:meth:`Plan.rerun`). A new
+    input has no record (its shard's manifest changed anyway), nor has an input the state
+    records as skipped (bad, with ``on_error: skip``): no image on purpose. Only reads: one
+    listing per output folder through ``present``, the states through ``states`` (a cache
+    count_work reads them from again)."""
     states = states or StateCache()
     flagged = []
     for shard, members in enumerate(plan.members):
         state = layout.state(plan.n_shards, shard)
-        missing = [s for p in products for s in present.missing(layout.image_top(p.name), p.suffix, members)]
+        missing = [(s.rel, p.name) for p in products for s in present.missing(layout.image_top(p.name), p.suffix, members)]
         if not missing or not state.exists():  # without a state file Snakemake runs it anyway
             continue
-        skipped = states([state]).skipped
-        if any(skipped.get(s.rel, ())[:2] != (s.size, s.mtime_ns) for s in missing):
+        records = states([state]).records
+        if any(key in records for key in missing):
             flagged.append(shard)
     return flagged
 

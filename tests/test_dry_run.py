@@ -76,6 +76,27 @@ def test_dry_run_after_a_change_names_the_shard_and_writes_nothing(tmp_path: Pat
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_only_an_image_made_before_and_gone_reruns_an_unchanged_shard(tmp_path: Path, dataset: Path):
+    """A new input changes its shard's manifest, which names the job's marker (no time
+    appended); an image deleted by hand leaves the manifest as it was, so its shard is asked to
+    run with the time appended to its token; an input skipped as bad has no image on purpose."""
+    out = tmp_path / "out"
+    config = {"input_dir": str(dataset), "output_dir": str(out), "shards": "1", "on_error": "skip"}
+    (dataset / "Forest" / "bad.tif").write_bytes(b"not a tiff")
+    run_snakemake(tmp_path, **config)
+
+    def tokens() -> list[str]:
+        dry = run_snakemake(tmp_path, "-n", **config)
+        return re.findall(r"token=([0-9a-f]+(?:-\d+)?)", dry.stdout)
+
+    assert tokens() == []  # the bad input has no image: nothing to do
+    synth.write_tile(dataset / "Forest" / "new.tif", synth.make_tile("Forest", 77), (500000.0, 5000000.0), 32632)
+    assert [bool(re.search(r"-\d+$", t)) for t in tokens()] == [False]
+    run_snakemake(tmp_path, **config)
+    next(out.glob("truecolor/River/*.png")).unlink()
+    assert [bool(re.search(r"-\d+$", t)) for t in tokens()] == [True]
+
+
 def test_dry_run_during_a_run_answers_and_does_not_disturb_it(tmp_path: Path):
     """The run is frozen (SIGSTOP) while one of its shard jobs works, the dry run asks, the run
     goes on (SIGCONT) and finishes with every image right."""
