@@ -138,6 +138,8 @@ def main() -> None:
     if not data.exists():
         print(f"generating {args.n} EuroSAT-shaped files in {data} ...", flush=True)
         subprocess.run([sys.executable, str(REPO / "bench/make_eurosat.py"), str(data), str(args.n)], check=True)
+    elif args.data:  # the table says how many files --data holds, not --n's default
+        args.n = sum(1 for _, _, files in os.walk(data) for f in files if f.lower().endswith((".tif", ".tiff")))
     run_dir = work / "run"
     old = set_aside(run_dir)
     run_dir.mkdir(parents=True)
