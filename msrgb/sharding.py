@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import heapq
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from pathlib import Path
 
 from msrgb import tsv
@@ -37,6 +39,12 @@ def path_hash(rel: str) -> int:
     remembered, as planning asks for it for the shards, the overview sheet and the stretch
     sample."""
     return int.from_bytes(hashlib.blake2b(rel.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def hash_sample(sources: Iterable[Source], n: int) -> list[Source]:
+    """The ``n`` sources with the smallest path hashes, sorted by path: a sample that keeps its
+    members when other files come and go (the overview sheet, the dataset-wide stretch)."""
+    return sorted(heapq.nsmallest(n, sources, key=lambda s: path_hash(s.rel)), key=attrgetter("rel"))
 
 
 def shard_count(n_files: int, parallelism: int, target_size: int, min_size: int) -> int:

@@ -7,7 +7,6 @@ Which images a sheet shows is decided at parse time and written to a small sheet
 
 from __future__ import annotations
 
-import heapq
 import io
 import logging
 from collections import defaultdict
@@ -20,7 +19,7 @@ from msrgb import tsv
 from msrgb.files import output_rel, own_image, write_atomic, write_if_changed
 from msrgb.discovery import Source, rows_text
 from msrgb.paths import OutputPaths
-from msrgb.sharding import path_hash
+from msrgb.sharding import hash_sample, path_hash
 from msrgb.products import Product
 from msrgb.remote import S3Path, prefetch
 
@@ -105,7 +104,7 @@ def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[d
     sheets = {k: (v if per_folder == 0 else v[:per_folder]) for k, v in sorted(by_folder.items())}
     picks = []
     for _, members in sorted(by_folder.items()):
-        picks += sorted(heapq.nsmallest(overview, members, key=lambda s: path_hash(s.rel)), key=lambda s: s.rel)
+        picks += hash_sample(members, overview)
     return sheets, picks
 
 

@@ -5,7 +5,6 @@ discovery, and it changes only when a file entering or leaving the dataset belon
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ from msrgb import __version__
 from msrgb.errors import InputError
 from msrgb.files import write_atomic
 from msrgb.discovery import Source
-from msrgb.sharding import path_hash
+from msrgb.sharding import hash_sample
 from msrgb.products import Product
 
 if TYPE_CHECKING:  # the computing functions load GDAL and numpy; planning reads samples only
@@ -34,7 +33,7 @@ EQUALIZE_QUANTILES = 1025
 
 def choose_sample(sources: Sequence[Source], size: int) -> list[Source]:
     """The sample: the ``size`` images with the smallest path hashes, sorted by path."""
-    return sorted(heapq.nsmallest(size, sources, key=lambda s: path_hash(s.rel)), key=lambda s: s.rel)
+    return hash_sample(sources, size)
 
 
 def sample_text(product: Product, sample: Sequence[Source]) -> str:
