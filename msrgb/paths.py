@@ -194,15 +194,17 @@ class OutputPaths:
         found = []
         if root.is_dir():
             for sub in root.iterdir():
-                if not sub.name.isdigit():
-                    continue
-                other = int(sub.name)
-                common = min(other, n_shards)
-                for f in sub.glob("*.tsv"):
-                    if f.stem.isdigit() and int(f.stem) % common == shard % common:
-                        found.append(f)
+                found += [f for f in sub.glob("*.tsv") if shards_overlap(sub.name, f.stem, n_shards, shard)]
         return sorted(found, key=lambda f: f.stat().st_mtime_ns)
 
+
+def shards_overlap(count: str, index: str, n_shards: int, shard: int) -> bool:
+    """Whether shard ``index`` of ``count`` shards (folder and file name of a state file) holds
+    inputs of shard ``shard`` of ``n_shards``: power-of-two shard counts nest."""
+    if not (count.isdigit() and index.isdigit() and int(count) > 0):
+        return False
+    common = min(int(count), n_shards)
+    return int(index) % common == shard % common
 
 
 def leave_marker(marker: Path, keep: Iterable[str] = ()) -> None:

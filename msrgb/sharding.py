@@ -172,6 +172,18 @@ def load_plan(layout: OutputPaths) -> Plan:
     """The plan the main process wrote when the run started (for jobs that run on other
     machines, which must see the same shards, threads and tokens whatever their own command
     line says)."""
+    n_shards, threads, token_list, parts = _plan_file(layout)
+    texts = [manifest_file_text(layout.manifest(n_shards, i)) for i in range(n_shards)]
+    members = [read_manifest_text(t)[0] for t in texts]
+    return Plan(n_shards, members, threads, texts, token_list, parts)
+
+
+def plan_shard_count(layout: OutputPaths) -> int:
+    """The shard count of the plan file (whose manifests a job fetches: msrgb.runstore)."""
+    return _plan_file(layout)[0]
+
+
+def _plan_file(layout: OutputPaths) -> tuple[int, int, list[str], dict[str, str]]:
     path = layout.plan_file()
     try:
         rows = list(tsv.rows(path))
@@ -179,7 +191,7 @@ def load_plan(layout: OutputPaths) -> Plan:
         raise PlanError(
             f"{path} is missing; run snakemake from the start. A job reads the plan the run "
             "wrote there, so the output folder (work_dir for an output_dir in S3) must be on a "
-            "file system the jobs share: msrgb does not run with --shared-fs-usage none"
+            "file system the jobs share, or output_dir in S3 (docs/object-storage.md)"
         ) from exc
     try:
         values = {row[0]: int(row[1]) for row in rows if row[0] in ("shards", "threads")}
@@ -189,9 +201,7 @@ def load_plan(layout: OutputPaths) -> Plan:
         parts = {row[1]: row[2] for row in rows if row[0] == "part"}
     except (ValueError, KeyError, IndexError) as exc:
         raise PlanError(f"{path} is damaged; run snakemake from the start") from exc
-    texts = [manifest_file_text(layout.manifest(n_shards, i)) for i in range(n_shards)]
-    members = [read_manifest_text(t)[0] for t in texts]
-    return Plan(n_shards, members, threads, texts, token_list, parts)
+    return n_shards, threads, token_list, parts
 
 
 def plan_shards(

@@ -24,6 +24,14 @@ def is_cluster_run(workflow: Any) -> bool:
     return workflow.nodes is not None
 
 
+def shares_file_system(workflow: Any) -> bool:
+    """Whether the jobs see the main process's files (--shared-fs-usage with input-output, the
+    default); not with ``--shared-fs-usage none`` or an executor that implies it."""
+    from snakemake.settings.types import SharedFSUsage
+
+    return SharedFSUsage.INPUT_OUTPUT in workflow.storage_settings.shared_fs_usage
+
+
 def parallel_jobs(workflow: Any) -> int:
     """How many jobs can run at once: --jobs on a cluster, --cores locally (1 if unset)."""
     if is_cluster_run(workflow):

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 from msrgb import progress as msprogress  # noqa: E402
 from msrgb import report as msreport  # noqa: E402
+from msrgb import runstore as msrunstore  # noqa: E402
 from msrgb import sheets as mssheets  # noqa: E402
 from msrgb import slurm as msslurm  # noqa: E402
 from msrgb import snakemake_settings as smk  # noqa: E402
@@ -47,6 +48,15 @@ LAYOUT = SETTINGS.layout
 PRODUCTS = SETTINGS.products
 # Products whose stretch limits are computed once from a sample of the dataset.
 DATASET_PRODUCTS = [p for p in PRODUCTS if p.dataset_stretch]
+# Whether the jobs share the main process's file system; without (--shared-fs-usage none) the
+# run's state travels through the output_dir in S3 (msrgb.runstore, docs/object-storage.md).
+SHARED_FS = smk.shares_file_system(workflow)
+if not SHARED_FS and not SETTINGS.images:
+    raise WorkflowError(
+        "--shared-fs-usage none (or without input-output): the jobs share no file system, so "
+        "output_dir must be in S3 (s3://bucket/prefix), where the jobs write the images and "
+        "leave their state (docs/object-storage.md)"
+    )
 
 
 def where_jobs_run():
@@ -99,6 +109,8 @@ def start_of_run():
     on Slurm watch for jobs that can never start."""
     try:
         start_run(SETTINGS, PREPARED)
+        if not SHARED_FS:
+            msrunstore.push_plan(LAYOUT, PREPARED.plan.n_shards)
     except MsrgbError as exc:
         raise WorkflowError(str(exc)) from None
     start_progress(PREPARED)
@@ -106,8 +118,9 @@ def start_of_run():
 
 
 def start_progress(prepared):
-    """Live progress across the shard jobs (msrgb.progress); it shows once a job reports."""
-    if not SETTINGS.progress or not prepared.counts.images:
+    """Live progress across the shard jobs (msrgb.progress); it shows once a job reports.
+    Jobs that share no file system with this process report nothing it can read."""
+    if not SETTINGS.progress or not prepared.counts.images or not SHARED_FS:
         return
     live = msprogress.LiveProgress(
         LAYOUT,
@@ -148,10 +161,21 @@ def png_rules_wanted():
     return smk.is_module(workflow)
 
 
+def plan_of_job():
+    """In a job's process: the plan the main process wrote when the run started, fetched
+    first from the output_dir in S3 when the job shares no file system with it."""
+    try:
+        if not SHARED_FS:
+            msrunstore.pull_plan(LAYOUT)
+        return load_plan(LAYOUT)
+    except MsrgbError as exc:
+        raise WorkflowError(str(exc)) from None
+
+
 WHERE = where_jobs_run()
 PREPARED = prepare()
 smk.start_hook_in_module(workflow, start_of_run)
-PLAN = PREPARED.plan if PREPARED else load_plan(LAYOUT)
+PLAN = PREPARED.plan if PREPARED else plan_of_job()
 PNG_RULES = png_rules_wanted()
 
 
@@ -165,6 +189,19 @@ def stretch_file(product):
 
 def stretch_files():
     return {p.name: stretch_file(p.name) for p in DATASET_PRODUCTS}
+
+
+def stretch_inputs():
+    """The limits files as inputs of the shard jobs (a new file runs them again); jobs that
+    share no file system fetch them from S3 instead (their job's marker orders them)."""
+    return stretch_files() if SHARED_FS else {}
+
+
+def in_work_dir(paths):
+    """Files of the work folder that jobs of the main process make and use (contact sheets,
+    summary, limits): with no shared file system, local() keeps them out of Snakemake's default
+    storage, and their jobs run in the main process (localrule: not SHARED_FS)."""
+    return paths if SHARED_FS else local(paths)
 
 
 def part_done(part):
@@ -227,6 +264,7 @@ def shard_params():
         "stretch_files": stretch_files(),
         "read_ahead": config["read_ahead"],
         "max_pixels": config["max_pixels"],
+        "shared_fs": SHARED_FS,
     }
 
 
@@ -287,7 +325,7 @@ def sheet_names(product):
 
 
 def sheet_png(product, sheet):
-    return str(LAYOUT.contact_sheet(product, sheet))
+    return in_work_dir(str(LAYOUT.contact_sheet(product, sheet)))
 
 
 def contact_sheet_pngs(product):
@@ -305,7 +343,7 @@ def sheet_manifests(product):
 
 
 def errors_table():
-    return str(LAYOUT.errors_table())
+    return in_work_dir(str(LAYOUT.errors_table()))
 
 
 def planning_errors():
@@ -314,7 +352,7 @@ def planning_errors():
 
 
 def summary_file():
-    return str(LAYOUT.summary())
+    return in_work_dir(str(LAYOUT.summary()))
 
 
 def summary_log():
@@ -328,22 +366,22 @@ def output_dir_of(wildcards, output):
 
 def histograms():
     """{output_dir}/histograms/{product}.png: output values of a sample of each product."""
-    return [str(LAYOUT.histogram(p.name)) for p in PRODUCTS]
+    return in_work_dir([str(LAYOUT.histogram(p.name)) for p in PRODUCTS])
 
 
 def clipped_sheets():
     """{output_dir}/clipping/{product}.png: the most clipped images of each product."""
-    return [str(LAYOUT.clipped_sheet(p.name)) for p in PRODUCTS]
+    return in_work_dir([str(LAYOUT.clipped_sheet(p.name)) for p in PRODUCTS])
 
 
 def legends():
     """{output_dir}/legends/{product}.png of the products drawn with a colour map."""
-    return [str(LAYOUT.legend(p.name)) for p in PRODUCTS if p.is_index]
+    return in_work_dir([str(LAYOUT.legend(p.name)) for p in PRODUCTS if p.is_index])
 
 
 def provenance_manifests():
     """{output_dir}/{product}/manifest.tsv of every product (docs/pipelines.md, Provenance)."""
-    return [str(LAYOUT.provenance(p.name)) for p in PRODUCTS]
+    return in_work_dir([str(LAYOUT.provenance(p.name)) for p in PRODUCTS])
 
 
 def product_digests():

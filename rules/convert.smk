@@ -17,7 +17,7 @@
 rule convert_shard:
     input:
         *stretch_markers(),
-        **stretch_files(),
+        **stretch_inputs(),
     output:
         done=LAYOUT.done_pattern(),
     log:

@@ -8,6 +8,7 @@ for product in PRODUCTS if SETTINGS.contact_sheets else []:
     rule:
         name:
             f"contact_sheets_{product.name}"
+        localrule: not SHARED_FS
         input:
             done=all_done(),
         output:
@@ -72,6 +73,7 @@ rule summarize:
         digests=product_digests(),
         products=product_dicts(),
         thumbnail=config["thumbnail_size"],
+        shared_fs=SHARED_FS,
     script:
         "../scripts/summarize.py"
 
@@ -93,6 +95,7 @@ onerror:
 if SETTINGS.images:
 
     rule upload_results:
+        localrule: not SHARED_FS
         input:
             part_markers(),
         output:

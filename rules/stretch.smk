@@ -10,8 +10,9 @@ for product in DATASET_PRODUCTS:
     rule:
         name:
             f"dataset_percentiles_{product.name}"
+        localrule: not SHARED_FS
         output:
-            limits=stretch_file(product.name),
+            limits=in_work_dir(stretch_file(product.name)),
             done=part_done(f"stretch/{product.name}"),
         log:
             str(LAYOUT.log("dataset_percentiles", product.name)),
@@ -21,5 +22,7 @@ for product in DATASET_PRODUCTS:
             sample=str(LAYOUT.sample(product.name)),
             input_dir=str(INPUT_DIR),
             product=product.to_dict(),
+            shared_fs=SHARED_FS,
+            work_dir=str(LAYOUT.output_dir),
         script:
             "../scripts/dataset_percentiles.py"

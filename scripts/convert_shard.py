@@ -6,7 +6,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
+from msrgb import runstore  # noqa: E402
 from msrgb.errors import MsrgbError  # noqa: E402
+from msrgb.paths import OutputPaths  # noqa: E402
 from msrgb.products import products_from_dicts  # noqa: E402
 from msrgb.stac import input_location  # noqa: E402
 from msrgb.shard import remove_earlier_logs, run_shard  # noqa: E402
@@ -17,20 +19,31 @@ logging.basicConfig(
     format="%(asctime)s %(levelname)s %(message)s",
 )
 remove_earlier_logs(Path(snakemake.log[0]))
+shared_fs = snakemake.params.get("shared_fs", True)
+layout = OutputPaths.of_manifest(Path(snakemake.params.manifest))
+n_shards, shard = int(snakemake.wildcards.n), int(snakemake.wildcards.shard)
+stretch_files = {k: Path(v) for k, v in snakemake.params.stretch_files.items()}
 try:
-    run_shard(
-        manifest=Path(snakemake.params.manifest),
-        state_out=Path(snakemake.params.state),
-        input_dir=input_location(snakemake.params.input_dir),
-        products=products_from_dicts(snakemake.params.products),
-        threads=snakemake.threads,
-        on_error=snakemake.params.get("on_error"),
-        stretch_files={k: Path(v) for k, v in snakemake.params.stretch_files.items()},
-        read_ahead=snakemake.params.read_ahead,
-        max_pixels=snakemake.params.max_pixels,
-        # convert_shard leaves the marker Snakemake asked for; convert_pngs_<i> declares PNGs
-        done=Path(snakemake.output.done) if snakemake.output.get("done") else None,
-    )
+    if not shared_fs:  # this job shares no file system with the main process: msrgb.runstore
+        runstore.pull_shard(layout, n_shards, shard)
+        runstore.RunStore(layout).pull_files(stretch_files.values())
+    try:
+        run_shard(
+            manifest=Path(snakemake.params.manifest),
+            state_out=Path(snakemake.params.state),
+            input_dir=input_location(snakemake.params.input_dir),
+            products=products_from_dicts(snakemake.params.products),
+            threads=snakemake.threads,
+            on_error=snakemake.params.get("on_error"),
+            stretch_files=stretch_files,
+            read_ahead=snakemake.params.read_ahead,
+            max_pixels=snakemake.params.max_pixels,
+            # convert_shard leaves the marker Snakemake asked for; convert_pngs_<i> declares PNGs
+            done=Path(snakemake.output.done) if snakemake.output.get("done") else None,
+        )
+    finally:
+        if not shared_fs:  # what was done is kept for the next run, also when the job failed
+            runstore.push_shard(layout, n_shards, shard)
 except MsrgbError as exc:
     logging.error("%s", exc)
     print(exc, file=sys.stderr)

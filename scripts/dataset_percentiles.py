@@ -7,7 +7,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb import stats  # noqa: E402
-from msrgb.paths import leave_marker  # noqa: E402
+from msrgb.paths import OutputPaths, leave_marker  # noqa: E402
+from msrgb.runstore import RunStore  # noqa: E402
 from msrgb.products import products_from_dicts  # noqa: E402
 from msrgb.stac import input_location  # noqa: E402
 
@@ -23,4 +24,6 @@ stats.run(
     Path(snakemake.params.sample),
     Path(snakemake.output.limits),
 )
+if not snakemake.params.get("shared_fs", True):  # shard jobs elsewhere fetch the limits from S3
+    RunStore(OutputPaths.at(Path(snakemake.params.work_dir))).push([Path(snakemake.output.limits)])
 leave_marker(Path(snakemake.output.done))

@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from msrgb import report  # noqa: E402
 from msrgb.paths import leave_marker  # noqa: E402
 from msrgb.products import products_from_dicts  # noqa: E402
+from msrgb.runstore import pull_states  # noqa: E402
 from msrgb.paths import OutputPaths  # noqa: E402
 from msrgb.sharding import load_plan  # noqa: E402
 from msrgb.state import read_state_full  # noqa: E402
@@ -19,6 +20,9 @@ logging.basicConfig(
     format="%(asctime)s %(levelname)s %(message)s",
 )
 layout = OutputPaths.at(Path(snakemake.params.output_dir))
+plan = load_plan(layout)
+if not snakemake.params.get("shared_fs", True):  # the shard jobs left their state in S3
+    pull_states(layout, plan.n_shards)
 # the shard states are read once, for errors.tsv and for the provenance manifests
 state = read_state_full([Path(p) for p in snakemake.params.states])
 products = products_from_dicts(snakemake.params.products)
@@ -31,7 +35,7 @@ report.write_provenance(
         for p, path in zip(products, snakemake.output.manifests)
     },
 )
-summary = report.summarize(layout, load_plan(layout), snakemake.params.n_products, len(errors))
+summary = report.summarize(layout, plan, snakemake.params.n_products, len(errors))
 if planning:
     summary["notes"].insert(0, report.problems_note(planning))
 summary["clipping"] = report.clipping_summary(state, {p.name: p.suffix for p in products})
