@@ -1,0 +1,154 @@
+"""Jobs that share no file system with the main process (``--shared-fs-usage none``, as on
+Snakemake's cloud executors), with the cluster-generic executor: every job starts in a scratch
+folder of its own holding a copy of the workflow (what a cloud executor deploys), Snakemake's
+markers and logs go through its ``fs`` storage plugin, the images and the run's state through the
+output_dir in a real S3 server (rclone serve s3). Checked: the same images and results as a run
+on one machine, a no-op rerun submits no job, one new object makes one image, and a shard job
+picks up the state an earlier job left (msrgb.runstore)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, assert_png_matches, run_snakemake
+from s3server import S3Server, put_tree
+
+SAMPLE = REPO / "sample" / "eurosat"
+#: what a copy of the workflow needs (a cloud executor deploys the files git tracks)
+WORKFLOW = ("Snakefile", "rules", "scripts", "msrgb", "config", "envs", "profiles", "report")
+
+pytestmark = [
+    pytest.mark.skipif(
+        importlib.util.find_spec("snakemake_storage_plugin_fs") is None,
+        reason="snakemake-storage-plugin-fs is not installed (requirements-test.txt)",
+    ),
+    pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed (the fs storage plugin runs it)"),
+]
+
+SUBMIT = """#!/bin/bash
+# A job on a machine of its own: a fresh scratch folder with a copy of the workflow, nothing
+# shared with the main process but the storage. Prints the job's id (its folder).
+d=$(mktemp -d "{scratch}/job.XXXXXX")
+tar -C "{source}" --exclude=./.snakemake --exclude=./msrgb-work -cf - . | tar -C "$d" -xf -
+cp "$1" "$d/job.sh"
+( cd "$d" && bash job.sh > out.txt 2>&1; echo $? > rc ) > /dev/null 2>&1 &
+echo "$d"
+"""
+STATUS = """#!/bin/bash
+if [ ! -e "$1/rc" ]; then echo running; elif [ "$(cat "$1/rc")" = 0 ]; then echo success; else echo failed; fi
+"""
+
+
+def pngs(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
+class Cluster:
+    """The main process in ``main`` (a copy of the workflow), its jobs in ``scratch``."""
+
+    def __init__(self, tmp_path: Path, s3: S3Server, products: dict):
+        self.main, self.scratch, self.storage = tmp_path / "main", tmp_path / "scratch", tmp_path / "storage"
+        self.main.mkdir()
+        self.scratch.mkdir()
+        for name in WORKFLOW:
+            copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
+            copy(REPO / name, self.main / name)
+        config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+        config["products"] = products
+        (self.main / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+        for name, text in (("submit.sh", SUBMIT), ("status.sh", STATUS)):
+            script = tmp_path / name
+            script.write_text(text.format(scratch=self.scratch, source=self.main))
+            script.chmod(0o755)
+        self.tmp, self.s3 = tmp_path, s3
+
+    def jobs(self) -> list[Path]:
+        return sorted(self.scratch.iterdir())
+
+    def run(self, check: bool = True, **config: str) -> subprocess.CompletedProcess[str]:
+        cmd = [
+            sys.executable, "-m", "snakemake", "--jobs", "2", "--executor", "cluster-generic",
+            "--cluster-generic-submit-cmd", str(self.tmp / "submit.sh"),
+            "--cluster-generic-status-cmd", str(self.tmp / "status.sh"),
+            "--seconds-between-status-checks", "1", "--shared-fs-usage", "none",
+            "--default-storage-provider", "fs", "--default-storage-prefix", str(self.storage),
+            "--config", *(f"{k}={v}" for k, v in config.items()),
+        ]  # fmt: skip
+        env = {
+            **os.environ, **self.s3.env(), "LC_ALL": "C.UTF-8",
+            # the jobs' "python -m snakemake" is this Python
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        }  # fmt: skip
+        proc = subprocess.run(cmd, cwd=self.main, capture_output=True, text=True, env=env, timeout=600)
+        if check and proc.returncode != 0:
+            logs = "\n".join(f"--- {job}:\n{(job / 'out.txt').read_text()[-2000:]}" for job in self.jobs())
+            raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}\n{logs}")
+        return proc
+
+
+PRODUCTS = {
+    "truecolor": {"preset": "truecolor"},
+    "p": {"preset": "truecolor", "stretch": {"type": "percentile", "scope": "dataset"}},
+}
+
+
+def test_jobs_without_a_shared_file_system_make_what_a_local_run_makes(s3: S3Server, tmp_path: Path):
+    put_tree(SAMPLE, s3.root / "data" / "eurosat")
+    (s3.root / "pngs").mkdir()
+    cluster = Cluster(tmp_path, s3, PRODUCTS)
+    local_config = tmp_path / "local.yaml"
+    shutil.copy(cluster.main / "config" / "config.yaml", local_config)
+    run_snakemake(tmp_path, "--configfile", str(local_config), input_dir=str(SAMPLE), output_dir="local")
+    target = {"input_dir": "s3://data/eurosat", "output_dir": "s3://pngs/run", "shards": "2"}
+
+    cluster.run(**target)
+    bucket = s3.root / "pngs" / "run"
+    assert [(job / "rc").read_text() for job in cluster.jobs()] == ["0\n", "0\n"]  # two shard jobs
+    for product in PRODUCTS:
+        assert pngs(bucket / product) == pngs(tmp_path / "local" / product), product
+    for rel in ("errors.tsv", "p/manifest.tsv", "stretch/p.json", "histograms/truecolor.png",
+                "contact_sheets/truecolor/overview.png", "contact_sheets/p/Cloud.png"):  # fmt: skip
+        assert (bucket / rel).read_bytes() == (tmp_path / "local" / rel).read_bytes(), rel
+    summary = json.loads((bucket / "summary.json").read_text())
+    assert summary["images"] == 20 and summary["converted"] == 20 and summary["shard_jobs"] == 2, summary
+    # the jobs' state is in the bucket, and the main process has it for the next run's plan
+    assert sorted(p.name for p in (bucket / ".msrgb" / "state" / "2").iterdir()) == ["0.tsv", "1.tsv"]
+    work = cluster.main / "msrgb-work" / "pngs" / "run"
+    for shard in ("0", "1"):
+        state = work / ".msrgb" / "state" / "2" / f"{shard}.tsv"
+        assert state.read_bytes() == (bucket / ".msrgb" / "state" / "2" / f"{shard}.tsv").read_bytes()
+
+    proc = cluster.run(**target)
+    assert "Nothing to be done" in proc.stderr and len(cluster.jobs()) == 2
+    assert "truecolor: 0 to convert, 0 to remove, 20 up to date" in proc.stderr
+
+    # one new object: a new sample for the dataset-wide stretch, so both shards run again; each
+    # job reads the state its shard's earlier job left in the bucket, so the truecolor images
+    # stay as they are (a job that did not would write every one of them again)
+    shutil.copy(SAMPLE / "Cloud" / "Cloud_1.tif", s3.root / "data" / "eurosat" / "Cloud" / "Cloud_9.tif")
+    before = {rel: (bucket / "truecolor" / rel).stat().st_mtime_ns for rel in pngs(bucket / "truecolor")}
+    cluster.run(**target)
+    assert len(cluster.jobs()) == 4
+    assert_png_matches(bucket / "truecolor" / "Cloud" / "Cloud_9.png", SAMPLE / "Cloud" / "Cloud_1.tif")
+    assert {rel: (bucket / "truecolor" / rel).stat().st_mtime_ns for rel in before} == before
+    summary = json.loads((bucket / "summary.json").read_text())
+    assert summary["images"] == 21 and summary["shard_jobs"] == 2, summary
+    for path in [*work.rglob("*"), *bucket.rglob("*")]:
+        if path.is_file():
+            assert s3.secret.encode() not in path.read_bytes(), path
+
+
+def test_a_local_output_dir_is_refused_without_a_shared_file_system(s3: S3Server, tmp_path: Path):
+    cluster = Cluster(tmp_path, s3, {"truecolor": {"preset": "truecolor"}})
+    proc = cluster.run(check=False, input_dir=str(SAMPLE), output_dir=str(tmp_path / "out"))
+    assert proc.returncode != 0 and "output_dir must be in S3" in proc.stderr, proc.stderr[-2000:]
+    assert not cluster.jobs() and not (tmp_path / "out").exists()
