@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from msrgb import remote
-from msrgb.errors import MsrgbError
+from msrgb.errors import InputError, MsrgbError, PlanError
 from msrgb.files import write_atomic
 from msrgb.paths import OutputPaths, shards_overlap
 
@@ -61,7 +61,9 @@ class RunStore:
                 return
             remote.put(self.url(path), data)
 
-        _each(one, paths)
+        items = list(paths)
+        _each(one, items)
+        log.info("run state: %d file(s) sent to %s", len(items), self.top)
 
     def pull(self, folder: Path, keep: Callable[[str], bool] = lambda rel: True) -> list[Path]:
         """Make ``folder`` of the work folder what it is in S3, for the files whose path
@@ -80,14 +82,28 @@ class RunStore:
             os.utime(path, ns=(there[path].mtime_ns, there[path].mtime_ns))
 
         _each(one, sorted(there))
+        log.info("run state: %d file(s) of %s fetched from %s", len(there), folder, self.top)
         return sorted(there)
 
     def pull_files(self, paths: Iterable[Path]) -> None:
-        """Fetch the files ``paths``, each of which must be there (the plan, the manifests)."""
-        _each(lambda path: write_atomic(path, remote.get(self.url(path))), paths)
+        """Fetch the files ``paths``, each of which must be there (the plan, the manifests,
+        the limits of a dataset-wide stretch): raises :class:`PlanError` naming the first
+        missing one."""
+
+        def one(path: Path) -> None:
+            try:
+                data = remote.get(self.url(path))
+            except InputError as exc:
+                raise PlanError(
+                    f"{self.url(path)} is missing: the run's main process leaves it there when "
+                    "jobs are about to run; run snakemake again from the start"
+                ) from exc
+            write_atomic(path, data)
+
+        _each(one, paths)
 
 
-def _each(action, paths: Iterable[Path]) -> None:  # type: ignore[no-untyped-def]
+def _each(action: Callable[[Path], None], paths: Iterable[Path]) -> None:
     """``action`` on every path, 16 at once; the first error is raised after all are done."""
     items = list(paths)
     if not items:
@@ -101,14 +117,14 @@ def _each(action, paths: Iterable[Path]) -> None:  # type: ignore[no-untyped-def
 def push_plan(layout: OutputPaths, n_shards: int) -> None:
     """Main process, when jobs are about to run: where the images go, the plan file and every
     shard's manifest."""
-    paths = [layout.images_at(), layout.plan_file(), *(layout.manifest(n_shards, i) for i in range(n_shards))]
+    paths = [layout.plan_file(), layout.images_at(), *(layout.manifest(n_shards, i) for i in range(n_shards))]
     RunStore(layout).push(paths)
 
 
 def pull_plan(layout: OutputPaths) -> None:
     """A job's process, before it reads the plan: the plan file, then the manifests it names."""
     store = RunStore(layout)
-    store.pull_files([layout.images_at(), layout.plan_file()])
+    store.pull_files([layout.plan_file(), layout.images_at()])
     from msrgb.sharding import plan_shard_count
 
     n_shards = plan_shard_count(layout)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 #: The Snakemake release these reads were written and tested for.
@@ -24,10 +24,23 @@ def is_cluster_run(workflow: Any) -> bool:
     return workflow.nodes is not None
 
 
+def executor_named(argv: Sequence[str] | None = None) -> str | None:
+    """The executor the command line names (``--executor X``, ``-e X``, ``--executor=X``), or
+    None (none named, or one set by a profile): Snakefiles are read before Snakemake tells
+    which executor runs the jobs."""
+    args = list(sys.argv if argv is None else argv)
+    for i, arg in enumerate(args):
+        if arg.startswith("--executor="):
+            return arg.split("=", 1)[1]
+        if arg in ("--executor", "-e") and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
 def shares_file_system(workflow: Any) -> bool:
     """Whether the jobs see the main process's files (--shared-fs-usage with input-output, the
     default); not with ``--shared-fs-usage none`` or an executor that implies it."""
-    from snakemake.settings.types import SharedFSUsage
+    from snakemake.settings.types import SharedFSUsage  # type: ignore[import-untyped]
 
     return SharedFSUsage.INPUT_OUTPUT in workflow.storage_settings.shared_fs_usage
 

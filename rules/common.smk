@@ -64,7 +64,8 @@ def where_jobs_run():
     largest node (asked once, in the main process)."""
     cluster = smk.is_cluster_run(workflow)
     node_size = None
-    if cluster and workflow.is_main_process and msslurm.available():
+    slurm = smk.executor_named() in (None, "slurm")  # None: a profile may name Slurm
+    if cluster and slurm and workflow.is_main_process and msslurm.available():
         partition = smk.resource_setting(workflow, "convert_shard", "slurm_partition")
         try:
             node_size = msslurm.node_size(partition)

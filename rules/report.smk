@@ -8,7 +8,6 @@ for product in PRODUCTS if SETTINGS.contact_sheets else []:
     rule:
         name:
             f"contact_sheets_{product.name}"
-        localrule: not SHARED_FS
         input:
             done=all_done(),
         output:
@@ -24,6 +23,7 @@ for product in PRODUCTS if SETTINGS.contact_sheets else []:
             done=part_done(f"sheets/{product.name}"),
         log:
             str(LAYOUT.log("contact_sheets", product.name)),
+        localrule: not SHARED_FS
         conda:
             "../envs/msrgb.yaml"
         params:
@@ -95,13 +95,13 @@ onerror:
 if SETTINGS.images:
 
     rule upload_results:
-        localrule: not SHARED_FS
         input:
             part_markers(),
         output:
             done=part_done("upload"),
         log:
             str(LAYOUT.log("upload_results")),
+        localrule: not SHARED_FS
         conda:
             "../envs/msrgb.yaml"
         params:

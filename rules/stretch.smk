@@ -10,12 +10,12 @@ for product in DATASET_PRODUCTS:
     rule:
         name:
             f"dataset_percentiles_{product.name}"
-        localrule: not SHARED_FS
         output:
             limits=in_work_dir(stretch_file(product.name)),
             done=part_done(f"stretch/{product.name}"),
         log:
             str(LAYOUT.log("dataset_percentiles", product.name)),
+        localrule: not SHARED_FS
         conda:
             "../envs/msrgb.yaml"
         params:

@@ -14,12 +14,16 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import REPO, assert_png_matches, run_snakemake
+from msrgb import remote, runstore
+from msrgb.errors import PlanError
+from msrgb.paths import OutputPaths
 from s3server import S3Server, put_tree
 
 SAMPLE = REPO / "sample" / "eurosat"
@@ -152,3 +156,49 @@ def test_a_local_output_dir_is_refused_without_a_shared_file_system(s3: S3Server
     proc = cluster.run(check=False, input_dir=str(SAMPLE), output_dir=str(tmp_path / "out"))
     assert proc.returncode != 0 and "output_dir must be in S3" in proc.stderr, proc.stderr[-2000:]
     assert not cluster.jobs() and not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def client(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """This process as a client of the server (msrgb.remote reads the environment)."""
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(remote, "_stores", {})
+    return s3
+
+
+def test_the_run_store_moves_a_shards_files_and_no_others(client: S3Server, tmp_path: Path):
+    (client.root / "pngs").mkdir()
+    main = OutputPaths(tmp_path / "main", "s3://pngs/run")
+    job = OutputPaths(tmp_path / "job", "s3://pngs/run")
+    # states of 2 and of 4 shards: shard 1 of 4 overlaps shard 1 of 2, shard 2 of 4 does not
+    for path, text in ((main.state(2, 1), "two"), (main.state(4, 1), "four-1"), (main.state(4, 2), "four-2")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for n, shard in ((2, 1), (4, 1), (4, 2)):
+        runstore.push_shard(main, n, shard)
+        time.sleep(0.02)  # S3 times are milliseconds
+    bucket = client.root / "pngs" / "run" / ".msrgb"
+    assert sorted(p.relative_to(bucket).as_posix() for p in bucket.rglob("*") if p.is_file()) == [
+        "state/2/1.tsv", "state/4/1.tsv", "state/4/2.tsv",
+    ]  # fmt: skip
+    runstore.pull_shard(job, 2, 1)
+    assert [p.read_text() for p in job.related_states(2, 1)] == ["two", "four-1"]  # oldest first
+    assert not job.state(4, 2).exists() and not job.progress(2, 1).exists()
+
+    # a job that ends without a checkpoint deletes the one an earlier job left above
+    job.progress(2, 1).parent.mkdir(parents=True)
+    job.progress(2, 1).write_text("checkpoint")
+    runstore.push_shard(job, 2, 1)
+    assert (bucket / "progress" / "2" / "1.tsv").read_text() == "checkpoint"
+    job.progress(2, 1).unlink()
+    runstore.push_shard(job, 2, 1)
+    assert not (bucket / "progress" / "2" / "1.tsv").exists()
+
+    # the summary's pull makes the main process's states those above; a stale one goes
+    main.state(4, 3).write_text("stale")
+    runstore.pull_states(main, 4)
+    assert sorted(p.name for p in main.state(4, 0).parent.iterdir()) == ["1.tsv", "2.tsv"]
+
+    with pytest.raises(PlanError, match=r"s3://pngs/run/\.msrgb/plan\.tsv is missing: the run's main process leaves it"):
+        runstore.pull_plan(job)

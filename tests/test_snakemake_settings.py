@@ -26,6 +26,8 @@ print("SETTINGS", json.dumps({{
     "partition": smk.resource_setting(workflow, "work", "slurm_partition"),
     "mem_mb": smk.resource_setting(workflow, "work", "mem_mb"),
     "threads": smk.threads_setting(workflow, "work"),
+    "executor": smk.executor_named(),
+    "shared_fs": smk.shares_file_system(workflow),
 }}), flush=True)
 
 rule work:
@@ -62,7 +64,10 @@ def test_written_for_this_snakemake():
 
 def test_local_run(tmp_path: Path):
     got = settings(tmp_path, "--cores", "3")
-    assert got == {"cluster": False, "jobs": 3, "partition": None, "mem_mb": None, "threads": None}
+    assert got == {
+        "cluster": False, "jobs": 3, "partition": None, "mem_mb": None, "threads": None, "executor": None,
+        "shared_fs": True,
+    }  # fmt: skip
 
 
 def test_cluster_run_with_profile_style_settings(tmp_path: Path):
@@ -71,10 +76,33 @@ def test_cluster_run_with_profile_style_settings(tmp_path: Path):
         "--jobs", "5", "--default-resources", "slurm_partition=batch", "mem_mb=3000",
         "--set-threads", "work=7",
     )  # fmt: skip
-    assert got == {"cluster": True, "jobs": 5, "partition": "batch", "mem_mb": "3000", "threads": 7}
+    assert got == {
+        "cluster": True, "jobs": 5, "partition": "batch", "mem_mb": "3000", "threads": 7,
+        "executor": "cluster-generic", "shared_fs": True,
+    }  # fmt: skip
     got = settings(
         tmp_path, "--executor", "cluster-generic", "--cluster-generic-submit-cmd", "true",
         "--jobs", "5", "--default-resources", "slurm_partition=batch",
         "--set-resources", "work:slurm_partition=gpu",
     )  # fmt: skip
     assert got["partition"] == "gpu"  # the rule's own setting wins
+
+
+def test_jobs_without_a_shared_file_system(tmp_path: Path):
+    got = settings(
+        tmp_path, "--executor=cluster-generic", "--cluster-generic-submit-cmd", "true", "--jobs", "2",
+        "--shared-fs-usage", "none", "--default-storage-provider", "fs", "--default-storage-prefix", "remote",
+    )  # fmt: skip
+    assert got["executor"] == "cluster-generic" and got["shared_fs"] is False
+    got = settings(tmp_path, "--cores", "1", "--shared-fs-usage", "persistence", "software-deployment")
+    assert got["shared_fs"] is False  # input-output not shared: the jobs see no file of the run
+    got = settings(tmp_path, "--cores", "1", "--shared-fs-usage", "input-output", "persistence")
+    assert got["shared_fs"] is True
+
+
+def test_executor_named():
+    assert smk.executor_named(["snakemake", "-e", "slurm", "--jobs", "4"]) == "slurm"
+    assert smk.executor_named(["snakemake", "--executor=slurm"]) == "slurm"
+    assert smk.executor_named(["snakemake", "--executor", "cluster-generic"]) == "cluster-generic"
+    assert smk.executor_named(["snakemake", "--profile", "profiles/slurm"]) is None
+    assert smk.executor_named(["snakemake", "--executor"]) is None
