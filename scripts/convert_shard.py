@@ -19,17 +19,18 @@ logging.basicConfig(
     format="%(asctime)s %(levelname)s %(message)s",
 )
 remove_earlier_logs(Path(snakemake.log[0]))
+manifest = Path(snakemake.params.manifest)  # .msrgb/manifests/<shard count>/<shard>.tsv
 shared_fs = snakemake.params.get("shared_fs", True)
-layout = OutputPaths.of_manifest(Path(snakemake.params.manifest))
-n_shards, shard = int(snakemake.wildcards.n), int(snakemake.wildcards.shard)
 stretch_files = {k: Path(v) for k, v in snakemake.params.stretch_files.items()}
 try:
     if not shared_fs:  # this job shares no file system with the main process: msrgb.runstore
+        layout = OutputPaths.of_manifest(manifest)
+        n_shards, shard = int(manifest.parent.name), int(manifest.stem)
         runstore.pull_shard(layout, n_shards, shard)
         runstore.RunStore(layout).pull_files(stretch_files.values())
     try:
         run_shard(
-            manifest=Path(snakemake.params.manifest),
+            manifest=manifest,
             state_out=Path(snakemake.params.state),
             input_dir=input_location(snakemake.params.input_dir),
             products=products_from_dicts(snakemake.params.products),
