@@ -124,6 +124,10 @@ class OutputPaths:
     def plan_file(self) -> Path:
         return self.state_root / "plan.tsv"
 
+    def stac_search(self) -> Path:
+        """The Items a ``stac_search`` found, saved when the run starts, which the jobs read."""
+        return self.state_root / "stac-search.json"
+
     def product_dir(self, product: str) -> Path:
         """The product's folder in the output folder (its manifest.tsv; its images too unless
         they go to S3: :meth:`image_dir`)."""

@@ -26,7 +26,7 @@ from msrgb.geotags import samples_per_pixel, samples_per_pixel_of
 from msrgb.lock import lock_output
 from msrgb.paths import OutputPaths, OutputListing, check_product_name
 from msrgb.remote import S3Path
-from msrgb.stac import StacItems
+from msrgb.stac import StacItems, StacSearch
 from msrgb.sharding import Plan, make_plan, path_hash, shard_count, write_plan
 from msrgb.bandfiles import DEFAULT_BAND_PATTERN
 from msrgb.work import WorkCounts, count_work, shards_missing_outputs
@@ -81,8 +81,10 @@ class Settings:
             raise PlanError(f"config 'products': {exc}") from None
         for p in products:
             check_product_name(p.name)
-        stac_items = config.get("stac_items")
-        layout = "band_folders" if stac_items else config.get("layout", "stacked")
+        stac_items, stac_search = config.get("stac_items"), config.get("stac_search")
+        if stac_items and stac_search:
+            raise PlanError("config: give 'stac_items' or 'stac_search', not both")
+        layout = "band_folders" if stac_items or stac_search else config.get("layout", "stacked")
         inputs = Inputs(layout, config.get("band_pattern") or DEFAULT_BAND_PATTERN)
         if inputs.layout == "band_folders":
             for p in products:
@@ -103,7 +105,7 @@ class Settings:
         elif config.get("work_dir"):
             raise PlanError("config 'work_dir' applies only to an output_dir in S3 (s3://bucket/prefix)")
         return cls(
-            input_dir=StacItems(stac_items) if stac_items else remote.location(config["input_dir"]),
+            input_dir=input_location_of(config, OutputPaths(output_dir, images)),
             output_dir=output_dir,
             images=images,
             products=tuple(products),
@@ -188,6 +190,22 @@ def choose_shard_count(settings: Settings, where: Where, n_files: int) -> int:
         return settings.shards
     min_size = settings.cluster_shard_min_size if where.cluster else settings.shard_min_size
     return shard_count(n_files, where.parallel_jobs, settings.shard_target_size, min_size)
+
+
+def input_location_of(config: Mapping[str, Any], layout: OutputPaths) -> Path | S3Path | StacItems:
+    """Where the inputs are: STAC Items (``stac_items``), the Items a STAC API search finds
+    (``stac_search``, saved in ``layout`` for the jobs), or ``input_dir`` (a folder, s3://)."""
+    if config.get("stac_search"):
+        search = dict(config["stac_search"])
+        return StacSearch(
+            str(layout.stac_search()),
+            url=search.pop("url"),
+            max_items=search.pop("max_items", 1000),
+            parameters=json.dumps(search, sort_keys=True),
+        )
+    if config.get("stac_items"):
+        return StacItems(config["stac_items"])
+    return remote.location(config["input_dir"])
 
 
 def check_folders(input_dir: Path | S3Path | StacItems, output_dir: Path) -> None:
@@ -345,6 +363,8 @@ def find_sources(settings: Settings) -> tuple[list[Source], Problems]:
 def nothing_found(settings: Settings) -> str:
     """Why a run found nothing to convert, and the setting that helps, where one does."""
     where = str(settings.input_dir)
+    if isinstance(settings.input_dir, StacSearch):
+        return f"{settings.input_dir.describe()} found no STAC Items (see its collections, bbox and datetime)"
     if isinstance(settings.input_dir, StacItems):
         return f"found no STAC Items under stac_items {settings.input_dir.where!r}"
     if settings.inputs.layout == "band_folders":
@@ -463,6 +483,8 @@ def start_run(settings: Settings, prepared: Prepared) -> None:
         write_if_changed(layout.sample(name), text)
     write_plan(layout, prepared.plan)
     write_if_changed(layout.planning_errors(), prepared.problems_text)
+    if isinstance(settings.input_dir, StacSearch):  # the Items the jobs read (not searching again)
+        write_if_changed(Path(settings.input_dir.where), settings.input_dir.collection_text())
     products = [p.to_dict() for p in settings.products]
     write_if_changed(layout.products_file(), json.dumps(products, indent=1) + "\n")
     write_if_changed(layout.inputs_file(), json.dumps(settings.inputs.to_dict(), indent=1) + "\n")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -114,17 +114,18 @@ def _each(action: Callable[[Path], None], paths: Iterable[Path]) -> None:
         future.result()
 
 
-def push_plan(layout: OutputPaths, n_shards: int) -> None:
-    """Main process, when jobs are about to run: where the images go, the plan file and every
-    shard's manifest."""
+def push_plan(layout: OutputPaths, n_shards: int, extra: Sequence[Path] = ()) -> None:
+    """Main process, when jobs are about to run: the plan file, where the images go, every
+    shard's manifest and the ``extra`` files the jobs read (the Items a STAC search found)."""
     paths = [layout.plan_file(), layout.images_at(), *(layout.manifest(n_shards, i) for i in range(n_shards))]
-    RunStore(layout).push(paths)
+    RunStore(layout).push([*paths, *extra])
 
 
-def pull_plan(layout: OutputPaths) -> None:
-    """A job's process, before it reads the plan: the plan file, then the manifests it names."""
+def pull_plan(layout: OutputPaths, extra: Sequence[Path] = ()) -> None:
+    """A job's process, before it reads the plan: the plan file and the ``extra`` files, then
+    the manifests the plan names."""
     store = RunStore(layout)
-    store.pull_files([layout.plan_file(), layout.images_at()])
+    store.pull_files([layout.plan_file(), layout.images_at(), *extra])
     from msrgb.sharding import plan_shard_count
 
     n_shards = plan_shard_count(layout)

@@ -40,9 +40,7 @@ def executor_named(argv: Sequence[str] | None = None) -> str | None:
 def shares_file_system(workflow: Any) -> bool:
     """Whether the jobs see the main process's files (--shared-fs-usage with input-output, the
     default); not with ``--shared-fs-usage none`` or an executor that implies it."""
-    from snakemake.settings.types import SharedFSUsage  # type: ignore[import-untyped]
-
-    return SharedFSUsage.INPUT_OUTPUT in workflow.storage_settings.shared_fs_usage
+    return any(getattr(usage, "name", "") == "INPUT_OUTPUT" for usage in workflow.storage_settings.shared_fs_usage)
 
 
 def parallel_jobs(workflow: Any) -> int:

@@ -30,6 +30,7 @@ from msrgb.prepare import (
     start_run,
 )  # noqa: E402
 from msrgb.sharding import load_plan  # noqa: E402
+from msrgb.stac import StacSearch  # noqa: E402
 from msrgb.work import print_counts  # noqa: E402
 
 validate(command_line_booleans(config), schema="../config/schema.json")
@@ -111,7 +112,7 @@ def start_of_run():
     try:
         start_run(SETTINGS, PREPARED)
         if not SHARED_FS:
-            msrunstore.push_plan(LAYOUT, PREPARED.plan.n_shards)
+            msrunstore.push_plan(LAYOUT, PREPARED.plan.n_shards, files_of_jobs())
     except MsrgbError as exc:
         raise WorkflowError(str(exc)) from None
     start_progress(PREPARED)
@@ -162,12 +163,18 @@ def png_rules_wanted():
     return smk.is_module(workflow)
 
 
+def files_of_jobs():
+    """Files besides the plan that the main process writes for the jobs: the Items a STAC
+    search found (the jobs read them instead of searching again)."""
+    return [LAYOUT.stac_search()] if isinstance(INPUT_DIR, StacSearch) else []
+
+
 def plan_of_job():
     """In a job's process: the plan the main process wrote when the run started, fetched
     first from the output_dir in S3 when the job shares no file system with it."""
     try:
         if not SHARED_FS:
-            msrunstore.pull_plan(LAYOUT)
+            msrunstore.pull_plan(LAYOUT, files_of_jobs())
         return load_plan(LAYOUT)
     except MsrgbError as exc:
         raise WorkflowError(str(exc)) from None

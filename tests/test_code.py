@@ -14,7 +14,7 @@ PACKAGE = REPO / "msrgb"
 MAX_FUNCTION_LINES = 60
 
 #: import name -> distribution name on PyPI, where they differ
-DISTRIBUTIONS = {"PIL": "pillow", "skimage": "scikit-image", "yaml": "pyyaml", "zlib_ng": "zlib-ng"}
+DISTRIBUTIONS = {"PIL": "pillow", "skimage": "scikit-image", "yaml": "pyyaml", "zlib_ng": "zlib-ng", "pystac_client": "pystac-client"}
 
 
 def modules() -> dict[str, ast.Module]:
