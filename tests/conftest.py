@@ -18,7 +18,7 @@ import rasterio
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from msrgb import synth  # noqa: E402
+from msrgb import remote, synth  # noqa: E402
 from s3server import S3Server, rclone_binary  # noqa: E402
 
 SHARED_S2 = REPO.parent / "shared" / "data" / "s2_29RKH"
@@ -174,3 +174,12 @@ def s3(tmp_path: Path) -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def client(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """This process as a client of the server (msrgb.remote reads the environment)."""
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(remote, "_stores", {})
+    return s3

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from conftest import REPO, assert_png_matches, run_snakemake
-from msrgb import remote, runstore
+from msrgb import runstore
 from msrgb.errors import PlanError
 from msrgb.paths import OutputPaths
 from s3server import S3Server, put_tree
@@ -157,14 +157,6 @@ def test_a_local_output_dir_is_refused_without_a_shared_file_system(s3: S3Server
     assert proc.returncode != 0 and "output_dir must be in S3" in proc.stderr, proc.stderr[-2000:]
     assert not cluster.jobs() and not (tmp_path / "out").exists()
 
-
-@pytest.fixture
-def client(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
-    """This process as a client of the server (msrgb.remote reads the environment)."""
-    for key, value in s3.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr(remote, "_stores", {})
-    return s3
 
 
 def test_the_run_store_moves_a_shards_files_and_no_others(client: S3Server, tmp_path: Path):

@@ -27,14 +27,6 @@ pytestmark = pytest.mark.skipif(
 SAMPLE = REPO / "sample" / "eurosat"
 
 
-@pytest.fixture
-def client(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
-    """This process as a client of the server (msrgb.remote reads the environment)."""
-    for key, value in s3.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr(remote, "_stores", {})
-    return s3
-
 
 def pngs(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
