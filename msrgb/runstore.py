@@ -137,6 +137,18 @@ def shard_files(layout: OutputPaths, n_shards: int, shard: int) -> list[Path]:
     return [layout.state(n_shards, shard), layout.progress(n_shards, shard), layout.run_stats(n_shards, shard)]
 
 
+def push_earlier_states(layout: OutputPaths) -> int:
+    """Main process, when jobs are about to run: the states of this work folder that S3 does
+    not hold (those of runs whose jobs shared the file system), so that a work folder moved to
+    jobs without one does not convert everything again. One LIST. Returns how many were sent."""
+    store = RunStore(layout)
+    folder = layout.state_root / "state"
+    there = {info.rel for info in remote.list_objects(store.url(folder), what="the run's state in output_dir")}
+    here = [p for p in folder.glob("*/*.tsv") if p.relative_to(folder).as_posix() not in there] if folder.is_dir() else []
+    store.push(here)
+    return len(here)
+
+
 def pull_shard(layout: OutputPaths, n_shards: int, shard: int) -> None:
     """A shard job at its start: the states of every shard count that overlap its shard (those
     :meth:`OutputPaths.related_states` finds) and its checkpoint."""

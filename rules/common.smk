@@ -112,6 +112,7 @@ def start_of_run():
     try:
         start_run(SETTINGS, PREPARED)
         if not SHARED_FS:
+            msrunstore.push_earlier_states(LAYOUT)
             msrunstore.push_plan(LAYOUT, PREPARED.plan.n_shards, files_of_jobs())
     except MsrgbError as exc:
         raise WorkflowError(str(exc)) from None

@@ -151,6 +151,24 @@ def test_jobs_without_a_shared_file_system_make_what_a_local_run_makes(s3: S3Ser
             assert s3.secret.encode() not in path.read_bytes(), path
 
 
+def test_a_work_folder_moves_to_jobs_without_a_shared_file_system_as_it_is(s3: S3Server, tmp_path: Path):
+    """The first run with no shared file system puts the earlier states into the bucket: its
+    jobs write no image again."""
+    put_tree(SAMPLE, s3.root / "data" / "eurosat")
+    (s3.root / "pngs").mkdir()
+    cluster = Cluster(tmp_path, s3, {"truecolor": {"preset": "truecolor"}})
+    target = {"input_dir": "s3://data/eurosat", "output_dir": "s3://pngs/run", "shards": "2"}
+    run_snakemake(cluster.main, env=s3.env(), **target)  # one machine, the same work_dir
+    bucket = s3.root / "pngs" / "run"
+    before = {rel: (bucket / "truecolor" / rel).stat().st_mtime_ns for rel in pngs(bucket / "truecolor")}
+    assert len(before) == 20 and not (bucket / ".msrgb").exists()
+
+    cluster.run(**target)
+    assert len(cluster.jobs()) == 2  # Snakemake's markers are in its storage now: the shards run
+    assert {rel: (bucket / "truecolor" / rel).stat().st_mtime_ns for rel in pngs(bucket / "truecolor")} == before
+    assert sorted(p.name for p in (bucket / ".msrgb" / "state" / "2").iterdir()) == ["0.tsv", "1.tsv"]
+
+
 def test_a_local_output_dir_is_refused_without_a_shared_file_system(s3: S3Server, tmp_path: Path):
     cluster = Cluster(tmp_path, s3, {"truecolor": {"preset": "truecolor"}})
     proc = cluster.run(check=False, input_dir=str(SAMPLE), output_dir=str(tmp_path / "out"))
