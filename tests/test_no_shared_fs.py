@@ -169,6 +169,33 @@ def test_a_work_folder_moves_to_jobs_without_a_shared_file_system_as_it_is(s3: S
     assert sorted(p.name for p in (bucket / ".msrgb" / "state" / "2").iterdir()) == ["0.tsv", "1.tsv"]
 
 
+def test_a_job_that_fails_leaves_what_it_made_for_the_next_run(s3: S3Server, tmp_path: Path):
+    """A shard job that fails (a bad input, on_error: fail: it makes everything else, then
+    fails) puts what it made into the bucket before it ends; the next run's job, in another
+    scratch folder, makes only the rest."""
+    put_tree(SAMPLE, s3.root / "data" / "eurosat")
+    (s3.root / "pngs").mkdir()
+    bad = s3.root / "data" / "eurosat" / "ThinCirrus" / "ThinCirrus_3.tif"
+    bad.write_bytes(b"II*\x00" + b"\x00" * 100)  # a TIFF header and nothing else
+    cluster = Cluster(tmp_path, s3, {"truecolor": {"preset": "truecolor"}})
+    target = {"input_dir": "s3://data/eurosat", "output_dir": "s3://pngs/run", "on_error": "fail"}
+    proc = cluster.run(check=False, **target)
+    assert proc.returncode != 0
+    bucket = s3.root / "pngs" / "run"
+    made = {rel: (bucket / "truecolor" / rel).stat().st_mtime_ns for rel in pngs(bucket / "truecolor")}
+    assert len(made) == 19 and "ThinCirrus/ThinCirrus_3.png" not in made  # everything else is made
+    assert (bucket / ".msrgb" / "progress" / "1" / "0.tsv").exists()  # the failed job's checkpoint
+
+    shutil.copy(SAMPLE / "ThinCirrus" / "ThinCirrus_3.tif", bad)
+    cluster.run(**target)
+    after = {rel: (bucket / "truecolor" / rel).stat().st_mtime_ns for rel in pngs(bucket / "truecolor")}
+    assert len(after) == 20 and {rel: after[rel] for rel in made} == made
+    assert not (bucket / ".msrgb" / "progress" / "1" / "0.tsv").exists()  # gone with the job's own
+    for path in [*cluster.scratch.rglob("*"), *cluster.storage.rglob("*")]:
+        if path.is_file():
+            assert s3.secret.encode() not in path.read_bytes(), path
+
+
 def test_a_local_output_dir_is_refused_without_a_shared_file_system(s3: S3Server, tmp_path: Path):
     cluster = Cluster(tmp_path, s3, {"truecolor": {"preset": "truecolor"}})
     proc = cluster.run(check=False, input_dir=str(SAMPLE), output_dir=str(tmp_path / "out"))
