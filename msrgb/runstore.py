@@ -34,6 +34,33 @@ from msrgb.paths import OutputPaths, shards_overlap
 log = logging.getLogger("msrgb")
 
 
+def check_reachable(input_dir: object, images: str) -> None:
+    """Without a shared file system the jobs read their inputs and write their images where
+    every machine reaches them: raises :class:`PlanError` naming the setting otherwise."""
+    from msrgb.stac import StacItems, StacSearch
+
+    if not images:
+        raise PlanError(
+            "--shared-fs-usage none (or without input-output): the jobs share no file system, "
+            "so output_dir must be in S3 (s3://bucket/prefix), where the jobs write the images "
+            "and leave their state (docs/object-storage.md)"
+        )
+    if isinstance(input_dir, StacSearch):
+        return
+    if isinstance(input_dir, StacItems):
+        if not (remote.is_remote(input_dir.where) or remote.is_url(input_dir.where)):
+            raise PlanError(
+                f"stac_items {input_dir.where!r} is a local file, which jobs that share no file "
+                "system cannot read: put it in S3 or at an https:// URL, or search with stac_search"
+            )
+        return
+    if isinstance(input_dir, Path):
+        raise PlanError(
+            f"input_dir {str(input_dir)!r} is a local folder, which jobs that share no file system "
+            "cannot read: put the inputs in S3 (input_dir: s3://bucket/prefix)"
+        )
+
+
 class RunStore:
     """The mirror of ``layout``'s work folder in its ``output_dir`` in S3."""
 

@@ -52,12 +52,11 @@ DATASET_PRODUCTS = [p for p in PRODUCTS if p.dataset_stretch]
 # Whether the jobs share the main process's file system; without (--shared-fs-usage none) the
 # run's state travels through the output_dir in S3 (msrgb.runstore, docs/object-storage.md).
 SHARED_FS = smk.shares_file_system(workflow)
-if not SHARED_FS and not SETTINGS.images:
-    raise WorkflowError(
-        "--shared-fs-usage none (or without input-output): the jobs share no file system, so "
-        "output_dir must be in S3 (s3://bucket/prefix), where the jobs write the images and "
-        "leave their state (docs/object-storage.md)"
-    )
+if not SHARED_FS:
+    try:
+        msrunstore.check_reachable(INPUT_DIR, SETTINGS.images)
+    except MsrgbError as exc:
+        raise WorkflowError(str(exc)) from None
 
 
 def where_jobs_run():

@@ -196,11 +196,19 @@ def test_a_job_that_fails_leaves_what_it_made_for_the_next_run(s3: S3Server, tmp
             assert s3.secret.encode() not in path.read_bytes(), path
 
 
-def test_a_local_output_dir_is_refused_without_a_shared_file_system(s3: S3Server, tmp_path: Path):
+def test_local_folders_are_refused_without_a_shared_file_system(s3: S3Server, tmp_path: Path):
+    """Jobs elsewhere could neither read a local input folder or ItemCollection nor write a
+    local output folder: the run stops before any job, naming the setting."""
     cluster = Cluster(tmp_path, s3, {"truecolor": {"preset": "truecolor"}})
-    proc = cluster.run(check=False, input_dir=str(SAMPLE), output_dir=str(tmp_path / "out"))
-    assert proc.returncode != 0 and "output_dir must be in S3" in proc.stderr, proc.stderr[-2000:]
-    assert not cluster.jobs() and not (tmp_path / "out").exists()
+    (tmp_path / "items.json").write_text('{"type": "FeatureCollection", "features": []}')
+    for config, message in (
+        ({"input_dir": "s3://data/x", "output_dir": str(tmp_path / "out")}, "output_dir must be in S3"),
+        ({"input_dir": str(SAMPLE), "output_dir": "s3://pngs/run"}, f"input_dir {str(SAMPLE)!r} is a local folder"),
+        ({"stac_items": str(tmp_path / "items.json"), "output_dir": "s3://pngs/run"}, "is a local file, which jobs"),
+    ):
+        proc = cluster.run(check=False, **config)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
+    assert not cluster.jobs() and not (tmp_path / "out").exists() and not (s3.root / "pngs").exists()
 
 
 
