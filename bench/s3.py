@@ -9,6 +9,11 @@ a MinIO next to the workers would. Scenarios, each a real `snakemake` run in a f
 
     disk full / no-op    input_dir=<data>, output_dir=<local folder>
     s3 full / no-op      input_dir=s3://data, output_dir=s3://png/run, work_dir=<local folder>
+    cluster full / no-op the s3 run through the cluster-generic executor, each job started in a
+                         scratch folder of its own (tests/test_no_shared_fs.py's submit script)
+                         but with the work folder shared
+    cloud full / no-op   the same with --shared-fs-usage none: the run's state goes through the
+                         bucket, Snakemake's markers through its fs storage plugin
 
 The requests of the S3 runs are counted from the server's -vv log (GET, HEAD, LIST, PUT) and
 reported per image. Wall times include Snakemake's start-up.
@@ -57,12 +62,40 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def cluster_command(run: Path, no_shared_fs: bool, output_dir: str, jobs: str) -> tuple[Path, list[str]]:
+    """A copy of the workflow in ``run``/main and the command that runs it with the
+    cluster-generic executor, every job in a scratch folder of its own with a copy of it."""
+    from test_no_shared_fs import STATUS, SUBMIT, WORKFLOW
+
+    main, scratch = run / "main", run / "scratch"
+    main.mkdir()
+    scratch.mkdir()
+    for name in WORKFLOW:
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, main / name)
+    for name, text in (("submit.sh", SUBMIT), ("status.sh", STATUS)):
+        (run / name).write_text(text.format(scratch=scratch, source=main))
+        (run / name).chmod(0o755)
+    cmd = [
+        sys.executable, "-m", "snakemake", "--jobs", jobs, "--executor", "cluster-generic",
+        "--cluster-generic-submit-cmd", str(run / "submit.sh"), "--cluster-generic-status-cmd", str(run / "status.sh"),
+        "--seconds-between-status-checks", "1", "--quiet", "rules",
+        "--config", "input_dir=s3://data", f"output_dir={output_dir}", "progress=false",
+    ]  # fmt: skip
+    if no_shared_fs:
+        cmd[3:3] = ["--shared-fs-usage", "none", "--default-storage-provider", "fs",
+                    "--default-storage-prefix", str(run / "storage")]  # fmt: skip
+    else:
+        cmd.append(f"work_dir={run / 'work'}")  # the jobs' folders see it: a shared file system
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return main, cmd
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="folder of EuroSAT-style tiles")
     ap.add_argument("--cores", default="2")
     ap.add_argument("--reps", type=int, default=1, help="alternate disk and S3 runs this many times")
-    ap.add_argument("--where", nargs="+", default=["disk", "s3"], choices=["disk", "s3"])
+    ap.add_argument("--where", nargs="+", default=["disk", "s3"], choices=["disk", "s3", "cluster", "cloud"])
     ap.add_argument(
         "--uncounted", action="store_true",
         help="run the server without its -vv log (no request counts; its logging costs CPU time)",
@@ -95,25 +128,28 @@ def main() -> None:
             for where in args.where:
                 run = work / f"{where}-{rep}"
                 run.mkdir()
+                cwd = run
                 if where == "disk":
                     config = [f"input_dir={data}", f"output_dir={run / 'out'}"]
                 else:
                     config = ["input_dir=s3://data", f"output_dir=s3://png/run{rep}", f"work_dir={run / 'work'}"]
                 smk = snakemake_command(*config, "progress=false", cores=args.cores)
+                if where in ("cluster", "cloud"):
+                    cwd, smk = cluster_command(run, where == "cloud", f"s3://png/run{rep}", args.cores)
                 for scenario in ("full", "no-op"):
                     mark = log.stat().st_size if log.exists() else 0
                     cpu, ours = cpu_seconds(server.pid), children_cpu()
-                    wall, peak = timed(smk, run, run / f"{scenario}.log")
+                    wall, peak = timed(smk, cwd, run / f"{scenario}.log")
                     served, ours = cpu_seconds(server.pid) - cpu, children_cpu() - ours
-                    asked = requests(log, mark) if where == "s3" else Counter()
+                    asked = requests(log, mark) if where != "disk" else Counter()
                     per_image = ", ".join(f"{k.split()[0]} {v / n:.3f}" for k, v in sorted(asked.items()))
                     counts = ", ".join(f"{k.split()[0]} {v}" for k, v in sorted(asked.items()))
                     note = f"msrgb CPU {ours:.1f} s; "
                     note += f"{counts} (per image: {per_image}); " if asked else ""
-                    note += f"server CPU {served:.1f} s" if where == "s3" else ""
+                    note += f"server CPU {served:.1f} s" if where != "disk" else ""
                     rows.append((f"{where} {scenario}", wall, peak, note))
                     print(f"{where} {scenario}: {wall:.2f} s, peak {peak} MB {note}", flush=True)
-                if where == "s3":
+                if where != "disk":
                     shutil.rmtree(root / "png" / f"run{rep}", ignore_errors=True)
                     time.sleep(1)
     finally:
