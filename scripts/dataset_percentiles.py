@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb import stats  # noqa: E402
+from msrgb.errors import MsrgbError  # noqa: E402
 from msrgb.paths import OutputPaths, leave_marker  # noqa: E402
 from msrgb.runstore import RunStore  # noqa: E402
 from msrgb.products import products_from_dicts  # noqa: E402
@@ -25,5 +26,9 @@ stats.run(
     Path(snakemake.output.limits),
 )
 if not snakemake.params.get("shared_fs", True):  # shard jobs elsewhere fetch the limits from S3
-    RunStore(OutputPaths.at(Path(snakemake.params.work_dir))).push([Path(snakemake.output.limits)])
+    try:
+        RunStore(OutputPaths.at(Path(snakemake.params.work_dir))).push([Path(snakemake.output.limits)])
+    except MsrgbError as exc:
+        logging.error("%s", exc)
+        sys.exit(str(exc))
 leave_marker(Path(snakemake.output.done))

@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb import report  # noqa: E402
+from msrgb.errors import MsrgbError  # noqa: E402
 from msrgb.paths import leave_marker  # noqa: E402
 from msrgb.products import products_from_dicts  # noqa: E402
 from msrgb.runstore import pull_states  # noqa: E402
@@ -22,7 +23,11 @@ logging.basicConfig(
 layout = OutputPaths.at(Path(snakemake.params.output_dir))
 plan = load_plan(layout)
 if not snakemake.params.get("shared_fs", True):  # the shard jobs left their state in S3
-    pull_states(layout, plan.n_shards)
+    try:
+        pull_states(layout, plan.n_shards)
+    except MsrgbError as exc:
+        logging.error("%s", exc)
+        sys.exit(str(exc))
 # the shard states are read once, for errors.tsv and for the provenance manifests
 state = read_state_full([Path(p) for p in snakemake.params.states])
 products = products_from_dicts(snakemake.params.products)
