@@ -30,6 +30,8 @@ from msrgb import remote
 from msrgb.errors import InputError, MsrgbError, PlanError
 from msrgb.files import write_atomic
 from msrgb.paths import OutputPaths, shards_overlap
+from msrgb.sharding import plan_shard_count
+from msrgb.stac import StacItems, StacSearch
 
 log = logging.getLogger("msrgb")
 
@@ -37,8 +39,6 @@ log = logging.getLogger("msrgb")
 def check_reachable(input_dir: object, images: str) -> None:
     """Without a shared file system the jobs read their inputs and write their images where
     every machine reaches them: raises :class:`PlanError` naming the setting otherwise."""
-    from msrgb.stac import StacItems, StacSearch
-
     if not images:
         raise PlanError(
             "--shared-fs-usage none (or without input-output): the jobs share no file system, "
@@ -153,8 +153,6 @@ def pull_plan(layout: OutputPaths, extra: Sequence[Path] = ()) -> None:
     the manifests the plan names."""
     store = RunStore(layout)
     store.pull_files([layout.plan_file(), layout.images_at(), *extra])
-    from msrgb.sharding import plan_shard_count
-
     n_shards = plan_shard_count(layout)
     store.pull_files([layout.manifest(n_shards, i) for i in range(n_shards)])
 

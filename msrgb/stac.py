@@ -241,12 +241,12 @@ class StacItems:
             return Path(href)
         listed_in_folder = not (remote.is_remote(self.where) or remote.is_url(self.where)) and os.path.isdir(self.where)
         base = self.items[item_id].base if listed_in_folder and item_id in self.items else _parent(self.where)
-        joined = f"{base}/{href}"
+        joined = _join(base, href)
         if remote.is_remote(joined):
-            return S3Path.parse(_normalise(joined))
+            return S3Path.parse(joined)
         if remote.is_url(joined):
-            return HttpPath(_normalise(joined))
-        return Path(os.path.normpath(joined))
+            return HttpPath(joined)
+        return Path(joined)
 
     def __truediv__(self, rel: str) -> Any:
         """The asset ``rel`` ("<item id>/<href>", as sources list them; ids hold no "/")."""
@@ -276,9 +276,6 @@ class StacSearch(StacItems):
     #: the search's parameters (collections, bbox, datetime, query, filter, ...), as JSON
     parameters: str = "{}"
     max_items: int = 1000
-
-    def __str__(self) -> str:
-        return f"{PREFIX}{self.where}"
 
     @property
     def name(self) -> str:
@@ -337,9 +334,13 @@ def _absolute(href: str, base: str) -> str:
     """``href`` joined to the document ``base`` it was read from, unless it is absolute."""
     if remote.is_remote(href) or remote.is_url(href) or href.startswith("file://") or os.path.isabs(href):
         return href
-    if remote.is_remote(base) or remote.is_url(base):
-        return _normalise(f"{_parent(base)}/{href}")
-    return os.path.normpath(f"{_parent(base)}/{href}")
+    return _join(_parent(base), href)
+
+
+def _join(folder: str, href: str) -> str:
+    """The relative ``href`` in ``folder`` (a URL or a path), with ``..`` and ``.`` resolved."""
+    joined = f"{folder}/{href}"
+    return _normalise(joined) if remote.is_remote(joined) or remote.is_url(joined) else os.path.normpath(joined)
 
 
 #: where the inputs are: a local folder, an s3:// prefix, or STAC Items
