@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from run import snakemake_command, timed  # noqa: E402
 from s3server import free_port, rclone_binary, wait_for_port  # noqa: E402
+from scratch_jobs import ScratchCluster  # noqa: E402
 
 REQUEST = re.compile(r"serve s3: (GET OBJECT|HEAD OBJECT|LIST BUCKET|CREATE OBJECT|DELETE OBJECT)\b")
 
@@ -65,29 +66,12 @@ def children_cpu() -> float:
 def cluster_command(run: Path, no_shared_fs: bool, output_dir: str, jobs: str) -> tuple[Path, list[str]]:
     """A copy of the workflow in ``run``/main and the command that runs it with the
     cluster-generic executor, every job in a scratch folder of its own with a copy of it."""
-    from test_no_shared_fs import STATUS, SUBMIT, WORKFLOW
-
-    main, scratch = run / "main", run / "scratch"
-    main.mkdir()
-    scratch.mkdir()
-    for name in WORKFLOW:
-        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, main / name)
-    for name, text in (("submit.sh", SUBMIT), ("status.sh", STATUS)):
-        (run / name).write_text(text.format(scratch=scratch, source=main))
-        (run / name).chmod(0o755)
-    cmd = [
-        sys.executable, "-m", "snakemake", "--jobs", jobs, "--executor", "cluster-generic",
-        "--cluster-generic-submit-cmd", str(run / "submit.sh"), "--cluster-generic-status-cmd", str(run / "status.sh"),
-        "--seconds-between-status-checks", "1", "--quiet", "rules",
-        "--config", "input_dir=s3://data", f"output_dir={output_dir}", "progress=false",
-    ]  # fmt: skip
-    if no_shared_fs:
-        cmd[3:3] = ["--shared-fs-usage", "none", "--default-storage-provider", "fs",
-                    "--default-storage-prefix", str(run / "storage")]  # fmt: skip
-    else:
-        cmd.append(f"work_dir={run / 'work'}")  # the jobs' folders see it: a shared file system
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    return main, cmd
+    cluster = ScratchCluster(run)
+    settings = ["input_dir=s3://data", f"output_dir={output_dir}", "progress=false"]
+    if not no_shared_fs:
+        settings.append(f"work_dir={run / 'work'}")  # the jobs' folders see it: a shared file system
+    os.environ.update(PATH=cluster.env()["PATH"])
+    return cluster.main, cluster.command(not no_shared_fs, "--quiet", "rules", "--config", *settings, jobs=jobs)
 
 
 def main() -> None:

@@ -46,6 +46,11 @@ WITHOUT_BYPASS = [
 ]  # fmt: skip
 
 
+def pngs(folder: Path) -> dict[str, bytes]:
+    """Every PNG under ``folder`` by its path relative to it, with its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
 def run_snakemake(
     workdir: Path,
     *args: str,

@@ -10,25 +10,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO, assert_png_matches, run_snakemake
+from conftest import REPO, assert_png_matches, pngs, run_snakemake
 from msrgb import runstore
 from msrgb.errors import PlanError
 from msrgb.paths import OutputPaths
 from s3server import S3Server, put_tree
+from scratch_jobs import ScratchCluster
 
 SAMPLE = REPO / "sample" / "eurosat"
-#: what a copy of the workflow needs (a cloud executor deploys the files git tracks)
-WORKFLOW = ("Snakefile", "rules", "scripts", "msrgb", "config", "envs", "profiles", "report")
 
 pytestmark = [
     pytest.mark.skipif(
@@ -38,60 +34,18 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed (the fs storage plugin runs it)"),
 ]
 
-SUBMIT = """#!/bin/bash
-# A job on a machine of its own: a fresh scratch folder with a copy of the workflow, nothing
-# shared with the main process but the storage. Prints the job's id (its folder).
-d=$(mktemp -d "{scratch}/job.XXXXXX")
-tar -C "{source}" --exclude=./.snakemake --exclude=./msrgb-work -cf - . | tar -C "$d" -xf -
-cp "$1" "$d/job.sh"
-( cd "$d" && bash job.sh > out.txt 2>&1; echo $? > rc ) > /dev/null 2>&1 &
-echo "$d"
-"""
-STATUS = """#!/bin/bash
-if [ ! -e "$1/rc" ]; then echo running; elif [ "$(cat "$1/rc")" = 0 ]; then echo success; else echo failed; fi
-"""
 
-
-def pngs(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
-
-
-class Cluster:
-    """The main process in ``main`` (a copy of the workflow), its jobs in ``scratch``."""
+class Cluster(ScratchCluster):
+    """The main process in ``main`` (a copy of the workflow), its jobs in ``scratch``, with no
+    shared file system; the S3 server's credentials for both."""
 
     def __init__(self, tmp_path: Path, s3: S3Server, products: dict):
-        self.main, self.scratch, self.storage = tmp_path / "main", tmp_path / "scratch", tmp_path / "storage"
-        self.main.mkdir()
-        self.scratch.mkdir()
-        for name in WORKFLOW:
-            copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
-            copy(REPO / name, self.main / name)
-        config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-        config["products"] = products
-        (self.main / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-        for name, text in (("submit.sh", SUBMIT), ("status.sh", STATUS)):
-            script = tmp_path / name
-            script.write_text(text.format(scratch=self.scratch, source=self.main))
-            script.chmod(0o755)
-        self.tmp, self.s3 = tmp_path, s3
-
-    def jobs(self) -> list[Path]:
-        return sorted(self.scratch.iterdir())
+        super().__init__(tmp_path, products)
+        self.s3 = s3
 
     def run(self, check: bool = True, **config: str) -> subprocess.CompletedProcess[str]:
-        cmd = [
-            sys.executable, "-m", "snakemake", "--jobs", "2", "--executor", "cluster-generic",
-            "--cluster-generic-submit-cmd", str(self.tmp / "submit.sh"),
-            "--cluster-generic-status-cmd", str(self.tmp / "status.sh"),
-            "--seconds-between-status-checks", "1", "--shared-fs-usage", "none",
-            "--default-storage-provider", "fs", "--default-storage-prefix", str(self.storage),
-            "--config", *(f"{k}={v}" for k, v in config.items()),
-        ]  # fmt: skip
-        env = {
-            **os.environ, **self.s3.env(), "LC_ALL": "C.UTF-8",
-            # the jobs' "python -m snakemake" is this Python
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        }  # fmt: skip
+        cmd = self.command(False, "--config", *(f"{k}={v}" for k, v in config.items()))
+        env = {**self.env(), **self.s3.env(), "LC_ALL": "C.UTF-8"}
         proc = subprocess.run(cmd, cwd=self.main, capture_output=True, text=True, env=env, timeout=600)
         if check and proc.returncode != 0:
             logs = "\n".join(f"--- {job}:\n{(job / 'out.txt').read_text()[-2000:]}" for job in self.jobs())

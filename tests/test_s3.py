@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, assert_png_matches, converted_counts, run_snakemake, run_totals
+from conftest import REPO, assert_png_matches, converted_counts, pngs, run_snakemake, run_totals
 from msrgb import bandfiles, remote, synth
 from msrgb.discovery import Inputs, discover_inputs
 from msrgb.errors import InputError, PlanError
@@ -26,10 +26,6 @@ pytestmark = pytest.mark.skipif(
 
 SAMPLE = REPO / "sample" / "eurosat"
 
-
-
-def pngs(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
 
 
 def written_text(*folders: Path) -> Iterator[tuple[Path, bytes]]:
