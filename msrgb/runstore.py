@@ -92,13 +92,16 @@ class RunStore:
         _each(one, items)
         log.info("run state: %d file(s) sent to %s", len(items), self.top)
 
+    def listing(self, folder: Path) -> list[remote.ObjectInfo]:
+        """What S3 holds of the work folder's ``folder`` (one LIST)."""
+        return remote.list_objects(self.url(folder), what="the run's state in output_dir")
+
     def pull(self, folder: Path, keep: Callable[[str], bool] = lambda rel: True) -> list[Path]:
         """Make ``folder`` of the work folder what it is in S3, for the files whose path
         relative to ``folder`` passes ``keep``: those there are fetched (with their time in S3,
         which orders states), those here and not there are deleted (nobody wrote them since:
         stale). One LIST, then one GET a file. Returns the files fetched."""
-        listing = remote.list_objects(self.url(folder), what="the run's state in output_dir")
-        there = {folder / info.rel: info for info in listing if keep(info.rel)}
+        there = {folder / info.rel: info for info in self.listing(folder) if keep(info.rel)}
         if folder.is_dir():
             for path in folder.rglob("*"):
                 if path.is_file() and path not in there and keep(path.relative_to(folder).as_posix()):
@@ -168,7 +171,7 @@ def push_earlier_states(layout: OutputPaths) -> int:
     jobs without one does not convert everything again. One LIST. Returns how many were sent."""
     store = RunStore(layout)
     folder = layout.state_root / "state"
-    there = {info.rel for info in remote.list_objects(store.url(folder), what="the run's state in output_dir")}
+    there = {info.rel for info in store.listing(folder)}
     here = [p for p in folder.glob("*/*.tsv") if p.relative_to(folder).as_posix() not in there] if folder.is_dir() else []
     store.push(here)
     return len(here)
