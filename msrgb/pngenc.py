@@ -143,6 +143,24 @@ def _filter_rows(x: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
     return raw
 
 
+def encode_png_quick(image: np.ndarray) -> bytes:
+    """PNG bytes of an (rows, cols, 3) uint8 image, fast rather than small: filter Up on every
+    row and zlib-ng's level 2. For pictures made of many small images on a plain background
+    (contact sheets), about 4x faster than Pillow's level 1 with run-length matching at a size
+    within 10 % of it (bench/encoders.py --sheets); the bytes are not Pillow's."""
+    rows, cols, channels = image.shape
+    lines = np.ascontiguousarray(image, dtype=np.uint8).reshape(rows, cols * channels)
+    raw = np.empty((rows, 1 + cols * channels), dtype=np.uint8)
+    raw[:, 0] = 2  # Up; the row above the first is zero
+    raw[0, 1:] = lines[0]
+    np.subtract(lines[1:], lines[:-1], out=raw[1:, 1:])
+    packer = zlib_ng.compressobj(2, zlib.DEFLATED, 15, 8, 0)
+    data = packer.compress(raw) + packer.flush()
+    color_type = {3: 2, 4: 6}[channels]
+    header = struct.pack(">IIBBBBB", cols, rows, 8, color_type, 0, 0, 0)
+    return b"".join([b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header), _chunk(b"IDAT", data), _chunk(b"IEND", b"")])
+
+
 def _chunk(kind: bytes, body: bytes) -> bytes:
     crc = zlib.crc32(kind + body) & 0xFFFFFFFF
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)

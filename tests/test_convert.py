@@ -11,7 +11,7 @@ from msrgb.convert import Converter
 from msrgb.encoding import encode_image
 from msrgb.errors import InputError
 from msrgb.files import write_atomic
-from msrgb.pngenc import HUFFMAN_ONLY, PNG_COMPRESSION, compressor, encode_png
+from msrgb.pngenc import HUFFMAN_ONLY, PNG_COMPRESSION, compressor, encode_png, encode_png_quick
 from msrgb.reader import enter_thread_gdal_env
 from msrgb.products import parse_products
 
@@ -100,6 +100,18 @@ def test_png_encoder_blocks_see_the_row_above():
     i, j = np.mgrid[0:1200, 0:1000]
     image = np.stack([(i * 3 + j) % 256, (i + j * 2) % 256, (i * j // 97) % 256], axis=-1).astype(np.uint8)
     assert np.array_equal(iio.imread(encode_png(image, 6, 2)), image)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 70, 3), (70, 1, 4), (97, 131, 4), (1508, 1346, 3)])
+def test_quick_png_encoder_keeps_the_pixels(shape: tuple[int, ...]):
+    """The contact sheets' encoder (filter Up on every row, zlib-ng level 2): Pillow reads back
+    exactly the pixels, for one row, one column, alpha, and a sheet-sized image."""
+    rng = np.random.default_rng(sum(shape))
+    image = rng.integers(0, 255, size=shape, endpoint=True).astype(np.uint8)
+    image[: shape[0] // 2, : shape[1] // 2] = 255  # a plain background, as on a sheet
+    back = iio.imread(encode_png_quick(image))
+    assert back.dtype == np.uint8
+    assert np.array_equal(back.reshape(shape), image)
 
 
 def test_write_atomic_never_leaves_a_partial_file(tmp_path: Path):
