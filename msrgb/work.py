@@ -163,10 +163,13 @@ def shards_missing_outputs(
     input has no record (its shard's manifest changed anyway), nor has an input the state
     records as skipped (bad, with ``on_error: skip``): no image on purpose. Only reads: one
     listing per output folder through ``present``, the states through ``states`` (a cache
-    count_work reads them from again)."""
+    count_work reads them from again). A shard whose marker is missing (its manifest changed)
+    runs anyway and is not looked at."""
     states = states or StateCache()
     flagged = []
     for shard, members in enumerate(plan.members):
+        if not layout.done(plan.n_shards, shard, plan.tokens[shard]).exists():
+            continue
         state = layout.state(plan.n_shards, shard)
         missing = [(s.rel, p.name) for p in products for s in present.missing(layout.image_top(p.name), p.suffix, members)]
         if not missing or not state.exists():  # without a state file Snakemake runs it anyway

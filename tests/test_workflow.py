@@ -17,6 +17,7 @@ import rasterio
 from conftest import REPO, assert_png_matches, converted_counts, run_snakemake
 
 from msrgb import synth
+from msrgb.sharding import shard_of
 
 
 def all_pngs(out: Path) -> list[Path]:
@@ -68,6 +69,31 @@ def test_deleted_png_is_rebuilt_alone(tmp_path: Path, dataset: Path):
         p: t for p, t in before.items() if p != victim
     }
     check_tree(dataset, out)
+
+
+def test_deleted_pngs_are_rebuilt_in_shards_that_change_and_in_those_that_do_not(tmp_path: Path, dataset: Path):
+    """A rerun with a new TIFF (its shard's manifest changes, so that job runs anyway) and one
+    PNG deleted in every shard (the other shards' manifests are unchanged: planning must send
+    them to run again) rebuilds every deleted PNG and touches nothing else."""
+    out = tmp_path / "out"
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), shards="4")
+    before = mtimes(out)
+    rels = [p.relative_to(out / "truecolor").with_suffix(".tif").as_posix() for p in before]
+    victims = {shard: next(out / "truecolor" / Path(r).with_suffix(".png") for r in rels if shard_of(r, 4) == shard) for shard in range(4)}
+    synth.generate(dataset, 1, classes=("SeaLake",), start=100)
+    new_shard = shard_of("SeaLake/SeaLake_100.tif", 4)
+    for victim in victims.values():
+        victim.unlink()
+    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), shards="4")
+    assert converted_counts(out) == 5, f"new file in shard {new_shard}"
+    after = mtimes(out)
+    assert all(v in after for v in victims.values())
+    assert {p: t for p, t in after.items() if p in before and p not in victims.values()} == {
+        p: t for p, t in before.items() if p not in victims.values()
+    }
+    check_tree(dataset, out)
+    proc = run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), shards="4")
+    assert "Nothing to be done" in proc.stderr + proc.stdout
 
 
 def test_new_and_changed_tiffs_rerun_only_those(tmp_path: Path, dataset: Path):
