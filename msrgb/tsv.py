@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -55,12 +56,23 @@ def text(rows: Iterable[Sequence[object]]) -> str:
 def rows(path: Path) -> Iterator[list[str]]:
     """The rows of a file written with :func:`line` or :func:`text` (blank lines skipped)."""
     with open(path, encoding="utf-8", newline="") as fh:
-        for row in csv.reader(fh, _Dialect):
-            if row:
-                yield row
+        yield from _rows(fh)
 
 
 def rows_of(content: str) -> Iterator[list[str]]:
-    for row in csv.reader(io.StringIO(content, newline=""), _Dialect):
-        if row:
-            yield row
+    return _rows(io.StringIO(content, newline=""))
+
+
+def _rows(lines: Iterator[str]) -> Iterator[list[str]]:
+    """Lines without a quote or carriage return (almost all) are split at their tabs; from the
+    first line with one on, the ``csv`` module reads the rest (a quoted field may hold line
+    breaks). Split this way, the rows of a state file take about half the time."""
+    for text in lines:
+        if '"' in text or "\r" in text:
+            for row in csv.reader(itertools.chain([text], lines), _Dialect):
+                if row:
+                    yield row
+            return
+        text = text[:-1] if text.endswith("\n") else text
+        if text:
+            yield text.split("\t")

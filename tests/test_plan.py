@@ -179,3 +179,28 @@ def test_tsv_text_is_its_lines_for_any_rows(seed: int):
         rows = [[rng.choice(pieces) for _ in range(rng.randint(0, 4))] for _ in range(rng.randint(0, 6))]
         assert tsv.text(rows) == "".join(tsv.line(r) for r in rows)
         assert tsv.text(iter(rows)) == tsv.text(rows)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_tsv_rows_read_what_the_csv_module_reads(seed: int, tmp_path: Path):
+    """msrgb.tsv.rows, which splits plain lines at their tabs and hands the rest to the csv
+    module from the first quote or carriage return on, reads exactly the rows the csv module
+    reads, from a file and from text, whatever the fields hold and wherever the first field
+    needing quotes is."""
+    import csv
+    import io
+    import random
+
+    from msrgb import tsv
+
+    rng = random.Random(seed)
+    pieces = ["a", "Forest_1.tif", "", "\t", "\n", "\r", '"', "ü", "x\r\ny", 12, -1]
+    plain = ["a", "Forest_1.tif", "", "ü", 12]
+    for _ in range(50):
+        rows = [[rng.choice(plain if rng.random() < 0.8 else pieces) for _ in range(rng.randint(0, 4))] for _ in range(rng.randint(0, 8))]
+        text = tsv.text(rows)
+        want = [r for r in csv.reader(io.StringIO(text, newline=""), dialect="excel-tab") if r]
+        assert list(tsv.rows_of(text)) == want
+        path = tmp_path / "t.tsv"
+        path.write_bytes(text.encode())
+        assert list(tsv.rows(path)) == want
