@@ -163,18 +163,17 @@ def shards_missing_outputs(
     input has no record (its shard's manifest changed anyway), nor has an input the state
     records as skipped (bad, with ``on_error: skip``): no image on purpose. Only reads: one
     listing per output folder through ``present``, the states through ``states`` (a cache
-    count_work reads them from again). A shard whose marker is missing (its manifest changed)
-    runs anyway and is not looked at."""
+    count_work reads them from again). A shard that runs anyway (:func:`shard_will_run`: its
+    manifest changed, or it has no state file) is not looked at."""
     states = states or StateCache()
     flagged = []
     for shard, members in enumerate(plan.members):
-        if not layout.done(plan.n_shards, shard, plan.tokens[shard]).exists():
+        if shard_will_run(layout, plan, shard, ()):
             continue
-        state = layout.state(plan.n_shards, shard)
         missing = [(s.rel, p.name) for p in products for s in present.missing(layout.image_top(p.name), p.suffix, members)]
-        if not missing or not state.exists():  # without a state file Snakemake runs it anyway
+        if not missing:
             continue
-        records = states([state]).records
+        records = states([layout.state(plan.n_shards, shard)]).records
         if any(key in records for key in missing):
             flagged.append(shard)
     return flagged
