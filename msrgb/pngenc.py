@@ -93,13 +93,11 @@ class PngStream:
         if self._added != self.rows:
             raise ValueError(f"PNG of {self.rows} rows was given {self._added}")
         self._idat.append(self._packer.flush())
-        color_type = {3: 2, 4: 6}[self.channels]
-        header = struct.pack(">IIBBBBB", self.cols, self.rows, self.depth, color_type, 0, 0, 0)
         length = sum(len(part) for part in self._idat)
         crc = zlib.crc32(b"IDAT")
         for part in self._idat:
             crc = zlib.crc32(part, crc)
-        pieces = [b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header)]
+        pieces = _start(self.rows, self.cols, self.channels, self.depth)
         for keyword, value in (text or {}).items():
             body = keyword.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")
             pieces.append(_chunk(b"iTXt", body))
@@ -156,9 +154,14 @@ def encode_png_quick(image: np.ndarray) -> bytes:
     np.subtract(lines[1:], lines[:-1], out=raw[1:, 1:])
     packer = zlib_ng.compressobj(2, zlib.DEFLATED, 15, 8, 0)
     data = packer.compress(raw) + packer.flush()
+    return b"".join([*_start(rows, cols, channels, 8), _chunk(b"IDAT", data), _chunk(b"IEND", b"")])
+
+
+def _start(rows: int, cols: int, channels: int, depth: int) -> list[bytes]:
+    """The PNG signature and header chunk of an RGB (3 channels) or RGBA (4) image."""
     color_type = {3: 2, 4: 6}[channels]
-    header = struct.pack(">IIBBBBB", cols, rows, 8, color_type, 0, 0, 0)
-    return b"".join([b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header), _chunk(b"IDAT", data), _chunk(b"IEND", b"")])
+    header = struct.pack(">IIBBBBB", cols, rows, depth, color_type, 0, 0, 0)
+    return [b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header)]
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
