@@ -78,8 +78,10 @@ def test_deleted_pngs_are_rebuilt_in_shards_that_change_and_in_those_that_do_not
     out = tmp_path / "out"
     run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), shards="4")
     before = mtimes(out)
-    rels = [p.relative_to(out / "truecolor").with_suffix(".tif").as_posix() for p in before]
-    victims = {shard: next(out / "truecolor" / Path(r).with_suffix(".png") for r in rels if shard_of(r, 4) == shard) for shard in range(4)}
+    def rel(png: Path) -> str:
+        return png.relative_to(out / "truecolor").with_suffix(".tif").as_posix()
+
+    victims = {shard: next(p for p in before if shard_of(rel(p), 4) == shard) for shard in range(4)}
     synth.generate(dataset, 1, classes=("SeaLake",), start=100)
     new_shard = shard_of("SeaLake/SeaLake_100.tif", 4)
     for victim in victims.values():
