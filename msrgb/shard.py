@@ -21,7 +21,7 @@ from msrgb.files import remove_output, write_atomic
 from msrgb.discovery import Source
 from msrgb.paths import OutputListing, OutputPaths, leave_marker
 from msrgb.sharding import manifest_file_text, read_manifest_text, shard_token
-from msrgb.state import StateData, read_state_full, state_text
+from msrgb.state import StateData, read_state_full, record_row, skipped_row, state_text
 from msrgb.products import Product
 from msrgb.progress import Live, write_live
 from msrgb.work import Work, orphans, rescaled_line, work_to_do
@@ -163,7 +163,7 @@ def run_shard(
     record = Recorder(result, kept, work.digests, on_error, lambda src: converter.inputs.open(input_dir, src))
 
     def checkpoint() -> None:
-        write_atomic(progress, state_text(**vars(kept)).encode("utf-8"))
+        write_atomic(progress, record.checkpoint_text().encode("utf-8"))
 
     t0 = time.monotonic()
     tick = _ticker(layout, n_shards, shard, result, len(work.todo), progress_every)
@@ -295,7 +295,8 @@ def _job_settings(
 
 
 class Recorder:
-    """Records the outcome of each image in the shard's result and state (``done``)."""
+    """Records the outcome of each image in the shard's result and state (``done``), and
+    makes the text of the shard's checkpoint (:meth:`checkpoint_text`)."""
 
     def __init__(
         self,
@@ -310,6 +311,17 @@ class Recorder:
         versions = library_versions()
         self.env = environment_id(versions)
         done.envs[self.env] = versions
+        self._snapshot: str | None = None  # the state at the first checkpoint
+        self._since: list[str] = []  # the rows recorded after it, in order
+
+    def checkpoint_text(self) -> str:
+        """A state file that reads as :func:`state_text` of ``done`` does: the whole state as
+        it was at the first checkpoint, then the rows of the outcomes recorded since, later rows
+        winning (msrgb.state.read_state_full). Writing every record at every checkpoint would
+        cost a job time that grows with the square of its images."""
+        if self._snapshot is None:
+            self._snapshot = state_text(**vars(self.done))
+        return self._snapshot + "".join(self._since)
 
     def outcome(self, src: Source, dests: dict[str, Path | S3Path], outcome: Converted | BaseException) -> None:
         if isinstance(outcome, Converted):
@@ -324,6 +336,8 @@ class Recorder:
                     self.done.radiometry[key] = outcome.radiometry[name]
                 else:
                     self.done.radiometry.pop(key, None)
+                if self._snapshot is not None:
+                    self._since.append(record_row(self.done, key))
             for note in outcome.notes:
                 if note not in self.result.notes:
                     self.result.notes.append(note)
@@ -334,6 +348,8 @@ class Recorder:
         if self.on_error == "skip":
             reason = _reason(outcome, self.open_input(src).where)
             self.done.skipped[src.rel] = (src.size, src.mtime_ns, reason)
+            if self._snapshot is not None:
+                self._since.append(skipped_row(src.rel, self.done.skipped[src.rel]))
         if self.on_error == "skip" or isinstance(outcome, OutputFileError):
             # no image from an earlier version of a bad input, none without its side files
             for out in dests.values():

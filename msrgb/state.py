@@ -111,19 +111,39 @@ def state_text(
     radiometry = radiometry or {}
     rows = [tsv.line([STATE_HEADER])]
     rows += [tsv.line(["# env", e, versions]) for e, versions in sorted((envs or {}).items())]
-    field = tsv.field
-    # written row by row with f-strings: this runs at every checkpoint of a shard job
-    for key, (size, mtime, digest) in sorted(records.items()):
-        known = provenance.get(key)
-        # known[0] is a SHA-256 or JSON (band files), which has no tab or line break and does
-        # not start with a quote: written as it is
-        tail = f"\t{known[0]}\t{known[1]}\t{field(known[2])}" if known else ""
-        if known and key in clipping:
-            tail += f"\t{clipping[key]}"
-            if key in radiometry:  # JSON: no tab or line break, starts with "{"
-                tail += f"\t{radiometry[key]}"
-        rows.append(f"{field(key[0])}\t{size}\t{mtime}\t{field(key[1])}\t{digest}{tail}\n")
-    for rel, (size, mtime, reason) in sorted((skipped or {}).items()):
-        rows.append(tsv.line(["!", rel, size, mtime, " ".join(reason.split())]))  # one line
+    rows += [
+        _record_row(key, record, provenance, clipping, radiometry) for key, record in sorted(records.items())
+    ]
+    rows += [skipped_row(rel, entry) for rel, entry in sorted((skipped or {}).items())]
     return "".join(rows)
 
+
+def record_row(data: StateData, key: tuple[str, str]) -> str:
+    """The row :func:`state_text` writes for the record ``key`` of ``data``."""
+    return _record_row(key, data.records[key], data.provenance, data.clipping, data.radiometry)
+
+
+def _record_row(
+    key: tuple[str, str],
+    record: tuple[int, int, str],
+    provenance: Provenance,
+    clipping: dict[tuple[str, str], str],
+    radiometry: dict[tuple[str, str], str],
+) -> str:
+    # written with f-strings: this runs for every image of a shard job
+    size, mtime, digest = record
+    known = provenance.get(key)
+    # known[0] is a SHA-256 or JSON (band files), which has no tab or line break and does not
+    # start with a quote: written as it is
+    tail = f"\t{known[0]}\t{known[1]}\t{tsv.field(known[2])}" if known else ""
+    if known and key in clipping:
+        tail += f"\t{clipping[key]}"
+        if key in radiometry:  # JSON: no tab or line break, starts with "{"
+            tail += f"\t{radiometry[key]}"
+    return f"{tsv.field(key[0])}\t{size}\t{mtime}\t{tsv.field(key[1])}\t{digest}{tail}\n"
+
+
+def skipped_row(rel: str, entry: tuple[int, int, str]) -> str:
+    """The row :func:`state_text` writes for an input skipped as bad."""
+    size, mtime, reason = entry
+    return tsv.line(["!", rel, size, mtime, " ".join(reason.split())])  # one line

@@ -245,3 +245,59 @@ def test_an_image_waits_for_its_uploads_and_a_fatal_error_cannot_strand_it():
     assert isinstance(combined.exception(), OutputError)
     late.set_result(None)  # a later upload ending changes nothing
     assert isinstance(combined.exception(), OutputError)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_checkpoint_reads_as_the_whole_state_whenever_it_is_taken(tmp_path: Path, seed: int):
+    """A job's checkpoint is written as the state at its first checkpoint plus the rows recorded
+    since; read back, it must hold what the whole state would, after any mix of images made
+    (with and without clip figures and radiometry), inputs found bad and earlier records."""
+    import random
+    from types import SimpleNamespace
+
+    from msrgb.convert import Converted
+    from msrgb.discovery import Source
+    from msrgb.errors import InputError
+    from msrgb.shard import Recorder, ShardResult
+
+    rng = random.Random(seed)
+    names = ["plain", 'a "quoted"', "tab\there", "line\nbreak", "ünï", "#hash", "!bang"]
+    sources = [Source(f"{rng.choice(names)}/{k}.tif", rng.randrange(1, 10**6), rng.randrange(10**18)) for k in range(40)]
+    products = ["p", "q"]
+    kept = state.StateData(envs={"old": "msrgb=0.1 numpy=1"})
+    for src in sources[:15]:  # images up to date, inputs known to be bad, from earlier jobs
+        if rng.random() < 0.2:
+            kept.skipped[src.rel] = (src.size, src.mtime_ns, "is empty (0 bytes)")
+            continue
+        for name in rng.sample(products, rng.randint(1, 2)):
+            kept.records[(src.rel, name)] = (src.size, src.mtime_ns, "digest-" + name)
+            kept.provenance[(src.rel, name)] = ("a" * 64, "b" * 64, "old")
+            kept.clipping[(src.rel, name)] = "0.1\t0.2"
+    recorder = Recorder(
+        ShardResult(), kept, {"p": "dp", "q": "dq"}, "skip", lambda src: SimpleNamespace(where=Path(src.rel))
+    )
+    checkpoints = []
+    for src in sources[10:]:  # some of them again, with other products
+        dests = {name: tmp_path / name / f"{len(checkpoints)}.png" for name in rng.sample(products, rng.randint(1, 2))}
+        if rng.random() < 0.25:
+            outcome: Converted | InputError = InputError(f"{src.rel}: cannot be read\nas a GeoTIFF")
+        else:
+            outcome = Converted("c" * 64, image_sha={n: "d" * 64 for n in dests})
+            for name in dests:
+                if rng.random() < 0.7:
+                    outcome.clipping[name] = (0.0, 0.5, 1.0, 0.0, 0.0, 0.25, 100.5)
+                if rng.random() < 0.3:
+                    outcome.radiometry[name] = '{"B04": [0.0001, -0.1]}'
+        recorder.outcome(src, dests, outcome)
+        if rng.random() < 0.2:
+            checkpoints.append(recorder.checkpoint_text())
+    checkpoints.append(recorder.checkpoint_text())
+    whole = tmp_path / "whole.tsv"
+    whole.write_text(state.state_text(**vars(kept)))
+    taken = tmp_path / "checkpoint.tsv"
+    taken.write_text(checkpoints[-1])
+    assert state.read_state_full([taken]) == state.read_state_full([whole])
+    # read after an earlier state of the shard, as the next job reads both
+    earlier = tmp_path / "earlier.tsv"
+    earlier.write_text(checkpoints[0])
+    assert state.read_state_full([earlier, taken]) == state.read_state_full([earlier, whole])
