@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from xml.sax.saxutils import escape as xml_escape
-
 from affine import Affine
 
 
@@ -19,7 +17,13 @@ def aux_xml_text(t: Affine, crs_wkt: str) -> str:
     gt = ", ".join(repr(float(v)) for v in t.to_gdal())
     return (
         "<PAMDataset>\n"
-        f"  <SRS dataAxisToSRSAxisMapping=\"1,2\">{xml_escape(crs_wkt)}</SRS>\n"
+        f"  <SRS dataAxisToSRSAxisMapping=\"1,2\">{_escape(crs_wkt)}</SRS>\n"
         f"  <GeoTransform>{gt}</GeoTransform>\n"
         "</PAMDataset>\n"
     )
+
+
+def _escape(text: str) -> str:
+    """XML element text: what xml.sax.saxutils.escape does, without importing xml.sax, which
+    brings urllib.request and http.client into every shard job (30-40 ms at each start)."""
+    return text.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")

@@ -208,6 +208,20 @@ def test_world_file_and_aux_xml_place_the_png_like_the_tif(tmp_path: Path):
         assert out.transform.almost_equals(src.transform)
 
 
+@pytest.mark.parametrize("wkt", ['GEOGCS["WGS 84",DATUM["a&b"]]', "x < y > z & 'q'", "&amp; &lt;", ""])
+def test_aux_xml_holds_any_crs_text(wkt: str):
+    """The CRS goes into .aux.xml as element text: any &, <, > or quote in it reads back as
+    it was (an XML parser, as GDAL's)."""
+    import xml.etree.ElementTree as ET
+
+    from affine import Affine
+
+    from msrgb.georef import aux_xml_text
+
+    root = ET.fromstring(aux_xml_text(Affine(10, 0, 499980, 0, -10, 4000020), wkt))
+    assert (root.find("SRS").text or "") == wkt
+
+
 def test_field_names_are_the_config_keys_and_digests_stay_those_of_earlier_versions():
     """stretch.min/max and range are the fields min/max/range; a product's digest is computed
     under the names of versions before 0.6.0, so their images stay up to date, and their
