@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from msrgb import tsv
 from msrgb.files import output_rel, own_image, write_atomic, write_if_changed
@@ -15,6 +15,9 @@ from msrgb.paths import OutputPaths
 from msrgb.remote import S3Path, prefetch
 from msrgb.sharding import Plan
 from msrgb.state import StateData
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("msrgb")
 
@@ -149,30 +152,50 @@ def clipping_summary(data: StateData, suffixes: dict[str, str]) -> dict[str, dic
     """Per product (``suffixes``: name -> image suffix), from the clip figures in the state:
     the images with the largest share of pixels at 0 or at the top value in any channel, the
     darkest (lowest mean), and how many have more than 5 % of a channel clipped."""
-    per_product: dict[str, list[tuple[str, list[float]]]] = {p: [] for p in suffixes}
+    import numpy as np
+
+    rels: dict[str, list[str]] = {p: [] for p in suffixes}
+    texts: dict[str, list[str]] = {p: [] for p in suffixes}
     for (rel, name), text in data.clipping.items():
-        if name in per_product and (rel, name) in data.records:
-            per_product[name].append((rel, [float(v) for v in text.split()]))
+        if name in rels and (rel, name) in data.records:
+            rels[name].append(rel)
+            texts[name].append(text)
     result = {}
-    for name, rows in per_product.items():
-        if not rows:
+    for name, names in rels.items():
+        if not names:
             continue
-        clips = [max(f[:6]) for _, f in rows]  # the largest clipped share of each image
-        # the few first by (figure, name), without sorting every image of a large dataset
-        worst = [rows[i] for i in heapq.nsmallest(CLIP_LIST, range(len(rows)), key=lambda i: (-clips[i], rows[i][0]))]
-        darkest = heapq.nsmallest(CLIP_LIST, rows, key=lambda r: (r[1][6], r[0]))
+        # seven figures an image (msrgb.shard.clip_text), parsed at once
+        figures = np.array(" ".join(texts[name]).split(), dtype=np.float64).reshape(len(names), 7)
+        clips = figures[:, :6].max(axis=1)  # the largest clipped share of each image
+        means = figures[:, 6]
+        worst = _first(names, -clips)
+        darkest = _first(names, means)
         result[name] = {
-            "images": len(rows),
-            "images_clipped_over_5_percent": sum(1 for c in clips if c > 0.05),
-            "mean_brightness": round(sum(f[6] for _, f in rows) / len(rows), 2),
+            "images": len(names),
+            "images_clipped_over_5_percent": int(np.count_nonzero(clips > 0.05)),
+            "mean_brightness": round(sum(means.tolist()) / len(names), 2),
             "most_clipped": [
-                {"image": output_rel(rel, suffixes[name]), "clipped_low": [round(v, 4) for v in f[:3]],
-                 "clipped_high": [round(v, 4) for v in f[3:6]], "mean": f[6]}
-                for rel, f in worst
+                {"image": output_rel(names[i], suffixes[name]),
+                 "clipped_low": [round(v, 4) for v in figures[i, :3].tolist()],
+                 "clipped_high": [round(v, 4) for v in figures[i, 3:6].tolist()], "mean": float(means[i])}
+                for i in worst
             ],  # fmt: skip
-            "darkest": [{"image": output_rel(rel, suffixes[name]), "mean": f[6]} for rel, f in darkest],
+            "darkest": [{"image": output_rel(names[i], suffixes[name]), "mean": float(means[i])} for i in darkest],
         }
     return result
+
+
+def _first(names: Sequence[str], keys: np.ndarray) -> list[int]:
+    """The indices of the :data:`CLIP_LIST` smallest (key, name), without sorting every image
+    of a large dataset: only those with a key up to the CLIP_LIST-th smallest (ties included)."""
+    import numpy as np
+
+    if len(keys) > CLIP_LIST:
+        bound = np.partition(keys, CLIP_LIST - 1)[CLIP_LIST - 1]
+        candidates = np.flatnonzero(keys <= bound).tolist()
+    else:
+        candidates = list(range(len(keys)))
+    return sorted(candidates, key=lambda i: (keys[i], names[i]))[:CLIP_LIST]
 
 
 def clipping_table(clipping: dict[str, dict]) -> str:

@@ -60,3 +60,43 @@ def test_contact_sheets_summary_and_report(tmp_path: Path) -> None:
     for png in (out / "contact_sheets" / "truecolor").iterdir():
         assert base64.b64encode(png.read_bytes()).decode() in html, f"{png.name} not embedded"
     assert "summary.json" in html and "Contact sheets" in html
+
+
+def test_clipping_summary_lists_the_first_images_by_figure_then_name() -> None:
+    """The most clipped and the darkest images, ties broken by name, against sorting every
+    image; images without a record (removed) and products not asked for are left out."""
+    import random
+
+    from msrgb.report import CLIP_LIST, clipping_summary
+    from msrgb.state import StateData
+
+    rng = random.Random(7)
+    for _ in range(60):
+        data = StateData()
+        for k in range(rng.randint(0, 40)):
+            rel = f"{rng.choice(['a', 'b/c'])}/{k}.tif"
+            for product in ("p", "q", "other"):
+                values = [rng.choice([0.0, 0.05, 0.0501, 0.5, 1.0]) for _ in range(6)]
+                mean = rng.choice([0.0, 10.5, 100.25])
+                data.clipping[(rel, product)] = " ".join([*(f"{v:.4f}" for v in values), f"{mean:.2f}"])
+                if rng.random() < 0.8:
+                    data.records[(rel, product)] = (1, 1, "digest")
+        got = clipping_summary(data, {"p": ".png", "q": ".jpg"})
+        for product, suffix in (("p", ".png"), ("q", ".jpg")):
+            rows = sorted(
+                (rel, [float(v) for v in text.split()])
+                for (rel, name), text in data.clipping.items()
+                if name == product and (rel, name) in data.records
+            )
+            if not rows:
+                assert product not in got
+                continue
+            summary = got[product]
+            worst = sorted(rows, key=lambda r: (-max(r[1][:6]), r[0]))[:CLIP_LIST]
+            darkest = sorted(rows, key=lambda r: (r[1][6], r[0]))[:CLIP_LIST]
+            assert [m["image"] for m in summary["most_clipped"]] == [r.replace(".tif", suffix) for r, _ in worst]
+            assert [m["clipped_low"] + m["clipped_high"] for m in summary["most_clipped"]] == [f[:6] for _, f in worst]
+            assert [m["image"] for m in summary["darkest"]] == [r.replace(".tif", suffix) for r, _ in darkest]
+            assert summary["images"] == len(rows)
+            assert summary["images_clipped_over_5_percent"] == sum(max(f[:6]) > 0.05 for _, f in rows)
+            assert summary["mean_brightness"] == round(sum(f[6] for _, f in rows) / len(rows), 2)
