@@ -100,3 +100,73 @@ def test_clipping_summary_lists_the_first_images_by_figure_then_name() -> None:
             assert summary["images"] == len(rows)
             assert summary["images_clipped_over_5_percent"] == sum(max(f[:6]) > 0.05 for _, f in rows)
             assert summary["mean_brightness"] == round(sum(f[6] for _, f in rows) / len(rows), 2)
+
+
+def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_path: Path) -> None:
+    """A sheet rebuilt after files were added, changed and removed copies the cells of unchanged
+    images from its previous version; the result must be the sheet drawn from nothing, pixel for
+    pixel (long names cut with an ellipsis, odd characters, grey cells of missing images, the
+    overview's padded rows, another thumbnail size)."""
+    import os
+
+    from msrgb import sheets
+    from msrgb.discovery import Source
+
+    rng = np.random.default_rng(3)
+    images = tmp_path / "images"
+    names = {"F": [f"F/{'long_' * (i % 4)}{i}_é.tif" for i in range(14)], "G": [f"G/g{i}.tif" for i in range(6)]}
+
+    def make(rel: str) -> None:
+        png = images / rel.replace(".tif", ".png")
+        png.parent.mkdir(parents=True, exist_ok=True)
+        shape = (int(rng.integers(8, 80)), int(rng.integers(8, 80)), 3)
+        iio.imwrite(png, rng.integers(0, 256, shape, dtype=np.uint8))
+
+    def manifest(title: str, rels: list[str], layout: sheets.SheetGeometry) -> Path:
+        path = tmp_path / f"{title}-{len(list(tmp_path.glob('*.tsv')))}.tsv"
+        path.write_text(sheets.manifest_text(title, [Source(r, 1, 1) for r in rels], "digest", layout))
+        return path
+
+    def build_both(title: str, rels: list[str], layout: sheets.SheetGeometry, sheet: Path) -> tuple[np.ndarray, np.ndarray]:
+        m = manifest(title, rels, layout)
+        sheets.build(m, sheet, images, layout)  # over the previous version: cells copied
+        fresh = tmp_path / "fresh.png"
+        fresh.unlink(missing_ok=True)
+        sheets.build(m, fresh, images, layout)
+        return iio.imread(sheet), iio.imread(fresh)
+
+    for rel in names["F"] + names["G"]:
+        make(rel)
+    layout = sheets.SheetGeometry(thumb=48)
+    for title, rels in (("F (12 shown)", names["F"][:12]), ("overview", names["F"][:5] + names["G"][:3])):
+        sheet = tmp_path / f"{title}.png"
+        sheets.build(manifest(title, rels, layout), sheet, images, layout)
+        # new files among the shown ones, two images remade, one gone (a grey cell), a name
+        # with a quote and a tab
+        added = [rel.replace(".tif", "_new.tif") for rel in rels[:3]] + ['F/a "quoted"\tname.tif']
+        for rel in added + rels[1:3]:
+            make(rel)
+        (images / rels[4].replace(".tif", ".png")).unlink(missing_ok=True)
+        rels = sorted(rels + added)
+        reused, fresh = build_both(title, rels, layout, sheet)
+        assert reused.shape == fresh.shape and np.array_equal(reused, fresh), title
+        from PIL import Image
+
+        with Image.open(sheet) as im:  # the cells' list names images under the product folder
+            cells = json.loads(im.text[sheets.CELLS_KEY])["cells"]
+        assert str(tmp_path) not in json.dumps(cells) and {c[0] for c in cells} <= {
+            r.replace(".tif", ".png") for r in rels
+        }
+        # the copies are real: an image changed without a new size or time is not read again
+        # (drawn afresh, these bytes make a grey cell)
+        png = images / rels[0].replace(".tif", ".png")
+        st = png.stat()
+        png.write_bytes(bytes(st.st_size))
+        os.utime(png, ns=(st.st_atime_ns, st.st_mtime_ns))
+        reused, fresh = build_both(title, rels, layout, sheet)
+        assert not np.array_equal(reused, fresh)
+        make(rels[0])
+        # another thumbnail size: nothing is copied
+        bigger = sheets.SheetGeometry(thumb=64)
+        reused, fresh = build_both(title, rels, bigger, sheet)
+        assert np.array_equal(reused, fresh)
