@@ -299,14 +299,19 @@ class Cells:
         return json.dumps({"geometry": list(astuple(self.layout)), "cells": self.made}, ensure_ascii=False)
 
 
+#: a sheet larger than this (contact_sheet_tiles: 0 over a large folder) is drawn afresh: a
+#: copy of its previous version would double the job's memory
+REUSE_MAX_PIXELS = 50_000_000
+
+
 def previous_cells(sheet: Path, layout: SheetGeometry, root: Path) -> Cells:
     """The cells of the sheet file ``sheet`` as it is now, of images under ``root`` (none if it
     is missing, unreadable, made with another geometry or by an earlier version)."""
-    from PIL import Image
-
     none = Cells(None, layout, root)
     try:
-        with Image.open(sheet) as im:
+        with own_image(sheet) as im:
+            if im.width * im.height > REUSE_MAX_PIXELS:
+                return none
             chunks = getattr(im, "text", None)  # a PNG's text chunks (reading them decodes it)
             text = chunks.get(CELLS_KEY) if isinstance(chunks, dict) else None
             if text is None:

@@ -102,7 +102,7 @@ def test_clipping_summary_lists_the_first_images_by_figure_then_name() -> None:
             assert summary["mean_brightness"] == round(sum(f[6] for _, f in rows) / len(rows), 2)
 
 
-def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_path: Path) -> None:
+def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_path: Path, monkeypatch) -> None:
     """A sheet rebuilt after files were added, changed and removed copies the cells of unchanged
     images from its previous version; the result must be the sheet drawn from nothing, pixel for
     pixel (long names cut with an ellipsis, odd characters, grey cells of missing images, the
@@ -165,6 +165,11 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
         os.utime(png, ns=(st.st_atime_ns, st.st_mtime_ns))
         reused, fresh = build_both(title, rels, layout, sheet)
         assert not np.array_equal(reused, fresh)
+        # a sheet over REUSE_MAX_PIXELS is drawn afresh (no second copy of a huge sheet)
+        monkeypatch.setattr(sheets, "REUSE_MAX_PIXELS", 100)
+        reused, fresh = build_both(title, rels, layout, sheet)
+        assert np.array_equal(reused, fresh)
+        monkeypatch.undo()
         make(rels[0])
         # another thumbnail size: nothing is copied
         bigger = sheets.SheetGeometry(thumb=64)
