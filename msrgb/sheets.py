@@ -292,7 +292,10 @@ class Cells:
         if at is None or self.old is None:
             return False
         x, y = at
-        sheet.paste(self.old.crop((x, y, x + self.layout.cell_w, y + self.layout.cell_h)), to)
+        box = (x, y, x + self.layout.cell_w, y + self.layout.cell_h)
+        if x < 0 or y < 0 or box[2] > self.old.width or box[3] > self.old.height:
+            return False  # not a cell of that sheet (its list was edited)
+        sheet.paste(self.old.crop(box), to)
         return True
 
     def text(self) -> str:
@@ -322,7 +325,8 @@ def previous_cells(sheet: Path, layout: SheetGeometry, root: Path) -> Cells:
             return Cells(im.convert("RGB"), layout, root, index["cells"])
     except FileNotFoundError:  # a new sheet
         return none
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # rebuilt from the images
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        # not a sheet of this version (damaged, replaced, its list edited): drawn afresh
         log.info("%s: its cells are drawn again (%s)", sheet, exc)
         return none
 

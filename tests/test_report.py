@@ -175,3 +175,42 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
         bigger = sheets.SheetGeometry(thumb=64)
         reused, fresh = build_both(title, rels, bigger, sheet)
         assert np.array_equal(reused, fresh)
+
+
+def test_a_sheet_with_a_damaged_list_of_cells_is_drawn_afresh(tmp_path: Path) -> None:
+    """Whatever the previous sheet file holds (another image, a list of cells edited or cut),
+    the sheet is drawn from its images: the same as one drawn from nothing."""
+    from PIL import Image
+
+    from msrgb import sheets
+    from msrgb.discovery import Source
+    from msrgb.pngenc import encode_png_quick
+
+    images = tmp_path / "images"
+    (images / "F").mkdir(parents=True)
+    rels = [f"F/{i}.tif" for i in range(5)]
+    for i, rel in enumerate(rels):
+        iio.imwrite(images / rel.replace(".tif", ".png"), np.full((9, 9, 3), 40 * i, dtype=np.uint8))
+    layout = sheets.SheetGeometry(thumb=32)
+    manifest = tmp_path / "F.tsv"
+    manifest.write_text(sheets.manifest_text("F", [Source(r, 1, 1) for r in rels], "digest", layout))
+    fresh = tmp_path / "fresh.png"
+    sheets.build(manifest, fresh, images, layout)
+    with Image.open(fresh) as im:
+        good = json.loads(im.text[sheets.CELLS_KEY])
+    geometry, (first, *_) = good["geometry"], good["cells"]
+    damaged = [
+        "not json", "[]", json.dumps({"geometry": geometry}), json.dumps({"geometry": geometry, "cells": [[1]]}),
+        json.dumps({"geometry": geometry, "cells": [["F/0.png", "x", 1, "0.tif", 0, 0]]}),
+        json.dumps({"geometry": geometry, "cells": 5}),
+        json.dumps({"geometry": geometry, "cells": [[*first[:4], 190, 190]]}),  # beyond the old sheet
+    ]
+    old_pixels = np.zeros((200, 200, 3), dtype=np.uint8)
+    for text in damaged:
+        sheet = tmp_path / "sheet.png"
+        sheet.write_bytes(encode_png_quick(old_pixels, {sheets.CELLS_KEY: text}))
+        sheets.build(manifest, sheet, images, layout)
+        assert np.array_equal(iio.imread(sheet), iio.imread(fresh)), text
+    sheet.write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    sheets.build(manifest, sheet, images, layout)
+    assert np.array_equal(iio.imread(sheet), iio.imread(fresh))
