@@ -98,7 +98,9 @@ class PngStream:
         for part in self._idat:
             crc = zlib.crc32(part, crc)
         pieces = _start(self.rows, self.cols, self.channels, self.depth)
-        pieces += [_text_chunk(keyword, value) for keyword, value in (text or {}).items()]
+        for keyword, value in (text or {}).items():
+            body = keyword.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8")
+            pieces.append(_chunk(b"iTXt", body))
         pieces.append(struct.pack(">I", length) + b"IDAT")
         pieces += self._idat
         pieces += [struct.pack(">I", crc & 0xFFFFFFFF), _chunk(b"IEND", b"")]
@@ -183,12 +185,11 @@ def _row_sums(dist: np.ndarray) -> np.ndarray:
     return (t & _LOW_16) + ((t >> _SHIFTS[1]) & _LOW_16) + ((t >> _SHIFTS[2]) & _LOW_16) + (t >> _SHIFTS[3])
 
 
-def encode_png_quick(image: np.ndarray, text: Mapping[str, str] | None = None) -> bytes:
+def encode_png_quick(image: np.ndarray) -> bytes:
     """PNG bytes of an (rows, cols, 3 or 4) uint8 image, fast rather than small: filter Up on
     every row and zlib-ng's level 2. For pictures made of many small images on a plain
     background (contact sheets), about 4x faster than Pillow's level 1 with run-length matching,
-    about 5 % larger (bench/encoders.py --sheets); the bytes are not Pillow's. ``text`` as in
-    :meth:`PngStream.finish`."""
+    about 5 % larger (bench/encoders.py --sheets); the bytes are not Pillow's."""
     rows, cols, channels = image.shape
     lines = np.ascontiguousarray(image, dtype=np.uint8).reshape(rows, cols * channels)
     raw = np.empty((rows, 1 + cols * channels), dtype=np.uint8)
@@ -197,8 +198,7 @@ def encode_png_quick(image: np.ndarray, text: Mapping[str, str] | None = None) -
     np.subtract(lines[1:], lines[:-1], out=raw[1:, 1:])
     packer = zlib_ng.compressobj(2, zlib.DEFLATED, 15, 8, 0)
     data = packer.compress(raw) + packer.flush()
-    texts = [_text_chunk(keyword, value) for keyword, value in (text or {}).items()]
-    return b"".join([*_start(rows, cols, channels, 8), *texts, _chunk(b"IDAT", data), _chunk(b"IEND", b"")])
+    return b"".join([*_start(rows, cols, channels, 8), _chunk(b"IDAT", data), _chunk(b"IEND", b"")])
 
 
 def _start(rows: int, cols: int, channels: int, depth: int) -> list[bytes]:
@@ -206,11 +206,6 @@ def _start(rows: int, cols: int, channels: int, depth: int) -> list[bytes]:
     color_type = {3: 2, 4: 6}[channels]
     header = struct.pack(">IIBBBBB", cols, rows, depth, color_type, 0, 0, 0)
     return [b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header)]
-
-
-def _text_chunk(keyword: str, value: str) -> bytes:
-    """An iTXt chunk (UTF-8, uncompressed), where Pillow's ``Image.text`` and ``exiftool`` find it."""
-    return _chunk(b"iTXt", keyword.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8"))
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:

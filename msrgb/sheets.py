@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
@@ -164,6 +165,7 @@ def write_sheet_manifests(layout: OutputPaths, planned: dict[str, dict[str, str]
         for stale in old.glob("*.tsv") if old.is_dir() else []:
             if stale.stem not in sheets:  # its folder is gone
                 stale.unlink()
+                cells_path(stale).unlink(missing_ok=True)
         for key, text in sheets.items():
             write_if_changed(manifest_path(layout, product, key), text)
 
@@ -256,16 +258,12 @@ def sheet_image(
     return sheet
 
 
-#: the PNG text chunk of a contact sheet that lists its cells (:class:`Cells`)
-CELLS_KEY = "msrgb:cells"
-
-
 class Cells:
     """The cells of a sheet's previous version: for each thumbnail, its image file's path (under
     ``root``, the product's folder), size and modification time and its label, and where the cell
-    is on the old sheet (kept in the sheet file itself, :data:`CELLS_KEY`). A rebuild after new
-    files copies the cells whose image is unchanged: drawing a label and a thumbnail is most of a
-    sheet's time."""
+    is on the old sheet (listed beside the sheet's manifest, :func:`cells_path`). A rebuild after
+    new files copies the cells whose image is unchanged: drawing a label and a thumbnail is most
+    of a sheet's time."""
 
     def __init__(
         self, old: Image.Image | None, layout: SheetGeometry, root: Path, cells: Sequence[Sequence[Any]] = ()
@@ -298,8 +296,18 @@ class Cells:
         sheet.paste(self.old.crop(box), to)
         return True
 
-    def text(self) -> str:
-        return json.dumps({"geometry": list(astuple(self.layout)), "cells": self.made}, ensure_ascii=False)
+    def text(self, sheet: os.stat_result) -> str:
+        """The list of the new sheet's cells, for the sheet file as written (``sheet``)."""
+        return json.dumps(
+            {"sheet": [sheet.st_size, sheet.st_mtime_ns], "geometry": list(astuple(self.layout)), "cells": self.made},
+            ensure_ascii=False,
+        )
+
+
+def cells_path(manifest: Path) -> Path:
+    """Where the cells of the sheet of ``manifest`` are listed (:class:`Cells`): beside the
+    manifest, so that the sheet itself stays the same bytes whatever made it."""
+    return manifest.with_suffix(".cells")
 
 
 #: a sheet larger than this (contact_sheet_tiles: 0 over a large folder) is drawn afresh: a
@@ -307,39 +315,36 @@ class Cells:
 REUSE_MAX_PIXELS = 50_000_000
 
 
-def previous_cells(sheet: Path, layout: SheetGeometry, root: Path) -> Cells:
-    """The cells of the sheet file ``sheet`` as it is now, of images under ``root`` (none if it
-    is missing, unreadable, made with another geometry or by an earlier version)."""
+def previous_cells(sheet: Path, listing: Path, layout: SheetGeometry, root: Path) -> Cells:
+    """The cells of the sheet file ``sheet`` as ``listing`` lists them, of images under ``root``
+    (none if either is missing or unreadable, the sheet was written since the listing, or it was
+    made with another geometry)."""
     none = Cells(None, layout, root)
     try:
+        index = json.loads(listing.read_text(encoding="utf-8"))
+        st = sheet.stat()
+        if index["sheet"] != [st.st_size, st.st_mtime_ns] or index["geometry"] != list(astuple(layout)):
+            return none
         with own_image(sheet) as im:
             if im.width * im.height > REUSE_MAX_PIXELS:
-                return none
-            chunks = getattr(im, "text", None)  # a PNG's text chunks (reading them decodes it)
-            text = chunks.get(CELLS_KEY) if isinstance(chunks, dict) else None
-            if text is None:
-                return none
-            index = json.loads(text)
-            if index.get("geometry") != list(astuple(layout)):
                 return none
             return Cells(im.convert("RGB"), layout, root, index["cells"])
     except FileNotFoundError:  # a new sheet
         return none
     except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-        # not a sheet of this version (damaged, replaced, its list edited): drawn afresh
+        # a listing or sheet damaged, replaced or edited: the sheet is drawn afresh
         log.info("%s: its cells are drawn again (%s)", sheet, exc)
         return none
 
 
-def encode(sheet: Image.Image, text: dict[str, str] | None = None) -> bytes:
+def encode(sheet: Image.Image) -> bytes:
     """PNG bytes of a sheet, fast rather than small (msrgb.pngenc.encode_png_quick: 4x faster
-    than Pillow's fastest setting on a sheet of 100 thumbnails, 5 % larger), with ``text``
-    chunks (keyword -> text)."""
+    than Pillow's fastest setting on a sheet of 100 thumbnails, 5 % larger)."""
     import numpy as np
 
     from msrgb.pngenc import encode_png_quick
 
-    return encode_png_quick(np.asarray(sheet if sheet.mode == "RGB" else sheet.convert("RGB")), text)
+    return encode_png_quick(np.asarray(sheet if sheet.mode == "RGB" else sheet.convert("RGB")))
 
 
 def build(
@@ -360,7 +365,8 @@ def build(
 
     if isinstance(product_dir, S3Path):  # images in S3: fetch them all at once
         prefetch([product_dir / output_rel(r, suffix) for r in rels])
-    reuse = previous_cells(out, layout, product_dir) if isinstance(product_dir, Path) else None
+    listing = cells_path(manifest)
+    reuse = previous_cells(out, listing, layout, product_dir) if isinstance(product_dir, Path) else None
 
     if not title.startswith("overview"):
         sheet = sheet_image(title, [png_of(r) for r in rels], [label(r) for r in rels], layout, reuse=reuse)
@@ -378,7 +384,9 @@ def build(
         sheet = sheet_image(title, pngs, labels, layout, columns=columns, reuse=reuse)
     if legend is not None:
         sheet = with_legend(sheet, legend)
-    write_atomic(out, encode(sheet, {CELLS_KEY: reuse.text()} if reuse is not None else None))
+    write_atomic(out, encode(sheet))
+    if reuse is not None:
+        write_atomic(listing, reuse.text(out.stat()).encode("utf-8"))
 
 
 def with_legend(sheet: Image.Image, legend: Image.Image) -> Image.Image:

@@ -127,12 +127,21 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
         path.write_text(sheets.manifest_text(title, [Source(r, 1, 1) for r in rels], "digest", layout))
         return path
 
+    last_manifest: list[Path] = []
+
     def build_both(title: str, rels: list[str], layout: sheets.SheetGeometry, sheet: Path) -> tuple[np.ndarray, np.ndarray]:
         m = manifest(title, rels, layout)
+        # the new manifest of the same sheet (planning writes it in place): the previous list
+        # of cells goes with it
+        shutil.copy(sheets.cells_path(last_manifest[0]), sheets.cells_path(m))
+        last_manifest[:] = [m]
         sheets.build(m, sheet, images, layout)  # over the previous version: cells copied
         fresh = tmp_path / "fresh.png"
         fresh.unlink(missing_ok=True)
-        sheets.build(m, fresh, images, layout)
+        other = tmp_path / "fresh-manifest.tsv"  # a sheet of its own, drawn from nothing
+        shutil.copy(m, other)
+        sheets.cells_path(other).unlink(missing_ok=True)
+        sheets.build(other, fresh, images, layout)
         return iio.imread(sheet), iio.imread(fresh)
 
     for rel in names["F"] + names["G"]:
@@ -140,7 +149,8 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
     layout = sheets.SheetGeometry(thumb=48)
     for title, rels in (("F (12 shown)", names["F"][:12]), ("overview", names["F"][:5] + names["G"][:3])):
         sheet = tmp_path / f"{title}.png"
-        sheets.build(manifest(title, rels, layout), sheet, images, layout)
+        last_manifest[:] = [manifest(title, rels, layout)]
+        sheets.build(last_manifest[0], sheet, images, layout)
         # new files among the shown ones, two images remade, one gone (a grey cell), a name
         # with a quote and a tab
         added = [rel.replace(".tif", "_new.tif") for rel in rels[:3]] + ['F/a "quoted"\tname.tif']
@@ -150,13 +160,10 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
         rels = sorted(rels + added)
         reused, fresh = build_both(title, rels, layout, sheet)
         assert reused.shape == fresh.shape and np.array_equal(reused, fresh), title
-        from PIL import Image
-
-        with Image.open(sheet) as im:  # the cells' list names images under the product folder
-            cells = json.loads(im.text[sheets.CELLS_KEY])["cells"]
-        assert str(tmp_path) not in json.dumps(cells) and {c[0] for c in cells} <= {
-            r.replace(".tif", ".png") for r in rels
-        }
+        assert (tmp_path / "fresh.png").read_bytes() == sheet.read_bytes()  # no list in the sheet
+        # the list beside the manifest names images under the product folder
+        cells = json.loads(sheets.cells_path(last_manifest[0]).read_text())["cells"]
+        assert {c[0] for c in cells} <= {r.replace(".tif", ".png") for r in rels}
         # the copies are real: an image changed without a new size or time is not read again
         # (drawn afresh, these bytes make a grey cell)
         png = images / rels[0].replace(".tif", ".png")
@@ -178,9 +185,10 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
 
 
 def test_a_sheet_with_a_damaged_list_of_cells_is_drawn_afresh(tmp_path: Path) -> None:
-    """Whatever the previous sheet file holds (another image, a list of cells edited or cut),
+    """Whatever the list of a sheet's cells holds (not JSON, entries cut or mistyped, a position
+    beyond the old sheet), and whatever the previous sheet file is (another image, cut short),
     the sheet is drawn from its images: the same as one drawn from nothing."""
-    from PIL import Image
+    import os
 
     from msrgb import sheets
     from msrgb.discovery import Source
@@ -194,23 +202,34 @@ def test_a_sheet_with_a_damaged_list_of_cells_is_drawn_afresh(tmp_path: Path) ->
     layout = sheets.SheetGeometry(thumb=32)
     manifest = tmp_path / "F.tsv"
     manifest.write_text(sheets.manifest_text("F", [Source(r, 1, 1) for r in rels], "digest", layout))
-    fresh = tmp_path / "fresh.png"
-    sheets.build(manifest, fresh, images, layout)
-    with Image.open(fresh) as im:
-        good = json.loads(im.text[sheets.CELLS_KEY])
+    fresh = tmp_path / "fresh" / "F.png"
+    fresh.parent.mkdir()
+    shutil.copy(manifest, fresh.parent / "F.tsv")
+    sheets.build(fresh.parent / "F.tsv", fresh, images, layout)
+    good = json.loads(sheets.cells_path(fresh.parent / "F.tsv").read_text())
     geometry, (first, *_) = good["geometry"], good["cells"]
+    sheet = tmp_path / "sheet.png"
+    listing = sheets.cells_path(manifest)
+
+    def old_sheet(data: bytes, cells: object) -> None:
+        sheet.write_bytes(data)
+        st = os.stat(sheet)
+        text = cells if isinstance(cells, str) else json.dumps({"sheet": [st.st_size, st.st_mtime_ns], "geometry": geometry, "cells": cells})
+        listing.write_text(text)
+
+    blank = encode_png_quick(np.zeros((200, 200, 3), dtype=np.uint8))
     damaged = [
-        "not json", "[]", json.dumps({"geometry": geometry}), json.dumps({"geometry": geometry, "cells": [[1]]}),
-        json.dumps({"geometry": geometry, "cells": [["F/0.png", "x", 1, "0.tif", 0, 0]]}),
-        json.dumps({"geometry": geometry, "cells": 5}),
-        json.dumps({"geometry": geometry, "cells": [[*first[:4], 190, 190]]}),  # beyond the old sheet
-    ]
-    old_pixels = np.zeros((200, 200, 3), dtype=np.uint8)
-    for text in damaged:
-        sheet = tmp_path / "sheet.png"
-        sheet.write_bytes(encode_png_quick(old_pixels, {sheets.CELLS_KEY: text}))
+        (blank, "not json"), (blank, "[]"), (blank, json.dumps({"geometry": geometry})), (blank, [[1]]),
+        (blank, [["F/0.png", "x", 1, "0.tif", 0, 0]]), (blank, 5),
+        (blank, [[*first[:4], 190, 190]]),  # a cell beyond the old sheet
+        (b"\x89PNG\r\n\x1a\n cut short", [first]),  # the old sheet is not an image
+    ]  # fmt: skip
+    for data, cells in damaged:
+        old_sheet(data, cells)
         sheets.build(manifest, sheet, images, layout)
-        assert np.array_equal(iio.imread(sheet), iio.imread(fresh)), text
-    sheet.write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+        assert np.array_equal(iio.imread(sheet), iio.imread(fresh)), cells
+    # the sheet written again since its list was made (same cells, other pixels): not copied
+    old_sheet(blank, [[*first[:4], 0, 0]])
+    sheet.write_bytes(encode_png_quick(np.full((200, 200, 3), 9, dtype=np.uint8)))
     sheets.build(manifest, sheet, images, layout)
     assert np.array_equal(iio.imread(sheet), iio.imread(fresh))
