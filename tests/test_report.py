@@ -123,25 +123,21 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
         iio.imwrite(png, rng.integers(0, 256, shape, dtype=np.uint8))
 
     def manifest(title: str, rels: list[str], layout: sheets.SheetGeometry) -> Path:
-        path = tmp_path / f"{title}-{len(list(tmp_path.glob('*.tsv')))}.tsv"
+        # rewritten in place, as planning does: the list of the sheet's cells stays beside it
+        path = tmp_path / f"{title}.tsv"
         path.write_text(sheets.manifest_text(title, [Source(r, 1, 1) for r in rels], "digest", layout))
         return path
 
-    last_manifest: list[Path] = []
-
     def build_both(title: str, rels: list[str], layout: sheets.SheetGeometry, sheet: Path) -> tuple[np.ndarray, np.ndarray]:
         m = manifest(title, rels, layout)
-        # the new manifest of the same sheet (planning writes it in place): the previous list
-        # of cells goes with it
-        shutil.copy(sheets.cells_path(last_manifest[0]), sheets.cells_path(m))
-        last_manifest[:] = [m]
         sheets.build(m, sheet, images, layout)  # over the previous version: cells copied
-        fresh = tmp_path / "fresh.png"
+        drawn = tmp_path / "fresh"  # the same sheet drawn from nothing
+        drawn.mkdir(exist_ok=True)
+        shutil.copy(m, drawn / m.name)
+        sheets.cells_path(drawn / m.name).unlink(missing_ok=True)
+        fresh = drawn / sheet.name
         fresh.unlink(missing_ok=True)
-        other = tmp_path / "fresh-manifest.tsv"  # a sheet of its own, drawn from nothing
-        shutil.copy(m, other)
-        sheets.cells_path(other).unlink(missing_ok=True)
-        sheets.build(other, fresh, images, layout)
+        sheets.build(drawn / m.name, fresh, images, layout)
         return iio.imread(sheet), iio.imread(fresh)
 
     for rel in names["F"] + names["G"]:
@@ -149,8 +145,7 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
     layout = sheets.SheetGeometry(thumb=48)
     for title, rels in (("F (12 shown)", names["F"][:12]), ("overview", names["F"][:5] + names["G"][:3])):
         sheet = tmp_path / f"{title}.png"
-        last_manifest[:] = [manifest(title, rels, layout)]
-        sheets.build(last_manifest[0], sheet, images, layout)
+        sheets.build(manifest(title, rels, layout), sheet, images, layout)
         # new files among the shown ones, two images remade, one gone (a grey cell), a name
         # with a quote and a tab
         added = [rel.replace(".tif", "_new.tif") for rel in rels[:3]] + ['F/a "quoted"\tname.tif']
@@ -160,9 +155,9 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
         rels = sorted(rels + added)
         reused, fresh = build_both(title, rels, layout, sheet)
         assert reused.shape == fresh.shape and np.array_equal(reused, fresh), title
-        assert (tmp_path / "fresh.png").read_bytes() == sheet.read_bytes()  # no list in the sheet
+        assert (tmp_path / "fresh" / sheet.name).read_bytes() == sheet.read_bytes()  # no list in the sheet
         # the list beside the manifest names images under the product folder
-        cells = json.loads(sheets.cells_path(last_manifest[0]).read_text())["cells"]
+        cells = json.loads(sheets.cells_path(tmp_path / f"{title}.tsv").read_text())["cells"]
         assert {c[0] for c in cells} <= {r.replace(".tif", ".png") for r in rels}
         # the copies are real: an image changed without a new size or time is not read again
         # (drawn afresh, these bytes make a grey cell)
