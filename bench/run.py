@@ -10,6 +10,10 @@ Scenarios (each a real `snakemake` run in a fresh working folder):
   noop       rerun with everything up to date
   add100     rerun after adding 100 new TIFFs
   del1       rerun after deleting 1 PNG
+  alone      Snakemake alone, for what no workflow can go below: a one-rule workflow's no-op
+             (Snakemake's start, its plugins and its exit) and the same rule running one
+             `script:` job that loads what a shard job loads (msrgb.shard), the least a rerun
+             that converts anything costs
 Also reported: size of .snakemake/ and .snakemake/metadata, the output's .msrgb/ state, and the
 peak memory (max RSS) of the largest process of each run (the snakemake process).
 The results of the previous benchmark are deleted after the report, not before (see set_aside).
@@ -128,7 +132,7 @@ def main() -> None:
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--cold-input", action="store_true", help="input not in the page cache")
     ap.add_argument(
-        "--scenarios", nargs="+", default=["floor", "full", "noop", "add100", "del1"],
+        "--scenarios", nargs="+", default=["floor", "alone", "full", "noop", "add100", "del1"],
         help="which workflow scenarios to run (full always runs first; floor: the I/O floor)",
     )  # fmt: skip
     args = ap.parse_args()
@@ -168,6 +172,8 @@ def run_at(args: argparse.Namespace, data: Path, run_dir: Path, where: str) -> d
             [sys.executable, str(args.floor), str(data), str(outputs / "floor"), "interleaved"],
             run_dir, run_dir / "floor.log",
         )  # fmt: skip
+    if "alone" in args.scenarios:
+        snakemake_alone(run_dir / "alone", args.cores, results)
     smk = snakemake_command(
         f"input_dir={data}", f"output_dir={out}", f"threads_per_shard={args.threads}",
         f"shards={args.shards}", *args.set, cores=args.cores,
@@ -186,6 +192,54 @@ def run_at(args: argparse.Namespace, data: Path, run_dir: Path, where: str) -> d
     if where == "tmpfs":
         shutil.rmtree(outputs)
     return results
+
+
+_ALONE_SNAKEFILE = f"""\
+import sys
+
+sys.path.insert(0, {str(REPO)!r})
+from msrgb.snakemake_settings import end_scheduler_timers  # as msrgb does: no second at exit
+
+
+rule all:
+    input:
+        "done.txt",
+
+
+rule job:
+    output:
+        "done.txt",
+    log:
+        "script.log",
+    script:
+        "job.py"
+
+
+onsuccess:
+    end_scheduler_timers()
+"""
+_ALONE_SCRIPT = f"""\
+import sys
+from pathlib import Path
+
+sys.path.insert(0, {str(REPO)!r})
+import msrgb.shard  # what a shard job loads
+
+Path(snakemake.output[0]).write_text("")
+"""
+
+
+def snakemake_alone(folder: Path, cores: str, results: dict[str, tuple[float, int]]) -> None:
+    """``alone_noop``: the no-op rerun of a one-rule workflow whose job loads msrgb.shard;
+    ``alone_job``: a rerun of that job. The same Snakemake, plugins and flags as msrgb's runs."""
+    folder.mkdir()
+    (folder / "Snakefile").write_text(_ALONE_SNAKEFILE)
+    (folder / "job.py").write_text(_ALONE_SCRIPT)
+    cmd = [sys.executable, "-m", "snakemake", "--cores", cores, "--quiet", "rules"]
+    timed(cmd, folder, folder / "first.log")  # a first run also sets up .snakemake/
+    results["alone_noop"] = timed(cmd, folder, folder / "noop.log")
+    (folder / "done.txt").unlink()
+    results["alone_job"] = timed(cmd, folder, folder / "job.log")
 
 
 def timed_reruns(smk: list[str], data: Path, run_dir: Path, out: Path, results: dict[str, tuple[float, int]]) -> None:
@@ -219,7 +273,8 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, tuple[float, i
           f"Python {platform.python_version()}; data: {args.n} files; --cores {args.cores}, "
           f"threads_per_shard={args.threads}, shards={args.shards}"
           f"{', input evicted from the page cache' if args.cold_input else ''}")  # fmt: skip
-    names = [n for n in ("baseline", "floor", "full", "noop", "add100", "del1") if any(n in r for r in results.values())]
+    order = ("baseline", "floor", "alone_noop", "alone_job", "full", "noop", "add100", "del1")
+    names = [n for n in order if any(n in r for r in results.values())]
     print(f"{'scenario':10s}" + "".join(f" | {where + ': wall s':>14s} {'vs base':>8s} {'vs floor':>8s} {'peak MB':>7s}" for where in results))
     for name in names:
         cells = []
@@ -233,6 +288,16 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, tuple[float, i
             over = f"{wall / floor:.2f}x" if floor and name == "full" else "-"
             cells.append(f" | {wall:14.2f} {ratio:>8s} {over:>8s} {peak:7d}")
         print(f"{name:10s}" + "".join(cells))
+    if any("alone_noop" in r for r in results.values()):
+        print("alone_noop: a one-rule workflow's no-op; alone_job: its one `script:` job loading msrgb.shard")
+        for where, runs in results.items():
+            above = [
+                f"{name} {runs[name][0] - runs[alone][0]:+.2f} s over {alone}"
+                for name, alone in (("noop", "alone_noop"), ("add100", "alone_job"), ("del1", "alone_job"))
+                if name in runs and alone in runs
+            ]  # fmt: skip
+            if above:
+                print(f"msrgb above Snakemake alone, {where}: {', '.join(above)}")
 
 
 if __name__ == "__main__":
