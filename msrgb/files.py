@@ -11,7 +11,7 @@ import os
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import IO, Any, TypeVar, cast
 
 from msrgb import remote
 from msrgb.errors import InputError, OutputError, OutputFileError, PlanError
@@ -189,17 +189,42 @@ def write_output(path: Path | S3Path, data: bytes | Iterable[bytes]) -> None:
         raise kind(f"{path}: cannot be written ({exc.strerror or exc})") from exc
 
 
-def write_if_changed(path: Path, text: str | bytes) -> bool:
-    """Write ``text`` (or bytes) to ``path`` unless it already holds exactly that; True if
-    written."""
-    data = text.encode("utf-8") if isinstance(text, str) else text
+def write_if_changed(path: Path, data: str | bytes | Iterable[bytes]) -> bool:
+    """Write ``data`` (text, bytes, or pieces of bytes one after the other) to ``path`` unless it
+    already holds exactly that; True if written. Pieces are compared with the file as they come,
+    so a file of 100 MB is never held whole in memory, twice (old and new) or at all."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    pieces = iter((data,) if isinstance(data, bytes) else data)
     try:
-        if path.read_bytes() == data:  # bytes: read_text would turn a \r in a name into \n
-            return False
+        old = open(path, "rb")  # bytes: a text mode would turn a \r in a name into \n
     except FileNotFoundError:
-        pass
-    write_atomic(path, data)
+        write_atomic(path, pieces)
+        return True
+    with old:
+        same = 0  # bytes equal so far
+        piece = b""
+        for piece in pieces:
+            if old.read(len(piece)) != piece:
+                break
+            same += len(piece)
+        else:
+            if not old.read(1):
+                return False
+            piece = b""
+        old.seek(0)
+        write_atomic(path, itertools.chain(_leading_bytes(old, same), (piece,), pieces))
     return True
+
+
+def _leading_bytes(fh: IO[bytes], n: int, block: int = 1 << 20) -> Iterator[bytes]:
+    """The first ``n`` bytes of ``fh``, a block at a time."""
+    while n > 0:
+        chunk = fh.read(min(n, block))
+        if not chunk:
+            raise OSError(f"{getattr(fh, 'name', 'file')}: changed while being rewritten")
+        n -= len(chunk)
+        yield chunk
 
 
 def remove_output(png: Path | S3Path) -> bool:

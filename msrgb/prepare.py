@@ -5,13 +5,11 @@ follow (:func:`start_run`, from Snakemake's onstart). See docs/how-it-works.md."
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -402,24 +400,10 @@ def plan_run(settings: Settings, where: Where) -> Prepared:
     files are written by :func:`start_run` when jobs are about to run. Raises
     :class:`msrgb.errors.MsrgbError` naming what is wrong."""
     try:
-        with without_cycle_collection():
+        with tsv.without_cycle_collection():
             return _plan_run(settings, where)
     finally:
         path_hash.cache_clear()  # remembered for this planning only: 100,000s of entries
-
-
-@contextlib.contextmanager
-def without_cycle_collection() -> Iterator[None]:
-    """Python's cycle collector paused: planning makes a few objects per input and no cycles,
-    and in Snakemake's process (over 100,000 objects) the collections it would trigger take a
-    quarter of the planning time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _plan_run(settings: Settings, where: Where) -> Prepared:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,23 +52,29 @@ def problems_note(problems: Sequence[tuple[str, str]]) -> str:
     return f"{len(problems)} input(s) or folder(s) not converted, listed in errors.tsv: {shown}{more}"
 
 
-def summarize(layout: OutputPaths, plan: Plan, n_products: int, skipped: int) -> dict:
-    """The run summary: images per class (top folder), and what the shard jobs of this run did
-    (those that finished after the run started), wall time and images per second."""
-    try:
-        started = float(layout.run_started().read_text())
-    except (FileNotFoundError, ValueError):
-        started = None
+def images_per_class(plan: Plan) -> dict[str, int]:
+    """How many inputs the plan has in each top folder (``.`` for the input folder itself)."""
     per_class: dict[str, int] = {}
     for members in plan.members:
         for s in members:
             top = s.rel.split("/", 1)[0] if "/" in s.rel else "."
             per_class[top] = per_class.get(top, 0) + 1
+    return per_class
+
+
+def summarize(layout: OutputPaths, per_class: dict[str, int], n_shards: int, n_products: int, skipped: int) -> dict:
+    """The run summary: images per class (top folder, :func:`images_per_class`), and what the
+    ``n_shards`` shard jobs of this run did (those that finished after the run started), wall
+    time and images per second."""
+    try:
+        started = float(layout.run_started().read_text())
+    except (FileNotFoundError, ValueError):
+        started = None
     totals = {"converted": 0, "up_to_date": 0, "failed": 0, "shard_jobs": 0}
     notes: list[str] = []
-    for shard in range(plan.n_shards):
+    for shard in range(n_shards):
         try:
-            stats = json.loads(layout.run_stats(plan.n_shards, shard).read_text())
+            stats = json.loads(layout.run_stats(n_shards, shard).read_text())
         except (FileNotFoundError, ValueError):
             continue
         if started is not None and stats["finished"] < started:
@@ -82,7 +88,7 @@ def summarize(layout: OutputPaths, plan: Plan, n_products: int, skipped: int) ->
         "images": sum(per_class.values()),
         "images_per_class": dict(sorted(per_class.items())),
         "products": n_products,
-        "shards": plan.n_shards,
+        "shards": n_shards,
         **totals,
         "skipped": skipped,
         "wall_seconds": round(wall, 2) if wall is not None else None,
@@ -121,27 +127,38 @@ def provenance_text(product: str, digest: str, data: StateData, suffix: str = ".
     """The provenance manifest of one product: one line per PNG (path relative to the product
     folder), with the environments (library versions) referenced by id in the header, and the
     radiometric scale and offset of each band where one applied (JSON, as in the recipe)."""
-    rows: list[Sequence[object]] = []
-    used_envs = set()
-    for (rel, name), (size, _, row_digest) in sorted(data.records.items()):
-        if name != product:
-            continue
-        source_sha, png_sha, env = data.provenance.get((rel, name), ("", "", ""))
-        used_envs.add(env)
-        radiometry = data.radiometry.get((rel, name), "")
-        rows.append([output_rel(rel, suffix), size, source_sha, png_sha, row_digest, env, radiometry])
+    return b"".join(provenance_pieces(product, digest, data, suffix)).decode("utf-8")
+
+
+#: rows of a provenance manifest made and written at a time
+PROVENANCE_ROWS = 10_000
+
+
+def provenance_pieces(product: str, digest: str, data: StateData, suffix: str = ".png") -> Iterator[bytes]:
+    """:func:`provenance_text`, encoded, in pieces of :data:`PROVENANCE_ROWS` rows: the
+    manifest of 270,000 images is about 70 MB of text, which need not be in memory at once."""
+    keys = sorted(key for key in data.records if key[1] == product)
+    used_envs = {data.provenance.get(key, ("", "", ""))[2] for key in keys}
     header: list[Sequence[object]] = [
         ["# msrgb provenance manifest v1", f"product {product}", f"settings {digest}"]
     ]
     header += [["# env", e, data.envs.get(e, "unknown")] for e in sorted(used_envs) if e]
-    return tsv.text([*header, MANIFEST_COLUMNS, *rows])
+    yield tsv.text([*header, MANIFEST_COLUMNS]).encode("utf-8")
+    for start in range(0, len(keys), PROVENANCE_ROWS):
+        rows: list[Sequence[object]] = []
+        for key in keys[start : start + PROVENANCE_ROWS]:
+            size, _, row_digest = data.records[key]
+            source_sha, png_sha, env = data.provenance.get(key, ("", "", ""))
+            radiometry = data.radiometry.get(key, "")
+            rows.append([output_rel(key[0], suffix), size, source_sha, png_sha, row_digest, env, radiometry])
+        yield tsv.text(rows).encode("utf-8")
 
 
 def write_provenance(data: StateData, outputs: dict[str, tuple[str, Path, str]]) -> None:
     """Write ``manifest.tsv`` of every product (``outputs``: name -> (digest, path, image
     suffix)); a file is rewritten only when its content changes."""
     for product, (digest, path, suffix) in outputs.items():
-        write_if_changed(path, provenance_text(product, digest, data, suffix))
+        write_if_changed(path, provenance_pieces(product, digest, data, suffix))
 
 
 #: images listed per product as most clipped and as darkest
@@ -164,8 +181,9 @@ def clipping_summary(data: StateData, suffixes: dict[str, str]) -> dict[str, dic
     for name, names in rels.items():
         if not names:
             continue
-        # seven figures an image (msrgb.shard.clip_text), parsed at once
-        figures = np.array(" ".join(texts[name]).split(), dtype=np.float64).reshape(len(names), 7)
+        # seven figures an image (msrgb.shard.clip_text), parsed at once by numpy from one string
+        # (270,000 images' 1.9 million figures as Python strings would take 100 MB)
+        figures = np.fromstring(" ".join(texts[name]), dtype=np.float64, sep=" ").reshape(len(names), 7)
         clips = figures[:, :6].max(axis=1)  # the largest clipped share of each image
         means = figures[:, 6]
         worst = _first(names, -clips)

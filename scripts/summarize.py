@@ -22,9 +22,11 @@ logging.basicConfig(
 )
 layout = OutputPaths.at(Path(snakemake.params.output_dir))
 plan = load_plan(layout)
+per_class, n_shards = report.images_per_class(plan), plan.n_shards
+del plan  # before the states are read: the plan of 270,000 inputs is about 80 MB
 if not snakemake.params.get("shared_fs", True):  # the shard jobs left their state in S3
     try:
-        pull_states(layout, plan.n_shards)
+        pull_states(layout, n_shards)
     except MsrgbError as exc:
         logging.error("%s", exc)
         sys.exit(str(exc))
@@ -40,7 +42,7 @@ report.write_provenance(
         for p, path in zip(products, snakemake.output.manifests)
     },
 )
-summary = report.summarize(layout, plan, snakemake.params.n_products, len(errors))
+summary = report.summarize(layout, per_class, n_shards, snakemake.params.n_products, len(errors))
 if planning:
     summary["notes"].insert(0, report.problems_note(planning))
 summary["clipping"] = report.clipping_summary(state, {p.name: p.suffix for p in products})

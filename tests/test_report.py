@@ -102,6 +102,84 @@ def test_clipping_summary_lists_the_first_images_by_figure_then_name() -> None:
             assert summary["mean_brightness"] == round(sum(f[6] for _, f in rows) / len(rows), 2)
 
 
+def test_the_provenance_manifest_made_in_pieces_is_the_whole_manifest(monkeypatch) -> None:
+    """Made a few rows at a time, the manifest holds every image of its product, sorted, with
+    the environments it uses in its header: the rows as one table would have them, names that
+    need quoting included."""
+    import random
+
+    from msrgb import report, tsv
+    from msrgb.state import StateData
+
+    monkeypatch.setattr(report, "PROVENANCE_ROWS", 3)
+    rng = random.Random(11)
+    for _ in range(40):
+        data = StateData(envs={"e1": "numpy 2", "e2": "numpy 3", "e9": "unused"})
+        for k in range(rng.randint(0, 12)):
+            rel = rng.choice(["a", "b/c", 'q"uote', "t\tab", "line\nbreak", "cr\r"]) + f"/{k}.tif"
+            for product in ("p", "q"):
+                if rng.random() < 0.8:
+                    data.records[(rel, product)] = (rng.randint(1, 9), 5, f"digest{k}")
+                if rng.random() < 0.8:
+                    data.provenance[(rel, product)] = (f"src{k}", f"png{k}", rng.choice(["e1", "e2", "", "e7"]))
+                if rng.random() < 0.3:
+                    data.radiometry[(rel, product)] = '{"B04": [1e-4, -0.1]}'
+        got = report.provenance_text("p", "settings-digest", data, ".jpg")
+        keys = sorted(key for key in data.records if key[1] == "p")
+        envs = sorted({data.provenance.get(key, ("", "", ""))[2] for key in keys} - {""})
+        want = tsv.text(
+            [
+                ["# msrgb provenance manifest v1", "product p", "settings settings-digest"],
+                *[["# env", e, data.envs.get(e, "unknown")] for e in envs],
+                report.MANIFEST_COLUMNS,
+                *[
+                    [rel[: rel.rfind(".")] + ".jpg", data.records[(rel, n)][0], *data.provenance.get((rel, n), ("", "", ""))[:2],
+                     data.records[(rel, n)][2], data.provenance.get((rel, n), ("", "", ""))[2], data.radiometry.get((rel, n), "")]
+                    for rel, n in keys
+                ],
+            ]
+        )  # fmt: skip
+        assert got == want
+
+
+def test_a_file_is_rewritten_only_when_its_pieces_differ_from_it(tmp_path: Path) -> None:
+    """write_if_changed with pieces: the file ends up holding exactly the pieces; it is left
+    alone (same inode, same mtime) when it already held them, whatever the pieces' sizes, and
+    rewritten when it differs anywhere: in the first piece, the last, a longer or shorter file."""
+    import os
+    import random
+
+    from msrgb.files import write_if_changed
+
+    rng = random.Random(5)
+    path = tmp_path / "f.tsv"
+    for case in range(300):
+        old = bytes(rng.choice(b"ab\n") for _ in range(rng.randint(0, 30)))
+        new = bytearray(old)
+        change = rng.choice(["same", "flip", "cut", "extend", "missing"])
+        if change == "flip" and new:
+            i = rng.randrange(len(new))
+            new[i] = ord("c")
+        elif change == "cut" and new:
+            del new[rng.randrange(len(new)) :]
+        elif change == "extend":
+            new += b"x" * rng.randint(1, 5)
+        cuts = sorted(rng.randint(0, len(new)) for _ in range(rng.randint(0, 4)))
+        pieces = [bytes(new[a:b]) for a, b in zip([0, *cuts], [*cuts, len(new)])]
+        if change == "missing":
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(old)
+            os.utime(path, ns=(1, 1))
+        before = path.stat().st_ino if path.exists() else None
+        written = write_if_changed(path, iter(pieces))
+        assert path.read_bytes() == bytes(new), case
+        assert written == (change == "missing" or bytes(new) != old), case
+        if not written:
+            assert path.stat().st_ino == before and path.stat().st_mtime_ns == 1, case
+        assert [p.name for p in tmp_path.iterdir()] == ["f.tsv"], case
+
+
 def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_path: Path, monkeypatch) -> None:
     """A sheet rebuilt after files were added, changed and removed copies the cells of unchanged
     images from its previous version; the result must be the sheet drawn from nothing, pixel for
