@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import time
@@ -137,7 +138,8 @@ PROVENANCE_ROWS = 10_000
 def provenance_pieces(product: str, digest: str, data: StateData, suffix: str = ".png") -> Iterator[bytes]:
     """:func:`provenance_text`, encoded, in pieces of :data:`PROVENANCE_ROWS` rows: the
     manifest of 270,000 images is about 70 MB of text, which need not be in memory at once."""
-    keys = sorted(key for key in data.records if key[1] == product)
+    # sorted as names, not as (name, product) pairs: a third of the time for 270,000 images
+    keys = [(rel, product) for rel in sorted(rel for rel, name in data.records if name == product)]
     used_envs = {data.provenance.get(key, ("", "", ""))[2] for key in keys}
     header: list[Sequence[object]] = [
         ["# msrgb provenance manifest v1", f"product {product}", f"settings {digest}"]
@@ -208,12 +210,14 @@ def _first(names: Sequence[str], keys: np.ndarray) -> list[int]:
     of a large dataset: only those with a key up to the CLIP_LIST-th smallest (ties included)."""
     import numpy as np
 
-    if len(keys) > CLIP_LIST:
-        bound = np.partition(keys, CLIP_LIST - 1)[CLIP_LIST - 1]
-        candidates = np.flatnonzero(keys <= bound).tolist()
-    else:
-        candidates = list(range(len(keys)))
-    return sorted(candidates, key=lambda i: (keys[i], names[i]))[:CLIP_LIST]
+    if len(keys) <= CLIP_LIST:
+        return sorted(range(len(keys)), key=lambda i: (keys[i], names[i]))
+    bound = np.partition(keys, CLIP_LIST - 1)[CLIP_LIST - 1]
+    below = sorted(np.flatnonzero(keys < bound).tolist(), key=lambda i: (keys[i], names[i]))
+    # the rest are ties at the bound, first by name: most images of a dataset may tie (none
+    # clipped), so without sorting them all
+    ties = np.flatnonzero(keys == bound).tolist()
+    return below + heapq.nsmallest(CLIP_LIST - len(below), ties, key=names.__getitem__)
 
 
 def clipping_table(clipping: dict[str, dict]) -> str:
@@ -294,8 +298,10 @@ def write_looks(layout: OutputPaths, products: Sequence, state: StateData, clipp
     from msrgb.sheets import SheetGeometry, encode, label, sheet_image
 
     for p in products:
-        rels = sorted({rel for rel, name in state.records if name == p.name}, key=path_hash)
-        sample = [layout.image_dir(p.name) / output_rel(rel, p.suffix) for rel in rels[:HISTOGRAM_SAMPLE]]
+        rels = [rel for rel, name in state.records if name == p.name]
+        # (uncached: the summary job does not ask twice, and 270,000 cached hashes are 40 MB)
+        rels = heapq.nsmallest(HISTOGRAM_SAMPLE, rels, key=path_hash.__wrapped__)
+        sample = [layout.image_dir(p.name) / output_rel(rel, p.suffix) for rel in rels]
         counts = output_histogram(sample)
         title = f"{p.name}: values of {len(sample)} images (red, green, blue; square-root scale)"
         write_if_changed(layout.histogram(p.name), histogram_image(counts, title))
