@@ -15,7 +15,8 @@ Scenarios (each a real `snakemake` run in a fresh working folder):
              `script:` job that loads what a shard job loads (msrgb.shard), the least a rerun
              that converts anything costs
 Also reported: size of .snakemake/ and .snakemake/metadata, the output's .msrgb/ state, and the
-peak memory (max RSS) of the largest process of each run (the snakemake process).
+peak memory (max RSS) of the largest process of each run, whichever it is (at 270,000 tiles the
+summary job, see docs/performance.md).
 The results of the previous benchmark are deleted after the report, not before (see set_aside).
 With --cold-input the input files are dropped from the page cache (posix_fadvise DONTNEED, no
 root needed) before the baseline and before the full run, as after a reboot or for a dataset

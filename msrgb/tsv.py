@@ -19,8 +19,7 @@ from pathlib import Path
 def without_cycle_collection() -> Iterator[None]:
     """Python's cycle collector paused while 100,000s of rows are read or made: they hold no
     cycles, and the full collections their objects set off scan everything the process holds
-    again and again (in Snakemake's process, over 100,000 objects: a quarter of the planning
-    time; reading the states of 270,000 images, a third)."""
+    (in Snakemake's process, over 100,000 objects) again and again."""
     enabled = gc.isenabled()
     gc.disable()
     try:
