@@ -203,7 +203,6 @@ def write_if_changed(path: Path, data: str | bytes | Iterable[bytes]) -> bool:
         return True
     with old:
         same = 0  # bytes equal so far
-        piece = b""
         for piece in pieces:
             if old.read(len(piece)) != piece:
                 break

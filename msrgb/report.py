@@ -124,20 +124,16 @@ MANIFEST_COLUMNS = (
 )  # fmt: skip
 
 
-def provenance_text(product: str, digest: str, data: StateData, suffix: str = ".png") -> str:
-    """The provenance manifest of one product: one line per PNG (path relative to the product
-    folder), with the environments (library versions) referenced by id in the header, and the
-    radiometric scale and offset of each band where one applied (JSON, as in the recipe)."""
-    return b"".join(provenance_pieces(product, digest, data, suffix)).decode("utf-8")
-
-
 #: rows of a provenance manifest made and written at a time
 PROVENANCE_ROWS = 10_000
 
 
 def provenance_pieces(product: str, digest: str, data: StateData, suffix: str = ".png") -> Iterator[bytes]:
-    """:func:`provenance_text`, encoded, in pieces of :data:`PROVENANCE_ROWS` rows: the
-    manifest of 270,000 images is about 70 MB of text, which need not be in memory at once."""
+    """The provenance manifest of one product, encoded, in pieces of :data:`PROVENANCE_ROWS`
+    rows (the manifest of 270,000 images is about 70 MB of text, which need not be in memory at
+    once): one line per PNG (path relative to the product folder), with the environments
+    (library versions) referenced by id in the header, and the radiometric scale and offset of
+    each band where one applied (JSON, as in the recipe)."""
     # sorted as names: comparing (name, product) pairs costs more, and the product is one
     keys = [(rel, product) for rel in sorted(rel for rel, name in data.records if name == product)]
     used_envs = {data.provenance.get(key, ("", "", ""))[2] for key in keys}

@@ -242,8 +242,8 @@ def sheet_image(
         x, y = layout.origin(i, columns)
         if png is None:
             continue
-        key = reuse.key(png, label) if reuse is not None else None  # before the image is read
-        if key is not None and reuse is not None:
+        # the image's key (size, mtime) is taken before the image is read
+        if reuse is not None and (key := reuse.key(png, label)) is not None:
             reuse.made.append((*key, x, y))
             if reuse.copy(key, sheet, (x, y)):
                 continue

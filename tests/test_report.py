@@ -124,7 +124,7 @@ def test_the_provenance_manifest_made_in_pieces_is_the_whole_manifest(monkeypatc
                     data.provenance[(rel, product)] = (f"src{k}", f"png{k}", rng.choice(["e1", "e2", "", "e7"]))
                 if rng.random() < 0.3:
                     data.radiometry[(rel, product)] = '{"B04": [1e-4, -0.1]}'
-        got = report.provenance_text("p", "settings-digest", data, ".jpg")
+        got = b"".join(report.provenance_pieces("p", "settings-digest", data, ".jpg")).decode("utf-8")
         keys = sorted(key for key in data.records if key[1] == "p")
         envs = sorted({data.provenance.get(key, ("", "", ""))[2] for key in keys} - {""})
         want = tsv.text(
