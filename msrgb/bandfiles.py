@@ -71,14 +71,31 @@ def is_safe(name: str) -> bool:
 
 #: Sentinel-2 products as ESA's hubs deliver them: S2A_MSIL2A_....SAFE.zip or S2B_MSIL1C_....zip
 _ZIPPED = re.compile(r"^S2[A-D]_MSIL(1C|2A)_.*\.zip$", re.IGNORECASE)
-ZIPPED_PRODUCT = (
-    "is a zipped Sentinel-2 product: unzip it where it is (unzip -d . <file>), msrgb reads the "
-    ".SAFE folder inside"
-)
+
+#: the pseudo-band of a zipped product in its source's files: ("zip", path of the zip)
+ZIP_BAND = "zip"
 
 
 def is_zipped_product(name: str) -> bool:
     return bool(_ZIPPED.match(name))
+
+
+def product_name(zip_name: str) -> str:
+    """The ``.SAFE`` folder a zipped product holds: ``X.SAFE.zip`` and ``X.zip`` give ``X.SAFE``."""
+    stem = zip_name[: -len(".zip")] if zip_name.lower().endswith(".zip") else zip_name
+    return stem if stem.upper().endswith(".SAFE") else f"{stem}.SAFE"
+
+
+def unzipped_next_to_it(name: str) -> str:
+    return f"the unzipped product {product_name(name)} is next to it: the folder is read, the zip left out"
+
+
+def zipped_image(rel: str, size: int, mtime_ns: int) -> FoundImage:
+    """The image of a zipped product at ``rel``: named after the ``.SAFE`` folder it holds,
+    read from the zip (msrgb.zipped)."""
+    folder, _, name = rel.rpartition("/")
+    image = f"{folder}/{product_name(name)}" if folder else product_name(name)
+    return FoundImage(image, (BandFile(ZIP_BAND, 0, rel, size, mtime_ns),))
 
 
 def fingerprint(files: Iterable[BandFile]) -> tuple[int, int]:
@@ -113,9 +130,10 @@ class FoundImage:
 
 def _scan(
     top: str, rel_dir: str, pattern: re.Pattern[str], with_stat: bool, problems: Problems | None
-) -> tuple[list[BandFile], list[str]]:
-    """The band files directly in ``rel_dir`` and its sub-folders (not hidden)."""
-    files, subdirs = [], []
+) -> tuple[list[BandFile], list[str], list[FoundImage]]:
+    """The band files directly in ``rel_dir``, its sub-folders (not hidden) and its zipped
+    Sentinel-2 products."""
+    files, subdirs, zips = [], [], []
     prefix = f"{rel_dir}/" if rel_dir else ""
     for entry in list_folder(top, rel_dir, problems):
         name = entry.name
@@ -124,13 +142,13 @@ def _scan(
         if entry.is_dir(follow_symlinks=False):
             subdirs.append(prefix + name)
             continue
-        if problems is not None and is_zipped_product(name):
-            problems.append((prefix + name, ZIPPED_PRODUCT))
+        if is_zipped_product(name):
+            zips.append(zipped_image(prefix + name, *size_and_mtime(entry, with_stat)))
             continue
         found = band_of(name, pattern)
         if found is not None:
             files.append(BandFile(found[0], found[1], prefix + name, *size_and_mtime(entry, with_stat)))
-    return files, subdirs
+    return files, subdirs, zips
 
 
 def _safe_files(
@@ -148,7 +166,7 @@ def _safe_files(
         rel_dir = stack.pop()
         if not os.path.isdir(os.path.join(top, rel_dir)):
             continue
-        found, subdirs = _scan(top, rel_dir, pattern, with_stat, problems)
+        found, subdirs, _ = _scan(top, rel_dir, pattern, with_stat, problems)
         files += found
         stack += subdirs
     return files
@@ -157,21 +175,30 @@ def _safe_files(
 def discover_images(
     input_dir: str, pattern: re.Pattern[str], with_stat: bool = True, problems: Problems | None = None
 ) -> list[FoundImage]:
-    """Every image under ``input_dir``: each folder holding band files directly, and each
-    ``*.SAFE`` product. When ``input_dir`` itself holds band files, it is one image named
-    after the folder. Folders that cannot be read go to ``problems``."""
+    """Every image under ``input_dir``: each folder holding band files directly, each
+    ``*.SAFE`` product, and each zipped one (unless its ``.SAFE`` folder is next to it). When
+    ``input_dir`` itself holds band files, it is one image named after the folder. Folders that
+    cannot be read go to ``problems``."""
     images = []
     stack = [""]
     while stack:
         rel_dir = stack.pop()
-        files, subdirs = _scan(input_dir, rel_dir, pattern, with_stat, problems)
+        files, subdirs, zips = _scan(input_dir, rel_dir, pattern, with_stat, problems)
+        safes = set()
         for sub in subdirs:
             if is_safe(sub.rpartition("/")[2]):
                 safe = _safe_files(input_dir, sub, pattern, with_stat, problems)
                 if safe:
                     images.append(FoundImage(sub, tuple(safe)))
+                    safes.add(sub.upper())
             else:
                 stack.append(sub)
+        for image in zips:
+            if image.rel.upper() in safes:
+                if problems is not None:
+                    problems.append((image.files[0].rel, unzipped_next_to_it(image.files[0].rel.rpartition("/")[2])))
+                continue
+            images.append(image)
         if files:
             name = rel_dir or os.path.basename(os.path.abspath(input_dir))
             images.append(FoundImage(name, tuple(files)))
@@ -179,9 +206,9 @@ def discover_images(
 
 
 SAFE_IN_OBJECT_STORAGE = (
-    "is a Sentinel-2 SAFE product in object storage, which msrgb does not read yet (the "
-    "radiometric offsets of its bands are in its metadata file); copy it to a local folder, or "
-    "read the product's per-band COGs through a STAC catalogue"
+    "is an unzipped Sentinel-2 SAFE product in object storage, which msrgb does not read (the "
+    "radiometric offsets of its bands are in its metadata file); keep it zipped (.SAFE.zip), "
+    "copy it to a local folder, or read the product's per-band COGs through a STAC catalogue"
 )
 
 
@@ -190,23 +217,27 @@ def images_from_listing(
 ) -> list[FoundImage]:
     """:func:`discover_images` for a flat listing of (path relative to the input prefix, size,
     mtime), as object storage gives it: each "folder" directly holding band files is an image,
-    band files directly under the prefix are one named ``top_name``. Paths with a hidden part
-    are skipped; zipped and ``.SAFE`` products go to ``problems`` (or fail without it)."""
+    band files directly under the prefix are one named ``top_name``; a zipped Sentinel-2
+    product is an image. Paths with a hidden part are skipped; ``.SAFE`` folders go to
+    ``problems`` (or fail without it)."""
     by_folder: dict[str, list[BandFile]] = {}
+    zips = []
     for rel, size, mtime in objects:
         parts = rel.split("/")
         if any(not p or p[0] == "." for p in parts):
             continue
+        if is_zipped_product(parts[-1]):
+            zips.append(zipped_image(rel, size, mtime))
+            continue
         safe = next((i for i, p in enumerate(parts[:-1]) if is_safe(p)), None)
-        if safe is not None or is_zipped_product(parts[-1]):
-            where = "/".join(parts[: safe + 1]) if safe is not None else rel
-            why = SAFE_IN_OBJECT_STORAGE if safe is not None else ZIPPED_PRODUCT
+        if safe is not None:
+            where = "/".join(parts[: safe + 1])
             if problems is None:
-                raise PlanError(f"{where} {why}")
-            if (where, why) not in problems:
-                problems.append((where, why))
+                raise PlanError(f"{where} {SAFE_IN_OBJECT_STORAGE}")
+            if (where, SAFE_IN_OBJECT_STORAGE) not in problems:
+                problems.append((where, SAFE_IN_OBJECT_STORAGE))
             continue
         found = band_of(parts[-1], pattern)
         if found is not None:
             by_folder.setdefault("/".join(parts[:-1]), []).append(BandFile(found[0], found[1], rel, size, mtime))
-    return [FoundImage(folder or top_name, tuple(files)) for folder, files in by_folder.items()]
+    return [FoundImage(folder or top_name, tuple(files)) for folder, files in by_folder.items()] + zips

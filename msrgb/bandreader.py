@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +20,16 @@ from rasterio.crs import CRS
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from msrgb.bandfiles import is_safe
+from msrgb.bandfiles import ZIP_BAND, is_safe
 from msrgb.errors import InputError
 from msrgb.geotags import gdal_metadata, read_grid, scale_offset_items
 from msrgb.discovery import Source
 from msrgb.products import Product
 from msrgb.radiometry import Scaling, from_gdal, read_safe_metadata, safe_metadata_file
 from msrgb.remote import InputFile, RemotePath, S3Path, gdal_name
-from msrgb.stac import ItemRef, StacItems, scaling_of
+from msrgb.scaling import Candidates, Rule, baseline_of_metadata, decide, resolve_check, shifted_share, stac_rule
+from msrgb.stac import Item, ItemRef, StacItems
+from msrgb.zipped import ZipMember, open_zipped
 from msrgb.remote import get as get_object
 from msrgb.reader import (
     IN_MEMORY_BYTES,
@@ -50,26 +52,35 @@ class BandImage:
     folder, path) of each file to read."""
 
     folder: Path | S3Path | ItemRef
-    files: tuple[tuple[str, str, InputFile], ...]
+    files: tuple[tuple[str, str, InputFile | ZipMember], ...]
     #: a Sentinel-2 product's metadata file (MTD_MSIL2A.xml, MTD_MSIL1C.xml): (path relative
-    #: to the input folder, path), which declares the radiometric offsets of its bands
-    metadata: tuple[str, Path] | None = None
+    #: to the input folder, path, or its bytes in a zipped product), which declares the
+    #: radiometric offsets of its bands
+    metadata: tuple[str, Path | bytes] | None = None
     #: the listed size of all its files, for band files in S3 (whose size costs no request)
     listed_size: int = 0
-    #: band -> the scaling its STAC Item declares (raster:bands)
-    declared: tuple[tuple[str, Scaling], ...] = ()
+    #: the STAC Item the image is, whose rules scale its bands (msrgb.scaling.stac_rule)
+    item: Item | None = None
+    #: the Item's product metadata asset (path relative to the input, path), read for the
+    #: processing baseline when the Item states none
+    item_metadata: tuple[str, InputFile] | None = None
+    #: a zipped product (msrgb.zipped): (path relative to the input folder, path); its band
+    #: files are listed when it is read
+    zipped: tuple[str, InputFile] | None = None
 
     @classmethod
     def of(cls, input_dir: Path | S3Path | StacItems, src: Source) -> BandImage:
         files = src.files or ()
-        if isinstance(input_dir, StacItems):
-            declared = tuple(
-                (band, found)
-                for band, (scale, offset) in sorted(input_dir.scalings(src.rel).items())
-                if (found := scaling_of(scale, offset)) is not None
-            )
+        if files and files[0][0] == ZIP_BAND and not isinstance(input_dir, StacItems):
+            path = input_dir / files[0][1]
+            return cls(path, (), zipped=(files[0][1], path), listed_size=src.size)
+            item = input_dir.item_of(src.rel)
             paths = tuple((band, rel, input_dir / rel) for band, rel in files)
-            return cls(input_dir.item(src.rel), paths, declared=declared)
+            item_metadata = None
+            if item is not None and item.facts.baseline is None and item.facts.metadata_href is not None:
+                rel = f"{src.rel}/{item.facts.metadata_href}"
+                item_metadata = (rel, input_dir / rel)
+            return cls(input_dir.item(src.rel), paths, item=item, item_metadata=item_metadata)
         inside = any(rel.startswith(src.rel + "/") for _, rel in files)
         # input_dir itself is an image named after it when it holds band files
         folder = input_dir / src.rel if inside or (input_dir / src.rel).is_dir() else input_dir
@@ -82,7 +93,17 @@ class BandImage:
         return cls(folder, tuple((band, rel, input_dir / rel) for band, rel in files), metadata, listed)
 
     def paths(self) -> list[InputFile]:
-        return [path for _, _, path in self.files]
+        if self.zipped is not None:
+            return [self.zipped[1]]
+        return [path for _, _, path in self.files if not isinstance(path, ZipMember)]
+
+
+@dataclass
+class ZipLoaded:
+    """A zipped product's bytes (when kept in memory) and SHA-256, once loaded."""
+
+    data: bytes | None = None
+    sha: str | None = None
 
 
 @dataclass
@@ -90,7 +111,7 @@ class _Band:
     """One band file, open."""
 
     rel: str
-    path: InputFile
+    path: InputFile | ZipMember
     src: DatasetReader
     transform: Affine
     crs: CRS | None
@@ -115,6 +136,9 @@ class _Target:
     def crs_wkt(self) -> str | None:
         return self.crs.to_wkt() if self.crs is not None else None
 
+
+#: the longest side of the preview a large image's data check looks at (msrgb.scaling)
+PREVIEW_FOR_CHECK = 1024
 
 #: Stands in for the CRS of band files whose CRS was compared through their tags only: the
 #: resampling then goes from one grid to another in the same CRS, which is all it needs.
@@ -158,8 +182,8 @@ class BandReader:
     def is_large(self, image: BandImage) -> bool:
         """True if the image is read in blocks of rows (its files are larger than
         ``in_memory_bytes`` together, and no ``max_size`` makes it small)."""
-        if self.max_size is not None:
-            return False
+        if self.max_size is not None or image.zipped is not None:
+            return False  # a zipped product: on the decoded size, when it is read
         total = 0
         for _, _, path in self.select(image):
             if isinstance(path, RemotePath):  # all its band files, the needed ones among them
@@ -170,16 +194,17 @@ class BandReader:
                 pass  # reported when the file is read
         return total > self.in_memory_bytes
 
-    def read(self, image: BandImage) -> tuple[Tile, dict[str, str]]:
+    def read(self, image: BandImage, zip_loaded: ZipLoaded | None = None) -> tuple[Tile, dict[str, str]]:
         """The needed bands on one grid (the finest band's, or smaller for ``max_size``), and
-        the SHA-256 of each file read (path relative to the input folder -> digest). Raises
-        :class:`InputError` naming the file or folder."""
+        the SHA-256 of each file read (path relative to the input folder -> digest; a zipped
+        product's: the zip's, once loaded into ``zip_loaded``). Raises :class:`InputError`
+        naming the file or folder."""
         with ExitStack() as stack:
-            bands, target, shas = self._open_all(image, stack)
+            image, shas = self._unzip(image, stack, zip_loaded)
+            bands, target, shas = self._open_all(image, stack, shas)
             itemsize = np.dtype(bands[0].src.dtypes[0]).itemsize
             if self.max_size is None and target.rows * target.cols * len(bands) * itemsize > self.in_memory_bytes:
                 raise ReadInBlocks(image.folder)  # small on disk, large decoded
-            scaling = self._scaling(image, bands, shas)
             out_rows, out_cols = quicklook_shape(target.rows, target.cols, self.max_size)
             arrays = {}
             for index, band in zip(self.needed, bands):
@@ -191,7 +216,8 @@ class BandReader:
                         arrays[index] = band.src.read(1)
                     else:
                         arrays[index] = self._resampled(band, band.src.read(1), target, target.transform, target.rows)
-            tile = Tile(arrays, target.nodata, scaling=scaling)
+            scaling, overrides = self._scaling(image, bands, shas, lambda: arrays)
+            tile = Tile(arrays, target.nodata, scaling=scaling, overrides=overrides)
             if self.georef:
                 scale = Affine.scale(target.cols / out_cols, target.rows / out_rows)
                 tile.transform = target.transform @ scale
@@ -199,29 +225,75 @@ class BandReader:
             return tile, shas
 
     @contextmanager
-    def open_large(self, image: BandImage) -> Iterator[tuple[LargeBandImage, dict[str, str]]]:
+    def open_large(
+        self, image: BandImage, zip_loaded: ZipLoaded | None = None
+    ) -> Iterator[tuple[LargeBandImage, dict[str, str]]]:
         """Open an image to read in blocks of rows, and the SHA-256 of each file."""
         with rasterio.Env(**LARGE_IMAGE_ENV), ExitStack() as stack:
-            bands, target, shas = self._open_all(image, stack)
-            scaling = self._scaling(image, bands, shas)
-            yield LargeBandImage(self, image, bands, target, scaling), shas
+            image, shas = self._unzip(image, stack, zip_loaded)
+            bands, target, shas = self._open_all(image, stack, shas)
+            large = LargeBandImage(self, image, bands, target, {})
 
-    def _scaling(self, image: BandImage, bands: Sequence[_Band], shas: dict[str, str]) -> dict[int, Scaling]:
-        """Band index -> the radiometric scaling of each needed band that declares one: the
-        band file's own (GDAL scale and offset), else its product's metadata file, which is
-        then added to the files read (``shas``)."""
+            def preview() -> dict[int, np.ndarray]:
+                return large.preview(PREVIEW_FOR_CHECK).bands
+
+            large.scaling, large.overrides = self._scaling(image, bands, shas, preview)
+            yield large, shas
+
+    def _scaling(
+        self,
+        image: BandImage,
+        bands: Sequence[_Band],
+        shas: dict[str, str],
+        data: Callable[[], dict[int, np.ndarray]],
+    ) -> tuple[dict[int, Candidates], frozenset[str]]:
+        """Band index -> what is known of each needed band's radiometric scaling (for
+        :func:`msrgb.scaling.decide`): its STAC Item's rule, the band file's own GDAL scale and
+        offset, its product's metadata file (then added to the files read, ``shas``); and what
+        the decisions override of what the input declares. ``data`` gives the bands' values,
+        for a rule that awaits them."""
         declared = {}
         if image.metadata is not None:
-            rel, path = image.metadata
-            declared = read_safe_metadata(path, self.names)
-            shas[rel] = self._loader.load(path)[1]
+            rel, source = image.metadata
+            if isinstance(source, bytes):  # in a zipped product, whose SHA-256 is the record
+                assert image.zipped is not None
+                declared = read_safe_metadata(Path(rel).name, self.names, source, where=f"{image.zipped[1]}/{rel}")
+            else:
+                declared = read_safe_metadata(source, self.names)
+                shas[rel] = self._loader.load(source)[1]
+        rules = self._rules(image, shas)
+        overrides = {rule.override for rule in rules.values() if rule.override is not None}
+        stac: dict[str, Scaling | None] = {name: rule.scaling for name, rule in rules.items() if not rule.check_data}
+        checked = [name for name, rule in rules.items() if rule.check_data]
+        if checked:
+            values = data()
+            share = shifted_share({n: values[i] for i, n in zip(self.needed, self.names)})
+            for name in checked:
+                stac[name], why = resolve_check(rules[name], share)
+                if why is not None:
+                    overrides.add(why)
         found = {}
-        from_item = dict(image.declared)
         for index, name, band in zip(self.needed, self.names, bands):
-            scaling = from_item.get(name) or band.scaling or declared.get(name)
-            if scaling is not None:
-                found[index] = scaling
-        return found
+            candidates = Candidates(stac=stac.get(name), file=band.scaling, metadata=declared.get(name))
+            if decide(candidates) is not None:
+                found[index] = candidates
+        return found, frozenset(overrides)
+
+    def _rules(self, image: BandImage, shas: dict[str, str]) -> dict[str, Rule]:
+        """Band name -> its STAC Item's rule (msrgb.scaling.stac_rule), with the processing
+        baseline from the Item's product metadata asset where the Item states none (the
+        metadata file is then added to the files read, ``shas``)."""
+        item = image.item
+        if item is None:
+            return {}
+        rules = {name: item.rule(name) for name in self.names if name in item.assets}
+        if any(rule.needs_baseline for rule in rules.values()) and image.item_metadata is not None:
+            rel, path = image.item_metadata
+            data, sha = self._loader.load(path)
+            shas[rel.partition("?")[0]] = sha
+            baseline = baseline_of_metadata(data if data is not None else Path(str(path)).read_bytes(), path)
+            rules = {name: stac_rule(item.facts, item.assets[name], baseline) for name in rules}
+        return {name: rule for name, rule in rules.items() if rule.scaling is not None or rule.check_data}
 
     def _resampled(
         self, band: _Band, data: np.ndarray, target: _Target, transform: Affine, rows: int
@@ -237,19 +309,43 @@ class BandReader:
             )  # fmt: skip
         return out
 
-    def _load(self, path: InputFile) -> tuple[bytes | None, str]:
+    def _load(self, path: InputFile | ZipMember) -> tuple[bytes | None, str]:
         """The bytes and SHA-256 of a band file (:meth:`TileReader.load`); for a quicklook of a
         file at an http(s) URL or in S3 neither: GDAL reads its header and the overview it needs
-        with range requests (no SHA-256 then, as the whole file is never read)."""
-        if self.max_size is not None and isinstance(path, RemotePath):
+        with range requests (no SHA-256 then, as the whole file is never read); for a band file
+        in a zipped product neither (GDAL reads it in the zip, whose SHA-256 is the record)."""
+        if isinstance(path, ZipMember) or (self.max_size is not None and isinstance(path, RemotePath)):
             return None, ""
         return self._loader.load(path)
 
-    def _open_all(self, image: BandImage, stack: ExitStack) -> tuple[list[_Band], _Target, dict[str, str]]:
-        """Hash and open the file of each needed band and check that they share one grid."""
+    def _unzip(
+        self, image: BandImage, stack: ExitStack, loaded: ZipLoaded | None
+    ) -> tuple[BandImage, dict[str, str] | None]:
+        """A zipped product's band files (msrgb.zipped) for GDAL to read while ``stack`` lasts,
+        and its SHA-256 as the record of what was read (the zip's bytes and SHA-256 are kept in
+        ``loaded``, for a second reading in blocks); other images as they are."""
+        if image.zipped is None:
+            return image, None
+        rel, path = image.zipped
+        if loaded is None:
+            loaded = ZipLoaded()
+        if loaded.sha is None:
+            loaded.data, loaded.sha = self._loader.load(path)
+        found = stack.enter_context(open_zipped(path, loaded.data, self.names))
+        if not isinstance(path, RemotePath):
+            loaded.data = None  # read again from disk if need be
+        metadata = (f"{image.folder.name}/{found.metadata[0]}", found.metadata[1]) if found.metadata else None
+        return replace(image, files=found.files, metadata=metadata), {rel: loaded.sha}
+
+    def _open_all(
+        self, image: BandImage, stack: ExitStack, record: dict[str, str] | None = None
+    ) -> tuple[list[_Band], _Target, dict[str, str]]:
+        """Hash and open the file of each needed band and check that they share one grid. The
+        SHA-256 of what was read are those of the band files, or ``record`` where given (a
+        zipped product's)."""
         chosen = self.select(image)
         loaded = [(rel, path, *self._load(path)) for _, rel, path in chosen]
-        shas = {rel.partition("?")[0]: sha for rel, _, _, sha in loaded}  # no URL signature
+        shas = dict(record) if record is not None else {rel.partition("?")[0]: sha for rel, _, _, sha in loaded}
         grids = [read_grid(data) if data is not None else None for _, _, data, _ in loaded]
         by_tags = all(g is not None for g in grids) and len({g.crs_key for g in grids}) == 1  # type: ignore[union-attr]
         gdal_georef = self.georef or not by_tags
@@ -269,12 +365,15 @@ class BandReader:
         return bands, target, shas
 
     @contextmanager
-    def _open(self, path: InputFile, data: bytes | None, georef: bool) -> Iterator[DatasetReader]:
+    def _open(self, path: InputFile | ZipMember, data: bytes | None, georef: bool) -> Iterator[DatasetReader]:
         options = {} if georef else {"GEOREF_SOURCES": "NONE"}
         with ExitStack() as stack:
             with input_errors(path, data):
                 if data is None:
-                    name = gdal_name(path) if isinstance(path, RemotePath) else path
+                    if isinstance(path, ZipMember):
+                        name: str | InputFile = path.gdal_name
+                    else:
+                        name = gdal_name(path) if isinstance(path, RemotePath) else path
                     src = DatasetReader(name, sharing=False, **options)
                 else:
                     memfile = stack.enter_context(MemoryFile(data))
@@ -336,10 +435,11 @@ class LargeBandImage:
     BLOCK_BYTES = LargeImage.BLOCK_BYTES
 
     def __init__(
-        self, reader: BandReader, image: BandImage, bands: list[_Band], target: _Target, scaling: dict[int, Scaling]
+        self, reader: BandReader, image: BandImage, bands: list[_Band], target: _Target, scaling: dict[int, Candidates]
     ):
         self.reader, self.image, self.bands, self.target = reader, image, bands, target
         self.scaling = scaling
+        self.overrides: frozenset[str] = frozenset()
         self.rows, self.cols = target.rows, target.cols
         self.path = image.folder
         dtype = np.dtype(bands[0].src.dtypes[0])
@@ -351,7 +451,7 @@ class LargeBandImage:
         self._crs_wkt = target.crs_wkt() if reader.georef else None
 
     def tile(self, bands: dict[int, np.ndarray]) -> Tile:
-        tile = Tile(bands, self.target.nodata, scaling=self.scaling)
+        tile = Tile(bands, self.target.nodata, scaling=self.scaling, overrides=self.overrides)
         if self.reader.georef:
             tile.transform = self.target.transform
             tile.crs_wkt = self._crs_wkt

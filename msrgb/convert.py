@@ -39,6 +39,7 @@ from msrgb.render import (
     band_scalings,
     clip_figures,
     float_range_note,
+    pixel_scalings,
     product_bands,
 )
 
@@ -70,6 +71,9 @@ class Converted:
     #: product name -> the radiometric scale and offset of its bands, where one applied
     #: (msrgb.recipe.radiometry_text)
     radiometry: dict[str, str] = field(default_factory=dict)
+    #: what the input's radiometric scaling overrides of what it declares (msrgb.scaling), for
+    #: the closing lines of a run
+    overrides: frozenset[str] = frozenset()
     #: PUTs of its files to S3 still under way (Converter.defer_uploads): the image is made
     #: when they have finished without error
     uploads: list[Future[None]] = field(default_factory=list)
@@ -143,6 +147,7 @@ class Converter:
     def _convert_tile(
         self, tile: Tile, products: Sequence[Product], dests: dict[str, Path | S3Path], result: Converted, rel: str
     ) -> None:
+        result.overrides = tile.overrides
         for product in products:
             self._note(tile, product, result, rel, tile)
             rendered = self.render(tile, product)
@@ -180,6 +185,7 @@ class Converter:
         limits = {}
         clips = {p.name: ClipCounter(p) for p in products}
         whole = image.tile({})
+        result.overrides = whole.overrides
         for p in products:
             self._note(preview, p, result, rel, whole)
             if p.fixed_limits() is None:
@@ -219,7 +225,7 @@ class Converter:
     def _image_limits(self, image: LargeImage | LargeBandImage, product: Product) -> list[tuple[float, float]]:
         """The per-image percentile limits of a large image, one whole band at a time."""
         exclude = None
-        scalings = band_scalings(image.tile({}), product) or [None] * len(product.indices)
+        scalings = pixel_scalings(image.tile({}), product) or [None] * len(product.indices)
         if product.nodata is not None or image.is_float or any(scalings):  # pixels to leave out
             parts = []
             for block in image.blocks():

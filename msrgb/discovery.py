@@ -139,7 +139,10 @@ def discover_inputs(
     found = []
     for image in images:
         size, mtime = bandfiles.fingerprint(image.files)
-        files = tuple(bandfiles.choose(image.files, needed))
+        if image.files[0].band == bandfiles.ZIP_BAND:  # its band files are listed by the job
+            files: tuple[tuple[str, str], ...] = ((bandfiles.ZIP_BAND, image.files[0].rel),)
+        else:
+            files = tuple(bandfiles.choose(image.files, needed))
         found.append(Source(image.rel, size, mtime, files))
     found.sort(key=lambda s: s.rel)
     if problems is None:

@@ -28,13 +28,14 @@ from pathlib import Path
 
 import rasterio.errors
 
-from msrgb.bandreader import BandImage, BandReader, LargeBandImage, declared_scaling, source_digest
+from msrgb.bandreader import BandImage, BandReader, LargeBandImage, ZipLoaded, declared_scaling, source_digest
 from msrgb.discovery import Source
 from msrgb.errors import InputError
 from msrgb.products import Product
 from msrgb.radiometry import read_safe_metadata
 from msrgb.remote import InputFile, RemotePath
 from msrgb.stac import InputDir, ItemRef
+from msrgb.zipped import ZipMember
 from msrgb.reader import IN_MEMORY_BYTES, MAX_PIXELS, LargeImage, ReadInBlocks, Tile, TileReader
 
 
@@ -116,6 +117,8 @@ class BandFolderImage(InputImage):
 
     def __init__(self, image: BandImage, reader: BandReader):
         self.image, self.where, self._reader = image, image.folder, reader
+        #: a zipped product's bytes and SHA-256, loaded once for both ways of reading it
+        self._zip = ZipLoaded() if image.zipped is not None else None
 
     def paths(self) -> list[InputFile]:
         return self.image.paths()
@@ -123,18 +126,20 @@ class BandFolderImage(InputImage):
     def read(self) -> Reading:
         if self._reader.is_large(self.image):
             raise ReadInBlocks(self.image.folder)
-        tile, shas = self._reader.read(self.image)
+        tile, shas = self._reader.read(self.image, self._zip)
         return self._reading(shas, tile=tile)
 
     @contextmanager
     def open_large(self) -> Iterator[Reading]:
-        with self._reader.open_large(self.image) as (image, shas):
+        with self._reader.open_large(self.image, self._zip) as (image, shas):
             yield self._reading(shas, large=image)
 
     def declared_files(self) -> tuple[list[tuple[str | None, InputFile]], Path | None]:
         metadata = self.image.metadata
-        files: list[tuple[str | None, InputFile]] = [(band, path) for band, _, path in self.image.files]
-        return files, metadata[1] if metadata is not None else None
+        files: list[tuple[str | None, InputFile]] = [
+            (band, path) for band, _, path in self.image.files if not isinstance(path, ZipMember)
+        ]
+        return files, metadata[1] if metadata is not None and isinstance(metadata[1], Path) else None
 
     def _reading(
         self, shas: dict[str, str], tile: Tile | None = None, large: LargeBandImage | None = None
@@ -142,6 +147,8 @@ class BandFolderImage(InputImage):
         """The files each product is made from (of those read for all products): the files of
         its bands, and the files read for every band (a product's metadata file)."""
         pairs = list(shas.items())  # the needed bands' files in order, then the others
+        if self.image.zipped is not None:  # everything was read from the one zip
+            return Reading(tile, large, source_digest(pairs), {p.name: source_digest(pairs) for p in self._reader.products})
         needed = self._reader.needed
         common = pairs[len(needed) :]
         sources = {}

@@ -121,6 +121,11 @@ class OutputPaths:
         """How the inputs of the last run are stored (Inputs), for msrgb.status."""
         return self.state_root / "inputs.json"
 
+    def input_dir_file(self) -> Path:
+        """Where the inputs of the last run were (``input_dir``), to stop a run of another
+        input folder from deleting the images of the first."""
+        return self.state_root / "input_dir"
+
     def plan_file(self) -> Path:
         return self.state_root / "plan.tsv"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from msrgb import remote, sheets, stats, tsv
-from msrgb.bandfiles import band_of, compile_pattern, is_zipped_product
+from msrgb.bandfiles import ZIP_BAND, band_of, compile_pattern, is_zipped_product
 from msrgb.errors import InputError, PlanError, ProductError, SlurmQueryError
 from msrgb.files import Problems, write_atomic, write_if_changed
 from msrgb.discovery import Inputs, Source, clash_error, clash_text, find_clashes, discover_inputs
@@ -27,7 +27,7 @@ from msrgb.remote import S3Path
 from msrgb.stac import StacItems, StacSearch
 from msrgb.sharding import Plan, make_plan, path_hash, shard_count, write_plan
 from msrgb.bandfiles import DEFAULT_BAND_PATTERN
-from msrgb.work import WorkCounts, count_work, shards_missing_outputs
+from msrgb.work import WorkCounts, count_work, shards_missing_outputs, shards_rescaled
 from msrgb.report import problems_note
 from msrgb.products import EUROSAT_BANDS, Product, check_band_count, parse_products
 from msrgb.slurm import NodeSize, check_request
@@ -61,6 +61,9 @@ class Settings:
     thumbnail_size: int = 128
     #: output_dir when it is an s3:// prefix (the images, sheets and summary go there)
     images: str = ""
+    #: inputs a shard job keeps asked for ahead of the conversion; the largest image in pixels
+    read_ahead: int = 64
+    max_pixels: int = 200_000_000
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -122,6 +125,8 @@ class Settings:
             contact_sheet_tiles=config["contact_sheet_tiles"],
             overview_samples=config["overview_samples"],
             thumbnail_size=config["thumbnail_size"],
+            read_ahead=config.get("read_ahead", 64),
+            max_pixels=config.get("max_pixels", 200_000_000),
         )
 
     @property
@@ -280,8 +285,9 @@ def check_products_against(products: Sequence[Product], input_dir: Path | S3Path
     of the first files, or for band folders on the names in the first folders; a single odd
     image is reported by its shard)."""
     if sources and sources[0].files is not None:
-        first = sources[:20]
-        for p in products:
+        # zipped products list their band files when they are read (msrgb.zipped)
+        first = [s for s in sources[:20] if not s.files or s.files[0][0] != ZIP_BAND]
+        for p in products if first else ():
             for band in p.bands:
                 if not any(band == b for s in first for b, _ in s.files or ()):
                     raise PlanError(
@@ -389,7 +395,10 @@ def nothing_found(settings: Settings) -> str:
             "band_folders (docs/band-folders.md)"
         )
     if "zip" in seen:
-        message += "; it holds zipped Sentinel-2 products: unzip them, then set layout: band_folders"
+        message += (
+            "; it holds zipped Sentinel-2 products (.SAFE.zip): set layout: band_folders, which "
+            "reads them as they are (docs/band-folders.md)"
+        )
     return message
 
 
@@ -425,6 +434,7 @@ def _plan_run(settings: Settings, where: Where) -> Prepared:
     n_shards = choose_shard_count(settings, where, len(sources))
     plan = make_plan(sources, n_shards, settings.products, threads, settings.on_error)
     plan = plan.rerun(shards_missing_outputs(layout, plan, settings.products, listing, states))
+    plan = plan.rerun(shards_rescaled(layout, plan, settings.products, settings.input_dir, states))
     prepared = Prepared(
         plan,
         sheets=plan_sheets(settings, sources),
@@ -441,6 +451,7 @@ def _plan_run(settings: Settings, where: Where) -> Prepared:
     stretches += [layout.stretch(p.name) for p in settings.products if p.dataset_stretch]
     counts = count_work(layout, plan, settings.products, settings.on_error, stretches, listing, settings.input_dir, states)
     if not settings.remove_orphans:
+        check_input_dir(counts, settings)
         check_removals(counts, settings)
     notes = ([note] if note else []) + ([f"warning: {problems_note(problems)}"] if problems else [])
     return replace(prepared, plan=plan, notes=tuple(notes), counts=counts)
@@ -472,6 +483,7 @@ def start_run(settings: Settings, prepared: Prepared) -> None:
     products = [p.to_dict() for p in settings.products]
     write_if_changed(layout.products_file(), json.dumps(products, indent=1) + "\n")
     write_if_changed(layout.inputs_file(), json.dumps(settings.inputs.to_dict(), indent=1) + "\n")
+    write_if_changed(layout.input_dir_file(), input_dir_text(settings.input_dir) + "\n")
     if layout.images:
         write_if_changed(layout.images_at(), layout.images + "\n")
     else:
@@ -481,6 +493,38 @@ def start_run(settings: Settings, prepared: Prepared) -> None:
 #: a run that would delete more images than this, or more than REMOVAL_SHARE of a product's
 #: images (and at least REMOVAL_FLOOR), stops unless remove_orphans is set
 REMOVAL_COUNT, REMOVAL_SHARE, REMOVAL_FLOOR = 100, 0.10, 10
+
+
+def input_dir_text(input_dir: Path | S3Path | StacItems) -> str:
+    """``input_dir`` as the output folder records it: a local folder resolved (links and
+    ``..`` followed), a prefix in S3 or STAC Items as given."""
+    if isinstance(input_dir, StacSearch):
+        return input_dir.describe()
+    if isinstance(input_dir, Path):
+        return str(input_dir.resolve())
+    return str(input_dir)
+
+
+def check_input_dir(counts: WorkCounts, settings: Settings) -> None:
+    """Stop before a run deletes any image because its ``input_dir`` is not the previous run's
+    into the same output folder: a second batch given the output folder of the first would
+    otherwise delete the first batch's images, however few."""
+    try:
+        before = settings.layout.input_dir_file().read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return  # a first run, or an output folder of a version that did not record it
+    now = input_dir_text(settings.input_dir)
+    removals = {name: c.to_remove for name, c in counts.products.items() if c.to_remove}
+    if before == now or not removals:
+        return
+    listing = ", ".join(f"{n:,} of {name!r}" for name, n in removals.items())
+    raise PlanError(
+        f"input_dir {now!r} is not the input folder of the previous run into output_dir "
+        f"{str(settings.output_dir)!r} ({before!r}), and this run would delete the images of "
+        f"inputs not under it ({listing}); nothing was deleted. To keep both batches, choose "
+        "another output_dir for this one; to make the output folder match this input folder "
+        "(deleting those images), run again with --config remove_orphans=true"
+    )
 
 
 def check_removals(counts: WorkCounts, settings: Settings) -> None:

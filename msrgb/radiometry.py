@@ -103,41 +103,46 @@ def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
-def read_safe_metadata(path: Path, bands: Sequence[str]) -> dict[str, Scaling]:
+def read_safe_metadata(
+    path: Path | str, bands: Sequence[str], data: bytes | None = None, where: str | None = None
+) -> dict[str, Scaling]:
     """Band name -> scaling declared by a Sentinel-2 metadata file (``MTD_MSIL2A.xml``:
     ``BOA_ADD_OFFSET`` and ``BOA_QUANTIFICATION_VALUE``; ``MTD_MSIL1C.xml``:
     ``RADIO_ADD_OFFSET`` and ``QUANTIFICATION_VALUE``), for the ``bands`` asked for. Products
     older than processing baseline 04.00 declare no offset: their bands get none unless the
     quantification value differs from 10000. Raises :class:`InputError` naming the file for a
-    file that cannot be parsed, or an offset for a band that is not there."""
+    file that cannot be parsed, or an offset for a band that is not there. A file inside a zipped
+    product comes as its ``data``, named ``where`` in messages."""
+    name = Path(path).name
+    label = where or path
     try:
-        root = ET.parse(path).getroot()
+        root = ET.fromstring(data) if data is not None else ET.parse(path).getroot()
     except (ET.ParseError, OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: the product's metadata file cannot be read as XML ({exc})") from None
+        raise InputError(f"{label}: the product's metadata file cannot be read as XML ({exc})") from None
     quantification = None
     offsets: dict[str, float] = {}
     ids = _band_ids(root)
     for element in root.iter():
-        name = _local(element.tag)
-        if name in ("BOA_QUANTIFICATION_VALUE", "QUANTIFICATION_VALUE"):
-            quantification = _number(path, name, element.text)
-        elif name in ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET"):
+        key = _local(element.tag)
+        if key in ("BOA_QUANTIFICATION_VALUE", "QUANTIFICATION_VALUE"):
+            quantification = _number(label, key, element.text)
+        elif key in ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET"):
             band_id = element.get("band_id", "")
             band = ids.get(band_id)
             if band is None:
                 raise InputError(
-                    f"{path}: declares {name} for band_id {band_id!r}, which is not a band of the "
+                    f"{label}: declares {key} for band_id {band_id!r}, which is not a band of the "
                     f"product (band ids 0-{len(SAFE_BAND_IDS) - 1})"
                 )
-            offsets[band] = _number(path, name, element.text)
+            offsets[band] = _number(label, key, element.text)
     scale = 1.0
     if quantification is not None:
         if not quantification > 0:
-            raise InputError(f"{path}: QUANTIFICATION_VALUE must be above 0, got {quantification:g}")
+            raise InputError(f"{label}: QUANTIFICATION_VALUE must be above 0, got {quantification:g}")
         scale = _snap(REFLECTANCE_ONE / quantification)
     found = {}
     for band in bands:
-        scaling = Scaling(scale, _snap(offsets.get(band, 0.0) * scale), path.name)
+        scaling = Scaling(scale, _snap(offsets.get(band, 0.0) * scale), name)
         if not scaling.identity:
             found[band] = scaling
     return found
@@ -157,7 +162,7 @@ def _band_ids(root: ET.Element) -> dict[str, str]:
     return ids
 
 
-def _number(path: Path, key: str, text: str | None) -> float:
+def _number(path: object, key: str, text: str | None) -> float:
     try:
         value = float((text or "").strip())
     except ValueError:

@@ -25,7 +25,8 @@ from msrgb.errors import InputError, MsrgbError
 from msrgb.geotags import image_size
 from msrgb.tiff import read_plain
 from msrgb.products import Product
-from msrgb.radiometry import Scaling, from_gdal
+from msrgb.radiometry import from_gdal
+from msrgb.scaling import Candidates
 from msrgb.remote import HttpPath, RemotePath, S3Path
 from msrgb.remote import get as get_object
 
@@ -112,6 +113,8 @@ def describe_unreadable(path: InputPath, data: bytes | None = None) -> str | Non
     an object in object storage is judged on its bytes (``data``), when they were read."""
     if isinstance(path, RemotePath):
         return describe_content(data, _suffix(path)) if data is not None else None
+    if not isinstance(path, (str, Path)):  # a file inside a zip: GDAL explains
+        return None
     path = Path(path)
     if path.is_symlink() and not path.exists():
         return f"is a symbolic link to {os.readlink(path)!r}, which does not exist"
@@ -195,9 +198,12 @@ class Tile:
     nodata: float | None = None
     transform: Affine | None = None
     crs_wkt: str | None = None
-    #: band index -> the radiometric scale and offset its files declare (msrgb.radiometry);
-    #: bands without one are absent
-    scaling: dict[int, Scaling] = field(default_factory=dict)
+    #: band index -> what the input says of its radiometric scaling (msrgb.scaling); bands of
+    #: which it says nothing are absent
+    scaling: dict[int, Candidates] = field(default_factory=dict)
+    #: what the input's scaling decisions override of what it declares (a STAC Item's
+    #: raster:bands offset, ...), for the closing lines of a run
+    overrides: frozenset[str] = frozenset()
 
 
 class TileReader:
@@ -407,7 +413,7 @@ class LargeImage:
         return self.tile(dict(zip(self.reader.needed, bands)))
 
 
-def file_scaling(src: DatasetReader, needed: Sequence[int]) -> dict[int, Scaling]:
+def file_scaling(src: DatasetReader, needed: Sequence[int]) -> dict[int, Candidates]:
     """Band index (0-based) -> the scaling GDAL's per-band scale and offset declare, for the
     ``needed`` bands that have one."""
     scales, offsets = src.scales, src.offsets
@@ -415,7 +421,7 @@ def file_scaling(src: DatasetReader, needed: Sequence[int]) -> dict[int, Scaling
     for i in needed:
         scaling = from_gdal(scales[i], offsets[i])
         if scaling is not None:
-            found[i] = scaling
+            found[i] = Candidates(file=scaling)
     return found
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,6 +11,10 @@ import numpy as np
 from msrgb.expression import Expression, parse
 from msrgb.products import Product, colormap_lut, stretch
 from msrgb.radiometry import Scaling
+from msrgb.scaling import Candidates, decide, effective
+
+#: nothing known of a band's scaling but the product's settings
+NOTHING_KNOWN = Candidates()
 
 if TYPE_CHECKING:  # the reader loads GDAL, which the summary job's use of opaque_rgb does not need
     from msrgb.reader import Tile
@@ -46,7 +50,7 @@ def product_bands(tile: Tile, product: Product) -> Bands:
         invalid = np.zeros(stack.shape[:2], dtype=bool)
         if nodata is not None and not np.isnan(nodata):
             invalid |= (stack == nodata).any(axis=-1)
-    scalings = band_scalings(tile, product)
+    scalings = pixel_scalings(tile, product)
     if scalings is not None:
         stack = np.stack(
             [s.apply(stack[..., k]) if s else stack[..., k].astype(np.float64) for k, s in enumerate(scalings)],
@@ -64,14 +68,27 @@ def product_bands(tile: Tile, product: Product) -> Bands:
 
 
 def band_scalings(tile: Tile, product: Product) -> list[Scaling | None] | None:
-    """The radiometric scaling of each of the product's bands (msrgb.radiometry): the one its
-    file declares, else the product's ``offset``/``scale`` setting; None when no band has one
-    (the values are used as stored)."""
+    """The radiometric scaling of each of the product's bands (:func:`msrgb.scaling.decide`:
+    what the input says, else the product's ``offset``/``scale`` setting), as the recipe
+    records it; None when no band has one (the values are used as stored)."""
     if not tile.scaling and not product.radiometry:
         return None
     configured = product.configured_scaling()
-    found = [tile.scaling.get(i) or configured.get(b) for i, b in zip(product.indices, product.bands)]
-    return found if any(found) else None
+    found = [
+        decide(replace(tile.scaling.get(i, NOTHING_KNOWN), configured=configured.get(b)))
+        for i, b in zip(product.indices, product.bands)
+    ]
+    return found if any(s is not None for s in found) else None
+
+
+def pixel_scalings(tile: Tile, product: Product) -> list[Scaling | None] | None:
+    """:func:`band_scalings` where they change the values; None when none does (the bands are
+    then rendered as stored, through the lookup tables)."""
+    found = band_scalings(tile, product)
+    if found is None:
+        return None
+    used = [effective(s) for s in found]
+    return used if any(s is not None for s in used) else None
 
 
 def band_percentiles(

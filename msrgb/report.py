@@ -73,6 +73,7 @@ def summarize(layout: OutputPaths, per_class: dict[str, int], n_shards: int, n_p
         started = None
     totals = {"converted": 0, "up_to_date": 0, "failed": 0, "shard_jobs": 0}
     notes: list[str] = []
+    overrides: dict[str, int] = {}
     for shard in range(n_shards):
         try:
             stats = json.loads(layout.run_stats(n_shards, shard).read_text())
@@ -84,6 +85,8 @@ def summarize(layout: OutputPaths, per_class: dict[str, int], n_shards: int, n_p
         for key in ("converted", "up_to_date", "failed"):
             totals[key] += stats[key]
         notes += [n for n in stats.get("notes", []) if n not in notes]
+        for why, n in stats.get("overrides", {}).items():
+            overrides[why] = overrides.get(why, 0) + n
     wall = time.time() - started if started is not None else None
     return {
         "images": sum(per_class.values()),
@@ -96,7 +99,17 @@ def summarize(layout: OutputPaths, per_class: dict[str, int], n_shards: int, n_p
         "images_per_second": round(totals["converted"] / wall, 1) if wall else None,
         # warnings about input values under the products' settings, each once per run
         "notes": notes,
+        # what the inputs' radiometric scaling overrode of what they declare -> inputs
+        "scaling_overrides": dict(sorted(overrides.items())),
     }
+
+
+def override_lines(summary: dict) -> list[str]:
+    """The closing lines that count the inputs converted this run whose radiometric scaling
+    overrode what they declare: ``12 Items: raster:bands offset ignored, ...``."""
+    return [
+        f"{n:,} Item{'s' if n != 1 else ''}: {why}" for why, n in summary.get("scaling_overrides", {}).items()
+    ]
 
 
 def summary_table(summary: dict) -> str:

@@ -24,7 +24,7 @@ from msrgb.sharding import manifest_file_text, read_manifest_text, shard_token
 from msrgb.state import StateData, read_state_full, record_row, skipped_row, state_text
 from msrgb.products import Product
 from msrgb.progress import Live, write_live
-from msrgb.work import Work, orphans, rescaled_line, work_to_do
+from msrgb.work import Work, orphans, rescaled_line, restac_line, scaling_changes, work_to_do
 from msrgb.provenance import environment_id, library_versions
 from msrgb.reader import MAX_PIXELS, enter_thread_gdal_env
 from msrgb.remote import PREFETCH_MAX_BYTES, HttpPath, InputFile, S3Path, forget_prefetched, prefetch
@@ -46,6 +46,8 @@ class ShardResult:
     skipped: int = 0
     #: warnings about input values under a product's settings, each once
     notes: list[str] = field(default_factory=list)
+    #: what the inputs' radiometric scaling overrode of what they declare -> how many inputs
+    overrides: dict[str, int] = field(default_factory=dict)
 
 
 ON_ERROR = ("fail", "skip")
@@ -203,9 +205,14 @@ def _start_job(
     # jobs left there
     present = OutputListing(remove_stale=True, images=layout.images)
     present.folders({layout.png_str(p, s).rpartition("/")[0] for s in members for p in products})
-    work = work_to_do(members, products, before, on_error, layout.png_str, present, scaled_bands_of(input_dir, products))
+    work = work_to_do(
+        members, products, before, on_error, layout.png_str, present, scaled_bands_of(input_dir, products),
+        scaling_changes(input_dir),
+    )  # fmt: skip
     if work.rescaled:
         log.info("shard %d (of %d): %s", shard, n_shards, rescaled_line(work.rescaled))
+    if work.restac:
+        log.info("shard %d (of %d): %s", shard, n_shards, restac_line(work.restac))
     result = ShardResult(members=len(members), up_to_date=work.up_to_date)
     result.skipped = work.skipped_before
     result.removed = _remove_orphans(before, members, products, layout, n_shards, shard)
@@ -338,6 +345,8 @@ class Recorder:
                     self.done.radiometry.pop(key, None)
                 if self._snapshot is not None:
                     self._since.append(record_row(self.done, key))
+            for why in outcome.overrides:
+                self.result.overrides[why] = self.result.overrides.get(why, 0) + 1
             for note in outcome.notes:
                 if note not in self.result.notes:
                     self.result.notes.append(note)
@@ -510,6 +519,7 @@ def _write_run_stats(
         "seconds": round(seconds, 3),
         "finished": time.time(),
         "notes": result.notes,
+        "overrides": result.overrides,
     }
     try:
         write_atomic(layout.run_stats(n_shards, shard), json.dumps(stats).encode())

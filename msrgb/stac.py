@@ -6,9 +6,10 @@ local file, an ``s3://`` object or an ``http(s)://`` URL; or a local folder of s
 asset is the file of a Sentinel-2 band when its one band (``eo:bands``, or STAC 1.1 ``bands``)
 is named like one (``B04``, Planetary Computer) or has the common name of one (``red``, Earth
 Search), or failing that its key does; of several assets of a band the GeoTIFF wins (Earth
-Search lists a JPEG 2000 copy too). Hrefs may be ``s3://``, ``http(s)://``, absolute paths or
-relative to the file that lists the Item. A band's ``raster:bands`` ``scale`` and ``offset``
-(reflectance = DN * scale + offset) are applied, as msrgb applies a GeoTIFF's own.
+Search lists a JPEG 2000 copy too), then the finest. Hrefs may be ``s3://``, ``http(s)://``,
+absolute paths or relative to the file that lists the Item. How each band's values are scaled
+(``raster:bands``, ``earthsearch:boa_offset_applied``, the processing baseline) is decided by
+:func:`msrgb.scaling.stac_rule`.
 
 An Item's fingerprint (the "size" and "mtime" that decide whether its images are up to date) is
 a digest of the Item's JSON: an Item that changes is converted again; its assets are not asked.
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,9 @@ from typing import Any
 from msrgb import remote
 from msrgb.errors import InputError, PlanError
 from msrgb.files import Problems
+from msrgb.radiometry import SAFE_METADATA_NAMES
 from msrgb.remote import HttpPath, S3Path
+from msrgb.scaling import Rule, StacAsset, StacFacts, item_baseline, stac_rule
 
 #: common names (eo:common_name) of the Sentinel-2 bands, and Earth Search's band names
 COMMON_NAMES = {
@@ -76,28 +80,76 @@ def asset_band(key: str, asset: Mapping[str, Any]) -> str | None:
     return band_name(key)
 
 
-def _rank(key: str, asset: Mapping[str, Any]) -> tuple[int, int, str]:
-    """Sort order of several assets of one band: GeoTIFFs first, then the shortest key."""
+def _rank(key: str, asset: Mapping[str, Any]) -> tuple[int, float, int, str]:
+    """Sort order of several assets of one band: GeoTIFFs first, then the finest ground sample
+    distance (Copernicus Data Space lists B02_10m, B02_20m, B02_60m), then the shortest key."""
     kind = str(asset.get("type", "")).lower()
     href = str(asset.get("href", "")).lower()
     tiff = "tiff" in kind or href.endswith((".tif", ".tiff"))
-    return (0 if tiff else 1, len(key), key)
+    gsd = _number(asset.get("gsd"))
+    return (0 if tiff else 1, gsd if gsd is not None and gsd > 0 else math.inf, len(key), key)
 
 
-def asset_scaling(asset: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    """(scale, offset) of an asset's band from ``raster:bands`` (or STAC 1.1 ``bands``)."""
-    for bands in (asset.get("raster:bands"), asset.get("bands")):
+def asset_scaling(asset: Mapping[str, Any]) -> tuple[tuple[float | None, float | None] | None, str]:
+    """((scale, offset), where) an asset declares for its band: ``raster:bands[0]`` (or STAC 1.1
+    ``bands``), else the asset-level ``raster:scale`` / ``raster:offset`` of STAC 1.1; (None,
+    "") when it declares neither."""
+    for key in ("raster:bands", "bands"):
+        bands = asset.get(key)
         if isinstance(bands, list) and len(bands) == 1 and isinstance(bands[0], Mapping):
             b = bands[0]
             scale = b.get("scale", b.get("raster:scale"))
             offset = b.get("offset", b.get("raster:offset"))
             if scale is not None or offset is not None:
-                return _number(scale), _number(offset)
-    return None, None
+                return (_number(scale), _number(offset)), key
+    scale, offset = asset.get("raster:scale"), asset.get("raster:offset")
+    if scale is not None or offset is not None:
+        return (_number(scale), _number(offset)), "raster:scale/raster:offset"
+    return None, ""
 
 
 def _number(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _is_visual(key: str, asset: Mapping[str, Any]) -> bool:
+    """An 8-bit picture: the ``visual`` / TCI asset, or any asset of data type uint8."""
+    name = key.lower()
+    if name.startswith(("visual", "tci")) or "visual" in (asset.get("roles") or []):
+        return True
+    types = [asset.get("data_type")]
+    for band in asset.get("raster:bands") or asset.get("bands") or []:
+        if isinstance(band, Mapping):
+            types.append(band.get("data_type"))
+    return "uint8" in types
+
+
+#: asset keys of a Sentinel-2 product's metadata file (MTD_MSIL2A.xml) in the catalogues
+_METADATA_KEYS = ("product_metadata", "product-metadata")
+
+
+def _metadata_href(assets: Mapping[str, Any]) -> str | None:
+    """The href of the product metadata XML asset, if the Item has one."""
+    for key, asset in assets.items():
+        if not isinstance(asset, Mapping) or not isinstance(asset.get("href"), str):
+            continue
+        href = asset["href"]
+        if key in _METADATA_KEYS or href.rpartition("/")[2].split("?")[0] in SAFE_METADATA_NAMES:
+            return href
+    return None
+
+
+def item_facts(item: Mapping[str, Any], item_id: str) -> StacFacts:
+    """What an Item says about its radiometry as a whole (msrgb.scaling)."""
+    properties = item.get("properties")
+    properties = properties if isinstance(properties, Mapping) else {}
+    flag = properties.get("earthsearch:boa_offset_applied")
+    assets = item.get("assets")
+    return StacFacts(
+        item_baseline(properties, item_id),
+        flag if isinstance(flag, bool) else None,
+        _metadata_href(assets) if isinstance(assets, Mapping) else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -106,9 +158,14 @@ class Item:
 
     id: str
     base: str
-    #: band -> (href as written, scale, offset)
-    assets: dict[str, tuple[str, float | None, float | None]] = field(default_factory=dict)
+    #: band -> what the Item says of that band's asset (its href among it)
+    assets: dict[str, StacAsset] = field(default_factory=dict)
     fingerprint: tuple[int, int] = (0, 0)
+    facts: StacFacts = StacFacts()
+
+    def rule(self, band: str) -> Rule:
+        """How the band's values are scaled (msrgb.scaling.stac_rule)."""
+        return stac_rule(self.facts, self.assets[band])
 
 
 def _fingerprint(item: Mapping[str, Any]) -> tuple[int, int]:
@@ -125,7 +182,7 @@ def parse_item(item: Mapping[str, Any], base: str, where: str) -> Item:
     assets = item.get("assets")
     if not isinstance(assets, Mapping):
         raise PlanError(f"{where}: STAC Item {item_id!r} has no assets")
-    chosen: dict[str, tuple[tuple[int, int, str], str, float | None, float | None]] = {}
+    chosen: dict[str, tuple[tuple[int, float, int, str], StacAsset]] = {}
     for key, asset in assets.items():
         if not isinstance(asset, Mapping) or not isinstance(asset.get("href"), str):
             continue
@@ -134,8 +191,10 @@ def parse_item(item: Mapping[str, Any], base: str, where: str) -> Item:
             continue
         rank = _rank(str(key), asset)
         if band not in chosen or rank < chosen[band][0]:
-            chosen[band] = (rank, asset["href"], *asset_scaling(asset))
-    return Item(item_id, base, {b: (h, s, o) for b, (_, h, s, o) in chosen.items()}, _fingerprint(item))
+            declared, declared_where = asset_scaling(asset)
+            found = StacAsset(str(key), asset["href"], declared, declared_where or "raster:bands", _is_visual(str(key), asset))
+            chosen[band] = (rank, found)
+    return Item(item_id, base, {b: a for b, (_, a) in chosen.items()}, _fingerprint(item), item_facts(item, item_id))
 
 
 def _features(doc: object, where: str) -> list[Mapping[str, Any]]:
@@ -256,12 +315,8 @@ class StacItems:
     def item(self, item_id: str) -> ItemRef:
         return ItemRef(self.where, item_id)
 
-    def scalings(self, item_id: str) -> dict[str, tuple[float | None, float | None]]:
-        """Band -> (scale, offset) of the Item's assets that declare them."""
-        item = self.items.get(item_id)
-        if item is None:
-            return {}
-        return {b: (s, o) for b, (_, s, o) in item.assets.items() if s is not None or o is not None}
+    def item_of(self, item_id: str) -> Item | None:
+        return self.items.get(item_id)
 
 
 @dataclass(frozen=True)
@@ -383,14 +438,6 @@ def discover_items(
                 raise PlanError(f"STAC Item {item.id!r}: {why}")
             problems.append((item.id, why))
             continue
-        files = tuple((b, f"{item.id}/{item.assets[b][0]}") for b in needed if b in item.assets)
+        files = tuple((b, f"{item.id}/{item.assets[b].href}") for b in needed if b in item.assets)
         found.append((item.id, *item.fingerprint, files))
     return found
-
-
-def scaling_of(scale: float | None, offset: float | None) -> Any:
-    """The :class:`msrgb.radiometry.Scaling` of a ``raster:bands`` scale and offset."""
-    from msrgb.radiometry import from_gdal
-
-    found = from_gdal(scale, offset)
-    return replace(found, source="STAC raster:bands") if found is not None else None

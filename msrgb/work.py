@@ -15,7 +15,8 @@ from msrgb.discovery import Source
 from msrgb.paths import OutputListing, OutputPaths
 from msrgb.products import Product
 from msrgb.remote import S3Path, location
-from msrgb.stac import InputDir
+from msrgb.scaling import recorded_differs
+from msrgb.stac import InputDir, StacItems
 from msrgb.sharding import Plan, shard_of
 from msrgb.state import StateCache, StateData
 from msrgb.stats import with_recorded_limits
@@ -35,6 +36,8 @@ class Work:
     skipped_before: int = 0
     #: images made by a version that applied no radiometric offsets, whose input declares one
     rescaled: int = 0
+    #: images of STAC Items whose scaling the Item's rules now decide otherwise (msrgb.scaling)
+    restac: int = 0
 
 
 def work_to_do(
@@ -45,6 +48,7 @@ def work_to_do(
     output_of: Callable[[Product, Source], str | Path],
     present: Callable[[str | Path], bool],
     scaled_bands: Callable[[Source], set[str]] | None = None,
+    scaling_changed: Callable[[Source, Product, str | None], bool] | None = None,
 ) -> Work:
     """Which images of ``members`` need making: those without a record of the same input size,
     mtime and product settings in ``before``, or whose output is not ``present``, and those
@@ -52,13 +56,15 @@ def work_to_do(
     (the bands of an input that declare a scale or offset) says now render otherwise. With
     ``on_error="skip"`` an input recorded as bad is not retried until it changes. Outputs are
     named as strings (``output_of``) and made paths only for the images to make: a shard of
-    tens of thousands of up-to-date images is looked at in a fraction of a second."""
+    tens of thousands of up-to-date images is looked at in a fraction of a second. Images of
+    STAC Items whose recorded scaling ``scaling_changed`` says is no longer what the Item's rules
+    give are made again."""
     kept = StateData()
     digest = {p.name: p.digest() for p in products}
     work = Work([], kept, digest)
     for src in members:
         scaled: set[str] | None = None
-        rescaled = False
+        rescaled = restac = False
         known_bad = before.skipped.get(src.rel)
         if on_error == "skip" and known_bad and known_bad[:2] == (src.size, src.mtime_ns):
             kept.skipped[src.rel] = known_bad  # unchanged since it was found bad: not retried
@@ -73,6 +79,8 @@ def work_to_do(
                 scaled = scaled_bands(src) if scaled is None else scaled
                 current = not scaled.intersection(p.bands)
                 rescaled |= not current
+            if current and scaling_changed is not None and scaling_changed(src, p, before.radiometry.get(key)):
+                current, restac = False, True
             if current and present(out):
                 kept.records[key] = record
                 if key in before.provenance:
@@ -86,6 +94,7 @@ def work_to_do(
         if dests:
             work.todo.append((src, dests))
             work.rescaled += rescaled
+            work.restac += restac
         else:
             work.up_to_date += 1
     used = {env for _, _, env in kept.provenance.values()}
@@ -131,6 +140,8 @@ class WorkCounts:
     #: of those, images made by a version that applied no radiometric offsets, whose input
     #: declares one
     rescaled: int = 0
+    #: of those, images of STAC Items whose scaling the Item's rules now decide otherwise
+    restac: int = 0
 
 
 def shard_will_run(layout: OutputPaths, plan: Plan, shard: int, inputs: Sequence[Path]) -> bool:
@@ -236,9 +247,10 @@ def count_work(
             continue
         before = states(paths)
         scaled = _scaled_bands_when_asked(input_dir, products) if input_dir is not None else None
-        work = work_to_do(members, ready, before, on_error, layout.png_str, present, scaled)
+        work = work_to_do(members, ready, before, on_error, layout.png_str, present, scaled, scaling_changes(input_dir))
         counts.images += len(work.todo)
         counts.rescaled += work.rescaled
+        counts.restac += work.restac
         todo: dict[str, int] = {}
         for _, dests in work.todo:
             for name in dests:
@@ -258,6 +270,8 @@ def print_counts(counts: WorkCounts, stream: IO[str] | None = None) -> None:
         print(f"msrgb: {c.line(name)}", file=stream or sys.stderr, flush=True)
     if counts.rescaled:
         print(f"msrgb: {rescaled_line(counts.rescaled)}", file=stream or sys.stderr, flush=True)
+    if counts.restac:
+        print(f"msrgb: {restac_line(counts.restac)}", file=stream or sys.stderr, flush=True)
 
 
 def rescaled_line(n: int) -> str:
@@ -269,3 +283,49 @@ def rescaled_line(n: int) -> str:
     )
 
 
+
+
+def restac_line(n: int) -> str:
+    """Why images of STAC Items made by an earlier version are converted again."""
+    return (
+        f"{n:,} image(s) of STAC Items are converted again: their radiometric scaling changes "
+        "(msrgb now follows earthsearch:boa_offset_applied, the processing baseline and the "
+        "asset-level raster:scale/raster:offset; docs/object-storage.md, Which offset each "
+        "catalogue needs)"
+    )
+
+
+def scaling_changes(input_dir: InputDir | None) -> Callable[[Source, Product, str | None], bool] | None:
+    """For inputs from STAC Items: whether an image recorded with a scaling (its radiometry
+    record, or None) would now be scaled otherwise by its Item's rules (msrgb.scaling)."""
+    if not isinstance(input_dir, StacItems):
+        return None
+    stac = input_dir
+
+    def changed(src: Source, product: Product, recorded: str | None) -> bool:
+        item = stac.item_of(src.rel)
+        if item is None:
+            return False
+        rules = {band: item.rule(band) for band in product.bands if band in item.assets}
+        return recorded_differs(rules, product.bands, recorded)
+
+    return changed
+
+
+def shards_rescaled(
+    layout: OutputPaths, plan: Plan, products: Sequence[Product], input_dir: InputDir, states: StateCache
+) -> list[int]:
+    """Shards of STAC Items with an image whose scaling the Item's rules now decide otherwise:
+    they must run again although their manifest is unchanged (:meth:`Plan.rerun`)."""
+    changed = scaling_changes(input_dir)
+    if changed is None:
+        return []
+    flagged = []
+    for shard, members in enumerate(plan.members):
+        if shard_will_run(layout, plan, shard, ()):
+            continue
+        before = states([layout.state(plan.n_shards, shard)])
+        keys = ((src, p, (src.rel, p.name)) for src in members for p in products)
+        if any(key in before.records and changed(src, p, before.radiometry.get(key)) for src, p, key in keys):
+            flagged.append(shard)
+    return flagged
