@@ -74,6 +74,7 @@ class BandImage:
         if files and files[0][0] == ZIP_BAND and not isinstance(input_dir, StacItems):
             path = input_dir / files[0][1]
             return cls(path, (), zipped=(files[0][1], path), listed_size=src.size)
+        if isinstance(input_dir, StacItems):
             item = input_dir.item_of(src.rel)
             paths = tuple((band, rel, input_dir / rel) for band, rel in files)
             item_metadata = None

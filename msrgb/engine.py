@@ -148,9 +148,14 @@ def shard_job(
 
 def percentiles_job(product: Product, input_dir: InputDir, layout: OutputPaths) -> dict[str, Any]:
     """A dataset-wide stretch's job: its limits from the planned sample (msrgb.stats)."""
+    return percentiles_of_sample(product, input_dir, layout.sample(product.name), layout.stretch(product.name))
+
+
+def percentiles_of_sample(product: Product, input_dir: InputDir, sample: Path, out: Path) -> dict[str, Any]:
+    """The limits of a dataset-wide stretch from the files listed in ``sample``, into ``out``."""
     from msrgb import stats
 
-    return stats.run(product, input_dir, layout.sample(product.name), layout.stretch(product.name))
+    return stats.run(product, input_dir, sample, out)
 
 
 def sheets_job(layout: OutputPaths, product: Product, thumbnail: int, prepared: Prepared | None = None) -> int:

@@ -69,19 +69,7 @@ class Settings:
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
         """From the validated config (defaults filled in). Raises :class:`PlanError` naming a
         product setting that cannot work."""
-        try:
-            products = parse_products(
-                config["products"],
-                png_compression=config["png_compression"],
-                max_size=config.get("max_size"),
-                resampling=config.get("resampling", "bilinear"),
-                offset=config.get("offset"),
-                scale=config.get("scale"),
-            )
-        except ProductError as exc:
-            raise PlanError(f"config 'products': {exc}") from None
-        for p in products:
-            check_product_name(p.name)
+        products = _products_of(config)
         stac_items, stac_search = config.get("stac_items"), config.get("stac_search")
         if stac_items and stac_search:
             raise PlanError("config: give 'stac_items' or 'stac_search', not both")
@@ -136,6 +124,23 @@ class Settings:
     @property
     def sheet_geometry(self) -> sheets.SheetGeometry:
         return sheets.SheetGeometry(thumb=self.thumbnail_size)
+
+
+def _products_of(config: Mapping[str, Any]) -> list[Product]:
+    try:
+        products = parse_products(
+            config["products"],
+            png_compression=config["png_compression"],
+            max_size=config.get("max_size"),
+            resampling=config.get("resampling", "bilinear"),
+            offset=config.get("offset"),
+            scale=config.get("scale"),
+        )
+    except ProductError as exc:
+        raise PlanError(f"config 'products': {exc}") from None
+    for p in products:
+        check_product_name(p.name)
+    return products
 
 
 #: top-level settings that are true or false

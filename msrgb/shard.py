@@ -13,6 +13,7 @@ from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future, InvalidS
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from msrgb.bandfiles import ZIP_BAND
 from msrgb.inputs import scaled_bands_of
 from msrgb.convert import Converted, Converter
 from msrgb.inputs import InputImage
@@ -356,6 +357,8 @@ class Recorder:
         log.warning("%s", outcome)
         if self.on_error == "skip":
             reason = _reason(outcome, self.open_input(src).where)
+            if src.files and src.files[0][0] == ZIP_BAND:  # named after the .SAFE it holds
+                reason = f"{src.files[0][1]}: {reason}"
             self.done.skipped[src.rel] = (src.size, src.mtime_ns, reason)
             if self._snapshot is not None:
                 self._since.append(skipped_row(src.rel, self.done.skipped[src.rel]))

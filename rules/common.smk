@@ -426,5 +426,7 @@ def print_summary():
             f"msrgb clipping (summary.json, {LAYOUT.clipped_sheet('<product>')}):\n{clipping}",
             flush=True,
         )
+    for line in msreport.override_lines(summary):
+        print(f"msrgb: {line}", file=sys.stderr, flush=True)
     for note in summary.get("notes", []):
         print(f"msrgb: warning: {note}", file=sys.stderr, flush=True)

@@ -1,4 +1,5 @@
-"""Snakemake adapter: (re)build the contact sheets of one product (see msrgb.sheets)."""
+"""Snakemake adapter: (re)build the contact sheets of one product (see
+msrgb.engine.rebuild_sheets)."""
 
 import logging
 import os
@@ -22,17 +23,13 @@ def stale(manifest: Path, sheet: Path) -> bool:
 
 # Most runs change no sheet: decide that before importing numpy, Pillow and rasterio.
 if any(stale(m, s) for m, s in pairs):
-    from msrgb import sheets  # noqa: E402
-
-    from msrgb.legend import legend_image  # noqa: E402
+    from msrgb.engine import rebuild_sheets  # noqa: E402
     from msrgb.products import products_from_dicts  # noqa: E402
     from msrgb.remote import location  # noqa: E402
 
     product = products_from_dicts([snakemake.params.product])[0]
-    layout = sheets.SheetGeometry(thumb=snakemake.params.thumbnail)
-    legend = legend_image(product) if product.is_index else None
     images = location(snakemake.params.product_dir)
-    done = sheets.build_all(pairs, images, layout, product.suffix, legend)
+    done = rebuild_sheets(pairs, product, images, snakemake.params.thumbnail)
 else:
     done = 0
 logging.info("%d of %d contact sheet(s) rebuilt (pid %d)", done, len(pairs), os.getpid())

@@ -1,4 +1,5 @@
-"""Snakemake adapter: compute a dataset-wide percentile stretch (see msrgb.stats)."""
+"""Snakemake adapter: compute a dataset-wide percentile stretch (see
+msrgb.engine.percentiles_of_sample)."""
 
 import logging
 import sys
@@ -6,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from msrgb import stats  # noqa: E402
+from msrgb.engine import percentiles_of_sample  # noqa: E402
 from msrgb.errors import MsrgbError  # noqa: E402
 from msrgb.paths import OutputPaths, leave_marker  # noqa: E402
 from msrgb.runstore import RunStore  # noqa: E402
@@ -19,7 +20,7 @@ logging.basicConfig(
     format="%(asctime)s %(levelname)s %(message)s",
 )
 (product,) = products_from_dicts([snakemake.params.product])
-stats.run(
+percentiles_of_sample(
     product,
     input_location(snakemake.params.input_dir),
     Path(snakemake.params.sample),

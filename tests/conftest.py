@@ -89,6 +89,35 @@ def run_snakemake(
 LAST_RUN = [0.0]
 
 
+def run_engine(workdir: Path, **config: object):
+    """Run the workflow in this process (msrgb.engine.run, the jobs Snakemake would run), with
+    paths relative to ``workdir``; like :func:`run_snakemake`, every run must leave its input
+    folder as it was. Returns the engine's RunResult with ``.stderr`` (the lines a run prints
+    before its jobs)."""
+    import io
+
+    from msrgb import engine
+
+    for key in ("input_dir", "output_dir", "stac_items"):
+        value = config.get(key)
+        if isinstance(value, (str, Path)) and "://" not in str(value) and not Path(value).is_absolute():
+            config[key] = str(Path(workdir, value))
+    config.setdefault("progress", False)
+    LAST_RUN[0] = time.time()
+    inputs = Path(str(config["input_dir"])) if "input_dir" in config else REPO / "sample" / "eurosat"
+    before = snapshot(inputs) if inputs.is_dir() else None
+    stream = io.StringIO()
+    try:
+        result = engine.run(config, cores=2, stream=stream)
+    finally:
+        if before is not None:
+            after = snapshot(inputs)
+            changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+            assert not changed, f"the run changed its input folder {inputs}: {changed[:10]}"
+    result.stderr = stream.getvalue()
+    return result
+
+
 def run_totals(output_dir: Path) -> dict[str, int]:
     """What the shard jobs of the last run did (converted, failed, up_to_date, skipped), from
     the statistics each job records (.msrgb/runs/), counting jobs that finished after the run

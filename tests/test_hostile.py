@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -18,11 +19,11 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from conftest import FAULT_COUNTS, assert_png_matches, run_snakemake
+from conftest import FAULT_COUNTS, assert_png_matches, pngs, run_engine, run_snakemake
 from msrgb import synth
 from msrgb.expression import ExpressionError, parse
 from msrgb.products import EUROSAT_BANDS, parse_products
-from msrgb.errors import ProductError
+from msrgb.errors import PlanError, ProductError
 from msrgb.reader import ReadInBlocks, TileReader
 
 BANDS = {"layout": "band_folders"}
@@ -378,19 +379,21 @@ def test_band_files_without_band_folders_say_which_setting(tmp_path: Path, kind:
         (inp / "S2A_MSIL2A_20230101T101031_N0509_R022_T33UUP_20230101T120000.SAFE.zip").write_bytes(b"PK\x03\x04")
     proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(tmp_path / "out"), check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert ("unzip" if kind == "zip" else "layout: band_folders") in proc.stderr, proc.stderr[-1500:]
+    assert "layout: band_folders" in proc.stderr, proc.stderr[-1500:]
     FAULT_COUNTS["cases tried"] += 1
 
 
-def test_a_zipped_product_among_band_folders_says_to_unzip_it(tmp_path: Path):
+def test_a_broken_zipped_product_among_band_folders_is_a_bad_input_naming_the_zip(tmp_path: Path):
     inp = tmp_path / "in"
     synth.write_safe_product(inp, synth.make_patch(1), "L2A", "02.14", {}, "GTiff")
-    (inp / "S2B_MSIL1C_20230101T101031_N0509_R022_T33UUP_20230101T120000.zip").write_bytes(b"PK\x03\x04")
+    name = "S2B_MSIL1C_20230101T101031_N0509_R022_T33UUP_20230101T120000.zip"
+    (inp / name).write_bytes(b"PK\x03\x04")
     out = tmp_path / "out"
-    proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), on_error="skip", **BANDS)
-    rows = listed(check_run(proc, out, {}))
-    (zipped,) = [r for r in rows if r.endswith(".zip")]
-    assert "unzip" in rows[zipped]
+    result = run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), on_error="skip", contact_sheets=False, **BANDS)
+    assert result.summary["converted"] == 1 and result.summary["skipped"] == 1
+    rows = listed([line.split("\t") for line in (out / "errors.tsv").read_text().splitlines()])
+    assert rows[name.replace(".zip", ".SAFE")].startswith(f"{name}: is not a readable zip file")
+    FAULT_COUNTS["cases tried"] += 1
 
 
 def test_a_band_folder_clashing_with_itself_is_named_once(tmp_path: Path):
@@ -409,19 +412,31 @@ def test_a_band_folder_clashing_with_itself_is_named_once(tmp_path: Path):
 # 9. mass deletion --------------------------------------------------------------------------------
 
 
-def test_a_second_batch_into_the_first_batchs_output_does_not_delete_it(tmp_path: Path):
-    first = {f"{c}/{c}_{i}.png": p for p in synth.generate(tmp_path / "a", 2) for c, i in [p.stem.rsplit("_", 1)]}
-    synth.generate(tmp_path / "b", 2, start=3)
-    out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(tmp_path / "a"), output_dir=str(out))
-    proc = run_snakemake(tmp_path, input_dir=str(tmp_path / "b"), output_dir=str(out), check=False)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "would delete 20 of its 20 images" in proc.stderr and "remove_orphans=true" in proc.stderr
-    for rel, tif in first.items():
-        assert_png_matches(out / "truecolor" / rel, tif)
-    proc = run_snakemake(tmp_path, input_dir=str(tmp_path / "b"), output_dir=str(out), remove_orphans="true")
-    assert not any((out / "truecolor" / rel).exists() for rel in first)
-    assert len(list((out / "truecolor").rglob("*.png"))) == 20
+def test_a_second_batch_into_the_same_output_folder_stops_before_deleting(tmp_path: Path):
+    for batch, count in (("batch1", 3), ("batch2", 2)):
+        synth.generate(tmp_path / batch, 1)
+        for extra in sorted((tmp_path / batch).rglob("*.tif"))[count:]:
+            extra.unlink()
+        for tif in (tmp_path / batch).rglob("*.tif"):
+            tif.rename(tif.with_name(f"{batch}_{tif.name}"))
+    config = dict(output_dir="out", contact_sheets=False)
+    run_engine(tmp_path, input_dir="batch1", **config)
+    first = pngs(tmp_path / "out" / "truecolor")
+    assert len(first) == 3
+    with pytest.raises(PlanError) as refused:
+        run_engine(tmp_path, input_dir="batch2", **config)
+    message = str(refused.value)
+    assert str(tmp_path / "batch2") in message and str(tmp_path / "batch1") in message
+    assert "remove_orphans" in message and "another output_dir" in message and "3 of 'truecolor'" in message
+    assert pngs(tmp_path / "out" / "truecolor") == first  # nothing deleted
+    synced = run_engine(tmp_path, input_dir="batch2", remove_orphans=True, **config)
+    assert set(pngs(tmp_path / "out" / "truecolor")) == {
+        p.relative_to(tmp_path / "batch2").with_suffix(".png").as_posix() for p in (tmp_path / "batch2").rglob("*.tif")
+    }
+    assert synced.summary["converted"] == 2
+    # the folder moved, nothing to delete: a run goes on
+    shutil.copytree(tmp_path / "batch2", tmp_path / "moved")
+    assert not run_engine(tmp_path, input_dir="moved", **config).shards
 
 
 @pytest.mark.parametrize("remove, total, stops", [(1, 20, False), (9, 20, False), (10, 20, True), (101, 1200, True)])

@@ -273,7 +273,7 @@ def test_safe_products_in_s3_are_refused_by_name(tmp_path: Path):
     found = bandfiles.images_from_listing(listing, pattern, "top", problems)
     assert [f.rel for f in found] == ["x"]
     assert problems == [("P.SAFE", bandfiles.SAFE_IN_OBJECT_STORAGE)]
-    with pytest.raises(PlanError, match="P.SAFE is a Sentinel-2 SAFE product in object storage"):
+    with pytest.raises(PlanError, match="P.SAFE is an unzipped Sentinel-2 SAFE product in object storage"):
         bandfiles.images_from_listing(listing, pattern, "top")
 
 

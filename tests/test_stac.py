@@ -89,7 +89,7 @@ def test_an_item_collection_over_the_real_scene_in_s3_gives_the_formula_on_dn_an
     assert all((v > 0).all() for v in dn.values())  # no no-data pixel in this scene: all opaque
     np.testing.assert_array_equal(scaled[..., :3], formula(offset["B04"], offset["B03"], offset["B02"]))
     recipe = (tmp_path / "out" / "truecolor" / "manifest.tsv").read_text()
-    assert "STAC raster:bands" in recipe and "-1000" in recipe
+    assert "STAC: raster:bands (no processing baseline stated)" in recipe and "-1000" in recipe
 
     mark = s3.mark()
     run_snakemake(tmp_path, env=s3.env(), stac_items="s3://scenes/items.json", output_dir="out")
@@ -229,11 +229,12 @@ def test_which_asset_is_which_band(key: str, asset: dict, band: str | None):
 
 def test_names_scalings_and_the_tiff_of_several_assets():
     assert [band_name(x) for x in ("b4", "B8A", "b8a", "B13", "nir", 4)] == ["B04", "B8A", "B8A", None, "B08", None]
-    assert asset_scaling({"raster:bands": [{"scale": 0.0001, "offset": -0.1}]}) == (0.0001, -0.1)
-    assert asset_scaling({"bands": [{"raster:scale": 2, "raster:offset": 0}]}) == (2.0, 0.0)
-    assert asset_scaling({"raster:bands": [{"nodata": 0}]}) == (None, None)
+    assert asset_scaling({"raster:bands": [{"scale": 0.0001, "offset": -0.1}]}) == ((0.0001, -0.1), "raster:bands")
+    assert asset_scaling({"bands": [{"raster:scale": 2, "raster:offset": 0}]}) == ((2.0, 0.0), "bands")
+    assert asset_scaling({"raster:scale": 0.0001, "raster:offset": -0.1}) == ((0.0001, -0.1), "raster:scale/raster:offset")
+    assert asset_scaling({"raster:bands": [{"nodata": 0}]}) == (None, "")
     item = parse_item(earth_search_item("i", {"B04": "a/B04.tif"}, 0.0001, -0.1), "s3://b/p", "items.json")
-    assert item.assets == {"B04": ("a/B04.tif", 0.0001, -0.1)}  # the GeoTIFF, not the JPEG 2000 copy
+    assert {b: (a.href, a.declared) for b, a in item.assets.items()} == {"B04": ("a/B04.tif", (0.0001, -0.1))}  # the GeoTIFF, not the JPEG 2000 copy
 
 
 def test_hrefs_are_resolved_against_where_the_item_is_listed(tmp_path: Path):
