@@ -4,7 +4,7 @@
 1. Per image, single thread, page cache warm (best of --repeat passes over --n images): the whole
    Converter.convert() for a EuroSAT tile and for a BigEarthNet patch (truecolor), and for a
    patch the grid check through the GeoTIFF tags against opening the files with GDAL's
-   georeferencing (the reason msrgb.geotags exists).
+   georeferencing (the reason msrgb.sources.geotags exists).
 2. With --workflow: real `snakemake --cores 2` runs: EuroSAT full, BigEarthNet full, BigEarthNet
    no-op rerun; wall seconds, seconds per image, peak memory of the largest process.
 
@@ -29,12 +29,12 @@ sys.path.insert(0, str(REPO))
 import rasterio  # noqa: E402
 from rasterio.io import DatasetReader, MemoryFile  # noqa: E402
 
-from msrgb.bandreader import BandImage  # noqa: E402
-from msrgb.convert import Converter  # noqa: E402
-from msrgb.reader import enter_thread_gdal_env  # noqa: E402
-from msrgb.geotags import read_grid  # noqa: E402
-from msrgb.discovery import Inputs, discover, discover_inputs  # noqa: E402
-from msrgb.products import parse_products  # noqa: E402
+from msrgb.readers.bands import BandImage  # noqa: E402
+from msrgb.jobs.convert import Converter  # noqa: E402
+from msrgb.readers.stacked import enter_thread_gdal_env  # noqa: E402
+from msrgb.sources.geotags import read_grid  # noqa: E402
+from msrgb.sources.discovery import Inputs, discover, discover_inputs  # noqa: E402
+from msrgb.config.products import parse_products  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
 from run import snakemake_command, timed  # noqa: E402

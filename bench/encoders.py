@@ -8,7 +8,7 @@ installed are left out: pip install zlib-ng isal deflate
 
 bench/encoders.py --sheets PNG [PNG ...]: the encoders for contact sheets instead (a run's
 {output_dir}/contact_sheets/<product>/*.png): Pillow's level 1 with run-length matching against
-msrgb.pngenc.encode_png_quick, ms per sheet and mean bytes, best of 3.
+msrgb.render.pngenc.encode_png_quick, ms per sheet and mean bytes, best of 3.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from msrgb import pngenc  # noqa: E402
-from msrgb.convert import Converter  # noqa: E402
-from msrgb.products import parse_products  # noqa: E402
+from msrgb.render import pngenc  # noqa: E402
+from msrgb.jobs.convert import Converter  # noqa: E402
+from msrgb.config.products import parse_products  # noqa: E402
 
 
 def stream(module: object, level: int, strategy: int) -> Callable[[bytes], bytes]:

@@ -4,7 +4,7 @@
 1. convert() of EuroSAT tiles for one product at a time (best of --repeat passes over --n
    tiles, page cache warm): truecolor, ndvi (colour map), truecolor as JPEG and as WebP,
    truecolor_optimized, truecolor_equalized, truecolor_clahe; and the JPEG/WebP encoder through
-   imageio against Pillow directly (the reason msrgb.recipe calls Pillow).
+   imageio against Pillow directly (the reason msrgb.render.recipe calls Pillow).
 2. With --workflow: real `snakemake --cores 2` full runs over --data (27,000 tiles), one product
    each, one after the other in the same session: truecolor, ndvi, jpeg.
 
@@ -28,10 +28,10 @@ sys.path.insert(0, str(REPO / "bench"))
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from msrgb.convert import Converter  # noqa: E402
-from msrgb.reader import enter_thread_gdal_env  # noqa: E402
-from msrgb.discovery import discover  # noqa: E402
-from msrgb.products import parse_products  # noqa: E402
+from msrgb.jobs.convert import Converter  # noqa: E402
+from msrgb.readers.stacked import enter_thread_gdal_env  # noqa: E402
+from msrgb.sources.discovery import discover  # noqa: E402
+from msrgb.config.products import parse_products  # noqa: E402
 from run import snakemake_command, timed  # noqa: E402
 
 PRODUCTS = {

@@ -12,7 +12,7 @@ Scenarios (each a real `snakemake` run in a fresh working folder):
   del1       rerun after deleting 1 PNG
   alone      Snakemake alone, for what no workflow can go below: a one-rule workflow's no-op
              (Snakemake's start, its plugins and its exit) and the same rule running one
-             `script:` job that loads what a shard job loads (msrgb.shard), the least a rerun
+             `script:` job that loads what a shard job loads (msrgb.jobs.shard), the least a rerun
              that converts anything costs
 Also reported: size of .snakemake/ and .snakemake/metadata, the output's .msrgb/ state, and the
 peak memory (max RSS) of the largest process of each run, whichever it is (at 270,000 tiles the
@@ -199,7 +199,7 @@ _ALONE_SNAKEFILE = f"""\
 import sys
 
 sys.path.insert(0, {str(REPO)!r})
-from msrgb.snakemake_settings import end_scheduler_timers  # as msrgb does: no second at exit
+from msrgb.snakemake.settings import end_scheduler_timers  # as msrgb does: no second at exit
 
 
 rule all:
@@ -224,14 +224,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, {str(REPO)!r})
-import msrgb.shard  # what a shard job loads
+import msrgb.jobs.shard  # what a shard job loads
 
 Path(snakemake.output[0]).write_text("")
 """
 
 
 def snakemake_alone(folder: Path, cores: str, results: dict[str, tuple[float, int]]) -> None:
-    """``alone_noop``: the no-op rerun of a one-rule workflow whose job loads msrgb.shard;
+    """``alone_noop``: the no-op rerun of a one-rule workflow whose job loads msrgb.jobs.shard;
     ``alone_job``: a rerun of that job. The same Snakemake, plugins and flags as msrgb's runs."""
     folder.mkdir()
     (folder / "Snakefile").write_text(_ALONE_SNAKEFILE)
@@ -290,7 +290,7 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, tuple[float, i
             cells.append(f" | {wall:14.2f} {ratio:>8s} {over:>8s} {peak:7d}")
         print(f"{name:10s}" + "".join(cells))
     if any("alone_noop" in r for r in results.values()):
-        print("alone_noop: a one-rule workflow's no-op; alone_job: its one `script:` job loading msrgb.shard")
+        print("alone_noop: a one-rule workflow's no-op; alone_job: its one `script:` job loading msrgb.jobs.shard")
         for where, runs in results.items():
             above = [
                 f"{name} {runs[name][0] - runs[alone][0]:+.2f} s over {alone}"

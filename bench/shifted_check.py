@@ -1,5 +1,5 @@
 """The data check of Earth Search Items flagged ``earthsearch:boa_offset_applied: false``
-(msrgb.scaling.shifted_share): the share of valid pixels below DN 1000 in the visible bands,
+(msrgb.radiometry.decide.shifted_share): the share of valid pixels below DN 1000 in the visible bands,
 on real L2A reflectance as stored shifted (offset removed) and raw (+1000).
 
     python bench/shifted_check.py [SCENE_FOLDER]
@@ -18,8 +18,8 @@ import rasterio
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from msrgb.products import EUROSAT_BANDS  # noqa: E402
-from msrgb.scaling import SHIFTED_SHARE, shifted_share  # noqa: E402
+from msrgb.config.products import EUROSAT_BANDS  # noqa: E402
+from msrgb.radiometry.decide import SHIFTED_SHARE, shifted_share  # noqa: E402
 
 VISIBLE = ("B02", "B03", "B04")
 

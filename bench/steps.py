@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the time goes: the cost per image of each step of the shard loop, single thread.
 
-Runs each step of msrgb.convert.Converter.convert separately over the same files (best of
+Runs each step of msrgb.jobs.convert.Converter.convert separately over the same files (best of
 --repeat passes, page cache warm), then the whole convert() for comparison, and prints
 milliseconds per image. The steps are the ones docs/performance.md lists.
 
@@ -24,18 +24,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from msrgb.convert import Converter  # noqa: E402
-from msrgb.encoding import encode_image  # noqa: E402
-from msrgb.files import write_atomic  # noqa: E402
-from msrgb.reader import enter_thread_gdal_env  # noqa: E402
+from msrgb.jobs.convert import Converter  # noqa: E402
+from msrgb.render.encoding import encode_image  # noqa: E402
+from msrgb.storage.files import write_atomic  # noqa: E402
+from msrgb.readers.stacked import enter_thread_gdal_env  # noqa: E402
 import numpy as np  # noqa: E402
 from rasterio.io import MemoryFile  # noqa: E402
 from zlib_ng import zlib_ng  # noqa: E402
-from msrgb.products import parse_products  # noqa: E402
+from msrgb.config.products import parse_products  # noqa: E402
 
 
 def gdal_from_memory(conv: Converter, path: Path, data: bytes) -> object:
-    """What reading a tile cost before msrgb.tiff: GDAL parsing the bytes in memory."""
+    """What reading a tile cost before msrgb.readers.tiff: GDAL parsing the bytes in memory."""
     with MemoryFile(data) as memfile:
         return conv.reader._read(memfile.name, path)
 
@@ -87,7 +87,7 @@ def main() -> None:
         rows = [
             ("read the file (one open, one read)", lambda f, n: f.read_bytes()),
             ("SHA-256 of the source bytes", lambda f, n: hashlib.sha256(raw[f]).hexdigest()),
-            ("parse + 3 bands from memory (msrgb.tiff)", lambda f, n: conv.read(f, raw[f])),
+            ("parse + 3 bands from memory (msrgb.readers.tiff)", lambda f, n: conv.read(f, raw[f])),
             ("(GDAL: parse + 3 bands from memory)", lambda f, n: gdal_from_memory(conv, f, raw[f])),
             ("(GDAL: open + read from the file)", lambda f, n: conv.read(f)),
             ("stretch (lookup table)", lambda f, n: conv.render(tiles[f], product)),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Does the thread pool earn its place? Time one shard job's work (msrgb.shard.run_shard, the
+"""Does the thread pool earn its place? Time one shard job's work (msrgb.jobs.shard.run_shard, the
 function the workflow runs) with 1/2/4/8 threads, on local disk and through bench/slowfs.py
 (a FUSE pass-through that adds a latency to every open and read, like a network file system).
 
@@ -28,9 +28,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from msrgb import discovery, paths, sharding  # noqa: E402
-from msrgb.products import parse_products  # noqa: E402
-from msrgb.shard import run_shard  # noqa: E402
+from msrgb.sources import discovery  # noqa: E402
+from msrgb.outputs import paths  # noqa: E402
+from msrgb.planning import sharding  # noqa: E402
+from msrgb.config.products import parse_products  # noqa: E402
+from msrgb.jobs.shard import run_shard  # noqa: E402
 
 
 def mount_slow(source: Path, mountpoint: Path, latency_ms: float, keep_cache: bool = False) -> subprocess.Popen[bytes]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Do two workers help each other? Images per second of one shard job alone and of two shard
-jobs side by side (msrgb.shard.run_shard, one thread each, as `--cores 2` runs them), on the
+jobs side by side (msrgb.jobs.shard.run_shard, one thread each, as `--cores 2` runs them), on the
 same files, each run into a fresh output folder; with the CPU time the kernel spent (system
 time), where two processes creating files in the same folders would show up.
 
@@ -22,9 +22,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from msrgb import discovery, paths, sharding  # noqa: E402
-from msrgb.products import parse_products  # noqa: E402
-from msrgb.shard import run_shard  # noqa: E402
+from msrgb.sources import discovery  # noqa: E402
+from msrgb.outputs import paths  # noqa: E402
+from msrgb.planning import sharding  # noqa: E402
+from msrgb.config.products import parse_products  # noqa: E402
+from msrgb.jobs.shard import run_shard  # noqa: E402
 
 PRODUCTS = parse_products(["truecolor"])
 

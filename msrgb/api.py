@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from msrgb.convert import Converter
-from msrgb.reader import Tile
-from msrgb.encoding import encode_image
-from msrgb.recipe import recipe_text
-from msrgb.files import write_atomic
-from msrgb.reader import gdal_env
+from msrgb.jobs.convert import Converter
+from msrgb.readers.stacked import Tile
+from msrgb.render.encoding import encode_image
+from msrgb.render.recipe import recipe_text
+from msrgb.storage.files import write_atomic
+from msrgb.readers.stacked import gdal_env
 from msrgb.errors import ProductError
-from msrgb.products import Product, parse_products
+from msrgb.config.products import Product, parse_products
 
 ProductSpec = str | Mapping[str, Any] | Product
 
@@ -80,7 +80,7 @@ def read_tile(path: str | Path) -> np.ndarray:
 
 def png_bytes(image: np.ndarray, png_compression: str = "huffman", recipe: str | None = None) -> bytes:
     """PNG bytes of an image from :func:`to_rgb`, encoded as the workflow encodes it; the
-    workflow's files also carry their ``recipe`` (msrgb.recipe.recipe_text)."""
+    workflow's files also carry their ``recipe`` (msrgb.render.recipe.recipe_text)."""
     return encode_image(image, product_of("truecolor", png_compression), recipe)
 
 

@@ -1,5 +1,5 @@
 """The command line: ``msrgb status OUT [--input IN]`` and ``msrgb verify OUT [--input IN]``
-(also ``python -m msrgb ...``, ``python -m msrgb.status`` and ``python -m msrgb.verify``).
+(also ``python -m msrgb ...``, ``python -m msrgb.tools.status`` and ``python -m msrgb.tools.verify``).
 Exit status 0: complete / no difference; 1: something to do / differences; 2: cannot tell."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from msrgb.errors import MsrgbError
-from msrgb.remote import location
+from msrgb.storage.remote import location
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from msrgb.paths import OutputPaths
-    from msrgb.status import report, status
+    from msrgb.outputs.paths import OutputPaths
+    from msrgb.tools.status import report, status
 
     statuses = status(OutputPaths.at(args.output_dir), args.input)
     print(report(statuses, args.list))
@@ -43,9 +43,9 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from msrgb.verify import verify_product
+    from msrgb.tools.verify import verify_product
 
-    from msrgb.paths import OutputPaths
+    from msrgb.outputs.paths import OutputPaths
 
     images = OutputPaths.at(args.output_dir).images
     if images:

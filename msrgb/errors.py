@@ -44,3 +44,17 @@ class ShardError(MsrgbError):
 
 class SlurmQueryError(MsrgbError):
     """A Slurm command failed, or a request could never run; the message says which and why."""
+
+
+class StorageError(MsrgbError):
+    """The object store cannot be reached or refuses every request: nothing more can be read."""
+
+
+class ExpressionError(ProductError):
+    """An expression that is not plain arithmetic on band names and numbers."""
+
+
+class ReadInBlocks(Exception):
+    """Raised by a reader when an image that is small on disk is large once decoded: the caller
+    reads it in blocks of rows instead. Control flow between the readers and the conversion,
+    never an error a user sees, hence not an :class:`MsrgbError`."""

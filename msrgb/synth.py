@@ -14,7 +14,7 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from msrgb.products import EUROSAT_BANDS  # noqa: F401 (the band order of the tiles made here)
+from msrgb.config.products import EUROSAT_BANDS  # noqa: F401 (the band order of the tiles made here)
 
 #: Mean top-of-atmosphere reflectance x 10000 per class, in EUROSAT_BANDS order.
 CLASS_SPECTRA: dict[str, tuple[int, ...]] = {
@@ -195,7 +195,7 @@ def safe_metadata_xml(level: str, baseline: str, offsets: dict[str, int], quanti
     the processing baseline, the quantification value(s), one ``BOA_ADD_OFFSET`` (L2A) or
     ``RADIO_ADD_OFFSET`` (L1C) per band by ``band_id`` when ``offsets`` is given (baseline 04.00
     and later), and the spectral information that maps band ids to band names."""
-    from msrgb.radiometry import SAFE_BAND_IDS
+    from msrgb.radiometry.scaling import SAFE_BAND_IDS
 
     l2a = level == "L2A"
     ids = list(enumerate(SAFE_BAND_IDS))

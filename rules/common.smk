@@ -1,7 +1,7 @@
 # Settings and input functions. Reading the workflow writes nothing (dry runs, --lint, --report
 # leave the output folder as it was): the main process plans the run in memory
-# (msrgb.prepare.plan_run) and writes the plan when jobs are about to run (onstart,
-# msrgb.prepare.start_run); jobs started elsewhere read the plan it wrote.
+# (msrgb.planning.prepare.plan_run) and writes the plan when jobs are about to run (onstart,
+# msrgb.planning.prepare.start_run); jobs started elsewhere read the plan it wrote.
 import json
 import math
 import os
@@ -15,23 +15,23 @@ from snakemake.utils import validate
 # The conversion logic lives in the msrgb package next to this workflow.
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from msrgb import progress as msprogress  # noqa: E402
-from msrgb import report as msreport  # noqa: E402
-from msrgb import runstore as msrunstore  # noqa: E402
-from msrgb import sheets as mssheets  # noqa: E402
-from msrgb import slurm as msslurm  # noqa: E402
-from msrgb import snakemake_settings as smk  # noqa: E402
+from msrgb.snakemake import progress as msprogress  # noqa: E402
+from msrgb.jobs import report as msreport  # noqa: E402
+from msrgb.jobs import runstore as msrunstore  # noqa: E402
+from msrgb.render import sheets as mssheets  # noqa: E402
+from msrgb.snakemake import slurm as msslurm  # noqa: E402
+from msrgb.snakemake import settings as smk  # noqa: E402
 from msrgb.errors import MsrgbError  # noqa: E402
-from msrgb.prepare import (
+from msrgb.planning.prepare import (
     Settings,
     Where,
     command_line_booleans,
     plan_run,
     start_run,
 )  # noqa: E402
-from msrgb.sharding import load_plan  # noqa: E402
-from msrgb.stac import StacSearch  # noqa: E402
-from msrgb.work import print_counts  # noqa: E402
+from msrgb.planning.sharding import load_plan  # noqa: E402
+from msrgb.sources.stac import StacSearch  # noqa: E402
+from msrgb.planning.work import print_counts  # noqa: E402
 
 validate(command_line_booleans(config), schema="../config/schema.json")
 
@@ -50,7 +50,7 @@ PRODUCTS = SETTINGS.products
 # Products whose stretch limits are computed once from a sample of the dataset.
 DATASET_PRODUCTS = [p for p in PRODUCTS if p.dataset_stretch]
 # Whether the jobs share the main process's file system; without (--shared-fs-usage none) the
-# run's state travels through the output_dir in S3 (msrgb.runstore, docs/object-storage.md).
+# run's state travels through the output_dir in S3 (msrgb.jobs.runstore, docs/object-storage.md).
 SHARED_FS = smk.shares_file_system(workflow)
 if not SHARED_FS:
     try:
@@ -120,7 +120,7 @@ def start_of_run():
 
 
 def start_progress(prepared):
-    """Live progress across the shard jobs (msrgb.progress); it shows once a job reports.
+    """Live progress across the shard jobs (msrgb.snakemake.progress); it shows once a job reports.
     Jobs that share no file system with this process report nothing it can read."""
     if not SETTINGS.progress or not prepared.counts.images or not SHARED_FS:
         return
@@ -138,7 +138,7 @@ def start_progress(prepared):
 
 def start_slurm_watch():
     """In the main process of a Slurm run: watch for shard jobs Slurm can never start and end
-    the run with Slurm's reason (msrgb.slurm.PendingWatch)."""
+    the run with Slurm's reason (msrgb.snakemake.slurm.PendingWatch)."""
     if WHERE.node_size is None:
         return
     rules = ("convert_shard", *(f"convert_pngs_{i}" for i in range(PLAN.n_shards)))
@@ -214,7 +214,7 @@ def in_work_dir(paths):
 
 def part_done(part):
     """The marker the job making ``part`` leaves, named by a digest of what it is made from
-    (msrgb.prepare.Prepared.parts): a new digest makes Snakemake run that job again."""
+    (msrgb.planning.prepare.Prepared.parts): a new digest makes Snakemake run that job again."""
     return str(LAYOUT.part_done(part, PLAN.parts[part]))
 
 
@@ -248,7 +248,7 @@ def shard_state(shard):
 
 
 def shard_done(shard):
-    """The marker of a finished shard job, named by the shard's token (msrgb.sharding)."""
+    """The marker of a finished shard job, named by the shard's token (msrgb.planning.sharding)."""
     return str(LAYOUT.done(PLAN.n_shards, shard, PLAN.tokens[shard]))
 
 

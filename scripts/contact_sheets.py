@@ -1,5 +1,5 @@
 """Snakemake adapter: (re)build the contact sheets of one product (see
-msrgb.engine.rebuild_sheets)."""
+msrgb.engine.run.rebuild_sheets)."""
 
 import logging
 import os
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
-from msrgb.paths import leave_marker  # noqa: E402 (light: no numpy, Pillow or rasterio)
+from msrgb.outputs.paths import leave_marker  # noqa: E402 (light: no numpy, Pillow or rasterio)
 
 logging.basicConfig(
     filename=snakemake.log[0],
@@ -23,9 +23,9 @@ def stale(manifest: Path, sheet: Path) -> bool:
 
 # Most runs change no sheet: decide that before importing numpy, Pillow and rasterio.
 if any(stale(m, s) for m, s in pairs):
-    from msrgb.engine import rebuild_sheets  # noqa: E402
-    from msrgb.products import products_from_dicts  # noqa: E402
-    from msrgb.remote import location  # noqa: E402
+    from msrgb.engine.run import rebuild_sheets  # noqa: E402
+    from msrgb.config.products import products_from_dicts  # noqa: E402
+    from msrgb.storage.remote import location  # noqa: E402
 
     product = products_from_dicts([snakemake.params.product])[0]
     images = location(snakemake.params.product_dir)

@@ -1,4 +1,4 @@
-"""Snakemake adapter: convert the images of one shard (see msrgb.shard.run_shard)."""
+"""Snakemake adapter: convert the images of one shard (see msrgb.jobs.shard.run_shard)."""
 
 import logging
 import sys
@@ -6,12 +6,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from msrgb import runstore  # noqa: E402
+from msrgb.jobs import runstore  # noqa: E402
 from msrgb.errors import MsrgbError  # noqa: E402
-from msrgb.paths import OutputPaths  # noqa: E402
-from msrgb.products import products_from_dicts  # noqa: E402
-from msrgb.stac import input_location  # noqa: E402
-from msrgb.shard import remove_earlier_logs, run_shard  # noqa: E402
+from msrgb.outputs.paths import OutputPaths  # noqa: E402
+from msrgb.config.products import products_from_dicts  # noqa: E402
+from msrgb.sources.stac import input_location  # noqa: E402
+from msrgb.jobs.shard import remove_earlier_logs, run_shard  # noqa: E402
 
 logging.basicConfig(
     filename=snakemake.log[0],
@@ -23,7 +23,7 @@ manifest = Path(snakemake.params.manifest)  # .msrgb/manifests/<shard count>/<sh
 shared_fs = snakemake.params.get("shared_fs", True)
 stretch_files = {k: Path(v) for k, v in snakemake.params.stretch_files.items()}
 try:
-    if not shared_fs:  # this job shares no file system with the main process: msrgb.runstore
+    if not shared_fs:  # this job shares no file system with the main process: msrgb.jobs.runstore
         layout = OutputPaths.of_manifest(manifest)
         n_shards, shard = int(manifest.parent.name), int(manifest.stem)
         runstore.pull_shard(layout, n_shards, shard)

@@ -1,5 +1,5 @@
 """Snakemake adapter: compute a dataset-wide percentile stretch (see
-msrgb.engine.percentiles_of_sample)."""
+msrgb.engine.run.percentiles_of_sample)."""
 
 import logging
 import sys
@@ -7,12 +7,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from msrgb.engine import percentiles_of_sample  # noqa: E402
+from msrgb.engine.run import percentiles_of_sample  # noqa: E402
 from msrgb.errors import MsrgbError  # noqa: E402
-from msrgb.paths import OutputPaths, leave_marker  # noqa: E402
-from msrgb.runstore import RunStore  # noqa: E402
-from msrgb.products import products_from_dicts  # noqa: E402
-from msrgb.stac import input_location  # noqa: E402
+from msrgb.outputs.paths import OutputPaths, leave_marker  # noqa: E402
+from msrgb.jobs.runstore import RunStore  # noqa: E402
+from msrgb.config.products import products_from_dicts  # noqa: E402
+from msrgb.sources.stac import input_location  # noqa: E402
 
 logging.basicConfig(
     filename=snakemake.log[0],

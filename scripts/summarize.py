@@ -1,5 +1,5 @@
 """Snakemake adapter: errors.tsv and summary.json from what the shard jobs recorded (see
-msrgb.engine.summary_job)."""
+msrgb.engine.run.summary_job)."""
 
 import logging
 import sys
@@ -7,12 +7,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from msrgb.engine import summary_job  # noqa: E402
+from msrgb.engine.run import summary_job  # noqa: E402
 from msrgb.errors import MsrgbError  # noqa: E402
-from msrgb.paths import OutputPaths, leave_marker  # noqa: E402
-from msrgb.products import products_from_dicts  # noqa: E402
-from msrgb.runstore import pull_states  # noqa: E402
-from msrgb.sharding import plan_shard_count  # noqa: E402
+from msrgb.outputs.paths import OutputPaths, leave_marker  # noqa: E402
+from msrgb.config.products import products_from_dicts  # noqa: E402
+from msrgb.jobs.runstore import pull_states  # noqa: E402
+from msrgb.planning.sharding import plan_shard_count  # noqa: E402
 
 logging.basicConfig(
     filename=snakemake.log[0],

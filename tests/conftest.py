@@ -18,7 +18,8 @@ import rasterio
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from msrgb import remote, synth  # noqa: E402
+from msrgb.storage import remote  # noqa: E402
+from msrgb import synth  # noqa: E402
 from s3server import S3Server, rclone_binary  # noqa: E402
 
 SHARED_S2 = REPO.parent / "shared" / "data" / "s2_29RKH"
@@ -90,13 +91,13 @@ LAST_RUN = [0.0]
 
 
 def run_engine(workdir: Path, **config: object):
-    """Run the workflow in this process (msrgb.engine.run, the jobs Snakemake would run), with
+    """Run the workflow in this process (msrgb.engine.run.run, the jobs Snakemake would run), with
     paths relative to ``workdir``; like :func:`run_snakemake`, every run must leave its input
     folder as it was. Returns the engine's RunResult with ``.stderr`` (the lines a run prints
     before its jobs)."""
     import io
 
-    from msrgb import engine
+    from msrgb.engine import run as engine
 
     for key in ("input_dir", "output_dir", "stac_items"):
         value = config.get(key)
@@ -122,7 +123,7 @@ def run_totals(output_dir: Path) -> dict[str, int]:
     """What the shard jobs of the last run did (converted, failed, up_to_date, skipped), from
     the statistics each job records (.msrgb/runs/), counting jobs that finished after the run
     started (a run with nothing to do starts no job and does not write its start)."""
-    from msrgb.paths import OutputPaths
+    from msrgb.outputs.paths import OutputPaths
 
     layout = OutputPaths(output_dir)
     started = max(float(layout.run_started().read_text()), LAST_RUN[0])
@@ -212,7 +213,7 @@ def s3(tmp_path: Path) -> Iterator[S3Server]:
 
 @pytest.fixture
 def client(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
-    """This process as a client of the server (msrgb.remote reads the environment)."""
+    """This process as a client of the server (msrgb.storage.remote reads the environment)."""
     for key, value in s3.env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(remote, "_stores", {})

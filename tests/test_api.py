@@ -7,7 +7,7 @@ import pytest
 from conftest import reference_rgb, run_snakemake
 
 from msrgb import api
-from msrgb.recipe import recipe_text
+from msrgb.render.recipe import recipe_text
 
 
 def test_to_rgb_is_the_reference_formula():

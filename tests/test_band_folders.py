@@ -19,11 +19,12 @@ from rasterio.transform import from_origin
 from rasterio.warp import reproject
 
 from conftest import REPO, SHARED_S2, run_snakemake, run_totals
-from msrgb import bandfiles, synth
-from msrgb.bandreader import BandImage, LargeBandImage
-from msrgb.convert import Converter
-from msrgb.discovery import Inputs, discover_inputs
-from msrgb.products import parse_products
+from msrgb.sources import bandfiles
+from msrgb import synth
+from msrgb.readers.bands import BandImage, LargeBandImage
+from msrgb.jobs.convert import Converter
+from msrgb.sources.discovery import Inputs, discover_inputs
+from msrgb.config.products import parse_products
 
 BANDS = {"layout": "band_folders"}
 
@@ -105,19 +106,19 @@ def test_bigearthnet_patches_truecolor_exact_swir_on_the_10m_grid(bigearthnet: P
         assert np.array_equal(swir, formula(*expected, read_band(files["B04"]))), name
     rows = [line.split("\t") for line in (out / "truecolor" / "manifest.tsv").read_text().splitlines()]
     header = rows.index(["path", "source_size", "source_sha256", "png_sha256", "settings_digest", "env", "radiometry"])
-    from msrgb.verify import read_provenance_manifest
+    from msrgb.tools.verify import read_provenance_manifest
 
     first = read_provenance_manifest(out / "truecolor" / "manifest.tsv")[0]
     used = json.loads(first["source_sha256"])
     assert [Path(p).name[-7:] for p, _ in used] == ["B04.tif", "B03.tif", "B02.tif"]
     assert len(rows) - header - 1 == 8
     verify = subprocess.run(
-        [sys.executable, "-m", "msrgb.verify", str(out), "--input", str(bigearthnet)],
+        [sys.executable, "-m", "msrgb.tools.verify", str(out), "--input", str(bigearthnet)],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert verify.returncode == 0, verify.stdout + verify.stderr
     status = subprocess.run(
-        [sys.executable, "-m", "msrgb.status", str(out), "--input", str(bigearthnet)],
+        [sys.executable, "-m", "msrgb.tools.status", str(out), "--input", str(bigearthnet)],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert status.returncode == 0, status.stdout + status.stderr
@@ -136,13 +137,13 @@ def test_bigearthnet_patches_truecolor_exact_swir_on_the_10m_grid(bigearthnet: P
     assert not (out / "truecolor" / f"{synth.patch_name(5)}.png").exists()
     assert iio.imread(out / "truecolor" / f"{synth.patch_name(2)}.png")[..., 1].max() == 191  # 3000/4000
     verify = subprocess.run(
-        [sys.executable, "-m", "msrgb.verify", str(out), "--input", str(bigearthnet)],
+        [sys.executable, "-m", "msrgb.tools.verify", str(out), "--input", str(bigearthnet)],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert verify.returncode == 0, verify.stdout + verify.stderr
     b03.write_bytes(b03.read_bytes()[:-10])  # changed behind the PNG's back: verify sees it
     verify = subprocess.run(
-        [sys.executable, "-m", "msrgb.verify", str(out), "--input", str(bigearthnet)],
+        [sys.executable, "-m", "msrgb.tools.verify", str(out), "--input", str(bigearthnet)],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert verify.returncode == 1 and f"{synth.patch_name(2)}_B03.tif: source differs" in verify.stdout
@@ -237,7 +238,7 @@ def test_safe_products_read_the_finest_jpeg2000_bands(tmp_path: Path, level: str
 
 
 def _manifest_rows(path: Path) -> list[dict[str, str]]:
-    from msrgb.verify import read_provenance_manifest
+    from msrgb.tools.verify import read_provenance_manifest
 
     return read_provenance_manifest(path)
 
@@ -333,8 +334,8 @@ def test_band_files_without_georeferencing(tmp_path: Path):
     """Band files with no CRS at all are taken to cover one area (and read); a world file
     cannot be made from them, which is a bad input, not a crash."""
     from msrgb.errors import InputError
-    from msrgb.bandreader import BandReader
-    from msrgb.reader import gdal_env
+    from msrgb.readers.bands import BandReader
+    from msrgb.readers.stacked import gdal_env
 
     folder = tmp_path / "img"
     folder.mkdir()

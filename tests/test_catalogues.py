@@ -19,10 +19,10 @@ from rasterio.transform import from_origin
 
 from conftest import REPO, run_engine, run_snakemake
 from msrgb import api
-from msrgb.products import EUROSAT_BANDS
-from msrgb.scaling import SHIFTED_SHARE, StacAsset, StacFacts, parse_baseline, recorded_differs, stac_rule
-from msrgb.stac import asset_band, parse_item
-from msrgb.state import read_state_full, state_text
+from msrgb.config.products import EUROSAT_BANDS
+from msrgb.radiometry.decide import SHIFTED_SHARE, StacAsset, StacFacts, parse_baseline, recorded_differs, stac_rule
+from msrgb.sources.stac import asset_band, parse_item
+from msrgb.outputs.state import read_state_full, state_text
 
 ITEMS = REPO / "tests" / "data" / "stac"
 ES_L2A = "earth-search-v1-sentinel-2-l2a_S2A_39QTA_20230628_0_L2A.json"
@@ -165,7 +165,7 @@ def test_the_closing_lines_count_the_items_whose_declared_offset_was_overridden(
         "raster:bands offset ignored, earthsearch:boa_offset_applied is false but the data are already shifted": 1,
         "raster:bands offset ignored, earthsearch:boa_offset_applied is true": 1,
     }, overrides
-    from msrgb.report import override_lines
+    from msrgb.jobs.report import override_lines
 
     assert "1 Item: raster:bands offset ignored, earthsearch:boa_offset_applied is true" in override_lines(run["summary"])
 
@@ -216,7 +216,7 @@ def test_copernicus_data_space_template_offset_is_not_applied_before_baseline_04
 def test_the_baseline_is_read_in_this_order():
     asset = StacAsset("B04", "x/S2A_MSIL2A_20230101T102339_N0510_R065_T32UPC.SAFE/B04.tif")
     facts = lambda **p: StacFacts(baseline=None, **p)  # noqa: E731
-    from msrgb.scaling import item_baseline
+    from msrgb.radiometry.decide import item_baseline
 
     assert item_baseline({"s2:processing_baseline": "03.01", "processing:version": "05.00"}, "x").version == "03.01"
     assert item_baseline({"processing:version": "5.9"}, "x").version == "05.09"
@@ -260,7 +260,7 @@ def test_the_data_check_threshold_separates_raw_and_shifted_real_tiles():
     shifted, 17 of its 20 tiles have a share of valid DN below 1000 at or over the threshold
     (the three others are bright sand, cloud and cirrus, which no check of the values can
     tell apart); raw (+1000), none has any (docs/object-storage.md)."""
-    from msrgb.scaling import shifted_share
+    from msrgb.radiometry.decide import shifted_share
 
     shares = []
     for tif in sorted((REPO / "sample" / "eurosat").rglob("*.tif")):

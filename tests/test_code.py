@@ -23,8 +23,8 @@ def modules() -> dict[str, ast.Module]:
 
 def is_main_block(node: ast.AST) -> bool:
     """``if __name__ == "__main__":``: runs as the module ``__main__``, a module of its own, so
-    its imports are no cycle (``python -m msrgb.status`` imports msrgb.cli, which imports
-    msrgb.status)."""
+    its imports are no cycle (``python -m msrgb.tools.status`` imports msrgb.cli, which imports
+    msrgb.tools.status)."""
     return isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
 
 

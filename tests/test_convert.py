@@ -7,13 +7,13 @@ import rasterio
 from conftest import SHARED_S2, assert_png_matches
 
 from msrgb import synth
-from msrgb.convert import Converter
-from msrgb.encoding import encode_image
+from msrgb.jobs.convert import Converter
+from msrgb.render.encoding import encode_image
 from msrgb.errors import InputError
-from msrgb.files import write_atomic
-from msrgb.pngenc import HUFFMAN_ONLY, PNG_COMPRESSION, compressor, encode_png, encode_png_quick
-from msrgb.reader import enter_thread_gdal_env
-from msrgb.products import parse_products
+from msrgb.storage.files import write_atomic
+from msrgb.render.pngenc import HUFFMAN_ONLY, PNG_COMPRESSION, compressor, encode_png, encode_png_quick
+from msrgb.readers.stacked import enter_thread_gdal_env
+from msrgb.config.products import parse_products
 
 
 @pytest.fixture(autouse=True)
@@ -198,7 +198,7 @@ def test_large_files_take_the_on_disk_path_with_the_same_result(tmp_path: Path):
     from memory: same PNG bytes, same source hash, same error for a truncated file."""
     import hashlib
 
-    from msrgb.reader import gdal_env
+    from msrgb.readers.stacked import gdal_env
 
     synth.generate(tmp_path / "tif", 1, classes=("Forest", "River"))
     (product,) = parse_products(["truecolor"])
@@ -237,7 +237,7 @@ def test_write_atomic_killed_mid_write_leaves_no_partial_file(tmp_path: Path):
     target.write_bytes(b"old")
     writer = (
         "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
-        "from msrgb.files import write_atomic;"
+        "from msrgb.storage.files import write_atomic;"
         "print('go', flush=True);"
         "write_atomic(Path(sys.argv[2]), (b'x' * 2**20 for _ in range(4000)))"  # 4 GB, slow
     )
@@ -254,6 +254,6 @@ def test_write_atomic_killed_mid_write_leaves_no_partial_file(tmp_path: Path):
     assert target.read_bytes() == b"old"
     leftovers = [p for p in tmp_path.iterdir() if p.name != "big.png"]
     assert len(leftovers) == 1 and leftovers[0].stat().st_size > 0  # the temporary file
-    from msrgb.files import is_stale_temporary
+    from msrgb.storage.files import is_stale_temporary
 
     assert is_stale_temporary(leftovers[0].name), "the next run would not clean it up"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from conftest import REPO, assert_png_matches, run_snakemake
 
-from msrgb import cli, synth
+from msrgb import cli
+from msrgb import synth
 
 HOST_SNAKEFILE = """
 configfile: "host.yaml"

@@ -29,9 +29,9 @@ from conftest import (
 )
 
 from msrgb import synth
-from msrgb.convert import Converter
+from msrgb.jobs.convert import Converter
 from msrgb.errors import InputError
-from msrgb.products import parse_products
+from msrgb.config.products import parse_products
 
 # Names no shell may ever interpret: if a name were run through a shell, `x_was_run` appears.
 HOSTILE_NAMES = [

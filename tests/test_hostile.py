@@ -21,10 +21,10 @@ from rasterio.transform import from_origin
 
 from conftest import FAULT_COUNTS, assert_png_matches, pngs, run_engine, run_snakemake
 from msrgb import synth
-from msrgb.expression import ExpressionError, parse
-from msrgb.products import EUROSAT_BANDS, parse_products
-from msrgb.errors import PlanError, ProductError
-from msrgb.reader import ReadInBlocks, TileReader
+from msrgb.config.expression import parse
+from msrgb.config.products import EUROSAT_BANDS, parse_products
+from msrgb.errors import ExpressionError, PlanError, ProductError, ReadInBlocks
+from msrgb.readers.stacked import TileReader
 
 BANDS = {"layout": "band_folders"}
 
@@ -469,8 +469,8 @@ def test_the_input_tree_is_checked_after_every_run(tmp_path: Path):
 def test_jpeg_and_webp_of_an_image_read_in_blocks_equal_the_whole_read(tmp_path: Path, monkeypatch, fmt: str):
     """A JPEG or WebP is encoded whole after the blocks fill one array: the same bytes as the
     whole-image path."""
-    from msrgb.convert import Converter
-    from msrgb.reader import LargeImage
+    from msrgb.jobs.convert import Converter
+    from msrgb.readers.stacked import LargeImage
 
     tif = tile(tmp_path / "t.tif", 4)
     products = parse_products({"x": {"preset": "truecolor", "format": fmt}, "y": {"preset": "ndvi", "format": fmt}})

@@ -18,10 +18,10 @@ from PIL import Image
 from conftest import REPO, SHARED_S2, reference_rgb, run_snakemake
 from msrgb import synth
 from msrgb.errors import ProductError
-from msrgb.pngenc import PNG_COMPRESSION, encode_png
-from msrgb.products import colormap_lut, parse_products
-from msrgb.reader import Tile
-from msrgb.render import Renderer, clip_figures
+from msrgb.render.pngenc import PNG_COMPRESSION, encode_png
+from msrgb.config.products import colormap_lut, parse_products
+from msrgb.readers.stacked import Tile
+from msrgb.render.render import Renderer, clip_figures
 
 
 def write_config(tmp_path: Path, products: dict, **settings: object) -> Path:
@@ -207,7 +207,7 @@ def test_formats_recipes_and_byte_identical_reruns(tmp_path: Path, dataset: Path
         assert len(files) == len(tifs)
         for f in files:
             assert f.read_bytes() == (outs[1] / f.relative_to(outs[0])).read_bytes(), f
-    verify = [sys.executable, "-m", "msrgb.verify", str(outs[0])]
+    verify = [sys.executable, "-m", "msrgb.tools.verify", str(outs[0])]
     assert subprocess.run(verify, cwd=REPO, capture_output=True).returncode == 0
     with_sources = subprocess.run([*verify, "--input", str(dataset)], cwd=REPO, capture_output=True, text=True)
     assert with_sources.returncode == 0, with_sources.stdout
@@ -259,5 +259,5 @@ def test_verify_reports_a_recipe_that_does_not_match_the_manifest(tmp_path: Path
     manifest = out / "truecolor" / "manifest.tsv"
     digest = json.loads(Image.open(next((out / "truecolor").rglob("*.png"))).text["msrgb"])["settings"]
     manifest.write_text(manifest.read_text().replace(digest, "0123456789abcdef"))
-    proc = subprocess.run([sys.executable, "-m", "msrgb.verify", str(out)], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "msrgb.tools.verify", str(out)], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 1 and f"its recipe names product 'truecolor' with settings {digest}" in proc.stdout

@@ -4,7 +4,7 @@ folder of its own holding a copy of the workflow (what a cloud executor deploys)
 markers and logs go through its ``fs`` storage plugin, the images and the run's state through the
 output_dir in a real S3 server (rclone serve s3). Checked: the same images and results as a run
 on one machine, a no-op rerun submits no job, one new object makes one image, and a shard job
-picks up the state an earlier job left (msrgb.runstore)."""
+picks up the state an earlier job left (msrgb.jobs.runstore)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, assert_png_matches, pngs, run_snakemake
-from msrgb import runstore
+from msrgb.jobs import runstore
 from msrgb.errors import PlanError
-from msrgb.paths import OutputPaths
+from msrgb.outputs.paths import OutputPaths
 from s3server import S3Server, put_tree
 from scratch_jobs import ScratchCluster
 

@@ -3,10 +3,14 @@ from pathlib import Path
 
 import pytest
 
-from msrgb import discovery, paths, sharding, state, synth
-from msrgb.lock import lock_output
+from msrgb.sources import discovery
+from msrgb.outputs import paths
+from msrgb.planning import sharding
+from msrgb.outputs import state
+from msrgb import synth
+from msrgb.outputs.lock import lock_output
 from msrgb.errors import PlanError
-from msrgb.products import parse_products
+from msrgb.config.products import parse_products
 
 
 def test_discover_recursive_sorted_and_skips_hidden(tmp_path: Path):
@@ -77,8 +81,8 @@ HOSTILE_NAMES = ["plain/a.tif", "tab\there.tif", "line\nbreak.tif", "cr\rhere.ti
 @pytest.mark.parametrize("names", [HOSTILE_NAMES[:1], HOSTILE_NAMES, HOSTILE_NAMES[-2:], []])
 def test_manifest_rows_are_the_tsv_rows_for_any_name(names: list[str], with_files: bool):
     """The manifests' rows, made without a per-field check where no name needs quoting, are
-    exactly the rows msrgb.tsv writes (and reads back) for any file name, band files too."""
-    from msrgb import tsv
+    exactly the rows msrgb.storage.tsv writes (and reads back) for any file name, band files too."""
+    from msrgb.storage import tsv
 
     for files in (None, (("B04", "x/B04.tif"), ("B03", "t\tab/B03.tif"))):
         sources = [discovery.Source(name, i, 10**18 + i, files) for i, name in enumerate(names)]
@@ -167,11 +171,11 @@ def test_refused_run_names_the_holder_even_if_it_has_just_taken_the_lock(tmp_pat
 
 @pytest.mark.parametrize("seed", range(10))
 def test_tsv_text_is_its_lines_for_any_rows(seed: int):
-    """msrgb.tsv.text, checked once for the whole text, writes exactly the rows line() writes
+    """msrgb.storage.tsv.text, checked once for the whole text, writes exactly the rows line() writes
     one by one, whatever the fields hold (tabs, line breaks, quotes, empty rows, numbers)."""
     import random
 
-    from msrgb import tsv
+    from msrgb.storage import tsv
 
     rng = random.Random(seed)
     pieces = ["a", "Forest_1.tif", "", "\t", "\n", "\r", '"', "ü", 12, -1, 3.5]
@@ -183,7 +187,7 @@ def test_tsv_text_is_its_lines_for_any_rows(seed: int):
 
 @pytest.mark.parametrize("seed", range(10))
 def test_tsv_rows_read_what_the_csv_module_reads(seed: int, tmp_path: Path):
-    """msrgb.tsv.rows, which splits plain lines at their tabs and hands the rest to the csv
+    """msrgb.storage.tsv.rows, which splits plain lines at their tabs and hands the rest to the csv
     module from the first quote or carriage return on, reads exactly the rows the csv module
     reads, from a file and from text, whatever the fields hold and wherever the first field
     needing quotes is."""
@@ -191,7 +195,7 @@ def test_tsv_rows_read_what_the_csv_module_reads(seed: int, tmp_path: Path):
     import io
     import random
 
-    from msrgb import tsv
+    from msrgb.storage import tsv
 
     rng = random.Random(seed)
     pieces = ["a", "Forest_1.tif", "", "\t", "\n", "\r", '"', "ü", "x\r\ny", 12, -1]

@@ -7,10 +7,10 @@ import pytest
 import rasterio
 
 from msrgb import synth
-from msrgb.convert import Converter
-from msrgb.pngenc import encode_png
-from msrgb.reader import Tile
-from msrgb.products import (
+from msrgb.jobs.convert import Converter
+from msrgb.render.pngenc import encode_png
+from msrgb.readers.stacked import Tile
+from msrgb.config.products import (
     PRESETS,
     Product,
     ProductError,
@@ -216,7 +216,7 @@ def test_aux_xml_holds_any_crs_text(wkt: str):
 
     from affine import Affine
 
-    from msrgb.georef import aux_xml_text
+    from msrgb.outputs.georef import aux_xml_text
 
     root = ET.fromstring(aux_xml_text(Affine(10, 0, 499980, 0, -10, 4000020), wkt))
     assert (root.find("SRS").text or "") == wkt

@@ -1,5 +1,5 @@
 """Seeing a run move: image counts before the run (dry runs too), live progress under a
-terminal and in a log file, with a failing shard and Ctrl-C, and msrgb.status around a run."""
+terminal and in a log file, with a failing shard and Ctrl-C, and msrgb.tools.status around a run."""
 
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ def test_dry_run_counts_match_the_next_run_and_status(dataset: Path, tmp_path: P
     for png in pngs[:5]:
         png.unlink()
     (dataset / "Forest" / "Forest_2.tif").unlink()
-    status = [sys.executable, "-m", "msrgb.status", str(out), "--input", str(dataset)]
+    status = [sys.executable, "-m", "msrgb.tools.status", str(out), "--input", str(dataset)]
     assert subprocess.run(status, cwd=REPO, capture_output=True).returncode == 1
     dry = run_snakemake(tmp_path, "-n", input_dir=str(dataset), output_dir=str(out))
     missing = sum(1 for p in pngs[:5] if "Forest_2.png" not in str(p))

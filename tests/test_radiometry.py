@@ -21,10 +21,10 @@ from rasterio.transform import from_origin
 from conftest import REPO, SHARED_S2, reference_rgb, run_snakemake, run_totals
 from msrgb import synth
 from msrgb.errors import InputError
-from msrgb.products import colormap_lut, parse_products
-from msrgb.radiometry import Scaling, from_gdal, looks_like_offset_data, read_safe_metadata
-from msrgb.render import optimized
-from msrgb.verify import read_provenance_manifest
+from msrgb.config.products import colormap_lut, parse_products
+from msrgb.radiometry.scaling import Scaling, from_gdal, looks_like_offset_data, read_safe_metadata
+from msrgb.render.render import optimized
+from msrgb.tools.verify import read_provenance_manifest
 
 BANDS = {"layout": "band_folders"}
 THREE = ("B02", "B03", "B04", "B08")
@@ -151,7 +151,7 @@ def test_recipes_and_the_manifest_record_the_offsets_and_verify_passes(safe_run)
         used = [p for p, _ in json.loads(row["source_sha256"])]
         assert f"{key}/{safe.name}/MTD_MSI{level}.xml" in used
     verify = subprocess.run(
-        [sys.executable, "-m", "msrgb.verify", str(out), "--input", str(root / "in")],
+        [sys.executable, "-m", "msrgb.tools.verify", str(out), "--input", str(root / "in")],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert verify.returncode == 0, verify.stdout + verify.stderr
@@ -261,7 +261,7 @@ def test_old_outputs_are_reconverted_once_and_the_run_says_why(tmp_path: Path):
     assert not np.array_equal(iio.imread(png_new), iio.imread(png_old))
     before_old = png_old.read_bytes()
     status = subprocess.run(
-        [sys.executable, "-m", "msrgb.status", str(out), "--input", str(inp), "--list", "5"],
+        [sys.executable, "-m", "msrgb.tools.status", str(out), "--input", str(inp), "--list", "5"],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert "truecolor: 1 up to date, 1 stale" in status.stdout and new.name[:-5] in status.stdout, status.stdout
@@ -273,7 +273,7 @@ def test_old_outputs_are_reconverted_once_and_the_run_says_why(tmp_path: Path):
     again = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), **BANDS)
     assert "converted again" not in again.stderr and "truecolor: 0 to convert" in again.stderr
     verify = subprocess.run(
-        [sys.executable, "-m", "msrgb.verify", str(out), "--input", str(inp)], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "msrgb.tools.verify", str(out), "--input", str(inp)], cwd=REPO, capture_output=True, text=True
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 

@@ -12,7 +12,7 @@ import numpy as np
 from conftest import run_snakemake
 
 from msrgb import synth
-from msrgb.sheets import SheetGeometry, thumbnail
+from msrgb.render.sheets import SheetGeometry, thumbnail
 
 
 def test_contact_sheets_summary_and_report(tmp_path: Path) -> None:
@@ -67,8 +67,8 @@ def test_clipping_summary_lists_the_first_images_by_figure_then_name() -> None:
     image; images without a record (removed) and products not asked for are left out."""
     import random
 
-    from msrgb.report import CLIP_LIST, clipping_summary
-    from msrgb.state import StateData
+    from msrgb.jobs.report import CLIP_LIST, clipping_summary
+    from msrgb.outputs.state import StateData
 
     rng = random.Random(7)
     for _ in range(60):
@@ -108,8 +108,9 @@ def test_the_provenance_manifest_made_in_pieces_is_the_whole_manifest(monkeypatc
     need quoting included."""
     import random
 
-    from msrgb import report, tsv
-    from msrgb.state import StateData
+    from msrgb.jobs import report
+    from msrgb.storage import tsv
+    from msrgb.outputs.state import StateData
 
     monkeypatch.setattr(report, "PROVENANCE_ROWS", 3)
     rng = random.Random(11)
@@ -149,7 +150,7 @@ def test_a_file_is_rewritten_only_when_its_pieces_differ_from_it(tmp_path: Path)
     import os
     import random
 
-    from msrgb.files import write_if_changed
+    from msrgb.storage.files import write_if_changed
 
     rng = random.Random(5)
     path = tmp_path / "f.tsv"
@@ -187,8 +188,8 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
     overview's padded rows, another thumbnail size)."""
     import os
 
-    from msrgb import sheets
-    from msrgb.discovery import Source
+    from msrgb.render import sheets
+    from msrgb.sources.discovery import Source
 
     rng = np.random.default_rng(3)
     images = tmp_path / "images"
@@ -263,9 +264,9 @@ def test_a_sheet_with_a_damaged_list_of_cells_is_drawn_afresh(tmp_path: Path) ->
     the sheet is drawn from its images: the same as one drawn from nothing."""
     import os
 
-    from msrgb import sheets
-    from msrgb.discovery import Source
-    from msrgb.pngenc import encode_png_quick
+    from msrgb.render import sheets
+    from msrgb.sources.discovery import Source
+    from msrgb.render.pngenc import encode_png_quick
 
     images = tmp_path / "images"
     (images / "F").mkdir(parents=True)

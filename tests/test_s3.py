@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, assert_png_matches, converted_counts, pngs, run_snakemake, run_totals
-from msrgb import bandfiles, remote, synth
-from msrgb.discovery import Inputs, discover_inputs
-from msrgb.errors import InputError, PlanError
+from msrgb.sources import bandfiles
+from msrgb.storage import remote
+from msrgb import synth
+from msrgb.sources.discovery import Inputs, discover_inputs
+from msrgb.errors import InputError, PlanError, StorageError
 from s3server import FaultProxy, S3Server, put_tree, rclone_binary
 
 pytestmark = pytest.mark.skipif(
@@ -224,7 +226,7 @@ def test_objects_missing_or_unreachable_name_the_url(client: S3Server, monkeypat
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setattr(remote, "_stores", {})
     monkeypatch.setattr(remote, "RETRY_TIMEOUT_SECONDS", 1.0)
-    with pytest.raises(remote.StorageError, match=r"s3://data/a\.tif: the object store did not answer") as err:
+    with pytest.raises(StorageError, match=r"s3://data/a\.tif: the object store did not answer") as err:
         remote.get(remote.S3Path("data", "a.tif"))
     assert client.secret not in str(err.value)
 
@@ -326,10 +328,10 @@ def test_a_large_object_is_fetched_once_and_read_in_blocks(client: S3Server, tmp
     import rasterio
     from rasterio.transform import from_origin
 
-    from msrgb.convert import Converter
-    from msrgb.discovery import Source
-    from msrgb.products import parse_products
-    from msrgb.reader import gdal_env
+    from msrgb.jobs.convert import Converter
+    from msrgb.sources.discovery import Source
+    from msrgb.config.products import parse_products
+    from msrgb.readers.stacked import gdal_env
 
     (client.root / "data").mkdir()
     path = client.root / "data" / "wide.tif"

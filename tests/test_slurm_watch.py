@@ -1,10 +1,10 @@
-"""msrgb.slurm without a cluster: parsing sinfo/squeue output and the advice it gives."""
+"""msrgb.snakemake.slurm without a cluster: parsing sinfo/squeue output and the advice it gives."""
 
 from __future__ import annotations
 
 import pytest
 
-from msrgb.slurm import NodeSize, PendingJob, SlurmQueryError, check_request, explain, parse_sinfo
+from msrgb.snakemake.slurm import NodeSize, PendingJob, SlurmQueryError, check_request, explain, parse_sinfo
 
 SINFO = "debug*|2|24105\nbig|64|512000\nbig|32|256000+\nshort|8|16000\n"
 
@@ -39,7 +39,7 @@ def test_pending_job_line_and_explanation():
 
 
 def test_the_watch_knows_the_shard_rules_also_in_a_module():
-    from msrgb.slurm import PendingWatch
+    from msrgb.snakemake.slurm import PendingWatch
 
     watch = PendingWatch("/w", ("convert_shard", "convert_pngs_0"))
     assert watch.watches("convert_shard") and watch.watches("msrgb_convert_shard")

@@ -1,4 +1,4 @@
-"""msrgb.snakemake_settings reads Snakemake's workflow object, which has no public API for it:
+"""msrgb.snakemake.settings reads Snakemake's workflow object, which has no public API for it:
 these tests pin what it reads to the Snakemake version it was written for."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from pathlib import Path
 import snakemake
 
 from conftest import REPO
-from msrgb import snakemake_settings as smk
+from msrgb.snakemake import settings as smk
 
 SNAKEFILE = f"""
 import json, sys
 sys.path.insert(0, {str(REPO)!r})
-from msrgb import snakemake_settings as smk
+from msrgb.snakemake import settings as smk
 print("SETTINGS", json.dumps({{
     "cluster": smk.is_cluster_run(workflow),
     "jobs": smk.parallel_jobs(workflow),

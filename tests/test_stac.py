@@ -20,8 +20,8 @@ import rasterio
 from conftest import SHARED_S2, converted_counts, run_snakemake
 from msrgb import synth
 from msrgb.errors import PlanError
-from msrgb.remote import HttpPath, S3Path
-from msrgb.stac import StacItems, asset_band, asset_scaling, band_name, discover_items, parse_item
+from msrgb.storage.remote import HttpPath, S3Path
+from msrgb.sources.stac import StacItems, asset_band, asset_scaling, band_name, discover_items, parse_item
 from s3server import FaultProxy, S3Server
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"

@@ -1,4 +1,4 @@
-"""python -m msrgb.status: per product, what is up to date, stale, missing, bad or to remove."""
+"""python -m msrgb.tools.status: per product, what is up to date, stale, missing, bad or to remove."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from msrgb import synth
 
 def status(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "msrgb.status", str(out), *args],
+        [sys.executable, "-m", "msrgb.tools.status", str(out), *args],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
 

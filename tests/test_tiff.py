@@ -1,4 +1,4 @@
-"""msrgb.tiff, the reader of plain TIFFs without GDAL, against GDAL itself: over every kind of
+"""msrgb.readers.tiff, the reader of plain TIFFs without GDAL, against GDAL itself: over every kind of
 TIFF GDAL writes that the suite can think of, it gives the same bands, no-data value and band
 count as rasterio, or leaves the file to GDAL; and the kinds it should decode do take it."""
 
@@ -13,12 +13,12 @@ import rasterio
 
 from conftest import REPO, SHARED_S2
 from msrgb import synth
-from msrgb.convert import Converter
-from msrgb.geotags import samples_per_pixel
-from msrgb.prepare import band_count
-from msrgb.products import parse_products
-from msrgb.reader import TileReader
-from msrgb.tiff import read_plain
+from msrgb.jobs.convert import Converter
+from msrgb.sources.geotags import samples_per_pixel
+from msrgb.planning.prepare import band_count
+from msrgb.config.products import parse_products
+from msrgb.readers.stacked import TileReader
+from msrgb.readers.tiff import read_plain
 
 DTYPES = ["uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"]
 #: (name, creation options, decoded without GDAL for integers, ... for floats)

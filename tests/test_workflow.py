@@ -17,7 +17,7 @@ import rasterio
 from conftest import REPO, assert_png_matches, converted_counts, run_snakemake
 
 from msrgb import synth
-from msrgb.sharding import shard_of
+from msrgb.planning.sharding import shard_of
 
 
 def all_pngs(out: Path) -> list[Path]:

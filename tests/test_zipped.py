@@ -13,7 +13,7 @@ import pytest
 
 from conftest import pngs, run_engine
 from msrgb import synth
-from msrgb.radiometry import SAFE_BAND_IDS
+from msrgb.radiometry.scaling import SAFE_BAND_IDS
 
 BANDS = ("B02", "B03", "B04", "B08")
 

@@ -1,0 +1,211 @@
+"""The in-process engine: a whole local run (plan, start, dataset-wide stretches, every shard,
+contact sheets, summary, upload) in this process, by calling the same functions the Snakemake
+jobs call. The Snakemake scripts are thin adapters over the job functions here; the Python API
+and most tests run through :func:`run`.
+
+A job runs when Snakemake would run it: a shard whose marker (its manifest's token) is missing
+or whose state is older than the stretch limits it uses, a part (stretch, contact sheets,
+summary, upload) whose marker is missing or whose inputs (the shard markers) are newer.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from msrgb.outputs.paths import OutputPaths, leave_marker
+from msrgb.planning.prepare import Prepared, Settings, Where, command_line_booleans, plan_run, start_run
+from msrgb.config.products import Product
+from msrgb.sources.stac import InputDir
+from msrgb.planning.work import print_counts, shard_will_run
+
+log = logging.getLogger("msrgb")
+
+#: the workflow's folder: config/config.yaml and config/schema.json
+WORKFLOW = Path(__file__).resolve().parents[2]
+
+
+def load_config(overrides: Mapping[str, Any] | None = None, configfile: Path | None = None) -> dict[str, Any]:
+    """The configuration a run of the workflow gets: ``configfile`` (default
+    config/config.yaml) with ``overrides`` on top (as ``--config``), validated against
+    config/schema.json with its defaults filled in."""
+    import yaml
+    from snakemake.utils import validate
+
+    with open(configfile or WORKFLOW / "config" / "config.yaml", encoding="utf-8") as fh:
+        config = yaml.safe_load(fh) or {}
+    config.update(overrides or {})
+    command_line_booleans(config)
+    validate(config, schema=str(WORKFLOW / "config" / "schema.json"))
+    return config
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` did."""
+
+    prepared: Prepared
+    settings: Settings
+    #: shards whose job ran
+    shards: list[int] = field(default_factory=list)
+    #: parts whose job ran: ``stretch/<product>``, ``sheets/<product>``, ``summary``, ``upload``
+    parts: list[str] = field(default_factory=list)
+    #: the run's summary.json, when the summary job ran
+    summary: dict[str, Any] | None = None
+
+    @property
+    def layout(self) -> OutputPaths:
+        return self.settings.layout
+
+
+def run(
+    overrides: Mapping[str, Any] | None = None,
+    cores: int = 1,
+    configfile: Path | None = None,
+    stream: IO[str] | None = None,
+) -> RunResult:
+    """Run the workflow in this process, as ``snakemake --cores <cores> --config ...`` would
+    locally: the same planning, the same jobs, the same files. Raises
+    :class:`msrgb.errors.MsrgbError` where Snakemake would stop (a refused setting, a shard
+    with bad inputs and ``on_error: fail``)."""
+    stream = stream or sys.stderr
+    settings = Settings.from_config(load_config(overrides, configfile))
+    prepared = plan_run(settings, Where(parallel_jobs=cores))
+    for note in prepared.notes:
+        print(f"msrgb: {note}", file=stream)
+    print_counts(prepared.counts, stream)
+    result = RunResult(prepared, settings)
+    layout, plan = settings.layout, prepared.plan
+    stretch_files = {p.name: layout.stretch(p.name) for p in settings.products if p.dataset_stretch}
+    stretch_parts = [f"stretch/{name}" for name in stretch_files]
+    shards_due = [
+        shard for shard in range(plan.n_shards)
+        if shard_will_run(layout, plan, shard, [layout.part_done(p, plan.parts[p]) for p in stretch_parts])
+    ]  # fmt: skip
+    wanted = [part for part in plan.parts if part != "upload" or settings.images]
+    parts_due = [part for part in wanted if not layout.part_done(part, plan.parts[part]).exists()]
+    if not shards_due and not parts_due:
+        return result  # nothing to do: Snakemake would not even start the run
+    start_run(settings, prepared)
+    products = {p.name: p for p in settings.products}
+    for part in stretch_parts:
+        if part in parts_due:
+            percentiles_job(products[part.partition("/")[2]], settings.input_dir, layout)
+            leave_marker(layout.part_done(part, plan.parts[part]))
+            result.parts.append(part)
+    for shard in range(plan.n_shards):
+        if shard_will_run(layout, plan, shard, [layout.part_done(p, plan.parts[p]) for p in stretch_parts]):
+            shard_job(layout, plan.n_shards, shard, settings, plan.tokens[shard], plan.threads, stretch_files)
+            result.shards.append(shard)
+    after = [part for part in wanted if not part.startswith("stretch/")]
+    for part in after:
+        if part == "upload":
+            continue
+        if part in parts_due or result.shards:
+            if part == "summary":
+                result.summary = summary_job(layout, settings.products, settings.thumbnail_size)
+            else:
+                sheets_job(layout, products[part.partition("/")[2]], settings.thumbnail_size, prepared)
+            leave_marker(layout.part_done(part, plan.parts[part]))
+            result.parts.append(part)
+    if settings.images and ("upload" in parts_due or result.parts):
+        from msrgb.jobs.upload import upload_results
+
+        upload_results(layout)
+        leave_marker(layout.part_done("upload", plan.parts["upload"]))
+        result.parts.append("upload")
+    return result
+
+
+def shard_job(
+    layout: OutputPaths,
+    n_shards: int,
+    shard: int,
+    settings: Settings,
+    token: str,
+    threads: int,
+    stretch_files: Mapping[str, Path],
+) -> None:
+    """One shard's job, as ``convert_shard`` runs it."""
+    from msrgb.jobs.shard import run_shard
+
+    run_shard(
+        manifest=layout.manifest(n_shards, shard),
+        state_out=layout.state(n_shards, shard),
+        input_dir=settings.input_dir,
+        products=settings.products,
+        threads=threads,
+        stretch_files=dict(stretch_files),
+        read_ahead=settings.read_ahead,
+        max_pixels=settings.max_pixels,
+        done=layout.done(n_shards, shard, token),
+    )
+
+
+def percentiles_job(product: Product, input_dir: InputDir, layout: OutputPaths) -> dict[str, Any]:
+    """A dataset-wide stretch's job: its limits from the planned sample (msrgb.jobs.stats)."""
+    return percentiles_of_sample(product, input_dir, layout.sample(product.name), layout.stretch(product.name))
+
+
+def percentiles_of_sample(product: Product, input_dir: InputDir, sample: Path, out: Path) -> dict[str, Any]:
+    """The limits of a dataset-wide stretch from the files listed in ``sample``, into ``out``."""
+    from msrgb.jobs import stats
+
+    return stats.run(product, input_dir, sample, out)
+
+
+def sheets_job(layout: OutputPaths, product: Product, thumbnail: int, prepared: Prepared | None = None) -> int:
+    """A product's contact-sheet job: the sheets whose manifest is newer than the sheet."""
+    from msrgb.render import sheets
+
+    names = sorted(prepared.sheets[product.name]) if prepared is not None else sheets.sheet_names(layout, product.name)
+    pairs = [(sheets.manifest_path(layout, product.name, n), layout.contact_sheet(product.name, n)) for n in names]
+    return rebuild_sheets(pairs, product, layout.image_dir(product.name), thumbnail)
+
+
+def rebuild_sheets(pairs: Sequence[tuple[Path, Path]], product: Product, images: Path | Any, thumbnail: int) -> int:
+    """Rebuild the (manifest, sheet) pairs whose sheet is missing or older than its manifest."""
+    from msrgb.render import sheets
+    from msrgb.render.legend import legend_image
+
+    legend = legend_image(product) if product.is_index else None
+    return sheets.build_all(pairs, images, sheets.SheetGeometry(thumb=thumbnail), product.suffix, legend)
+
+
+def summary_job(
+    layout: OutputPaths,
+    products: Sequence[Product],
+    thumbnail: int,
+    states: Sequence[Path] | None = None,
+    errors_out: Path | None = None,
+    summary_out: Path | None = None,
+    manifests: Sequence[Path] | None = None,
+) -> dict[str, Any]:
+    """The summary's job: errors.tsv, the provenance manifests, summary.json, histograms and
+    the clipping sheets, from what the shard jobs recorded (msrgb.jobs.report)."""
+    from msrgb.jobs import report
+    from msrgb.planning.sharding import load_plan
+    from msrgb.outputs.state import read_state_full
+
+    plan = load_plan(layout)
+    per_class, n_shards = report.images_per_class(plan), plan.n_shards
+    del plan  # before the states are read: the plan of 270,000 inputs is about 80 MB
+    if states is None:
+        states = [layout.state(n_shards, shard) for shard in range(n_shards)]
+    state = read_state_full(list(states))
+    planning = report.read_planning_errors(layout.planning_errors())
+    errors = report.write_errors(state, errors_out or layout.errors_table(), planning)
+    outs = manifests or [layout.provenance(p.name) for p in products]
+    report.write_provenance(state, {p.name: (p.digest(), Path(out), p.suffix) for p, out in zip(products, outs)})
+    summary = report.summarize(layout, per_class, n_shards, len(products), len(errors))
+    if planning:
+        summary["notes"].insert(0, report.problems_note(planning))
+    summary["clipping"] = report.clipping_summary(state, {p.name: p.suffix for p in products})
+    report.write_summary(summary_out or layout.summary(), summary)
+    report.write_looks(layout, products, state, summary["clipping"], thumbnail)
+    log.info("summary:\n%s", report.summary_table(summary))
+    return summary

@@ -1,0 +1,323 @@
+"""What a run made: the table of skipped inputs and the run summary, from the shard files."""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from msrgb.storage import tsv
+from msrgb.storage.files import output_rel, own_image, write_atomic, write_if_changed
+from msrgb.outputs.paths import OutputPaths
+from msrgb.storage.remote import S3Path, prefetch
+from msrgb.planning.sharding import Plan
+from msrgb.outputs.state import StateData
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger("msrgb")
+
+ERRORS_COLUMNS = ("file", "reason")
+
+
+def write_errors(data: StateData, out: Path, planning: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+    """Write ``errors.tsv`` from the shards' state and what planning could not convert
+    (``planning``: folders that cannot be read, clashing outputs; a header row, then one row per
+    file or folder, sorted; msrgb.storage.tsv quotes names with tabs or line breaks); the table has only
+    its header when nothing was skipped."""
+    errors = sorted([*((rel, reason) for rel, (_, _, reason) in data.skipped.items()), *planning])
+    write_atomic(out, tsv.text([ERRORS_COLUMNS, *errors]).encode("utf-8"))
+    if errors:
+        log.warning("%d input file(s) skipped as bad, listed in %s", len(errors), out)
+    return errors
+
+
+def read_planning_errors(path: Path) -> list[tuple[str, str]]:
+    """What planning could not convert (msrgb.planning.prepare.find_sources), as written in ``path``."""
+    try:
+        rows = list(tsv.rows(path))
+    except FileNotFoundError:
+        return []
+    return [(row[0], row[1]) for row in rows[1:] if len(row) >= 2]
+
+
+def problems_note(problems: Sequence[tuple[str, str]]) -> str:
+    """One line on what planning found it cannot convert."""
+    shown = "; ".join(f"{rel}: {reason}" for rel, reason in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return f"{len(problems)} input(s) or folder(s) not converted, listed in errors.tsv: {shown}{more}"
+
+
+def images_per_class(plan: Plan) -> dict[str, int]:
+    """How many inputs the plan has in each top folder (``.`` for the input folder itself)."""
+    per_class: dict[str, int] = {}
+    for members in plan.members:
+        for s in members:
+            top = s.rel.split("/", 1)[0] if "/" in s.rel else "."
+            per_class[top] = per_class.get(top, 0) + 1
+    return per_class
+
+
+def summarize(layout: OutputPaths, per_class: dict[str, int], n_shards: int, n_products: int, skipped: int) -> dict:
+    """The run summary: images per class (top folder, :func:`images_per_class`), and what the
+    ``n_shards`` shard jobs of this run did (those that finished after the run started), wall
+    time and images per second."""
+    try:
+        started = float(layout.run_started().read_text())
+    except (FileNotFoundError, ValueError):
+        started = None
+    totals = {"converted": 0, "up_to_date": 0, "failed": 0, "shard_jobs": 0}
+    notes: list[str] = []
+    overrides: dict[str, int] = {}
+    for shard in range(n_shards):
+        try:
+            stats = json.loads(layout.run_stats(n_shards, shard).read_text())
+        except (FileNotFoundError, ValueError):
+            continue
+        if started is not None and stats["finished"] < started:
+            continue  # from an earlier run
+        totals["shard_jobs"] += 1
+        for key in ("converted", "up_to_date", "failed"):
+            totals[key] += stats[key]
+        notes += [n for n in stats.get("notes", []) if n not in notes]
+        for why, n in stats.get("overrides", {}).items():
+            overrides[why] = overrides.get(why, 0) + n
+    wall = time.time() - started if started is not None else None
+    return {
+        "images": sum(per_class.values()),
+        "images_per_class": dict(sorted(per_class.items())),
+        "products": n_products,
+        "shards": n_shards,
+        **totals,
+        "skipped": skipped,
+        "wall_seconds": round(wall, 2) if wall is not None else None,
+        "images_per_second": round(totals["converted"] / wall, 1) if wall else None,
+        # warnings about input values under the products' settings, each once per run
+        "notes": notes,
+        # what the inputs' radiometric scaling overrode of what they declare -> inputs
+        "scaling_overrides": dict(sorted(overrides.items())),
+    }
+
+
+def override_lines(summary: dict) -> list[str]:
+    """The closing lines that count the inputs converted this run whose radiometric scaling
+    overrode what they declare: ``12 Items: raster:bands offset ignored, ...``."""
+    return [
+        f"{n:,} Item{'s' if n != 1 else ''}: {why}" for why, n in summary.get("scaling_overrides", {}).items()
+    ]
+
+
+def summary_table(summary: dict) -> str:
+    """A short plain-text table of a summary, for the end of a run."""
+    rows = [(name, str(n)) for name, n in summary["images_per_class"].items()]
+    rows += [
+        ("images", str(summary["images"])),
+        ("converted this run", str(summary["converted"])),
+        ("up to date", str(summary["up_to_date"])),
+        ("skipped (errors.tsv)", str(summary["skipped"])),
+        ("failed", str(summary["failed"])),
+        ("wall time", f"{summary['wall_seconds']} s"),
+        ("images per second", str(summary["images_per_second"])),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"  {name:<{width}}  {value:>8}" for name, value in rows)
+
+
+def write_summary(path: Path, summary: dict) -> None:
+    write_atomic(path, (json.dumps(summary, indent=2) + "\n").encode())
+
+
+MANIFEST_COLUMNS = (
+    "path", "source_size", "source_sha256", "png_sha256", "settings_digest", "env", "radiometry",
+)  # fmt: skip
+
+
+#: rows of a provenance manifest made and written at a time
+PROVENANCE_ROWS = 10_000
+
+
+def provenance_pieces(product: str, digest: str, data: StateData, suffix: str = ".png") -> Iterator[bytes]:
+    """The provenance manifest of one product, encoded, in pieces of :data:`PROVENANCE_ROWS`
+    rows (the manifest of 270,000 images is about 70 MB of text, which need not be in memory at
+    once): one line per PNG (path relative to the product folder), with the environments
+    (library versions) referenced by id in the header, and the radiometric scale and offset of
+    each band where one applied (JSON, as in the recipe)."""
+    # sorted as names: comparing (name, product) pairs costs more, and the product is one
+    keys = [(rel, product) for rel in sorted(rel for rel, name in data.records if name == product)]
+    used_envs = {data.provenance.get(key, ("", "", ""))[2] for key in keys}
+    header: list[Sequence[object]] = [
+        ["# msrgb provenance manifest v1", f"product {product}", f"settings {digest}"]
+    ]
+    header += [["# env", e, data.envs.get(e, "unknown")] for e in sorted(used_envs) if e]
+    yield tsv.text([*header, MANIFEST_COLUMNS]).encode("utf-8")
+    for start in range(0, len(keys), PROVENANCE_ROWS):
+        rows: list[Sequence[object]] = []
+        for key in keys[start : start + PROVENANCE_ROWS]:
+            size, _, row_digest = data.records[key]
+            source_sha, png_sha, env = data.provenance.get(key, ("", "", ""))
+            radiometry = data.radiometry.get(key, "")
+            rows.append([output_rel(key[0], suffix), size, source_sha, png_sha, row_digest, env, radiometry])
+        yield tsv.text(rows).encode("utf-8")
+
+
+def write_provenance(data: StateData, outputs: dict[str, tuple[str, Path, str]]) -> None:
+    """Write ``manifest.tsv`` of every product (``outputs``: name -> (digest, path, image
+    suffix)); a file is rewritten only when its content changes."""
+    for product, (digest, path, suffix) in outputs.items():
+        write_if_changed(path, provenance_pieces(product, digest, data, suffix))
+
+
+#: images listed per product as most clipped and as darkest
+CLIP_LIST = 10
+
+
+def clipping_summary(data: StateData, suffixes: dict[str, str]) -> dict[str, dict]:
+    """Per product (``suffixes``: name -> image suffix), from the clip figures in the state:
+    the images with the largest share of pixels at 0 or at the top value in any channel, the
+    darkest (lowest mean), and how many have more than 5 % of a channel clipped."""
+    import numpy as np
+
+    rels: dict[str, list[str]] = {p: [] for p in suffixes}
+    texts: dict[str, list[str]] = {p: [] for p in suffixes}
+    for (rel, name), text in data.clipping.items():
+        if name in rels and (rel, name) in data.records:
+            rels[name].append(rel)
+            texts[name].append(text)
+    result = {}
+    for name, names in rels.items():
+        if not names:
+            continue
+        # seven figures an image (msrgb.jobs.shard.clip_text), parsed at once by numpy from one string
+        # (270,000 images' 1.9 million figures as Python strings would take 100 MB)
+        figures = np.fromstring(" ".join(texts[name]), dtype=np.float64, sep=" ").reshape(len(names), 7)
+        clips = figures[:, :6].max(axis=1)  # the largest clipped share of each image
+        means = figures[:, 6]
+        worst = _first(names, -clips)
+        darkest = _first(names, means)
+        result[name] = {
+            "images": len(names),
+            "images_clipped_over_5_percent": int(np.count_nonzero(clips > 0.05)),
+            "mean_brightness": round(sum(means.tolist()) / len(names), 2),
+            "most_clipped": [
+                {"image": output_rel(names[i], suffixes[name]),
+                 "clipped_low": [round(v, 4) for v in figures[i, :3].tolist()],
+                 "clipped_high": [round(v, 4) for v in figures[i, 3:6].tolist()], "mean": float(means[i])}
+                for i in worst
+            ],  # fmt: skip
+            "darkest": [{"image": output_rel(names[i], suffixes[name]), "mean": float(means[i])} for i in darkest],
+        }
+    return result
+
+
+def _first(names: Sequence[str], keys: np.ndarray) -> list[int]:
+    """The indices of the :data:`CLIP_LIST` smallest (key, name), without sorting every image
+    of a large dataset: only those with a key up to the CLIP_LIST-th smallest (ties included)."""
+    import numpy as np
+
+    if len(keys) <= CLIP_LIST:
+        return sorted(range(len(keys)), key=lambda i: (keys[i], names[i]))
+    bound = np.partition(keys, CLIP_LIST - 1)[CLIP_LIST - 1]
+    below = sorted(np.flatnonzero(keys < bound).tolist(), key=lambda i: (keys[i], names[i]))
+    # the rest are ties at the bound, first by name: most images of a dataset may tie (none
+    # clipped), so without sorting them all
+    ties = np.flatnonzero(keys == bound).tolist()
+    return below + heapq.nsmallest(CLIP_LIST - len(below), ties, key=names.__getitem__)
+
+
+def clipping_table(clipping: dict[str, dict]) -> str:
+    """Lines for the end of a run: per product the most clipped and the darkest images."""
+    lines = []
+    for name, c in clipping.items():
+        if not c["most_clipped"]:
+            continue
+        top = c["most_clipped"][0]
+        share = max(top["clipped_low"] + top["clipped_high"])
+        dark = c["darkest"][0]
+        lines.append(
+            f"  {name}: {c['images_clipped_over_5_percent']} of {c['images']} images with over 5 % "
+            f"of a channel clipped; most clipped {top['image']} ({100 * share:.1f} %), darkest "
+            f"{dark['image']} (mean {dark['mean']:.0f})"
+        )
+    return "\n".join(lines)
+
+
+def histogram_image(counts: Sequence[Sequence[int]], title: str, width: int = 512, height: int = 220) -> bytes:
+    """A PNG plot of the 8-bit value histograms of the red, green and blue channels."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    top, bottom = 24, height - 18
+    peak = max(1, max(max(c) for c in counts))
+    draw.text((6, 4), title, fill=(0, 0, 0))
+    for colour, channel in zip(((220, 0, 0), (0, 160, 0), (0, 0, 220)), counts):
+        points = [
+            (i * (width - 1) / 255, bottom - (bottom - top) * (v / peak) ** 0.5) for i, v in enumerate(channel)
+        ]
+        draw.line(points, fill=colour, width=1)
+    draw.line([(0, bottom), (width, bottom)], fill=(0, 0, 0))
+    for value in (0, 64, 128, 192, 255):
+        x = value * (width - 1) / 255
+        draw.text((min(x, width - 22), bottom + 3), str(value), fill=(0, 0, 0))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def output_histogram(images: Sequence[Path | S3Path], max_pixels: int = 25_000_000) -> list[list[int]]:
+    """Counts of each 8-bit value per channel over ``images`` (transparent pixels left out;
+    images larger than ``max_pixels`` are skipped)."""
+    import numpy as np
+
+    from msrgb.render.render import opaque_rgb
+
+    counts = np.zeros((3, 256), dtype=np.int64)
+    prefetch([p for p in images if isinstance(p, S3Path)])  # images in S3: fetched at once
+    for path in images:
+        try:
+            with own_image(path) as im:
+                if im.width * im.height > max_pixels or im.mode not in ("RGB", "RGBA"):
+                    continue
+                a = np.asarray(im)
+        except OSError:  # missing or unreadable: the histogram is of the others
+            continue
+        rgb = opaque_rgb(a)
+        for c in range(3):
+            counts[c] += np.bincount(rgb[:, c], minlength=256)[:256]
+    return counts.tolist()
+
+
+#: images of a product read for its histogram
+HISTOGRAM_SAMPLE = 200
+
+
+def write_looks(layout: OutputPaths, products: Sequence, state: StateData, clipping: dict, thumb: int) -> None:
+    """Per product: the histogram of the output values of a sample of its images (the images
+    with the smallest path hashes), the contact sheet of its most clipped images and, for a
+    product drawn with a colour map, its legend."""
+    from msrgb.render.legend import legend_png
+    from msrgb.planning.sharding import path_hash
+    from msrgb.render.sheets import SheetGeometry, encode, label, sheet_image
+
+    for p in products:
+        rels = [rel for rel, name in state.records if name == p.name]
+        # (uncached: the summary job does not ask twice, and 270,000 cached hashes are 40 MB)
+        rels = heapq.nsmallest(HISTOGRAM_SAMPLE, rels, key=path_hash.__wrapped__)
+        sample = [layout.image_dir(p.name) / output_rel(rel, p.suffix) for rel in rels]
+        counts = output_histogram(sample)
+        title = f"{p.name}: values of {len(sample)} images (red, green, blue; square-root scale)"
+        write_if_changed(layout.histogram(p.name), histogram_image(counts, title))
+        worst = clipping.get(p.name, {}).get("most_clipped", [])
+        images = [layout.image_dir(p.name) / w["image"] for w in worst]
+        labels = [f"{100 * max(w['clipped_low'] + w['clipped_high']):.1f}% {label(w['image'])}" for w in worst]
+        sheet = sheet_image(f"most clipped - {p.name}", images, labels, SheetGeometry(thumb=thumb))
+        write_if_changed(layout.clipped_sheet(p.name), encode(sheet))
+        if p.is_index:
+            write_if_changed(layout.legend(p.name), legend_png(p))

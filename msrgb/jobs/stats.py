@@ -1,0 +1,148 @@
+"""Dataset-wide percentile stretches: the limits are computed once, from a fixed sample of the
+inputs, and recorded in a JSON file that every shard job reads. The sample is the ``sample``
+files with the smallest path hashes, so it does not depend on the machine or on the order of
+discovery, and it changes only when a file entering or leaving the dataset belongs to it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from msrgb import __version__
+from msrgb.errors import InputError
+from msrgb.storage.files import write_atomic
+from msrgb.sources.discovery import Source
+from msrgb.planning.sharding import hash_sample
+from msrgb.config.products import Product
+
+if TYPE_CHECKING:  # the computing functions load GDAL and numpy; planning reads samples only
+    from msrgb.readers.inputs import InputImage
+    from msrgb.sources.stac import InputDir
+    from msrgb.readers.stacked import Tile
+
+log = logging.getLogger("msrgb")
+
+
+#: quantiles recorded per band for a dataset-wide equalization
+EQUALIZE_QUANTILES = 1025
+
+
+def choose_sample(sources: Sequence[Source], size: int) -> list[Source]:
+    """The sample: the ``size`` images with the smallest path hashes, sorted by path."""
+    return hash_sample(sources, size)
+
+
+def sample_text(product: Product, sample: Sequence[Source]) -> str:
+    """The sample list: JSON, so that any file name fits; images made of band files with
+    their files."""
+    record: dict = {"product": product.name, "digest": product.digest(), "files": [s.rel for s in sample]}
+    bands = {s.rel: [list(pair) for pair in s.files] for s in sample if s.files is not None}
+    if bands:
+        record["band_files"] = bands
+    return json.dumps(record, indent=0, ensure_ascii=False) + "\n"
+
+
+def read_sample(path: Path) -> list[Source]:
+    record = json.loads(path.read_text(encoding="utf-8"))
+    bands = record.get("band_files", {})
+    return [
+        Source(rel, 0, 0, tuple(tuple(pair) for pair in bands[rel]) if rel in bands else None)  # type: ignore[misc]
+        for rel in record["files"]
+    ]
+
+
+def whole_bands(image: InputImage) -> Tile:
+    """The needed bands of an input, whole, also of an image otherwise read in blocks."""
+    from msrgb.errors import ReadInBlocks
+
+    try:
+        tile = image.read().tile
+    except ReadInBlocks:
+        with image.open_large() as reading:
+            large = reading.large
+            assert large is not None
+            return large.tile({i: large.band(i) for i in large.reader.needed})
+    assert tile is not None
+    return tile
+
+
+def compute_limits(product: Product, input_dir: InputDir, sample: Sequence[Source]) -> dict:
+    """Per-band percentiles of the product's bands over all valid pixels of the sample files.
+    Bad files are left out (and listed); returns what :func:`write_limits` records."""
+    import numpy as np
+
+    from msrgb.readers.inputs import Inputs
+    from msrgb.readers.stacked import gdal_env
+    from msrgb.render.render import product_bands
+
+    # the same bands and nodata, with a stretch whose limits are known, only to read the files
+    base = replace(product, stretch="gain")
+    inputs = Inputs([base])
+    values: list[list[np.ndarray]] = [[], [], []]
+    skipped = []
+    with gdal_env():
+        for src in sample:
+            try:
+                tile = whole_bands(inputs.open(input_dir, src))
+            except InputError as exc:
+                log.warning("%s", exc)
+                skipped.append(src.rel)
+                continue
+            bands = product_bands(tile, base)
+            exclude = bands.excluded
+            for c in range(3):
+                band = bands.stack[..., c]
+                values[c].append(band.ravel() if exclude is None else band[~exclude])
+    if all(not v for v in values):
+        raise InputError(f"product {product.name!r}: no readable file in the stretch sample")
+    limits = []
+    for c in range(3):
+        if product.stretch == "equalize":  # the sample's distribution, as its quantiles
+            q = np.percentile(np.concatenate(values[c]), np.linspace(0, 100, EQUALIZE_QUANTILES))
+            limits.append([float(v) for v in np.maximum.accumulate(q)])
+            continue
+        lo, hi = np.percentile(np.concatenate(values[c]), [product.low, product.high])
+        limits.append([float(lo), float(hi) if hi > lo else float(lo) + 1.0])
+    return {
+        "product": product.name,
+        "bands": list(product.bands),
+        "low_percentile": product.low,
+        "high_percentile": product.high,
+        "limits": limits,
+        "sample_files": len(sample) - len(skipped),
+        "skipped_files": skipped,
+        "msrgb_version": __version__,
+    }
+
+
+def write_limits(path: Path, record: dict) -> None:
+    write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
+
+
+def read_limits(path: Path) -> list[list[float]]:
+    return json.loads(path.read_text())["limits"]
+
+
+def with_recorded_limits(product: Product, path: Path) -> Product:
+    """``product`` with the dataset-wide limits recorded at ``path``; as it is when it has no
+    dataset-wide stretch or they are not computed yet, the file missing or damaged (its
+    digest then matches no record: every image counts as to convert, or stale). The next run
+    computes the limits again."""
+    if not product.dataset_stretch:
+        return product
+    try:
+        return product.with_limits(read_limits(path))
+    except (FileNotFoundError, ValueError, KeyError):
+        return product
+
+
+def run(product: Product, input_dir: InputDir, sample: Path, out: Path) -> dict:
+    """Compute and record the limits of ``product`` from the files listed in ``sample``."""
+    record = compute_limits(product, input_dir, read_sample(sample))
+    write_limits(out, record)
+    log.info("product %s: limits %s from %d files", product.name, record["limits"], record["sample_files"])
+    return record

@@ -1,0 +1,219 @@
+"""Shards and the plan of a run.
+
+* each input goes to shard ``h & (S - 1)`` where ``h`` is a hash of its relative path and ``S``
+  (the shard count) is a power of two; so a file never moves when others are added or removed,
+  and changing ``S`` only splits or merges shards;
+* each shard has a manifest listing its files with their size and modification time, plus the
+  digest of every product. The manifest's digest (the shard's *token*) names the marker file a
+  finished job of that shard leaves (``.msrgb/done/<S>/<i>/<token>``): a shard whose marker is
+  missing has something new to do, which is how Snakemake learns which shards to run without
+  the workflow writing anything while it is read (docs/how-it-works.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import heapq
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from operator import attrgetter
+from pathlib import Path
+
+from msrgb.storage import tsv
+from msrgb.sources.discovery import Source, rows_text
+from msrgb.errors import PlanError
+from msrgb.storage.files import write_if_changed
+from msrgb.outputs.paths import OutputPaths
+from msrgb.config.products import Product
+
+# v3: records of earlier states were made without radiometric offsets, so the jobs check those
+# inputs once (msrgb.jobs.shard.work_to_do).
+MANIFEST_HEADER = "# msrgb shard manifest v3"
+
+
+@functools.cache
+def path_hash(rel: str) -> int:
+    """A stable 64-bit hash of a relative path (the same on every machine and Python);
+    remembered, as planning asks for it for the shards, the overview sheet and the stretch
+    sample."""
+    return int.from_bytes(hashlib.blake2b(rel.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def hash_sample(sources: Iterable[Source], n: int) -> list[Source]:
+    """The ``n`` sources with the smallest path hashes, sorted by path: a sample that keeps its
+    members when other files come and go (the overview sheet, the dataset-wide stretch)."""
+    return sorted(heapq.nsmallest(n, sources, key=lambda s: path_hash(s.rel)), key=attrgetter("rel"))
+
+
+def shard_count(n_files: int, parallelism: int, target_size: int, min_size: int) -> int:
+    """The power-of-two shard count for ``n_files`` files and ``parallelism`` concurrent jobs.
+
+    At least 2 shards per concurrent job (so a slow shard does not idle the others), at least
+    ``n_files / target_size`` shards (so one shard is a few seconds of work), but no shard
+    smaller than ``min_size`` files on average (each job costs a Python start-up)."""
+    want = max(2 * max(parallelism, 1), -(-n_files // max(target_size, 1)))
+    cap = max(1, n_files // max(min_size, 1))
+    s = 1
+    while s < min(want, cap):
+        s *= 2
+    while s > 1 and s > cap:
+        s //= 2
+    return s
+
+
+def shard_of(rel: str, n_shards: int) -> int:
+    return path_hash(rel) & (n_shards - 1)
+
+
+def split(sources: Sequence[Source], n_shards: int) -> list[list[Source]]:
+    """Members of each shard, each list sorted by relative path."""
+    shards: list[list[Source]] = [[] for _ in range(n_shards)]
+    for s in sources:
+        shards[shard_of(s.rel, n_shards)].append(s)
+    return shards
+
+
+def manifest_text(
+    members: Sequence[Source], products: Sequence[Product], on_error: str = "fail"
+) -> str:
+    rows: list[list[object]] = [[MANIFEST_HEADER], ["# on_error", on_error]]
+    rows += [["# product", p.name, p.digest()] for p in products]
+    return tsv.text(rows) + rows_text(members)
+
+
+def read_shard_manifest(path: Path) -> tuple[list[Source], dict[str, str]]:
+    """Members and settings of a manifest file (:func:`read_manifest_text`)."""
+    return read_manifest_text(manifest_file_text(path))
+
+
+def manifest_file_text(path: Path) -> str:
+    """A manifest's text exactly as written: a quoted name may hold a carriage return, which
+    reading in text mode would turn into a line break (and change the shard's token)."""
+    return path.read_bytes().decode("utf-8")
+
+
+def read_manifest_text(text: str) -> tuple[list[Source], dict[str, str]]:
+    """Members and settings of a manifest: product name -> digest, plus the key ``"on_error"``
+    for the error policy."""
+    members, digests = [], {}
+    for row in tsv.rows_of(text):
+        if row[0] == "# product":
+            digests[row[1]] = row[2]
+        elif row[0] == "# on_error":
+            digests["on_error"] = row[1]
+        elif len(row) > 1:  # not the title row
+            files = tuple(zip(row[4::2], row[5::2])) if len(row) > 3 else None
+            members.append(Source(row[0], int(row[1]), int(row[2]), files))
+    return members, digests
+
+
+def shard_token(manifest: str) -> str:
+    """The token of a shard whose manifest is ``manifest``: a digest of its text."""
+    return hashlib.sha256(manifest.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The shards of one run: ``members[i]`` are the sources of shard ``i``, ``manifests[i]``
+    its manifest's text; every shard job uses ``threads`` threads. ``tokens[i]`` names the
+    marker Snakemake is asked for: the manifest's token, or for a shard that must run although
+    its manifest is unchanged (an image missing on disk) that token with the time appended."""
+
+    n_shards: int
+    members: list[list[Source]]
+    threads: int = 1
+    manifests: list[str] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    #: the digests of what the other jobs are made from: ``stretch/<product>`` (the stretch
+    #: sample), ``sheets/<product>`` (the sheet manifests), ``summary`` (planning errors)
+    parts: dict[str, str] = field(default_factory=dict)
+
+    def clean_token(self, shard: int) -> str:
+        return shard_token(self.manifests[shard])
+
+    def rerun(self, shards: Sequence[int]) -> Plan:
+        """The same plan with ``shards`` asked to run again (a fresh token each)."""
+        tokens = list(self.tokens)
+        for shard in shards:
+            tokens[shard] = f"{self.clean_token(shard)}-{time.time_ns()}"
+        return replace(self, tokens=tokens)
+
+
+def make_plan(
+    sources: Sequence[Source],
+    n_shards: int,
+    products: Sequence[Product],
+    threads: int = 1,
+    on_error: str = "fail",
+) -> Plan:
+    """Split ``sources`` into ``n_shards`` shards, with their manifests (nothing is written)."""
+    members = split(sources, n_shards)
+    manifests = [manifest_text(m, products, on_error) for m in members]
+    return Plan(n_shards, members, threads, manifests, [shard_token(m) for m in manifests])
+
+
+PLAN_HEADER = "# msrgb plan v2"
+
+
+def write_plan(layout: OutputPaths, plan: Plan) -> None:
+    """Write the manifests that changed, and the plan file that names the shard count, the
+    threads and the tokens for jobs started elsewhere."""
+    for shard, text in enumerate(plan.manifests):
+        write_if_changed(layout.manifest(plan.n_shards, shard), text)
+    rows: list[list[object]] = [[PLAN_HEADER], ["shards", plan.n_shards], ["threads", plan.threads]]
+    rows += [["token", shard, token] for shard, token in enumerate(plan.tokens)]
+    rows += [["part", part, digest] for part, digest in sorted(plan.parts.items())]
+    write_if_changed(layout.plan_file(), tsv.text(rows))
+
+
+def load_plan(layout: OutputPaths) -> Plan:
+    """The plan the main process wrote when the run started (for jobs that run on other
+    machines, which must see the same shards, threads and tokens whatever their own command
+    line says)."""
+    n_shards, threads, token_list, parts = _plan_file(layout)
+    texts = [manifest_file_text(layout.manifest(n_shards, i)) for i in range(n_shards)]
+    members = [read_manifest_text(t)[0] for t in texts]
+    return Plan(n_shards, members, threads, texts, token_list, parts)
+
+
+def plan_shard_count(layout: OutputPaths) -> int:
+    """The shard count of the plan file (whose manifests a job fetches: msrgb.jobs.runstore)."""
+    return _plan_file(layout)[0]
+
+
+def _plan_file(layout: OutputPaths) -> tuple[int, int, list[str], dict[str, str]]:
+    path = layout.plan_file()
+    try:
+        rows = list(tsv.rows(path))
+    except FileNotFoundError as exc:
+        raise PlanError(
+            f"{path} is missing; run snakemake from the start. A job reads the plan the run "
+            "wrote there, so the output folder (work_dir for an output_dir in S3) must be on a "
+            "file system the jobs share, or output_dir in S3 (docs/object-storage.md)"
+        ) from exc
+    try:
+        values = {row[0]: int(row[1]) for row in rows if row[0] in ("shards", "threads")}
+        n_shards, threads = values["shards"], values["threads"]
+        tokens = dict((int(row[1]), row[2]) for row in rows if row[0] == "token")
+        token_list = [tokens[i] for i in range(n_shards)]
+        parts = {row[1]: row[2] for row in rows if row[0] == "part"}
+    except (ValueError, KeyError, IndexError) as exc:
+        raise PlanError(f"{path} is damaged; run snakemake from the start") from exc
+    return n_shards, threads, token_list, parts
+
+
+def plan_shards(
+    layout: OutputPaths,
+    sources: Sequence[Source],
+    n_shards: int,
+    products: Sequence[Product],
+    threads: int = 1,
+    on_error: str = "fail",
+) -> Plan:
+    """:func:`make_plan` and :func:`write_plan` at once (for running shards outside Snakemake,
+    as the benchmarks and tests do)."""
+    plan = make_plan(sources, n_shards, products, threads, on_error)
+    write_plan(layout, plan)
+    return plan

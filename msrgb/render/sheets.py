@@ -1,0 +1,420 @@
+"""Contact sheets: a grid of thumbnails with the file name under each, one sheet per input folder
+and product, plus one overview per product with a few samples of every folder.
+
+Which images a sheet shows is decided at parse time and written to a small sheet manifest
+(only when it changes), so a sheet is rebuilt only when one of its images or its layout changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from msrgb.storage import tsv
+from msrgb.storage.files import output_rel, own_image, write_atomic, write_if_changed
+from msrgb.sources.discovery import Source, rows_text
+from msrgb.outputs.paths import OutputPaths
+from msrgb.planning.sharding import hash_sample, path_hash
+from msrgb.config.products import Product
+from msrgb.storage.remote import S3Path, prefetch
+
+if TYPE_CHECKING:  # drawing loads Pillow and numpy; planning the sheets does without them
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+log = logging.getLogger("msrgb")
+
+ROOT_FOLDER = "_top"  # sheet name for files directly in input_dir
+
+
+@dataclass(frozen=True)
+class SheetGeometry:
+    """Geometry of a sheet: square thumbnails of ``thumb`` px in ``columns`` columns, a label
+    line under each, a title line on top."""
+
+    thumb: int = 128
+    columns: int = 10
+    gap: int = 6
+    label: int = 14
+    title: int = 22
+
+    @property
+    def cell_w(self) -> int:
+        return self.thumb + self.gap
+
+    @property
+    def cell_h(self) -> int:
+        return self.thumb + self.label + self.gap
+
+    def size(self, n: int, columns: int | None = None) -> tuple[int, int]:
+        """(width, height) in pixels of a sheet of ``n`` tiles."""
+        cols = max(1, min(columns or self.columns, n))
+        rows = max(1, -(-n // cols))
+        return self.gap + cols * self.cell_w, self.title + self.gap + rows * self.cell_h
+
+    def origin(self, i: int, columns: int | None = None) -> tuple[int, int]:
+        """Top-left pixel (x, y) of thumbnail ``i``."""
+        cols = columns or self.columns
+        row, col = divmod(i, cols)
+        return self.gap + col * self.cell_w, self.title + self.gap + row * self.cell_h
+
+
+def folder_key(rel: str) -> str:
+    """The sheet a file belongs to: its folder, with '/' written as '__'. A folder name with
+    characters that cannot be part of a Snakemake output ({ } < > backslash, control
+    characters) gets them replaced by '_' and a short hash of the real name appended."""
+    folder = rel.rpartition("/")[0]
+    if not folder:
+        return ROOT_FOLDER
+    key = folder.replace("/", "__")
+    safe = "".join(c if c.isprintable() and c not in "{}<>\\" else "_" for c in key)
+    if len(safe.encode("utf-8")) > MAX_KEY_BYTES:
+        # a deep or long path: the start of its name and a hash of all of it, so that the sheet's
+        # files (<key>.png, <key>.tsv) fit the file system's 255 bytes and stay unique
+        short = safe.encode("utf-8")[: MAX_KEY_BYTES - 17].decode("utf-8", "ignore")
+        return f"{short}-{path_hash(folder):016x}"
+    return safe if safe == key else f"{safe}-{path_hash(folder) & 0xFFFFFF:06x}"
+
+
+#: the longest sheet name in bytes: with a suffix and a temporary file's, under NAME_MAX (255)
+MAX_KEY_BYTES = 200
+
+
+def label(rel: str) -> str:
+    """The file name as drawn under a thumbnail: control characters (a line break) as '?'."""
+    return "".join(c if c.isprintable() else "?" for c in rel.rpartition("/")[2])
+
+
+def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[dict[str, list[Source]], list[Source]]:
+    """The members of every folder sheet (the first ``per_folder`` files by name; 0 = all) and
+    of the overview (the ``overview`` files of each folder with the smallest path hashes)."""
+    by_folder: dict[str, list[Source]] = defaultdict(list)
+    keys: dict[str, str] = {}  # folder -> its key, worked out once per folder
+    for s in sources:
+        folder = s.rel.rpartition("/")[0]
+        key = keys.get(folder)
+        if key is None:
+            key = keys[folder] = folder_key(s.rel)
+        by_folder[key].append(s)
+    sheets = {k: (v if per_folder == 0 else v[:per_folder]) for k, v in sorted(by_folder.items())}
+    picks = []
+    for _, members in sorted(by_folder.items()):
+        picks += hash_sample(members, overview)
+    return sheets, picks
+
+
+def manifest_text(title: str, members: Sequence[Source], digest: str, layout: SheetGeometry) -> str:
+    return tsv.text([["# contact sheet", title, digest, layout]]) + rows_text(members, with_files=False)
+
+
+def read_sheet_manifest(path: Path) -> tuple[str, list[str]]:
+    title, rels = "", []
+    for row in tsv.rows(path):
+        if row[0] == "# contact sheet":
+            title = row[1]
+        else:
+            rels.append(row[0])
+    return title, rels
+
+
+def manifest_folder(layout: OutputPaths, product: str) -> Path:
+    return layout.state_root / "sheets" / product
+
+
+def manifest_path(layout: OutputPaths, product: str, sheet: str) -> Path:
+    return manifest_folder(layout, product) / f"{sheet}.tsv"
+
+
+def sheet_names(layout: OutputPaths, product: str) -> list[str]:
+    """Names of the sheets of ``product``, from the manifests :func:`write_sheet_manifests`
+    wrote (for jobs started elsewhere, which read the plan the run wrote)."""
+    folder = manifest_folder(layout, product)
+    return sorted(f.stem for f in folder.glob("*.tsv")) if folder.is_dir() else []
+
+
+def plan_sheets(
+    products: Sequence[Product],
+    sources: Sequence[Source],
+    per_folder: int,
+    overview: int,
+    geometry: SheetGeometry,
+) -> dict[str, dict[str, str]]:
+    """The manifest of every contact sheet: product name -> sheet name -> manifest text."""
+    folders, picks = choose(sources, per_folder, overview)
+    planned: dict[str, dict[str, str]] = {}
+    for p in products:
+        sheets = planned[p.name] = {}
+        for key, members in folders.items():
+            title = f"{key.replace('__', '/')} ({len(members)} shown) - {p.name}"
+            sheets[key] = manifest_text(title, members, p.digest(), geometry)
+        sheets["overview"] = manifest_text(f"overview - {p.name}", picks, p.digest(), geometry)
+    return planned
+
+
+def write_sheet_manifests(layout: OutputPaths, planned: dict[str, dict[str, str]]) -> None:
+    """Write the sheet manifests whose content changed, and delete those of folders that are
+    gone."""
+    for product, sheets in planned.items():
+        old = manifest_folder(layout, product)
+        for stale in old.glob("*.tsv") if old.is_dir() else []:
+            if stale.stem not in sheets:  # its folder is gone
+                stale.unlink()
+                cells_path(stale).unlink(missing_ok=True)
+        for key, text in sheets.items():
+            write_if_changed(manifest_path(layout, product, key), text)
+
+
+def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def thumbnail(png: Path | S3Path, size: int) -> np.ndarray:
+    """An 8-bit RGB thumbnail of ``png`` (16-bit and alpha PNGs too), ``size`` x ``size``, as
+    an array (see :func:`thumbnail_image`)."""
+    import numpy as np
+
+    return np.asarray(thumbnail_image(png, size))
+
+
+def thumbnail_image(png: Path | S3Path, size: int) -> Image.Image:
+    """An 8-bit RGB thumbnail of ``png`` (16-bit and alpha PNGs too), ``size`` x ``size``. A
+    large image (a whole scene) is first reduced by box averages, so that no full-size copy of
+    it is made after decoding."""
+    from PIL import Image
+
+    with own_image(png) as opened:
+        im: Image.Image = opened
+        if im.width * im.height > LARGE_THUMBNAIL_SOURCE:
+            factor = max(1, min(im.width, im.height) // (2 * size))
+            im = im.reduce(factor)
+        if im.mode in ("I;16", "I;16B", "I"):
+            im = im.point(lambda v: v / 256).convert("L")
+        if im.mode != "RGB":
+            im = im.convert("RGB")
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.Resampling.NEAREST)
+        return im.copy() if im is opened else im  # closing the file frees the opened image
+
+
+#: images over this many pixels are reduced before anything else when made into a thumbnail
+LARGE_THUMBNAIL_SOURCE = 50_000_000
+
+
+def sheet_image(
+    title: str,
+    pngs: Sequence[Path | S3Path | None],
+    labels: Sequence[str],
+    layout: SheetGeometry,
+    columns: int | None = None,
+    reuse: Cells | None = None,
+) -> Image.Image:
+    """A sheet; a missing PNG (bad input) leaves its cell grey with its label, a ``None``
+    entry leaves the cell empty. With ``reuse`` (the cells of the sheet's previous version, read
+    by :func:`previous_cells`) a cell whose image file is unchanged is copied from there instead
+    of drawn; ``reuse.made`` then lists the cells of the new sheet."""
+    from PIL import Image, ImageDraw
+
+    width, height = layout.size(len(pngs), columns)
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    title_font, label_font = font(16), font(11)
+    draw.text((layout.gap, 3), _fit(draw, title, width - 2 * layout.gap, title_font), fill=(0, 0, 0), font=title_font)
+    for i, (png, label) in enumerate(zip(pngs, labels)):
+        x, y = layout.origin(i, columns)
+        if png is None:
+            continue
+        # the image's key (size, mtime) is taken before the image is read
+        if reuse is not None and (key := reuse.key(png, label)) is not None:
+            reuse.made.append((*key, x, y))
+            if reuse.copy(key, sheet, (x, y)):
+                continue
+        try:
+            sheet.paste(thumbnail_image(png, layout.thumb), (x, y))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # no image: a bad input
+            draw.rectangle([x, y, x + layout.thumb - 1, y + layout.thumb - 1], fill=(200, 200, 200))
+        except OSError as exc:  # there but unreadable: the sheet is still made, the log says why
+            log.warning("%s: left grey on the contact sheet: %s", png, exc)
+            draw.rectangle([x, y, x + layout.thumb - 1, y + layout.thumb - 1], fill=(200, 200, 200))
+        draw.text((x, y + layout.thumb + 1), _fit(draw, label, layout.thumb, label_font), fill=(0, 0, 0), font=label_font)
+    return sheet
+
+
+class Cells:
+    """The cells of a sheet's previous version: for each thumbnail, its image file's path (under
+    ``root``, the product's folder), size and modification time and its label, and where the cell
+    is on the old sheet (listed beside the sheet's manifest, :func:`cells_path`). A rebuild after
+    new files copies the cells whose image is unchanged: drawing a label and a thumbnail is most
+    of a sheet's time."""
+
+    def __init__(
+        self, old: Image.Image | None, layout: SheetGeometry, root: Path, cells: Sequence[Sequence[Any]] = ()
+    ):
+        self.old, self.layout, self.root = old, layout, root
+        self.where = {(str(c[0]), int(c[1]), int(c[2]), str(c[3])): (int(c[4]), int(c[5])) for c in cells}
+        self.made: list[tuple[object, ...]] = []
+
+    def key(self, png: Path | S3Path, label: str) -> tuple[str, int, int, str] | None:
+        """What identifies a cell's content, or None for an image that is not a local file."""
+        if isinstance(png, S3Path):
+            return None
+        try:
+            st = png.stat()
+            name = png.relative_to(self.root).as_posix()
+        except (OSError, ValueError):  # missing (a grey cell), or not under the product folder
+            return None
+        return (name, st.st_size, st.st_mtime_ns, label)
+
+    def copy(self, key: tuple[str, int, int, str], sheet: Image.Image, to: tuple[int, int]) -> bool:
+        """Paste the old sheet's cell of ``key`` (thumbnail, label and the gaps right of and
+        below them) at ``to``; False if the old sheet has no such cell."""
+        at = self.where.get(key)
+        if at is None or self.old is None:
+            return False
+        x, y = at
+        box = (x, y, x + self.layout.cell_w, y + self.layout.cell_h)
+        if x < 0 or y < 0 or box[2] > self.old.width or box[3] > self.old.height:
+            return False  # not a cell of that sheet (its list was edited)
+        sheet.paste(self.old.crop(box), to)
+        return True
+
+    def text(self, sheet: os.stat_result) -> str:
+        """The list of the new sheet's cells, for the sheet file as written (``sheet``)."""
+        return json.dumps(
+            {"sheet": [sheet.st_size, sheet.st_mtime_ns], "geometry": list(astuple(self.layout)), "cells": self.made},
+            ensure_ascii=False,
+        )
+
+
+def cells_path(manifest: Path) -> Path:
+    """Where the cells of the sheet of ``manifest`` are listed (:class:`Cells`): beside the
+    manifest, so that the sheet itself stays the same bytes whatever made it."""
+    return manifest.with_suffix(".cells")
+
+
+#: a sheet larger than this (contact_sheet_tiles: 0 over a large folder) is drawn afresh: a
+#: copy of its previous version would double the job's memory
+REUSE_MAX_PIXELS = 50_000_000
+
+
+def previous_cells(sheet: Path, listing: Path, layout: SheetGeometry, root: Path) -> Cells:
+    """The cells of the sheet file ``sheet`` as ``listing`` lists them, of images under ``root``
+    (none if either is missing or unreadable, the sheet was written since the listing, or it was
+    made with another geometry)."""
+    none = Cells(None, layout, root)
+    try:
+        index = json.loads(listing.read_text(encoding="utf-8"))
+        st = sheet.stat()
+        if index["sheet"] != [st.st_size, st.st_mtime_ns] or index["geometry"] != list(astuple(layout)):
+            return none
+        with own_image(sheet) as im:
+            if im.width * im.height > REUSE_MAX_PIXELS:
+                return none
+            return Cells(im.convert("RGB"), layout, root, index["cells"])
+    except FileNotFoundError:  # a new sheet
+        return none
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        # a listing or sheet damaged, replaced or edited: the sheet is drawn afresh
+        log.info("%s: its cells are drawn again (%s)", sheet, exc)
+        return none
+
+
+def encode(sheet: Image.Image) -> bytes:
+    """PNG bytes of a sheet, fast rather than small (msrgb.render.pngenc.encode_png_quick: 4x faster
+    than Pillow's fastest setting on a sheet of 100 thumbnails, 5 % larger)."""
+    import numpy as np
+
+    from msrgb.render.pngenc import encode_png_quick
+
+    return encode_png_quick(np.asarray(sheet if sheet.mode == "RGB" else sheet.convert("RGB")))
+
+
+def build(
+    manifest: Path,
+    out: Path,
+    product_dir: Path | S3Path,
+    layout: SheetGeometry,
+    suffix: str = ".png",
+    legend: Image.Image | None = None,
+) -> None:
+    """Render the sheet described by ``manifest`` from the images (``suffix``) under
+    ``product_dir``, with the product's ``legend`` under the thumbnails if it has one. The
+    overview (title starting with "overview") has one row per folder."""
+    title, rels = read_sheet_manifest(manifest)
+
+    def png_of(rel: str) -> Path | S3Path:
+        return product_dir / output_rel(rel, suffix)
+
+    if isinstance(product_dir, S3Path):  # images in S3: fetch them all at once
+        prefetch([product_dir / output_rel(r, suffix) for r in rels])
+    listing = cells_path(manifest)
+    reuse = previous_cells(out, listing, layout, product_dir) if isinstance(product_dir, Path) else None
+
+    if not title.startswith("overview"):
+        sheet = sheet_image(title, [png_of(r) for r in rels], [label(r) for r in rels], layout, reuse=reuse)
+    else:
+        rows: dict[str, list[str]] = defaultdict(list)
+        for rel in rels:
+            rows[folder_key(rel)].append(rel)
+        columns = max((len(v) for v in rows.values()), default=1)
+        pngs: list[Path | S3Path | None] = []
+        labels: list[str] = []
+        for members in rows.values():
+            pad = columns - len(members)
+            pngs += [png_of(r) for r in members] + [None] * pad
+            labels += [label(r) for r in members] + [""] * pad
+        sheet = sheet_image(title, pngs, labels, layout, columns=columns, reuse=reuse)
+    if legend is not None:
+        sheet = with_legend(sheet, legend)
+    write_atomic(out, encode(sheet))
+    if reuse is not None:
+        write_atomic(listing, reuse.text(out.stat()).encode("utf-8"))
+
+
+def with_legend(sheet: Image.Image, legend: Image.Image) -> Image.Image:
+    """The sheet with the legend below it."""
+    from PIL import Image
+
+    combined = Image.new("RGB", (max(sheet.width, legend.width), sheet.height + legend.height), (255, 255, 255))
+    combined.paste(sheet, (0, 0))
+    combined.paste(legend, (0, sheet.height))
+    return combined
+
+
+def build_all(
+    jobs: Sequence[tuple[Path, Path]],
+    product_dir: Path | S3Path,
+    layout: SheetGeometry,
+    suffix: str = ".png",
+    legend: Image.Image | None = None,
+) -> int:
+    """Rebuild each (manifest, sheet) pair whose sheet is missing or older than its manifest;
+    returns how many were rebuilt."""
+    done = 0
+    for manifest, out in jobs:
+        try:
+            if out.stat().st_mtime_ns > manifest.stat().st_mtime_ns:
+                continue
+        except FileNotFoundError:
+            pass
+        build(manifest, out, product_dir, layout, suffix, legend)
+        done += 1
+    return done

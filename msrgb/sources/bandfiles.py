@@ -1,0 +1,243 @@
+"""Images made of one file per band (``layout: band_folders``): which folders are images, which
+file holds which band, and the finest file of a band kept at several resolutions.
+
+An image is a folder that directly holds band files (``.tif``, ``.tiff``, ``.jp2``) whose stem
+ends in a band name (``B04``, ``patch_B04``, ``T29RKH_..._B04_10m``), or a Sentinel-2
+``*.SAFE`` product, whose band files are searched under ``GRANULE/*/IMG_DATA`` only (the masks
+in ``QI_DATA`` are named after bands too). Only the names are looked at here; the shard jobs
+read the files and report a folder that misses a band, has a band twice or mixes grids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from msrgb.errors import PlanError
+from msrgb.storage.files import Problems, list_folder, size_and_mtime
+
+BAND_SUFFIXES = (".tif", ".tiff", ".jp2")
+
+#: Sentinel-2 band names at the end of a file's stem, optionally with the resolution of a
+#: Sentinel-2 L2A product (``_10m``): ``B04``, ``..._B04``, ``..._B04_10m``, ``B8A``.
+DEFAULT_BAND_PATTERN = r"(?:^|_)(?P<band>B(?:0[1-9]|1[0-2]|8A))(?:_(?P<res>\d+)m)?$"
+
+
+class BandFile(NamedTuple):
+    """One band file (a tuple: hundreds of thousands are made per run)."""
+
+    band: str
+    #: metres per pixel from the name (``_20m``), or 0 when the name does not say
+    resolution: int
+    #: path relative to the input folder (POSIX form)
+    rel: str
+    size: int
+    mtime_ns: int
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """The ``band_pattern`` setting as a regular expression searched in each file's stem; it
+    must have a group named ``band`` (and may have one named ``res``, metres per pixel)."""
+    try:
+        compiled = re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise PlanError(f"config 'band_pattern': {pattern!r} is not a regular expression: {exc}") from None
+    if "band" not in compiled.groupindex:
+        raise PlanError(
+            f"config 'band_pattern': {pattern!r} has no group named 'band', as in "
+            "(?P<band>B[0-9][0-9A])"
+        )
+    return compiled
+
+
+def band_of(name: str, pattern: re.Pattern[str]) -> tuple[str, int] | None:
+    """(band, resolution) of a file name, or None if it is not a band file."""
+    if not name.lower().endswith(BAND_SUFFIXES):
+        return None
+    m = pattern.search(name, 0, name.rfind("."))
+    if m is None:
+        return None
+    res = m.groupdict().get("res")
+    return m.group("band").upper(), int(res) if res else 0
+
+
+def is_safe(name: str) -> bool:
+    return name.upper().endswith(".SAFE")
+
+
+#: Sentinel-2 products as ESA's hubs deliver them: S2A_MSIL2A_....SAFE.zip or S2B_MSIL1C_....zip
+_ZIPPED = re.compile(r"^S2[A-D]_MSIL(1C|2A)_.*\.zip$", re.IGNORECASE)
+
+#: the pseudo-band of a zipped product in its source's files: ("zip", path of the zip)
+ZIP_BAND = "zip"
+
+
+def is_zipped_product(name: str) -> bool:
+    return bool(_ZIPPED.match(name))
+
+
+def product_name(zip_name: str) -> str:
+    """The ``.SAFE`` folder a zipped product holds: ``X.SAFE.zip`` and ``X.zip`` give ``X.SAFE``."""
+    stem = zip_name[: -len(".zip")] if zip_name.lower().endswith(".zip") else zip_name
+    return stem if stem.upper().endswith(".SAFE") else f"{stem}.SAFE"
+
+
+def unzipped_next_to_it(name: str) -> str:
+    return f"the unzipped product {product_name(name)} is next to it: the folder is read, the zip left out"
+
+
+def zipped_image(rel: str, size: int, mtime_ns: int) -> FoundImage:
+    """The image of a zipped product at ``rel``: named after the ``.SAFE`` folder it holds,
+    read from the zip (msrgb.readers.zipped)."""
+    folder, _, name = rel.rpartition("/")
+    image = f"{folder}/{product_name(name)}" if folder else product_name(name)
+    return FoundImage(image, (BandFile(ZIP_BAND, 0, rel, size, mtime_ns),))
+
+
+def fingerprint(files: Iterable[BandFile]) -> tuple[int, int]:
+    """(total size, a 63-bit number that changes when any file's name, size or mtime does): the
+    "size" and "mtime" of an image of several files, which decide whether it is up to date."""
+    files = sorted(files, key=lambda f: f.rel)
+    h = hashlib.blake2b(digest_size=8)
+    for f in files:
+        h.update(f"{f.rel}\0{f.size}\0{f.mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return sum(max(f.size, 0) for f in files), int.from_bytes(h.digest(), "big") >> 1
+
+
+def choose(files: Sequence[BandFile], needed: Iterable[str]) -> list[tuple[str, str]]:
+    """(band, path) of the files to read for the ``needed`` bands: of a band kept at several
+    resolutions, the finest. A band missing, or twice at one resolution, stays that way for the
+    shard job to report."""
+    chosen = []
+    for band in sorted(set(needed)):
+        candidates = [f for f in files if f.band == band]
+        if not candidates:
+            continue
+        finest = min(f.resolution or 0 for f in candidates)
+        chosen += [(band, f.rel) for f in sorted(candidates, key=lambda f: f.rel) if f.resolution == finest]
+    return chosen
+
+
+@dataclass(frozen=True)
+class FoundImage:
+    rel: str
+    files: tuple[BandFile, ...]
+
+
+def _scan(
+    top: str, rel_dir: str, pattern: re.Pattern[str], with_stat: bool, problems: Problems | None
+) -> tuple[list[BandFile], list[str], list[FoundImage]]:
+    """The band files directly in ``rel_dir``, its sub-folders (not hidden) and its zipped
+    Sentinel-2 products."""
+    files, subdirs, zips = [], [], []
+    prefix = f"{rel_dir}/" if rel_dir else ""
+    for entry in list_folder(top, rel_dir, problems):
+        name = entry.name
+        if name[0] == ".":
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            subdirs.append(prefix + name)
+            continue
+        if is_zipped_product(name):
+            zips.append(zipped_image(prefix + name, *size_and_mtime(entry, with_stat)))
+            continue
+        found = band_of(name, pattern)
+        if found is not None:
+            files.append(BandFile(found[0], found[1], prefix + name, *size_and_mtime(entry, with_stat)))
+    return files, subdirs, zips
+
+
+def _safe_files(
+    top: str, safe_rel: str, pattern: re.Pattern[str], with_stat: bool, problems: Problems | None
+) -> list[BandFile]:
+    """The band files of a Sentinel-2 product: under GRANULE/*/IMG_DATA, at any depth (L2A
+    keeps R10m, R20m and R60m folders there)."""
+    files: list[BandFile] = []
+    granules = os.path.join(top, safe_rel, "GRANULE")
+    if not os.path.isdir(granules):
+        return files
+    granule_list = sorted(e.name for e in list_folder(top, f"{safe_rel}/GRANULE", problems))
+    stack = [f"{safe_rel}/GRANULE/{g}/IMG_DATA" for g in granule_list if not g.startswith(".")]
+    while stack:
+        rel_dir = stack.pop()
+        if not os.path.isdir(os.path.join(top, rel_dir)):
+            continue
+        found, subdirs, _ = _scan(top, rel_dir, pattern, with_stat, problems)
+        files += found
+        stack += subdirs
+    return files
+
+
+def discover_images(
+    input_dir: str, pattern: re.Pattern[str], with_stat: bool = True, problems: Problems | None = None
+) -> list[FoundImage]:
+    """Every image under ``input_dir``: each folder holding band files directly, each
+    ``*.SAFE`` product, and each zipped one (unless its ``.SAFE`` folder is next to it). When
+    ``input_dir`` itself holds band files, it is one image named after the folder. Folders that
+    cannot be read go to ``problems``."""
+    images = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        files, subdirs, zips = _scan(input_dir, rel_dir, pattern, with_stat, problems)
+        safes = set()
+        for sub in subdirs:
+            if is_safe(sub.rpartition("/")[2]):
+                safe = _safe_files(input_dir, sub, pattern, with_stat, problems)
+                if safe:
+                    images.append(FoundImage(sub, tuple(safe)))
+                    safes.add(sub.upper())
+            else:
+                stack.append(sub)
+        for image in zips:
+            if image.rel.upper() in safes:
+                if problems is not None:
+                    problems.append((image.files[0].rel, unzipped_next_to_it(image.files[0].rel.rpartition("/")[2])))
+                continue
+            images.append(image)
+        if files:
+            name = rel_dir or os.path.basename(os.path.abspath(input_dir))
+            images.append(FoundImage(name, tuple(files)))
+    return images
+
+
+SAFE_IN_OBJECT_STORAGE = (
+    "is an unzipped Sentinel-2 SAFE product in object storage, which msrgb does not read (the "
+    "radiometric offsets of its bands are in its metadata file); keep it zipped (.SAFE.zip), "
+    "copy it to a local folder, or read the product's per-band COGs through a STAC catalogue"
+)
+
+
+def images_from_listing(
+    objects: Iterable[tuple[str, int, int]], pattern: re.Pattern[str], top_name: str, problems: Problems | None = None
+) -> list[FoundImage]:
+    """:func:`discover_images` for a flat listing of (path relative to the input prefix, size,
+    mtime), as object storage gives it: each "folder" directly holding band files is an image,
+    band files directly under the prefix are one named ``top_name``; a zipped Sentinel-2
+    product is an image. Paths with a hidden part are skipped; ``.SAFE`` folders go to
+    ``problems`` (or fail without it)."""
+    by_folder: dict[str, list[BandFile]] = {}
+    zips = []
+    for rel, size, mtime in objects:
+        parts = rel.split("/")
+        if any(not p or p[0] == "." for p in parts):
+            continue
+        if is_zipped_product(parts[-1]):
+            zips.append(zipped_image(rel, size, mtime))
+            continue
+        safe = next((i for i, p in enumerate(parts[:-1]) if is_safe(p)), None)
+        if safe is not None:
+            where = "/".join(parts[: safe + 1])
+            if problems is None:
+                raise PlanError(f"{where} {SAFE_IN_OBJECT_STORAGE}")
+            if (where, SAFE_IN_OBJECT_STORAGE) not in problems:
+                problems.append((where, SAFE_IN_OBJECT_STORAGE))
+            continue
+        found = band_of(parts[-1], pattern)
+        if found is not None:
+            by_folder.setdefault("/".join(parts[:-1]), []).append(BandFile(found[0], found[1], rel, size, mtime))
+    return [FoundImage(folder or top_name, tuple(files)) for folder, files in by_folder.items()] + zips

@@ -1,0 +1,208 @@
+"""Finding the input images: every stacked TIFF, or every folder of band files, under the
+input folder, with a fingerprint (size, modification time) of each; and the inputs whose
+outputs would clash."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
+from pathlib import Path
+from typing import NamedTuple
+
+from msrgb.sources import bandfiles
+from msrgb.storage import tsv
+from msrgb.errors import PlanError
+from msrgb.storage.files import TIFF_SUFFIXES, Problems, list_folder, output_rel, size_and_mtime
+from msrgb.storage.remote import S3Path, list_objects
+from msrgb.sources.stac import StacItems, discover_items
+
+
+class Source(NamedTuple):
+    """One input image: its path relative to the input folder (POSIX form), size and mtime.
+
+    An image made of band files (``layout: band_folders``) is its folder's path, with ``files``
+    the (band, path relative to the input folder) to read; its ``size`` and ``mtime_ns`` are a
+    fingerprint of all its band files (:func:`msrgb.sources.bandfiles.fingerprint`). A named tuple:
+    planning makes one per input, 100,000s of them, at a third of a frozen dataclass's cost."""
+
+    rel: str
+    size: int
+    mtime_ns: int
+    files: tuple[tuple[str, str], ...] | None = None
+
+    def png_rel(self) -> str:
+        """The PNG path relative to a product folder: same folders, ``.png`` suffix."""
+        return output_rel(self.rel)
+
+
+def rows_text(sources: Sequence[Source], with_files: bool = True) -> str:
+    """The rows ``rel, size, mtime_ns`` (then, ``with_files``, ``bands`` and band, path, ...
+    for band files) of ``sources`` as :func:`msrgb.storage.tsv.text` writes them, made without a
+    per-field check when no name needs quoting (planning makes manifests of 100,000s of
+    inputs every time)."""
+    if not with_files or all(s.files is None for s in sources):
+        body = "".join([f"{rel}\t{size}\t{mtime}\n" for rel, size, mtime, _ in sources])
+        n = len(sources)
+        if body.count("\t") == 2 * n and body.count("\n") == n and '"' not in body and "\r" not in body:
+            return body
+    return tsv.text([s.rel, s.size, s.mtime_ns, *(_files_fields(s.files) if with_files else ())] for s in sources)
+
+
+def _files_fields(files: tuple[tuple[str, str], ...] | None) -> list[str]:
+    """The band files of an image in a manifest row: ``bands``, then band, path, band, path..."""
+    return [] if files is None else ["bands", *(x for pair in files for x in pair)]
+
+
+def discover(input_dir: Path | S3Path, with_stat: bool = True, problems: Problems | None = None) -> list[Source]:
+    """Every ``.tif``/``.tiff`` (any case) under ``input_dir``, recursively, sorted by relative
+    path. Hidden files and folders (names starting with ``.``) are skipped. Symbolic links to
+    files are followed; links to folders are not (no cycles). Folders that cannot be read go to
+    ``problems`` (see :func:`list_folder`). Under an ``s3://`` prefix: one paginated LIST."""
+    found: list[Source] = []
+    if isinstance(input_dir, S3Path):
+        found = [
+            Source(o.rel, o.size, o.mtime_ns)
+            for o in list_objects(input_dir)
+            if o.rel.lower().endswith(TIFF_SUFFIXES) and not any(p[:1] in (".", "") for p in o.rel.split("/"))
+        ]
+        found.sort(key=lambda s: s.rel)
+        if problems is None:
+            check_names(found)
+        return found
+    if not input_dir.is_dir():
+        raise PlanError(f"input_dir {str(input_dir)!r} does not exist or is not a folder")
+    stack = [""]  # folders relative to input_dir, as POSIX strings ("" is the top)
+    top = str(input_dir)
+    while stack:
+        rel_dir = stack.pop()
+        prefix = f"{rel_dir}/" if rel_dir else ""
+        for entry in list_folder(top, rel_dir, problems):
+            name = entry.name
+            if name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(prefix + name)
+            elif name.lower().endswith(TIFF_SUFFIXES):
+                found.append(Source(prefix + name, *size_and_mtime(entry, with_stat)))
+    found.sort(key=attrgetter("rel"))
+    if problems is None:
+        check_names(found)
+    return found
+
+
+LAYOUTS = ("stacked", "band_folders")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """How the input images are stored: ``stacked`` (one file holds all bands of an image) or
+    ``band_folders`` (a folder per image, one file per band, named by ``band_pattern``)."""
+
+    layout: str = "stacked"
+    band_pattern: str = bandfiles.DEFAULT_BAND_PATTERN
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise PlanError(f"config 'layout': {self.layout!r} is not one of {list(LAYOUTS)}")
+        bandfiles.compile_pattern(self.band_pattern)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"layout": self.layout, "band_pattern": self.band_pattern}
+
+
+def discover_inputs(
+    input_dir: Path | S3Path | StacItems,
+    inputs: Inputs,
+    needed_bands: Iterable[str] = (),
+    with_stat: bool = True,
+    problems: Problems | None = None,
+) -> list[Source]:
+    """The images under ``input_dir`` (see :func:`discover`, and :mod:`msrgb.sources.bandfiles` for
+    band folders, whose sources list the files of the ``needed_bands``), sorted by path;
+    folders that cannot be read go to ``problems``."""
+    if isinstance(input_dir, StacItems):
+        found = sorted((Source(*item) for item in discover_items(input_dir, needed_bands, problems)), key=lambda s: s.rel)
+        if problems is None:
+            check_names(found)
+        return found
+    if inputs.layout == "stacked":
+        return discover(input_dir, with_stat, problems)
+    pattern = bandfiles.compile_pattern(inputs.band_pattern)
+    if isinstance(input_dir, S3Path):
+        listing = ((o.rel, o.size, o.mtime_ns) for o in list_objects(input_dir))
+        images = bandfiles.images_from_listing(listing, pattern, input_dir.name, problems)
+    elif not input_dir.is_dir():
+        raise PlanError(f"input_dir {str(input_dir)!r} does not exist or is not a folder")
+    else:
+        images = bandfiles.discover_images(str(input_dir), pattern, with_stat, problems)
+    needed = sorted(set(needed_bands))
+    found = []
+    for image in images:
+        size, mtime = bandfiles.fingerprint(image.files)
+        if image.files[0].band == bandfiles.ZIP_BAND:  # its band files are listed by the job
+            files: tuple[tuple[str, str], ...] = ((bandfiles.ZIP_BAND, image.files[0].rel),)
+        else:
+            files = tuple(bandfiles.choose(image.files, needed))
+        found.append(Source(image.rel, size, mtime, files))
+    found.sort(key=lambda s: s.rel)
+    if problems is None:
+        check_names(found)
+    return found
+
+
+def find_clashes(sources: Iterable[Source], suffixes: Iterable[str] = (".png",)) -> list[tuple[str, str, str]]:
+    """Pairs of inputs whose outputs cannot both exist, with why: the same output (``a.tif`` and
+    ``a.tiff``), or one's output is a folder the other's output needs (``a.tif`` next to a
+    folder ``a.png/`` holding ``b.tif``)."""
+    sources = list(sources)
+    clashes = []
+    for suffix in sorted(set(suffixes)):
+        outputs: dict[str, str] = {}
+        for s in sources:
+            key = output_rel(s.rel, suffix)
+            if key in outputs:
+                clashes.append((outputs[key], s.rel, f"both map to {key}"))
+            else:
+                outputs[key] = s.rel
+        folders: dict[str, str] = {}  # a folder the outputs need -> an input under it
+        for key, rel in outputs.items():
+            folder = key.rpartition("/")[0]
+            while folder and folder not in folders:  # its parents are in already when it is
+                folders[folder] = rel
+                folder = folder.rpartition("/")[0]
+        for key, rel in outputs.items():
+            if key in folders:
+                clashes.append(
+                    (rel, folders[key], f"clash: {key} would have to be both an image and a folder")
+                )
+    return clashes
+
+
+def clash_text(first: str, second: str, why: str) -> str:
+    """One clash for a message; an image named after the input folder itself (band files
+    directly in it) can clash with a sub-folder of the same name."""
+    if first == second:
+        return (
+            f"the band files directly in the input folder (an image named {first!r} after the "
+            f"folder) and the sub-folder {first!r} {why}"
+        )
+    return f"{first} and {second} {why}"
+
+
+def check_names(sources: Iterable[Source], suffixes: Iterable[str] = (".png",)) -> None:
+    """Fail when two inputs would write the same output (``a.tif`` and ``a.tiff``) or one's
+    output would be a folder of the other's (:func:`find_clashes`)."""
+    clashes = find_clashes(sources, suffixes)
+    if clashes:
+        raise clash_error(clashes)
+
+
+def clash_error(clashes: Sequence[tuple[str, str, str]]) -> PlanError:
+    """The error that refuses a run whose inputs' outputs clash, naming each pair."""
+    return PlanError(
+        "input files whose outputs clash (the same name with a different suffix, or a file "
+        "named like a folder of outputs); rename one of each pair, or set on_error: skip to "
+        "convert the others:\n  " + "\n  ".join(clash_text(*c) for c in clashes)
+    )
+

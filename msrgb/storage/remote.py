@@ -1,0 +1,549 @@
+"""Object storage (``input_dir`` and ``output_dir`` as ``s3://bucket/prefix``), through obstore;
+and files at http(s) URLs (STAC assets).
+
+Paginated LISTs of a prefix find every object with its size and modification time (what
+discovery and the up-to-date check need, so a no-op rerun sends no request per object); the
+shard jobs GET each object whole, several at once ahead of the conversion (:func:`prefetch`),
+read it from memory, and PUT each image once (:func:`put`).
+
+Credentials, region and endpoint come only from the standard AWS sources: the environment
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``,
+``AWS_ENDPOINT_URL``), the shared files of ``AWS_PROFILE`` (``~/.aws/credentials`` and
+``~/.aws/config``) and, failing those, the instance or container role. A public bucket is read
+without signing with ``AWS_NO_SIGN_REQUEST=YES`` (or ``AWS_SKIP_SIGNATURE=true``).
+
+Errors: a missing or forbidden object is that image's bad input (:class:`InputError`); a store
+that does not answer after the retries (the server gone, the network down) is
+:class:`StorageError`, which ends the job (what was converted is kept, the next run resumes).
+Messages name the ``s3://`` URL and never a credential.
+"""
+
+from __future__ import annotations
+
+import configparser
+import datetime
+import functools
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from msrgb.errors import InputError, MsrgbError, OutputError, PlanError, StorageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+
+SCHEME = "s3://"
+
+#: retries of a request that failed for a reason that may pass (a 5xx answer such as 503
+#: SlowDown, a timeout, a refused connection), with exponential backoff
+MAX_RETRIES = 5
+RETRY_TIMEOUT_SECONDS = 30.0
+#: how long one request may take, whole object included
+REQUEST_TIMEOUT_SECONDS = 300
+#: objects GET at once ahead of the conversion in a shard job
+FETCH_THREADS = 16
+#: images whose files are larger than this together are fetched when their turn comes, not
+#: ahead (the read-ahead of 64 images then holds at most 256 MB)
+PREFETCH_MAX_BYTES = 4 * 2**20
+
+
+def is_remote(location: object) -> bool:
+    """True for an ``s3://`` location (a :class:`S3Path` or its text)."""
+    return isinstance(location, S3Path) or (isinstance(location, str) and location.startswith(SCHEME))
+
+
+def is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class S3Path:
+    """An object, or a prefix taken as a folder, in an S3 bucket: ``s3://bucket/key``. Joined
+    with ``/`` like a :class:`pathlib.Path`; its text is the URL, which messages show."""
+
+    bucket: str
+    key: str = ""
+
+    @classmethod
+    def parse(cls, url: str) -> S3Path:
+        """``s3://bucket[/prefix]`` (a trailing ``/`` is ignored). Raises :class:`PlanError`."""
+        if not url.startswith(SCHEME):
+            raise PlanError(f"{url!r} is not an s3:// URL")
+        bucket, _, key = url[len(SCHEME) :].partition("/")
+        if not bucket or "//" in key:
+            raise PlanError(f"{url!r} is not an s3://bucket/prefix URL")
+        return cls(bucket, key.strip("/"))
+
+    def __truediv__(self, rel: str) -> S3Path:
+        return S3Path(self.bucket, f"{self.key}/{rel}" if self.key else rel)
+
+    def __str__(self) -> str:
+        return f"{SCHEME}{self.bucket}/{self.key}" if self.key else f"{SCHEME}{self.bucket}"
+
+    @property
+    def name(self) -> str:
+        return self.key.rpartition("/")[2] or self.bucket
+
+    def with_name(self, name: str) -> S3Path:
+        return S3Path(self.bucket, f"{self.key.rpartition('/')[0]}/{name}".lstrip("/"))
+
+    def with_suffix(self, suffix: str) -> S3Path:
+        stem, dot, _ = self.name.rpartition(".")
+        return self.with_name((stem if dot else self.name) + suffix)
+
+    def is_dir(self) -> bool:
+        """Never a local folder (for code that asks of a :class:`pathlib.Path`)."""
+        return False
+
+
+@dataclass(frozen=True)
+class HttpPath:
+    """A file at an ``http://`` or ``https://`` URL (a STAC asset), read with plain GETs."""
+
+    url: str
+
+    def __str__(self) -> str:
+        """The URL without its query, which may hold a signature (a SAS token, a presigned
+        URL's): messages and records show this."""
+        base, query, _ = self.url.partition("?")
+        return f"{base}?..." if query else base
+
+    def scrub(self, text: str) -> str:
+        """``text`` with this URL's query left out (GDAL's messages quote the URL)."""
+        return text.replace(self.url, str(self)) if "?" in self.url else text
+
+    @property
+    def name(self) -> str:
+        return self.url.split("?", 1)[0].rstrip("/").rpartition("/")[2]
+
+    def is_dir(self) -> bool:
+        return False
+
+
+#: what a remote input file is
+RemotePath = S3Path | HttpPath
+#: where an input file is
+InputFile = Path | S3Path | HttpPath
+
+
+def location(text: str) -> Path | S3Path:
+    """A folder or file as given: an :class:`S3Path` for ``s3://``, else a local
+    :class:`pathlib.Path`."""
+    if is_remote(text):
+        return S3Path.parse(text)
+    return Path(text)
+
+
+# --- the client --------------------------------------------------------------------------
+
+_stores: dict[str, Any] = {}
+_stores_lock = threading.Lock()
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "yes", "true", "on")
+
+
+def _profile_settings() -> dict[str, str]:
+    """Credentials, region and endpoint of ``AWS_PROFILE`` (or ``default``) from the shared
+    files, for what the environment does not set."""
+    profile = os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE") or "default"
+    home = os.path.expanduser("~")
+    found: dict[str, str] = {}
+    files = (
+        (os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(home, ".aws", "credentials"), profile),
+        (
+            os.environ.get("AWS_CONFIG_FILE") or os.path.join(home, ".aws", "config"),
+            profile if profile == "default" else f"profile {profile}",
+        ),
+    )
+    for path, section in files:
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except (OSError, configparser.Error) as exc:
+            raise StorageError(f"the AWS settings file {path} cannot be read: {exc}") from exc
+        if parser.has_section(section):
+            for key in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region", "endpoint_url"):
+                if parser.has_option(section, key):
+                    found.setdefault(key, parser.get(section, key).strip())
+    return found
+
+
+def client_settings() -> dict[str, Any]:
+    """The settings given to obstore on top of what it reads from the environment itself."""
+    env = os.environ
+    settings: dict[str, Any] = {}
+    profile = _profile_settings()
+    if not env.get("AWS_ACCESS_KEY_ID") and "aws_access_key_id" in profile:
+        settings["access_key_id"] = profile["aws_access_key_id"]
+        settings["secret_access_key"] = profile.get("aws_secret_access_key", "")
+        if "aws_session_token" in profile:
+            settings["session_token"] = profile["aws_session_token"]
+    if not (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
+        settings["region"] = profile.get("region", "us-east-1")
+    elif env.get("AWS_DEFAULT_REGION") and not env.get("AWS_REGION"):
+        settings["region"] = env["AWS_DEFAULT_REGION"]
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or profile.get("endpoint_url")
+    if endpoint:
+        settings["endpoint"] = endpoint
+        # a custom endpoint (MinIO, Ceph, a local server) names buckets in the path
+        settings["virtual_hosted_style_request"] = False
+    if _true(env.get("AWS_NO_SIGN_REQUEST")) or _true(env.get("AWS_SKIP_SIGNATURE")):
+        settings["skip_signature"] = True
+    return settings
+
+
+def store(bucket: str) -> Any:
+    """The obstore client of ``bucket`` (one per process and bucket; thread safe)."""
+    with _stores_lock:
+        found = _stores.get(bucket)
+        if found is None:
+            from obstore.store import S3Store
+
+            settings = client_settings()
+            endpoint = settings.get("endpoint", "")
+            # a whole Sentinel-2 band is a few hundred MB: a request may take minutes to finish
+            client_options: dict[str, Any] = {"timeout": f"{REQUEST_TIMEOUT_SECONDS}s", "connect_timeout": "10s"}
+            if endpoint.startswith("http://"):
+                client_options["allow_http"] = True
+            retry = {
+                "max_retries": MAX_RETRIES,
+                "backoff": {"init_backoff": datetime.timedelta(milliseconds=100), "base": 2.0,
+                            "max_backoff": datetime.timedelta(seconds=5)},
+                "retry_timeout": datetime.timedelta(seconds=RETRY_TIMEOUT_SECONDS),
+            }  # fmt: skip
+            try:
+                found = S3Store(
+                    bucket, client_options=client_options, retry_config=retry, **settings  # type: ignore[arg-type]
+                )
+            except Exception as exc:  # obstore raises its own errors for bad settings
+                raise StorageError(f"{SCHEME}{bucket}: the S3 client cannot be set up: {_first_line(exc)}") from exc
+            _stores[bucket] = found
+        return found
+
+
+def _first_line(exc: BaseException) -> str:
+    """The gist of an obstore error (its first line; the rest is a debug dump)."""
+    text = str(exc).strip().splitlines()
+    if "169.254.169.254" in str(exc) or "169.254.170.2" in str(exc):
+        return (
+            "no AWS credentials found: none in the environment (AWS_ACCESS_KEY_ID...), in "
+            "AWS_PROFILE's files or from an instance role; for a public bucket set "
+            "AWS_NO_SIGN_REQUEST=YES"
+        )
+    return text[0] if text else type(exc).__name__
+
+
+# --- listing -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object under a prefix: its key relative to the prefix, size and modification time."""
+
+    rel: str
+    size: int
+    mtime_ns: int
+
+
+#: objects per LIST request (the S3 maximum)
+PAGE = 1000
+
+
+def _info(meta: Mapping[str, Any], key: str) -> ObjectInfo:
+    modified = meta["last_modified"]
+    mtime_ns = int(modified.timestamp() * 1e9) if modified is not None else 0
+    return ObjectInfo(meta["path"][len(key) :], int(meta["size"]), mtime_ns)
+
+
+#: a prefix with more sub-folders than this is listed in ranges of keys between them instead
+#: of one listing per sub-folder (BigEarthNet: 590,000 patch folders of a dozen files each)
+MAX_FOLDER_LISTINGS = 64
+
+
+#: objects under ``sub`` whose keys are after ``after`` and up to ``upto``: (sub, after, upto)
+KeyRange = tuple[str, str | None, str | None]
+
+
+def _list_prefix(client: Any, sub: str, key: str) -> tuple[list[ObjectInfo], list[str], list[KeyRange]]:
+    """One step of :func:`list_objects` for the prefix ``sub``: (the objects found, the
+    sub-folders still to list, the key ranges still to list). A prefix whose first page holds
+    every object under it is done, and so is a flat folder, whose other pages follow its first;
+    otherwise its folders are listed (one LIST with a delimiter, which holds the objects directly
+    in it), to be listed each in turn or, when there are many, in ranges of keys that start and
+    end at folder boundaries."""
+    import obstore
+
+    first = next(iter(obstore.list(client, prefix=sub or None, chunk_size=PAGE)), [])
+    if len(first) < PAGE:
+        return [_info(m, key) for m in first if m["path"].startswith(sub)], [], []
+    if not any("/" in m["path"][len(sub) :] for m in first):  # a flat folder: the rest of its pages
+        found = [_info(m, key) for m in first]
+        return found + _list_range(client, key, sub, first[-1]["path"], None), [], []
+    top = obstore.list_with_delimiter(client, prefix=sub or None)
+    folders = sorted(p.rstrip("/") for p in top["common_prefixes"])
+    if len(folders) <= MAX_FOLDER_LISTINGS:
+        return [_info(m, key) for m in top["objects"]], [f"{f}/" for f in folders], []
+    step = len(folders) / MAX_FOLDER_LISTINGS
+    bounds: list[str | None] = [folders[round(i * step)] for i in range(1, MAX_FOLDER_LISTINGS)]
+    return [], [], [(sub, after, upto) for after, upto in zip([None, *bounds], [*bounds, None])]
+
+
+def _list_range(client: Any, key: str, sub: str, after: str | None, upto: str | None) -> list[ObjectInfo]:
+    """The objects under ``sub`` whose keys are after ``after`` and up to ``upto`` (None: no
+    bound), paginated: ranges that meet (one's ``upto`` the next one's ``after``) hold each
+    object once, as S3 lists keys in byte order and starts after a given key."""
+    import obstore
+
+    found: list[ObjectInfo] = []
+    for page in obstore.list(client, prefix=sub or None, offset=after, chunk_size=PAGE):
+        for m in page:
+            if upto is not None and m["path"] > upto:
+                return found
+            found.append(_info(m, key))
+    return found
+
+
+def list_objects(prefix: S3Path, what: str = "input_dir") -> list[ObjectInfo]:
+    """Every object under ``prefix``. One paginated LIST (1,000 objects per request) when the
+    first page holds them all; else the "folders" under it are listed in parallel (16 at once),
+    level by level while a folder holds more than a page: EuroSAT's ten class folders under
+    one ``truecolor/`` are ten listings side by side, not 27 pages one after the other. A prefix
+    with more than :data:`MAX_FOLDER_LISTINGS` folders is listed in as many ranges of keys, so
+    that 590,000 patch folders cost about one LIST per 1,000 objects, not one each.
+    Raises :class:`PlanError` naming the URL (as the setting ``what``) when the bucket cannot be
+    listed."""
+    key = f"{prefix.key}/" if prefix.key else ""
+    missing, denied = _missing_or_denied()
+    try:
+        client = store(prefix.bucket)
+        found, folders, ranges = _list_prefix(client, key, key)
+        with ThreadPoolExecutor(FETCH_THREADS) as pool:
+            while folders:
+                steps = list(pool.map(lambda sub: _list_prefix(client, sub, key), folders))
+                folders = []
+                for objects, more_folders, more_ranges in steps:
+                    found += objects
+                    folders += more_folders
+                    ranges += more_ranges
+            for part in pool.map(lambda r: _list_range(client, key, *r), ranges):
+                found += part
+        return found
+    except missing as exc:
+        raise PlanError(f"{what} {str(prefix)!r}: the bucket does not exist ({_first_line(exc)})") from exc
+    except denied as exc:
+        raise PlanError(f"{what} {str(prefix)!r}: listing is not allowed ({_first_line(exc)})") from exc
+    except StorageError:
+        raise
+    except Exception as exc:
+        if "NoSuchBucket" in str(exc):
+            raise PlanError(f"{what} {str(prefix)!r}: the bucket {prefix.bucket!r} does not exist") from exc
+        raise PlanError(f"{what} {str(prefix)!r} cannot be listed: {_first_line(exc)}") from exc
+
+
+# --- reading -----------------------------------------------------------------------------
+
+_pool: ThreadPoolExecutor | None = None
+_pending: dict[S3Path | HttpPath, Future[bytes]] = {}
+_pending_lock = threading.Lock()
+
+
+def _missing_or_denied() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """The errors obstore raises for a missing object, and for one the keys may not read."""
+    from obstore.exceptions import NotFoundError, PermissionDeniedError, UnauthenticatedError
+
+    return (FileNotFoundError, NotFoundError), (PermissionError, PermissionDeniedError, UnauthenticatedError)
+
+
+def unanswered(path: object, exc: BaseException, who: str = "the object store") -> StorageError:
+    """The error that ends a job whose store stopped answering (after the retries)."""
+    return StorageError(
+        f"{path}: {who} did not answer ({_first_line(exc)}); what was converted is kept: run "
+        "again to resume"
+    )
+
+
+@contextmanager
+def _request(
+    path: S3Path,
+    missing: Callable[[BaseException], BaseException | None],
+    denied: Callable[[BaseException], BaseException],
+) -> Iterator[None]:
+    """Sort what obstore raises for a request about ``path``: ``missing`` and ``denied`` make
+    the error of a missing or forbidden object (``missing`` may return None: no error); msrgb's
+    own errors pass; anything else means the store did not answer (:func:`unanswered`)."""
+    missing_types, denied_types = _missing_or_denied()
+    try:
+        yield
+    except missing_types as exc:
+        error = missing(exc)
+        if error is not None:
+            raise error from exc
+    except denied_types as exc:
+        raise denied(exc) from exc
+    except (MsrgbError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise unanswered(path, exc) from exc
+
+
+def _get(path: S3Path | HttpPath) -> bytes:
+    if isinstance(path, HttpPath):
+        return _get_http(path)
+    import obstore
+
+    with _request(
+        path,
+        missing=lambda exc: InputError(f"{path}: does not exist (deleted since the run was planned?)"),
+        denied=lambda exc: InputError(f"{path}: cannot be read: access denied ({_first_line(exc)})"),
+    ):
+        data = obstore.get(store(path.bucket), path.key).bytes()
+    return bytes(data)
+
+
+def _get_http(path: HttpPath) -> bytes:
+    """GET ``path`` with the retries of an S3 request (5xx answers, timeouts, refusals)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    delay, deadline = 0.1, time.monotonic() + RETRY_TIMEOUT_SECONDS
+    for attempt in range(MAX_RETRIES + 1):
+        try:
+            with urllib.request.urlopen(path.url, timeout=RETRY_TIMEOUT_SECONDS) as answer:
+                return bytes(answer.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code in (404, 410):
+                raise InputError(f"{path}: does not exist (HTTP {exc.code})") from exc
+            if exc.code in (401, 403):
+                raise InputError(f"{path}: cannot be read: access denied (HTTP {exc.code})") from exc
+            if exc.code < 500 and exc.code != 429:
+                raise InputError(f"{path}: cannot be read (HTTP {exc.code} {exc.reason})") from exc
+            failure: Exception = exc
+        except (urllib.error.URLError, OSError) as exc:
+            failure = exc
+        if attempt == MAX_RETRIES or time.monotonic() + delay > deadline:
+            break
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+    raise unanswered(path, failure, who="the server") from failure
+
+
+def get(path: S3Path | HttpPath) -> bytes:
+    """The whole object at ``path``: fetched ahead by :func:`prefetch`, or now."""
+    with _pending_lock:
+        future = _pending.pop(path, None)
+    if future is not None:
+        return future.result()
+    return _get(path)
+
+
+def prefetch(paths: Iterable[S3Path | HttpPath]) -> int:
+    """Start fetching ``paths`` in the background (:data:`FETCH_THREADS` at once); :func:`get`
+    then takes the result. Returns how many were started."""
+    global _pool
+    started = 0
+    with _pending_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="msrgb-fetch")
+        for path in paths:
+            if path not in _pending:
+                _pending[path] = _pool.submit(_get, path)
+                started += 1
+    return started
+
+
+def forget_prefetched() -> None:
+    """Drop fetches nobody will take (a job that stops early)."""
+    with _pending_lock:
+        for future in _pending.values():
+            future.cancel()
+        _pending.clear()
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def put(path: S3Path, data: bytes | Iterable[bytes]) -> None:
+    """Write the object at ``path`` with one PUT: it is there whole or not at all. Raises
+    :class:`OutputError` when the bucket refuses writes (nothing more can be written),
+    :class:`StorageError` when the store does not answer."""
+    import obstore
+
+    body = data if isinstance(data, bytes) else b"".join(data)
+    with _request(
+        path,
+        missing=lambda exc: OutputError(f"{path}: cannot be written: the bucket does not exist ({_first_line(exc)})"),
+        denied=lambda exc: OutputError(f"{path}: cannot be written: access denied ({_first_line(exc)})"),
+    ):
+        obstore.put(store(path.bucket), path.key, body)
+
+
+def delete(path: S3Path) -> None:
+    """Delete the object at ``path`` (no error if it is not there)."""
+    import obstore
+
+    with _request(
+        path,
+        missing=lambda exc: None,
+        denied=lambda exc: OutputError(f"{path}: cannot be deleted: access denied ({_first_line(exc)})"),
+    ):
+        obstore.delete(store(path.bucket), path.key)
+
+
+_uploads: ThreadPoolExecutor | None = None
+#: images written but not yet PUT, at the most (a bound on the memory they hold)
+UPLOADS_IN_FLIGHT = 64
+_in_flight = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
+
+
+def put_later(path: S3Path, data: bytes | Iterable[bytes]) -> Future[None]:
+    """:func:`put` in the background (:data:`FETCH_THREADS` at once); waits while
+    :data:`UPLOADS_IN_FLIGHT` are under way. The future raises what :func:`put` raises."""
+    global _uploads
+    body = data if isinstance(data, bytes) else b"".join(data)
+    _in_flight.acquire()
+    try:
+        with _pending_lock:
+            if _uploads is None:
+                _uploads = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="msrgb-put")
+        future = _uploads.submit(put, path, body)
+    except BaseException:
+        _in_flight.release()
+        raise
+    future.add_done_callback(lambda _: _in_flight.release())
+    return future
+
+
+def gdal_name(path: S3Path | HttpPath) -> str:
+    """The name GDAL reads ``path`` by with range requests (``/vsis3/``, ``/vsicurl/``), with
+    GDAL's S3 settings taken from the same AWS sources as msrgb's (:func:`client_settings`)."""
+    if isinstance(path, HttpPath):
+        return f"/vsicurl/{path.url}"
+    _configure_gdal_s3()
+    return f"/vsis3/{path.bucket}/{path.key}"
+
+
+@functools.cache
+def _configure_gdal_s3() -> None:
+    """Put msrgb's S3 settings where GDAL reads them too, the environment (once per process;
+    what the environment already says stays)."""
+    settings = client_settings()
+    gdal = {"AWS_VIRTUAL_HOSTING": "TRUE"}
+    if "endpoint" in settings:
+        scheme, _, host = settings["endpoint"].partition("://")
+        gdal = {"AWS_S3_ENDPOINT": host.rstrip("/"), "AWS_HTTPS": "NO" if scheme == "http" else "YES",
+                "AWS_VIRTUAL_HOSTING": "FALSE"}  # fmt: skip
+    for key, name in (("access_key_id", "AWS_ACCESS_KEY_ID"), ("secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+                      ("session_token", "AWS_SESSION_TOKEN"), ("region", "AWS_REGION")):  # fmt: skip
+        if key in settings:
+            gdal[name] = settings[key]
+    if settings.get("skip_signature"):
+        gdal["AWS_NO_SIGN_REQUEST"] = "YES"
+    for name, value in gdal.items():
+        os.environ.setdefault(name, value)
