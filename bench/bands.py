@@ -29,12 +29,12 @@ sys.path.insert(0, str(REPO))
 import rasterio  # noqa: E402
 from rasterio.io import DatasetReader, MemoryFile  # noqa: E402
 
-from msrgb.readers.bands import BandImage  # noqa: E402
+from msrgb.config.parse import parse_products
 from msrgb.jobs.convert import Converter  # noqa: E402
-from msrgb.readers.stacked import enter_thread_gdal_env  # noqa: E402
-from msrgb.sources.geotags import read_grid  # noqa: E402
+from msrgb.readers.band_image import BandImage
+from msrgb.readers.gdal import enter_thread_gdal_env
 from msrgb.sources.discovery import Inputs, discover, discover_inputs  # noqa: E402
-from msrgb.config.products import parse_products  # noqa: E402
+from msrgb.sources.geotags import read_grid  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
 from run import snakemake_command, timed  # noqa: E402

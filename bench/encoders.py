@@ -27,9 +27,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from msrgb.render import pngenc  # noqa: E402
+from msrgb.config.parse import parse_products
 from msrgb.jobs.convert import Converter  # noqa: E402
-from msrgb.config.products import parse_products  # noqa: E402
+from msrgb.render import pngenc  # noqa: E402
 
 
 def stream(module: object, level: int, strategy: int) -> Callable[[bytes], bytes]:

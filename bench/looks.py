@@ -27,12 +27,12 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
-
-from msrgb.jobs.convert import Converter  # noqa: E402
-from msrgb.readers.stacked import enter_thread_gdal_env  # noqa: E402
-from msrgb.sources.discovery import discover  # noqa: E402
-from msrgb.config.products import parse_products  # noqa: E402
 from run import snakemake_command, timed  # noqa: E402
+
+from msrgb.config.parse import parse_products
+from msrgb.jobs.convert import Converter  # noqa: E402
+from msrgb.readers.gdal import enter_thread_gdal_env
+from msrgb.sources.discovery import discover  # noqa: E402
 
 PRODUCTS = {
     "truecolor": None,

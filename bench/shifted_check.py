@@ -18,7 +18,7 @@ import rasterio
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from msrgb.config.products import EUROSAT_BANDS  # noqa: E402
+from msrgb.config.presets import EUROSAT_BANDS
 from msrgb.radiometry.decide import SHIFTED_SHARE, shifted_share  # noqa: E402
 
 VISIBLE = ("B02", "B03", "B04")

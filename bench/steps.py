@@ -24,14 +24,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from msrgb.jobs.convert import Converter  # noqa: E402
-from msrgb.render.encoding import encode_image  # noqa: E402
-from msrgb.storage.files import write_atomic  # noqa: E402
-from msrgb.readers.stacked import enter_thread_gdal_env  # noqa: E402
 import numpy as np  # noqa: E402
 from rasterio.io import MemoryFile  # noqa: E402
 from zlib_ng import zlib_ng  # noqa: E402
-from msrgb.config.products import parse_products  # noqa: E402
+
+from msrgb.config.parse import parse_products
+from msrgb.jobs.convert import Converter  # noqa: E402
+from msrgb.readers.gdal import enter_thread_gdal_env
+from msrgb.render.encoding import encode_image  # noqa: E402
+from msrgb.storage.files import write_atomic  # noqa: E402
 
 
 def gdal_from_memory(conv: Converter, path: Path, data: bytes) -> object:

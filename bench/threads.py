@@ -28,11 +28,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from msrgb.sources import discovery  # noqa: E402
+from msrgb.config.parse import parse_products
+from msrgb.jobs.shard import run_shard  # noqa: E402
 from msrgb.outputs import paths  # noqa: E402
 from msrgb.planning import sharding  # noqa: E402
-from msrgb.config.products import parse_products  # noqa: E402
-from msrgb.jobs.shard import run_shard  # noqa: E402
+from msrgb.sources import discovery  # noqa: E402
 
 
 def mount_slow(source: Path, mountpoint: Path, latency_ms: float, keep_cache: bool = False) -> subprocess.Popen[bytes]:

@@ -15,14 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from msrgb.config.parse import parse_products
+from msrgb.config.products import Product
+from msrgb.errors import ProductError
 from msrgb.jobs.convert import Converter
-from msrgb.readers.stacked import Tile
+from msrgb.readers.gdal import gdal_env
 from msrgb.render.encoding import encode_image
 from msrgb.render.recipe import recipe_text
 from msrgb.storage.files import write_atomic
-from msrgb.readers.stacked import gdal_env
-from msrgb.errors import ProductError
-from msrgb.config.products import Product, parse_products
+from msrgb.tile import Tile
 
 ProductSpec = str | Mapping[str, Any] | Product
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from msrgb.errors import MsrgbError
-from msrgb.storage.remote import location
+from msrgb.storage.locations import location
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,9 +43,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from msrgb.tools.verify import verify_product
-
     from msrgb.outputs.paths import OutputPaths
+    from msrgb.tools.verify import verify_product
 
     images = OutputPaths.at(args.output_dir).images
     if images:

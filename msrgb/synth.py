@@ -14,7 +14,7 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from msrgb.config.products import EUROSAT_BANDS  # noqa: F401 (the band order of the tiles made here)
+from msrgb.config.presets import EUROSAT_BANDS
 
 #: Mean top-of-atmosphere reflectance x 10000 per class, in EUROSAT_BANDS order.
 CLASS_SPECTRA: dict[str, tuple[int, ...]] = {

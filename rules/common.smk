@@ -19,18 +19,14 @@ from msrgb.snakemake import progress as msprogress  # noqa: E402
 from msrgb.jobs import report as msreport  # noqa: E402
 from msrgb.jobs import runstore as msrunstore  # noqa: E402
 from msrgb.render import sheets as mssheets  # noqa: E402
+from msrgb.outputs.sheet_lists import manifest_path, sheet_names
 from msrgb.snakemake import slurm as msslurm  # noqa: E402
 from msrgb.snakemake import settings as smk  # noqa: E402
 from msrgb.errors import MsrgbError  # noqa: E402
-from msrgb.planning.prepare import (
-    Settings,
-    Where,
-    command_line_booleans,
-    plan_run,
-    start_run,
-)  # noqa: E402
+from msrgb.planning.prepare import plan_run, start_run
+from msrgb.planning.settings import Settings, Where, command_line_booleans  # noqa: E402
 from msrgb.planning.sharding import load_plan  # noqa: E402
-from msrgb.sources.stac import StacSearch  # noqa: E402
+from msrgb.sources.stac_search import StacSearch
 from msrgb.planning.work import print_counts  # noqa: E402
 
 validate(command_line_booleans(config), schema="../config/schema.json")
@@ -329,7 +325,7 @@ def sheet_names(product):
         return []
     if PREPARED:
         return sorted(PREPARED.sheets[product])
-    return mssheets.sheet_names(LAYOUT, product)
+    return sheet_names(LAYOUT, product)
 
 
 def sheet_png(product, sheet):
@@ -346,7 +342,7 @@ def all_contact_sheets():
 
 def sheet_manifests(product):
     return [
-        str(mssheets.manifest_path(LAYOUT, product, n)) for n in sheet_names(product)
+        str(manifest_path(LAYOUT, product, n)) for n in sheet_names(product)
     ]
 
 

@@ -24,7 +24,7 @@ from rasterio.warp import reproject
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from msrgb.config.products import EUROSAT_BANDS  # noqa: E402
+from msrgb.config.presets import EUROSAT_BANDS
 from msrgb.synth import write_tile  # noqa: E402
 
 TILE = 64

@@ -23,9 +23,9 @@ def stale(manifest: Path, sheet: Path) -> bool:
 
 # Most runs change no sheet: decide that before importing numpy, Pillow and rasterio.
 if any(stale(m, s) for m, s in pairs):
+    from msrgb.config.parse import products_from_dicts
     from msrgb.engine.run import rebuild_sheets  # noqa: E402
-    from msrgb.config.products import products_from_dicts  # noqa: E402
-    from msrgb.storage.remote import location  # noqa: E402
+    from msrgb.storage.locations import location
 
     product = products_from_dicts([snakemake.params.product])[0]
     images = location(snakemake.params.product_dir)

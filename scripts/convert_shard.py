@@ -6,12 +6,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from msrgb.jobs import runstore  # noqa: E402
+from msrgb.config.parse import products_from_dicts
 from msrgb.errors import MsrgbError  # noqa: E402
-from msrgb.outputs.paths import OutputPaths  # noqa: E402
-from msrgb.config.products import products_from_dicts  # noqa: E402
-from msrgb.sources.stac import input_location  # noqa: E402
+from msrgb.jobs import runstore  # noqa: E402
 from msrgb.jobs.shard import remove_earlier_logs, run_shard  # noqa: E402
+from msrgb.outputs.paths import OutputPaths  # noqa: E402
+from msrgb.sources.stac import input_location  # noqa: E402
 
 logging.basicConfig(
     filename=snakemake.log[0],

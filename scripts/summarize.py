@@ -7,11 +7,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
+from msrgb.config.parse import products_from_dicts
 from msrgb.engine.run import summary_job  # noqa: E402
 from msrgb.errors import MsrgbError  # noqa: E402
-from msrgb.outputs.paths import OutputPaths, leave_marker  # noqa: E402
-from msrgb.config.products import products_from_dicts  # noqa: E402
 from msrgb.jobs.runstore import pull_states  # noqa: E402
+from msrgb.outputs.paths import OutputPaths, leave_marker  # noqa: E402
 from msrgb.planning.sharding import plan_shard_count  # noqa: E402
 
 logging.basicConfig(

@@ -7,8 +7,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb.errors import MsrgbError  # noqa: E402
-from msrgb.outputs.paths import OutputPaths, leave_marker  # noqa: E402
 from msrgb.jobs.upload import upload_results  # noqa: E402
+from msrgb.outputs.paths import OutputPaths, leave_marker  # noqa: E402
 
 logging.basicConfig(
     filename=snakemake.log[0],

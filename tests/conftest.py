@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +18,10 @@ import rasterio
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from msrgb.storage import remote  # noqa: E402
-from msrgb import synth  # noqa: E402
 from s3server import S3Server, rclone_binary  # noqa: E402
+
+from msrgb import synth  # noqa: E402
+from msrgb.storage import remote  # noqa: E402
 
 SHARED_S2 = REPO.parent / "shared" / "data" / "s2_29RKH"
 

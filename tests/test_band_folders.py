@@ -14,17 +14,18 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
+from conftest import REPO, SHARED_S2, run_snakemake, run_totals
 from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.warp import reproject
 
-from conftest import REPO, SHARED_S2, run_snakemake, run_totals
-from msrgb.sources import bandfiles
 from msrgb import synth
-from msrgb.readers.bands import BandImage, LargeBandImage
+from msrgb.config.parse import parse_products
 from msrgb.jobs.convert import Converter
+from msrgb.readers.band_blocks import LargeBandImage
+from msrgb.readers.band_image import BandImage
+from msrgb.sources import bandfiles
 from msrgb.sources.discovery import Inputs, discover_inputs
-from msrgb.config.products import parse_products
 
 BANDS = {"layout": "band_folders"}
 
@@ -335,7 +336,7 @@ def test_band_files_without_georeferencing(tmp_path: Path):
     cannot be made from them, which is a bad input, not a crash."""
     from msrgb.errors import InputError
     from msrgb.readers.bands import BandReader
-    from msrgb.readers.stacked import gdal_env
+    from msrgb.readers.gdal import gdal_env
 
     folder = tmp_path / "img"
     folder.mkdir()

@@ -15,14 +15,21 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import rasterio
+from conftest import REPO, run_engine, run_snakemake
 from rasterio.transform import from_origin
 
-from conftest import REPO, run_engine, run_snakemake
 from msrgb import api
-from msrgb.config.products import EUROSAT_BANDS
-from msrgb.radiometry.decide import SHIFTED_SHARE, StacAsset, StacFacts, parse_baseline, recorded_differs, stac_rule
-from msrgb.sources.stac import asset_band, parse_item
+from msrgb.config.presets import EUROSAT_BANDS
 from msrgb.outputs.state import read_state_full, state_text
+from msrgb.radiometry.decide import (
+    SHIFTED_SHARE,
+    StacAsset,
+    StacFacts,
+    parse_baseline,
+    recorded_differs,
+    stac_rule,
+)
+from msrgb.sources.stac import asset_band, parse_item
 
 ITEMS = REPO / "tests" / "data" / "stac"
 ES_L2A = "earth-search-v1-sentinel-2-l2a_S2A_39QTA_20230628_0_L2A.json"

@@ -7,13 +7,19 @@ import rasterio
 from conftest import SHARED_S2, assert_png_matches
 
 from msrgb import synth
-from msrgb.jobs.convert import Converter
-from msrgb.render.encoding import encode_image
+from msrgb.config.parse import parse_products
 from msrgb.errors import InputError
+from msrgb.jobs.convert import Converter
+from msrgb.readers.gdal import enter_thread_gdal_env
+from msrgb.render.encoding import encode_image
+from msrgb.render.pngenc import (
+    HUFFMAN_ONLY,
+    PNG_COMPRESSION,
+    compressor,
+    encode_png,
+    encode_png_quick,
+)
 from msrgb.storage.files import write_atomic
-from msrgb.render.pngenc import HUFFMAN_ONLY, PNG_COMPRESSION, compressor, encode_png, encode_png_quick
-from msrgb.readers.stacked import enter_thread_gdal_env
-from msrgb.config.products import parse_products
 
 
 @pytest.fixture(autouse=True)
@@ -198,7 +204,7 @@ def test_large_files_take_the_on_disk_path_with_the_same_result(tmp_path: Path):
     from memory: same PNG bytes, same source hash, same error for a truncated file."""
     import hashlib
 
-    from msrgb.readers.stacked import gdal_env
+    from msrgb.readers.gdal import gdal_env
 
     synth.generate(tmp_path / "tif", 1, classes=("Forest", "River"))
     (product,) = parse_products(["truecolor"])

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_snakemake, snapshot
+
 from msrgb import synth
 
 QUESTIONS = [

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from conftest import REPO, assert_png_matches, run_snakemake
 
-from msrgb import cli
-from msrgb import synth
+from msrgb import cli, synth
 
 HOST_SNAKEFILE = """
 configfile: "host.yaml"

@@ -23,15 +23,15 @@ from conftest import (
     REPO,
     assert_png_matches,
     converted_counts,
-    run_totals,
     run_snakemake,
+    run_totals,
     snapshot,
 )
 
 from msrgb import synth
-from msrgb.jobs.convert import Converter
+from msrgb.config.parse import parse_products
 from msrgb.errors import InputError
-from msrgb.config.products import parse_products
+from msrgb.jobs.convert import Converter
 
 # Names no shell may ever interpret: if a name were run through a shell, `x_was_run` appears.
 HOSTILE_NAMES = [

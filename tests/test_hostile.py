@@ -17,12 +17,13 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import rasterio
+from conftest import FAULT_COUNTS, assert_png_matches, pngs, run_engine, run_snakemake
 from rasterio.transform import from_origin
 
-from conftest import FAULT_COUNTS, assert_png_matches, pngs, run_engine, run_snakemake
 from msrgb import synth
 from msrgb.config.expression import parse
-from msrgb.config.products import EUROSAT_BANDS, parse_products
+from msrgb.config.parse import parse_products
+from msrgb.config.presets import EUROSAT_BANDS
 from msrgb.errors import ExpressionError, PlanError, ProductError, ReadInBlocks
 from msrgb.readers.stacked import TileReader
 

@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
+from conftest import REPO, SHARED_S2, reference_rgb, run_snakemake
 from PIL import Image
 
-from conftest import REPO, SHARED_S2, reference_rgb, run_snakemake
 from msrgb import synth
+from msrgb.config.parse import parse_products
 from msrgb.errors import ProductError
 from msrgb.render.pngenc import PNG_COMPRESSION, encode_png
-from msrgb.config.products import colormap_lut, parse_products
-from msrgb.readers.stacked import Tile
 from msrgb.render.render import Renderer, clip_figures
+from msrgb.config.colormaps import colormap_lut
+from msrgb.tile import Tile
 
 
 def write_config(tmp_path: Path, products: dict, **settings: object) -> Path:

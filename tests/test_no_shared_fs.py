@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, assert_png_matches, pngs, run_snakemake
-from msrgb.jobs import runstore
-from msrgb.errors import PlanError
-from msrgb.outputs.paths import OutputPaths
 from s3server import S3Server, put_tree
 from scratch_jobs import ScratchCluster
+
+from msrgb.errors import PlanError
+from msrgb.jobs import runstore
+from msrgb.outputs.paths import OutputPaths
 
 SAMPLE = REPO / "sample" / "eurosat"
 

@@ -14,14 +14,13 @@ import pytest
 import rasterio
 from conftest import assert_png_matches, run_snakemake
 
-from msrgb import cli
-from msrgb import synth
+from msrgb import cli, synth
+from msrgb.config.parse import parse_products
+from msrgb.jobs.convert import Converter
+from msrgb.readers.gdal import enter_thread_gdal_env
+from msrgb.readers.stacked import LargeImage
 from msrgb.storage import tsv
 from msrgb.tools import verify
-from msrgb.jobs.convert import Converter
-from msrgb.readers.stacked import enter_thread_gdal_env
-from msrgb.config.products import parse_products
-from msrgb.readers.stacked import LargeImage
 
 
 @pytest.fixture(autouse=True)

@@ -3,14 +3,13 @@ from pathlib import Path
 
 import pytest
 
-from msrgb.sources import discovery
-from msrgb.outputs import paths
-from msrgb.planning import sharding
-from msrgb.outputs import state
 from msrgb import synth
-from msrgb.outputs.lock import lock_output
+from msrgb.config.parse import parse_products
 from msrgb.errors import PlanError
-from msrgb.config.products import parse_products
+from msrgb.outputs import paths, state
+from msrgb.outputs.lock import lock_output
+from msrgb.planning import sharding
+from msrgb.sources import discovery
 
 
 def test_discover_recursive_sorted_and_skips_hidden(tmp_path: Path):

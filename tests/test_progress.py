@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_snakemake, run_totals
 
 PROGRESS = re.compile(r"msrgb: (?:.*\| )?([\d,]+)/([\d,]+) images")

@@ -15,15 +15,16 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import rasterio
+from conftest import REPO, SHARED_S2, reference_rgb, run_snakemake, run_totals
 from PIL import Image
 from rasterio.transform import from_origin
 
-from conftest import REPO, SHARED_S2, reference_rgb, run_snakemake, run_totals
 from msrgb import synth
+from msrgb.config.parse import parse_products
 from msrgb.errors import InputError
-from msrgb.config.products import colormap_lut, parse_products
 from msrgb.radiometry.scaling import Scaling, from_gdal, looks_like_offset_data, read_safe_metadata
 from msrgb.render.render import optimized
+from msrgb.config.colormaps import colormap_lut
 from msrgb.tools.verify import read_provenance_manifest
 
 BANDS = {"layout": "band_folders"}

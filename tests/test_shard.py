@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 from conftest import assert_png_matches
 
-from msrgb.sources import discovery
-from msrgb.outputs import paths
-from msrgb.planning import sharding
-from msrgb.outputs import state
 from msrgb import synth
-from msrgb.config.products import Product, parse_products
+from msrgb.config.parse import parse_products
+from msrgb.config.products import Product
 from msrgb.jobs.shard import ShardError, run_shard
+from msrgb.outputs import paths, state
+from msrgb.planning import sharding
+from msrgb.sources import discovery
 
 
 def make(tmp_path: Path, products=None):
@@ -119,7 +119,7 @@ def test_read_ahead_asks_for_the_next_files_in_batches_and_passes_over_unreadabl
     import os
     import time
 
-    from msrgb.jobs.shard import ReadAhead
+    from msrgb.jobs.pipeline import ReadAhead
 
     synth.generate(tmp_path / "tif", 1)
     files = sorted((tmp_path / "tif").rglob("*.tif"))  # 10 tiles of 110 KB
@@ -165,9 +165,9 @@ def test_a_fifo_named_like_a_tiff_is_reported_not_waited_for(tmp_path: Path):
 
 def test_work_to_do_decides_from_records_and_present_outputs():
     """The pure decision of a shard job, without files: what to convert, what is kept."""
-    from msrgb.sources.discovery import Source
     from msrgb.outputs.state import StateData
     from msrgb.planning.work import work_to_do
+    from msrgb.sources.discovery import Source
 
     a, b, c, d = (Source(f"X/{n}.tif", 100, 5) for n in "abcd")
     products = parse_products({"p": {"preset": "truecolor"}, "q": {"preset": "swir"}})
@@ -224,9 +224,9 @@ def test_an_image_waits_for_its_uploads_and_a_fatal_error_cannot_strand_it():
     count as done for wait(), and the job would wait forever)."""
     from concurrent.futures import Future, wait
 
-    from msrgb.jobs.convert import Converted
     from msrgb.errors import OutputError
-    from msrgb.jobs.shard import after_uploads
+    from msrgb.jobs.convert import Converted
+    from msrgb.jobs.pipeline import after_uploads
 
     def running() -> Future:
         f: Future = Future()
@@ -259,10 +259,10 @@ def test_a_checkpoint_reads_as_the_whole_state_whenever_it_is_taken(tmp_path: Pa
     import random
     from types import SimpleNamespace
 
-    from msrgb.jobs.convert import Converted
-    from msrgb.sources.discovery import Source
     from msrgb.errors import InputError
-    from msrgb.jobs.shard import Recorder, ShardResult
+    from msrgb.jobs.convert import Converted
+    from msrgb.jobs.records import Recorder, ShardResult
+    from msrgb.sources.discovery import Source
 
     rng = random.Random(seed)
     names = ["plain", 'a "quoted"', "tab\there", "line\nbreak", "ünï", "#hash", "!bang"]

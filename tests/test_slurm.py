@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, assert_png_matches
+
 from msrgb import synth
 
 SLURM_SCRIPTS = REPO.parent / "shared" / "slurm"

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from msrgb.snakemake.slurm import NodeSize, PendingJob, SlurmQueryError, check_request, explain, parse_sinfo
+from msrgb.snakemake.slurm import (
+    NodeSize,
+    PendingJob,
+    SlurmQueryError,
+    check_request,
+    explain,
+    parse_sinfo,
+)
 
 SINFO = "debug*|2|24105\nbig|64|512000\nbig|32|256000+\nshort|8|16000\n"
 

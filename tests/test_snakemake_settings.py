@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import snakemake
-
 from conftest import REPO
+
 from msrgb.snakemake import settings as smk
 
 SNAKEFILE = f"""

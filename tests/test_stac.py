@@ -16,13 +16,20 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import rasterio
-
 from conftest import SHARED_S2, converted_counts, run_snakemake
+from s3server import FaultProxy, S3Server
+
 from msrgb import synth
 from msrgb.errors import PlanError
-from msrgb.storage.remote import HttpPath, S3Path
-from msrgb.sources.stac import StacItems, asset_band, asset_scaling, band_name, discover_items, parse_item
-from s3server import FaultProxy, S3Server
+from msrgb.sources.stac import (
+    StacItems,
+    asset_band,
+    asset_scaling,
+    band_name,
+    discover_items,
+    parse_item,
+)
+from msrgb.storage.locations import HttpPath, S3Path
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 

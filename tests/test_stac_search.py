@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
-
 from conftest import REPO, converted_counts, run_snakemake
+
 from msrgb import synth
 
 PAGE = 2

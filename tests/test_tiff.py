@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
 from conftest import REPO, SHARED_S2
+
 from msrgb import synth
+from msrgb.config.parse import parse_products
 from msrgb.jobs.convert import Converter
-from msrgb.sources.geotags import samples_per_pixel
-from msrgb.planning.prepare import band_count
-from msrgb.config.products import parse_products
+from msrgb.planning.checks import band_count
 from msrgb.readers.stacked import TileReader
 from msrgb.readers.tiff import read_plain
+from msrgb.sources.geotags import samples_per_pixel
 
 DTYPES = ["uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"]
 #: (name, creation options, decoded without GDAL for integers, ... for floats)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import pngs, run_engine
+
 from msrgb import synth
 from msrgb.radiometry.scaling import SAFE_BAND_IDS
 

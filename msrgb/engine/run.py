@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from msrgb.outputs.paths import OutputPaths, leave_marker
-from msrgb.planning.prepare import Prepared, Settings, Where, command_line_booleans, plan_run, start_run
 from msrgb.config.products import Product
-from msrgb.sources.stac import InputDir
+from msrgb.outputs.paths import OutputPaths, leave_marker
+from msrgb.planning.prepare import Prepared, plan_run, start_run
+from msrgb.planning.settings import Settings, Where, command_line_booleans
 from msrgb.planning.work import print_counts, shard_will_run
+from msrgb.sources.stac import InputDir
 
 log = logging.getLogger("msrgb")
 
@@ -160,20 +161,21 @@ def percentiles_of_sample(product: Product, input_dir: InputDir, sample: Path, o
 
 def sheets_job(layout: OutputPaths, product: Product, thumbnail: int, prepared: Prepared | None = None) -> int:
     """A product's contact-sheet job: the sheets whose manifest is newer than the sheet."""
-    from msrgb.render import sheets
+    from msrgb.outputs.sheet_lists import manifest_path, sheet_names
 
-    names = sorted(prepared.sheets[product.name]) if prepared is not None else sheets.sheet_names(layout, product.name)
-    pairs = [(sheets.manifest_path(layout, product.name, n), layout.contact_sheet(product.name, n)) for n in names]
+    names = sorted(prepared.sheets[product.name]) if prepared is not None else sheet_names(layout, product.name)
+    pairs = [(manifest_path(layout, product.name, n), layout.contact_sheet(product.name, n)) for n in names]
     return rebuild_sheets(pairs, product, layout.image_dir(product.name), thumbnail)
 
 
 def rebuild_sheets(pairs: Sequence[tuple[Path, Path]], product: Product, images: Path | Any, thumbnail: int) -> int:
     """Rebuild the (manifest, sheet) pairs whose sheet is missing or older than its manifest."""
+    from msrgb.outputs.sheet_lists import SheetGeometry
     from msrgb.render import sheets
     from msrgb.render.legend import legend_image
 
     legend = legend_image(product) if product.is_index else None
-    return sheets.build_all(pairs, images, sheets.SheetGeometry(thumb=thumbnail), product.suffix, legend)
+    return sheets.build_all(pairs, images, SheetGeometry(thumb=thumbnail), product.suffix, legend)
 
 
 def summary_job(
@@ -188,8 +190,9 @@ def summary_job(
     """The summary's job: errors.tsv, the provenance manifests, summary.json, histograms and
     the clipping sheets, from what the shard jobs recorded (msrgb.jobs.report)."""
     from msrgb.jobs import report
-    from msrgb.planning.sharding import load_plan
+    from msrgb.outputs.errors_table import problems_note, read_planning_errors, write_errors
     from msrgb.outputs.state import read_state_full
+    from msrgb.planning.sharding import load_plan
 
     plan = load_plan(layout)
     per_class, n_shards = report.images_per_class(plan), plan.n_shards
@@ -197,13 +200,13 @@ def summary_job(
     if states is None:
         states = [layout.state(n_shards, shard) for shard in range(n_shards)]
     state = read_state_full(list(states))
-    planning = report.read_planning_errors(layout.planning_errors())
-    errors = report.write_errors(state, errors_out or layout.errors_table(), planning)
+    planning = read_planning_errors(layout.planning_errors())
+    errors = write_errors(state, errors_out or layout.errors_table(), planning)
     outs = manifests or [layout.provenance(p.name) for p in products]
     report.write_provenance(state, {p.name: (p.digest(), Path(out), p.suffix) for p, out in zip(products, outs)})
     summary = report.summarize(layout, per_class, n_shards, len(products), len(errors))
     if planning:
-        summary["notes"].insert(0, report.problems_note(planning))
+        summary["notes"].insert(0, problems_note(planning))
     summary["clipping"] = report.clipping_summary(state, {p.name: p.suffix for p in products})
     report.write_summary(summary_out or layout.summary(), summary)
     report.write_looks(layout, products, state, summary["clipping"], thumbnail)

@@ -14,22 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from msrgb.readers.bands import BandImage, LargeBandImage
-from msrgb.readers.inputs import InputImage, Inputs
-from msrgb.errors import InputError, ProductError, ReadInBlocks
-from msrgb.storage.files import aux_xml_path, world_file_path, write_output
-from msrgb.outputs.georef import aux_xml_text, world_file_text
-from msrgb.render.pngenc import PNG_COMPRESSION, PngStream
 from msrgb.config.products import Product
-from msrgb.storage.remote import S3Path, put_later
-from msrgb.readers.stacked import (
-    IN_MEMORY_BYTES,
-    MAX_PIXELS,
-    LargeImage,
-    Tile,
-)
+from msrgb.errors import InputError, ProductError, ReadInBlocks
+from msrgb.outputs.georef import aux_xml_text, world_file_text
 from msrgb.radiometry.scaling import looks_like_offset_data, note_missing_offset
+from msrgb.readers.band_blocks import LargeBandImage
+from msrgb.readers.band_image import BandImage
+from msrgb.readers.inputs import InputImage, Inputs
+from msrgb.readers.stacked import IN_MEMORY_BYTES, MAX_PIXELS, LargeImage
 from msrgb.render.encoding import encode_image
+from msrgb.render.pngenc import PNG_COMPRESSION, PngStream
 from msrgb.render.recipe import RECIPE_KEY, RecipeWriter, radiometry_text
 from msrgb.render.render import (
     ClipCounter,
@@ -41,6 +35,10 @@ from msrgb.render.render import (
     pixel_scalings,
     product_bands,
 )
+from msrgb.storage.files import aux_xml_path, world_file_path, write_output
+from msrgb.storage.locations import S3Path
+from msrgb.storage.remote import put_later
+from msrgb.tile import Tile
 
 log = logging.getLogger("msrgb")
 

@@ -10,47 +10,25 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from msrgb.outputs.paths import OutputPaths
+from msrgb.outputs.state import StateData
+from msrgb.planning.sharding import Plan
 from msrgb.storage import tsv
 from msrgb.storage.files import output_rel, own_image, write_atomic, write_if_changed
-from msrgb.outputs.paths import OutputPaths
-from msrgb.storage.remote import S3Path, prefetch
-from msrgb.planning.sharding import Plan
-from msrgb.outputs.state import StateData
+from msrgb.storage.locations import S3Path
+from msrgb.storage.remote import prefetch
 
 if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger("msrgb")
 
-ERRORS_COLUMNS = ("file", "reason")
 
 
-def write_errors(data: StateData, out: Path, planning: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
-    """Write ``errors.tsv`` from the shards' state and what planning could not convert
-    (``planning``: folders that cannot be read, clashing outputs; a header row, then one row per
-    file or folder, sorted; msrgb.storage.tsv quotes names with tabs or line breaks); the table has only
-    its header when nothing was skipped."""
-    errors = sorted([*((rel, reason) for rel, (_, _, reason) in data.skipped.items()), *planning])
-    write_atomic(out, tsv.text([ERRORS_COLUMNS, *errors]).encode("utf-8"))
-    if errors:
-        log.warning("%d input file(s) skipped as bad, listed in %s", len(errors), out)
-    return errors
 
 
-def read_planning_errors(path: Path) -> list[tuple[str, str]]:
-    """What planning could not convert (msrgb.planning.prepare.find_sources), as written in ``path``."""
-    try:
-        rows = list(tsv.rows(path))
-    except FileNotFoundError:
-        return []
-    return [(row[0], row[1]) for row in rows[1:] if len(row) >= 2]
 
 
-def problems_note(problems: Sequence[tuple[str, str]]) -> str:
-    """One line on what planning found it cannot convert."""
-    shown = "; ".join(f"{rel}: {reason}" for rel, reason in problems[:3])
-    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-    return f"{len(problems)} input(s) or folder(s) not converted, listed in errors.tsv: {shown}{more}"
 
 
 def images_per_class(plan: Plan) -> dict[str, int]:
@@ -302,9 +280,11 @@ def write_looks(layout: OutputPaths, products: Sequence, state: StateData, clipp
     """Per product: the histogram of the output values of a sample of its images (the images
     with the smallest path hashes), the contact sheet of its most clipped images and, for a
     product drawn with a colour map, its legend."""
-    from msrgb.render.legend import legend_png
+    from msrgb.outputs.sheet_lists import SheetGeometry
     from msrgb.planning.sharding import path_hash
-    from msrgb.render.sheets import SheetGeometry, encode, label, sheet_image
+    from msrgb.planning.sheet_plan import label
+    from msrgb.render.legend import legend_png
+    from msrgb.render.sheets import encode, sheet_image
 
     for p in products:
         rels = [rel for rel, name in state.records if name == p.name]

@@ -26,12 +26,15 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from msrgb.storage import remote
 from msrgb.errors import InputError, MsrgbError, PlanError
-from msrgb.storage.files import write_atomic
 from msrgb.outputs.paths import OutputPaths, shards_overlap
 from msrgb.planning.sharding import plan_shard_count
-from msrgb.sources.stac import StacItems, StacSearch
+from msrgb.sources.stac import StacItems
+from msrgb.sources.stac_search import StacSearch
+from msrgb.storage import remote
+from msrgb.storage.files import write_atomic
+from msrgb.storage.listing import ObjectInfo, list_objects
+from msrgb.storage.locations import S3Path, is_remote, is_url
 
 log = logging.getLogger("msrgb")
 
@@ -48,7 +51,7 @@ def check_reachable(input_dir: object, images: str) -> None:
     if isinstance(input_dir, StacSearch):
         return
     if isinstance(input_dir, StacItems):
-        if not (remote.is_remote(input_dir.where) or remote.is_url(input_dir.where)):
+        if not (is_remote(input_dir.where) or is_url(input_dir.where)):
             raise PlanError(
                 f"stac_items {input_dir.where!r} is a local file, which jobs that share no file "
                 "system cannot read: put it in S3 or at an https:// URL, or search with stac_search"
@@ -71,9 +74,9 @@ class RunStore:
                 "must be in S3 (s3://bucket/prefix): the jobs' state travels through it"
             )
         self.layout = layout
-        self.top = remote.S3Path.parse(layout.images)
+        self.top = S3Path.parse(layout.images)
 
-    def url(self, path: Path) -> remote.S3Path:
+    def url(self, path: Path) -> S3Path:
         """Where the work folder's file ``path`` goes in S3."""
         return self.top / path.relative_to(self.layout.output_dir).as_posix()
 
@@ -92,9 +95,9 @@ class RunStore:
         _each(one, items)
         log.info("run state: %d file(s) sent to %s", len(items), self.top)
 
-    def listing(self, folder: Path) -> list[remote.ObjectInfo]:
+    def listing(self, folder: Path) -> list[ObjectInfo]:
         """What S3 holds of the work folder's ``folder`` (one LIST)."""
-        return remote.list_objects(self.url(folder), what="the run's state in output_dir")
+        return list_objects(self.url(folder), what="the run's state in output_dir")
 
     def pull(self, folder: Path, keep: Callable[[str], bool] = lambda rel: True) -> list[Path]:
         """Make ``folder`` of the work folder what it is in S3, for the files whose path

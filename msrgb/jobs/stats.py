@@ -13,16 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from msrgb import __version__
-from msrgb.errors import InputError
-from msrgb.storage.files import write_atomic
-from msrgb.sources.discovery import Source
-from msrgb.planning.sharding import hash_sample
 from msrgb.config.products import Product
+from msrgb.errors import InputError
+from msrgb.planning.samples import (
+    read_sample,
+)
+from msrgb.sources.discovery import Source
+from msrgb.storage.files import write_atomic
 
 if TYPE_CHECKING:  # the computing functions load GDAL and numpy; planning reads samples only
     from msrgb.readers.inputs import InputImage
     from msrgb.sources.stac import InputDir
-    from msrgb.readers.stacked import Tile
+    from msrgb.tile import Tile
 
 log = logging.getLogger("msrgb")
 
@@ -31,28 +33,10 @@ log = logging.getLogger("msrgb")
 EQUALIZE_QUANTILES = 1025
 
 
-def choose_sample(sources: Sequence[Source], size: int) -> list[Source]:
-    """The sample: the ``size`` images with the smallest path hashes, sorted by path."""
-    return hash_sample(sources, size)
 
 
-def sample_text(product: Product, sample: Sequence[Source]) -> str:
-    """The sample list: JSON, so that any file name fits; images made of band files with
-    their files."""
-    record: dict = {"product": product.name, "digest": product.digest(), "files": [s.rel for s in sample]}
-    bands = {s.rel: [list(pair) for pair in s.files] for s in sample if s.files is not None}
-    if bands:
-        record["band_files"] = bands
-    return json.dumps(record, indent=0, ensure_ascii=False) + "\n"
 
 
-def read_sample(path: Path) -> list[Source]:
-    record = json.loads(path.read_text(encoding="utf-8"))
-    bands = record.get("band_files", {})
-    return [
-        Source(rel, 0, 0, tuple(tuple(pair) for pair in bands[rel]) if rel in bands else None)  # type: ignore[misc]
-        for rel in record["files"]
-    ]
 
 
 def whole_bands(image: InputImage) -> Tile:
@@ -75,8 +59,8 @@ def compute_limits(product: Product, input_dir: InputDir, sample: Sequence[Sourc
     Bad files are left out (and listed); returns what :func:`write_limits` records."""
     import numpy as np
 
+    from msrgb.readers.gdal import gdal_env
     from msrgb.readers.inputs import Inputs
-    from msrgb.readers.stacked import gdal_env
     from msrgb.render.render import product_bands
 
     # the same bands and nodata, with a stretch whose limits are known, only to read the files
@@ -123,21 +107,8 @@ def write_limits(path: Path, record: dict) -> None:
     write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
 
 
-def read_limits(path: Path) -> list[list[float]]:
-    return json.loads(path.read_text())["limits"]
 
 
-def with_recorded_limits(product: Product, path: Path) -> Product:
-    """``product`` with the dataset-wide limits recorded at ``path``; as it is when it has no
-    dataset-wide stretch or they are not computed yet, the file missing or damaged (its
-    digest then matches no record: every image counts as to convert, or stale). The next run
-    computes the limits again."""
-    if not product.dataset_stretch:
-        return product
-    try:
-        return product.with_limits(read_limits(path))
-    except (FileNotFoundError, ValueError, KeyError):
-        return product
 
 
 def run(product: Product, input_dir: InputDir, sample: Path, out: Path) -> dict:

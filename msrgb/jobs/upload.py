@@ -11,10 +11,10 @@ import logging
 import os
 from pathlib import Path
 
-from msrgb.storage import remote
-from msrgb.storage import tsv
-from msrgb.storage.files import write_atomic
 from msrgb.outputs.paths import STATE_DIR, OutputPaths
+from msrgb.storage import remote, tsv
+from msrgb.storage.files import write_atomic
+from msrgb.storage.locations import S3Path
 
 log = logging.getLogger("msrgb")
 
@@ -45,7 +45,7 @@ def _files(top: Path) -> dict[str, Path]:
 def upload_results(layout: OutputPaths) -> tuple[int, int]:
     """PUT every file of the work folder (but the state and logs) whose content is not what
     was last uploaded, and DELETE the uploaded ones that are gone. Returns (put, deleted)."""
-    target = remote.S3Path.parse(layout.images)
+    target = S3Path.parse(layout.images)
     record = uploaded_record(layout)
     before: dict[str, str] = {}
     if record.exists():

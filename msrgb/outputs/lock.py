@@ -13,7 +13,6 @@ import time
 from msrgb.errors import PlanError
 from msrgb.outputs.paths import OutputPaths
 
-
 _LOCKS: dict[str, int] = {}
 _HOLDER_BYTES = 256  # the lock file holds one space-padded line naming the run that holds it
 _HOLDER_WAIT_S = 5.0

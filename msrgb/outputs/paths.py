@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 
 from msrgb.errors import PlanError
 from msrgb.storage.files import is_stale_temporary, output_rel
-from msrgb.storage.remote import S3Path, is_remote, list_objects, location
+from msrgb.storage.listing import list_objects
+from msrgb.storage.locations import S3Path, is_remote, location
 
 if TYPE_CHECKING:
-    from msrgb.sources.discovery import Source
     from msrgb.config.products import Product
+    from msrgb.sources.discovery import Source
 
 STATE_DIR = ".msrgb"
 

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from pathlib import Path
 
-from msrgb.storage import tsv
-from msrgb.sources.discovery import Source, rows_text
-from msrgb.errors import PlanError
-from msrgb.storage.files import write_if_changed
-from msrgb.outputs.paths import OutputPaths
 from msrgb.config.products import Product
+from msrgb.errors import PlanError
+from msrgb.outputs.paths import OutputPaths
+from msrgb.sources.discovery import Source, rows_text
+from msrgb.storage import tsv
+from msrgb.storage.files import write_if_changed
 
 # v3: records of earlier states were made without radiometric offsets, so the jobs check those
 # inputs once (msrgb.jobs.shard.work_to_do).

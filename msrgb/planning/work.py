@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from msrgb.sources.discovery import Source
-from msrgb.outputs.paths import OutputListing, OutputPaths
 from msrgb.config.products import Product
-from msrgb.storage.remote import S3Path, location
-from msrgb.radiometry.decide import recorded_differs
-from msrgb.sources.stac import InputDir, StacItems
-from msrgb.planning.sharding import Plan, shard_of
+from msrgb.outputs.paths import OutputListing, OutputPaths
 from msrgb.outputs.state import StateCache, StateData
-from msrgb.jobs.stats import with_recorded_limits
+from msrgb.planning.samples import with_recorded_limits
+from msrgb.planning.sharding import Plan, shard_of
+from msrgb.radiometry.decide import recorded_differs
+from msrgb.sources.discovery import Source
+from msrgb.sources.stac import InputDir, StacItems
+from msrgb.storage.locations import S3Path, location
 
 
 @dataclass

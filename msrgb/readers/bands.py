@@ -4,145 +4,54 @@ the grid of the finest band used."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import Resampling
 from rasterio.io import DatasetReader, MemoryFile
-from rasterio.crs import CRS
 from rasterio.warp import reproject
-from rasterio.windows import Window
 
-from msrgb.sources.bandfiles import ZIP_BAND, is_safe
-from msrgb.errors import InputError, ReadInBlocks
-from msrgb.sources.geotags import gdal_metadata, read_grid, scale_offset_items
-from msrgb.sources.discovery import Source
 from msrgb.config.products import Product
-from msrgb.radiometry.scaling import Scaling, from_gdal, read_safe_metadata, safe_metadata_file
-from msrgb.storage.remote import InputFile, RemotePath, S3Path, gdal_name
-from msrgb.radiometry.decide import Candidates, Rule, baseline_of_metadata, decide, resolve_check, shifted_share, stac_rule
-from msrgb.sources.stac import Item, ItemRef, StacItems
-from msrgb.readers.zipped import ZipMember, open_zipped
-from msrgb.storage.remote import get as get_object
+from msrgb.errors import InputError, ReadInBlocks
+from msrgb.radiometry.decide import (
+    Candidates,
+    Rule,
+    baseline_of_metadata,
+    decide,
+    resolve_check,
+    shifted_share,
+    stac_rule,
+)
+from msrgb.radiometry.scaling import Scaling, from_gdal, read_safe_metadata
+from msrgb.readers.band_blocks import (
+    PREVIEW_FOR_CHECK,
+    SAME_CRS,
+    LargeBandImage,
+    OpenBand,
+    TargetGrid,
+    _bounds,
+    _show,
+)
+from msrgb.readers.band_image import BandImage, ZipLoaded
+from msrgb.readers.gdal import LARGE_IMAGE_ENV, check_dtype, input_errors
 from msrgb.readers.stacked import (
     IN_MEMORY_BYTES,
-    LARGE_IMAGE_ENV,
     MAX_PIXELS,
-    LargeImage,
-    Tile,
     TileReader,
-    check_dtype,
     file_scaling,
-    input_errors,
     quicklook_shape,
 )
-
-
-@dataclass(frozen=True)
-class BandImage:
-    """An image to read: its folder (named in messages) and (band, path relative to the input
-    folder, path) of each file to read."""
-
-    folder: Path | S3Path | ItemRef
-    files: tuple[tuple[str, str, InputFile | ZipMember], ...]
-    #: a Sentinel-2 product's metadata file (MTD_MSIL2A.xml, MTD_MSIL1C.xml): (path relative
-    #: to the input folder, path, or its bytes in a zipped product), which declares the
-    #: radiometric offsets of its bands
-    metadata: tuple[str, Path | bytes] | None = None
-    #: the listed size of all its files, for band files in S3 (whose size costs no request)
-    listed_size: int = 0
-    #: the STAC Item the image is, whose rules scale its bands (msrgb.radiometry.decide.stac_rule)
-    item: Item | None = None
-    #: the Item's product metadata asset (path relative to the input, path), read for the
-    #: processing baseline when the Item states none
-    item_metadata: tuple[str, InputFile] | None = None
-    #: a zipped product (msrgb.readers.zipped): (path relative to the input folder, path); its band
-    #: files are listed when it is read
-    zipped: tuple[str, InputFile] | None = None
-
-    @classmethod
-    def of(cls, input_dir: Path | S3Path | StacItems, src: Source) -> BandImage:
-        files = src.files or ()
-        if files and files[0][0] == ZIP_BAND and not isinstance(input_dir, StacItems):
-            path = input_dir / files[0][1]
-            return cls(path, (), zipped=(files[0][1], path), listed_size=src.size)
-        if isinstance(input_dir, StacItems):
-            item = input_dir.item_of(src.rel)
-            paths = tuple((band, rel, input_dir / rel) for band, rel in files)
-            item_metadata = None
-            if item is not None and item.facts.baseline is None and item.facts.metadata_href is not None:
-                rel = f"{src.rel}/{item.facts.metadata_href}"
-                item_metadata = (rel, input_dir / rel)
-            return cls(input_dir.item(src.rel), paths, item=item, item_metadata=item_metadata)
-        inside = any(rel.startswith(src.rel + "/") for _, rel in files)
-        # input_dir itself is an image named after it when it holds band files
-        folder = input_dir / src.rel if inside or (input_dir / src.rel).is_dir() else input_dir
-        metadata = None
-        if isinstance(folder, Path) and is_safe(folder.name):  # never in S3 (msrgb.sources.bandfiles)
-            found = safe_metadata_file(folder)
-            if found is not None:
-                metadata = (f"{src.rel}/{found.name}", found)
-        listed = src.size if isinstance(input_dir, S3Path) else 0
-        return cls(folder, tuple((band, rel, input_dir / rel) for band, rel in files), metadata, listed)
-
-    def paths(self) -> list[InputFile]:
-        if self.zipped is not None:
-            return [self.zipped[1]]
-        return [path for _, _, path in self.files if not isinstance(path, ZipMember)]
-
-
-@dataclass
-class ZipLoaded:
-    """A zipped product's bytes (when kept in memory) and SHA-256, once loaded."""
-
-    data: bytes | None = None
-    sha: str | None = None
-
-
-@dataclass
-class _Band:
-    """One band file, open."""
-
-    rel: str
-    path: InputFile | ZipMember
-    src: DatasetReader
-    transform: Affine
-    crs: CRS | None
-    #: the radiometric scaling the file itself declares (GDAL's scale and offset), or None
-    scaling: Scaling | None = None
-
-
-@dataclass(frozen=True)
-class _Target:
-    """The grid every band is read onto: the finest band's."""
-
-    rows: int
-    cols: int
-    transform: Affine
-    crs: CRS | None
-    nodata: float | None
-
-    def holds(self, band: _Band) -> bool:
-        """Whether ``band`` is on this grid (read as it is, no resampling)."""
-        return band.transform == self.transform and band.src.shape == (self.rows, self.cols)
-
-    def crs_wkt(self) -> str | None:
-        return self.crs.to_wkt() if self.crs is not None else None
-
-
-#: the longest side of the preview a large image's data check looks at (msrgb.radiometry.decide)
-PREVIEW_FOR_CHECK = 1024
-
-#: Stands in for the CRS of band files whose CRS was compared through their tags only: the
-#: resampling then goes from one grid to another in the same CRS, which is all it needs.
-_SAME_CRS = CRS.from_epsg(3857)
+from msrgb.readers.zipped import ZipMember, open_zipped
+from msrgb.sources.geotags import gdal_metadata, read_grid, scale_offset_items
+from msrgb.storage.locations import Location, RemotePath
+from msrgb.storage.remote import gdal_name
+from msrgb.storage.remote import get as get_object
+from msrgb.tile import Tile
 
 
 class BandReader:
@@ -159,7 +68,7 @@ class BandReader:
         self._loader = TileReader(self.products, in_memory_bytes, max_pixels)
         self.max_size, self.resampling = self._loader.max_size, self._loader.resampling
 
-    def select(self, image: BandImage) -> list[tuple[str, str, InputFile]]:
+    def select(self, image: BandImage) -> list[tuple[str, str, Location]]:
         """The file of each needed band, in the order of ``self.needed``; a band missing or
         there twice is a bad input."""
         chosen = []
@@ -243,7 +152,7 @@ class BandReader:
     def _scaling(
         self,
         image: BandImage,
-        bands: Sequence[_Band],
+        bands: Sequence[OpenBand],
         shas: dict[str, str],
         data: Callable[[], dict[int, np.ndarray]],
     ) -> tuple[dict[int, Candidates], frozenset[str]]:
@@ -296,12 +205,12 @@ class BandReader:
         return {name: rule for name, rule in rules.items() if rule.scaling is not None or rule.check_data}
 
     def _resampled(
-        self, band: _Band, data: np.ndarray, target: _Target, transform: Affine, rows: int
+        self, band: OpenBand, data: np.ndarray, target: TargetGrid, transform: Affine, rows: int
     ) -> np.ndarray:
         """``data`` (the whole band) on ``rows`` rows of the target grid starting at
         ``transform`` (GDAL's warper: the same values whether read whole or in blocks)."""
         out = np.zeros((rows, target.cols), data.dtype)
-        crs = band.crs or _SAME_CRS
+        crs = band.crs or SAME_CRS
         with input_errors(band.path):
             reproject(
                 data, out, src_transform=band.transform, src_crs=crs, dst_transform=transform,
@@ -309,7 +218,7 @@ class BandReader:
             )  # fmt: skip
         return out
 
-    def _load(self, path: InputFile | ZipMember) -> tuple[bytes | None, str]:
+    def _load(self, path: Location | ZipMember) -> tuple[bytes | None, str]:
         """The bytes and SHA-256 of a band file (:meth:`TileReader.load`); for a quicklook of a
         file at an http(s) URL or in S3 neither: GDAL reads its header and the overview it needs
         with range requests (no SHA-256 then, as the whole file is never read); for a band file
@@ -339,7 +248,7 @@ class BandReader:
 
     def _open_all(
         self, image: BandImage, stack: ExitStack, record: dict[str, str] | None = None
-    ) -> tuple[list[_Band], _Target, dict[str, str]]:
+    ) -> tuple[list[OpenBand], TargetGrid, dict[str, str]]:
         """Hash and open the file of each needed band and check that they share one grid. The
         SHA-256 of what was read are those of the band files, or ``record`` where given (a
         zipped product's)."""
@@ -358,20 +267,20 @@ class BandReader:
             else:
                 transform = src.transform
             scaling = from_gdal(src.scales[0], src.offsets[0])
-            bands.append(_Band(rel, path, src, transform, src.crs if gdal_georef else None, scaling))
+            bands.append(OpenBand(rel, path, src, transform, src.crs if gdal_georef else None, scaling))
         self._check_files(image, bands)
         target = self._target(image, bands, gdal_georef)
         self._loader.check_pixels(image.folder, target.cols, target.rows)
         return bands, target, shas
 
     @contextmanager
-    def _open(self, path: InputFile | ZipMember, data: bytes | None, georef: bool) -> Iterator[DatasetReader]:
+    def _open(self, path: Location | ZipMember, data: bytes | None, georef: bool) -> Iterator[DatasetReader]:
         options = {} if georef else {"GEOREF_SOURCES": "NONE"}
         with ExitStack() as stack:
             with input_errors(path, data):
                 if data is None:
                     if isinstance(path, ZipMember):
-                        name: str | InputFile = path.gdal_name
+                        name: str | Location = path.gdal_name
                     else:
                         name = gdal_name(path) if isinstance(path, RemotePath) else path
                     src = DatasetReader(name, sharing=False, **options)
@@ -386,7 +295,7 @@ class BandReader:
             stack.callback(src.close)
             yield src
 
-    def _check_files(self, image: BandImage, bands: Sequence[_Band]) -> None:
+    def _check_files(self, image: BandImage, bands: Sequence[OpenBand]) -> None:
         """One band per file, a supported data type, the same for all."""
         for band in bands:
             if band.src.count != 1:
@@ -396,7 +305,7 @@ class BandReader:
             listing = ", ".join(f"{b.rel} {b.src.dtypes[0]}" for b in bands)
             raise InputError(f"{image.folder}: the band files have different data types ({listing})")
 
-    def _target(self, image: BandImage, bands: Sequence[_Band], gdal_georef: bool) -> _Target:
+    def _target(self, image: BandImage, bands: Sequence[OpenBand], gdal_georef: bool) -> TargetGrid:
         """The finest band's grid, after checking that every band covers the same area in the
         same CRS (to half a pixel of the finest band)."""
         finest = max(bands, key=lambda b: b.src.width * b.src.height)
@@ -411,7 +320,7 @@ class BandReader:
                     )
                 for b in bands:
                     b.transform = Affine.scale(cols / b.src.width, rows / b.src.height)
-                return _Target(rows, cols, Affine.identity(), None, finest.src.nodata)
+                return TargetGrid(rows, cols, Affine.identity(), None, finest.src.nodata)
             if len(with_crs) < len(bands) or any(b.crs != finest.crs for b in bands):
                 listing = ", ".join(f"{b.rel}: {b.crs.to_string() if b.crs else 'no CRS'}" for b in bands)
                 raise InputError(f"{image.folder}: the band files are not in one CRS ({listing})")
@@ -424,88 +333,18 @@ class BandReader:
                     f"{image.folder}: the band files do not cover the same area: {b.rel} "
                     f"{_show(bounds)}, {finest.rel} {_show(reference)}"
                 )
-        return _Target(rows, cols, finest.transform, finest.crs, finest.src.nodata)
+        return TargetGrid(rows, cols, finest.transform, finest.crs, finest.src.nodata)
 
 
-class LargeBandImage:
-    """An image of band files read a block of rows at a time (the interface of
-    :class:`msrgb.readers.stacked.LargeImage`): bands on the finest grid are read by window, coarser
-    bands are read whole once (a quarter or less of the pixels) and resampled per block."""
-
-    BLOCK_BYTES = LargeImage.BLOCK_BYTES
-
-    def __init__(
-        self, reader: BandReader, image: BandImage, bands: list[_Band], target: _Target, scaling: dict[int, Candidates]
-    ):
-        self.reader, self.image, self.bands, self.target = reader, image, bands, target
-        self.scaling = scaling
-        self.overrides: frozenset[str] = frozenset()
-        self.rows, self.cols = target.rows, target.cols
-        self.path = image.folder
-        dtype = np.dtype(bands[0].src.dtypes[0])
-        self.is_float = dtype.kind == "f"
-        per_row = self.cols * max(1, len(bands)) * dtype.itemsize
-        self.block_rows = max(1, self.BLOCK_BYTES // per_row)
-        self._coarse: dict[int, np.ndarray] = {}
-        # the georeferencing of the whole image, once (building the WKT is not free)
-        self._crs_wkt = target.crs_wkt() if reader.georef else None
-
-    def tile(self, bands: dict[int, np.ndarray]) -> Tile:
-        tile = Tile(bands, self.target.nodata, scaling=self.scaling, overrides=self.overrides)
-        if self.reader.georef:
-            tile.transform = self.target.transform
-            tile.crs_wkt = self._crs_wkt
-        return tile
-
-    def _rows(self, index: int, band: _Band, row: int, height: int) -> np.ndarray:
-        if self.target.holds(band):
-            with input_errors(band.path):
-                return band.src.read(1, window=Window(0, row, self.cols, height))
-        if index not in self._coarse:
-            with input_errors(band.path):
-                self._coarse[index] = band.src.read(1)
-        transform = self.target.transform @ Affine.translation(0, row)
-        return self.reader._resampled(band, self._coarse[index], self.target, transform, height)
-
-    def blocks(self) -> Iterator[Tile]:
-        for row in range(0, self.rows, self.block_rows):
-            height = min(self.block_rows, self.rows - row)
-            yield self.tile(
-                {i: self._rows(i, b, row, height) for i, b in zip(self.reader.needed, self.bands)}
-            )
-
-    def band(self, index: int) -> np.ndarray:
-        band = self.bands[self.reader.needed.index(index)]
-        return np.concatenate(
-            [self._rows(index, band, row, min(self.block_rows, self.rows - row)) for row in range(0, self.rows, self.block_rows)]
-        )
-
-    def preview(self, longest: int = 512) -> Tile:
-        rows, cols = quicklook_shape(self.rows, self.cols, longest)
-        bands = {}
-        for i, b in zip(self.reader.needed, self.bands):
-            with input_errors(b.path):
-                bands[i] = b.src.read(1, out_shape=(rows, cols), resampling=Resampling.nearest)
-        return self.tile(bands)
 
 
-def _bounds(transform: Affine, rows: int, cols: int) -> tuple[float, float, float, float]:
-    x0, y0 = transform @ (0, 0)
-    x1, y1 = transform @ (cols, rows)
-    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
 
-def _show(bounds: Sequence[float]) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in bounds) + ")"
 
 
-def source_digest(shas: Sequence[tuple[str, str]]) -> str:
-    """The provenance of an image made of band files: ``[[path, sha256], ...]`` as JSON (paths
-    relative to the input folder), in the state's source-digest column."""
-    return json.dumps([list(pair) for pair in shas], separators=(",", ":"))
 
 
-def declared_scaling(path: InputFile) -> list[int]:
+def declared_scaling(path: Location) -> list[int]:
     """Bands (0-based) of one file with a scale or offset other than 1 and 0."""
     if isinstance(path, RemotePath):
         with rasterio.Env(GDAL_PAM_ENABLED="NO"), MemoryFile(get_object(path)) as memfile:

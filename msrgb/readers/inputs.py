@@ -28,15 +28,18 @@ from pathlib import Path
 
 import rasterio.errors
 
-from msrgb.readers.bands import BandImage, BandReader, LargeBandImage, ZipLoaded, declared_scaling, source_digest
-from msrgb.sources.discovery import Source
-from msrgb.errors import InputError, ReadInBlocks
 from msrgb.config.products import Product
+from msrgb.errors import InputError, ReadInBlocks
 from msrgb.radiometry.scaling import read_safe_metadata
-from msrgb.storage.remote import InputFile, RemotePath
-from msrgb.sources.stac import InputDir, ItemRef
+from msrgb.readers.band_blocks import LargeBandImage
+from msrgb.readers.band_image import BandImage, ZipLoaded, source_digest
+from msrgb.readers.bands import BandReader, declared_scaling
+from msrgb.readers.stacked import IN_MEMORY_BYTES, MAX_PIXELS, LargeImage, TileReader
 from msrgb.readers.zipped import ZipMember
-from msrgb.readers.stacked import IN_MEMORY_BYTES, MAX_PIXELS, LargeImage, Tile, TileReader
+from msrgb.sources.discovery import Source
+from msrgb.sources.stac import InputDir, ItemRef
+from msrgb.storage.locations import Location, RemotePath
+from msrgb.tile import Tile
 
 
 @dataclass
@@ -55,10 +58,10 @@ class Reading:
 class InputImage(ABC):
     """One input image, whatever its kind."""
 
-    where: InputFile | ItemRef
+    where: Location | ItemRef
 
     @abstractmethod
-    def paths(self) -> list[InputFile]:
+    def paths(self) -> list[Location]:
         """The files (or objects in S3) the image is read from."""
 
     @abstractmethod
@@ -71,7 +74,7 @@ class InputImage(ABC):
         """The image open to read in blocks of rows (``Reading.large``)."""
 
     @abstractmethod
-    def declared_files(self) -> tuple[list[tuple[str | None, InputFile]], Path | None]:
+    def declared_files(self) -> tuple[list[tuple[str | None, Location]], Path | None]:
         """(band or None for all, file) whose tags may declare a radiometric scale or offset,
         and the metadata file of a Sentinel-2 product (or None)."""
 
@@ -80,13 +83,13 @@ class StackedImage(InputImage):
     """A file holding all bands of an image (EuroSAT tiles, stacked GeoTIFFs): opened once,
     its bytes hashed and, up to the reader's ``in_memory_bytes``, parsed by GDAL from memory."""
 
-    def __init__(self, path: InputFile, reader: TileReader):
+    def __init__(self, path: Location, reader: TileReader):
         self.where = self._path = path
         self._reader = reader
         self._sha: str | None = None
         self._data: bytes | None = None
 
-    def paths(self) -> list[InputFile]:
+    def paths(self) -> list[Location]:
         return [self._path]
 
     def read(self) -> Reading:
@@ -107,7 +110,7 @@ class StackedImage(InputImage):
         with self._reader.open_large(self._path, data) as image:
             yield Reading(large=image, source_sha=sha)
 
-    def declared_files(self) -> tuple[list[tuple[str | None, InputFile]], Path | None]:
+    def declared_files(self) -> tuple[list[tuple[str | None, Location]], Path | None]:
         return [(None, self._path)], None
 
 
@@ -120,7 +123,7 @@ class BandFolderImage(InputImage):
         #: a zipped product's bytes and SHA-256, loaded once for both ways of reading it
         self._zip = ZipLoaded() if image.zipped is not None else None
 
-    def paths(self) -> list[InputFile]:
+    def paths(self) -> list[Location]:
         return self.image.paths()
 
     def read(self) -> Reading:
@@ -134,9 +137,9 @@ class BandFolderImage(InputImage):
         with self._reader.open_large(self.image, self._zip) as (image, shas):
             yield self._reading(shas, large=image)
 
-    def declared_files(self) -> tuple[list[tuple[str | None, InputFile]], Path | None]:
+    def declared_files(self) -> tuple[list[tuple[str | None, Location]], Path | None]:
         metadata = self.image.metadata
-        files: list[tuple[str | None, InputFile]] = [
+        files: list[tuple[str | None, Location]] = [
             (band, path) for band, _, path in self.image.files if not isinstance(path, ZipMember)
         ]
         return files, metadata[1] if metadata is not None and isinstance(metadata[1], Path) else None

@@ -3,15 +3,12 @@ errors that name the file and the problem."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import stat
-import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +18,22 @@ from rasterio.enums import Resampling
 from rasterio.io import DatasetReader, MemoryFile
 from rasterio.windows import Window
 
-from msrgb.errors import InputError, MsrgbError, ReadInBlocks
-from msrgb.sources.geotags import image_size
-from msrgb.readers.tiff import read_plain
 from msrgb.config.products import Product
-from msrgb.radiometry.scaling import from_gdal
+from msrgb.errors import InputError, ReadInBlocks
 from msrgb.radiometry.decide import Candidates
-from msrgb.storage.remote import HttpPath, RemotePath, S3Path
+from msrgb.radiometry.scaling import from_gdal
+from msrgb.readers.gdal import (
+    LARGE_IMAGE_ENV,
+    check_dtype,
+    describe_unreadable,
+    gdal_env,
+    input_errors,
+)
+from msrgb.readers.tiff import read_plain
+from msrgb.sources.geotags import image_size
+from msrgb.storage.locations import Location, RemotePath
 from msrgb.storage.remote import get as get_object
-
-#: where an input file is: a local path, or an object in S3
-InputPath = str | Path | S3Path | HttpPath
+from msrgb.tile import Tile
 
 # Tiles are opened without georeferencing on purpose (see TileReader.read).
 warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
@@ -39,18 +41,6 @@ warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarni
 #: Input files up to this size are read once and parsed by GDAL in memory (TileReader.load).
 IN_MEMORY_BYTES = 64 * 2**20
 
-#: GDAL settings for the hot path. Not listing the folder on every open matters in folders of
-#: thousands of files; not building the CRS from GeoTIFF keys matters when no output needs
-#: georeferencing. Uncompressed TIFFs read from the file (over IN_MEMORY_BYTES) go through a
-#: memory map instead of GDAL's block cache; GDAL checks the strips against the file size
-#: first, so a truncated file is still a clean error. docs/performance.md has the figures.
-GDAL_ENV = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_PAM_ENABLED": "NO",
-    "GTIFF_VIRTUAL_MEM_IO": "YES",
-    # GDAL's block cache defaults to 5 % of the RAM, which a quicklook of a huge image fills
-    "GDAL_CACHEMAX": 256,
-}
 
 #: Images larger than this many pixels are bad inputs unless max_size makes a quicklook of them
 #: (the ``max_pixels`` setting): a whole Sentinel-2 scene at 10 m is 121 million
@@ -58,13 +48,7 @@ MAX_PIXELS = 200_000_000
 
 
 
-#: GDAL settings for images read in blocks: no memory map (its pages of the whole file would
-#: count as the job's memory) and a small block cache (GDAL's default is 5 % of the RAM).
-LARGE_IMAGE_ENV = {"GTIFF_VIRTUAL_MEM_IO": "NO", "GDAL_CACHEMAX": 64}
 
-#: Data types an input may have. Integer reflectances (EuroSAT: uint16) take lookup tables;
-#: the others are stretched in float64, with NaN and infinities as no data.
-SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 
 #: how to convert files of another band count (the products' band_map)
@@ -74,99 +58,24 @@ BAND_MAP_HINT = (
 )
 
 
-def check_dtype(path: InputPath, dtype: str) -> None:
-    """Fail with :class:`InputError` unless ``dtype`` is one msrgb can stretch."""
-    if dtype not in SUPPORTED_DTYPES:
-        raise InputError(
-            f"{path}: data type {dtype} is not supported (expected one of {', '.join(SUPPORTED_DTYPES)})"
-        )
 
 
-@contextmanager
-def gdal_env() -> Iterator[None]:
-    """The GDAL settings of the hot path, for the calling thread."""
-    with rasterio.Env(**GDAL_ENV):
-        yield
 
 
-_thread_state = threading.local()
 
 
-def enter_thread_gdal_env() -> None:
-    """Thread-pool initializer: rasterio keeps GDAL settings per thread, so each worker must
-    enter the hot-path settings itself (without them every open lists the whole folder)."""
-    if getattr(_thread_state, "env", None) is None:
-        env = rasterio.Env(**GDAL_ENV)
-        env.__enter__()
-        _thread_state.env = env
 
 
-def _suffix(path: InputPath) -> str:
-    return os.path.splitext(str(path))[1].lower()
 
 
-def describe_unreadable(path: InputPath, data: bytes | None = None) -> str | None:
-    """A plain reason for a file that cannot even be opened, or None to let GDAL explain;
-    an object in object storage is judged on its bytes (``data``), when they were read."""
-    if isinstance(path, RemotePath):
-        return describe_content(data, _suffix(path)) if data is not None else None
-    if not isinstance(path, (str, Path)):  # a file inside a zip: GDAL explains
-        return None
-    path = Path(path)
-    if path.is_symlink() and not path.exists():
-        return f"is a symbolic link to {os.readlink(path)!r}, which does not exist"
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return "no longer exists"
-    except OSError as exc:
-        return f"cannot be accessed ({exc.strerror})"
-    if st.st_size == 0:
-        return "is empty (0 bytes)"
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-    except PermissionError:
-        return "cannot be read: permission denied"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror})"
-    return describe_content(head, path.suffix.lower())
 
 
-def describe_content(head: bytes, suffix: str) -> str | None:
-    """A plain reason for a file whose first bytes are ``head`` that GDAL cannot open, or None."""
-    if not head:
-        return "is empty (0 bytes)"
-    if suffix == ".jp2":
-        if head[:4] not in JP2_SIGNATURES:
-            return "is not a JPEG 2000 file (it does not start with a JPEG 2000 signature)"
-        if not has_jp2_driver():
-            return (
-                "cannot be read: this GDAL has no JPEG 2000 driver (JP2OpenJPEG); the "
-                "rasterio wheels from PyPI include it"
-            )
-        return None
-    if head[:2] not in (b"II", b"MM"):
-        return "is not a TIFF file (it does not start with a TIFF header)"
-    return None
 
 
-#: The first 4 bytes of a JPEG 2000 file (JP2 box) or codestream (J2K)
-JP2_SIGNATURES = (b"\x00\x00\x00\x0c", b"\xff\x4f\xff\x51")
 
 
-@functools.cache
-def has_jp2_driver() -> bool:
-    with rasterio.Env() as env:
-        return "JP2OpenJPEG" in env.drivers()
 
 
-def root_message(exc: BaseException) -> str:
-    """The message of the innermost cause: rasterio wraps GDAL's precise error ("IReadBlock
-    failed ... TIFFReadEncodedStrip() failed") in "Read failed. See previous exception"."""
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    return str(exc)
 
 
 def band_count(path: Path) -> int | None:
@@ -187,20 +96,6 @@ def band_count_of_bytes(data: bytes) -> int | None:
         return None
 
 
-@dataclass
-class Tile:
-    """What was read from one input: the needed bands, plus what some products need."""
-
-    bands: dict[int, np.ndarray]
-    nodata: float | None = None
-    transform: Affine | None = None
-    crs_wkt: str | None = None
-    #: band index -> what the input says of its radiometric scaling (msrgb.radiometry.decide); bands of
-    #: which it says nothing are absent
-    scaling: dict[int, Candidates] = field(default_factory=dict)
-    #: what the input's scaling decisions override of what it declares (a STAC Item's
-    #: raster:bands offset, ...), for the closing lines of a run
-    overrides: frozenset[str] = frozenset()
 
 
 class TileReader:
@@ -217,7 +112,7 @@ class TileReader:
         self.max_size = self.products[0].max_size if self.products else None
         self.resampling = Resampling[self.products[0].resampling if self.products else "bilinear"]
 
-    def load(self, path: InputPath) -> tuple[bytes | None, str]:
+    def load(self, path: str | Location) -> tuple[bytes | None, str]:
         """Open ``path`` once: its bytes (None for files over ``in_memory_bytes``, which GDAL
         then reads from disk) and its SHA-256. An object in S3 is always read whole (GDAL then
         reads it from memory). Raises :class:`InputError`."""
@@ -238,7 +133,7 @@ class TileReader:
             reason = describe_unreadable(Path(path))
             raise InputError(f"{path}: {reason or f'cannot be read ({exc.strerror})'}") from exc
 
-    def read(self, path: InputPath, data: bytes | None = None) -> Tile:
+    def read(self, path: str | Location, data: bytes | None = None) -> Tile:
         """Read the bands the products need; from ``data`` (the file's bytes, already read)
         when given, which spares GDAL a second open of the file. Raises :class:`InputError`
         naming the file and the problem, :class:`ReadInBlocks` for an image whose needed bands
@@ -265,7 +160,7 @@ class TileReader:
             assert not isinstance(path, RemotePath)  # read above, from its bytes
             return self._read(path, path)
 
-    def _read_plain(self, path: InputPath, data: bytes) -> Tile | None:
+    def _read_plain(self, path: str | Location, data: bytes) -> Tile | None:
         """The tile of a plain TIFF read without GDAL (:mod:`msrgb.readers.tiff`), or None where GDAL
         must read it: another kind of file, georeferencing wanted, a quicklook to make, or
         anything GDAL would refuse (it then says why)."""
@@ -280,7 +175,7 @@ class TileReader:
         self.check_pixels(path, cols, rows)
         return Tile(plain.bands, plain.nodata)
 
-    def _open(self, name: str | Path, path: InputPath) -> DatasetReader:
+    def _open(self, name: str | Path, path: str | Location) -> DatasetReader:
         # Georeferencing is read only when a product writes it: building the CRS is the most
         # expensive part of opening a small GeoTIFF. DatasetReader directly: rasterio.open
         # would set up a GDAL environment per call.
@@ -303,7 +198,7 @@ class TileReader:
                 "raise max_pixels if the machine has the memory"
             )
 
-    def _check(self, src: DatasetReader, path: InputPath) -> None:
+    def _check(self, src: DatasetReader, path: str | Location) -> None:
         self.check_pixels(path, src.width, src.height)
         count, dtype = src.count, src.dtypes[0]
         for p in self.products:
@@ -327,7 +222,7 @@ class TileReader:
         tile.scaling = file_scaling(src, self.needed)
         return tile
 
-    def _read(self, name: str | Path, path: InputPath) -> Tile:
+    def _read(self, name: str | Path, path: str | Location) -> Tile:
         """Open ``name`` (the file ``path`` or a copy of it in memory) and read the bands."""
         with self._open(name, path) as src:
             rows, cols = quicklook_shape(src.height, src.width, self.max_size)
@@ -346,7 +241,7 @@ class TileReader:
             return tile
 
     @contextmanager
-    def open_large(self, path: InputPath, data: bytes | None = None) -> Iterator[LargeImage]:
+    def open_large(self, path: str | Location, data: bytes | None = None) -> Iterator[LargeImage]:
         """Open an image to read in blocks of rows (:class:`LargeImage`); a remote one from its
         bytes (``data``, fetched if not given). GDAL's errors, here and in the block reads, become
         :class:`InputError` naming ``path``."""
@@ -369,7 +264,7 @@ class LargeImage:
     #: bytes of the needed bands read at a time
     BLOCK_BYTES = 32 * 2**20
 
-    def __init__(self, reader: TileReader, src: DatasetReader, path: InputPath):
+    def __init__(self, reader: TileReader, src: DatasetReader, path: str | Location):
         self.reader, self.src, self.path = reader, src, path
         self.rows, self.cols = src.height, src.width
         self.is_float = np.dtype(src.dtypes[0]).kind == "f"
@@ -431,31 +326,5 @@ def quicklook_shape(rows: int, cols: int, max_size: int | None) -> tuple[int, in
     return max(1, round(rows * scale)), max(1, round(cols * scale))
 
 
-@contextmanager
-def input_errors(path: InputPath, data: bytes | None = None) -> Iterator[None]:
-    """Turn what rasterio and GDAL raise while reading ``path`` (whose bytes are ``data``, if
-    read) into :class:`InputError` naming the file and the problem; msrgb's own errors pass
-    through."""
-    try:
-        yield
-    except (MsrgbError, ReadInBlocks):
-        raise
-    except rasterio.errors.RasterioIOError as exc:
-        reason = describe_unreadable(path, data)
-        if reason is not None:
-            raise InputError(f"{path}: {reason}") from exc
-        kind = "JPEG 2000 file" if _suffix(path) == ".jp2" else "GeoTIFF"
-        raise InputError(
-            f"{path}: cannot be read as a {kind}, it may be truncated or damaged "
-            f"(GDAL: {_scrubbed(root_message(exc), path)})"
-        ) from exc
-    except Exception as exc:  # a truncated strip surfaces as a generic rasterio error
-        raise InputError(
-            f"{path}: reading failed, the file may be truncated or damaged "
-            f"({type(exc).__name__}: {_scrubbed(root_message(exc), path)})"
-        ) from exc
 
 
-def _scrubbed(message: str, path: InputPath) -> str:
-    """GDAL's ``message`` without the signature an http(s) URL's query may hold."""
-    return path.scrub(message) if isinstance(path, HttpPath) else message

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msrgb.sources.geotags import GDAL_METADATA, HEIGHT, SAMPLES_PER_PIXEL, WIDTH, entry_value, ifd_entries
+from msrgb.sources.geotags import (
+    GDAL_METADATA,
+    HEIGHT,
+    SAMPLES_PER_PIXEL,
+    WIDTH,
+    entry_value,
+    ifd_entries,
+)
 
 # Baseline TIFF tags read here (with msrgb.sources.geotags's WIDTH, HEIGHT, SAMPLES_PER_PIXEL and
 # GDAL_METADATA)

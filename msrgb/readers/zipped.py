@@ -19,10 +19,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from msrgb.sources.bandfiles import DEFAULT_BAND_PATTERN, BandFile, band_of, choose
 from msrgb.errors import InputError
 from msrgb.radiometry.scaling import SAFE_METADATA_NAMES
-from msrgb.storage.remote import InputFile, RemotePath
+from msrgb.sources.bandfiles import DEFAULT_BAND_PATTERN, BandFile, band_of, choose
+from msrgb.storage.locations import Location, RemotePath
 
 _PATTERN = re.compile(DEFAULT_BAND_PATTERN, re.IGNORECASE)
 
@@ -32,7 +32,7 @@ class ZipMember:
     """A band file inside a zipped product: named ``<zip>/<member>`` in messages, read by GDAL
     as ``gdal_name``."""
 
-    zip: InputFile
+    zip: Location
     member: str
     gdal_name: str
 
@@ -54,7 +54,7 @@ class Unzipped:
     metadata: tuple[str, bytes] | None
 
 
-def _root(names: Sequence[str], where: InputFile) -> str:
+def _root(names: Sequence[str], where: Location) -> str:
     roots = sorted({n.split("/", 1)[0] for n in names if "/" in n and n.split("/", 1)[0].upper().endswith(".SAFE")})
     if not roots:
         raise InputError(f"{where}: the zip holds no Sentinel-2 product (no .SAFE folder at its top)")
@@ -78,7 +78,7 @@ def _band_files(infos: Sequence[zipfile.ZipInfo], root: str) -> list[BandFile]:
 
 
 @contextmanager
-def open_zipped(where: InputFile, data: bytes | None, needed: Sequence[str]) -> Iterator[Unzipped]:
+def open_zipped(where: Location, data: bytes | None, needed: Sequence[str]) -> Iterator[Unzipped]:
     """The band files of the ``needed`` bands in the zipped product ``where`` (its ``data`` in
     memory, or read from disk when None), for GDAL to read while the context lasts. Raises
     :class:`InputError` naming the zip for a zip that is damaged or holds no product."""

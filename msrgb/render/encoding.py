@@ -9,8 +9,8 @@ import io
 
 import numpy as np
 
-from msrgb.render.pngenc import PNG_COMPRESSION, encode_png
 from msrgb.config.products import Product
+from msrgb.render.pngenc import PNG_COMPRESSION, encode_png
 from msrgb.render.recipe import RECIPE_KEY, xmp_packet
 
 

@@ -8,7 +8,8 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from msrgb.config.products import Product, colormap_lut
+from msrgb.config.colormaps import colormap_lut
+from msrgb.config.products import Product
 from msrgb.render.sheets import font
 
 

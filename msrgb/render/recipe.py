@@ -7,13 +7,13 @@ docs/performance.md)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from msrgb.storage.files import own_image
 from msrgb.config.products import Product
 from msrgb.radiometry.scaling import Scaling
+from msrgb.storage.files import own_image
 
 #: The PNG text keyword (``Image.open(p).text["msrgb"]``).
 RECIPE_KEY = "msrgb"

@@ -8,16 +8,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from msrgb.config.colormaps import colormap_lut
 from msrgb.config.expression import Expression, parse
-from msrgb.config.products import Product, colormap_lut, stretch
-from msrgb.radiometry.scaling import Scaling
+from msrgb.config.products import Product
 from msrgb.radiometry.decide import Candidates, decide, effective
+from msrgb.radiometry.scaling import Scaling
+from msrgb.render.stretch import product_lut, stretch
 
 #: nothing known of a band's scaling but the product's settings
 NOTHING_KNOWN = Candidates()
 
 if TYPE_CHECKING:  # the reader loads GDAL, which the summary job's use of opaque_rgb does not need
-    from msrgb.readers.stacked import Tile
+    from msrgb.tile import Tile
 
 
 @dataclass
@@ -134,7 +136,7 @@ class Renderer:
             if limits is not None:
                 tables: dict[tuple[float, float], np.ndarray] = {}
                 self._luts[p.name] = [
-                    tables.setdefault(lim, p.lut(c)) for c, lim in enumerate(limits)
+                    tables.setdefault(lim, product_lut(p, c)) for c, lim in enumerate(limits)
                 ]
 
     def render(

@@ -12,17 +12,15 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import astuple
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from msrgb.storage import tsv
-from msrgb.storage.files import output_rel, own_image, write_atomic, write_if_changed
-from msrgb.sources.discovery import Source, rows_text
-from msrgb.outputs.paths import OutputPaths
-from msrgb.planning.sharding import hash_sample, path_hash
-from msrgb.config.products import Product
-from msrgb.storage.remote import S3Path, prefetch
+from msrgb.outputs.sheet_lists import SheetGeometry, cells_path, read_sheet_manifest
+from msrgb.planning.sheet_plan import folder_key, label
+from msrgb.storage.files import output_rel, own_image, write_atomic
+from msrgb.storage.locations import S3Path
+from msrgb.storage.remote import prefetch
 
 if TYPE_CHECKING:  # drawing loads Pillow and numpy; planning the sheets does without them
     import numpy as np
@@ -30,144 +28,30 @@ if TYPE_CHECKING:  # drawing loads Pillow and numpy; planning the sheets does wi
 
 log = logging.getLogger("msrgb")
 
-ROOT_FOLDER = "_top"  # sheet name for files directly in input_dir
 
 
-@dataclass(frozen=True)
-class SheetGeometry:
-    """Geometry of a sheet: square thumbnails of ``thumb`` px in ``columns`` columns, a label
-    line under each, a title line on top."""
-
-    thumb: int = 128
-    columns: int = 10
-    gap: int = 6
-    label: int = 14
-    title: int = 22
-
-    @property
-    def cell_w(self) -> int:
-        return self.thumb + self.gap
-
-    @property
-    def cell_h(self) -> int:
-        return self.thumb + self.label + self.gap
-
-    def size(self, n: int, columns: int | None = None) -> tuple[int, int]:
-        """(width, height) in pixels of a sheet of ``n`` tiles."""
-        cols = max(1, min(columns or self.columns, n))
-        rows = max(1, -(-n // cols))
-        return self.gap + cols * self.cell_w, self.title + self.gap + rows * self.cell_h
-
-    def origin(self, i: int, columns: int | None = None) -> tuple[int, int]:
-        """Top-left pixel (x, y) of thumbnail ``i``."""
-        cols = columns or self.columns
-        row, col = divmod(i, cols)
-        return self.gap + col * self.cell_w, self.title + self.gap + row * self.cell_h
 
 
-def folder_key(rel: str) -> str:
-    """The sheet a file belongs to: its folder, with '/' written as '__'. A folder name with
-    characters that cannot be part of a Snakemake output ({ } < > backslash, control
-    characters) gets them replaced by '_' and a short hash of the real name appended."""
-    folder = rel.rpartition("/")[0]
-    if not folder:
-        return ROOT_FOLDER
-    key = folder.replace("/", "__")
-    safe = "".join(c if c.isprintable() and c not in "{}<>\\" else "_" for c in key)
-    if len(safe.encode("utf-8")) > MAX_KEY_BYTES:
-        # a deep or long path: the start of its name and a hash of all of it, so that the sheet's
-        # files (<key>.png, <key>.tsv) fit the file system's 255 bytes and stay unique
-        short = safe.encode("utf-8")[: MAX_KEY_BYTES - 17].decode("utf-8", "ignore")
-        return f"{short}-{path_hash(folder):016x}"
-    return safe if safe == key else f"{safe}-{path_hash(folder) & 0xFFFFFF:06x}"
 
 
-#: the longest sheet name in bytes: with a suffix and a temporary file's, under NAME_MAX (255)
-MAX_KEY_BYTES = 200
 
 
-def label(rel: str) -> str:
-    """The file name as drawn under a thumbnail: control characters (a line break) as '?'."""
-    return "".join(c if c.isprintable() else "?" for c in rel.rpartition("/")[2])
 
 
-def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[dict[str, list[Source]], list[Source]]:
-    """The members of every folder sheet (the first ``per_folder`` files by name; 0 = all) and
-    of the overview (the ``overview`` files of each folder with the smallest path hashes)."""
-    by_folder: dict[str, list[Source]] = defaultdict(list)
-    keys: dict[str, str] = {}  # folder -> its key, worked out once per folder
-    for s in sources:
-        folder = s.rel.rpartition("/")[0]
-        key = keys.get(folder)
-        if key is None:
-            key = keys[folder] = folder_key(s.rel)
-        by_folder[key].append(s)
-    sheets = {k: (v if per_folder == 0 else v[:per_folder]) for k, v in sorted(by_folder.items())}
-    picks = []
-    for _, members in sorted(by_folder.items()):
-        picks += hash_sample(members, overview)
-    return sheets, picks
 
 
-def manifest_text(title: str, members: Sequence[Source], digest: str, layout: SheetGeometry) -> str:
-    return tsv.text([["# contact sheet", title, digest, layout]]) + rows_text(members, with_files=False)
 
 
-def read_sheet_manifest(path: Path) -> tuple[str, list[str]]:
-    title, rels = "", []
-    for row in tsv.rows(path):
-        if row[0] == "# contact sheet":
-            title = row[1]
-        else:
-            rels.append(row[0])
-    return title, rels
 
 
-def manifest_folder(layout: OutputPaths, product: str) -> Path:
-    return layout.state_root / "sheets" / product
 
 
-def manifest_path(layout: OutputPaths, product: str, sheet: str) -> Path:
-    return manifest_folder(layout, product) / f"{sheet}.tsv"
 
 
-def sheet_names(layout: OutputPaths, product: str) -> list[str]:
-    """Names of the sheets of ``product``, from the manifests :func:`write_sheet_manifests`
-    wrote (for jobs started elsewhere, which read the plan the run wrote)."""
-    folder = manifest_folder(layout, product)
-    return sorted(f.stem for f in folder.glob("*.tsv")) if folder.is_dir() else []
 
 
-def plan_sheets(
-    products: Sequence[Product],
-    sources: Sequence[Source],
-    per_folder: int,
-    overview: int,
-    geometry: SheetGeometry,
-) -> dict[str, dict[str, str]]:
-    """The manifest of every contact sheet: product name -> sheet name -> manifest text."""
-    folders, picks = choose(sources, per_folder, overview)
-    planned: dict[str, dict[str, str]] = {}
-    for p in products:
-        sheets = planned[p.name] = {}
-        for key, members in folders.items():
-            title = f"{key.replace('__', '/')} ({len(members)} shown) - {p.name}"
-            sheets[key] = manifest_text(title, members, p.digest(), geometry)
-        sheets["overview"] = manifest_text(f"overview - {p.name}", picks, p.digest(), geometry)
-    return planned
 
 
-def write_sheet_manifests(layout: OutputPaths, planned: dict[str, dict[str, str]]) -> None:
-    """Write the sheet manifests whose content changed, and delete those of folders that are
-    gone."""
-    for product, sheets in planned.items():
-        old = manifest_folder(layout, product)
-        for stale in old.glob("*.tsv") if old.is_dir() else []:
-            if stale.stem not in sheets:  # its folder is gone
-                stale.unlink()
-                cells_path(stale).unlink(missing_ok=True)
-        for key, text in sheets.items():
-            write_if_changed(manifest_path(layout, product, key), text)
 
 
 def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -304,10 +188,6 @@ class Cells:
         )
 
 
-def cells_path(manifest: Path) -> Path:
-    """Where the cells of the sheet of ``manifest`` are listed (:class:`Cells`): beside the
-    manifest, so that the sheet itself stays the same bytes whatever made it."""
-    return manifest.with_suffix(".cells")
 
 
 #: a sheet larger than this (contact_sheet_tiles: 0 over a large folder) is drawn afresh: a

@@ -10,12 +10,13 @@ from operator import attrgetter
 from pathlib import Path
 from typing import NamedTuple
 
-from msrgb.sources import bandfiles
-from msrgb.storage import tsv
 from msrgb.errors import PlanError
-from msrgb.storage.files import TIFF_SUFFIXES, Problems, list_folder, output_rel, size_and_mtime
-from msrgb.storage.remote import S3Path, list_objects
+from msrgb.sources import bandfiles
 from msrgb.sources.stac import StacItems, discover_items
+from msrgb.storage import tsv
+from msrgb.storage.files import TIFF_SUFFIXES, Problems, list_folder, output_rel, size_and_mtime
+from msrgb.storage.listing import list_objects
+from msrgb.storage.locations import S3Path
 
 
 class Source(NamedTuple):

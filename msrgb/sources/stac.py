@@ -28,12 +28,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from msrgb.storage import remote
 from msrgb.errors import InputError, PlanError
-from msrgb.storage.files import Problems
-from msrgb.radiometry.scaling import SAFE_METADATA_NAMES
-from msrgb.storage.remote import HttpPath, S3Path
 from msrgb.radiometry.decide import Rule, StacAsset, StacFacts, item_baseline, stac_rule
+from msrgb.radiometry.scaling import SAFE_METADATA_NAMES
+from msrgb.storage import remote
+from msrgb.storage.files import Problems
+from msrgb.storage.locations import HttpPath, S3Path, is_remote, is_url, location
 
 #: common names (eo:common_name) of the Sentinel-2 bands, and Earth Search's band names
 COMMON_NAMES = {
@@ -227,7 +227,7 @@ class ItemRef:
         return self.id
 
 
-def _parent(where: str) -> str:
+def parent_of(where: str) -> str:
     return where.rsplit("/", 1)[0] if "/" in where else "."
 
 
@@ -250,9 +250,9 @@ class StacItems:
 
     def _read(self, where: str) -> bytes:
         try:
-            if remote.is_remote(where):
+            if is_remote(where):
                 return remote.get(S3Path.parse(where))
-            if remote.is_url(where):
+            if is_url(where):
                 return remote.get(HttpPath(where))
             return Path(where).read_bytes()
         except InputError as exc:
@@ -261,7 +261,7 @@ class StacItems:
             raise PlanError(f"stac_items {where!r} cannot be read ({exc.strerror or exc})") from exc
 
     def _documents(self) -> Iterator[tuple[str, object]]:
-        is_local = not (remote.is_remote(self.where) or remote.is_url(self.where))
+        is_local = not (is_remote(self.where) or is_url(self.where))
         if is_local and os.path.isdir(self.where):
             names = sorted(n for n in os.listdir(self.where) if n.lower().endswith((".json", ".geojson")))
             if not names:
@@ -282,7 +282,7 @@ class StacItems:
         found: dict[str, Item] = {}
         for path, doc in self._documents():
             for feature in _features(doc, path):
-                item = parse_item(feature, _parent(path), path)
+                item = parse_item(feature, parent_of(path), path)
                 if item.id in found:
                     raise PlanError(f"stac_items: two Items have the id {item.id!r} ({path})")
                 found[item.id] = item
@@ -290,20 +290,20 @@ class StacItems:
 
     def resolve(self, item_id: str, href: str) -> Path | S3Path | HttpPath:
         """Where the asset ``href`` of an Item is."""
-        if remote.is_remote(href):
+        if is_remote(href):
             return S3Path.parse(href)
-        if remote.is_url(href):
+        if is_url(href):
             return HttpPath(href)
         if href.startswith("file://"):
             return Path(href[len("file://") :])
         if os.path.isabs(href):
             return Path(href)
-        listed_in_folder = not (remote.is_remote(self.where) or remote.is_url(self.where)) and os.path.isdir(self.where)
-        base = self.items[item_id].base if listed_in_folder and item_id in self.items else _parent(self.where)
-        joined = _join(base, href)
-        if remote.is_remote(joined):
+        listed_in_folder = not (is_remote(self.where) or is_url(self.where)) and os.path.isdir(self.where)
+        base = self.items[item_id].base if listed_in_folder and item_id in self.items else parent_of(self.where)
+        joined = join_href(base, href)
+        if is_remote(joined):
             return S3Path.parse(joined)
-        if remote.is_url(joined):
+        if is_url(joined):
             return HttpPath(joined)
         return Path(joined)
 
@@ -319,83 +319,16 @@ class StacItems:
         return self.items.get(item_id)
 
 
-@dataclass(frozen=True)
-class StacSearch(StacItems):
-    """The ``stac_search`` setting: the Items a STAC API search finds (POST or GET
-    ``<url>/search``, page after page by the "next" links, through pystac-client), up to
-    ``max_items``. ``where`` is the file the found Items are saved to when the run starts
-    (:meth:`collection_text`), which the jobs read (as ``stac:<where>``, a plain
-    :class:`StacItems`): they see the Items the run was planned with, and do not search again."""
-
-    url: str = ""
-    #: the search's parameters (collections, bbox, datetime, query, filter, ...), as JSON
-    parameters: str = "{}"
-    max_items: int = 1000
-
-    @property
-    def name(self) -> str:
-        return "stac_search"
-
-    def describe(self) -> str:
-        """The search as messages name it."""
-        return f"stac_search {self.url}"
-
-    @cached_property
-    def features(self) -> list[dict[str, Any]]:
-        """The Items the search finds, each asset's href made absolute (against the Item's
-        ``self`` link, else the API's URL) so that the saved copy resolves as they did."""
-        import pystac_client
-        from pystac_client.exceptions import APIError  # also for no answer, timeouts, HTTP errors
-
-        try:
-            client = pystac_client.Client.open(self.url, timeout=60)
-            # POST where the API offers it (long queries, "next" links with a body), else GET
-            methods = {link.extra_fields.get("method") or "GET" for link in client.get_links("search")}
-            method = "POST" if "POST" in methods or not methods else "GET"
-            search = client.search(method=method, max_items=self.max_items, **json.loads(self.parameters))
-            found = list(search.items_as_dicts())
-        except (APIError, OSError, ValueError, TypeError, NotImplementedError) as exc:
-            raise PlanError(f"{self.describe()}: the search failed: {str(exc).strip()[:500]}") from exc
-        for feature in found:
-            base = _self_href(feature) or f"{self.url.rstrip('/')}/search"
-            for asset in (feature.get("assets") or {}).values():
-                if isinstance(asset, dict) and isinstance(asset.get("href"), str):
-                    asset["href"] = _absolute(asset["href"], base)
-        return found
-
-    def collection_text(self) -> str:
-        """The found Items as an ItemCollection, for :attr:`where`."""
-        return json.dumps({"type": "FeatureCollection", "features": self.features}, indent=1) + "\n"
-
-    @cached_property
-    def items(self) -> dict[str, Item]:
-        found: dict[str, Item] = {}
-        for feature in self.features:
-            item = parse_item(feature, ".", self.describe())
-            if item.id in found:
-                raise PlanError(f"{self.describe()}: two Items have the id {item.id!r}")
-            found[item.id] = item
-        return found
 
 
-def _self_href(feature: Mapping[str, Any]) -> str | None:
-    for link in feature.get("links") or []:
-        if isinstance(link, Mapping) and link.get("rel") == "self" and isinstance(link.get("href"), str):
-            return str(link["href"])
-    return None
 
 
-def _absolute(href: str, base: str) -> str:
-    """``href`` joined to the document ``base`` it was read from, unless it is absolute."""
-    if remote.is_remote(href) or remote.is_url(href) or href.startswith("file://") or os.path.isabs(href):
-        return href
-    return _join(_parent(base), href)
 
 
-def _join(folder: str, href: str) -> str:
+def join_href(folder: str, href: str) -> str:
     """The relative ``href`` in ``folder`` (a URL or a path), with ``..`` and ``.`` resolved."""
     joined = f"{folder}/{href}"
-    return _normalise(joined) if remote.is_remote(joined) or remote.is_url(joined) else os.path.normpath(joined)
+    return _normalise(joined) if is_remote(joined) or is_url(joined) else os.path.normpath(joined)
 
 
 #: where the inputs are: a local folder, an s3:// prefix, or STAC Items
@@ -420,7 +353,7 @@ def input_location(text: str) -> InputDir:
     (:class:`StacItems`), else :func:`msrgb.storage.remote.location`."""
     if text.startswith(PREFIX):
         return StacItems(text[len(PREFIX) :])
-    return remote.location(text)
+    return location(text)
 
 
 def discover_items(

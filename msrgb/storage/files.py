@@ -13,9 +13,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
 
-from msrgb.storage import remote
 from msrgb.errors import InputError, OutputError, OutputFileError, PlanError
-from msrgb.storage.remote import S3Path
+from msrgb.storage import remote
+from msrgb.storage.locations import S3Path, is_remote
 
 PathT = TypeVar("PathT", bound="Path | S3Path")
 
@@ -78,7 +78,7 @@ def own_image(path: str | Path | S3Path) -> Iterator[Any]:
     from PIL import Image
 
     source: Any = path
-    if remote.is_remote(path):
+    if is_remote(path):
         try:
             source = io.BytesIO(remote.get(path if isinstance(path, S3Path) else S3Path.parse(str(path))))
         except InputError as exc:

@@ -27,16 +27,18 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from msrgb.errors import InputError, MsrgbError, OutputError, PlanError, StorageError
+from msrgb.errors import InputError, MsrgbError, OutputError, StorageError
+from msrgb.storage.locations import (
+    SCHEME,
+    HttpPath,
+    S3Path,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator
 
-SCHEME = "s3://"
 
 #: retries of a request that failed for a reason that may pass (a 5xx answer such as 503
 #: SlowDown, a timeout, a refused connection), with exponential backoff
@@ -51,91 +53,16 @@ FETCH_THREADS = 16
 PREFETCH_MAX_BYTES = 4 * 2**20
 
 
-def is_remote(location: object) -> bool:
-    """True for an ``s3://`` location (a :class:`S3Path` or its text)."""
-    return isinstance(location, S3Path) or (isinstance(location, str) and location.startswith(SCHEME))
 
 
-def is_url(text: str) -> bool:
-    return text.startswith(("http://", "https://"))
 
 
-@dataclass(frozen=True)
-class S3Path:
-    """An object, or a prefix taken as a folder, in an S3 bucket: ``s3://bucket/key``. Joined
-    with ``/`` like a :class:`pathlib.Path`; its text is the URL, which messages show."""
-
-    bucket: str
-    key: str = ""
-
-    @classmethod
-    def parse(cls, url: str) -> S3Path:
-        """``s3://bucket[/prefix]`` (a trailing ``/`` is ignored). Raises :class:`PlanError`."""
-        if not url.startswith(SCHEME):
-            raise PlanError(f"{url!r} is not an s3:// URL")
-        bucket, _, key = url[len(SCHEME) :].partition("/")
-        if not bucket or "//" in key:
-            raise PlanError(f"{url!r} is not an s3://bucket/prefix URL")
-        return cls(bucket, key.strip("/"))
-
-    def __truediv__(self, rel: str) -> S3Path:
-        return S3Path(self.bucket, f"{self.key}/{rel}" if self.key else rel)
-
-    def __str__(self) -> str:
-        return f"{SCHEME}{self.bucket}/{self.key}" if self.key else f"{SCHEME}{self.bucket}"
-
-    @property
-    def name(self) -> str:
-        return self.key.rpartition("/")[2] or self.bucket
-
-    def with_name(self, name: str) -> S3Path:
-        return S3Path(self.bucket, f"{self.key.rpartition('/')[0]}/{name}".lstrip("/"))
-
-    def with_suffix(self, suffix: str) -> S3Path:
-        stem, dot, _ = self.name.rpartition(".")
-        return self.with_name((stem if dot else self.name) + suffix)
-
-    def is_dir(self) -> bool:
-        """Never a local folder (for code that asks of a :class:`pathlib.Path`)."""
-        return False
 
 
-@dataclass(frozen=True)
-class HttpPath:
-    """A file at an ``http://`` or ``https://`` URL (a STAC asset), read with plain GETs."""
-
-    url: str
-
-    def __str__(self) -> str:
-        """The URL without its query, which may hold a signature (a SAS token, a presigned
-        URL's): messages and records show this."""
-        base, query, _ = self.url.partition("?")
-        return f"{base}?..." if query else base
-
-    def scrub(self, text: str) -> str:
-        """``text`` with this URL's query left out (GDAL's messages quote the URL)."""
-        return text.replace(self.url, str(self)) if "?" in self.url else text
-
-    @property
-    def name(self) -> str:
-        return self.url.split("?", 1)[0].rstrip("/").rpartition("/")[2]
-
-    def is_dir(self) -> bool:
-        return False
 
 
-#: what a remote input file is
-RemotePath = S3Path | HttpPath
-#: where an input file is
-InputFile = Path | S3Path | HttpPath
 
 
-def location(text: str) -> Path | S3Path:
-    """A folder or file as given: an :class:`S3Path` for ``s3://``, else a local
-    :class:`pathlib.Path`."""
-    if is_remote(text):
-        return S3Path.parse(text)
-    return Path(text)
 
 
 # --- the client --------------------------------------------------------------------------
@@ -222,12 +149,12 @@ def store(bucket: str) -> Any:
                     bucket, client_options=client_options, retry_config=retry, **settings  # type: ignore[arg-type]
                 )
             except Exception as exc:  # obstore raises its own errors for bad settings
-                raise StorageError(f"{SCHEME}{bucket}: the S3 client cannot be set up: {_first_line(exc)}") from exc
+                raise StorageError(f"{SCHEME}{bucket}: the S3 client cannot be set up: {first_line(exc)}") from exc
             _stores[bucket] = found
         return found
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """The gist of an obstore error (its first line; the rest is a debug dump)."""
     text = str(exc).strip().splitlines()
     if "169.254.169.254" in str(exc) or "169.254.170.2" in str(exc):
@@ -242,108 +169,20 @@ def _first_line(exc: BaseException) -> str:
 # --- listing -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ObjectInfo:
-    """One object under a prefix: its key relative to the prefix, size and modification time."""
-
-    rel: str
-    size: int
-    mtime_ns: int
 
 
-#: objects per LIST request (the S3 maximum)
-PAGE = 1000
 
 
-def _info(meta: Mapping[str, Any], key: str) -> ObjectInfo:
-    modified = meta["last_modified"]
-    mtime_ns = int(modified.timestamp() * 1e9) if modified is not None else 0
-    return ObjectInfo(meta["path"][len(key) :], int(meta["size"]), mtime_ns)
 
 
-#: a prefix with more sub-folders than this is listed in ranges of keys between them instead
-#: of one listing per sub-folder (BigEarthNet: 590,000 patch folders of a dozen files each)
-MAX_FOLDER_LISTINGS = 64
 
 
-#: objects under ``sub`` whose keys are after ``after`` and up to ``upto``: (sub, after, upto)
-KeyRange = tuple[str, str | None, str | None]
 
 
-def _list_prefix(client: Any, sub: str, key: str) -> tuple[list[ObjectInfo], list[str], list[KeyRange]]:
-    """One step of :func:`list_objects` for the prefix ``sub``: (the objects found, the
-    sub-folders still to list, the key ranges still to list). A prefix whose first page holds
-    every object under it is done, and so is a flat folder, whose other pages follow its first;
-    otherwise its folders are listed (one LIST with a delimiter, which holds the objects directly
-    in it), to be listed each in turn or, when there are many, in ranges of keys that start and
-    end at folder boundaries."""
-    import obstore
-
-    first = next(iter(obstore.list(client, prefix=sub or None, chunk_size=PAGE)), [])
-    if len(first) < PAGE:
-        return [_info(m, key) for m in first if m["path"].startswith(sub)], [], []
-    if not any("/" in m["path"][len(sub) :] for m in first):  # a flat folder: the rest of its pages
-        found = [_info(m, key) for m in first]
-        return found + _list_range(client, key, sub, first[-1]["path"], None), [], []
-    top = obstore.list_with_delimiter(client, prefix=sub or None)
-    folders = sorted(p.rstrip("/") for p in top["common_prefixes"])
-    if len(folders) <= MAX_FOLDER_LISTINGS:
-        return [_info(m, key) for m in top["objects"]], [f"{f}/" for f in folders], []
-    step = len(folders) / MAX_FOLDER_LISTINGS
-    bounds: list[str | None] = [folders[round(i * step)] for i in range(1, MAX_FOLDER_LISTINGS)]
-    return [], [], [(sub, after, upto) for after, upto in zip([None, *bounds], [*bounds, None])]
 
 
-def _list_range(client: Any, key: str, sub: str, after: str | None, upto: str | None) -> list[ObjectInfo]:
-    """The objects under ``sub`` whose keys are after ``after`` and up to ``upto`` (None: no
-    bound), paginated: ranges that meet (one's ``upto`` the next one's ``after``) hold each
-    object once, as S3 lists keys in byte order and starts after a given key."""
-    import obstore
-
-    found: list[ObjectInfo] = []
-    for page in obstore.list(client, prefix=sub or None, offset=after, chunk_size=PAGE):
-        for m in page:
-            if upto is not None and m["path"] > upto:
-                return found
-            found.append(_info(m, key))
-    return found
 
 
-def list_objects(prefix: S3Path, what: str = "input_dir") -> list[ObjectInfo]:
-    """Every object under ``prefix``. One paginated LIST (1,000 objects per request) when the
-    first page holds them all; else the "folders" under it are listed in parallel (16 at once),
-    level by level while a folder holds more than a page: EuroSAT's ten class folders under
-    one ``truecolor/`` are ten listings side by side, not 27 pages one after the other. A prefix
-    with more than :data:`MAX_FOLDER_LISTINGS` folders is listed in as many ranges of keys, so
-    that 590,000 patch folders cost about one LIST per 1,000 objects, not one each.
-    Raises :class:`PlanError` naming the URL (as the setting ``what``) when the bucket cannot be
-    listed."""
-    key = f"{prefix.key}/" if prefix.key else ""
-    missing, denied = _missing_or_denied()
-    try:
-        client = store(prefix.bucket)
-        found, folders, ranges = _list_prefix(client, key, key)
-        with ThreadPoolExecutor(FETCH_THREADS) as pool:
-            while folders:
-                steps = list(pool.map(lambda sub: _list_prefix(client, sub, key), folders))
-                folders = []
-                for objects, more_folders, more_ranges in steps:
-                    found += objects
-                    folders += more_folders
-                    ranges += more_ranges
-            for part in pool.map(lambda r: _list_range(client, key, *r), ranges):
-                found += part
-        return found
-    except missing as exc:
-        raise PlanError(f"{what} {str(prefix)!r}: the bucket does not exist ({_first_line(exc)})") from exc
-    except denied as exc:
-        raise PlanError(f"{what} {str(prefix)!r}: listing is not allowed ({_first_line(exc)})") from exc
-    except StorageError:
-        raise
-    except Exception as exc:
-        if "NoSuchBucket" in str(exc):
-            raise PlanError(f"{what} {str(prefix)!r}: the bucket {prefix.bucket!r} does not exist") from exc
-        raise PlanError(f"{what} {str(prefix)!r} cannot be listed: {_first_line(exc)}") from exc
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -353,7 +192,7 @@ _pending: dict[S3Path | HttpPath, Future[bytes]] = {}
 _pending_lock = threading.Lock()
 
 
-def _missing_or_denied() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+def missing_or_denied() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     """The errors obstore raises for a missing object, and for one the keys may not read."""
     from obstore.exceptions import NotFoundError, PermissionDeniedError, UnauthenticatedError
 
@@ -363,7 +202,7 @@ def _missing_or_denied() -> tuple[tuple[type[BaseException], ...], tuple[type[Ba
 def unanswered(path: object, exc: BaseException, who: str = "the object store") -> StorageError:
     """The error that ends a job whose store stopped answering (after the retries)."""
     return StorageError(
-        f"{path}: {who} did not answer ({_first_line(exc)}); what was converted is kept: run "
+        f"{path}: {who} did not answer ({first_line(exc)}); what was converted is kept: run "
         "again to resume"
     )
 
@@ -377,7 +216,7 @@ def _request(
     """Sort what obstore raises for a request about ``path``: ``missing`` and ``denied`` make
     the error of a missing or forbidden object (``missing`` may return None: no error); msrgb's
     own errors pass; anything else means the store did not answer (:func:`unanswered`)."""
-    missing_types, denied_types = _missing_or_denied()
+    missing_types, denied_types = missing_or_denied()
     try:
         yield
     except missing_types as exc:
@@ -400,7 +239,7 @@ def _get(path: S3Path | HttpPath) -> bytes:
     with _request(
         path,
         missing=lambda exc: InputError(f"{path}: does not exist (deleted since the run was planned?)"),
-        denied=lambda exc: InputError(f"{path}: cannot be read: access denied ({_first_line(exc)})"),
+        denied=lambda exc: InputError(f"{path}: cannot be read: access denied ({first_line(exc)})"),
     ):
         data = obstore.get(store(path.bucket), path.key).bytes()
     return bytes(data)
@@ -478,8 +317,8 @@ def put(path: S3Path, data: bytes | Iterable[bytes]) -> None:
     body = data if isinstance(data, bytes) else b"".join(data)
     with _request(
         path,
-        missing=lambda exc: OutputError(f"{path}: cannot be written: the bucket does not exist ({_first_line(exc)})"),
-        denied=lambda exc: OutputError(f"{path}: cannot be written: access denied ({_first_line(exc)})"),
+        missing=lambda exc: OutputError(f"{path}: cannot be written: the bucket does not exist ({first_line(exc)})"),
+        denied=lambda exc: OutputError(f"{path}: cannot be written: access denied ({first_line(exc)})"),
     ):
         obstore.put(store(path.bucket), path.key, body)
 
@@ -491,7 +330,7 @@ def delete(path: S3Path) -> None:
     with _request(
         path,
         missing=lambda exc: None,
-        denied=lambda exc: OutputError(f"{path}: cannot be deleted: access denied ({_first_line(exc)})"),
+        denied=lambda exc: OutputError(f"{path}: cannot be deleted: access denied ({first_line(exc)})"),
     ):
         obstore.delete(store(path.bucket), path.key)
 

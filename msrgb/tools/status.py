@@ -19,15 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from msrgb.readers.inputs import scaled_bands_of
+from msrgb.config.parse import products_from_dicts
+from msrgb.config.products import Product
 from msrgb.errors import MsrgbError
-from msrgb.sources.discovery import Inputs, Source, discover_inputs
 from msrgb.outputs.paths import OutputListing, OutputPaths
-from msrgb.storage.remote import S3Path
-from msrgb.planning.sharding import load_plan
 from msrgb.outputs.state import StateData, read_state_full
-from msrgb.config.products import Product, products_from_dicts
-from msrgb.jobs.stats import with_recorded_limits
+from msrgb.planning.samples import with_recorded_limits
+from msrgb.planning.sharding import load_plan
+from msrgb.readers.inputs import scaled_bands_of
+from msrgb.sources.discovery import Inputs, Source, discover_inputs
+from msrgb.storage.locations import S3Path
 
 
 @dataclass

@@ -16,8 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from msrgb.config.presets import FORMATS
 from msrgb.storage import tsv
-from msrgb.config.products import FORMATS
 
 
 def sha256(path: Path) -> str:

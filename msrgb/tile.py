@@ -1,0 +1,26 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from affine import Affine
+
+from msrgb.radiometry.decide import Candidates
+
+
+@dataclass
+class Tile:
+    """What was read from one input: the needed bands, plus what some products need."""
+
+    bands: dict[int, np.ndarray]
+    nodata: float | None = None
+    transform: Affine | None = None
+    crs_wkt: str | None = None
+    #: band index -> what the input says of its radiometric scaling (msrgb.radiometry.decide); bands of
+    #: which it says nothing are absent
+    scaling: dict[int, Candidates] = field(default_factory=dict)
+    #: what the input's scaling decisions override of what it declares (a STAC Item's
+    #: raster:bands offset, ...), for the closing lines of a run
+    overrides: frozenset[str] = frozenset()
