@@ -15,19 +15,18 @@ from snakemake.utils import validate
 # The conversion logic lives in the msrgb package next to this workflow.
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from msrgb.snakemake import progress as msprogress  # noqa: E402
-from msrgb.jobs import report as msreport  # noqa: E402
-from msrgb.jobs import runstore as msrunstore  # noqa: E402
-from msrgb.render import sheets as mssheets  # noqa: E402
-from msrgb.outputs.sheet_lists import manifest_path, sheet_names
-from msrgb.snakemake import slurm as msslurm  # noqa: E402
-from msrgb.snakemake import settings as smk  # noqa: E402
 from msrgb.errors import MsrgbError  # noqa: E402
-from msrgb.planning.prepare import plan_run, start_run
+from msrgb.jobs import runstore as msrunstore  # noqa: E402
+from msrgb.outputs import summary as mssummary  # noqa: E402
+from msrgb.outputs.sheet_lists import manifest_path, sheet_names  # noqa: E402
+from msrgb.planning.prepare import plan_run, start_run  # noqa: E402
 from msrgb.planning.settings import Settings, Where, command_line_booleans  # noqa: E402
 from msrgb.planning.sharding import load_plan  # noqa: E402
-from msrgb.sources.stac_search import StacSearch
 from msrgb.planning.work import print_counts  # noqa: E402
+from msrgb.snakemake import progress as msprogress  # noqa: E402
+from msrgb.snakemake import settings as smk  # noqa: E402
+from msrgb.snakemake import slurm as msslurm  # noqa: E402
+from msrgb.sources.stac_search import StacSearch  # noqa: E402
 
 validate(command_line_booleans(config), schema="../config/schema.json")
 
@@ -415,14 +414,14 @@ def print_summary():
         summary = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return
-    print(f"msrgb summary ({path}):\n{msreport.summary_table(summary)}", flush=True)
-    clipping = msreport.clipping_table(summary.get("clipping", {}))
+    print(f"msrgb summary ({path}):\n{mssummary.summary_table(summary)}", flush=True)
+    clipping = mssummary.clipping_table(summary.get("clipping", {}))
     if clipping:
         print(
             f"msrgb clipping (summary.json, {LAYOUT.clipped_sheet('<product>')}):\n{clipping}",
             flush=True,
         )
-    for line in msreport.override_lines(summary):
+    for line in mssummary.override_lines(summary):
         print(f"msrgb: {line}", file=sys.stderr, flush=True)
     for note in summary.get("notes", []):
         print(f"msrgb: warning: {note}", file=sys.stderr, flush=True)

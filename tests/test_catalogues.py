@@ -172,7 +172,7 @@ def test_the_closing_lines_count_the_items_whose_declared_offset_was_overridden(
         "raster:bands offset ignored, earthsearch:boa_offset_applied is false but the data are already shifted": 1,
         "raster:bands offset ignored, earthsearch:boa_offset_applied is true": 1,
     }, overrides
-    from msrgb.jobs.report import override_lines
+    from msrgb.outputs.summary import override_lines
 
     assert "1 Item: raster:bands offset ignored, earthsearch:boa_offset_applied is true" in override_lines(run["summary"])
 

@@ -17,11 +17,11 @@ from conftest import REPO, SHARED_S2, reference_rgb, run_snakemake
 from PIL import Image
 
 from msrgb import synth
+from msrgb.config.colormaps import colormap_lut
 from msrgb.config.parse import parse_products
 from msrgb.errors import ProductError
 from msrgb.render.pngenc import PNG_COMPRESSION, encode_png
 from msrgb.render.render import Renderer, clip_figures
-from msrgb.config.colormaps import colormap_lut
 from msrgb.tile import Tile
 
 

@@ -20,11 +20,11 @@ from PIL import Image
 from rasterio.transform import from_origin
 
 from msrgb import synth
+from msrgb.config.colormaps import colormap_lut
 from msrgb.config.parse import parse_products
 from msrgb.errors import InputError
 from msrgb.radiometry.scaling import Scaling, from_gdal, looks_like_offset_data, read_safe_metadata
 from msrgb.render.render import optimized
-from msrgb.config.colormaps import colormap_lut
 from msrgb.tools.verify import read_provenance_manifest
 
 BANDS = {"layout": "band_folders"}

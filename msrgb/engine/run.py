@@ -192,6 +192,7 @@ def summary_job(
     from msrgb.jobs import report
     from msrgb.outputs.errors_table import problems_note, read_planning_errors, write_errors
     from msrgb.outputs.state import read_state_full
+    from msrgb.outputs.summary import summary_table
     from msrgb.planning.sharding import load_plan
 
     plan = load_plan(layout)
@@ -210,5 +211,5 @@ def summary_job(
     summary["clipping"] = report.clipping_summary(state, {p.name: p.suffix for p in products})
     report.write_summary(summary_out or layout.summary(), summary)
     report.write_looks(layout, products, state, summary["clipping"], thumbnail)
-    log.info("summary:\n%s", report.summary_table(summary))
+    log.info("summary:\n%s", summary_table(summary))
     return summary

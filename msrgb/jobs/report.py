@@ -82,28 +82,8 @@ def summarize(layout: OutputPaths, per_class: dict[str, int], n_shards: int, n_p
     }
 
 
-def override_lines(summary: dict) -> list[str]:
-    """The closing lines that count the inputs converted this run whose radiometric scaling
-    overrode what they declare: ``12 Items: raster:bands offset ignored, ...``."""
-    return [
-        f"{n:,} Item{'s' if n != 1 else ''}: {why}" for why, n in summary.get("scaling_overrides", {}).items()
-    ]
 
 
-def summary_table(summary: dict) -> str:
-    """A short plain-text table of a summary, for the end of a run."""
-    rows = [(name, str(n)) for name, n in summary["images_per_class"].items()]
-    rows += [
-        ("images", str(summary["images"])),
-        ("converted this run", str(summary["converted"])),
-        ("up to date", str(summary["up_to_date"])),
-        ("skipped (errors.tsv)", str(summary["skipped"])),
-        ("failed", str(summary["failed"])),
-        ("wall time", f"{summary['wall_seconds']} s"),
-        ("images per second", str(summary["images_per_second"])),
-    ]
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"  {name:<{width}}  {value:>8}" for name, value in rows)
 
 
 def write_summary(path: Path, summary: dict) -> None:
@@ -207,21 +187,6 @@ def _first(names: Sequence[str], keys: np.ndarray) -> list[int]:
     return below + heapq.nsmallest(CLIP_LIST - len(below), ties, key=names.__getitem__)
 
 
-def clipping_table(clipping: dict[str, dict]) -> str:
-    """Lines for the end of a run: per product the most clipped and the darkest images."""
-    lines = []
-    for name, c in clipping.items():
-        if not c["most_clipped"]:
-            continue
-        top = c["most_clipped"][0]
-        share = max(top["clipped_low"] + top["clipped_high"])
-        dark = c["darkest"][0]
-        lines.append(
-            f"  {name}: {c['images_clipped_over_5_percent']} of {c['images']} images with over 5 % "
-            f"of a channel clipped; most clipped {top['image']} ({100 * share:.1f} %), darkest "
-            f"{dark['image']} (mean {dark['mean']:.0f})"
-        )
-    return "\n".join(lines)
 
 
 def histogram_image(counts: Sequence[Sequence[int]], title: str, width: int = 512, height: int = 220) -> bytes:
