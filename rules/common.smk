@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from msrgb.errors import MsrgbError  # noqa: E402
 from msrgb.jobs import runstore as msrunstore  # noqa: E402
 from msrgb.outputs import summary as mssummary  # noqa: E402
-from msrgb.outputs.sheet_lists import manifest_path, sheet_names  # noqa: E402
+from msrgb.outputs import sheet_lists as mssheets  # noqa: E402
 from msrgb.planning.prepare import plan_run, start_run  # noqa: E402
 from msrgb.planning.settings import Settings, Where, command_line_booleans  # noqa: E402
 from msrgb.planning.sharding import load_plan  # noqa: E402
@@ -209,7 +209,8 @@ def in_work_dir(paths):
 
 def part_done(part):
     """The marker the job making ``part`` leaves, named by a digest of what it is made from
-    (msrgb.planning.prepare.Prepared.parts): a new digest makes Snakemake run that job again."""
+    (msrgb.planning.prepare.Prepared.parts): a new digest makes Snakemake run that job again.
+    """
     return str(LAYOUT.part_done(part, PLAN.parts[part]))
 
 
@@ -324,7 +325,7 @@ def sheet_names(product):
         return []
     if PREPARED:
         return sorted(PREPARED.sheets[product])
-    return sheet_names(LAYOUT, product)
+    return mssheets.sheet_names(LAYOUT, product)
 
 
 def sheet_png(product, sheet):
@@ -341,7 +342,7 @@ def all_contact_sheets():
 
 def sheet_manifests(product):
     return [
-        str(manifest_path(LAYOUT, product, n)) for n in sheet_names(product)
+        str(mssheets.manifest_path(LAYOUT, product, n)) for n in sheet_names(product)
     ]
 
 
