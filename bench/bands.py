@@ -33,7 +33,7 @@ from msrgb.config.parse import parse_products
 from msrgb.jobs.convert import Converter  # noqa: E402
 from msrgb.readers.band_image import BandImage
 from msrgb.readers.gdal import enter_thread_gdal_env
-from msrgb.sources.discovery import Inputs, discover, discover_inputs  # noqa: E402
+from msrgb.sources.discovery import InputFormat, discover, discover_inputs  # noqa: E402
 from msrgb.sources.geotags import read_grid  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -57,7 +57,7 @@ def per_image(eurosat: Path, bigearthnet: Path, n: int, repeat: int) -> None:
     tiles = [eurosat / s.rel for s in discover(eurosat)[:n]]
     patches = [
         BandImage.of(bigearthnet, s)
-        for s in discover_inputs(bigearthnet, Inputs("band_folders"), ["B04", "B03", "B02"])[:n]
+        for s in discover_inputs(bigearthnet, InputFormat("band_folders"), ["B04", "B03", "B02"])[:n]
     ]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

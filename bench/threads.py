@@ -58,10 +58,10 @@ def one_run(input_dir: Path, work: Path, threads: int, read_ahead: int) -> float
     products = parse_products(["truecolor"], png_compression="huffman")
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
-    layout = paths.OutputPaths(out)
-    p = sharding.plan_shards(layout, discovery.discover(input_dir), 1, products, threads)
+    output = paths.OutputPaths(out)
+    p = sharding.plan_shards(output, discovery.discover(input_dir), 1, products, threads)
     t0 = time.perf_counter()
-    run_shard(layout.manifest(1, 0), layout.state(1, 0), input_dir, products, threads, read_ahead=read_ahead)
+    run_shard(output.shard_list(1, 0), output.state(1, 0), input_dir, products, threads, read_ahead=read_ahead)
     return (time.perf_counter() - t0) / len(p.members[0]) * 1000
 
 

@@ -33,9 +33,9 @@ PRODUCTS = parse_products(["truecolor"])
 
 def job(args: tuple[Path, Path, int]) -> float:
     data, out, shard = args
-    layout = paths.OutputPaths(out)
+    output = paths.OutputPaths(out)
     t0 = time.perf_counter()
-    run_shard(layout.manifest(2, shard), layout.state(2, shard), data, PRODUCTS, 1)
+    run_shard(output.shard_list(2, shard), output.state(2, shard), data, PRODUCTS, 1)
     return time.perf_counter() - t0
 
 

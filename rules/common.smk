@@ -40,7 +40,7 @@ def settings_from_config():
 
 SETTINGS = settings_from_config()
 INPUT_DIR = SETTINGS.input_dir
-LAYOUT = SETTINGS.layout
+OUTPUT = SETTINGS.output
 PRODUCTS = SETTINGS.products
 # Products whose stretch limits are computed once from a sample of the dataset.
 DATASET_PRODUCTS = [p for p in PRODUCTS if p.dataset_stretch]
@@ -106,8 +106,8 @@ def start_of_run():
     try:
         start_run(SETTINGS, PREPARED)
         if not SHARED_FS:
-            msrunstore.push_earlier_states(LAYOUT)
-            msrunstore.push_plan(LAYOUT, PREPARED.plan.n_shards, files_of_jobs())
+            msrunstore.push_earlier_states(OUTPUT)
+            msrunstore.push_plan(OUTPUT, PREPARED.plan.n_shards, files_of_jobs())
     except MsrgbError as exc:
         raise WorkflowError(str(exc)) from None
     start_progress(PREPARED)
@@ -120,10 +120,10 @@ def start_progress(prepared):
     if not SETTINGS.progress or not prepared.counts.images or not SHARED_FS:
         return
     live = msprogress.LiveProgress(
-        LAYOUT,
+        OUTPUT,
         prepared.plan.n_shards,
         prepared.counts.images,
-        since=float(LAYOUT.run_started().read_text()),
+        since=float(OUTPUT.run_started().read_text()),
         interval=SETTINGS.progress_interval,
         wrap_streams=smk.wrap_log_streams,
     )
@@ -161,7 +161,7 @@ def png_rules_wanted():
 def files_of_jobs():
     """Files besides the plan that the main process writes for the jobs: the Items a STAC
     search found (the jobs read them instead of searching again)."""
-    return [LAYOUT.stac_search()] if isinstance(INPUT_DIR, StacSearch) else []
+    return [OUTPUT.stac_search()] if isinstance(INPUT_DIR, StacSearch) else []
 
 
 def plan_of_job():
@@ -169,8 +169,8 @@ def plan_of_job():
     first from the output_dir in S3 when the job shares no file system with it."""
     try:
         if not SHARED_FS:
-            msrunstore.pull_plan(LAYOUT, files_of_jobs())
-        return load_plan(LAYOUT)
+            msrunstore.pull_plan(OUTPUT, files_of_jobs())
+        return load_plan(OUTPUT)
     except MsrgbError as exc:
         raise WorkflowError(str(exc)) from None
 
@@ -187,7 +187,7 @@ PNG_RULES = png_rules_wanted()
 
 def stretch_file(product):
     """Where a dataset-wide stretch is recorded (docs/products.md)."""
-    return str(LAYOUT.stretch(product))
+    return str(OUTPUT.stretch(product))
 
 
 def stretch_files():
@@ -211,7 +211,7 @@ def part_done(part):
     """The marker the job making ``part`` leaves, named by a digest of what it is made from
     (msrgb.planning.prepare.Prepared.parts): a new digest makes Snakemake run that job again.
     """
-    return str(LAYOUT.part_done(part, PLAN.parts[part]))
+    return str(OUTPUT.part_done(part, PLAN.parts[part]))
 
 
 def upload_markers():
@@ -235,29 +235,29 @@ def product_dicts():
     return [p.to_dict() for p in PRODUCTS]
 
 
-def shard_manifest(shard):
-    return str(LAYOUT.manifest(PLAN.n_shards, shard))
+def shard_list(shard):
+    return str(OUTPUT.shard_list(PLAN.n_shards, shard))
 
 
 def shard_state(shard):
-    return str(LAYOUT.state(PLAN.n_shards, shard))
+    return str(OUTPUT.state(PLAN.n_shards, shard))
 
 
 def shard_done(shard):
     """The marker of a finished shard job, named by the shard's token (msrgb.planning.sharding)."""
-    return str(LAYOUT.done(PLAN.n_shards, shard, PLAN.tokens[shard]))
+    return str(OUTPUT.done(PLAN.n_shards, shard, PLAN.tokens[shard]))
 
 
 def shard_log_pattern():
-    return str(LAYOUT.log("convert_shard", "{n}-{shard}.{token}"))
+    return str(OUTPUT.log("convert_shard", "{n}-{shard}.{token}"))
 
 
-def shard_manifest_of(wildcards):
-    return str(LAYOUT.manifest(int(wildcards.n), int(wildcards.shard)))
+def shard_list_of(wildcards):
+    return str(OUTPUT.shard_list(int(wildcards.n), int(wildcards.shard)))
 
 
 def shard_state_of(wildcards):
-    return str(LAYOUT.state(int(wildcards.n), int(wildcards.shard)))
+    return str(OUTPUT.state(int(wildcards.n), int(wildcards.shard)))
 
 
 def shard_params():
@@ -280,7 +280,7 @@ def shard_pngs(shard):
     out: Snakemake reads {x} in a file name as a wildcard and <x> as a path variable, with no
     way to escape them, so such a PNG cannot be a target (the normal run, which targets state
     files, converts it)."""
-    pngs = [LAYOUT.png_str(p, s) for s in PLAN.members[shard] for p in PRODUCTS]
+    pngs = [OUTPUT.png_str(p, s) for s in PLAN.members[shard] for p in PRODUCTS]
     return [png for png in pngs if not SNAKEMAKE_SPECIAL.search(png)]
 
 
@@ -325,11 +325,11 @@ def sheet_names(product):
         return []
     if PREPARED:
         return sorted(PREPARED.sheets[product])
-    return mssheets.sheet_names(LAYOUT, product)
+    return mssheets.sheet_names(OUTPUT, product)
 
 
 def sheet_png(product, sheet):
-    return in_work_dir(str(LAYOUT.contact_sheet(product, sheet)))
+    return in_work_dir(str(OUTPUT.contact_sheet(product, sheet)))
 
 
 def contact_sheet_pngs(product):
@@ -340,27 +340,27 @@ def all_contact_sheets():
     return [sheet_png(p.name, n) for p in PRODUCTS for n in sheet_names(p.name)]
 
 
-def sheet_manifests(product):
+def sheet_lists(product):
     return [
-        str(mssheets.manifest_path(LAYOUT, product, n)) for n in sheet_names(product)
+        str(mssheets.sheet_list_path(OUTPUT, product, n)) for n in sheet_names(product)
     ]
 
 
 def errors_table():
-    return in_work_dir(str(LAYOUT.errors_table()))
+    return in_work_dir(str(OUTPUT.errors_table()))
 
 
 def planning_errors():
     """What planning could not convert (unreadable folders, clashing outputs), for errors.tsv."""
-    return str(LAYOUT.planning_errors())
+    return str(OUTPUT.planning_errors())
 
 
 def summary_file():
-    return in_work_dir(str(LAYOUT.summary()))
+    return in_work_dir(str(OUTPUT.summary()))
 
 
 def summary_log():
-    return str(LAYOUT.log("summarize"))
+    return str(OUTPUT.log("summarize"))
 
 
 def output_dir_of(wildcards, output):
@@ -370,22 +370,22 @@ def output_dir_of(wildcards, output):
 
 def histograms():
     """{output_dir}/histograms/{product}.png: output values of a sample of each product."""
-    return in_work_dir([str(LAYOUT.histogram(p.name)) for p in PRODUCTS])
+    return in_work_dir([str(OUTPUT.histogram(p.name)) for p in PRODUCTS])
 
 
 def clipped_sheets():
     """{output_dir}/clipping/{product}.png: the most clipped images of each product."""
-    return in_work_dir([str(LAYOUT.clipped_sheet(p.name)) for p in PRODUCTS])
+    return in_work_dir([str(OUTPUT.clipped_sheet(p.name)) for p in PRODUCTS])
 
 
 def legends():
     """{output_dir}/legends/{product}.png of the products drawn with a colour map."""
-    return in_work_dir([str(LAYOUT.legend(p.name)) for p in PRODUCTS if p.is_index])
+    return in_work_dir([str(OUTPUT.legend(p.name)) for p in PRODUCTS if p.is_index])
 
 
 def provenance_manifests():
     """{output_dir}/{product}/manifest.tsv of every product (docs/pipelines.md, Provenance)."""
-    return in_work_dir([str(LAYOUT.provenance(p.name)) for p in PRODUCTS])
+    return in_work_dir([str(OUTPUT.provenance(p.name)) for p in PRODUCTS])
 
 
 def product_digests():
@@ -410,7 +410,7 @@ def print_summary():
     """At the end of a successful run: the summary table, if this run wrote a summary."""
     path = Path(summary_file())
     try:
-        if path.stat().st_mtime < float(LAYOUT.run_started().read_text()):
+        if path.stat().st_mtime < float(OUTPUT.run_started().read_text()):
             return  # nothing ran: the summary is from an earlier run
         summary = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
@@ -419,7 +419,7 @@ def print_summary():
     clipping = mssummary.clipping_table(summary.get("clipping", {}))
     if clipping:
         print(
-            f"msrgb clipping (summary.json, {LAYOUT.clipped_sheet('<product>')}):\n{clipping}",
+            f"msrgb clipping (summary.json, {OUTPUT.clipped_sheet('<product>')}):\n{clipping}",
             flush=True,
         )
     for line in mssummary.override_lines(summary):

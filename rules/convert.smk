@@ -1,7 +1,7 @@
 # Shard jobs. Snakemake sees a handful of jobs, never one per image (docs/how-it-works.md).
 #
 # convert_shard: what a normal run uses, one job per shard ({n}: shard count, {shard}: index,
-#   {token}: the digest of the shard's manifest). Its only output is a marker named by the token:
+#   {token}: the digest of the shard's shard_list). Its only output is a marker named by the token:
 #   a shard whose inputs or settings changed gets a new token, so its marker is missing and
 #   Snakemake runs it, without the workflow writing anything while it is read. The job records
 #   which image was made from which input under which settings in the shard's state file and
@@ -19,7 +19,7 @@ rule convert_shard:
         *stretch_markers(),
         **stretch_inputs(),
     output:
-        done=LAYOUT.done_pattern(),
+        done=OUTPUT.done_pattern(),
     log:
         shard_log_pattern(),
     wildcard_constraints:
@@ -34,7 +34,7 @@ rule convert_shard:
         walltime=shard_walltime,
     params:
         **shard_params(),
-        manifest=shard_manifest_of,
+        shard_list=shard_list_of,
         state=shard_state_of,
     script:
         "../scripts/convert_shard.py"
@@ -54,7 +54,7 @@ for shard in range(PLAN.n_shards) if PNG_RULES else []:
         output:
             pngs=update(shard_pngs(shard)),
         log:
-            str(LAYOUT.log("convert_pngs", f"{PLAN.n_shards}-{shard}")),
+            str(OUTPUT.log("convert_pngs", f"{PLAN.n_shards}-{shard}")),
         conda:
             "../envs/msrgb.yaml"
         threads: shard_threads
@@ -63,7 +63,7 @@ for shard in range(PLAN.n_shards) if PNG_RULES else []:
             walltime=as_walltime(shard_minutes(shard)),
         params:
             **shard_params(),
-            manifest=shard_manifest(shard),
+            shard_list=shard_list(shard),
             state=shard_state(shard),
             # a requested PNG must exist at the end: a bad input fails the job
             on_error="fail",

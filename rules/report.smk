@@ -22,13 +22,13 @@ for product in PRODUCTS if SETTINGS.contact_sheets else []:
             ),
             done=part_done(f"sheets/{product.name}"),
         log:
-            str(LAYOUT.log("contact_sheets", product.name)),
+            str(OUTPUT.log("contact_sheets", product.name)),
         localrule: not SHARED_FS
         conda:
             "../envs/msrgb.yaml"
         params:
-            manifests=sheet_manifests(product.name),
-            product_dir=str(LAYOUT.image_dir(product.name)),
+            sheet_lists=sheet_lists(product.name),
+            product_dir=str(OUTPUT.image_dir(product.name)),
             product=product.to_dict(),
             thumbnail=config["thumbnail_size"],
         script:
@@ -100,11 +100,11 @@ if SETTINGS.images:
         output:
             done=part_done("upload"),
         log:
-            str(LAYOUT.log("upload_results")),
+            str(OUTPUT.log("upload_results")),
         localrule: not SHARED_FS
         conda:
             "../envs/msrgb.yaml"
         params:
-            work_dir=str(LAYOUT.output_dir),
+            work_dir=str(OUTPUT.output_dir),
         script:
             "../scripts/upload_results.py"

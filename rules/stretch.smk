@@ -14,15 +14,15 @@ for product in DATASET_PRODUCTS:
             limits=in_work_dir(stretch_file(product.name)),
             done=part_done(f"stretch/{product.name}"),
         log:
-            str(LAYOUT.log("dataset_percentiles", product.name)),
+            str(OUTPUT.log("dataset_percentiles", product.name)),
         localrule: not SHARED_FS
         conda:
             "../envs/msrgb.yaml"
         params:
-            sample=str(LAYOUT.sample(product.name)),
+            sample=str(OUTPUT.sample(product.name)),
             input_dir=str(INPUT_DIR),
             product=product.to_dict(),
             shared_fs=SHARED_FS,
-            work_dir=str(LAYOUT.output_dir),
+            work_dir=str(OUTPUT.output_dir),
         script:
             "../scripts/dataset_percentiles.py"

@@ -14,11 +14,11 @@ logging.basicConfig(
     level=logging.INFO,
     format="%(asctime)s %(levelname)s %(message)s",
 )
-pairs = [(Path(m), Path(s)) for m, s in zip(snakemake.params.manifests, snakemake.output.sheets)]
+pairs = [(Path(m), Path(s)) for m, s in zip(snakemake.params.sheet_lists, snakemake.output.sheets)]
 
 
-def stale(manifest: Path, sheet: Path) -> bool:
-    return not sheet.exists() or sheet.stat().st_mtime_ns <= manifest.stat().st_mtime_ns
+def stale(sheet_list: Path, sheet: Path) -> bool:
+    return not sheet.exists() or sheet.stat().st_mtime_ns <= sheet_list.stat().st_mtime_ns
 
 
 # Most runs change no sheet: decide that before importing numpy, Pillow and rasterio.

@@ -19,18 +19,18 @@ logging.basicConfig(
     format="%(asctime)s %(levelname)s %(message)s",
 )
 remove_earlier_logs(Path(snakemake.log[0]))
-manifest = Path(snakemake.params.manifest)  # .msrgb/manifests/<shard count>/<shard>.tsv
+shard_list = Path(snakemake.params.shard_list)  # .msrgb/shard_lists/<shard count>/<shard>.tsv
 shared_fs = snakemake.params.get("shared_fs", True)
 stretch_files = {k: Path(v) for k, v in snakemake.params.stretch_files.items()}
 try:
     if not shared_fs:  # this job shares no file system with the main process: msrgb.jobs.runstore
-        layout = OutputPaths.of_manifest(manifest)
-        n_shards, shard = int(manifest.parent.name), int(manifest.stem)
-        runstore.pull_shard(layout, n_shards, shard)
-        runstore.RunStore(layout).pull_files(stretch_files.values())
+        output = OutputPaths.of_shard_list(shard_list)
+        n_shards, shard = int(shard_list.parent.name), int(shard_list.stem)
+        runstore.pull_shard(output, n_shards, shard)
+        runstore.RunStore(output).pull_files(stretch_files.values())
     try:
         run_shard(
-            manifest=manifest,
+            shard_list=shard_list,
             state_out=Path(snakemake.params.state),
             input_dir=input_location(snakemake.params.input_dir),
             products=products_from_dicts(snakemake.params.products),
@@ -44,7 +44,7 @@ try:
         )
     finally:
         if not shared_fs:  # what was done is kept for the next run, also when the job failed
-            runstore.push_shard(layout, n_shards, shard)
+            runstore.push_shard(output, n_shards, shard)
 except MsrgbError as exc:
     logging.error("%s", exc)
     print(exc, file=sys.stderr)

@@ -19,15 +19,15 @@ logging.basicConfig(
     level=logging.INFO,
     format="%(asctime)s %(levelname)s %(message)s",
 )
-layout = OutputPaths.at(Path(snakemake.params.output_dir))
+output = OutputPaths.at(Path(snakemake.params.output_dir))
 if not snakemake.params.get("shared_fs", True):  # the shard jobs left their state in S3
     try:
-        pull_states(layout, plan_shard_count(layout))
+        pull_states(output, plan_shard_count(output))
     except MsrgbError as exc:
         logging.error("%s", exc)
         sys.exit(str(exc))
 summary_job(
-    layout,
+    output,
     products_from_dicts(snakemake.params.products),
     snakemake.params.thumbnail,
     states=[Path(p) for p in snakemake.params.states],

@@ -126,10 +126,10 @@ def run_totals(output_dir: Path) -> dict[str, int]:
     started (a run with nothing to do starts no job and does not write its start)."""
     from msrgb.outputs.paths import OutputPaths
 
-    layout = OutputPaths(output_dir)
-    started = max(float(layout.run_started().read_text()), LAST_RUN[0])
+    output = OutputPaths(output_dir)
+    started = max(float(output.run_started().read_text()), LAST_RUN[0])
     totals = dict.fromkeys(("converted", "failed", "up_to_date", "skipped"), 0)
-    for path in (layout.state_root / "runs").rglob("*.json"):
+    for path in (output.state_root / "runs").rglob("*.json"):
         stats = json.loads(path.read_text())
         if stats["finished"] >= started:
             for key in totals:

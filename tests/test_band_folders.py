@@ -25,7 +25,7 @@ from msrgb.jobs.convert import Converter
 from msrgb.readers.band_blocks import LargeBandImage
 from msrgb.readers.band_image import BandImage
 from msrgb.sources import bandfiles
-from msrgb.sources.discovery import Inputs, discover_inputs
+from msrgb.sources.discovery import InputFormat, discover_inputs
 
 BANDS = {"layout": "band_folders"}
 
@@ -268,7 +268,7 @@ def test_real_scene_folder_full_size_and_quicklook(tmp_path: Path):
 def test_blocks_give_the_same_bytes_as_a_whole_read(tmp_path: Path, monkeypatch):
     """A scene over the in-memory limit is read and rendered a block of rows at a time, bands of
     20 and 60 m resampled per block: the PNGs are byte for byte those of a whole read."""
-    src = discover_inputs(SHARED_S2, Inputs("band_folders"), ["B04", "B03", "B02", "B12", "B8A", "B01"])[0]
+    src = discover_inputs(SHARED_S2, InputFormat("band_folders"), ["B04", "B03", "B02", "B12", "B8A", "B01"])[0]
     image = BandImage.of(SHARED_S2, src)
     products = parse_products({"truecolor": None, "swir": None, "coastal": {"bands": ["B01", "B03", "B02"]}})
     whole = {p.name: tmp_path / "whole" / f"{p.name}.png" for p in products}

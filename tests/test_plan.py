@@ -117,28 +117,28 @@ def test_shard_count_adapts_to_files_and_cores(n_files, cores, expected):
 
 
 def test_manifest_rewritten_only_when_content_changes(tmp_path: Path):
-    layout = paths.OutputPaths(tmp_path / "out")
+    output = paths.OutputPaths(tmp_path / "out")
     products = parse_products(["truecolor"])
     sources = [discovery.Source(f"C/{i}.tif", 10, 20) for i in range(50)]
-    sharding.plan_shards(layout, sources, 2, products)
-    m0 = layout.manifest(2, 0)
+    sharding.plan_shards(output, sources, 2, products)
+    m0 = output.shard_list(2, 0)
     os.utime(m0, ns=(1, 1))
-    sharding.plan_shards(layout, sources, 2, products)
+    sharding.plan_shards(output, sources, 2, products)
     assert m0.stat().st_mtime_ns == 1, "unchanged manifest must keep its mtime"
     changed = [discovery.Source(s.rel, 11, 20) for s in sources]
-    sharding.plan_shards(layout, changed, 2, products)
-    assert layout.manifest(2, 0).stat().st_mtime_ns > 1
-    members, digests = sharding.read_shard_manifest(layout.manifest(2, 0))
+    sharding.plan_shards(output, changed, 2, products)
+    assert output.shard_list(2, 0).stat().st_mtime_ns > 1
+    members, digests = sharding.read_shard_list(output.shard_list(2, 0))
     assert digests == {"truecolor": products[0].digest(), "on_error": "fail"}
     assert all(m.size == 11 for m in members)
 
 
 def test_related_states_cover_split_and_merged_shards(tmp_path: Path):
-    layout = paths.OutputPaths(tmp_path)
+    output = paths.OutputPaths(tmp_path)
     for n, i in [(4, 1), (4, 3), (16, 5), (16, 6), (2, 1)]:
-        layout.state(n, i).parent.mkdir(parents=True, exist_ok=True)
-        layout.state(n, i).write_text(state.STATE_HEADER + "\n")
-    found = {(int(p.parent.name), int(p.stem)) for p in layout.related_states(8, 5)}
+        output.state(n, i).parent.mkdir(parents=True, exist_ok=True)
+        output.state(n, i).write_text(state.STATE_HEADER + "\n")
+    found = {(int(p.parent.name), int(p.stem)) for p in output.related_states(8, 5)}
     assert found == {(4, 1), (16, 5), (2, 1)}
 
 
@@ -149,8 +149,8 @@ def test_refused_run_names_the_holder_even_if_it_has_just_taken_the_lock(tmp_pat
     import fcntl
     import threading
 
-    layout = paths.OutputPaths(tmp_path / "out")
-    lock = layout.state_root / "run.lock"
+    output = paths.OutputPaths(tmp_path / "out")
+    lock = output.state_root / "run.lock"
     lock.parent.mkdir(parents=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT)  # another open file: flock sees another holder
     try:
@@ -158,12 +158,12 @@ def test_refused_run_names_the_holder_even_if_it_has_just_taken_the_lock(tmp_pat
         late = threading.Timer(0.5, os.pwrite, (fd, b"pid 4242 on elsewhere since now\n", 0))
         late.start()
         with pytest.raises(PlanError, match=r"in use by another msrgb run \(pid 4242 on"):
-            lock_output(layout)
+            lock_output(output)
         late.join()
     finally:
         os.close(fd)
     # Once the holder has gone, the folder can be taken, and the line names this process.
-    lock_output(layout)
+    lock_output(output)
     assert lock.read_text().strip().startswith(f"pid {os.getpid()} on ")
     assert len(lock.read_bytes()) == 256
 

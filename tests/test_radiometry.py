@@ -254,7 +254,7 @@ def test_old_outputs_are_reconverted_once_and_the_run_says_why(tmp_path: Path):
         lines = state.read_text().splitlines()
         lines = ["# msrgb shard state v2"] + ["\t".join(line.split("\t")[:9]) for line in lines[1:]]
         state.write_text("\n".join(lines) + "\n")
-    for manifest in (out / ".msrgb" / "manifests").rglob("*.tsv"):
+    for manifest in (out / ".msrgb" / "shard_lists").rglob("*.tsv"):
         manifest.write_text(manifest.read_text().replace("manifest v3", "manifest v2"))
     shutil.rmtree(out / ".msrgb" / "done")  # versions before 0.6.0 left no markers
     dn = {b: dn_of(new, b) for b in ("B04", "B03", "B02")}

@@ -24,21 +24,21 @@ def test_contact_sheets_summary_and_report(tmp_path: Path) -> None:
     assert "msrgb summary" in proc.stdout and "converted this run" in proc.stdout
 
     # A folder sheet: 12 of the 13 files (the first by name), 10 per row -> 10 x 2 cells.
-    layout = SheetGeometry(thumb=128)
+    geometry = SheetGeometry(thumb=128)
     sheet = iio.imread(out / "contact_sheets" / "truecolor" / "Forest.png")
-    assert sheet.shape == (layout.size(12)[1], layout.size(12)[0], 3)
-    assert layout.size(12) == (6 + 10 * 134, 22 + 6 + 2 * 148)
+    assert sheet.shape == (geometry.size(12)[1], geometry.size(12)[0], 3)
+    assert geometry.size(12) == (6 + 10 * 134, 22 + 6 + 2 * 148)
     names = sorted(p.name for p in (tifs / "Forest").glob("*.tif"))[:12]
     for i, name in enumerate(names):  # every cell holds its image, scaled 2x
-        x, y = layout.origin(i)
+        x, y = geometry.origin(i)
         want = thumbnail(out / "truecolor" / "Forest" / name.replace(".tif", ".png"), 128)
         assert np.array_equal(sheet[y : y + 128, x : x + 128], want), name
-    below = sheet[layout.origin(12)[1] :, layout.origin(12)[0] :]
+    below = sheet[geometry.origin(12)[1] :, geometry.origin(12)[0] :]
     assert (below == 255).all(), "no 13th tile"
 
     # The overview: 5 samples of each of the 3 folders, one row per folder.
     overview = iio.imread(out / "contact_sheets" / "truecolor" / "overview.png")
-    assert overview.shape[:2] == (layout.size(15, 5)[1], layout.size(15, 5)[0])
+    assert overview.shape[:2] == (geometry.size(15, 5)[1], geometry.size(15, 5)[0])
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images_per_class"] == {"Forest": 13, "River": 13, "SeaLake": 13}
@@ -189,7 +189,7 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
     overview's padded rows, another thumbnail size)."""
     import os
 
-    from msrgb.outputs.sheet_lists import SheetGeometry, cells_path, manifest_text
+    from msrgb.outputs.sheet_lists import SheetGeometry, cells_path, sheet_list_text
     from msrgb.render import sheets
     from msrgb.sources.discovery import Source
 
@@ -203,30 +203,30 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
         shape = (int(rng.integers(8, 80)), int(rng.integers(8, 80)), 3)
         iio.imwrite(png, rng.integers(0, 256, shape, dtype=np.uint8))
 
-    def manifest(title: str, rels: list[str], layout: SheetGeometry) -> Path:
+    def manifest(title: str, rels: list[str], geometry: SheetGeometry) -> Path:
         # rewritten in place, as planning does: the list of the sheet's cells stays beside it
         path = tmp_path / f"{title}.tsv"
-        path.write_text(manifest_text(title, [Source(r, 1, 1) for r in rels], "digest", layout))
+        path.write_text(sheet_list_text(title, [Source(r, 1, 1) for r in rels], "digest", geometry))
         return path
 
-    def build_both(title: str, rels: list[str], layout: SheetGeometry, sheet: Path) -> tuple[np.ndarray, np.ndarray]:
-        m = manifest(title, rels, layout)
-        sheets.build(m, sheet, images, layout)  # over the previous version: cells copied
+    def build_both(title: str, rels: list[str], geometry: SheetGeometry, sheet: Path) -> tuple[np.ndarray, np.ndarray]:
+        m = manifest(title, rels, geometry)
+        sheets.build(m, sheet, images, geometry)  # over the previous version: cells copied
         drawn = tmp_path / "fresh"  # the same sheet drawn from nothing
         drawn.mkdir(exist_ok=True)
         shutil.copy(m, drawn / m.name)
         cells_path(drawn / m.name).unlink(missing_ok=True)
         fresh = drawn / sheet.name
         fresh.unlink(missing_ok=True)
-        sheets.build(drawn / m.name, fresh, images, layout)
+        sheets.build(drawn / m.name, fresh, images, geometry)
         return iio.imread(sheet), iio.imread(fresh)
 
     for rel in names["F"] + names["G"]:
         make(rel)
-    layout = SheetGeometry(thumb=48)
+    geometry = SheetGeometry(thumb=48)
     for title, rels in (("F (12 shown)", names["F"][:12]), ("overview", names["F"][:5] + names["G"][:3])):
         sheet = tmp_path / f"{title}.png"
-        sheets.build(manifest(title, rels, layout), sheet, images, layout)
+        sheets.build(manifest(title, rels, geometry), sheet, images, geometry)
         # new files among the shown ones, two images remade, one gone (a grey cell), a name
         # with a quote and a tab
         added = [rel.replace(".tif", "_new.tif") for rel in rels[:3]] + ['F/a "quoted"\tname.tif']
@@ -234,7 +234,7 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
             make(rel)
         (images / rels[4].replace(".tif", ".png")).unlink(missing_ok=True)
         rels = sorted(rels + added)
-        reused, fresh = build_both(title, rels, layout, sheet)
+        reused, fresh = build_both(title, rels, geometry, sheet)
         assert reused.shape == fresh.shape and np.array_equal(reused, fresh), title
         assert (tmp_path / "fresh" / sheet.name).read_bytes() == sheet.read_bytes()  # no list in the sheet
         # the list beside the manifest names images under the product folder
@@ -246,11 +246,11 @@ def test_a_rebuilt_sheet_copies_unchanged_cells_and_equals_one_drawn_afresh(tmp_
         st = png.stat()
         png.write_bytes(bytes(st.st_size))
         os.utime(png, ns=(st.st_atime_ns, st.st_mtime_ns))
-        reused, fresh = build_both(title, rels, layout, sheet)
+        reused, fresh = build_both(title, rels, geometry, sheet)
         assert not np.array_equal(reused, fresh)
         # a sheet over REUSE_MAX_PIXELS is drawn afresh (no second copy of a huge sheet)
         monkeypatch.setattr(sheets, "REUSE_MAX_PIXELS", 100)
-        reused, fresh = build_both(title, rels, layout, sheet)
+        reused, fresh = build_both(title, rels, geometry, sheet)
         assert np.array_equal(reused, fresh)
         monkeypatch.undo()
         make(rels[0])
@@ -266,7 +266,7 @@ def test_a_sheet_with_a_damaged_list_of_cells_is_drawn_afresh(tmp_path: Path) ->
     the sheet is drawn from its images: the same as one drawn from nothing."""
     import os
 
-    from msrgb.outputs.sheet_lists import cells_path, manifest_text
+    from msrgb.outputs.sheet_lists import cells_path, sheet_list_text
     from msrgb.render import sheets
     from msrgb.render.pngenc import encode_png_quick
     from msrgb.sources.discovery import Source
@@ -278,7 +278,7 @@ def test_a_sheet_with_a_damaged_list_of_cells_is_drawn_afresh(tmp_path: Path) ->
         iio.imwrite(images / rel.replace(".tif", ".png"), np.full((9, 9, 3), 40 * i, dtype=np.uint8))
     layout = SheetGeometry(thumb=32)
     manifest = tmp_path / "F.tsv"
-    manifest.write_text(manifest_text("F", [Source(r, 1, 1) for r in rels], "digest", layout))
+    manifest.write_text(sheet_list_text("F", [Source(r, 1, 1) for r in rels], "digest", layout))
     fresh = tmp_path / "fresh" / "F.png"
     fresh.parent.mkdir()
     shutil.copy(manifest, fresh.parent / "F.tsv")

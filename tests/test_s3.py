@@ -1,4 +1,4 @@
-"""Inputs in object storage (``input_dir: s3://bucket/prefix``) against a real S3 server (rclone
+"""InputFormat in object storage (``input_dir: s3://bucket/prefix``) against a real S3 server (rclone
 serve s3, tests/s3server.py): the images equal a local run's byte for byte, a no-op rerun lists
 and fetches no object, faults end or retry as documented, and no credential is written."""
 
@@ -19,7 +19,7 @@ from s3server import FaultProxy, S3Server, put_tree, rclone_binary
 from msrgb import synth
 from msrgb.errors import InputError, PlanError, StorageError
 from msrgb.sources import bandfiles
-from msrgb.sources.discovery import Inputs, discover_inputs
+from msrgb.sources.discovery import InputFormat, discover_inputs
 from msrgb.storage import remote
 from msrgb.storage.listing import list_objects
 from msrgb.storage.locations import S3Path
@@ -263,7 +263,7 @@ def test_a_listing_finds_the_images_a_folder_walk_finds(client: S3Server, tmp_pa
     shutil.copy(tree / "B02.tif", tree / "a" / ".B03.tif")
     (tree / "notes.txt").write_text("not a band")
     for layout in ("band_folders", "stacked"):
-        inputs = Inputs(layout)
+        inputs = InputFormat(layout)
         local = discover_inputs(tree, inputs, ["B02", "B03", "B04", "B08"])
         listed = discover_inputs(S3Path("data", "top"), inputs, ["B02", "B03", "B04", "B08"])
         assert [(s.rel, s.size, s.files) for s in listed] == [(s.rel, s.size, s.files) for s in local]

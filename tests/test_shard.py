@@ -18,14 +18,14 @@ def make(tmp_path: Path, products=None):
     tifs = tmp_path / "tif"
     synth.generate(tifs, 2, classes=("Forest", "River", "SeaLake"))
     products = products or parse_products(["truecolor"])
-    layout = paths.OutputPaths(tmp_path / "out")
-    p = sharding.plan_shards(layout, discovery.discover(tifs), 1, products)
-    return tifs, layout, p, products
+    output = paths.OutputPaths(tmp_path / "out")
+    p = sharding.plan_shards(output, discovery.discover(tifs), 1, products)
+    return tifs, output, p, products
 
 
 def test_second_run_converts_nothing_and_a_changed_file_alone(tmp_path: Path):
     tifs, layout, _, products = make(tmp_path)
-    args = (layout.manifest(1, 0), layout.state(1, 0), tifs, products)
+    args = (layout.shard_list(1, 0), layout.state(1, 0), tifs, products)
     assert run_shard(*args, threads=2).converted == 6
     assert run_shard(*args).converted == 0
     synth.write_tile(tifs / "River" / "River_2.tif", synth.make_tile("Forest", 9), (0.0, 0.0), 32632)
@@ -41,7 +41,7 @@ def test_bad_files_are_all_listed_and_good_ones_kept(tmp_path: Path):
     (tifs / "SeaLake" / "empty.tif").write_bytes(b"")
     sharding.plan_shards(layout, discovery.discover(tifs), 1, products)
     with pytest.raises(ShardError) as err:
-        run_shard(layout.manifest(1, 0), layout.state(1, 0), tifs, products)
+        run_shard(layout.shard_list(1, 0), layout.state(1, 0), tifs, products)
     msg = str(err.value)
     assert "2 of 7 input file(s)" in msg
     assert "Forest/Forest_1.tif" in msg and "SeaLake/empty.tif" in msg
@@ -53,7 +53,7 @@ def test_bad_files_are_all_listed_and_good_ones_kept(tmp_path: Path):
     (tifs / "Forest" / "Forest_1.tif").unlink()
     (tifs / "SeaLake" / "empty.tif").unlink()
     sharding.plan_shards(layout, discovery.discover(tifs), 1, products)
-    result = run_shard(layout.manifest(1, 0), layout.state(1, 0), tifs, products)
+    result = run_shard(layout.shard_list(1, 0), layout.state(1, 0), tifs, products)
     assert (result.converted, result.up_to_date) == (0, 5), "nothing converted twice"
     assert not layout.progress(1, 0).exists()
 
@@ -61,13 +61,13 @@ def test_bad_files_are_all_listed_and_good_ones_kept(tmp_path: Path):
 def test_changing_one_product_rerenders_only_that_product(tmp_path: Path):
     spec = {"a": {"preset": "truecolor"}, "b": {"preset": "truecolor", "stretch": {"max": 3000}}}
     tifs, layout, _, products = make(tmp_path, parse_products(spec))
-    run_shard(layout.manifest(1, 0), layout.state(1, 0), tifs, products)
+    run_shard(layout.shard_list(1, 0), layout.state(1, 0), tifs, products)
     a_png = layout.output_dir / "a" / "Forest" / "Forest_1.png"
     a_inode = a_png.stat().st_ino  # a rewrite (temporary file + rename) changes the inode
     spec["b"]["stretch"]["max"] = 2000
     products = parse_products(spec)
     sharding.plan_shards(layout, discovery.discover(tifs), 1, products)
-    result = run_shard(layout.manifest(1, 0), layout.state(1, 0), tifs, products)
+    result = run_shard(layout.shard_list(1, 0), layout.state(1, 0), tifs, products)
     assert result.converted == 6
     assert a_png.stat().st_ino == a_inode, "product a must not be rewritten"
 
@@ -159,7 +159,7 @@ def test_a_fifo_named_like_a_tiff_is_reported_not_waited_for(tmp_path: Path):
     os.mkfifo(tifs / "Forest" / "pipe.tif")
     sharding.plan_shards(layout, discovery.discover(tifs), 1, products)
     with pytest.raises(ShardError, match=r"1 of 7 .*\n  .*pipe\.tif: is not a regular file"):
-        run_shard(layout.manifest(1, 0), layout.state(1, 0), tifs, products)
+        run_shard(layout.shard_list(1, 0), layout.state(1, 0), tifs, products)
     assert len(list((layout.output_dir / "truecolor").rglob("*.png"))) == 6
 
 

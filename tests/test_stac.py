@@ -208,7 +208,7 @@ def test_items_with_http_assets_and_relative_hrefs_in_a_folder_of_items(http_fol
             made = iio.imread(tmp_path / "out" / product / f"{item_id}.png")
             np.testing.assert_array_equal(made, iio.imread(tmp_path / "local" / product / f"{name}.png"))
     # the signature of a signed URL is in no result, record or log (the run's plan holds the hrefs)
-    plan = tmp_path / "out" / ".msrgb" / "manifests"
+    plan = tmp_path / "out" / ".msrgb" / "shard_lists"
     leaked = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and plan not in p.parents
               and b"SIGNATURE42" in p.read_bytes()]  # fmt: skip
     assert not leaked, leaked

@@ -59,8 +59,8 @@ class RunResult:
     summary: dict[str, Any] | None = None
 
     @property
-    def layout(self) -> OutputPaths:
-        return self.settings.layout
+    def output(self) -> OutputPaths:
+        return self.settings.output
 
 
 def run(
@@ -80,27 +80,27 @@ def run(
         print(f"msrgb: {note}", file=stream)
     print_counts(prepared.counts, stream)
     result = RunResult(prepared, settings)
-    layout, plan = settings.layout, prepared.plan
-    stretch_files = {p.name: layout.stretch(p.name) for p in settings.products if p.dataset_stretch}
+    output, plan = settings.output, prepared.plan
+    stretch_files = {p.name: output.stretch(p.name) for p in settings.products if p.dataset_stretch}
     stretch_parts = [f"stretch/{name}" for name in stretch_files]
     shards_due = [
         shard for shard in range(plan.n_shards)
-        if shard_will_run(layout, plan, shard, [layout.part_done(p, plan.parts[p]) for p in stretch_parts])
+        if shard_will_run(output, plan, shard, [output.part_done(p, plan.parts[p]) for p in stretch_parts])
     ]  # fmt: skip
     wanted = [part for part in plan.parts if part != "upload" or settings.images]
-    parts_due = [part for part in wanted if not layout.part_done(part, plan.parts[part]).exists()]
+    parts_due = [part for part in wanted if not output.part_done(part, plan.parts[part]).exists()]
     if not shards_due and not parts_due:
         return result  # nothing to do: Snakemake would not even start the run
     start_run(settings, prepared)
     products = {p.name: p for p in settings.products}
     for part in stretch_parts:
         if part in parts_due:
-            percentiles_job(products[part.partition("/")[2]], settings.input_dir, layout)
-            leave_marker(layout.part_done(part, plan.parts[part]))
+            percentiles_job(products[part.partition("/")[2]], settings.input_dir, output)
+            leave_marker(output.part_done(part, plan.parts[part]))
             result.parts.append(part)
     for shard in range(plan.n_shards):
-        if shard_will_run(layout, plan, shard, [layout.part_done(p, plan.parts[p]) for p in stretch_parts]):
-            shard_job(layout, plan.n_shards, shard, settings, plan.tokens[shard], plan.threads, stretch_files)
+        if shard_will_run(output, plan, shard, [output.part_done(p, plan.parts[p]) for p in stretch_parts]):
+            shard_job(output, plan.n_shards, shard, settings, plan.tokens[shard], plan.threads, stretch_files)
             result.shards.append(shard)
     after = [part for part in wanted if not part.startswith("stretch/")]
     for part in after:
@@ -108,22 +108,22 @@ def run(
             continue
         if part in parts_due or result.shards:
             if part == "summary":
-                result.summary = summary_job(layout, settings.products, settings.thumbnail_size)
+                result.summary = summary_job(output, settings.products, settings.thumbnail_size)
             else:
-                sheets_job(layout, products[part.partition("/")[2]], settings.thumbnail_size, prepared)
-            leave_marker(layout.part_done(part, plan.parts[part]))
+                sheets_job(output, products[part.partition("/")[2]], settings.thumbnail_size, prepared)
+            leave_marker(output.part_done(part, plan.parts[part]))
             result.parts.append(part)
     if settings.images and ("upload" in parts_due or result.parts):
         from msrgb.jobs.upload import upload_results
 
-        upload_results(layout)
-        leave_marker(layout.part_done("upload", plan.parts["upload"]))
+        upload_results(output)
+        leave_marker(output.part_done("upload", plan.parts["upload"]))
         result.parts.append("upload")
     return result
 
 
 def shard_job(
-    layout: OutputPaths,
+    output: OutputPaths,
     n_shards: int,
     shard: int,
     settings: Settings,
@@ -135,21 +135,21 @@ def shard_job(
     from msrgb.jobs.shard import run_shard
 
     run_shard(
-        manifest=layout.manifest(n_shards, shard),
-        state_out=layout.state(n_shards, shard),
+        shard_list=output.shard_list(n_shards, shard),
+        state_out=output.state(n_shards, shard),
         input_dir=settings.input_dir,
         products=settings.products,
         threads=threads,
         stretch_files=dict(stretch_files),
         read_ahead=settings.read_ahead,
         max_pixels=settings.max_pixels,
-        done=layout.done(n_shards, shard, token),
+        done=output.done(n_shards, shard, token),
     )
 
 
-def percentiles_job(product: Product, input_dir: InputDir, layout: OutputPaths) -> dict[str, Any]:
+def percentiles_job(product: Product, input_dir: InputDir, output: OutputPaths) -> dict[str, Any]:
     """A dataset-wide stretch's job: its limits from the planned sample (msrgb.jobs.stats)."""
-    return percentiles_of_sample(product, input_dir, layout.sample(product.name), layout.stretch(product.name))
+    return percentiles_of_sample(product, input_dir, output.sample(product.name), output.stretch(product.name))
 
 
 def percentiles_of_sample(product: Product, input_dir: InputDir, sample: Path, out: Path) -> dict[str, Any]:
@@ -159,13 +159,13 @@ def percentiles_of_sample(product: Product, input_dir: InputDir, sample: Path, o
     return stats.run(product, input_dir, sample, out)
 
 
-def sheets_job(layout: OutputPaths, product: Product, thumbnail: int, prepared: Prepared | None = None) -> int:
+def sheets_job(output: OutputPaths, product: Product, thumbnail: int, prepared: Prepared | None = None) -> int:
     """A product's contact-sheet job: the sheets whose manifest is newer than the sheet."""
-    from msrgb.outputs.sheet_lists import manifest_path, sheet_names
+    from msrgb.outputs.sheet_lists import sheet_list_path, sheet_names
 
-    names = sorted(prepared.sheets[product.name]) if prepared is not None else sheet_names(layout, product.name)
-    pairs = [(manifest_path(layout, product.name, n), layout.contact_sheet(product.name, n)) for n in names]
-    return rebuild_sheets(pairs, product, layout.image_dir(product.name), thumbnail)
+    names = sorted(prepared.sheets[product.name]) if prepared is not None else sheet_names(output, product.name)
+    pairs = [(sheet_list_path(output, product.name, n), output.contact_sheet(product.name, n)) for n in names]
+    return rebuild_sheets(pairs, product, output.image_dir(product.name), thumbnail)
 
 
 def rebuild_sheets(pairs: Sequence[tuple[Path, Path]], product: Product, images: Path | Any, thumbnail: int) -> int:
@@ -179,7 +179,7 @@ def rebuild_sheets(pairs: Sequence[tuple[Path, Path]], product: Product, images:
 
 
 def summary_job(
-    layout: OutputPaths,
+    output: OutputPaths,
     products: Sequence[Product],
     thumbnail: int,
     states: Sequence[Path] | None = None,
@@ -195,21 +195,21 @@ def summary_job(
     from msrgb.outputs.summary import summary_table
     from msrgb.planning.sharding import load_plan
 
-    plan = load_plan(layout)
+    plan = load_plan(output)
     per_class, n_shards = report.images_per_class(plan), plan.n_shards
     del plan  # before the states are read: the plan of 270,000 inputs is about 80 MB
     if states is None:
-        states = [layout.state(n_shards, shard) for shard in range(n_shards)]
+        states = [output.state(n_shards, shard) for shard in range(n_shards)]
     state = read_state_full(list(states))
-    planning = read_planning_errors(layout.planning_errors())
-    errors = write_errors(state, errors_out or layout.errors_table(), planning)
-    outs = manifests or [layout.provenance(p.name) for p in products]
+    planning = read_planning_errors(output.planning_errors())
+    errors = write_errors(state, errors_out or output.errors_table(), planning)
+    outs = manifests or [output.provenance(p.name) for p in products]
     report.write_provenance(state, {p.name: (p.digest(), Path(out), p.suffix) for p, out in zip(products, outs)})
-    summary = report.summarize(layout, per_class, n_shards, len(products), len(errors))
+    summary = report.summarize(output, per_class, n_shards, len(products), len(errors))
     if planning:
         summary["notes"].insert(0, problems_note(planning))
     summary["clipping"] = report.clipping_summary(state, {p.name: p.suffix for p in products})
-    report.write_summary(summary_out or layout.summary(), summary)
-    report.write_looks(layout, products, state, summary["clipping"], thumbnail)
+    report.write_summary(summary_out or output.summary(), summary)
+    report.write_looks(output, products, state, summary["clipping"], thumbnail)
     log.info("summary:\n%s", summary_table(summary))
     return summary

@@ -20,7 +20,7 @@ from msrgb.outputs.georef import aux_xml_text, world_file_text
 from msrgb.radiometry.scaling import looks_like_offset_data, note_missing_offset
 from msrgb.readers.band_blocks import LargeBandImage
 from msrgb.readers.band_image import BandImage
-from msrgb.readers.inputs import InputImage, Inputs
+from msrgb.readers.images import ImageReaders, InputImage
 from msrgb.readers.stacked import IN_MEMORY_BYTES, MAX_PIXELS, LargeImage
 from msrgb.render.encoding import encode_image
 from msrgb.render.pngenc import PNG_COMPRESSION, PngStream
@@ -61,7 +61,7 @@ class Converted:
     #: warnings about the input's values under a product's settings (float_range_note)
     notes: list[str] = field(default_factory=list)
     #: product name -> the files it was made from with their SHA-256, for images made of band
-    #: files (msrgb.readers.inputs.Reading); ``source_sha`` for the others
+    #: files (msrgb.readers.images.Reading); ``source_sha`` for the others
     product_sources: dict[str, str] = field(default_factory=dict)
     #: product name -> clip figures of its image (msrgb.render.render.clip_figures)
     clipping: dict[str, tuple[float, ...]] = field(default_factory=dict)
@@ -98,7 +98,7 @@ class Converter:
                     f"of {sorted(PNG_COMPRESSION)}"
                 )
         self.products = list(products)
-        self.inputs = Inputs(self.products, in_memory_bytes, max_pixels)
+        self.inputs = ImageReaders(self.products, in_memory_bytes, max_pixels)
         self.reader = self.inputs.tiles
         self.renderer = Renderer(self.products)
         self._recipes = {p.name: RecipeWriter(p) for p in self.products}
@@ -115,7 +115,7 @@ class Converter:
         return self.renderer.render(tile if isinstance(tile, Tile) else Tile(tile), product)
 
     def convert(self, src: str | Path | BandImage | InputImage, dests: dict[str, Path | S3Path], rel: str | None = None) -> Converted:
-        """Convert ``src`` (an input of any kind, msrgb.readers.inputs; a path is a file holding all
+        """Convert ``src`` (an input of any kind, msrgb.readers.images; a path is a file holding all
         bands) to one image per product (``dests``: product name -> path), with the products'
         side files (world file, .aux.xml). Each file is opened and read once.
 

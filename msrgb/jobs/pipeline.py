@@ -20,7 +20,7 @@ from pathlib import Path
 from msrgb.errors import FileError
 from msrgb.jobs.convert import Converted, Converter
 from msrgb.readers.gdal import enter_thread_gdal_env
-from msrgb.readers.inputs import InputImage
+from msrgb.readers.images import InputImage
 from msrgb.sources.discovery import Source
 from msrgb.sources.stac import InputDir, StacItems
 from msrgb.storage.locations import HttpPath, Location, S3Path

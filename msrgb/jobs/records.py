@@ -18,7 +18,7 @@ from msrgb.outputs.state import StateData, record_row, skipped_row, state_text
 from msrgb.planning.work import (
     orphans,
 )
-from msrgb.readers.inputs import InputImage
+from msrgb.readers.images import InputImage
 from msrgb.sources.bandfiles import ZIP_BAND
 from msrgb.sources.discovery import Source
 from msrgb.storage.files import remove_output, write_atomic
@@ -111,7 +111,7 @@ class Recorder:
 
 
 def _write_run_stats(
-    layout: OutputPaths, n_shards: int, shard: int, result: ShardResult, seconds: float
+    output: OutputPaths, n_shards: int, shard: int, result: ShardResult, seconds: float
 ) -> None:
     """What this job did, for the run summary (msrgb.jobs.report reads it)."""
     stats = {
@@ -126,7 +126,7 @@ def _write_run_stats(
         "overrides": result.overrides,
     }
     try:
-        write_atomic(layout.run_stats(n_shards, shard), json.dumps(stats).encode())
+        write_atomic(output.run_stats(n_shards, shard), json.dumps(stats).encode())
     except OSError as exc:
         log.error("could not record run statistics: %s", exc)
 
@@ -146,7 +146,7 @@ def _remove_orphans(
     before: StateData,
     members: Sequence[Source],
     products: Sequence[Product],
-    layout: OutputPaths,
+    output: OutputPaths,
     n_shards: int,
     shard: int,
 ) -> int:
@@ -154,7 +154,7 @@ def _remove_orphans(
     by_name = {p.name: p for p in products}
     removed = 0
     for rel, product in orphans(before, members, list(by_name), n_shards, shard):
-        png = layout.png(by_name[product], Source(rel, 0, 0))
+        png = output.png(by_name[product], Source(rel, 0, 0))
         if remove_output(png):
             removed += 1
             log.info("removed %s: its input %s is gone", png, rel)

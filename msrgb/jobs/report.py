@@ -41,12 +41,12 @@ def images_per_class(plan: Plan) -> dict[str, int]:
     return per_class
 
 
-def summarize(layout: OutputPaths, per_class: dict[str, int], n_shards: int, n_products: int, skipped: int) -> dict:
+def summarize(output: OutputPaths, per_class: dict[str, int], n_shards: int, n_products: int, skipped: int) -> dict:
     """The run summary: images per class (top folder, :func:`images_per_class`), and what the
     ``n_shards`` shard jobs of this run did (those that finished after the run started), wall
     time and images per second."""
     try:
-        started = float(layout.run_started().read_text())
+        started = float(output.run_started().read_text())
     except (FileNotFoundError, ValueError):
         started = None
     totals = {"converted": 0, "up_to_date": 0, "failed": 0, "shard_jobs": 0}
@@ -54,7 +54,7 @@ def summarize(layout: OutputPaths, per_class: dict[str, int], n_shards: int, n_p
     overrides: dict[str, int] = {}
     for shard in range(n_shards):
         try:
-            stats = json.loads(layout.run_stats(n_shards, shard).read_text())
+            stats = json.loads(output.run_stats(n_shards, shard).read_text())
         except (FileNotFoundError, ValueError):
             continue
         if started is not None and stats["finished"] < started:
@@ -241,7 +241,7 @@ def output_histogram(images: Sequence[Path | S3Path], max_pixels: int = 25_000_0
 HISTOGRAM_SAMPLE = 200
 
 
-def write_looks(layout: OutputPaths, products: Sequence, state: StateData, clipping: dict, thumb: int) -> None:
+def write_looks(output: OutputPaths, products: Sequence, state: StateData, clipping: dict, thumb: int) -> None:
     """Per product: the histogram of the output values of a sample of its images (the images
     with the smallest path hashes), the contact sheet of its most clipped images and, for a
     product drawn with a colour map, its legend."""
@@ -255,14 +255,14 @@ def write_looks(layout: OutputPaths, products: Sequence, state: StateData, clipp
         rels = [rel for rel, name in state.records if name == p.name]
         # (uncached: the summary job does not ask twice, and 270,000 cached hashes are 40 MB)
         rels = heapq.nsmallest(HISTOGRAM_SAMPLE, rels, key=path_hash.__wrapped__)
-        sample = [layout.image_dir(p.name) / output_rel(rel, p.suffix) for rel in rels]
+        sample = [output.image_dir(p.name) / output_rel(rel, p.suffix) for rel in rels]
         counts = output_histogram(sample)
         title = f"{p.name}: values of {len(sample)} images (red, green, blue; square-root scale)"
-        write_if_changed(layout.histogram(p.name), histogram_image(counts, title))
+        write_if_changed(output.histogram(p.name), histogram_image(counts, title))
         worst = clipping.get(p.name, {}).get("most_clipped", [])
-        images = [layout.image_dir(p.name) / w["image"] for w in worst]
+        images = [output.image_dir(p.name) / w["image"] for w in worst]
         labels = [f"{100 * max(w['clipped_low'] + w['clipped_high']):.1f}% {label(w['image'])}" for w in worst]
         sheet = sheet_image(f"most clipped - {p.name}", images, labels, SheetGeometry(thumb=thumb))
-        write_if_changed(layout.clipped_sheet(p.name), encode(sheet))
+        write_if_changed(output.clipped_sheet(p.name), encode(sheet))
         if p.is_index:
-            write_if_changed(layout.legend(p.name), legend_png(p))
+            write_if_changed(output.legend(p.name), legend_png(p))

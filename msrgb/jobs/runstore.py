@@ -2,14 +2,14 @@
 (``--shared-fs-usage none``: Snakemake's cloud executors, or a cluster without a shared home).
 
 Normally every process of a run reads and writes the run's state in the local work folder
-(``work_dir``): the plan and manifests the main process writes when the run starts, the state
+(``work_dir``): the plan and shard_lists the main process writes when the run starts, the state
 each shard job records. Without a shared file system each job starts in a folder of its own, so
 the files it needs travel through the ``output_dir`` in S3, which the jobs write their images to
 anyway: each file at its path relative to the work folder (``.msrgb/plan.tsv`` goes to
 ``s3://bucket/prefix/.msrgb/plan.tsv``). Who moves what (docs/object-storage.md):
 
-- the main process, when jobs are about to run: the plan and the shard manifests, up;
-- a shard job at its start: the plan and manifests, and the earlier states of its shard, down;
+- the main process, when jobs are about to run: the plan and the shard shard_lists, up;
+- a shard job at its start: the plan and shard_lists, and the earlier states of its shard, down;
   at its end, even a failed one: its state, checkpoint and run figures, up (or deleted above
   when they are gone here);
 - the dataset-wide stretch job: the limits it computed, up;
@@ -67,18 +67,18 @@ def check_reachable(input_dir: object, images: str) -> None:
 class RunStore:
     """The mirror of ``layout``'s work folder in its ``output_dir`` in S3."""
 
-    def __init__(self, layout: OutputPaths):
-        if not layout.images:
+    def __init__(self, output: OutputPaths):
+        if not output.images:
             raise MsrgbError(
                 "without a file system shared by the jobs (--shared-fs-usage none), output_dir "
                 "must be in S3 (s3://bucket/prefix): the jobs' state travels through it"
             )
-        self.layout = layout
-        self.top = S3Path.parse(layout.images)
+        self.output = output
+        self.top = S3Path.parse(output.images)
 
     def url(self, path: Path) -> S3Path:
         """Where the work folder's file ``path`` goes in S3."""
-        return self.top / path.relative_to(self.layout.output_dir).as_posix()
+        return self.top / path.relative_to(self.output.output_dir).as_posix()
 
     def push(self, paths: Iterable[Path]) -> None:
         """PUT each file of ``paths`` that exists here, DELETE above those that do not."""
@@ -119,7 +119,7 @@ class RunStore:
         return sorted(there)
 
     def pull_files(self, paths: Iterable[Path]) -> None:
-        """Fetch the files ``paths``, each of which must be there (the plan, the manifests,
+        """Fetch the files ``paths``, each of which must be there (the plan, the shard lists,
         the limits of a dataset-wide stretch): raises :class:`PlanError` naming the first
         missing one."""
 
@@ -147,60 +147,60 @@ def _each(action: Callable[[Path], None], paths: Iterable[Path]) -> None:
         future.result()
 
 
-def push_plan(layout: OutputPaths, n_shards: int, extra: Sequence[Path] = ()) -> None:
+def push_plan(output: OutputPaths, n_shards: int, extra: Sequence[Path] = ()) -> None:
     """Main process, when jobs are about to run: the plan file, where the images go, every
-    shard's manifest and the ``extra`` files the jobs read (the Items a STAC search found)."""
-    paths = [layout.plan_file(), layout.images_at(), *(layout.manifest(n_shards, i) for i in range(n_shards))]
-    RunStore(layout).push([*paths, *extra])
+    shard's shard_list and the ``extra`` files the jobs read (the Items a STAC search found)."""
+    paths = [output.plan_file(), output.images_at(), *(output.shard_list(n_shards, i) for i in range(n_shards))]
+    RunStore(output).push([*paths, *extra])
 
 
-def pull_plan(layout: OutputPaths, extra: Sequence[Path] = ()) -> None:
+def pull_plan(output: OutputPaths, extra: Sequence[Path] = ()) -> None:
     """A job's process, before it reads the plan: the plan file and the ``extra`` files, then
-    the manifests the plan names."""
-    store = RunStore(layout)
-    store.pull_files([layout.plan_file(), layout.images_at(), *extra])
-    n_shards = plan_shard_count(layout)
-    store.pull_files([layout.manifest(n_shards, i) for i in range(n_shards)])
+    the shard lists the plan names."""
+    store = RunStore(output)
+    store.pull_files([output.plan_file(), output.images_at(), *extra])
+    n_shards = plan_shard_count(output)
+    store.pull_files([output.shard_list(n_shards, i) for i in range(n_shards)])
 
 
-def shard_files(layout: OutputPaths, n_shards: int, shard: int) -> list[Path]:
+def shard_files(output: OutputPaths, n_shards: int, shard: int) -> list[Path]:
     """What a shard job leaves for later runs: its state, checkpoint and run figures."""
-    return [layout.state(n_shards, shard), layout.progress(n_shards, shard), layout.run_stats(n_shards, shard)]
+    return [output.state(n_shards, shard), output.progress(n_shards, shard), output.run_stats(n_shards, shard)]
 
 
-def push_earlier_states(layout: OutputPaths) -> int:
+def push_earlier_states(output: OutputPaths) -> int:
     """Main process, when jobs are about to run: the states of this work folder that S3 does
     not hold (those of runs whose jobs shared the file system), so that a work folder moved to
     jobs without one does not convert everything again. One LIST. Returns how many were sent."""
-    store = RunStore(layout)
-    folder = layout.state_root / "state"
+    store = RunStore(output)
+    folder = output.state_root / "state"
     there = {info.rel for info in store.listing(folder)}
     here = [p for p in folder.glob("*/*.tsv") if p.relative_to(folder).as_posix() not in there] if folder.is_dir() else []
     store.push(here)
     return len(here)
 
 
-def pull_shard(layout: OutputPaths, n_shards: int, shard: int) -> None:
+def pull_shard(output: OutputPaths, n_shards: int, shard: int) -> None:
     """A shard job at its start: the states of every shard count that overlap its shard (those
     :meth:`OutputPaths.related_states` finds) and its checkpoint."""
-    store = RunStore(layout)
+    store = RunStore(output)
 
     def related(rel: str) -> bool:
         count, _, name = rel.partition("/")
         return name.endswith(".tsv") and shards_overlap(count, name[: -len(".tsv")], n_shards, shard)
 
-    store.pull(layout.state_root / "state", related)
-    mine = layout.progress(n_shards, shard)
+    store.pull(output.state_root / "state", related)
+    mine = output.progress(n_shards, shard)
     store.pull(mine.parent, lambda rel: rel == mine.name)
 
 
-def push_shard(layout: OutputPaths, n_shards: int, shard: int) -> None:
+def push_shard(output: OutputPaths, n_shards: int, shard: int) -> None:
     """A shard job at its end, failed or not."""
-    RunStore(layout).push(shard_files(layout, n_shards, shard))
+    RunStore(output).push(shard_files(output, n_shards, shard))
 
 
-def pull_states(layout: OutputPaths, n_shards: int) -> None:
+def pull_states(output: OutputPaths, n_shards: int) -> None:
     """The summary job: the states, checkpoints and run figures of every shard."""
-    store = RunStore(layout)
+    store = RunStore(output)
     for folder in ("state", "progress", "runs"):
-        store.pull(layout.state_root / folder / str(n_shards))
+        store.pull(output.state_root / folder / str(n_shards))

@@ -1,4 +1,4 @@
-"""Convert one shard: the images of a manifest whose PNGs are missing or out of date."""
+"""Convert one shard: the images of a shard list whose PNGs are missing or out of date."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from msrgb.jobs.records import (
 from msrgb.outputs.paths import OutputListing, OutputPaths, leave_marker
 from msrgb.outputs.state import read_state_full, state_text
 from msrgb.planning.samples import read_limits
-from msrgb.planning.sharding import manifest_file_text, read_manifest_text, shard_token
+from msrgb.planning.sharding import read_shard_list_text, shard_list_file_text, shard_token
 from msrgb.planning.work import (
     Work,
     rescaled_line,
@@ -32,7 +32,7 @@ from msrgb.planning.work import (
     scaling_changes,
     work_to_do,
 )
-from msrgb.readers.inputs import scaled_bands_of
+from msrgb.readers.images import scaled_bands_of
 from msrgb.readers.stacked import MAX_PIXELS
 from msrgb.snakemake.progress import Live, write_live
 from msrgb.sources.discovery import Source
@@ -56,7 +56,7 @@ log = logging.getLogger("msrgb")
 
 
 def run_shard(
-    manifest: Path,
+    shard_list: Path,
     state_out: Path,
     input_dir: InputDir,
     products: Sequence[Product],
@@ -69,13 +69,13 @@ def run_shard(
     max_pixels: int = MAX_PIXELS,
     done: Path | None = None,
 ) -> ShardResult:
-    """Bring every image of the shard described by ``manifest`` up to date, then record what
+    """Bring every image of the shard described by ``shard_list`` up to date, then record what
     was done in ``state_out``. Every ``checkpoint_every`` seconds, and when the job fails, the
     records so far go to the shard's progress file, so a killed or failed job resumes where it
     stopped.
 
     Images that cannot be made (:class:`msrgb.errors.FileError`: a bad input, an output name the
-    file system refuses): with ``on_error="fail"`` (default: the manifest's policy) everything
+    file system refuses): with ``on_error="fail"`` (default: the shard list's policy) everything
     else is made, then :class:`ShardError` lists each file and why. With ``"skip"`` they are
     recorded as skipped in the state (with size and mtime, so a fixed file is tried again) and
     have no output. An output folder that cannot be written (disk full) stops the job at once
@@ -84,12 +84,12 @@ def run_shard(
     ``read_ahead`` input files are kept asked for ahead of the conversion (:class:`ReadAhead`;
     0 = off). Images over ``max_pixels`` are bad inputs unless the products make quicklooks.
     At the end, ``done`` (the marker Snakemake asked for, named by the shard's token) is left
-    with the marker of the manifest's own token, which a later run asks for while nothing
+    with the marker of the shard list's own token, which a later run asks for while nothing
     changes (:func:`msrgb.outputs.paths.leave_marker`)."""
-    n_shards, shard, layout = int(manifest.parent.name), int(manifest.stem), OutputPaths.of_manifest(manifest)
-    members, products, on_error = _job_settings(manifest, products, stretch_files, on_error)
-    progress = layout.progress(n_shards, shard)
-    work, result = _start_job(layout, n_shards, shard, members, products, on_error, input_dir, threads)
+    n_shards, shard, output = int(shard_list.parent.name), int(shard_list.stem), OutputPaths.of_shard_list(shard_list)
+    members, products, on_error = _job_settings(shard_list, products, stretch_files, on_error)
+    progress = output.progress(n_shards, shard)
+    work, result = _start_job(output, n_shards, shard, members, products, on_error, input_dir, threads)
     converter, kept = Converter(products, max_pixels=max_pixels, defer_uploads=True), work.kept
     record = Recorder(result, kept, work.digests, on_error, lambda src: converter.inputs.open(input_dir, src))
 
@@ -97,7 +97,7 @@ def run_shard(
         write_atomic(progress, record.checkpoint_text().encode("utf-8"))
 
     t0 = time.monotonic()
-    tick = _ticker(layout, n_shards, shard, result, len(work.todo), progress_every)
+    tick = _ticker(output, n_shards, shard, result, len(work.todo), progress_every)
     try:
         fatal = convert_all(
             work.todo, converter, input_dir, threads, read_ahead, record.outcome,
@@ -107,18 +107,18 @@ def run_shard(
         checkpoint()  # keep what was done, for the next run
         raise
     result.skipped += len(result.failed) if on_error == "skip" else 0
-    _write_run_stats(layout, n_shards, shard, result, time.monotonic() - t0)
+    _write_run_stats(output, n_shards, shard, result, time.monotonic() - t0)
     if fatal is not None or (result.failed and on_error == "fail"):
         _fail_job(fatal, result, checkpoint, progress, f"shard {shard} (of {n_shards})")
     write_atomic(state_out, state_text(**vars(kept)).encode("utf-8"))
     progress.unlink(missing_ok=True)
     if done is not None:
-        leave_marker(done, keep=[shard_token(manifest_file_text(manifest))])
+        leave_marker(done, keep=[shard_token(shard_list_file_text(shard_list))])
     return result
 
 
 def _start_job(
-    layout: OutputPaths,
+    output: OutputPaths,
     n_shards: int,
     shard: int,
     members: Sequence[Source],
@@ -129,13 +129,13 @@ def _start_job(
 ) -> tuple[Work, ShardResult]:
     """What the job has to do, from the records of earlier jobs of any shard count and the
     output folders; images whose input is gone are deleted first."""
-    before = read_state_full([*layout.related_states(n_shards, shard), layout.progress(n_shards, shard)])
+    before = read_state_full([*output.related_states(n_shards, shard), output.progress(n_shards, shard)])
     # one listing per output folder of the shard, which also clears temporaries that killed
     # jobs left there
-    present = OutputListing(remove_stale=True, images=layout.images)
-    present.folders({layout.png_str(p, s).rpartition("/")[0] for s in members for p in products})
+    present = OutputListing(remove_stale=True, images=output.images)
+    present.folders({output.png_str(p, s).rpartition("/")[0] for s in members for p in products})
     work = work_to_do(
-        members, products, before, on_error, layout.png_str, present, scaled_bands_of(input_dir, products),
+        members, products, before, on_error, output.png_str, present, scaled_bands_of(input_dir, products),
         scaling_changes(input_dir),
     )  # fmt: skip
     if work.rescaled:
@@ -144,7 +144,7 @@ def _start_job(
         log.info("shard %d (of %d): %s", shard, n_shards, restac_line(work.restac))
     result = ShardResult(members=len(members), up_to_date=work.up_to_date)
     result.skipped = work.skipped_before
-    result.removed = _remove_orphans(before, members, products, layout, n_shards, shard)
+    result.removed = _remove_orphans(before, members, products, output, n_shards, shard)
     log.info(
         "shard %d (of %d): %d images, %d up to date, %d to convert with %d thread(s)%s",
         shard, n_shards, len(members), result.up_to_date, len(work.todo), threads,
@@ -154,10 +154,10 @@ def _start_job(
 
 
 def _ticker(
-    layout: OutputPaths, n_shards: int, shard: int, result: ShardResult, todo: int, progress_every: float
+    output: OutputPaths, n_shards: int, shard: int, result: ShardResult, todo: int, progress_every: float
 ) -> Callable[[bool], None]:
     """Called as the job goes (and once at the end): the live file and the log's progress."""
-    report = _live_reporter(layout.live(n_shards, shard), Live(time.time(), todo, 0, 0), result)
+    report = _live_reporter(output.live(n_shards, shard), Live(time.time(), todo, 0, 0), result)
     report(False)
     log_progress = _progress_logger(result, todo, shard, n_shards, progress_every)
 
@@ -199,25 +199,25 @@ def remove_earlier_logs(log_file: Path) -> None:
 
 
 def _job_settings(
-    manifest: Path,
+    shard_list: Path,
     products: Sequence[Product],
     stretch_files: Mapping[str, Path] | None,
     on_error: str | None,
 ) -> tuple[list[Source], list[Product], str]:
     """The shard's members, the products with their dataset-wide limits filled in, and the
-    error policy (the manifest's unless given); fails if the manifest was planned for other
+    error policy (the shard list's unless given); fails if the shard list was planned for other
     product settings."""
     try:
-        members, settings = read_manifest_text(manifest_file_text(manifest))
+        members, settings = read_shard_list_text(shard_list_file_text(shard_list))
     except FileNotFoundError:
         raise PlanError(
-            f"{manifest} is missing: msrgb writes the plan when a run starts (onstart), which "
+            f"{shard_list} is missing: msrgb writes the plan when a run starts (onstart), which "
             "--no-hooks skips; run snakemake without --no-hooks"
         ) from None
     for p in products:
         if settings.get(p.name) != p.digest():
             raise PlanError(
-                f"{manifest}: was written for other settings of product {p.name!r}; "
+                f"{shard_list}: was written for other settings of product {p.name!r}; "
                 "re-run snakemake so the plan is rebuilt"
             )
     products = [

@@ -22,7 +22,7 @@ from msrgb.sources.discovery import Source
 from msrgb.storage.files import write_atomic
 
 if TYPE_CHECKING:  # the computing functions load GDAL and numpy; planning reads samples only
-    from msrgb.readers.inputs import InputImage
+    from msrgb.readers.images import InputImage
     from msrgb.sources.stac import InputDir
     from msrgb.tile import Tile
 
@@ -60,12 +60,12 @@ def compute_limits(product: Product, input_dir: InputDir, sample: Sequence[Sourc
     import numpy as np
 
     from msrgb.readers.gdal import gdal_env
-    from msrgb.readers.inputs import Inputs
+    from msrgb.readers.images import ImageReaders
     from msrgb.render.render import product_bands
 
     # the same bands and nodata, with a stretch whose limits are known, only to read the files
     base = replace(product, stretch="gain")
-    inputs = Inputs([base])
+    inputs = ImageReaders([base])
     values: list[list[np.ndarray]] = [[], [], []]
     skipped = []
     with gdal_env():

@@ -22,9 +22,9 @@ log = logging.getLogger("msrgb")
 LOCAL_ONLY = (STATE_DIR, "logs")
 
 
-def uploaded_record(layout: OutputPaths) -> Path:
+def uploaded_record(output: OutputPaths) -> Path:
     """What was uploaded: path relative to the work folder and SHA-256, one per line."""
-    return layout.state_root / "uploaded.tsv"
+    return output.state_root / "uploaded.tsv"
 
 
 def _files(top: Path) -> dict[str, Path]:
@@ -42,18 +42,18 @@ def _files(top: Path) -> dict[str, Path]:
     return found
 
 
-def upload_results(layout: OutputPaths) -> tuple[int, int]:
+def upload_results(output: OutputPaths) -> tuple[int, int]:
     """PUT every file of the work folder (but the state and logs) whose content is not what
     was last uploaded, and DELETE the uploaded ones that are gone. Returns (put, deleted)."""
-    target = S3Path.parse(layout.images)
-    record = uploaded_record(layout)
+    target = S3Path.parse(output.images)
+    record = uploaded_record(output)
     before: dict[str, str] = {}
     if record.exists():
         before = {row[0]: row[1] for row in tsv.rows(record) if len(row) == 2}
     now = dict(before)
     put = deleted = 0
     try:
-        files = _files(layout.output_dir)
+        files = _files(output.output_dir)
         for rel, path in sorted(files.items()):
             data = path.read_bytes()
             sha = hashlib.sha256(data).hexdigest()

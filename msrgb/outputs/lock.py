@@ -34,11 +34,11 @@ def _release_holder_line(fd: int) -> None:
         os.ftruncate(fd, 0)
 
 
-def lock_output(layout: OutputPaths) -> None:
+def lock_output(output: OutputPaths) -> None:
     """Hold an exclusive lock on the output folder until this process ends, so that two runs
     (from any working directories) never work on one output folder at once. The kernel drops
     the lock when the process dies, even by ``kill -9``: a killed run leaves no stale lock."""
-    path = layout.state_root / "run.lock"
+    path = output.state_root / "run.lock"
     key = str(path.resolve())
     if key in _LOCKS:  # the Snakefile can be parsed more than once in one process
         return
@@ -47,7 +47,7 @@ def lock_output(layout: OutputPaths) -> None:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
     except OSError as exc:  # the first write into the output folder
         raise PlanError(
-            f"config 'output_dir' {str(layout.output_dir)!r} cannot be written "
+            f"config 'output_dir' {str(output.output_dir)!r} cannot be written "
             f"({exc.strerror or exc}: {exc.filename}); choose a folder you can write to"
         ) from None
     try:
@@ -56,7 +56,7 @@ def lock_output(layout: OutputPaths) -> None:
         holder = _read_holder(fd)
         os.close(fd)
         raise PlanError(
-            f"output folder {str(layout.output_dir)!r} is in use by another msrgb run "
+            f"output folder {str(output.output_dir)!r} is in use by another msrgb run "
             f"({holder}); wait for it to finish or choose another output_dir"
         ) from None
     started = time.strftime("%Y-%m-%d %H:%M:%S")

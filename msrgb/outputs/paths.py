@@ -62,8 +62,8 @@ class OutputPaths:
         return cls(output_dir, images)
 
     @classmethod
-    def of_manifest(cls, manifest: Path) -> OutputPaths:
-        """The layout a manifest file belongs to (it lives at .msrgb/manifests/<S>/<i>.tsv)."""
+    def of_shard_list(cls, manifest: Path) -> OutputPaths:
+        """The layout a manifest file belongs to (it lives at .msrgb/shard_lists/<S>/<i>.tsv)."""
         return cls.at(manifest.parents[3])
 
     @property
@@ -73,8 +73,8 @@ class OutputPaths:
     def images_at(self) -> Path:
         return self.state_root / IMAGES_AT
 
-    def manifest(self, n_shards: int, shard: int) -> Path:
-        return self.state_root / "manifests" / f"{n_shards}" / f"{shard}.tsv"
+    def shard_list(self, n_shards: int, shard: int) -> Path:
+        return self.state_root / "shard_lists" / f"{n_shards}" / f"{shard}.tsv"
 
     def state(self, n_shards: int, shard: int) -> Path:
         return self.state_root / "state" / f"{n_shards}" / f"{shard}.tsv"
@@ -118,8 +118,9 @@ class OutputPaths:
         """The products of the last run, for msrgb.tools.status."""
         return self.state_root / "products.json"
 
-    def inputs_file(self) -> Path:
-        """How the inputs of the last run are stored (Inputs), for msrgb.tools.status."""
+    def input_format_file(self) -> Path:
+        """How the inputs of the last run are stored (InputFormat: stacked or band folders,
+        band_pattern), for msrgb.tools.status."""
         return self.state_root / "inputs.json"
 
     def input_dir_file(self) -> Path:

@@ -47,11 +47,11 @@ class SheetGeometry:
         return self.gap + col * self.cell_w, self.title + self.gap + row * self.cell_h
 
 
-def manifest_text(title: str, members: Sequence[Source], digest: str, layout: SheetGeometry) -> str:
-    return tsv.text([["# contact sheet", title, digest, layout]]) + rows_text(members, with_files=False)
+def sheet_list_text(title: str, members: Sequence[Source], digest: str, geometry: SheetGeometry) -> str:
+    return tsv.text([["# contact sheet", title, digest, geometry]]) + rows_text(members, with_files=False)
 
 
-def read_sheet_manifest(path: Path) -> tuple[str, list[str]]:
+def read_sheet_list(path: Path) -> tuple[str, list[str]]:
     title, rels = "", []
     for row in tsv.rows(path):
         if row[0] == "# contact sheet":
@@ -61,22 +61,22 @@ def read_sheet_manifest(path: Path) -> tuple[str, list[str]]:
     return title, rels
 
 
-def manifest_folder(layout: OutputPaths, product: str) -> Path:
-    return layout.state_root / "sheets" / product
+def sheet_list_folder(output: OutputPaths, product: str) -> Path:
+    return output.state_root / "sheets" / product
 
 
-def manifest_path(layout: OutputPaths, product: str, sheet: str) -> Path:
-    return manifest_folder(layout, product) / f"{sheet}.tsv"
+def sheet_list_path(output: OutputPaths, product: str, sheet: str) -> Path:
+    return sheet_list_folder(output, product) / f"{sheet}.tsv"
 
 
-def sheet_names(layout: OutputPaths, product: str) -> list[str]:
-    """Names of the sheets of ``product``, from the manifests :func:`write_sheet_manifests`
+def sheet_names(output: OutputPaths, product: str) -> list[str]:
+    """Names of the sheets of ``product``, from the sheet lists :func:`write_sheet_lists`
     wrote (for jobs started elsewhere, which read the plan the run wrote)."""
-    folder = manifest_folder(layout, product)
+    folder = sheet_list_folder(output, product)
     return sorted(f.stem for f in folder.glob("*.tsv")) if folder.is_dir() else []
 
 
-def cells_path(manifest: Path) -> Path:
-    """Where the cells of the sheet of ``manifest`` are listed (:class:`Cells`): beside the
-    manifest, so that the sheet itself stays the same bytes whatever made it."""
-    return manifest.with_suffix(".cells")
+def cells_path(sheet_list: Path) -> Path:
+    """Where the cells of the sheet of ``sheet_list`` are listed (:class:`Cells`): beside the
+    sheet_list, so that the sheet itself stays the same bytes whatever made it."""
+    return sheet_list.with_suffix(".cells")

@@ -141,7 +141,7 @@ def nothing_found(settings: Settings) -> str:
         return f"{settings.input_dir.describe()} found no STAC Items (see its collections, bbox and datetime)"
     if isinstance(settings.input_dir, StacItems):
         return f"found no STAC Items under stac_items {settings.input_dir.where!r}"
-    if settings.inputs.layout == "band_folders":
+    if settings.input_format.layout == "band_folders":
         return (
             f"found no band files (.tif, .tiff, .jp2 named by band_pattern, such as B04.tif or "
             f"T32TQM_20230101T101031_B04_10m.jp2) under input_dir {where!r}"
@@ -192,7 +192,7 @@ def check_input_dir(counts: WorkCounts, settings: Settings) -> None:
     into the same output folder: a second batch given the output folder of the first would
     otherwise delete the first batch's images, however few."""
     try:
-        before = settings.layout.input_dir_file().read_text(encoding="utf-8").strip()
+        before = settings.output.input_dir_file().read_text(encoding="utf-8").strip()
     except (FileNotFoundError, UnicodeDecodeError):
         return  # a first run, or an output folder of a version that did not record it
     now = input_dir_text(settings.input_dir)

@@ -34,7 +34,7 @@ from msrgb.planning.settings import (
     Where,
 )
 from msrgb.planning.sharding import Plan, make_plan, path_hash, shard_count, write_plan
-from msrgb.planning.sheet_plan import write_sheet_manifests
+from msrgb.planning.sheet_plan import write_sheet_lists
 from msrgb.planning.work import WorkCounts, count_work, shards_missing_outputs, shards_rescaled
 from msrgb.snakemake.slurm import check_request
 from msrgb.sources.discovery import (
@@ -125,7 +125,7 @@ def find_sources(settings: Settings) -> tuple[list[Source], Problems]:
     is nothing to convert or, under ``on_error: fail``, when outputs clash."""
     problems: Problems = []
     needed = {b for p in settings.products for b in p.bands}
-    sources = discover_inputs(settings.input_dir, settings.inputs, needed, problems=problems)
+    sources = discover_inputs(settings.input_dir, settings.input_format, needed, problems=problems)
     clashes = find_clashes(sources, {p.suffix for p in settings.products})
     if clashes and settings.on_error == "fail":
         raise clash_error(clashes)
@@ -153,7 +153,7 @@ def plan_run(settings: Settings, where: Where) -> Prepared:
 
 
 def _plan_run(settings: Settings, where: Where) -> Prepared:
-    layout = settings.layout
+    output = settings.output
     check_folders(settings.input_dir, settings.output_dir)
     check_prefixes(settings.input_dir, settings.images)
     threads, note = choose_threads(settings, where)
@@ -162,7 +162,7 @@ def _plan_run(settings: Settings, where: Where) -> Prepared:
             check_request(where.node_size, where.threads_override or threads, where.mem_mb, "convert_shard")
         except SlurmQueryError as exc:
             raise PlanError(str(exc)) from None
-    listing, states = OutputListing(images=layout.images), StateCache()  # output folders and states, read once for both
+    listing, states = OutputListing(images=output.images), StateCache()  # output folders and states, read once for both
     with ThreadPoolExecutor(1) as pool:  # images in S3: listed while the inputs are found
         images_listed = pool.submit(listing.list_images)
         sources, problems = find_sources(settings)
@@ -170,8 +170,8 @@ def _plan_run(settings: Settings, where: Where) -> Prepared:
     check_products_against(settings.products, settings.input_dir, sources)
     n_shards = choose_shard_count(settings, where, len(sources))
     plan = make_plan(sources, n_shards, settings.products, threads, settings.on_error)
-    plan = plan.rerun(shards_missing_outputs(layout, plan, settings.products, listing, states))
-    plan = plan.rerun(shards_rescaled(layout, plan, settings.products, settings.input_dir, states))
+    plan = plan.rerun(shards_missing_outputs(output, plan, settings.products, listing, states))
+    plan = plan.rerun(shards_rescaled(output, plan, settings.products, settings.input_dir, states))
     prepared = Prepared(
         plan,
         sheets=planned_sheets(settings, sources),
@@ -184,9 +184,9 @@ def _plan_run(settings: Settings, where: Where) -> Prepared:
     plan = replace(plan, parts=prepared.parts())
     # a shard job runs when the limits it uses are new: their file or their job's marker is
     # missing or newer than the shard's state
-    stretches = [layout.part_done(part, digest) for part, digest in plan.parts.items() if part.startswith("stretch/")]
-    stretches += [layout.stretch(p.name) for p in settings.products if p.dataset_stretch]
-    counts = count_work(layout, plan, settings.products, settings.on_error, stretches, listing, settings.input_dir, states)
+    stretches = [output.part_done(part, digest) for part, digest in plan.parts.items() if part.startswith("stretch/")]
+    stretches += [output.stretch(p.name) for p in settings.products if p.dataset_stretch]
+    counts = count_work(output, plan, settings.products, settings.on_error, stretches, listing, settings.input_dir, states)
     if not settings.remove_orphans:
         check_input_dir(counts, settings)
         check_removals(counts, settings)
@@ -207,24 +207,24 @@ def start_run(settings: Settings, prepared: Prepared) -> None:
     """When jobs are about to run (Snakemake's onstart): take the output folder's lock, then
     write the plan the jobs read: shard manifests and the plan file, contact-sheet manifests,
     stretch samples, planning errors, and the products and input settings for msrgb.tools.status."""
-    layout = settings.layout
-    lock_output(layout)
-    write_atomic(layout.run_started(), f"{time.time()}\n".encode())
-    write_sheet_manifests(layout, prepared.sheets)
+    output = settings.output
+    lock_output(output)
+    write_atomic(output.run_started(), f"{time.time()}\n".encode())
+    write_sheet_lists(output, prepared.sheets)
     for name, text in prepared.samples.items():
-        write_if_changed(layout.sample(name), text)
-    write_plan(layout, prepared.plan)
-    write_if_changed(layout.planning_errors(), prepared.problems_text)
+        write_if_changed(output.sample(name), text)
+    write_plan(output, prepared.plan)
+    write_if_changed(output.planning_errors(), prepared.problems_text)
     if isinstance(settings.input_dir, StacSearch):  # the Items the jobs read (not searching again)
         write_if_changed(Path(settings.input_dir.where), settings.input_dir.collection_text())
     products = [p.to_dict() for p in settings.products]
-    write_if_changed(layout.products_file(), json.dumps(products, indent=1) + "\n")
-    write_if_changed(layout.inputs_file(), json.dumps(settings.inputs.to_dict(), indent=1) + "\n")
-    write_if_changed(layout.input_dir_file(), input_dir_text(settings.input_dir) + "\n")
-    if layout.images:
-        write_if_changed(layout.images_at(), layout.images + "\n")
+    write_if_changed(output.products_file(), json.dumps(products, indent=1) + "\n")
+    write_if_changed(output.input_format_file(), json.dumps(settings.input_format.to_dict(), indent=1) + "\n")
+    write_if_changed(output.input_dir_file(), input_dir_text(settings.input_dir) + "\n")
+    if output.images:
+        write_if_changed(output.images_at(), output.images + "\n")
     else:
-        layout.images_at().unlink(missing_ok=True)
+        output.images_at().unlink(missing_ok=True)
 
 
 

@@ -19,7 +19,7 @@ from msrgb.sources.bandfiles import (
     DEFAULT_BAND_PATTERN,
 )
 from msrgb.sources.discovery import (
-    Inputs,
+    InputFormat,
 )
 from msrgb.sources.stac import StacItems
 from msrgb.sources.stac_search import StacSearch
@@ -34,7 +34,7 @@ class Settings:
     #: the output folder; with ``images`` (output_dir in S3) the local work folder
     output_dir: Path
     products: tuple[Product, ...]
-    inputs: Inputs = Inputs()
+    input_format: InputFormat = InputFormat()
     on_error: str = "fail"
     shards: int | None = None  # None: auto
     shard_target_size: int = 8000
@@ -66,8 +66,8 @@ class Settings:
         if stac_items and stac_search:
             raise PlanError("config: give 'stac_items' or 'stac_search', not both")
         layout = "band_folders" if stac_items or stac_search else config.get("layout", "stacked")
-        inputs = Inputs(layout, config.get("band_pattern") or DEFAULT_BAND_PATTERN)
-        if inputs.layout == "band_folders":
+        input_format = InputFormat(layout, config.get("band_pattern") or DEFAULT_BAND_PATTERN)
+        if input_format.layout == "band_folders":
             for p in products:
                 if p.band_map != EUROSAT_BANDS:
                     raise PlanError(
@@ -90,7 +90,7 @@ class Settings:
             output_dir=output_dir,
             images=images,
             products=tuple(products),
-            inputs=inputs,
+            input_format=input_format,
             on_error=config["on_error"],
             shards=auto("shards"),
             shard_target_size=config["shard_target_size"],
@@ -110,7 +110,7 @@ class Settings:
         )
 
     @property
-    def layout(self) -> OutputPaths:
+    def output(self) -> OutputPaths:
         return OutputPaths(self.output_dir, self.images)
 
     @property
@@ -163,13 +163,13 @@ class Where:
     mem_mb: int | None = None
 
 
-def input_location_of(config: Mapping[str, Any], layout: OutputPaths) -> Path | S3Path | StacItems:
+def input_location_of(config: Mapping[str, Any], output: OutputPaths) -> Path | S3Path | StacItems:
     """Where the inputs are: STAC Items (``stac_items``), the Items a STAC API search finds
     (``stac_search``, saved in ``layout`` for the jobs), or ``input_dir`` (a folder, s3://)."""
     if config.get("stac_search"):
         search = dict(config["stac_search"])
         return StacSearch(
-            str(layout.stac_search()),
+            str(output.stac_search()),
             url=search.pop("url"),
             max_items=search.pop("max_items", 1000),
             parameters=json.dumps(search, sort_keys=True),

@@ -3,8 +3,8 @@
 * each input goes to shard ``h & (S - 1)`` where ``h`` is a hash of its relative path and ``S``
   (the shard count) is a power of two; so a file never moves when others are added or removed,
   and changing ``S`` only splits or merges shards;
-* each shard has a manifest listing its files with their size and modification time, plus the
-  digest of every product. The manifest's digest (the shard's *token*) names the marker file a
+* each shard has a shard list listing its files with their size and modification time, plus the
+  digest of every product. The shard list's digest (the shard's *token*) names the marker file a
   finished job of that shard leaves (``.msrgb/done/<S>/<i>/<token>``): a shard whose marker is
   missing has something new to do, which is how Snakemake learns which shards to run without
   the workflow writing anything while it is read (docs/how-it-works.md).
@@ -30,7 +30,8 @@ from msrgb.storage.files import write_if_changed
 
 # v3: records of earlier states were made without radiometric offsets, so the jobs check those
 # inputs once (msrgb.jobs.shard.work_to_do).
-MANIFEST_HEADER = "# msrgb shard manifest v3"
+#: the first line of a shard list (its text is hashed into the shard's token: unchanged since v3)
+SHARD_LIST_HEADER = "# msrgb shard manifest v3"
 
 
 @functools.cache
@@ -75,27 +76,27 @@ def split(sources: Sequence[Source], n_shards: int) -> list[list[Source]]:
     return shards
 
 
-def manifest_text(
+def shard_list_text(
     members: Sequence[Source], products: Sequence[Product], on_error: str = "fail"
 ) -> str:
-    rows: list[list[object]] = [[MANIFEST_HEADER], ["# on_error", on_error]]
+    rows: list[list[object]] = [[SHARD_LIST_HEADER], ["# on_error", on_error]]
     rows += [["# product", p.name, p.digest()] for p in products]
     return tsv.text(rows) + rows_text(members)
 
 
-def read_shard_manifest(path: Path) -> tuple[list[Source], dict[str, str]]:
-    """Members and settings of a manifest file (:func:`read_manifest_text`)."""
-    return read_manifest_text(manifest_file_text(path))
+def read_shard_list(path: Path) -> tuple[list[Source], dict[str, str]]:
+    """Members and settings of a shard list file (:func:`read_shard_list_text`)."""
+    return read_shard_list_text(shard_list_file_text(path))
 
 
-def manifest_file_text(path: Path) -> str:
-    """A manifest's text exactly as written: a quoted name may hold a carriage return, which
+def shard_list_file_text(path: Path) -> str:
+    """A shard list's text exactly as written: a quoted name may hold a carriage return, which
     reading in text mode would turn into a line break (and change the shard's token)."""
     return path.read_bytes().decode("utf-8")
 
 
-def read_manifest_text(text: str) -> tuple[list[Source], dict[str, str]]:
-    """Members and settings of a manifest: product name -> digest, plus the key ``"on_error"``
+def read_shard_list_text(text: str) -> tuple[list[Source], dict[str, str]]:
+    """Members and settings of a shard list: product name -> digest, plus the key ``"on_error"``
     for the error policy."""
     members, digests = [], {}
     for row in tsv.rows_of(text):
@@ -109,29 +110,29 @@ def read_manifest_text(text: str) -> tuple[list[Source], dict[str, str]]:
     return members, digests
 
 
-def shard_token(manifest: str) -> str:
-    """The token of a shard whose manifest is ``manifest``: a digest of its text."""
-    return hashlib.sha256(manifest.encode("utf-8")).hexdigest()[:16]
+def shard_token(shard_list: str) -> str:
+    """The token of a shard whose shard list is ``shard_list``: a digest of its text."""
+    return hashlib.sha256(shard_list.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The shards of one run: ``members[i]`` are the sources of shard ``i``, ``manifests[i]``
-    its manifest's text; every shard job uses ``threads`` threads. ``tokens[i]`` names the
-    marker Snakemake is asked for: the manifest's token, or for a shard that must run although
-    its manifest is unchanged (an image missing on disk) that token with the time appended."""
+    """The shards of one run: ``members[i]`` are the sources of shard ``i``, ``shard_lists[i]``
+    its shard list's text; every shard job uses ``threads`` threads. ``tokens[i]`` names the
+    marker Snakemake is asked for: the shard list's token, or for a shard that must run although
+    its shard list is unchanged (an image missing on disk) that token with the time appended."""
 
     n_shards: int
     members: list[list[Source]]
     threads: int = 1
-    manifests: list[str] = field(default_factory=list)
+    shard_lists: list[str] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     #: the digests of what the other jobs are made from: ``stretch/<product>`` (the stretch
-    #: sample), ``sheets/<product>`` (the sheet manifests), ``summary`` (planning errors)
+    #: sample), ``sheets/<product>`` (the sheet lists), ``summary`` (planning errors)
     parts: dict[str, str] = field(default_factory=dict)
 
     def clean_token(self, shard: int) -> str:
-        return shard_token(self.manifests[shard])
+        return shard_token(self.shard_lists[shard])
 
     def rerun(self, shards: Sequence[int]) -> Plan:
         """The same plan with ``shards`` asked to run again (a fresh token each)."""
@@ -148,43 +149,43 @@ def make_plan(
     threads: int = 1,
     on_error: str = "fail",
 ) -> Plan:
-    """Split ``sources`` into ``n_shards`` shards, with their manifests (nothing is written)."""
+    """Split ``sources`` into ``n_shards`` shards, with their shard_lists (nothing is written)."""
     members = split(sources, n_shards)
-    manifests = [manifest_text(m, products, on_error) for m in members]
-    return Plan(n_shards, members, threads, manifests, [shard_token(m) for m in manifests])
+    shard_lists = [shard_list_text(m, products, on_error) for m in members]
+    return Plan(n_shards, members, threads, shard_lists, [shard_token(m) for m in shard_lists])
 
 
 PLAN_HEADER = "# msrgb plan v2"
 
 
-def write_plan(layout: OutputPaths, plan: Plan) -> None:
-    """Write the manifests that changed, and the plan file that names the shard count, the
+def write_plan(output: OutputPaths, plan: Plan) -> None:
+    """Write the shard lists that changed, and the plan file that names the shard count, the
     threads and the tokens for jobs started elsewhere."""
-    for shard, text in enumerate(plan.manifests):
-        write_if_changed(layout.manifest(plan.n_shards, shard), text)
+    for shard, text in enumerate(plan.shard_lists):
+        write_if_changed(output.shard_list(plan.n_shards, shard), text)
     rows: list[list[object]] = [[PLAN_HEADER], ["shards", plan.n_shards], ["threads", plan.threads]]
     rows += [["token", shard, token] for shard, token in enumerate(plan.tokens)]
     rows += [["part", part, digest] for part, digest in sorted(plan.parts.items())]
-    write_if_changed(layout.plan_file(), tsv.text(rows))
+    write_if_changed(output.plan_file(), tsv.text(rows))
 
 
-def load_plan(layout: OutputPaths) -> Plan:
+def load_plan(output: OutputPaths) -> Plan:
     """The plan the main process wrote when the run started (for jobs that run on other
     machines, which must see the same shards, threads and tokens whatever their own command
     line says)."""
-    n_shards, threads, token_list, parts = _plan_file(layout)
-    texts = [manifest_file_text(layout.manifest(n_shards, i)) for i in range(n_shards)]
-    members = [read_manifest_text(t)[0] for t in texts]
+    n_shards, threads, token_list, parts = _plan_file(output)
+    texts = [shard_list_file_text(output.shard_list(n_shards, i)) for i in range(n_shards)]
+    members = [read_shard_list_text(t)[0] for t in texts]
     return Plan(n_shards, members, threads, texts, token_list, parts)
 
 
-def plan_shard_count(layout: OutputPaths) -> int:
-    """The shard count of the plan file (whose manifests a job fetches: msrgb.jobs.runstore)."""
-    return _plan_file(layout)[0]
+def plan_shard_count(output: OutputPaths) -> int:
+    """The shard count of the plan file (whose shard lists a job fetches: msrgb.jobs.runstore)."""
+    return _plan_file(output)[0]
 
 
-def _plan_file(layout: OutputPaths) -> tuple[int, int, list[str], dict[str, str]]:
-    path = layout.plan_file()
+def _plan_file(output: OutputPaths) -> tuple[int, int, list[str], dict[str, str]]:
+    path = output.plan_file()
     try:
         rows = list(tsv.rows(path))
     except FileNotFoundError as exc:
@@ -205,7 +206,7 @@ def _plan_file(layout: OutputPaths) -> tuple[int, int, list[str], dict[str, str]
 
 
 def plan_shards(
-    layout: OutputPaths,
+    output: OutputPaths,
     sources: Sequence[Source],
     n_shards: int,
     products: Sequence[Product],
@@ -215,5 +216,5 @@ def plan_shards(
     """:func:`make_plan` and :func:`write_plan` at once (for running shards outside Snakemake,
     as the benchmarks and tests do)."""
     plan = make_plan(sources, n_shards, products, threads, on_error)
-    write_plan(layout, plan)
+    write_plan(output, plan)
     return plan

@@ -11,9 +11,9 @@ from msrgb.outputs.paths import OutputPaths
 from msrgb.outputs.sheet_lists import (
     SheetGeometry,
     cells_path,
-    manifest_folder,
-    manifest_path,
-    manifest_text,
+    sheet_list_folder,
+    sheet_list_path,
+    sheet_list_text,
 )
 from msrgb.planning.sharding import hash_sample, path_hash
 from msrgb.sources.discovery import Source
@@ -89,26 +89,26 @@ def plan_sheets(
     overview: int,
     geometry: SheetGeometry,
 ) -> dict[str, dict[str, str]]:
-    """The manifest of every contact sheet: product name -> sheet name -> manifest text."""
+    """The sheet_list of every contact sheet: product name -> sheet name -> sheet list text."""
     folders, picks = choose(sources, per_folder, overview)
     planned: dict[str, dict[str, str]] = {}
     for p in products:
         sheets = planned[p.name] = {}
         for key, members in folders.items():
             title = f"{key.replace('__', '/')} ({len(members)} shown) - {p.name}"
-            sheets[key] = manifest_text(title, members, p.digest(), geometry)
-        sheets["overview"] = manifest_text(f"overview - {p.name}", picks, p.digest(), geometry)
+            sheets[key] = sheet_list_text(title, members, p.digest(), geometry)
+        sheets["overview"] = sheet_list_text(f"overview - {p.name}", picks, p.digest(), geometry)
     return planned
 
 
-def write_sheet_manifests(layout: OutputPaths, planned: dict[str, dict[str, str]]) -> None:
-    """Write the sheet manifests whose content changed, and delete those of folders that are
+def write_sheet_lists(output: OutputPaths, planned: dict[str, dict[str, str]]) -> None:
+    """Write the sheet sheet_lists whose content changed, and delete those of folders that are
     gone."""
     for product, sheets in planned.items():
-        old = manifest_folder(layout, product)
+        old = sheet_list_folder(output, product)
         for stale in old.glob("*.tsv") if old.is_dir() else []:
             if stale.stem not in sheets:  # its folder is gone
                 stale.unlink()
                 cells_path(stale).unlink(missing_ok=True)
         for key, text in sheets.items():
-            write_if_changed(manifest_path(layout, product, key), text)
+            write_if_changed(sheet_list_path(output, product, key), text)

@@ -144,13 +144,13 @@ class WorkCounts:
     restac: int = 0
 
 
-def shard_will_run(layout: OutputPaths, plan: Plan, shard: int, inputs: Sequence[Path]) -> bool:
+def shard_will_run(output: OutputPaths, plan: Plan, shard: int, inputs: Sequence[Path]) -> bool:
     """Whether Snakemake runs this shard's job: its marker (the shard's token) or its state file
     is missing, or the state is older than one of its ``inputs`` (stretch limits)."""
-    if not layout.done(plan.n_shards, shard, plan.tokens[shard]).exists():
+    if not output.done(plan.n_shards, shard, plan.tokens[shard]).exists():
         return True
     try:
-        state = layout.state(plan.n_shards, shard).stat().st_mtime_ns
+        state = output.state(plan.n_shards, shard).stat().st_mtime_ns
     except FileNotFoundError:
         return True
     newest = 0
@@ -163,7 +163,7 @@ def shard_will_run(layout: OutputPaths, plan: Plan, shard: int, inputs: Sequence
 
 
 def shards_missing_outputs(
-    layout: OutputPaths,
+    output: OutputPaths,
     plan: Plan,
     products: Sequence[Product],
     present: OutputListing,
@@ -179,25 +179,25 @@ def shards_missing_outputs(
     states = states or StateCache()
     flagged = []
     for shard, members in enumerate(plan.members):
-        if shard_will_run(layout, plan, shard, ()):
+        if shard_will_run(output, plan, shard, ()):
             continue
-        missing = [(s.rel, p.name) for p in products for s in present.missing(layout.image_top(p.name), p.suffix, members)]
+        missing = [(s.rel, p.name) for p in products for s in present.missing(output.image_top(p.name), p.suffix, members)]
         if not missing:
             continue
-        records = states([layout.state(plan.n_shards, shard)]).records
+        records = states([output.state(plan.n_shards, shard)]).records
         if any(key in records for key in missing):
             flagged.append(shard)
     return flagged
 
 
 def _scaled_bands_when_asked(input_dir: InputDir, products: Sequence[Product]) -> Callable[[Source], set[str]]:
-    """msrgb.readers.inputs.scaled_bands_of, set up on its first call: it loads GDAL, which only records
+    """msrgb.readers.images.scaled_bands_of, set up on its first call: it loads GDAL, which only records
     of versions before radiometric offsets need (rarely), and planning does without otherwise."""
     found: list[Callable[[Source], set[str]]] = []
 
     def scaled(src: Source) -> set[str]:
         if not found:
-            from msrgb.readers.inputs import scaled_bands_of
+            from msrgb.readers.images import scaled_bands_of
 
             found.append(scaled_bands_of(input_dir, products))
         return found[0](src)
@@ -206,7 +206,7 @@ def _scaled_bands_when_asked(input_dir: InputDir, products: Sequence[Product]) -
 
 
 def count_work(
-    layout: OutputPaths,
+    output: OutputPaths,
     plan: Plan,
     products: Sequence[Product],
     on_error: str,
@@ -222,14 +222,14 @@ def count_work(
     whether an output exists (the listings shards_missing_outputs made, if given);
     ``input_dir`` lets it look at the inputs of images made before radiometric offsets were
     applied, as the jobs do."""
-    ready = [with_recorded_limits(p, layout.stretch(p.name)) for p in products]
+    ready = [with_recorded_limits(p, output.stretch(p.name)) for p in products]
     counts = WorkCounts({p.name: ProductCounts() for p in products})
-    present = present or OutputListing(images=layout.images)
+    present = present or OutputListing(images=output.images)
     states = states or StateCache()
     names = [p.name for p in products]
     for shard, members in enumerate(plan.members):
-        if not shard_will_run(layout, plan, shard, stretch_inputs):
-            before = states([layout.state(plan.n_shards, shard)]) if on_error == "skip" else StateData()
+        if not shard_will_run(output, plan, shard, stretch_inputs):
+            before = states([output.state(plan.n_shards, shard)]) if on_error == "skip" else StateData()
             for src in members:
                 bad = before.skipped.get(src.rel)
                 for p in products:
@@ -239,7 +239,7 @@ def count_work(
                     else:
                         c.up_to_date += 1
             continue
-        paths = [*layout.related_states(plan.n_shards, shard), layout.progress(plan.n_shards, shard)]
+        paths = [*output.related_states(plan.n_shards, shard), output.progress(plan.n_shards, shard)]
         if not any(path.exists() for path in paths):  # never converted: every image to do
             counts.images += len(members)
             for p in products:
@@ -247,7 +247,7 @@ def count_work(
             continue
         before = states(paths)
         scaled = _scaled_bands_when_asked(input_dir, products) if input_dir is not None else None
-        work = work_to_do(members, ready, before, on_error, layout.png_str, present, scaled, scaling_changes(input_dir))
+        work = work_to_do(members, ready, before, on_error, output.png_str, present, scaled, scaling_changes(input_dir))
         counts.images += len(work.todo)
         counts.rescaled += work.rescaled
         counts.restac += work.restac
@@ -313,7 +313,7 @@ def scaling_changes(input_dir: InputDir | None) -> Callable[[Source, Product, st
 
 
 def shards_rescaled(
-    layout: OutputPaths, plan: Plan, products: Sequence[Product], input_dir: InputDir, states: StateCache
+    output: OutputPaths, plan: Plan, products: Sequence[Product], input_dir: InputDir, states: StateCache
 ) -> list[int]:
     """Shards of STAC Items with an image whose scaling the Item's rules now decide otherwise:
     they must run again although their manifest is unchanged (:meth:`Plan.rerun`)."""
@@ -322,9 +322,9 @@ def shards_rescaled(
         return []
     flagged = []
     for shard, members in enumerate(plan.members):
-        if shard_will_run(layout, plan, shard, ()):
+        if shard_will_run(output, plan, shard, ()):
             continue
-        before = states([layout.state(plan.n_shards, shard)])
+        before = states([output.state(plan.n_shards, shard)])
         keys = ((src, p, (src.rel, p.name)) for src in members for p in products)
         if any(key in before.records and changed(src, p, before.radiometry.get(key)) for src, p, key in keys):
             flagged.append(shard)

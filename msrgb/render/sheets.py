@@ -1,7 +1,7 @@
 """Contact sheets: a grid of thumbnails with the file name under each, one sheet per input folder
 and product, plus one overview per product with a few samples of every folder.
 
-Which images a sheet shows is decided at parse time and written to a small sheet manifest
+Which images a sheet shows is decided at parse time and written to a small sheet sheet_list
 (only when it changes), so a sheet is rebuilt only when one of its images or its layout changes.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import astuple
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from msrgb.outputs.sheet_lists import SheetGeometry, cells_path, read_sheet_manifest
+from msrgb.outputs.sheet_lists import SheetGeometry, cells_path, read_sheet_list
 from msrgb.planning.sheet_plan import folder_key, label
 from msrgb.storage.files import output_rel, own_image, write_atomic
 from msrgb.storage.locations import S3Path
@@ -107,7 +107,7 @@ def sheet_image(
     title: str,
     pngs: Sequence[Path | S3Path | None],
     labels: Sequence[str],
-    layout: SheetGeometry,
+    geometry: SheetGeometry,
     columns: int | None = None,
     reuse: Cells | None = None,
 ) -> Image.Image:
@@ -117,13 +117,13 @@ def sheet_image(
     of drawn; ``reuse.made`` then lists the cells of the new sheet."""
     from PIL import Image, ImageDraw
 
-    width, height = layout.size(len(pngs), columns)
+    width, height = geometry.size(len(pngs), columns)
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     title_font, label_font = font(16), font(11)
-    draw.text((layout.gap, 3), _fit(draw, title, width - 2 * layout.gap, title_font), fill=(0, 0, 0), font=title_font)
+    draw.text((geometry.gap, 3), _fit(draw, title, width - 2 * geometry.gap, title_font), fill=(0, 0, 0), font=title_font)
     for i, (png, label) in enumerate(zip(pngs, labels)):
-        x, y = layout.origin(i, columns)
+        x, y = geometry.origin(i, columns)
         if png is None:
             continue
         # the image's key (size, mtime) is taken before the image is read
@@ -132,27 +132,27 @@ def sheet_image(
             if reuse.copy(key, sheet, (x, y)):
                 continue
         try:
-            sheet.paste(thumbnail_image(png, layout.thumb), (x, y))
+            sheet.paste(thumbnail_image(png, geometry.thumb), (x, y))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # no image: a bad input
-            draw.rectangle([x, y, x + layout.thumb - 1, y + layout.thumb - 1], fill=(200, 200, 200))
+            draw.rectangle([x, y, x + geometry.thumb - 1, y + geometry.thumb - 1], fill=(200, 200, 200))
         except OSError as exc:  # there but unreadable: the sheet is still made, the log says why
             log.warning("%s: left grey on the contact sheet: %s", png, exc)
-            draw.rectangle([x, y, x + layout.thumb - 1, y + layout.thumb - 1], fill=(200, 200, 200))
-        draw.text((x, y + layout.thumb + 1), _fit(draw, label, layout.thumb, label_font), fill=(0, 0, 0), font=label_font)
+            draw.rectangle([x, y, x + geometry.thumb - 1, y + geometry.thumb - 1], fill=(200, 200, 200))
+        draw.text((x, y + geometry.thumb + 1), _fit(draw, label, geometry.thumb, label_font), fill=(0, 0, 0), font=label_font)
     return sheet
 
 
 class Cells:
     """The cells of a sheet's previous version: for each thumbnail, its image file's path (under
     ``root``, the product's folder), size and modification time and its label, and where the cell
-    is on the old sheet (listed beside the sheet's manifest, :func:`cells_path`). A rebuild after
+    is on the old sheet (listed beside the sheet's sheet_list, :func:`cells_path`). A rebuild after
     new files copies the cells whose image is unchanged: drawing a label and a thumbnail is most
     of a sheet's time."""
 
     def __init__(
-        self, old: Image.Image | None, layout: SheetGeometry, root: Path, cells: Sequence[Sequence[Any]] = ()
+        self, old: Image.Image | None, geometry: SheetGeometry, root: Path, cells: Sequence[Sequence[Any]] = ()
     ):
-        self.old, self.layout, self.root = old, layout, root
+        self.old, self.geometry, self.root = old, geometry, root
         self.where = {(str(c[0]), int(c[1]), int(c[2]), str(c[3])): (int(c[4]), int(c[5])) for c in cells}
         self.made: list[tuple[object, ...]] = []
 
@@ -174,7 +174,7 @@ class Cells:
         if at is None or self.old is None:
             return False
         x, y = at
-        box = (x, y, x + self.layout.cell_w, y + self.layout.cell_h)
+        box = (x, y, x + self.geometry.cell_w, y + self.geometry.cell_h)
         if x < 0 or y < 0 or box[2] > self.old.width or box[3] > self.old.height:
             return False  # not a cell of that sheet (its list was edited)
         sheet.paste(self.old.crop(box), to)
@@ -183,7 +183,7 @@ class Cells:
     def text(self, sheet: os.stat_result) -> str:
         """The list of the new sheet's cells, for the sheet file as written (``sheet``)."""
         return json.dumps(
-            {"sheet": [sheet.st_size, sheet.st_mtime_ns], "geometry": list(astuple(self.layout)), "cells": self.made},
+            {"sheet": [sheet.st_size, sheet.st_mtime_ns], "geometry": list(astuple(self.geometry)), "cells": self.made},
             ensure_ascii=False,
         )
 
@@ -195,20 +195,20 @@ class Cells:
 REUSE_MAX_PIXELS = 50_000_000
 
 
-def previous_cells(sheet: Path, listing: Path, layout: SheetGeometry, root: Path) -> Cells:
+def previous_cells(sheet: Path, listing: Path, geometry: SheetGeometry, root: Path) -> Cells:
     """The cells of the sheet file ``sheet`` as ``listing`` lists them, of images under ``root``
     (none if either is missing or unreadable, the sheet was written since the listing, or it was
     made with another geometry)."""
-    none = Cells(None, layout, root)
+    none = Cells(None, geometry, root)
     try:
         index = json.loads(listing.read_text(encoding="utf-8"))
         st = sheet.stat()
-        if index["sheet"] != [st.st_size, st.st_mtime_ns] or index["geometry"] != list(astuple(layout)):
+        if index["sheet"] != [st.st_size, st.st_mtime_ns] or index["geometry"] != list(astuple(geometry)):
             return none
         with own_image(sheet) as im:
             if im.width * im.height > REUSE_MAX_PIXELS:
                 return none
-            return Cells(im.convert("RGB"), layout, root, index["cells"])
+            return Cells(im.convert("RGB"), geometry, root, index["cells"])
     except FileNotFoundError:  # a new sheet
         return none
     except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
@@ -228,28 +228,28 @@ def encode(sheet: Image.Image) -> bytes:
 
 
 def build(
-    manifest: Path,
+    sheet_list: Path,
     out: Path,
     product_dir: Path | S3Path,
-    layout: SheetGeometry,
+    geometry: SheetGeometry,
     suffix: str = ".png",
     legend: Image.Image | None = None,
 ) -> None:
-    """Render the sheet described by ``manifest`` from the images (``suffix``) under
+    """Render the sheet described by ``sheet_list`` from the images (``suffix``) under
     ``product_dir``, with the product's ``legend`` under the thumbnails if it has one. The
     overview (title starting with "overview") has one row per folder."""
-    title, rels = read_sheet_manifest(manifest)
+    title, rels = read_sheet_list(sheet_list)
 
     def png_of(rel: str) -> Path | S3Path:
         return product_dir / output_rel(rel, suffix)
 
     if isinstance(product_dir, S3Path):  # images in S3: fetch them all at once
         prefetch([product_dir / output_rel(r, suffix) for r in rels])
-    listing = cells_path(manifest)
-    reuse = previous_cells(out, listing, layout, product_dir) if isinstance(product_dir, Path) else None
+    listing = cells_path(sheet_list)
+    reuse = previous_cells(out, listing, geometry, product_dir) if isinstance(product_dir, Path) else None
 
     if not title.startswith("overview"):
-        sheet = sheet_image(title, [png_of(r) for r in rels], [label(r) for r in rels], layout, reuse=reuse)
+        sheet = sheet_image(title, [png_of(r) for r in rels], [label(r) for r in rels], geometry, reuse=reuse)
     else:
         rows: dict[str, list[str]] = defaultdict(list)
         for rel in rels:
@@ -261,7 +261,7 @@ def build(
             pad = columns - len(members)
             pngs += [png_of(r) for r in members] + [None] * pad
             labels += [label(r) for r in members] + [""] * pad
-        sheet = sheet_image(title, pngs, labels, layout, columns=columns, reuse=reuse)
+        sheet = sheet_image(title, pngs, labels, geometry, columns=columns, reuse=reuse)
     if legend is not None:
         sheet = with_legend(sheet, legend)
     write_atomic(out, encode(sheet))
@@ -282,19 +282,19 @@ def with_legend(sheet: Image.Image, legend: Image.Image) -> Image.Image:
 def build_all(
     jobs: Sequence[tuple[Path, Path]],
     product_dir: Path | S3Path,
-    layout: SheetGeometry,
+    geometry: SheetGeometry,
     suffix: str = ".png",
     legend: Image.Image | None = None,
 ) -> int:
-    """Rebuild each (manifest, sheet) pair whose sheet is missing or older than its manifest;
+    """Rebuild each (sheet_list, sheet) pair whose sheet is missing or older than its sheet list;
     returns how many were rebuilt."""
     done = 0
-    for manifest, out in jobs:
+    for sheet_list, out in jobs:
         try:
-            if out.stat().st_mtime_ns > manifest.stat().st_mtime_ns:
+            if out.stat().st_mtime_ns > sheet_list.stat().st_mtime_ns:
                 continue
         except FileNotFoundError:
             pass
-        build(manifest, out, product_dir, layout, suffix, legend)
+        build(sheet_list, out, product_dir, geometry, suffix, legend)
         done += 1
     return done

@@ -47,9 +47,9 @@ def write_live(path: Path, live: Live) -> None:
     write_atomic(path, json.dumps(live.__dict__).encode())
 
 
-def read_live(layout: OutputPaths, n_shards: int, since: float) -> list[Live]:
+def read_live(output: OutputPaths, n_shards: int, since: float) -> list[Live]:
     """The reports of the shard jobs started since ``since`` (this run's)."""
-    folder = layout.live(n_shards, 0).parent
+    folder = output.live(n_shards, 0).parent
     found: list[Live] = []
     try:
         names = os.listdir(folder)
@@ -98,7 +98,7 @@ class LiveProgress:
 
     def __init__(
         self,
-        layout: OutputPaths,
+        output: OutputPaths,
         n_shards: int,
         total: int,
         since: float,
@@ -107,7 +107,7 @@ class LiveProgress:
         tty: bool | None = None,
         wrap_streams: Callable[[Any], None] | None = None,
     ):
-        self.layout, self.n_shards, self.total, self.since = layout, n_shards, total, since
+        self.output, self.n_shards, self.total, self.since = output, n_shards, total, since
         self.interval = interval
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
@@ -129,7 +129,7 @@ class LiveProgress:
         atexit.register(self.stop)
 
     def snapshot(self) -> Snapshot | None:
-        reports = read_live(self.layout, self.n_shards, self.since)
+        reports = read_live(self.output, self.n_shards, self.since)
         if not reports:
             return None
         done = min(self.total, sum(r.done for r in reports))

@@ -96,7 +96,7 @@ LAYOUTS = ("stacked", "band_folders")
 
 
 @dataclass(frozen=True)
-class Inputs:
+class InputFormat:
     """How the input images are stored: ``stacked`` (one file holds all bands of an image) or
     ``band_folders`` (a folder per image, one file per band, named by ``band_pattern``)."""
 
@@ -114,7 +114,7 @@ class Inputs:
 
 def discover_inputs(
     input_dir: Path | S3Path | StacItems,
-    inputs: Inputs,
+    input_format: InputFormat,
     needed_bands: Iterable[str] = (),
     with_stat: bool = True,
     problems: Problems | None = None,
@@ -127,9 +127,9 @@ def discover_inputs(
         if problems is None:
             check_names(found)
         return found
-    if inputs.layout == "stacked":
+    if input_format.layout == "stacked":
         return discover(input_dir, with_stat, problems)
-    pattern = bandfiles.compile_pattern(inputs.band_pattern)
+    pattern = bandfiles.compile_pattern(input_format.band_pattern)
     if isinstance(input_dir, S3Path):
         listing = ((o.rel, o.size, o.mtime_ns) for o in list_objects(input_dir))
         images = bandfiles.images_from_listing(listing, pattern, input_dir.name, problems)

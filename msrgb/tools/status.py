@@ -26,8 +26,8 @@ from msrgb.outputs.paths import OutputListing, OutputPaths
 from msrgb.outputs.state import StateData, read_state_full
 from msrgb.planning.samples import with_recorded_limits
 from msrgb.planning.sharding import load_plan
-from msrgb.readers.inputs import scaled_bands_of
-from msrgb.sources.discovery import Inputs, Source, discover_inputs
+from msrgb.readers.images import scaled_bands_of
+from msrgb.sources.discovery import InputFormat, Source, discover_inputs
 from msrgb.storage.locations import S3Path
 
 
@@ -46,61 +46,61 @@ class ProductStatus:
         return not (self.stale or self.missing or self.bad or self.gone)
 
 
-def products_of(layout: OutputPaths) -> list[Product]:
+def products_of(output: OutputPaths) -> list[Product]:
     """The products of the last run (recorded by msrgb.planning.prepare), with dataset-wide limits
     where they were computed."""
     try:
-        dicts = json.loads(layout.products_file().read_text(encoding="utf-8"))
+        dicts = json.loads(output.products_file().read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MsrgbError(
-            f"{layout.output_dir}: no msrgb run recorded here ({layout.products_file()} is "
+            f"{output.output_dir}: no msrgb run recorded here ({output.products_file()} is "
             "missing); run the workflow first"
         ) from None
     # limits not computed yet: every image of the product counts as stale
-    return [with_recorded_limits(p, layout.stretch(p.name)) for p in products_from_dicts(dicts)]
+    return [with_recorded_limits(p, output.stretch(p.name)) for p in products_from_dicts(dicts)]
 
 
-def inputs_of(layout: OutputPaths) -> Inputs:
+def input_format_of(output: OutputPaths) -> InputFormat:
     """How the inputs of the last run were stored (stacked files or band folders)."""
     try:
-        return Inputs(**json.loads(layout.inputs_file().read_text(encoding="utf-8")))
+        return InputFormat(**json.loads(output.input_format_file().read_text(encoding="utf-8")))
     except FileNotFoundError:
-        return Inputs()  # recorded by runs since band folders exist; before: stacked
+        return InputFormat()  # recorded by runs since band folders exist; before: stacked
 
 
-def recorded_state(layout: OutputPaths, n_shards: int) -> StateData:
+def recorded_state(output: OutputPaths, n_shards: int) -> StateData:
     """What the runs recorded: finished shards, then the checkpoints of unfinished ones."""
     paths = []
     for kind in ("state", "progress"):
-        folder = layout.state_root / kind / str(n_shards)
+        folder = output.state_root / kind / str(n_shards)
         if folder.is_dir():
             paths += sorted(folder.glob("*.tsv"), key=lambda f: f.stat().st_mtime_ns)
     return read_state_full(paths)
 
 
-def status(layout: OutputPaths, input_dir: Path | S3Path | None = None) -> dict[str, ProductStatus]:
+def status(output: OutputPaths, input_dir: Path | S3Path | None = None) -> dict[str, ProductStatus]:
     """Per product, the state of every image of the output folder."""
-    products = products_of(layout)
-    plan = load_plan(layout)
+    products = products_of(output)
+    plan = load_plan(output)
     sources: Sequence[Source]
     if input_dir is None:
         sources = [s for m in plan.members for s in m]
     else:
         # folders that cannot be read are left out, as a run leaves them out (errors.tsv)
-        sources = discover_inputs(input_dir, inputs_of(layout), {b for p in products for b in p.bands}, problems=[])
-    state = recorded_state(layout, plan.n_shards)
+        sources = discover_inputs(input_dir, input_format_of(output), {b for p in products for b in p.bands}, problems=[])
+    state = recorded_state(output, plan.n_shards)
     # images made before radiometric offsets were applied: stale if their input declares one
     # (looked at only with --input, where the input folder is known)
     scaled = functools.cache(scaled_bands_of(input_dir, products)) if input_dir is not None else None
     result = {}
     # images in S3: one listing of the prefix; in a folder: a stat each (an unreadable folder
     # then counts as missing images, not as an error)
-    present = OutputListing(images=layout.images) if layout.images else os.path.exists
+    present = OutputListing(images=output.images) if output.images else os.path.exists
     for p in products:
         digest = p.digest() if (p.limits is not None or not p.dataset_stretch) else None
         st = ProductStatus()
         for src in sources:
-            out = layout.png_str(p, src)
+            out = output.png_str(p, src)
             record = state.records.get((src.rel, p.name))
             bad = state.skipped.get(src.rel)
             if bad is not None and bad[:2] == (src.size, src.mtime_ns) and record is None:
@@ -115,7 +115,7 @@ def status(layout: OutputPaths, input_dir: Path | S3Path | None = None) -> dict[
                 st.up_to_date += 1
         current = {s.rel for s in sources}
         st.gone = sorted(
-            layout.png_str(p, Source(rel, 0, 0))
+            output.png_str(p, Source(rel, 0, 0))
             for rel, name in state.records
             if name == p.name and rel not in current
         )

@@ -1,7 +1,7 @@
 """One interface for every kind of input image (the model is rio-tiler's ``BaseReader`` /
 ``MultiBaseReader``: one reader per input, the same methods whatever is behind it).
 
-:class:`Inputs` opens an input (a :class:`msrgb.sources.discovery.Source` under the input folder, or a
+:class:`ImageReaders` opens an input (a :class:`msrgb.sources.discovery.Source` under the input folder, or a
 file) as an :class:`InputImage`: a file holding all bands (:class:`StackedImage`) or a folder of
 band files (:class:`BandFolderImage`); an input under an ``s3://`` prefix is either kind, read
 through :mod:`msrgb.storage.remote`; STAC items are meant to be a further kind. Every kind answers the same questions, so no caller asks which kind it has:
@@ -161,7 +161,7 @@ class BandFolderImage(InputImage):
         return Reading(tile, large, source_digest(pairs), sources)
 
 
-class Inputs:
+class ImageReaders:
     """Opens inputs for a fixed list of products: the readers of every kind, made once. Thread
     safe."""
 
@@ -189,7 +189,7 @@ class Inputs:
 def scaled_bands_of(input_dir: InputDir, products: Sequence[Product]) -> Callable[[Source], set[str]]:
     """For msrgb.planning.work.work_to_do: the bands of an input that declare a radiometric scaling."""
     band_map = products[0].band_map if products else ()
-    inputs = Inputs(products)
+    inputs = ImageReaders(products)
     return lambda src: declared_scaling_bands(inputs.open(input_dir, src), band_map)
 
 
