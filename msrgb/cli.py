@@ -1,5 +1,5 @@
 """The command line: ``msrgb status OUT [--input IN]`` and ``msrgb verify OUT [--input IN]``
-(also ``python -m msrgb ...``, ``python -m msrgb.tools.status`` and ``python -m msrgb.tools.verify``).
+(also ``python -m msrgb ...``).
 Exit status 0: complete / no difference; 1: something to do / differences; 2: cannot tell."""
 
 from __future__ import annotations
