@@ -263,10 +263,10 @@ def test_deep_and_long_paths(tmp_path: Path, levels: int, width: int):
 
 @pytest.mark.parametrize("layout", ["stacked", "band_folders"])
 @pytest.mark.parametrize("where", ["lost+found", "a/b/private"])
-def test_unreadable_folders_are_reported_and_the_rest_converted(tmp_path: Path, output: str, where: str):
+def test_unreadable_folders_are_reported_and_the_rest_converted(tmp_path: Path, layout: str, where: str):
     inp = tmp_path / "in"
     good = {}
-    if output == "stacked":
+    if layout == "stacked":
         good = {"a/t.png": tile(inp / "a" / "t.tif")}
         tile(inp / where / "hidden.tif", 3)
     else:
@@ -280,13 +280,13 @@ def test_unreadable_folders_are_reported_and_the_rest_converted(tmp_path: Path, 
             run_out = out / on_error
             proc = run_snakemake(
                 tmp_path, input_dir=str(inp), output_dir=str(run_out), on_error=on_error, as_user=True,
-                output=output,
+                layout=layout,
             )  # fmt: skip
             rows = listed(check_run(proc, run_out, good))
             assert "cannot be read" in rows[where], rows
             ends = [line for line in proc.stderr.splitlines() if "not converted, listed in errors.tsv" in line]
             assert ends and where in ends[-1], proc.stderr[-2000:]
-            if output == "band_folders":
+            if layout == "band_folders":
                 assert (run_out / "truecolor" / "a" / "p.png").exists()
     finally:
         (inp / where).chmod(0o755)

@@ -74,29 +74,19 @@ def check_prefixes(input_dir: Path | S3Path | StacItems, images: str) -> None:
 
 
 def band_count(path: Path | S3Path) -> int | None:
-    """How many bands the image at ``path`` has (None if it cannot be opened): from its TIFF
-    tags where they say it plainly, which spares planning the load of GDAL. An object in S3 is
-    fetched (one GET)."""
+    """How many bands the image at ``path`` has, from its TIFF or BigTIFF tags (planning does
+    without GDAL); None where they do not say it plainly (a file that is no TIFF, or an odd
+    one): its shard job then reports it. An object in S3 is fetched (one GET)."""
     if isinstance(path, S3Path):
         try:
             data = remote.get(path)
         except InputError:
             return None
-        count = samples_per_pixel_of(data[:65536])
-        if count is not None:
-            return count
-        from msrgb.readers.stacked import band_count_of_bytes
-
-        return band_count_of_bytes(data)
+        return samples_per_pixel_of(data[:65536])
     try:
-        count = samples_per_pixel(str(path))
+        return samples_per_pixel(str(path))
     except OSError:
-        count = None
-    if count is not None:
-        return count
-    from msrgb.readers.stacked import band_count as gdal_band_count
-
-    return gdal_band_count(path)
+        return None
 
 
 def check_products_against(products: Sequence[Product], input_dir: Path | S3Path | StacItems, sources: Sequence[Source]) -> None:
@@ -117,7 +107,7 @@ def check_products_against(products: Sequence[Product], input_dir: Path | S3Path
         return
 
     for source in sources[:5]:
-        count = band_count(input_dir / source.rel)  # from the file's tags, GDAL only for odd files
+        count = band_count(input_dir / source.rel)  # from the file's tags
         if count is None:
             continue
         try:

@@ -26,7 +26,6 @@ from msrgb.readers.gdal import (
     LARGE_IMAGE_ENV,
     check_dtype,
     describe_unreadable,
-    gdal_env,
     input_errors,
 )
 from msrgb.readers.tiff import read_plain
@@ -78,22 +77,8 @@ BAND_MAP_HINT = (
 
 
 
-def band_count(path: Path) -> int | None:
-    """How many bands the image at ``path`` has, or None if it cannot be opened."""
-    try:
-        with gdal_env(), rasterio.open(path) as src:
-            return src.count
-    except rasterio.errors.RasterioIOError:
-        return None
 
 
-def band_count_of_bytes(data: bytes) -> int | None:
-    """:func:`band_count` of a file's bytes."""
-    try:
-        with gdal_env(), MemoryFile(data) as memfile, memfile.open() as src:
-            return src.count
-    except rasterio.errors.RasterioIOError:
-        return None
 
 
 

@@ -133,8 +133,10 @@ def samples_per_pixel(path: str) -> int | None:
 
 
 def samples_per_pixel_of(head: bytes) -> int | None:
-    """:func:`samples_per_pixel` of a file's first bytes."""
+    """:func:`samples_per_pixel` of a file's first bytes (a BigTIFF's too)."""
     try:
+        if head[2:4] in (b"\x2b\x00", b"\x00\x2b"):
+            return _bigtiff_samples(head)
         parsed = ifd_entries(head)
     except (struct.error, IndexError):
         return None
@@ -150,6 +152,26 @@ def samples_per_pixel_of(head: bytes) -> int | None:
     if kind != 3 or n != 1:
         return None
     return int(struct.unpack(order + "H", entry[8:10])[0])
+
+
+def _bigtiff_samples(head: bytes) -> int | None:
+    """SamplesPerPixel of the first image of a BigTIFF (20-byte directory entries, 8-byte
+    offsets), or None where its first bytes do not say it plainly."""
+    order = {b"II": "<", b"MM": ">"}.get(head[:2])
+    if order is None or struct.unpack(order + "HH", head[4:8]) != (8, 0):
+        return None
+    (ifd,) = struct.unpack(order + "Q", head[8:16])
+    (count,) = struct.unpack(order + "Q", head[ifd : ifd + 8])
+    tags = {}
+    for pos in range(ifd + 8, ifd + 8 + 20 * count, 20):
+        tag, kind, n = struct.unpack(order + "HHQ", head[pos : pos + 12])
+        tags[tag] = (kind, n, head[pos + 12 : pos + 20])
+    if WIDTH not in tags or HEIGHT not in tags:
+        return None
+    if SAMPLES_PER_PIXEL not in tags:
+        return 1
+    kind, n, value = tags[SAMPLES_PER_PIXEL]
+    return int(struct.unpack(order + "H", value[:2])[0]) if (kind, n) == (3, 1) else None
 
 
 def gdal_metadata(path: str) -> bytes | None:
