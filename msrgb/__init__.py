@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.9.0"
+from msrgb.version import __version__
 
 #: the public API: msrgb.api's functions, and the errors every user-caused problem raises
 __all__ = [

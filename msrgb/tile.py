@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""What a reader gives the renderer: the bands of an image (or of a block of its rows), with what
+the input says of their no data, georeferencing and radiometric scaling. Read by msrgb.readers
+and msrgb.render alike, so neither depends on the other.
+"""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from msrgb.planning.prepare import plan_run, start_run  # noqa: E402
 from msrgb.planning.settings import Settings, Where, command_line_booleans  # noqa: E402
 from msrgb.planning.sharding import load_plan  # noqa: E402
 from msrgb.planning.work import print_counts  # noqa: E402
+from msrgb.readers import lazy_scaled_bands  # noqa: E402
 from msrgb.snakemake import progress as msprogress  # noqa: E402
 from msrgb.snakemake import settings as smk  # noqa: E402
 from msrgb.snakemake import slurm as msslurm  # noqa: E402
@@ -87,7 +88,7 @@ def prepare():
     if not workflow.is_main_process:
         return None
     try:
-        prepared = plan_run(SETTINGS, WHERE)
+        prepared = plan_run(SETTINGS, WHERE, lazy_scaled_bands)
     except MsrgbError as exc:
         raise WorkflowError(str(exc)) from None
     for note in prepared.notes:

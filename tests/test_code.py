@@ -1,38 +1,91 @@
-"""The shape of the package (docs/layout.md): short functions, no import cycles, and the
-dependencies pyproject.toml declares are those the package imports."""
+"""The shape of the package (docs/dev/architecture.md): subpackages by layer, each importing only
+the layers below it; no import cycle; short modules and functions; every exception class in
+errors.py; planning and Snakemake's own process load no numpy, GDAL or Pillow; the dependencies
+pyproject.toml declares are those the package imports."""
 
 from __future__ import annotations
 
 import ast
 import json
+import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 from conftest import REPO
 
 PACKAGE = REPO / "msrgb"
 MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 400
 
 #: import name -> distribution name on PyPI, where they differ
 DISTRIBUTIONS = {"PIL": "pillow", "skimage": "scikit-image", "yaml": "pyyaml", "zlib_ng": "zlib-ng", "pystac_client": "pystac-client"}
 
+#: what each part of the package may import besides itself (top-level modules are parts of
+#: their own); the order is the layers' from the bottom, as docs/dev/architecture.md draws it
+ALLOWED = {
+    "errors": set(),
+    "version": set(),
+    "storage": {"errors"},
+    "radiometry": {"errors"},
+    "config": {"errors", "radiometry"},
+    "sources": {"errors", "storage", "radiometry"},
+    "tile": {"radiometry"},
+    "outputs": {"errors", "storage", "sources", "version"},
+    "snakemake": {"errors", "storage", "outputs"},
+    "planning": {"errors", "storage", "radiometry", "config", "sources", "outputs", "snakemake", "readers.__init__"},
+    "readers": {"errors", "tile", "storage", "radiometry", "config", "sources"},
+    "render": {"errors", "tile", "storage", "radiometry", "config", "outputs", "sources", "version"},
+    "jobs": {"errors", "tile", "storage", "radiometry", "config", "sources", "outputs", "planning", "readers", "render", "version"},
+    "engine": {"errors", "storage", "config", "sources", "outputs", "planning", "readers", "render", "jobs"},
+    "tools": {"errors", "storage", "config", "sources", "outputs", "planning", "readers", "render", "radiometry"},
+    "synth": {"config", "radiometry"},
+    "api": {"errors", "tile", "storage", "config", "readers", "render", "jobs"},
+    "cli": {"errors", "storage", "outputs", "tools"},
+    "__main__": {"cli"},
+    "__init__": {"api", "errors", "version"},
+}
 
-def modules() -> dict[str, ast.Module]:
-    return {p.stem: ast.parse(p.read_text(), str(p)) for p in sorted(PACKAGE.glob("*.py"))}
+#: raises of exceptions that are not MsrgbError: (module, exception) and why they never reach a
+#: user as they are
+INTERNAL_RAISES = {
+    ("msrgb/__init__.py", "AttributeError"),  # the module __getattr__ protocol
+    ("msrgb/readers/tiff.py", "KeyError"),  # caught in msrgb.readers.tiff: GDAL reads the file
+    ("msrgb/readers/tiff.py", "ValueError"),  # the same
+    ("msrgb/sources/geotags.py", "ValueError"),  # caught by its callers: GDAL reads the file
+    ("msrgb/render/pngenc.py", "ValueError"),  # a wrong call of the encoder (a bug, not input)
+    ("msrgb/storage/files.py", "FileNotFoundError"),  # caught in msrgb.storage.files
+    ("msrgb/storage/files.py", "OSError"),  # turned into OutputError by write_output's callers
+    ("msrgb/storage/files.py", "kind"),  # OutputError or OutputFileError, chosen by the caller
+    ("msrgb/storage/remote.py", "denied"),  # obstore's error, turned into InputError/PlanError
+}
 
 
-def is_main_block(node: ast.AST) -> bool:
-    """``if __name__ == "__main__":``: runs as the module ``__main__``, a module of its own, so
-    its imports are no cycle (``python -m msrgb.tools.status`` imports msrgb.cli, which imports
-    msrgb.tools.status)."""
-    return isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
 
 
-def imports_of(tree: ast.Module) -> list[str]:
-    """Every module imported anywhere in ``tree``, also inside functions."""
+def modules() -> dict[str, tuple[Path, ast.Module]]:
+    return {module_name(p): (p, ast.parse(p.read_text(), str(p))) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def part_of(module: str) -> str:
+    """The layer of a module: its subpackage, or a top-level module's own name."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "__init__"
+    return parts[1]
+
+
+def runtime_imports(tree: ast.Module) -> list[str]:
+    """Every module imported anywhere in ``tree``, also inside functions, but not under
+    ``if TYPE_CHECKING:`` (annotations only) or ``if __name__ == "__main__":`` (a module of its
+    own: ``python -m msrgb.tools.status`` imports msrgb.cli, which imports msrgb.tools.status)."""
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and any(k in ast.unparse(node.test) for k in ("TYPE_CHECKING", "__main__")):
+            skip |= {id(sub) for sub in ast.walk(node)}
     found = []
-    main_blocks = [n for n in tree.body if is_main_block(n)]
-    skip = {id(sub) for block in main_blocks for sub in ast.walk(block)}
     for node in ast.walk(tree):
         if id(node) in skip:
             continue
@@ -40,28 +93,16 @@ def imports_of(tree: ast.Module) -> list[str]:
             found += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.append(node.module)
-            if node.module == "msrgb":
-                found += [f"msrgb.{alias.name}" for alias in node.names]
+            if node.module.startswith("msrgb"):
+                found += [f"{node.module}.{alias.name}" for alias in node.names]
     return found
-
-
-def test_no_function_is_longer_than_60_lines():
-    long = [
-        f"msrgb/{name}.py:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
-        for name, tree in modules().items()
-        for node in ast.walk(tree)
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
-    ]
-    assert not long, long
 
 
 def internal_graph() -> dict[str, set[str]]:
     trees = modules()
     graph: dict[str, set[str]] = {}
-    for name, tree in trees.items():
-        used = {m.split(".")[1] for m in imports_of(tree) if m.startswith("msrgb.")}
-        graph[name] = {m for m in used if m in trees and m != name}
+    for name, (_, tree) in trees.items():
+        graph[name] = {m for m in runtime_imports(tree) if m in trees and m != name}
     return graph
 
 
@@ -100,6 +141,95 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+def test_every_part_imports_only_the_layers_it_may():
+    assert set(ALLOWED) >= {part_of(m) for m in modules()}, "a new part of the package: give it its rules"
+    crossings = []
+    for name, (path, tree) in modules().items():
+        part = part_of(name)
+        for imported in runtime_imports(tree):
+            if not imported.startswith("msrgb.") and imported != "msrgb":
+                continue
+            target = part_of(imported) if imported != "msrgb" else "__init__"
+            if target == part or imported == "msrgb.readers.lazy_scaled_bands" and "readers.__init__" in ALLOWED[part]:
+                continue
+            if target not in ALLOWED[part] and f"{target}.__init__" not in ALLOWED[part]:
+                crossings.append(f"{path.relative_to(REPO)}: {part} imports {imported}")
+    assert not crossings, "\n".join(sorted(set(crossings)))
+
+
+def test_every_subpackage_says_what_it_owns_and_may_import():
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert "May import:" in doc and len(doc) > 80, f"{init.relative_to(REPO)}: no docstring of its layer"
+    assert len(list(PACKAGE.glob("*/__init__.py"))) >= 5
+
+
+def test_no_module_over_400_lines_and_no_function_over_60():
+    long = [
+        f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path, tree in modules().values()
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, long
+    big = [f"{p.relative_to(REPO)} ({n} lines)" for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+    assert not big, big
+
+
+def test_every_exception_class_lives_in_errors_py_and_reaches_users_as_an_msrgb_error():
+    import msrgb.errors as errors
+
+    elsewhere = [
+        f"{path.relative_to(REPO)}: {node.name}"
+        for path, tree in modules().values()
+        if path.name != "errors.py"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        and any(ast.unparse(b).endswith(("Error", "Exception")) for b in node.bases)
+    ]
+    assert not elsewhere, elsewhere
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, BaseException)]
+    assert {c.__name__ for c in classes if not issubclass(c, errors.MsrgbError)} == {"ReadInBlocks"}
+    raised = set()
+    for path, tree in modules().values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                name = ast.unparse(node.exc.func).rpartition(".")[2]
+                cls = getattr(errors, name, None)
+                if not (isinstance(cls, type) and issubclass(cls, errors.MsrgbError)) and name != "ReadInBlocks":
+                    raised.add((str(path.relative_to(REPO)), name))
+    factories = {"fail", "_fail", "unanswered", "clash_error"}  # functions that build an MsrgbError
+    assert {r for r in raised if r[1] not in factories} == INTERNAL_RAISES
+
+
+def test_planning_and_snakemakes_own_process_load_no_numpy_gdal_or_pillow(tmp_path: Path):
+    """What Snakemake's main process imports (rules/*.smk) and a whole planning of the bundled
+    sample: neither loads numpy, rasterio, Pillow or scikit-image, which only jobs need."""
+    smk = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    imports = [
+        line.split("#")[0].strip()
+        for line in smk.splitlines()
+        if line.startswith(("from msrgb", "import msrgb"))
+    ]
+    assert len(imports) >= 8
+    code = "\n".join([
+        "import sys", f"sys.path.insert(0, {str(REPO)!r})", *imports,
+        "from msrgb.engine.run import load_config",
+        "from msrgb.planning.prepare import plan_run",
+        "from msrgb.planning.settings import Settings, Where",
+        "from msrgb.readers import lazy_scaled_bands",
+        f"config = load_config({{'output_dir': {str(tmp_path / 'out')!r}, 'input_dir': {str(REPO / 'sample' / 'eurosat')!r},"
+        " 'products': ['truecolor', 'ndvi', 'swir']})",
+        "prepared = plan_run(Settings.from_config(config), Where(parallel_jobs=2), lazy_scaled_bands)",
+        "assert prepared.counts.images == 20, prepared.counts",
+        "print(sorted(m for m in ('numpy', 'rasterio', 'PIL', 'skimage', 'osgeo') if m in sys.modules))",
+    ])  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
 def test_pyproject_declares_what_the_package_imports():
     """Every third-party module msrgb imports is a declared dependency, and every declared
     dependency is imported (a test-only library belongs to requirements-test.txt)."""
@@ -108,8 +238,8 @@ def test_pyproject_declares_what_the_package_imports():
         for dep in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     }
     imported = set()
-    for tree in modules().values():
-        for name in imports_of(tree):
+    for _, tree in modules().values():
+        for name in runtime_imports(tree):
             top = name.split(".")[0]
             if top != "msrgb" and top not in sys.stdlib_module_names:
                 imported.add(DISTRIBUTIONS.get(top, top).lower())
@@ -117,24 +247,12 @@ def test_pyproject_declares_what_the_package_imports():
     assert declared - imported == set(), f"declared but not imported: {sorted(declared - imported)}"
 
 
-def test_configuration_docs_list_every_setting_of_the_schema_with_its_default():
-    """docs/configuration.md's table and config/schema.json name the same keys, with the same
-    defaults where the schema has a number or a word."""
-    schema = json.loads((REPO / "config" / "schema.json").read_text())["properties"]
-    documented: dict[str, str] = {}
-    for line in (REPO / "docs" / "configuration.md").read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("| `") and len(cells) >= 3:
-            defaults = [d.strip() for d in cells[1].split(",")]
-            for i, key in enumerate(k.strip().strip("`") for k in cells[0].split(",")):
-                documented[key] = defaults[i] if len(defaults) > i else cells[1]
-    assert sorted(documented) == sorted(schema)
-    for key, spec in schema.items():
-        value = spec.get("default")
-        if isinstance(value, bool):
-            assert documented[key].strip("`") == str(value).lower(), key
-        elif isinstance(value, (int, float, str)) and key not in ("band_pattern",):
-            assert documented[key].strip("`") == str(value), key
+def test_configuration_reference_is_the_schema():
+    """docs/configuration.md is made from config/schema.json (python -m msrgb.tools.config_docs)
+    and says every key, its default and its description."""
+    from msrgb.tools.config_docs import reference
+
+    assert (REPO / "docs" / "configuration.md").read_text() == reference(json.loads((REPO / "config" / "schema.json").read_text()))
 
 
 def test_public_api_from_the_package():
@@ -149,7 +267,8 @@ def test_public_api_from_the_package():
     assert issubclass(msrgb.ProductError, msrgb.MsrgbError)
 
 
-def test_layout_docs_name_every_module():
-    text = (REPO / "docs" / "layout.md").read_text()
-    missing = [m for m in modules() if not m.startswith("__") and f"`msrgb.{m}`" not in text]
-    assert not missing, f"docs/layout.md does not describe {missing}"
+def test_architecture_docs_name_every_module():
+    text = (REPO / "docs" / "dev" / "architecture.md").read_text()
+    packages = {module_name(p) for p in PACKAGE.rglob("__init__.py")} | {"msrgb.__main__"}
+    missing = [m for m in modules() if m not in packages and f"`{m}`" not in text and f"`{m.removeprefix('msrgb.')}`" not in text]
+    assert not missing, f"docs/dev/architecture.md does not describe {missing}"

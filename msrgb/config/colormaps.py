@@ -30,8 +30,36 @@ def colormap_lut(name: str) -> np.ndarray:
     return lut
 
 
+def _norm(name: str) -> str:
+    """A colour-map name as the cmap library's catalog keys it."""
+    return name.lower().replace(" ", "_").replace("-", "_")
+
+
+@functools.cache
+def catalog_names() -> frozenset[str]:
+    """The names in the cmap library's catalog (short and ``namespace:name``), read from its data
+    files without importing it: it loads numpy, which planning does without."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("cmap")
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    names = set()
+    for record in Path(spec.submodule_search_locations[0], "data").glob("*/record.json"):
+        data = json.loads(record.read_text(encoding="utf-8"))
+        for name in data.get("colormaps", {}):
+            names |= {_norm(name), _norm(f"{data['namespace']}:{name}")}
+    return frozenset(names)
+
+
 def check_colormap(product: str, name: str) -> None:
-    """Fail unless the cmap library knows the colour map ``name``."""
+    """Fail unless the cmap library knows the colour map ``name`` (a name of its catalog, maybe
+    reversed with ``_r``, is known without loading the library)."""
+    normed = _norm(name)
+    if normed in catalog_names() or (normed.endswith("_r") and normed[:-2] in catalog_names()):
+        return
     try:
         colormap_lut(name)
     except (ValueError, KeyError, TypeError) as exc:

@@ -10,10 +10,12 @@ import ast
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from msrgb.errors import ExpressionError
+
+if TYPE_CHECKING:  # loaded to evaluate, not to parse: planning checks expressions without numpy
+    import numpy as np
 
 _BINARY: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     ast.Add: operator.add,
@@ -42,6 +44,8 @@ class Expression:
     def evaluate(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
         """The value of every pixel, in float64; a division by zero or any other undefined
         value gives NaN or an infinity (which renders as no data), never an error."""
+        import numpy as np
+
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return np.asarray(_eval(self.tree, values), dtype=np.float64)
 
@@ -121,6 +125,8 @@ def _eval(root: ast.expr, values: Mapping[str, np.ndarray]) -> np.ndarray | np.f
     """The value of ``root`` with an explicit stack (a long sum is a deep tree). Numbers are
     numpy float64, so that ``1 / 0`` or ``10.0 ** 400`` give an infinity, as arrays do, instead
     of a Python error."""
+    import numpy as np
+
     out: list[np.ndarray | np.float64] = []
     stack: list[tuple[ast.expr, bool]] = [(root, False)]
     while stack:

@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""The ``products`` setting parsed into :class:`~msrgb.config.products.Product` values: presets
+merged with what a specification overrides, bands, stretches, expressions, offsets, checked
+with messages that name the product and the key.
+"""
 
 from __future__ import annotations
 

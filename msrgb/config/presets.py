@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The built-in products (``truecolor``, ``ndvi``, ...), the keys a product takes, and the one
+table of their defaults.
+"""
 
 from __future__ import annotations
 

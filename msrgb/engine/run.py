@@ -22,6 +22,7 @@ from msrgb.outputs.paths import OutputPaths, leave_marker
 from msrgb.planning.prepare import Prepared, plan_run, start_run
 from msrgb.planning.settings import Settings, Where, command_line_booleans
 from msrgb.planning.work import print_counts, shard_will_run
+from msrgb.readers import lazy_scaled_bands
 from msrgb.sources.stac import InputDir
 
 log = logging.getLogger("msrgb")
@@ -75,7 +76,7 @@ def run(
     with bad inputs and ``on_error: fail``)."""
     stream = stream or sys.stderr
     settings = Settings.from_config(load_config(overrides, configfile))
-    prepared = plan_run(settings, Where(parallel_jobs=cores))
+    prepared = plan_run(settings, Where(parallel_jobs=cores), lazy_scaled_bands)
     for note in prepared.notes:
         print(f"msrgb: {note}", file=stream)
     print_counts(prepared.counts, stream)

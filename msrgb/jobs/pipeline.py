@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The conversion of a shard's images in a thread pool: inputs read ahead (local files hinted to
+the kernel, objects in S3 fetched in parallel) and images to S3 uploaded in the background.
+"""
 
 from __future__ import annotations
 

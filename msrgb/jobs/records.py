@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""What a shard job records: the outcome of each image (the state's records, provenance, clip
+figures, radiometry, inputs skipped as bad), checkpoints, the run statistics the summary reads,
+and the images whose input is gone.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""What a run made: the table of skipped inputs and the run summary, from the shard files."""
+"""After the shard jobs: the run's summary (summary.json), the provenance manifest of each
+product (manifest.tsv), the clipping summary, histograms and clipping sheets, from what the
+shard jobs recorded."""
 
 from __future__ import annotations
 
@@ -245,11 +247,10 @@ def write_looks(output: OutputPaths, products: Sequence, state: StateData, clipp
     """Per product: the histogram of the output values of a sample of its images (the images
     with the smallest path hashes), the contact sheet of its most clipped images and, for a
     product drawn with a colour map, its legend."""
-    from msrgb.outputs.sheet_lists import SheetGeometry
-    from msrgb.planning.sharding import path_hash
-    from msrgb.planning.sheet_plan import label
+    from msrgb.outputs.sheet_lists import SheetGeometry, label
     from msrgb.render.legend import legend_png
     from msrgb.render.sheets import encode, sheet_image
+    from msrgb.sources.hashing import path_hash
 
     for p in products:
         rels = [rel for rel, name in state.records if name == p.name]

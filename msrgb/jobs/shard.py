@@ -21,6 +21,7 @@ from msrgb.jobs.records import (
     _remove_orphans,
     _write_run_stats,
 )
+from msrgb.outputs.live import Live, write_live
 from msrgb.outputs.paths import OutputListing, OutputPaths, leave_marker
 from msrgb.outputs.state import read_state_full, state_text
 from msrgb.planning.samples import read_limits
@@ -34,7 +35,6 @@ from msrgb.planning.work import (
 )
 from msrgb.readers.images import scaled_bands_of
 from msrgb.readers.stacked import MAX_PIXELS
-from msrgb.snakemake.progress import Live, write_live
 from msrgb.sources.discovery import Source
 from msrgb.sources.stac import InputDir
 from msrgb.storage.files import write_atomic

@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from msrgb import __version__
 from msrgb.config.products import Product
 from msrgb.errors import InputError
 from msrgb.planning.samples import (
@@ -20,6 +19,7 @@ from msrgb.planning.samples import (
 )
 from msrgb.sources.discovery import Source
 from msrgb.storage.files import write_atomic
+from msrgb.version import __version__
 
 if TYPE_CHECKING:  # the computing functions load GDAL and numpy; planning reads samples only
     from msrgb.readers.images import InputImage

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""errors.tsv: the inputs that could not be converted (recorded by the shard jobs) and those
+planning left out (unreadable folders, clashing outputs), with why.
+"""
 
 from __future__ import annotations
 

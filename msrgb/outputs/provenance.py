@@ -14,7 +14,7 @@ def library_versions() -> str:
     on numpy, zlib and zlib-ng)."""
     from zlib_ng import zlib_ng
 
-    from msrgb import __version__
+    from msrgb.version import __version__
 
     parts = {
         "msrgb": __version__,

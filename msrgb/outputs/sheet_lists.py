@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""Contact sheets in the output folder: the geometry of a sheet, its list of images (written when
+the run starts, the sheet redrawn when the list changes), the list of its cells beside it, and
+the names and labels of sheets.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from msrgb.outputs.paths import OutputPaths
 from msrgb.sources.discovery import Source, rows_text
+from msrgb.sources.hashing import path_hash
 from msrgb.storage import tsv
 
 if TYPE_CHECKING:  # drawing loads Pillow and numpy; planning the sheets does without them
@@ -80,3 +84,32 @@ def cells_path(sheet_list: Path) -> Path:
     """Where the cells of the sheet of ``sheet_list`` are listed (:class:`Cells`): beside the
     sheet_list, so that the sheet itself stays the same bytes whatever made it."""
     return sheet_list.with_suffix(".cells")
+
+
+ROOT_FOLDER = "_top"  # sheet name for files directly in input_dir
+
+
+def folder_key(rel: str) -> str:
+    """The sheet a file belongs to: its folder, with '/' written as '__'. A folder name with
+    characters that cannot be part of a Snakemake output ({ } < > backslash, control
+    characters) gets them replaced by '_' and a short hash of the real name appended."""
+    folder = rel.rpartition("/")[0]
+    if not folder:
+        return ROOT_FOLDER
+    key = folder.replace("/", "__")
+    safe = "".join(c if c.isprintable() and c not in "{}<>\\" else "_" for c in key)
+    if len(safe.encode("utf-8")) > MAX_KEY_BYTES:
+        # a deep or long path: the start of its name and a hash of all of it, so that the sheet's
+        # files (<key>.png, <key>.tsv) fit the file system's 255 bytes and stay unique
+        short = safe.encode("utf-8")[: MAX_KEY_BYTES - 17].decode("utf-8", "ignore")
+        return f"{short}-{path_hash(folder):016x}"
+    return safe if safe == key else f"{safe}-{path_hash(folder) & 0xFFFFFF:06x}"
+
+
+#: the longest sheet name in bytes: with a suffix and a temporary file's, under NAME_MAX (255)
+MAX_KEY_BYTES = 200
+
+
+def label(rel: str) -> str:
+    """The file name as drawn under a thumbnail: control characters (a line break) as '?'."""
+    return "".join(c if c.isprintable() else "?" for c in rel.rpartition("/")[2])

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The summary of a run as people read it: the table at the end of a run, the clipping table, and
+the lines that count the Items whose declared scaling was overridden.
+"""
 
 from __future__ import annotations
 

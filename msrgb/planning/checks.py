@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""Checks made before any work, each naming the setting to change: the input and output folders,
+the products against the first inputs, why nothing was found, a second input folder into the
+output folder of the first, a run that would delete many images.
+"""
 
 from __future__ import annotations
 

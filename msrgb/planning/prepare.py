@@ -33,9 +33,15 @@ from msrgb.planning.settings import (
     Settings,
     Where,
 )
-from msrgb.planning.sharding import Plan, make_plan, path_hash, shard_count, write_plan
+from msrgb.planning.sharding import Plan, make_plan, shard_count, write_plan
 from msrgb.planning.sheet_plan import write_sheet_lists
-from msrgb.planning.work import WorkCounts, count_work, shards_missing_outputs, shards_rescaled
+from msrgb.planning.work import (
+    ScaledBandsOf,
+    WorkCounts,
+    count_work,
+    shards_missing_outputs,
+    shards_rescaled,
+)
 from msrgb.snakemake.slurm import check_request
 from msrgb.sources.discovery import (
     Source,
@@ -44,6 +50,7 @@ from msrgb.sources.discovery import (
     discover_inputs,
     find_clashes,
 )
+from msrgb.sources.hashing import path_hash
 from msrgb.sources.stac_search import StacSearch
 from msrgb.storage import tsv
 from msrgb.storage.files import Problems, write_atomic, write_if_changed
@@ -139,7 +146,7 @@ def find_sources(settings: Settings) -> tuple[list[Source], Problems]:
 
 
 
-def plan_run(settings: Settings, where: Where) -> Prepared:
+def plan_run(settings: Settings, where: Where, scaled_bands_of: ScaledBandsOf | None = None) -> Prepared:
     """Check the settings against the inputs and where the jobs run, and plan the run:
     shards, contact sheets, stretch samples, and what each product will convert. Only reads:
     Snakemake calls this whenever it reads the workflow (dry runs, --lint, --report too); the
@@ -147,12 +154,12 @@ def plan_run(settings: Settings, where: Where) -> Prepared:
     :class:`msrgb.errors.MsrgbError` naming what is wrong."""
     try:
         with tsv.without_cycle_collection():
-            return _plan_run(settings, where)
+            return _plan_run(settings, where, scaled_bands_of)
     finally:
         path_hash.cache_clear()  # remembered for this planning only: 100,000s of entries
 
 
-def _plan_run(settings: Settings, where: Where) -> Prepared:
+def _plan_run(settings: Settings, where: Where, scaled_bands_of: ScaledBandsOf | None) -> Prepared:
     output = settings.output
     check_folders(settings.input_dir, settings.output_dir)
     check_prefixes(settings.input_dir, settings.images)
@@ -186,7 +193,10 @@ def _plan_run(settings: Settings, where: Where) -> Prepared:
     # missing or newer than the shard's state
     stretches = [output.part_done(part, digest) for part, digest in plan.parts.items() if part.startswith("stretch/")]
     stretches += [output.stretch(p.name) for p in settings.products if p.dataset_stretch]
-    counts = count_work(output, plan, settings.products, settings.on_error, stretches, listing, settings.input_dir, states)
+    counts = count_work(
+        output, plan, settings.products, settings.on_error, stretches, listing, settings.input_dir, states,
+        scaled_bands_of,
+    )  # fmt: skip
     if not settings.remove_orphans:
         check_input_dir(counts, settings)
         check_removals(counts, settings)

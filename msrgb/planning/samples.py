@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The sample a dataset-wide stretch is computed from (chosen by path hash, the same on every
+machine), and the limits a finished stretch recorded.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from msrgb.config.products import Product
-from msrgb.planning.sharding import hash_sample
 from msrgb.sources.discovery import Source
+from msrgb.sources.hashing import hash_sample
 
 if TYPE_CHECKING:  # the computing functions load GDAL and numpy; planning reads samples only
     pass

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The run's settings, parsed from the validated configuration (config/schema.json), and where the
+jobs run (locally or on a cluster, how many at once, Slurm's largest node).
+"""
 
 from __future__ import annotations
 

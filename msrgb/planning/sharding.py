@@ -12,19 +12,17 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import heapq
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from operator import attrgetter
 from pathlib import Path
 
 from msrgb.config.products import Product
 from msrgb.errors import PlanError
 from msrgb.outputs.paths import OutputPaths
 from msrgb.sources.discovery import Source, rows_text
+from msrgb.sources.hashing import path_hash
 from msrgb.storage import tsv
 from msrgb.storage.files import write_if_changed
 
@@ -34,18 +32,8 @@ from msrgb.storage.files import write_if_changed
 SHARD_LIST_HEADER = "# msrgb shard manifest v3"
 
 
-@functools.cache
-def path_hash(rel: str) -> int:
-    """A stable 64-bit hash of a relative path (the same on every machine and Python);
-    remembered, as planning asks for it for the shards, the overview sheet and the stretch
-    sample."""
-    return int.from_bytes(hashlib.blake2b(rel.encode("utf-8"), digest_size=8).digest(), "big")
 
 
-def hash_sample(sources: Iterable[Source], n: int) -> list[Source]:
-    """The ``n`` sources with the smallest path hashes, sorted by path: a sample that keeps its
-    members when other files come and go (the overview sheet, the dataset-wide stretch)."""
-    return sorted(heapq.nsmallest(n, sources, key=lambda s: path_hash(s.rel)), key=attrgetter("rel"))
 
 
 def shard_count(n_files: int, parallelism: int, target_size: int, min_size: int) -> int:

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Which images go on which contact sheet: one sheet per folder (at most ``contact_sheet_tiles``
+images, chosen by path hash) and an overview, each written as a sheet list when the run starts.
+"""
 
 from __future__ import annotations
 
@@ -11,47 +13,27 @@ from msrgb.outputs.paths import OutputPaths
 from msrgb.outputs.sheet_lists import (
     SheetGeometry,
     cells_path,
+    folder_key,
     sheet_list_folder,
     sheet_list_path,
     sheet_list_text,
 )
-from msrgb.planning.sharding import hash_sample, path_hash
 from msrgb.sources.discovery import Source
+from msrgb.sources.hashing import hash_sample
 from msrgb.storage.files import write_if_changed
 
 if TYPE_CHECKING:  # drawing loads Pillow and numpy; planning the sheets does without them
     pass
 
 
-ROOT_FOLDER = "_top"  # sheet name for files directly in input_dir
 
 
 
 
-def folder_key(rel: str) -> str:
-    """The sheet a file belongs to: its folder, with '/' written as '__'. A folder name with
-    characters that cannot be part of a Snakemake output ({ } < > backslash, control
-    characters) gets them replaced by '_' and a short hash of the real name appended."""
-    folder = rel.rpartition("/")[0]
-    if not folder:
-        return ROOT_FOLDER
-    key = folder.replace("/", "__")
-    safe = "".join(c if c.isprintable() and c not in "{}<>\\" else "_" for c in key)
-    if len(safe.encode("utf-8")) > MAX_KEY_BYTES:
-        # a deep or long path: the start of its name and a hash of all of it, so that the sheet's
-        # files (<key>.png, <key>.tsv) fit the file system's 255 bytes and stay unique
-        short = safe.encode("utf-8")[: MAX_KEY_BYTES - 17].decode("utf-8", "ignore")
-        return f"{short}-{path_hash(folder):016x}"
-    return safe if safe == key else f"{safe}-{path_hash(folder) & 0xFFFFFF:06x}"
 
 
-#: the longest sheet name in bytes: with a suffix and a temporary file's, under NAME_MAX (255)
-MAX_KEY_BYTES = 200
 
 
-def label(rel: str) -> str:
-    """The file name as drawn under a thumbnail: control characters (a line break) as '?'."""
-    return "".join(c if c.isprintable() else "?" for c in rel.rpartition("/")[2])
 
 
 def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[dict[str, list[Source]], list[Source]]:

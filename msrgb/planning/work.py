@@ -190,19 +190,10 @@ def shards_missing_outputs(
     return flagged
 
 
-def _scaled_bands_when_asked(input_dir: InputDir, products: Sequence[Product]) -> Callable[[Source], set[str]]:
-    """msrgb.readers.images.scaled_bands_of, set up on its first call: it loads GDAL, which only records
-    of versions before radiometric offsets need (rarely), and planning does without otherwise."""
-    found: list[Callable[[Source], set[str]]] = []
-
-    def scaled(src: Source) -> set[str]:
-        if not found:
-            from msrgb.readers.images import scaled_bands_of
-
-            found.append(scaled_bands_of(input_dir, products))
-        return found[0](src)
-
-    return scaled
+#: how planning learns which bands of an input declare a radiometric scaling (for records of
+#: versions before radiometric offsets): msrgb.readers.lazy_scaled_bands, given by the caller, as
+#: planning itself reads no pixels
+ScaledBandsOf = Callable[[InputDir, Sequence[Product]], Callable[[Source], set[str]]]
 
 
 def count_work(
@@ -214,6 +205,7 @@ def count_work(
     present: OutputListing | None = None,
     input_dir: InputDir | None = None,
     states: StateCache | None = None,
+    scaled_bands_of: ScaledBandsOf | None = None,
 ) -> WorkCounts:
     """Per product, the images the shard jobs of the next run will convert and remove and those
     up to date: the same decision as the jobs (msrgb.jobs.shard.work_to_do), made only for the shards
@@ -246,7 +238,7 @@ def count_work(
                 counts.products[p.name].to_convert += len(members)
             continue
         before = states(paths)
-        scaled = _scaled_bands_when_asked(input_dir, products) if input_dir is not None else None
+        scaled = scaled_bands_of(input_dir, products) if input_dir is not None and scaled_bands_of else None
         work = work_to_do(members, ready, before, on_error, output.png_str, present, scaled, scaling_changes(input_dir))
         counts.images += len(work.todo)
         counts.rescaled += work.rescaled

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Reading band files a block of rows at a time (a whole Sentinel-2 scene): bands on the finest
+grid read by window, coarser ones read whole once and resampled per block.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""An image made of band files, before it is read: its folder, the file of each band, a SAFE
+product's metadata file, its STAC Item, or the zipped product it is read from; and the
+provenance of such an image (the files it was made from, with their SHA-256).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""GDAL: the settings of the hot path and of images read in blocks, and errors that name the file
+and the problem (a truncated file, no JPEG 2000 driver, not a TIFF at all).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from msrgb.storage.locations import HttpPath, Location, RemotePath
 #: thousands of files; not building the CRS from GeoTIFF keys matters when no output needs
 #: georeferencing. Uncompressed TIFFs read from the file (over IN_MEMORY_BYTES) go through a
 #: memory map instead of GDAL's block cache; GDAL checks the strips against the file size
-#: first, so a truncated file is still a clean error. docs/performance.md has the figures.
+#: first, so a truncated file is still a clean error. bench/RESULTS.md has the figures.
 GDAL_ENV = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_PAM_ENABLED": "NO",

@@ -1,5 +1,6 @@
-"""Reading input images: GDAL settings, one open per file, the bands the products need, and
-errors that name the file and the problem."""
+"""Reading a file that holds all bands of an image (EuroSAT tiles, stacked GeoTIFFs): opened
+once, the bands the products need read in memory (plain TIFFs by msrgb.readers.tiff, others by
+GDAL) or, for images too large, a block of rows at a time."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Most tiles of ML datasets (EuroSAT: 64x64, 13 bands, uncompressed strips) are the simplest kind of
 TIFF. Parsing one through GDAL costs several times more than reading its bytes, and as much as
-everything else done to convert it (docs/performance.md). :func:`read_plain` decodes exactly
+everything else done to convert it (bench/RESULTS.md). :func:`read_plain` decodes exactly
 that kind: a classic TIFF (not BigTIFF) whose first image is stored in strips, uncompressed or
 deflate-compressed (with or without the horizontal predictor), pixel- or band-interleaved, of an
 integer or 32/64-bit float type, in either byte order. For anything else, and for anything it

@@ -27,7 +27,7 @@ _XMP = (
 def recipe(product: Product, rel: str, radiometry: Mapping[str, Scaling] | None = None) -> dict[str, Any]:
     """What made an image: msrgb's version, the input, the product and its settings, and (only
     where one applied) the radiometric scale and offset of each band (msrgb.radiometry.scaling)."""
-    from msrgb import __version__
+    from msrgb.version import __version__
 
     spec = product.to_dict()
     spec.pop("name")

@@ -16,8 +16,7 @@ from dataclasses import astuple
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from msrgb.outputs.sheet_lists import SheetGeometry, cells_path, read_sheet_list
-from msrgb.planning.sheet_plan import folder_key, label
+from msrgb.outputs.sheet_lists import SheetGeometry, cells_path, folder_key, label, read_sheet_list
 from msrgb.storage.files import output_rel, own_image, write_atomic
 from msrgb.storage.locations import S3Path
 from msrgb.storage.remote import prefetch

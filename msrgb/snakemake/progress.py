@@ -1,7 +1,6 @@
-"""Seeing a run move, in the main Snakemake process: before the jobs, how many images each
-product will convert, remove or keep (printed by dry runs too); during the run, images done out
-of the total across all running shard jobs, read from the small progress files the jobs write
-(a shared file system carries them from cluster nodes).
+"""Seeing a run move, in the main Snakemake process: images done out of the total across all
+running shard jobs, read from the small progress files the jobs write (msrgb.outputs.live; a
+shared file system carries them from cluster nodes).
 
 On a terminal the progress is a tqdm bar on stderr that redraws in place; Snakemake's own
 messages are written above it (their stream is wrapped so the bar is cleared first and drawn
@@ -12,59 +11,16 @@ every ``interval`` seconds.
 from __future__ import annotations
 
 import atexit
-import json
-import os
 import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
+from msrgb.outputs.live import Live, read_live, write_live
 from msrgb.outputs.paths import OutputPaths
-
-
-@dataclass
-class Live:
-    """What one shard job reports while it runs (``.msrgb/live/<n>/<shard>.json``)."""
-
-    started: float
-    total: int
-    done: int
-    bad: int
-    finished: bool = False
-    #: when the job last wrote this
-    updated: float = 0.0
-
-
-def write_live(path: Path, live: Live) -> None:
-    """Written by a shard job, about every half second: small enough never to matter."""
-    from msrgb.storage.files import write_atomic
-
-    live.updated = time.time()
-    write_atomic(path, json.dumps(live.__dict__).encode())
-
-
-def read_live(output: OutputPaths, n_shards: int, since: float) -> list[Live]:
-    """The reports of the shard jobs started since ``since`` (this run's)."""
-    folder = output.live(n_shards, 0).parent
-    found: list[Live] = []
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return found
-    for name in names:
-        if not name.endswith(".json"):
-            continue
-        try:
-            live = Live(**json.loads((folder / name).read_text()))
-        except (FileNotFoundError, ValueError, TypeError):
-            continue  # being replaced, or from another version
-        if live.started >= since:
-            found.append(live)
-    return found
 
 
 def eta_text(seconds: float) -> str:

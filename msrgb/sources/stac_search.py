@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""``stac_search``: the Items a STAC API search finds (through pystac-client), saved when the run
+starts for the jobs to read.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,3 @@
+"""msrgb's version, recorded in every recipe and provenance manifest (semantic versioning)."""
+
+__version__ = "0.9.0"
