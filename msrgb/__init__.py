@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from msrgb.version import __version__
+from msrgb.version import __version__ as __version__  # the package says its version
 
 #: the public API: msrgb.api's functions, and the errors every user-caused problem raises
 __all__ = [
