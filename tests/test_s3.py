@@ -20,7 +20,7 @@ from msrgb import synth
 from msrgb.errors import InputError, PlanError, StorageError
 from msrgb.sources import bandfiles
 from msrgb.sources.discovery import InputFormat, discover_inputs
-from msrgb.storage import remote
+from msrgb.storage import listing, remote
 from msrgb.storage.listing import list_objects
 from msrgb.storage.locations import S3Path
 
@@ -401,8 +401,8 @@ def test_listing_in_parallel_levels_and_key_ranges_finds_each_object_once(
     folders, in ranges of keys between folders: every object exactly once, also names that sort
     between a folder and its files (``a-b/``, ``a.tif``, ``a0``); with many small folders the
     listing costs about one LIST per page of objects, not one per folder."""
-    monkeypatch.setattr(remote, "PAGE", 10)
-    monkeypatch.setattr(remote, "MAX_FOLDER_LISTINGS", max_folders)
+    monkeypatch.setattr(listing, "PAGE", 10)
+    monkeypatch.setattr(listing, "MAX_FOLDER_LISTINGS", max_folders)
     bucket = client.root / "tree"
     names = [f"patch{i:03d}/B0{b}.tif" for i in range(60) for b in (2, 3, 4)]  # many small folders
     names += [f"run/truecolor/{c}/{c}_{i}.png" for c in ("Forest", "River", "Sea") for i in range(25)]
