@@ -91,32 +91,51 @@ def run_snakemake(
 LAST_RUN = [0.0]
 
 
-def run_engine(workdir: Path, **config: object):
-    """Run the workflow in this process (msrgb.engine.run.run, the jobs Snakemake would run), with
-    paths relative to ``workdir``; like :func:`run_snakemake`, every run must leave its input
-    folder as it was. Returns the engine's RunResult with ``.stderr`` (the lines a run prints
-    before its jobs)."""
+def run_engine(workdir: Path, *args: str, check: bool = True, **config: object):
+    """Run the workflow in this process (msrgb.engine.run, the jobs Snakemake would run) as
+    :func:`run_snakemake` would with the same arguments (``--configfile`` files, ``--config``
+    values as text, read as Snakemake reads them), paths relative to ``workdir``; every run must
+    leave its input folder as it was. Returns the engine's RunResult, with ``stderr`` (the lines
+    a run prints before its jobs) and ``returncode``; with ``check=False`` a refused or failed
+    run returns ``returncode`` 1 and its message as ``stderr`` instead of raising."""
     import io
+    import types
+
+    import yaml
 
     from msrgb.engine import run as engine
+    from msrgb.errors import MsrgbError
 
+    settings: dict[str, object] = {}
+    rest = list(args)
+    while rest:
+        flag, value = rest.pop(0), rest.pop(0) if rest else None
+        if flag != "--configfile" or value is None:
+            raise TypeError(f"run_engine takes no Snakemake argument {flag!r}")
+        settings.update(yaml.safe_load(Path(workdir, value).read_text()) or {})
+    for key, value in config.items():
+        settings[key] = yaml.safe_load(value) if isinstance(value, str) and key not in ("input_dir", "output_dir", "stac_items") else value
     for key in ("input_dir", "output_dir", "stac_items"):
-        value = config.get(key)
+        value = settings.get(key)
         if isinstance(value, (str, Path)) and "://" not in str(value) and not Path(value).is_absolute():
-            config[key] = str(Path(workdir, value))
-    config.setdefault("progress", False)
+            settings[key] = str(Path(workdir, value))
+    settings.setdefault("progress", False)
     LAST_RUN[0] = time.time()
-    inputs = Path(str(config["input_dir"])) if "input_dir" in config else REPO / "sample" / "eurosat"
+    inputs = Path(str(settings["input_dir"])) if "input_dir" in settings else REPO / "sample" / "eurosat"
     before = snapshot(inputs) if inputs.is_dir() else None
     stream = io.StringIO()
     try:
-        result = engine.run(config, cores=2, stream=stream)
+        result = engine.run(settings, cores=2, stream=stream)
+    except MsrgbError as exc:
+        if check:
+            raise
+        return types.SimpleNamespace(returncode=1, stderr=f"{stream.getvalue()}{exc}\n", stdout="", summary=None, shards=[])
     finally:
         if before is not None:
             after = snapshot(inputs)
             changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
             assert not changed, f"the run changed its input folder {inputs}: {changed[:10]}"
-    result.stderr = stream.getvalue()
+    result.stderr, result.stdout, result.returncode = stream.getvalue(), "", 0
     return result
 
 

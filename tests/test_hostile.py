@@ -74,11 +74,11 @@ def test_clashing_outputs_refused_or_skipped(tmp_path: Path, case: str):
     good = tile(inp / "ok" / "c.tif", 9)
     products = '{"truecolor": {"preset": "truecolor", "format": "%s"}}' % fmt
     suffix = {"png": ".png", "jpeg": ".jpg"}[fmt]
-    failed = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(tmp_path / "o1"), products=products, check=False)
+    failed = run_engine(tmp_path, input_dir=str(inp), output_dir=str(tmp_path / "o1"), products=products, check=False)
     assert failed.returncode != 0 and "Traceback" not in failed.stderr
     assert all(rel in failed.stderr for rel in clashing), failed.stderr[-2000:]
     out = tmp_path / "o2"
-    proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), products=products, on_error="skip")
+    proc = run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), products=products, on_error="skip")
     rows = listed(check_run(proc, out, {} if fmt == "jpeg" else {"ok/c.png": good}))
     assert set(clashing) <= set(rows) and all("clash" in rows[r] or "both map" in rows[r] for r in clashing)
     assert (out / "truecolor" / "ok" / f"c{suffix}").exists()
@@ -90,7 +90,7 @@ def test_band_folders_whose_outputs_clash(tmp_path: Path):
         for band, data in synth.make_patch(3).items():
             synth.write_band(inp / rel / f"{band}.tif", data, (300000.0, 5000000.0), 32632)
     out = tmp_path / "out"
-    proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), on_error="skip", **BANDS)
+    proc = run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), on_error="skip", **BANDS)
     rows = listed(check_run(proc, out, {}))
     assert {"p", "p.png/q"} <= set(rows)
     assert (out / "truecolor" / "r.png").exists()
@@ -106,7 +106,7 @@ def test_a_folder_where_an_image_goes_is_that_images_error(tmp_path: Path):
     out = tmp_path / "out"
     (out / "truecolor" / "g" / "blocked.png").mkdir(parents=True)
     (out / "truecolor" / "h").write_text("a file where a folder of images goes")
-    proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), on_error="skip")
+    proc = run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), on_error="skip")
     rows = listed(check_run(proc, out, good))
     assert "g/blocked.tif" in rows and "h/under_a_file.tif" in rows, rows
 
@@ -131,7 +131,7 @@ def test_overlapping_folders_are_refused(tmp_path: Path, how: str):
     if how == "input inside output":  # input_dir = OUTPUT/<product>
         inp = data / "in"
         out = data
-    proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), check=False)
+    proc = run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "input_dir" in proc.stderr and "output_dir" in proc.stderr, proc.stderr[-2000:]
     assert (data / "in" / "manifest.tsv").read_text() == "the user's own file\n"
@@ -142,9 +142,9 @@ def test_input_is_a_product_folder_of_the_output(tmp_path: Path):
     """The case of the issue: input_dir = OUTPUT/truecolor after a first run."""
     tile(tmp_path / "in" / "t.tif")
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out))
     tile(out / "truecolor" / "new.tif")
-    proc = run_snakemake(tmp_path, input_dir=str(out / "truecolor"), output_dir=str(out), check=False)
+    proc = run_engine(tmp_path, input_dir=str(out / "truecolor"), output_dir=str(out), check=False)
     assert proc.returncode != 0 and "is inside 'output_dir'" in proc.stderr
     assert not (out / "truecolor" / "truecolor").exists()
 
@@ -187,7 +187,7 @@ def test_images_over_max_pixels_are_too_large_not_damaged(tmp_path: Path, claim)
     header_claiming(inp / "claims.tif", *claim)
     good = tile(inp / "good.tif", 2)
     out = tmp_path / "out"
-    proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), on_error="skip")
+    proc = run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), on_error="skip")
     rows = listed(check_run(proc, out, {"good.png": good}))
     assert "is too large" in rows["claims.tif"] and "max_pixels" in rows["claims.tif"], rows
     assert f"{claim[0]:,} x {claim[1]:,}" in rows["claims.tif"]
@@ -198,11 +198,11 @@ def test_a_huge_sparse_image_is_refused_or_made_a_quicklook(tmp_path: Path):
     sparse_tif(inp / "huge.tif", 20_000)
     good = tile(inp / "good.tif", 2)
     out = tmp_path / "out"
-    proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), on_error="skip")
+    proc = run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), on_error="skip")
     rows = listed(check_run(proc, out, {"good.png": good}))
     assert "20,000 x 20,000 pixels" in rows["huge.tif"]
     quick = tmp_path / "quick"
-    proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(quick), max_size="128")
+    proc = run_engine(tmp_path, input_dir=str(inp), output_dir=str(quick), max_size="128")
     assert check_run(proc, quick, {}) == []
     assert iio.imread(quick / "truecolor" / "huge.png").shape == (128, 128, 3)
 
@@ -226,7 +226,7 @@ def test_small_on_disk_large_decoded_is_read_in_blocks(tmp_path: Path):
     with pytest.raises(ReadInBlocks):  # the whole read refuses it: decoded, it is too large
         TileReader([product]).read(path, path.read_bytes())
     out = tmp_path / "out"
-    proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), contact_sheets="false")
+    proc = run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), contact_sheets="false")
     check_run(proc, out, {"wide.png": path})
 
 
@@ -236,7 +236,7 @@ def test_outputs_over_pillows_bomb_limit_get_sheets_and_a_summary(tmp_path: Path
     sparse_tif(inp / "big.tif", 13_500, count=3)
     out = tmp_path / "out"
     products = '{"rgb": {"bands": [B04, B03, B02], "band_map": [B04, B03, B02]}}'
-    proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), products=products)
+    proc = run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), products=products)
     check_run(proc, out, {}, product="rgb")
     assert (out / "contact_sheets" / "rgb" / "overview.png").exists()
 
@@ -252,7 +252,7 @@ def test_deep_and_long_paths(tmp_path: Path, levels: int, width: int):
     sibling = rel.parent / (rel.name[:-1] + "y")  # the same start: names must stay unique
     good[str(sibling / "u.png")] = tile(inp / sibling / "u.tif", 4)
     out = tmp_path / "out"
-    proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out))
+    proc = run_engine(tmp_path, input_dir=str(inp), output_dir=str(out))
     check_run(proc, out, good)
     sheets = [p for p in (out / "contact_sheets" / "truecolor").iterdir() if p.name != "overview.png"]
     assert len(sheets) == 2 and all(len(p.name.encode()) <= 255 for p in sheets)
@@ -330,7 +330,7 @@ def test_an_undefined_expression_runs_and_draws_no_data(tmp_path: Path):
         f"  sum:\n    expression: '{' + '.join(['B04'] * 1200)}'\n    range: [0, 4800000]\n"
     )
     out = tmp_path / "out"
-    proc = run_snakemake(tmp_path, "--configfile", str(cfg), input_dir=str(inp), output_dir=str(out))
+    proc = run_engine(tmp_path, "--configfile", str(cfg), input_dir=str(inp), output_dir=str(out))
     check_run(proc, out, {"t.png": good})
     assert (iio.imread(out / "nan" / "t.png")[..., 3] == 0).all()
     with rasterio.open(good) as src:
@@ -347,7 +347,7 @@ def test_product_names_of_msrgbs_own_files_are_refused(tmp_path: Path, name: str
     tile(tmp_path / "in" / "t.tif")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"products:\n  '{name}':\n    preset: truecolor\n")
-    proc = run_snakemake(tmp_path, "--configfile", str(cfg), input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "out"), check=False)
+    proc = run_engine(tmp_path, "--configfile", str(cfg), input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "out"), check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert name in proc.stderr and "products" in proc.stderr, proc.stderr[-1500:]
     assert not (tmp_path / "out" / name).exists()
@@ -378,7 +378,7 @@ def test_band_files_without_band_folders_say_which_setting(tmp_path: Path, kind:
     else:
         (inp).mkdir()
         (inp / "S2A_MSIL2A_20230101T101031_N0509_R022_T33UUP_20230101T120000.SAFE.zip").write_bytes(b"PK\x03\x04")
-    proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(tmp_path / "out"), check=False)
+    proc = run_engine(tmp_path, input_dir=str(inp), output_dir=str(tmp_path / "out"), check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "layout: band_folders" in proc.stderr, proc.stderr[-1500:]
     FAULT_COUNTS["cases tried"] += 1
@@ -404,7 +404,7 @@ def test_a_band_folder_clashing_with_itself_is_named_once(tmp_path: Path):
     for folder in (inp, inp / "scene"):
         for band, data in synth.make_patch(2).items():
             synth.write_band(folder / f"{band}.tif", data, (300000.0, 5000000.0), 32632)
-    proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(tmp_path / "out"), check=False, **BANDS)
+    proc = run_engine(tmp_path, input_dir=str(inp), output_dir=str(tmp_path / "out"), check=False, **BANDS)
     assert proc.returncode != 0 and "scene and scene" not in proc.stderr
     assert "directly in the input folder" in proc.stderr, proc.stderr[-1500:]
     FAULT_COUNTS["cases tried"] += 1
@@ -444,10 +444,10 @@ def test_a_second_batch_into_the_same_output_folder_stops_before_deleting(tmp_pa
 def test_removal_thresholds(tmp_path: Path, remove: int, total: int, stops: bool):
     tifs = synth.generate(tmp_path / "in", total // 10)
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out), contact_sheets="false")
+    run_engine(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out), contact_sheets="false")
     for tif in tifs[:remove]:
         tif.unlink()
-    proc = run_snakemake(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out), contact_sheets="false", check=False)
+    proc = run_engine(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out), contact_sheets="false", check=False)
     assert (proc.returncode != 0) == stops, proc.stderr[-1500:]
     left = len(list((out / "truecolor").rglob("*.png")))
     assert left == (total if stops else total - remove)

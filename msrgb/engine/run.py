@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from msrgb.config.products import Product
+from msrgb.errors import MsrgbError, PlanError, ShardError
 from msrgb.outputs.paths import OutputPaths, leave_marker
 from msrgb.planning.prepare import Prepared, plan_run, start_run
 from msrgb.planning.settings import Settings, Where, command_line_booleans
@@ -36,13 +37,18 @@ def load_config(overrides: Mapping[str, Any] | None = None, configfile: Path | N
     config/config.yaml) with ``overrides`` on top (as ``--config``), validated against
     config/schema.json with its defaults filled in."""
     import yaml
+    from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
     with open(configfile or WORKFLOW / "config" / "config.yaml", encoding="utf-8") as fh:
         config = yaml.safe_load(fh) or {}
     config.update(overrides or {})
     command_line_booleans(config)
-    validate(config, schema=str(WORKFLOW / "config" / "schema.json"))
+    try:
+        validate(config, schema=str(WORKFLOW / "config" / "schema.json"))
+    except WorkflowError as exc:  # the schema's refusal, as Snakemake would print it
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise PlanError("config: " + "\n".join(lines[:3] + lines[-2:])) from None
     return config
 
 
@@ -63,6 +69,11 @@ class RunResult:
     def output(self) -> OutputPaths:
         return self.settings.output
 
+    def product(self, part: str) -> Product:
+        """The product a part (``stretch/<product>``, ``sheets/<product>``) is made for."""
+        name = part.partition("/")[2]
+        return next(p for p in self.settings.products if p.name == name)
+
 
 def run(
     overrides: Mapping[str, Any] | None = None,
@@ -73,7 +84,7 @@ def run(
     """Run the workflow in this process, as ``snakemake --cores <cores> --config ...`` would
     locally: the same planning, the same jobs, the same files. Raises
     :class:`msrgb.errors.MsrgbError` where Snakemake would stop (a refused setting, a shard
-    with bad inputs and ``on_error: fail``)."""
+    with bad inputs and ``on_error: fail``, after the other shards ran)."""
     stream = stream or sys.stderr
     settings = Settings.from_config(load_config(overrides, configfile))
     prepared = plan_run(settings, Where(parallel_jobs=cores), lazy_scaled_bands)
@@ -82,45 +93,60 @@ def run(
     print_counts(prepared.counts, stream)
     result = RunResult(prepared, settings)
     output, plan = settings.output, prepared.plan
-    stretch_files = {p.name: output.stretch(p.name) for p in settings.products if p.dataset_stretch}
-    stretch_parts = [f"stretch/{name}" for name in stretch_files]
-    shards_due = [
-        shard for shard in range(plan.n_shards)
-        if shard_will_run(output, plan, shard, [output.part_done(p, plan.parts[p]) for p in stretch_parts])
-    ]  # fmt: skip
     wanted = [part for part in plan.parts if part != "upload" or settings.images]
     parts_due = [part for part in wanted if not output.part_done(part, plan.parts[part]).exists()]
-    if not shards_due and not parts_due:
+    if not _shards_due(result) and not parts_due:
         return result  # nothing to do: Snakemake would not even start the run
     start_run(settings, prepared)
-    products = {p.name: p for p in settings.products}
-    for part in stretch_parts:
-        if part in parts_due:
-            percentiles_job(products[part.partition("/")[2]], settings.input_dir, output)
-            leave_marker(output.part_done(part, plan.parts[part]))
-            result.parts.append(part)
-    for shard in range(plan.n_shards):
-        if shard_will_run(output, plan, shard, [output.part_done(p, plan.parts[p]) for p in stretch_parts]):
-            shard_job(output, plan.n_shards, shard, settings, plan.tokens[shard], plan.threads, stretch_files)
-            result.shards.append(shard)
-    after = [part for part in wanted if not part.startswith("stretch/")]
-    for part in after:
-        if part == "upload":
-            continue
+    for part in (p for p in wanted if p.startswith("stretch/") and p in parts_due):
+        percentiles_job(result.product(part), settings.input_dir, output)
+        _done(result, part)
+    _run_shards(result)
+    for part in (p for p in wanted if p in ("summary",) or p.startswith("sheets/")):
         if part in parts_due or result.shards:
             if part == "summary":
                 result.summary = summary_job(output, settings.products, settings.thumbnail_size)
             else:
-                sheets_job(output, products[part.partition("/")[2]], settings.thumbnail_size, prepared)
-            leave_marker(output.part_done(part, plan.parts[part]))
-            result.parts.append(part)
+                sheets_job(output, result.product(part), settings.thumbnail_size, prepared)
+            _done(result, part)
     if settings.images and ("upload" in parts_due or result.parts):
         from msrgb.jobs.upload import upload_results
 
         upload_results(output)
-        leave_marker(output.part_done("upload", plan.parts["upload"]))
-        result.parts.append("upload")
+        _done(result, "upload")
     return result
+
+
+def _stretch_markers(result: RunResult) -> list[Path]:
+    plan = result.prepared.plan
+    return [result.output.part_done(p, d) for p, d in plan.parts.items() if p.startswith("stretch/")]
+
+
+def _shards_due(result: RunResult) -> list[int]:
+    """The shards whose job Snakemake would run: marker missing, or older than the limits."""
+    plan = result.prepared.plan
+    return [s for s in range(plan.n_shards) if shard_will_run(result.output, plan, s, _stretch_markers(result))]
+
+
+def _run_shards(result: RunResult) -> None:
+    """Every shard job due; a shard with bad inputs (``on_error: fail``) stops the run once the
+    others have run, as Snakemake lets its running jobs finish."""
+    plan, settings, output = result.prepared.plan, result.settings, result.output
+    stretch_files = {p.name: output.stretch(p.name) for p in settings.products if p.dataset_stretch}
+    failed: list[MsrgbError] = []
+    for shard in _shards_due(result):
+        try:
+            shard_job(output, plan.n_shards, shard, settings, plan.tokens[shard], plan.threads, stretch_files)
+        except ShardError as exc:
+            failed.append(exc)
+        result.shards.append(shard)
+    if failed:
+        raise failed[0]
+
+
+def _done(result: RunResult, part: str) -> None:
+    leave_marker(result.output.part_done(part, result.prepared.plan.parts[part]))
+    result.parts.append(part)
 
 
 def shard_job(
