@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -124,6 +125,8 @@ def run_engine(workdir: Path, *args: str, check: bool = True, **config: object):
     inputs = Path(str(settings["input_dir"])) if "input_dir" in settings else REPO / "sample" / "eurosat"
     before = snapshot(inputs) if inputs.is_dir() else None
     stream = io.StringIO()
+    handler = logging.StreamHandler(stream)  # what the jobs log, as a job's stderr holds it
+    logging.getLogger("msrgb").addHandler(handler)
     try:
         result = engine.run(settings, cores=2, stream=stream)
     except MsrgbError as exc:
@@ -131,6 +134,7 @@ def run_engine(workdir: Path, *args: str, check: bool = True, **config: object):
             raise
         return types.SimpleNamespace(returncode=1, stderr=f"{stream.getvalue()}{exc}\n", stdout="", summary=None, shards=[])
     finally:
+        logging.getLogger("msrgb").removeHandler(handler)
         if before is not None:
             after = snapshot(inputs)
             changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
-from conftest import REPO, SHARED_S2, run_snakemake, run_totals
+from conftest import REPO, SHARED_S2, run_engine, run_snakemake, run_totals
 from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.warp import reproject
@@ -84,7 +84,7 @@ def test_bigearthnet_patches_truecolor_exact_swir_on_the_10m_grid(bigearthnet: P
     for i in range(8):  # bands no product reads: damaged on purpose
         patch_files(bigearthnet, i)["B01"].write_bytes(b"not a TIFF")
     out = tmp_path / "out"
-    run_snakemake(
+    run_engine(
         tmp_path, input_dir=str(bigearthnet), output_dir=str(out), products='["truecolor","swir"]', **BANDS
     )
     for i in range(8):
@@ -131,7 +131,7 @@ def test_bigearthnet_patches_truecolor_exact_swir_on_the_10m_grid(bigearthnet: P
         dst.write(np.full((120, 120), 3000, np.uint16), 1)
     synth.generate_bigearthnet(bigearthnet, 1, start=8)
     shutil.rmtree(bigearthnet / synth.patch_name(5))
-    run_snakemake(
+    run_engine(
         tmp_path, input_dir=str(bigearthnet), output_dir=str(out), products='["truecolor","swir"]', **BANDS
     )
     assert run_totals(out)["converted"] == 2
@@ -171,7 +171,7 @@ def test_bad_band_folders_are_bad_inputs(bigearthnet: Path, tmp_path: Path):
     with rasterio.open(files[4]["B02"], "w", **profile) as dst:
         dst.write(data)
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(bigearthnet), output_dir=str(out), on_error="skip", **BANDS)
+    run_engine(tmp_path, input_dir=str(bigearthnet), output_dir=str(out), on_error="skip", **BANDS)
     errors = dict(line.split("\t", 1) for line in (out / "errors.tsv").read_text().splitlines()[1:])
     names = [synth.patch_name(i) for i in range(5)]
     assert set(errors) == set(names), errors
@@ -183,7 +183,7 @@ def test_bad_band_folders_are_bad_inputs(bigearthnet: Path, tmp_path: Path):
     made = sorted(p.stem for p in (out / "truecolor").glob("*.png"))
     assert made == [synth.patch_name(i) for i in range(5, 8)]
 
-    failed = run_snakemake(tmp_path, input_dir=str(bigearthnet), output_dir=str(tmp_path / "o2"), check=False, **BANDS)
+    failed = run_engine(tmp_path, input_dir=str(bigearthnet), output_dir=str(tmp_path / "o2"), check=False, **BANDS)
     assert failed.returncode != 0
     assert "no file for band B03" in failed.stderr
     assert len(list((tmp_path / "o2" / "truecolor").glob("*.png"))) == 3
@@ -227,7 +227,7 @@ def _safe_tree(root: Path, level: str) -> tuple[Path, dict[str, np.ndarray]]:
 def test_safe_products_read_the_finest_jpeg2000_bands(tmp_path: Path, level: str):
     safe, bands = _safe_tree(tmp_path / "products", level)
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(tmp_path / "products"), output_dir=str(out), **BANDS)
+    run_engine(tmp_path, input_dir=str(tmp_path / "products"), output_dir=str(out), **BANDS)
     png = out / "truecolor" / (safe.name[: -len(".SAFE")] + ".png")
     assert np.array_equal(iio.imread(png), formula(bands["B04"], bands["B03"], bands["B02"]))
     used = json.loads(_manifest_rows(out / "truecolor" / "manifest.tsv")[0]["source_sha256"])
@@ -252,13 +252,13 @@ def test_real_scene_folder_full_size_and_quicklook(tmp_path: Path):
     """The real per-band COG folder is one image of B04's size, exact; max_size=256 makes a
     256 px quicklook close to the full image scaled down."""
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(SHARED_S2), output_dir=str(out), products='["truecolor","swir"]', **BANDS)
+    run_engine(tmp_path, input_dir=str(SHARED_S2), output_dir=str(out), products='["truecolor","swir"]', **BANDS)
     full = iio.imread(out / "truecolor" / "s2_29RKH.png")
     want = formula(*(read_band(SHARED_S2 / f"{b}.tif") for b in ("B04", "B03", "B02")))
     assert np.array_equal(full, want)
     assert iio.imread(out / "swir" / "s2_29RKH.png").shape == (1098, 1098, 3)
     quick = tmp_path / "quick"
-    run_snakemake(tmp_path, input_dir=str(SHARED_S2), output_dir=str(quick), max_size="256", **BANDS)
+    run_engine(tmp_path, input_dir=str(SHARED_S2), output_dir=str(quick), max_size="256", **BANDS)
     small = iio.imread(quick / "truecolor" / "s2_29RKH.png")
     assert small.shape == (256, 256, 3)
     assert abs(small.astype(float).mean() - full.astype(float).mean()) < 3
@@ -287,10 +287,10 @@ def test_a_custom_band_pattern(tmp_path: Path):
     for band, data in synth.make_patch(1).items():
         synth.write_band(root / f"{band}_2023-06-01.tif", data, (300000.0, 5000000.0), 32632)
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out), band_pattern="^(?P<band>B[0-9][0-9A])_", **BANDS)
+    run_engine(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out), band_pattern="^(?P<band>B[0-9][0-9A])_", **BANDS)
     bands = synth.make_patch(1)
     assert np.array_equal(iio.imread(out / "truecolor" / "site1.png"), formula(bands["B04"], bands["B03"], bands["B02"]))
-    refused = run_snakemake(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "o2"), check=False, **BANDS)
+    refused = run_engine(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "o2"), check=False, **BANDS)
     assert refused.returncode != 0 and "found no band files" in refused.stderr
 
 
@@ -301,7 +301,7 @@ def test_dataset_stretch_and_png_targets_over_band_folders(bigearthnet: Path, tm
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["products"] = {"p": {"preset": "truecolor", "stretch": {"type": "percentile", "scope": "dataset"}}}
     (tmp_path / "dataset.yaml").write_text(yaml.safe_dump(config))
-    run_snakemake(
+    run_engine(
         tmp_path, "--configfile", str(tmp_path / "dataset.yaml"), input_dir=str(bigearthnet),
         output_dir=str(out), **BANDS,
     )  # fmt: skip
@@ -309,7 +309,7 @@ def test_dataset_stretch_and_png_targets_over_band_folders(bigearthnet: Path, tm
     assert limits["sample_files"] == 8 and limits["skipped_files"] == []
     assert len(list((out / "p").glob("*.png"))) == 8
     target = out / "truecolor" / f"{synth.patch_name(4)}.png"
-    run_snakemake(
+    run_snakemake(  # a target on the command line: what only Snakemake does
         tmp_path, str(target), input_dir=str(bigearthnet), output_dir=str(out), png_targets="true", **BANDS
     )
     files = patch_files(bigearthnet, 4)
@@ -318,7 +318,7 @@ def test_dataset_stretch_and_png_targets_over_band_folders(bigearthnet: Path, tm
 
 def test_max_size_also_makes_quicklooks_of_stacked_files(tmp_path: Path, dataset: Path):
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), max_size="32")
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out), max_size="32")
     tif = sorted(dataset.rglob("*.tif"))[0]
     small = iio.imread(out / "truecolor" / tif.relative_to(dataset).with_suffix(".png"))
     assert small.shape == (32, 32, 3)

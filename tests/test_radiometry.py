@@ -15,7 +15,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import rasterio
-from conftest import REPO, SHARED_S2, reference_rgb, run_snakemake, run_totals
+from conftest import REPO, SHARED_S2, reference_rgb, run_engine, run_totals
 from PIL import Image
 from rasterio.transform import from_origin
 
@@ -86,7 +86,7 @@ def safe_run(tmp_path_factory) -> tuple[Path, Path, dict[str, tuple[Path, dict[s
         safe = synth.write_safe_product(folder, stored(values, offsets), level, baseline, offsets, driver)
         made[key] = (safe, offsets)
     out = root / "out"
-    run_snakemake(
+    run_engine(
         root, input_dir=str(root / "in"), output_dir=str(out),
         products='["truecolor","ndvi","truecolor_optimized"]', **BANDS,
     )  # fmt: skip
@@ -184,8 +184,8 @@ def test_cog_folders_with_gdal_scale_offset_or_the_setting_equal_the_safe_produc
     write_cog_folder(tmp_path / "bare" / "untagged", dn, None, None)
     safe_png = image_of(out, "truecolor", made["0400"][0], "0400")
     o1, o2 = tmp_path / "o1", tmp_path / "o2"
-    run_snakemake(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(o1), **BANDS)
-    run_snakemake(tmp_path, input_dir=str(tmp_path / "bare"), output_dir=str(o2), offset="-1000", **BANDS)
+    run_engine(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(o1), **BANDS)
+    run_engine(tmp_path, input_dir=str(tmp_path / "bare"), output_dir=str(o2), offset="-1000", **BANDS)
     tagged = o1 / "truecolor" / "tagged.png"
     assert np.array_equal(iio.imread(tagged), safe_png)
     assert np.array_equal(iio.imread(o2 / "truecolor" / "untagged.png"), safe_png)
@@ -208,7 +208,7 @@ def test_stacked_geotiffs_with_scale_and_offset(tmp_path: Path):
         dst.scales = tuple([0.0001] * 13)
         dst.offsets = tuple([-0.1] * 3 + [-0.09] + [-0.1] * 9)  # B04: its own offset
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out))
     r = on_value_scale(stored_cube[3], -900)
     g = on_value_scale(stored_cube[2], -1000)
     b = on_value_scale(stored_cube[1], -1000)
@@ -244,7 +244,7 @@ def test_old_outputs_are_reconverted_once_and_the_run_says_why(tmp_path: Path):
     new = synth.write_safe_product(inp / "p", stored(values, OFFSET_1000), "L2A", "04.00", OFFSET_1000, "GTiff")
     old = synth.write_safe_product(inp / "q", values, "L2A", "02.14", {}, "GTiff")
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), **BANDS)
+    run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), **BANDS)
     png_new = out / "truecolor" / "p" / (new.name[:-5] + ".png")
     png_old = out / "truecolor" / "q" / (old.name[:-5] + ".png")
     right = png_new.read_bytes()
@@ -266,12 +266,12 @@ def test_old_outputs_are_reconverted_once_and_the_run_says_why(tmp_path: Path):
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert "truecolor: 1 up to date, 1 stale" in status.stdout and new.name[:-5] in status.stdout, status.stdout
-    proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), **BANDS)
+    proc = run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), **BANDS)
     assert "1 image(s) made by an earlier msrgb are converted again" in proc.stderr
     assert png_new.read_bytes() == right
     assert png_old.read_bytes() == before_old
     assert run_totals(out)["converted"] == 1
-    again = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), **BANDS)
+    again = run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), **BANDS)
     assert "converted again" not in again.stderr and "truecolor: 0 to convert" in again.stderr
     verify = subprocess.run(
         [sys.executable, "-m", "msrgb.tools.verify", str(out), "--input", str(inp)], cwd=REPO, capture_output=True, text=True
@@ -294,12 +294,12 @@ def test_bad_metadata_is_a_bad_input_naming_the_product_and_file(tmp_path: Path,
     good = synth.write_safe_product(inp, values, "L1C", "02.14", {}, "GTiff")
     (bad / "MTD_MSIL2A.xml").write_text(xml)
     out = tmp_path / "out"
-    failed = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), check=False, **BANDS)
+    failed = run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), check=False, **BANDS)
     assert failed.returncode != 0
     assert f"{bad / 'MTD_MSIL2A.xml'}" in failed.stderr and problem in failed.stderr
     assert "Traceback" not in failed.stderr
     assert (out / "truecolor" / (good.name[:-5] + ".png")).exists()
-    run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), on_error="skip", **BANDS)
+    run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), on_error="skip", **BANDS)
     errors = (out / "errors.tsv").read_text()
     assert bad.name in errors and problem in errors
     assert (out / "truecolor" / (good.name[:-5] + ".png")).exists()
@@ -314,10 +314,10 @@ def test_names_of_baseline_04_data_without_an_offset_get_one_note(tmp_path: Path
     for name in names:
         for band, data in dn.items():
             synth.write_band(tmp_path / "in" / name / f"{name}_{band}.tif", data, (300000.0, 5000000.0), 32632)
-    proc = run_snakemake(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "o1"), **BANDS)
+    proc = run_engine(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "o1"), **BANDS)
     notes = [line for line in proc.stderr.splitlines() if "processing baseline 04.00" in line]
     assert len(notes) == 1 and "offset: -1000" in notes[0], proc.stderr[-3000:]
-    proc = run_snakemake(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "o2"), offset="-1000", **BANDS)
+    proc = run_engine(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "o2"), offset="-1000", **BANDS)
     assert "processing baseline 04.00" not in proc.stderr
     v = {b: on_value_scale(dn[b], -1000) for b in ("B04", "B03", "B02")}
     for name in names:
@@ -386,8 +386,8 @@ def test_the_real_scene_as_a_baseline_04_product_equals_the_plain_scene(tmp_path
         tmp_path / "in", bands, "L2A", "04.00", dict.fromkeys(bands, -1000), origin=(199980.0, 2800020.0), metres=109800.0
     )
     out, plain = tmp_path / "out", tmp_path / "plain"
-    run_snakemake(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out), products='["truecolor","ndvi"]', **BANDS)
-    run_snakemake(tmp_path, input_dir=str(SHARED_S2), output_dir=str(plain), products='["truecolor","ndvi"]', **BANDS)
+    run_engine(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out), products='["truecolor","ndvi"]', **BANDS)
+    run_engine(tmp_path, input_dir=str(SHARED_S2), output_dir=str(plain), products='["truecolor","ndvi"]', **BANDS)
     for product in ("truecolor", "ndvi"):
         (got,) = list((out / product).glob("*.png"))
         assert np.array_equal(iio.imread(got), iio.imread(plain / product / "s2_29RKH.png")), product

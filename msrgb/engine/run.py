@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from msrgb.config.products import Product
 from msrgb.errors import MsrgbError, PlanError, ShardError
+from msrgb.outputs.lock import unlock_output
 from msrgb.outputs.paths import OutputPaths, leave_marker
 from msrgb.planning.prepare import Prepared, plan_run, start_run
 from msrgb.planning.settings import Settings, Where, command_line_booleans
@@ -97,7 +98,17 @@ def run(
     parts_due = [part for part in wanted if not output.part_done(part, plan.parts[part]).exists()]
     if not _shards_due(result) and not parts_due:
         return result  # nothing to do: Snakemake would not even start the run
-    start_run(settings, prepared)
+    try:
+        start_run(settings, prepared)
+        _run_jobs(result, wanted, parts_due)
+    finally:
+        unlock_output(output)
+    return result
+
+
+def _run_jobs(result: RunResult, wanted: list[str], parts_due: list[str]) -> None:
+    """The jobs of a started run, in the order Snakemake's graph allows."""
+    settings, output, prepared = result.settings, result.output, result.prepared
     for part in (p for p in wanted if p.startswith("stretch/") and p in parts_due):
         percentiles_job(result.product(part), settings.input_dir, output)
         _done(result, part)
@@ -114,7 +125,6 @@ def run(
 
         upload_results(output)
         _done(result, "upload")
-    return result
 
 
 def _stretch_markers(result: RunResult) -> list[Path]:
@@ -129,8 +139,8 @@ def _shards_due(result: RunResult) -> list[int]:
 
 
 def _run_shards(result: RunResult) -> None:
-    """Every shard job due; a shard with bad inputs (``on_error: fail``) stops the run once the
-    others have run, as Snakemake lets its running jobs finish."""
+    """Every shard job due; shards with bad inputs (``on_error: fail``) stop the run once the
+    others have run, as ``--keep-going`` would, with every failed shard's message."""
     plan, settings, output = result.prepared.plan, result.settings, result.output
     stretch_files = {p.name: output.stretch(p.name) for p in settings.products if p.dataset_stretch}
     failed: list[MsrgbError] = []
@@ -141,7 +151,7 @@ def _run_shards(result: RunResult) -> None:
             failed.append(exc)
         result.shards.append(shard)
     if failed:
-        raise failed[0]
+        raise ShardError("\n".join(str(exc) for exc in failed)) from failed[0]
 
 
 def _done(result: RunResult, part: str) -> None:

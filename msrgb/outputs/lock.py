@@ -34,6 +34,12 @@ def _release_holder_line(fd: int) -> None:
         os.ftruncate(fd, 0)
 
 
+@atexit.register
+def _release_all() -> None:
+    for fd in _LOCKS.values():
+        _release_holder_line(fd)
+
+
 def lock_output(output: OutputPaths) -> None:
     """Hold an exclusive lock on the output folder until this process ends, so that two runs
     (from any working directories) never work on one output folder at once. The kernel drops
@@ -64,6 +70,14 @@ def lock_output(output: OutputPaths) -> None:
     # One write of a fixed length replaces whatever a killed run left, with no empty moment.
     os.pwrite(fd, line.encode()[: _HOLDER_BYTES - 1].ljust(_HOLDER_BYTES - 1) + b"\n", 0)
     os.ftruncate(fd, _HOLDER_BYTES)
-    atexit.register(_release_holder_line, fd)  # the lock itself goes with the process
-    _LOCKS[key] = fd
+    _LOCKS[key] = fd  # the holder line is emptied at exit; the lock itself goes with the process
 
+
+
+def unlock_output(output: OutputPaths) -> None:
+    """Give up the lock :func:`lock_output` took in this process (the in-process engine, whose
+    process goes on after a run; Snakemake's process holds it until it ends)."""
+    fd = _LOCKS.pop(str((output.state_root / "run.lock").resolve()), None)
+    if fd is not None:
+        _release_holder_line(fd)
+        os.close(fd)
