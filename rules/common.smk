@@ -416,14 +416,9 @@ def print_summary():
         summary = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return
-    print(f"msrgb summary ({path}):\n{mssummary.summary_table(summary)}", flush=True)
-    clipping = mssummary.clipping_table(summary.get("clipping", {}))
-    if clipping:
-        print(
-            f"msrgb clipping (summary.json, {OUTPUT.clipped_sheet('<product>')}):\n{clipping}",
-            flush=True,
-        )
-    for line in mssummary.override_lines(summary):
-        print(f"msrgb: {line}", file=sys.stderr, flush=True)
-    for note in summary.get("notes", []):
-        print(f"msrgb: warning: {note}", file=sys.stderr, flush=True)
+    tables, lines = mssummary.closing_report(
+        summary, path, OUTPUT.clipped_sheet("<product>")
+    )
+    print(tables, flush=True)
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)

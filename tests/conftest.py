@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -92,12 +91,13 @@ def run_snakemake(
 LAST_RUN = [0.0]
 
 
-def run_engine(workdir: Path, *args: str, check: bool = True, **config: object):
+def run_engine(workdir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None, **config: object):
     """Run the workflow in this process (msrgb.engine.run, the jobs Snakemake would run) as
     :func:`run_snakemake` would with the same arguments (``--configfile`` files, ``--config``
-    values as text, read as Snakemake reads them), paths relative to ``workdir``; every run must
-    leave its input folder as it was. Returns the engine's RunResult, with ``stderr`` (the lines
-    a run prints before its jobs) and ``returncode``; with ``check=False`` a refused or failed
+    values as text, read as Snakemake reads them, ``env`` for the run), paths relative to
+    ``workdir``; every run must
+    leave its input folder as it was. Returns the engine's RunResult, with ``stderr`` (what a run
+    prints before and after its jobs) and ``returncode``; with ``check=False`` a refused or failed
     run returns ``returncode`` 1 and its message as ``stderr`` instead of raising."""
     import io
     import types
@@ -108,12 +108,11 @@ def run_engine(workdir: Path, *args: str, check: bool = True, **config: object):
     from msrgb.errors import MsrgbError
 
     settings: dict[str, object] = {}
-    rest = list(args)
-    while rest:
-        flag, value = rest.pop(0), rest.pop(0) if rest else None
-        if flag != "--configfile" or value is None:
-            raise TypeError(f"run_engine takes no Snakemake argument {flag!r}")
-        settings.update(yaml.safe_load(Path(workdir, value).read_text()) or {})
+    cores, args = (int(args[1]), args[2:]) if args[:1] == ("--cores",) else (2, args)
+    if args and args[0] != "--configfile" or any(a.startswith("-") for a in args[1:]):
+        raise TypeError(f"run_engine takes --cores N and --configfile FILE... only, not {args}")
+    for name in args[1:]:  # later files override earlier ones, as in Snakemake
+        settings.update(yaml.safe_load(Path(workdir, name).read_text()) or {})
     for key, value in config.items():
         settings[key] = yaml.safe_load(value) if isinstance(value, str) and key not in ("input_dir", "output_dir", "stac_items") else value
     for key in ("input_dir", "output_dir", "stac_items"):
@@ -125,16 +124,22 @@ def run_engine(workdir: Path, *args: str, check: bool = True, **config: object):
     inputs = Path(str(settings["input_dir"])) if "input_dir" in settings else REPO / "sample" / "eurosat"
     before = snapshot(inputs) if inputs.is_dir() else None
     stream = io.StringIO()
-    handler = logging.StreamHandler(stream)  # what the jobs log, as a job's stderr holds it
-    logging.getLogger("msrgb").addHandler(handler)
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})
+    remote._stores.clear()  # object-store clients are made again from this environment
     try:
-        result = engine.run(settings, cores=2, stream=stream)
+        result = engine.run(settings, cores=cores, stream=stream)
     except MsrgbError as exc:
         if check:
             raise
         return types.SimpleNamespace(returncode=1, stderr=f"{stream.getvalue()}{exc}\n", stdout="", summary=None, shards=[])
     finally:
-        logging.getLogger("msrgb").removeHandler(handler)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        remote._stores.clear()
         if before is not None:
             after = snapshot(inputs)
             changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))

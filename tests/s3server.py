@@ -47,6 +47,10 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 _REQUEST = re.compile(r"serve s3: (GET OBJECT|HEAD OBJECT|LIST BUCKET|LIST BUCKETS|CREATE OBJECT|DELETE OBJECT)\b")
 
 
+#: how long the server caches what it read of its folders (sizes of objects)
+DIR_CACHE_MS = 100
+
+
 class S3Server:
     """``rclone serve s3`` of ``root`` (folders under it are buckets)."""
 
@@ -59,7 +63,7 @@ class S3Server:
         self.key_id, self.secret = "AK" + secrets.token_hex(8).upper(), secrets.token_hex(20)
         cmd = [
             binary, "serve", "s3", str(root), "--addr", f"127.0.0.1:{self.port}",
-            *([] if anonymous else ["--auth-key", f"{self.key_id},{self.secret}"]), "--dir-cache-time", "100ms",
+            *([] if anonymous else ["--auth-key", f"{self.key_id},{self.secret}"]), "--dir-cache-time", f"{DIR_CACHE_MS}ms",
             "-vv", "--log-file", str(log),
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -81,6 +85,12 @@ class S3Server:
             "AWS_ENDPOINT_URL": endpoint or self.endpoint,
             "AWS_REGION": "us-east-1",
         }
+
+    def write(self, key: str, text: str) -> None:
+        """Replace the object ``key`` (``bucket/path``) behind the server's back, as another
+        program would, and wait until the server has forgotten the old size it cached."""
+        (self.root / key).write_text(text)
+        time.sleep(2 * DIR_CACHE_MS / 1000)
 
     def mark(self) -> int:
         """A position in the log, to count the requests made after it."""

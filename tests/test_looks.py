@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
-from conftest import REPO, SHARED_S2, reference_rgb, run_snakemake
+from conftest import REPO, SHARED_S2, reference_rgb, run_engine
 from PIL import Image
 
 from msrgb import synth
@@ -55,7 +55,7 @@ def test_expressions_other_than_arithmetic_are_refused(expression: str):
 
 def test_a_refused_expression_stops_the_run_before_anything_is_written(tmp_path: Path, dataset: Path):
     config = write_config(tmp_path, {"evil": {"expression": "__import__('os').system('touch PWNED')"}})
-    proc = run_snakemake(
+    proc = run_engine(
         tmp_path, "--configfile", str(config), check=False, input_dir=str(dataset), output_dir=str(tmp_path / "out")
     )
     assert proc.returncode != 0 and "'expression'" in proc.stderr, proc.stderr[-2000:]
@@ -97,7 +97,7 @@ def test_index_values_equal_the_formula_on_a_real_scene(tmp_path: Path):
         layout="band_folders",
     )
     out = tmp_path / "out"
-    run_snakemake(tmp_path, "--configfile", str(config), input_dir=str(SHARED_S2), output_dir=str(out))
+    run_engine(tmp_path, "--configfile", str(config), input_dir=str(SHARED_S2), output_dir=str(out))
     with rasterio.open(SHARED_S2 / "B08.tif") as a, rasterio.open(SHARED_S2 / "B04.tif") as b:
         nir, red = a.read(1).astype(np.float64), b.read(1).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -180,7 +180,7 @@ def test_formats_recipes_and_byte_identical_reruns(tmp_path: Path, dataset: Path
     config = write_config(tmp_path, products)
     outs = [tmp_path / "a", tmp_path / "b"]
     for out in outs:
-        run_snakemake(tmp_path, "--configfile", str(config), input_dir=str(dataset), output_dir=str(out))
+        run_engine(tmp_path, "--configfile", str(config), input_dir=str(dataset), output_dir=str(out))
     tifs = sorted(p for p in dataset.rglob("*") if p.suffix.lower() in (".tif", ".tiff"))
     for tif in tifs[:6]:
         rel = tif.relative_to(dataset)
@@ -227,7 +227,7 @@ def test_clip_figures_in_state_summary_and_sheets(tmp_path: Path):
     synth.write_tile(tmp_path / "in" / "A" / "clipped.tif", data, (300000.0, 5000000.0), 32632)
     synth.write_tile(tmp_path / "in" / "A" / "plain.tif", synth.make_tile("Forest", 2), (300000.0, 5000000.0), 32632)
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(tmp_path / "in"), output_dir=str(out))
     summary = json.loads((out / "summary.json").read_text())
     top = summary["clipping"]["truecolor"]["most_clipped"][0]
     assert top["image"] == "A/clipped.png"
@@ -242,7 +242,7 @@ def test_clip_figures_in_state_summary_and_sheets(tmp_path: Path):
 def test_dataset_wide_equalization_uses_the_recorded_quantiles(tmp_path: Path, dataset: Path):
     config = write_config(tmp_path, {"eq": {"preset": "truecolor_equalized", "stretch": {"type": "equalize", "scope": "dataset"}}})
     out = tmp_path / "out"
-    run_snakemake(tmp_path, "--configfile", str(config), input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, "--configfile", str(config), input_dir=str(dataset), output_dir=str(out))
     quantiles = json.loads((out / "stretch" / "eq.json").read_text())["limits"]
     assert [len(q) for q in quantiles] == [1025] * 3
     tif = sorted(dataset.rglob("*.tif"))[5]
@@ -256,7 +256,7 @@ def test_dataset_wide_equalization_uses_the_recorded_quantiles(tmp_path: Path, d
 
 def test_verify_reports_a_recipe_that_does_not_match_the_manifest(tmp_path: Path, dataset: Path):
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     manifest = out / "truecolor" / "manifest.tsv"
     digest = json.loads(Image.open(next((out / "truecolor").rglob("*.png"))).text["msrgb"])["settings"]
     manifest.write_text(manifest.read_text().replace(digest, "0123456789abcdef"))

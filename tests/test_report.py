@@ -9,7 +9,7 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
-from conftest import run_snakemake
+from conftest import run_engine, run_snakemake
 
 from msrgb import synth
 from msrgb.outputs.sheet_lists import SheetGeometry
@@ -20,8 +20,8 @@ def test_contact_sheets_summary_and_report(tmp_path: Path) -> None:
     tifs = tmp_path / "tif"
     synth.generate(tifs, 13, classes=("Forest", "River", "SeaLake"))  # 13 per folder
     out = tmp_path / "out"
-    proc = run_snakemake(tmp_path, input_dir=str(tifs), output_dir=str(out), contact_sheet_tiles=12)
-    assert "msrgb summary" in proc.stdout and "converted this run" in proc.stdout
+    proc = run_engine(tmp_path, input_dir=str(tifs), output_dir=str(out), contact_sheet_tiles=12)
+    assert "msrgb summary" in proc.stderr and "converted this run" in proc.stderr
 
     # A folder sheet: 12 of the 13 files (the first by name), 10 per row -> 10 x 2 cells.
     geometry = SheetGeometry(thumb=128)
@@ -50,7 +50,7 @@ def test_contact_sheets_summary_and_report(tmp_path: Path) -> None:
     # (a rebuilt sheet is a new file: temporary file + rename; Snakemake touches the others)
     inodes = {p.name: p.stat().st_ino for p in (out / "contact_sheets" / "truecolor").iterdir()}
     shutil.copy(tifs / "River" / "River_1.tif", tifs / "River" / "River_0.tif")
-    run_snakemake(tmp_path, input_dir=str(tifs), output_dir=str(out), contact_sheet_tiles=12)
+    run_engine(tmp_path, input_dir=str(tifs), output_dir=str(out), contact_sheet_tiles=12)
     changed = {p.name for p in (out / "contact_sheets" / "truecolor").iterdir() if p.stat().st_ino != inodes[p.name]}
     assert "River.png" in changed and not changed & {"Forest.png", "SeaLake.png"}
     assert json.loads((out / "summary.json").read_text())["converted"] == 1

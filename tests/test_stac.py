@@ -16,7 +16,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import rasterio
-from conftest import SHARED_S2, converted_counts, run_snakemake
+from conftest import SHARED_S2, converted_counts, run_engine
 from s3server import FaultProxy, S3Server
 
 from msrgb import synth
@@ -86,7 +86,7 @@ def test_an_item_collection_over_the_real_scene_in_s3_gives_the_formula_on_dn_an
         earth_search_item("S2A_29RKH_20200219_es", relative, 0.0001, -0.1),
     )
     (s3.root / "scenes" / "items.json").write_text(json.dumps(items))
-    run_snakemake(tmp_path, env=s3.env(), stac_items="s3://scenes/items.json", output_dir="out")
+    run_engine(tmp_path, env=s3.env(), stac_items="s3://scenes/items.json", output_dir="out")
 
     dn = {b: rasterio.open(SHARED_S2 / f"{b}.tif").read(1) for b in ("B04", "B03", "B02")}
     plain = iio.imread(tmp_path / "out" / "truecolor" / "S2A_29RKH_20200219_pc.png")
@@ -99,14 +99,14 @@ def test_an_item_collection_over_the_real_scene_in_s3_gives_the_formula_on_dn_an
     assert "STAC: raster:bands (no processing baseline stated)" in recipe and "-1000" in recipe
 
     mark = s3.mark()
-    run_snakemake(tmp_path, env=s3.env(), stac_items="s3://scenes/items.json", output_dir="out")
+    run_engine(tmp_path, env=s3.env(), stac_items="s3://scenes/items.json", output_dir="out")
     asked = s3.requests(mark)
     assert asked["GET OBJECT"] == 1 and asked["HEAD OBJECT"] == 0, asked  # the ItemCollection only
 
     # the catalogue drops the offset of one Item: that Item alone is made again, on DN
     items["features"][1] = earth_search_item("S2A_29RKH_20200219_es", relative, None, None)
-    (s3.root / "scenes" / "items.json").write_text(json.dumps(items))
-    run_snakemake(tmp_path, env=s3.env(), stac_items="s3://scenes/items.json", output_dir="out")
+    s3.write("scenes/items.json", json.dumps(items))
+    run_engine(tmp_path, env=s3.env(), stac_items="s3://scenes/items.json", output_dir="out")
     assert converted_counts(tmp_path / "out") == 1
     again = iio.imread(tmp_path / "out" / "truecolor" / "S2A_29RKH_20200219_es.png")
     np.testing.assert_array_equal(again, plain)
@@ -160,7 +160,7 @@ def http_folder(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 def assert_quicklook_is_the_local_one(tmp_path: Path, bands: Path, read: int) -> None:
     """The 256-pixel quicklook ``out/truecolor/scene.png`` equals the local band-folder run's of
     ``bands`` (B02-B04), from ``read`` bytes: more than none, under a quarter of the files."""
-    run_snakemake(tmp_path, input_dir=str(bands), output_dir="local", layout="band_folders", max_size="256")
+    run_engine(tmp_path, input_dir=str(bands), output_dir="local", layout="band_folders", max_size="256")
     made = iio.imread(tmp_path / "out" / "truecolor" / "scene.png")
     assert made.shape[:2] == (256, 256)
     np.testing.assert_array_equal(made, iio.imread(tmp_path / "local" / "truecolor" / f"{bands.name}.png"))
@@ -175,7 +175,7 @@ def test_a_quicklook_of_http_assets_reads_the_overviews_only(http_folder: tuple[
         shutil.copy(SHARED_S2 / f"{band}.tif", www / f"{band}.tif")
     hrefs = {b: f"{url}/{b}.tif" for b in ("B02", "B03", "B04")}
     (tmp_path / "items.json").write_text(json.dumps(collection(planetary_computer_item("scene", hrefs))))
-    run_snakemake(tmp_path, stac_items=str(tmp_path / "items.json"), output_dir="out", max_size="256")
+    run_engine(tmp_path, stac_items=str(tmp_path / "items.json"), output_dir="out", max_size="256")
     assert_quicklook_is_the_local_one(tmp_path, www, RangeHandler.served[0])
 
 
@@ -201,8 +201,8 @@ def test_items_with_http_assets_and_relative_hrefs_in_a_folder_of_items(http_fol
     (items / "a.json").write_text(json.dumps(item("over_http", signed)))
     (items / "b.json").write_text(json.dumps(item("relative", f"assets/{names[1]}/{names[1]}_{{band}}.tif")))
     (items / "notes.txt").write_text("not an item")
-    run_snakemake(tmp_path, stac_items=str(items), output_dir="out", products="[truecolor,swir]")
-    run_snakemake(tmp_path, input_dir=str(tmp_path / "patches"), output_dir="local", layout="band_folders", products="[truecolor,swir]")
+    run_engine(tmp_path, stac_items=str(items), output_dir="out", products="[truecolor,swir]")
+    run_engine(tmp_path, input_dir=str(tmp_path / "patches"), output_dir="local", layout="band_folders", products="[truecolor,swir]")
     for product in ("truecolor", "swir"):
         for item_id, name in (("over_http", names[0]), ("relative", names[1])):
             made = iio.imread(tmp_path / "out" / product / f"{item_id}.png")
@@ -293,7 +293,7 @@ def test_a_quicklook_of_s3_assets_reads_the_overviews_only(s3: S3Server, tmp_pat
     (tmp_path / "items.json").write_text(json.dumps(collection(planetary_computer_item("scene", hrefs))))
     proxy = FaultProxy(s3.port, fix_ranges=True)
     try:
-        run_snakemake(tmp_path, env=s3.env(proxy.endpoint), stac_items=str(tmp_path / "items.json"),
+        run_engine(tmp_path, env=s3.env(proxy.endpoint), stac_items=str(tmp_path / "items.json"),
                       output_dir="out", max_size="256")  # fmt: skip
     finally:
         proxy.close()

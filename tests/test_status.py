@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, run_engine, run_snakemake
 
 from msrgb import synth
 
@@ -22,7 +22,7 @@ def status(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_status_before_and_after_a_rerun(tmp_path: Path, dataset: Path):
     out = tmp_path / "out"
     assert status(out).returncode == 2, "no run yet: not an msrgb output folder"
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     done = status(out, "--input", str(dataset))
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("truecolor: 31 up to date, 0 stale, 0 missing, 0 bad, 0 to remove")
@@ -44,14 +44,14 @@ def test_status_before_and_after_a_rerun(tmp_path: Path, dataset: Path):
     # without --input only the inputs of the last run's plan are looked at
     assert status(out).stdout.startswith("truecolor: 29 up to date, 0 stale, 2 missing")
 
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     assert status(out, "--input", str(dataset)).returncode == 0
 
 
 def test_status_counts_bad_inputs_skipped(tmp_path: Path, dataset: Path):
     (dataset / "Forest" / "broken.tif").write_text("not a tiff")
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), on_error="skip")
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out), on_error="skip")
     proc = status(out, "--input", str(dataset), "--list", "0")
     assert proc.returncode == 1
     assert proc.stdout.splitlines() == [
@@ -65,7 +65,7 @@ def test_damaged_stretch_limits_count_as_not_computed(tmp_path: Path, dataset: P
     and to convert for the next run's counts, and nobody fails on it."""
     out = tmp_path / "out"
     products = '{"ds": {"preset": "truecolor", "stretch": {"type": "percentile", "scope": "dataset"}}}'
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), products=products)
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out), products=products)
     assert status(out).returncode == 0
     (out / "stretch" / "ds.json").write_text('{"limits": [[0, 1], ')  # cut short
     proc = status(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import rasterio
-from conftest import REPO, assert_png_matches, converted_counts, run_snakemake
+from conftest import REPO, assert_png_matches, converted_counts, run_engine, run_snakemake
 
 from msrgb import synth
 from msrgb.planning.sharding import shard_of
@@ -46,8 +47,11 @@ def mtimes(out: Path) -> dict[Path, int]:
 
 
 def test_full_run_then_noop(tmp_path: Path, dataset: Path):
+    """The whole workflow under Snakemake: every image, the summary at the end, and a second
+    run that Snakemake finds nothing to do for (the in-process engine runs the rest)."""
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    proc = run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    assert "msrgb summary" in proc.stdout and re.search(r"converted this run +31\n", proc.stdout), proc.stdout
     assert check_tree(dataset, out) == 31
     before = mtimes(out)
     proc = run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
@@ -57,11 +61,11 @@ def test_full_run_then_noop(tmp_path: Path, dataset: Path):
 
 def test_deleted_png_is_rebuilt_alone(tmp_path: Path, dataset: Path):
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     before = mtimes(out)
     victim = out / "truecolor" / "Forest" / "Forest_2.png"
     victim.unlink()
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     assert converted_counts(out) == 1
     after = mtimes(out)
     assert victim in after
@@ -76,7 +80,7 @@ def test_deleted_pngs_are_rebuilt_in_shards_that_change_and_in_those_that_do_not
     PNG deleted in every shard (the other shards' manifests are unchanged: planning must send
     them to run again) rebuilds every deleted PNG and touches nothing else."""
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), shards="4")
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out), shards="4")
     before = mtimes(out)
     def rel(png: Path) -> str:
         return png.relative_to(out / "truecolor").with_suffix(".tif").as_posix()
@@ -86,7 +90,7 @@ def test_deleted_pngs_are_rebuilt_in_shards_that_change_and_in_those_that_do_not
     new_shard = shard_of("SeaLake/SeaLake_100.tif", 4)
     for victim in victims.values():
         victim.unlink()
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), shards="4")
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out), shards="4")
     assert converted_counts(out) == 5, f"new file in shard {new_shard}"
     after = mtimes(out)
     assert all(v in after for v in victims.values())
@@ -94,39 +98,39 @@ def test_deleted_pngs_are_rebuilt_in_shards_that_change_and_in_those_that_do_not
         p: t for p, t in before.items() if p not in victims.values()
     }
     check_tree(dataset, out)
-    proc = run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), shards="4")
-    assert "Nothing to be done" in proc.stderr + proc.stdout
+    proc = run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out), shards="4")
+    assert not proc.shards and not proc.parts
 
 
 def test_new_and_changed_tiffs_rerun_only_those(tmp_path: Path, dataset: Path):
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     synth.generate(dataset, 2, classes=("SeaLake",), start=100)  # 2 new files
     changed = dataset / "River" / "River_1.tif"
     time.sleep(0.01)
     synth.write_tile(changed, synth.make_tile("Industrial", 5), (0.0, 0.0), 32632)
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     assert converted_counts(out) == 3
     assert check_tree(dataset, out) == 33
 
 
 def test_deleted_tiff_removes_its_png(tmp_path: Path, dataset: Path):
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     (dataset / "Pasture" / "Pasture_3.tif").unlink()
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     assert not (out / "truecolor" / "Pasture" / "Pasture_3.png").exists()
     assert check_tree(dataset, out) == 30
 
 
 def test_changed_setting_reconverts_and_same_setting_does_not(tmp_path: Path, dataset: Path):
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), png_compression="best")
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out), png_compression="best")
     assert converted_counts(out) == 31
     check_tree(dataset, out)  # pixels are the same whatever the compression
-    proc = run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out), png_compression="best")
-    assert "Nothing to be done" in proc.stderr + proc.stdout
+    proc = run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out), png_compression="best")
+    assert not proc.shards and not proc.parts
 
 
 def test_png_is_a_buildable_target(tmp_path: Path, dataset: Path):
@@ -163,7 +167,7 @@ def test_cores_shard_and_thread_settings_give_identical_bytes(tmp_path: Path, da
     outs = []
     for cores, shards, threads, ahead in settings:
         out = tmp_path / f"c{cores}-s{shards}-t{threads}-r{ahead}"
-        run_snakemake(tmp_path, "--cores", cores, input_dir=str(dataset), output_dir=str(out), shards=shards, threads_per_shard=threads, read_ahead=ahead, products="[truecolor,swir]")
+        run_engine(tmp_path, "--cores", cores, input_dir=str(dataset), output_dir=str(out), shards=shards, threads_per_shard=threads, read_ahead=ahead, products="[truecolor,swir]")
         outs.append(out)
     def images(out: Path) -> dict[Path, bytes]:
         return {p.relative_to(out): p.read_bytes() for name in ("truecolor", "swir") for p in (out / name).rglob("*.png")}
@@ -188,13 +192,13 @@ def test_cores_shard_and_thread_settings_give_identical_bytes(tmp_path: Path, da
 )
 def test_bad_config_is_rejected_with_a_clear_message(tmp_path: Path, dataset: Path, config, message):
     settings = {"input_dir": str(dataset), "output_dir": str(tmp_path / "out"), **config}
-    proc = run_snakemake(tmp_path, check=False, **settings)
+    proc = run_engine(tmp_path, check=False, **settings)
     assert proc.returncode != 0
     assert message in proc.stderr + proc.stdout
 
 
 def test_output_inside_input_is_rejected(tmp_path: Path, dataset: Path):
-    proc = run_snakemake(tmp_path, check=False, input_dir=str(dataset), output_dir=str(dataset / "png"))
+    proc = run_engine(tmp_path, check=False, input_dir=str(dataset), output_dir=str(dataset / "png"))
     assert proc.returncode != 0 and "inside 'input_dir'" in proc.stderr
     assert not (dataset / "png").exists()
 
@@ -260,7 +264,7 @@ def test_several_products_in_one_run(tmp_path: Path, dataset: Path):
     cfg = tmp_path / "products.yaml"
     cfg.write_text(PRODUCTS_CONFIG)
     out = tmp_path / "out"
-    run_snakemake(tmp_path, "--configfile", str(REPO / "config" / "config.yaml"), str(cfg), input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, "--configfile", str(REPO / "config" / "config.yaml"), str(cfg), input_dir=str(dataset), output_dir=str(out))
     tifs = sorted(p for p in dataset.rglob("*") if p.suffix in (".tif", ".tiff"))
     # the dataset-wide limits: independent percentiles over the recorded sample
     sample = json.loads((out / ".msrgb" / "samples" / "ds.json").read_text())["files"]
@@ -295,7 +299,7 @@ def test_several_products_in_one_run(tmp_path: Path, dataset: Path):
     # Changing one product's settings redoes that product only.
     inodes = {p: p.stat().st_ino for p in out.rglob("*.png")}
     cfg.write_text(PRODUCTS_CONFIG.replace("swir", "agriculture"))
-    run_snakemake(tmp_path, "--configfile", str(REPO / "config" / "config.yaml"), str(cfg), input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, "--configfile", str(REPO / "config" / "config.yaml"), str(cfg), input_dir=str(dataset), output_dir=str(out))
     parts = [p.relative_to(out).parts for p, ino in inodes.items() if p.stat().st_ino != ino]
     per_product = ("contact_sheets", "clipping", "histograms", "legends")
     changed = {Path(x[1]).stem if x[0] in per_product else x[0] for x in parts}
@@ -330,6 +334,6 @@ def test_a_wrong_setting_writes_nothing(tmp_path: Path, dataset: Path, setting, 
     cfg = tmp_path / "settings.yaml"
     cfg.write_text(json.dumps({"input_dir": str(dataset), "output_dir": str(out), **setting}))
     config = ("--configfile", str(REPO / "config" / "config.yaml"), str(cfg))
-    proc = run_snakemake(tmp_path, *config, check=False)
+    proc = run_engine(tmp_path, *config, check=False)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-3000:]
     assert not out.exists(), sorted(p.name for p in out.rglob("*"))

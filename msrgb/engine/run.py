@@ -21,6 +21,7 @@ from msrgb.config.products import Product
 from msrgb.errors import MsrgbError, PlanError, ShardError
 from msrgb.outputs.lock import unlock_output
 from msrgb.outputs.paths import OutputPaths, leave_marker
+from msrgb.outputs.summary import closing_report
 from msrgb.planning.prepare import Prepared, plan_run, start_run
 from msrgb.planning.settings import Settings, Where, command_line_booleans
 from msrgb.planning.work import print_counts, shard_will_run
@@ -103,6 +104,9 @@ def run(
         _run_jobs(result, wanted, parts_due)
     finally:
         unlock_output(output)
+    if result.summary is not None:
+        tables, lines = closing_report(result.summary, output.summary(), output.clipped_sheet("<product>"))
+        print(tables, *lines, sep="\n", file=stream)
     return result
 
 

@@ -49,3 +49,15 @@ def clipping_table(clipping: dict[str, dict]) -> str:
             f"{dark['image']} (mean {dark['mean']:.0f})"
         )
     return "\n".join(lines)
+
+
+def closing_report(summary: dict, summary_path: object, clipped_sheets: object) -> tuple[str, list[str]]:
+    """What the end of a run prints from its summary: the tables (for standard output) and the
+    lines that call for attention (for standard error: catalogue overrides, warnings)."""
+    tables = f"msrgb summary ({summary_path}):\n{summary_table(summary)}"
+    clipping = clipping_table(summary.get("clipping", {}))
+    if clipping:
+        tables += f"\nmsrgb clipping (summary.json, {clipped_sheets}):\n{clipping}"
+    lines = [f"msrgb: {line}" for line in override_lines(summary)]
+    lines += [f"msrgb: warning: {note}" for note in summary.get("notes", [])]
+    return tables, lines
