@@ -87,6 +87,9 @@ def run_snakemake(
     return proc
 
 
+#: the settings that name files or folders, relative to the working directory
+FOLDERS = ("input_dir", "output_dir", "stac_items", "work_dir")
+
 #: when the last run_snakemake started
 LAST_RUN = [0.0]
 
@@ -114,8 +117,8 @@ def run_engine(workdir: Path, *args: str, check: bool = True, env: dict[str, str
     for name in args[1:]:  # later files override earlier ones, as in Snakemake
         settings.update(yaml.safe_load(Path(workdir, name).read_text()) or {})
     for key, value in config.items():
-        settings[key] = yaml.safe_load(value) if isinstance(value, str) and key not in ("input_dir", "output_dir", "stac_items") else value
-    for key in ("input_dir", "output_dir", "stac_items"):
+        settings[key] = yaml.safe_load(value) if isinstance(value, str) and key not in FOLDERS else value
+    for key in FOLDERS:
         value = settings.get(key)
         if isinstance(value, (str, Path)) and "://" not in str(value) and not Path(value).is_absolute():
             settings[key] = str(Path(workdir, value))
@@ -126,7 +129,7 @@ def run_engine(workdir: Path, *args: str, check: bool = True, env: dict[str, str
     stream = io.StringIO()
     saved = {key: os.environ.get(key) for key in env or {}}
     os.environ.update(env or {})
-    remote._stores.clear()  # object-store clients are made again from this environment
+    remote.forget_clients()  # object-store clients are made again from this environment
     try:
         result = engine.run(settings, cores=cores, stream=stream)
     except MsrgbError as exc:
@@ -139,7 +142,7 @@ def run_engine(workdir: Path, *args: str, check: bool = True, env: dict[str, str
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        remote._stores.clear()
+        remote.forget_clients()
         if before is not None:
             after = snapshot(inputs)
             changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
@@ -241,9 +244,10 @@ def s3(tmp_path: Path) -> Iterator[S3Server]:
 
 
 @pytest.fixture
-def client(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+def client(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     """This process as a client of the server (msrgb.storage.remote reads the environment)."""
     for key, value in s3.env().items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(remote, "_stores", {})
-    return s3
+    remote.forget_clients()
+    yield s3
+    remote.forget_clients()

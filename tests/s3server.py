@@ -86,10 +86,12 @@ class S3Server:
             "AWS_REGION": "us-east-1",
         }
 
-    def write(self, key: str, text: str) -> None:
-        """Replace the object ``key`` (``bucket/path``) behind the server's back, as another
-        program would, and wait until the server has forgotten the old size it cached."""
-        (self.root / key).write_text(text)
+    def write(self, key: str, data: str | bytes) -> None:
+        """Write the object ``key`` (``bucket/path``) behind the server's back, as another
+        program would, and wait until the server has forgotten what it cached of the folder."""
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
         time.sleep(2 * DIR_CACHE_MS / 1000)
 
     def mark(self) -> int:

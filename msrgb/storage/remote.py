@@ -385,4 +385,22 @@ def _configure_gdal_s3() -> None:
     if settings.get("skip_signature"):
         gdal["AWS_NO_SIGN_REQUEST"] = "YES"
     for name, value in gdal.items():
-        os.environ.setdefault(name, value)
+        if name not in os.environ:
+            os.environ[name] = _GDAL_SET[name] = value
+
+
+#: the GDAL settings :func:`_configure_gdal_s3` put in the environment
+_GDAL_SET: dict[str, str] = {}
+
+
+def forget_clients() -> None:
+    """Make the object-store clients and GDAL's S3 settings again from the environment at the
+    next request: for a process that runs the workflow more than once (the in-process engine,
+    the Python API) with other AWS settings between runs."""
+    with _stores_lock:
+        _stores.clear()
+    for name, value in list(_GDAL_SET.items()):
+        if os.environ.get(name) == value:
+            del os.environ[name]
+        del _GDAL_SET[name]
+    _configure_gdal_s3.cache_clear()
