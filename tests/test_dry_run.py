@@ -97,6 +97,24 @@ def test_only_an_image_made_before_and_gone_reruns_an_unchanged_shard(tmp_path: 
     assert [bool(re.search(r"-\d+$", t)) for t in tokens()] == [True]
 
 
+def wait_until_stopped(group: int) -> None:
+    """Wait until every process of the process group ``group`` is stopped (state T)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        states = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the process has ended
+                continue
+            if int(fields[2]) == group:  # fields: state, ppid, pgrp, ...
+                states.append(fields[0])
+        if states and all(state in "TtZ" for state in states):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process group {group} did not stop")
+
+
 def test_dry_run_during_a_run_answers_and_does_not_disturb_it(tmp_path: Path):
     """The run is frozen (SIGSTOP) while one of its shard jobs works, the dry run asks, the run
     goes on (SIGCONT) and finishes with every image right."""
@@ -117,6 +135,7 @@ def test_dry_run_during_a_run_answers_and_does_not_disturb_it(tmp_path: Path):
             time.sleep(0.02)
         os.killpg(run.pid, signal.SIGSTOP)
         try:
+            wait_until_stopped(run.pid)  # a signal is delivered when each process next runs
             frozen = snapshot(out)
             dry = subprocess.run([*cmd[:7], "-n", *cmd[9:]], cwd=tmp_path, capture_output=True, text=True)
             assert snapshot(out) == frozen, "the dry run wrote into the folder of a running run"
