@@ -207,3 +207,32 @@ def test_tsv_rows_read_what_the_csv_module_reads(seed: int, tmp_path: Path):
         path = tmp_path / "t.tsv"
         path.write_bytes(text.encode())
         assert list(tsv.rows(path)) == want
+
+
+@pytest.mark.parametrize(
+    "threads, mem_mb, words",
+    [(64, None, ["64 CPUs", "has 2", "--set-threads convert_shard"]), (None, 99_000_000, ["99000000 MB", "mem_mb"])],
+    ids=["threads", "memory"],
+)
+def test_a_shard_job_larger_than_the_largest_node_is_refused_before_anything_is_written(
+    tmp_path: Path, threads, mem_mb, words
+):
+    """On Slurm, a request larger than the partition's largest node would stay pending forever:
+    planning refuses it, naming the partition and the setting (tests/test_slurm.py does the
+    same on a real cluster)."""
+    from msrgb.engine.run import load_config
+    from msrgb.planning.prepare import plan_run
+    from msrgb.planning.settings import Settings, Where
+    from msrgb.snakemake.slurm import NodeSize
+
+    synth.generate(tmp_path / "tif", 1)
+    settings = Settings.from_config(load_config({"input_dir": str(tmp_path / "tif"), "output_dir": str(tmp_path / "out")}))
+    node = NodeSize("debug", 2, 4000)
+    where = Where(cluster=True, parallel_jobs=4, node_size=node, threads_override=threads, mem_mb=mem_mb)
+    with pytest.raises(PlanError) as refused:
+        plan_run(settings, where, None)
+    assert "Slurm partition debug" in str(refused.value)
+    assert all(word in str(refused.value) for word in words), str(refused.value)
+    assert not (tmp_path / "out").exists()
+    fits = Where(cluster=True, parallel_jobs=4, node_size=node, threads_override=2, mem_mb=4000)
+    assert plan_run(settings, fits, None).plan.n_shards >= 1

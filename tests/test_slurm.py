@@ -177,5 +177,6 @@ def test_impossible_request_ends_the_run_with_slurms_reason(
     assert time.monotonic() - started < 300
     assert run.returncode != 0, output[-4000:]
     assert slurm_says in output and setting in output, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]
     left = _run("squeue", "--me", "-h", "-o", "%i %Z").stdout
     assert str(tmp_path) not in left, f"jobs of the run are still queued:\n{left}"
