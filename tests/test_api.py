@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import reference_rgb, run_snakemake
+from conftest import reference_rgb, run_engine
 
 from msrgb import api
 from msrgb.render.recipe import recipe_text
@@ -26,7 +26,7 @@ def test_to_rgb_is_the_reference_formula():
 
 def test_convert_file_writes_the_workflows_bytes(tmp_path: Path, dataset: Path):
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     for tif in sorted(dataset.rglob("*.tif"))[:5]:
         png = tmp_path / "api" / tif.name.replace(".tif", ".png")
         rel = tif.relative_to(dataset).as_posix()

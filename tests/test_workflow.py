@@ -48,7 +48,8 @@ def mtimes(out: Path) -> dict[Path, int]:
 
 def test_full_run_then_noop(tmp_path: Path, dataset: Path):
     """The whole workflow under Snakemake: every image, the summary at the end, and a second
-    run that Snakemake finds nothing to do for (the in-process engine runs the rest)."""
+    run that Snakemake finds nothing to do for. The in-process engine, which runs most other
+    tests, writes the same files with the same bytes, and finds nothing to do either."""
     out = tmp_path / "out"
     proc = run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
     assert "msrgb summary" in proc.stdout and re.search(r"converted this run +31\n", proc.stdout), proc.stdout
@@ -57,6 +58,36 @@ def test_full_run_then_noop(tmp_path: Path, dataset: Path):
     proc = run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
     assert "Nothing to be done" in proc.stderr + proc.stdout
     assert mtimes(out) == before
+
+    engine = run_engine(tmp_path, input_dir=str(dataset), output_dir=str(tmp_path / "engine"))
+    assert engine.shards == [0] and "summary" in engine.parts
+    assert same_results(out, tmp_path / "engine")
+    again = run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    assert not again.shards and not again.parts, "the engine would redo what Snakemake made"
+
+
+def same_results(a: Path, b: Path) -> bool:
+    """The results in ``a`` and ``b`` are the same files with the same bytes (summary.json
+    but for its timings; the state folder and the jobs' logs, which only Snakemake writes, are
+    not compared)."""
+    def files(root: Path) -> dict[str, bytes]:
+        found = {}
+        for p in sorted(root.rglob("*")):
+            rel = p.relative_to(root).as_posix()
+            if p.is_file() and not rel.startswith((".msrgb/", "logs/")):
+                found[rel] = p.read_bytes()
+        return found
+
+    left, right = files(a), files(b)
+    assert sorted(left) == sorted(right)
+    untimed = ("wall_seconds", "images_per_second", "finished", "started")
+    for rel in left:
+        if rel == "summary.json":
+            one, two = (json.loads(x[rel]) for x in (left, right))
+            assert {k: v for k, v in one.items() if k not in untimed} == {k: v for k, v in two.items() if k not in untimed}
+        else:
+            assert left[rel] == right[rel], rel
+    return True
 
 
 def test_deleted_png_is_rebuilt_alone(tmp_path: Path, dataset: Path):
