@@ -65,6 +65,11 @@ def slurm():
         _run("bash", str(SLURM_SCRIPTS / "stop_slurm.sh"), timeout=300)
 
 
+#: shards of this many tiles instead of thousands: several jobs, each long enough to be seen
+#: running, and few, since the executor checks job states every 12 s or so
+SHARD_SIZE = 600
+
+
 def snakemake_slurm(workdir: Path, *args: str) -> subprocess.Popen[str]:
     """The shipped profile as it is; only smaller shards than usual, so there are several."""
     cmd = [
@@ -72,7 +77,7 @@ def snakemake_slurm(workdir: Path, *args: str) -> subprocess.Popen[str]:
         "--configfile", str(REPO / "config" / "config.yaml"),
         "--profile", str(REPO / "profiles" / "slurm"),
         "--slurm-init-seconds-before-status-checks", "2", *args,
-        "--config", "input_dir=tif", "output_dir=out", "cluster_shard_min_size=300",
+        "--config", "input_dir=tif", "output_dir=out", f"cluster_shard_min_size={SHARD_SIZE}",
     ]  # fmt: skip
     env = {**os.environ, "LC_ALL": "C.UTF-8"}
     return subprocess.Popen(
@@ -92,7 +97,7 @@ def sacct(job: str, field: str) -> str:
 
 
 def test_slurm_profile_runs_resumes_after_scancel(slurm, tmp_path: Path) -> None:
-    synth.generate(tmp_path / "tif", 240)  # 2,400 tiles -> 8 shards of about 300
+    synth.generate(tmp_path / "tif", 240)  # 2,400 tiles -> 4 shards of about 600
     tifs = sorted((tmp_path / "tif").rglob("*.tif"))
     out = tmp_path / "out" / "truecolor"
 
@@ -102,7 +107,7 @@ def test_slurm_profile_runs_resumes_after_scancel(slurm, tmp_path: Path) -> None
     log1, _ = first.communicate(timeout=900)
     assert first.returncode == 0, log1[-4000:]
     jobs = submitted(log1)
-    assert sorted(jobs) == [f"convert_shard 8_{i}" for i in range(8)], log1[-4000:]
+    assert sorted(jobs) == [f"convert_shard 4_{i}" for i in range(4)], log1[-4000:]
     node_cpus = int(_run("sinfo", "-h", "-o", "%c").stdout.split()[0])
     for job in jobs.values():
         assert sacct(job, "Partition") == DEFAULT_PARTITION

@@ -47,17 +47,6 @@ if TYPE_CHECKING:  # numpy is loaded where arrays are made: planning a run does 
 ALGORITHM_VERSION = 1
 
 
-
-
-
-
-
-
-
-
-
-
-
 @dataclass(frozen=True)
 class Product:
     """One rendering of the input images: three bands as red, green and blue, or one value per
@@ -262,32 +251,6 @@ class Product:
         if d["limits"] is not None:
             d["limits"] = [list(x) for x in d["limits"]]
         return d
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 __all__ = [

@@ -26,13 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("msrgb")
 
 
-
-
-
-
-
-
-
 def images_per_class(plan: Plan) -> dict[str, int]:
     """How many inputs the plan has in each top folder (``.`` for the input folder itself)."""
     per_class: dict[str, int] = {}
@@ -82,10 +75,6 @@ def summarize(output: OutputPaths, per_class: dict[str, int], n_shards: int, n_p
         # what the inputs' radiometric scaling overrode of what they declare -> inputs
         "scaling_overrides": dict(sorted(overrides.items())),
     }
-
-
-
-
 
 
 def write_summary(path: Path, summary: dict) -> None:
@@ -187,8 +176,6 @@ def _first(names: Sequence[str], keys: np.ndarray) -> list[int]:
     # clipped), so without sorting them all
     ties = np.flatnonzero(keys == bound).tolist()
     return below + heapq.nsmallest(CLIP_LIST - len(below), ties, key=names.__getitem__)
-
-
 
 
 def histogram_image(counts: Sequence[Sequence[int]], title: str, width: int = 512, height: int = 220) -> bytes:

@@ -44,17 +44,6 @@ __all__ = ["ShardError", "ShardResult", "run_shard"]
 log = logging.getLogger("msrgb")
 
 
-
-
-
-
-
-
-
-
-
-
-
 def run_shard(
     shard_list: Path,
     state_out: Path,
@@ -230,16 +219,6 @@ def _job_settings(
     return members, products, on_error
 
 
-
-
-
-
-
-
-
-
-
-
 def _live_reporter(path: Path, live: Live, result: ShardResult) -> Callable[[bool], None]:
     """A ``tick`` that keeps the shard's live file (msrgb.snakemake.progress) current; a file system that
     refuses it costs the display, never the job."""
@@ -272,11 +251,5 @@ def _progress_logger(
             )  # fmt: skip
 
     return tick
-
-
-
-
-
-
 
 

@@ -33,12 +33,6 @@ log = logging.getLogger("msrgb")
 EQUALIZE_QUANTILES = 1025
 
 
-
-
-
-
-
-
 def whole_bands(image: InputImage) -> Tile:
     """The needed bands of an input, whole, also of an image otherwise read in blocks."""
     from msrgb.errors import ReadInBlocks
@@ -105,10 +99,6 @@ def compute_limits(product: Product, input_dir: InputDir, sample: Sequence[Sourc
 
 def write_limits(path: Path, record: dict) -> None:
     write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
-
-
-
-
 
 
 def run(product: Product, input_dir: InputDir, sample: Path, out: Path) -> dict:

@@ -73,7 +73,6 @@ def lock_output(output: OutputPaths) -> None:
     _LOCKS[key] = fd  # the holder line is emptied at exit; the lock itself goes with the process
 
 
-
 def unlock_output(output: OutputPaths) -> None:
     """Give up the lock :func:`lock_output` took in this process (the in-process engine, whose
     process goes on after a run; Snakemake's process holds it until it ends)."""

@@ -85,16 +85,6 @@ def choose_shard_count(settings: Settings, where: Where, n_files: int) -> int:
     return shard_count(n_files, where.parallel_jobs, settings.shard_target_size, min_size)
 
 
-
-
-
-
-
-
-
-
-
-
 @dataclass(frozen=True)
 class Prepared:
     """A planned run, in memory: the plan, what the jobs' files will hold, and what the main
@@ -142,8 +132,6 @@ def find_sources(settings: Settings) -> tuple[list[Source], Problems]:
     if not sources:
         raise PlanError(nothing_found(settings))
     return sources, problems
-
-
 
 
 def plan_run(settings: Settings, where: Where, scaled_bands_of: ScaledBandsOf | None = None) -> Prepared:
@@ -235,11 +223,5 @@ def start_run(settings: Settings, prepared: Prepared) -> None:
         write_if_changed(output.images_at(), output.images + "\n")
     else:
         output.images_at().unlink(missing_ok=True)
-
-
-
-
-
-
 
 

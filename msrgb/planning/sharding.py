@@ -32,10 +32,6 @@ from msrgb.storage.files import write_if_changed
 SHARD_LIST_HEADER = "# msrgb shard manifest v3"
 
 
-
-
-
-
 def shard_count(n_files: int, parallelism: int, target_size: int, min_size: int) -> int:
     """The power-of-two shard count for ``n_files`` files and ``parallelism`` concurrent jobs.
 

@@ -26,16 +26,6 @@ if TYPE_CHECKING:  # drawing loads Pillow and numpy; planning the sheets does wi
     pass
 
 
-
-
-
-
-
-
-
-
-
-
 def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[dict[str, list[Source]], list[Source]]:
     """The members of every folder sheet (the first ``per_folder`` files by name; 0 = all) and
     of the overview (the ``overview`` files of each folder with the smallest path hashes)."""
@@ -52,16 +42,6 @@ def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[d
     for _, members in sorted(by_folder.items()):
         picks += hash_sample(members, overview)
     return sheets, picks
-
-
-
-
-
-
-
-
-
-
 
 
 def plan_sheets(

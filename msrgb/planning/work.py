@@ -275,8 +275,6 @@ def rescaled_line(n: int) -> str:
     )
 
 
-
-
 def restac_line(n: int) -> str:
     """Why images of STAC Items made by an earlier version are converted again."""
     return (

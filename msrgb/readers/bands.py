@@ -336,14 +336,6 @@ class BandReader:
         return TargetGrid(rows, cols, finest.transform, finest.crs, finest.src.nodata)
 
 
-
-
-
-
-
-
-
-
 def declared_scaling(path: Location) -> list[int]:
     """Bands (0-based) of one file with a scale or offset other than 1 and 0."""
     if isinstance(path, RemotePath):

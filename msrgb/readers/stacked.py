@@ -47,41 +47,11 @@ IN_MEMORY_BYTES = 64 * 2**20
 MAX_PIXELS = 200_000_000
 
 
-
-
-
-
 #: how to convert files of another band count (the products' band_map)
 BAND_MAP_HINT = (
     "for files with other bands set the product's band_map (the file's bands in order, such "
     "as band_map: [B04, B03, B02] for an RGB file) and bands (docs/products.md)"
 )
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 class TileReader:
@@ -310,7 +280,5 @@ def quicklook_shape(rows: int, cols: int, max_size: int | None) -> tuple[int, in
         return rows, cols
     scale = max_size / longest
     return max(1, round(rows * scale)), max(1, round(cols * scale))
-
-
 
 

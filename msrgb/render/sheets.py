@@ -28,31 +28,6 @@ if TYPE_CHECKING:  # drawing loads Pillow and numpy; planning the sheets does wi
 log = logging.getLogger("msrgb")
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     from PIL import ImageFont
 
@@ -185,8 +160,6 @@ class Cells:
             {"sheet": [sheet.st_size, sheet.st_mtime_ns], "geometry": list(astuple(self.geometry)), "cells": self.made},
             ensure_ascii=False,
         )
-
-
 
 
 #: a sheet larger than this (contact_sheet_tiles: 0 over a large folder) is drawn afresh: a

@@ -319,12 +319,6 @@ class StacItems:
         return self.items.get(item_id)
 
 
-
-
-
-
-
-
 def join_href(folder: str, href: str) -> str:
     """The relative ``href`` in ``folder`` (a URL or a path), with ``..`` and ``.`` resolved."""
     joined = f"{folder}/{href}"

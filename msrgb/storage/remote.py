@@ -30,11 +30,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from msrgb.errors import InputError, MsrgbError, OutputError, StorageError
-from msrgb.storage.locations import (
-    SCHEME,
-    HttpPath,
-    S3Path,
-)
+from msrgb.storage.locations import SCHEME, HttpPath, S3Path
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -51,18 +47,6 @@ FETCH_THREADS = 16
 #: images whose files are larger than this together are fetched when their turn comes, not
 #: ahead (the read-ahead of 64 images then holds at most 256 MB)
 PREFETCH_MAX_BYTES = 4 * 2**20
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # --- the client --------------------------------------------------------------------------
@@ -167,22 +151,6 @@ def first_line(exc: BaseException) -> str:
 
 
 # --- listing -----------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # --- reading -----------------------------------------------------------------------------
