@@ -68,8 +68,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("copy", type=Path)
     parser.add_argument("--only", type=int, nargs="*")
-    parser.add_argument("pytest_args", nargs="*", default=["tests"])
-    args = parser.parse_args()
+    args, rest = parser.parse_known_args()
+    args.pytest_args = [a for a in rest if a != "--"] or ["tests"]
     if not args.copy.exists():
         subprocess.run(["git", "worktree", "add", "--detach", str(args.copy), "HEAD"], cwd=REPO, check=True)
     for i, (name, old, new) in enumerate(MUTATIONS, 1):

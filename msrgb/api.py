@@ -106,3 +106,17 @@ def convert_file(
         data = encode_image(image, p, recipe_text(p, rel or Path(tif).name))
         write_atomic(Path(png), data)
     return image
+
+
+def run(config: Mapping[str, Any] | None = None, cores: int = 1, configfile: str | Path | None = None) -> Any:
+    """A whole run of the workflow in this process, without Snakemake: the same settings as
+    ``--config`` (``config``, on top of ``configfile`` or the workflow's config/config.yaml),
+    the same planning, jobs, files and reruns. Returns what ran
+    (:class:`msrgb.engine.run.RunResult`: ``shards``, ``parts``, ``summary``); raises
+    :class:`msrgb.errors.MsrgbError` naming what is wrong.
+
+    >>> api.run({"input_dir": "EuroSAT/tif", "output_dir": "out"}, cores=4)
+    """
+    from msrgb.engine.run import run as run_workflow
+
+    return run_workflow(config, cores=cores, configfile=Path(configfile) if configfile else None)

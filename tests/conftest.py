@@ -129,6 +129,8 @@ def run_engine(workdir: Path, *args: str, check: bool = True, env: dict[str, str
     stream = io.StringIO()
     saved = {key: os.environ.get(key) for key in env or {}}
     os.environ.update(env or {})
+    cwd = os.getcwd()
+    os.chdir(workdir)  # as Snakemake runs: relative defaults (work_dir) land in the test's folder
     remote.forget_clients()  # object-store clients are made again from this environment
     try:
         result = engine.run(settings, cores=cores, stream=stream)
@@ -137,6 +139,7 @@ def run_engine(workdir: Path, *args: str, check: bool = True, env: dict[str, str
             raise
         return types.SimpleNamespace(returncode=1, stderr=f"{stream.getvalue()}{exc}\n", stdout="", summary=None, shards=[])
     finally:
+        os.chdir(cwd)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -218,6 +221,23 @@ def _walk(root: Path) -> list[Path]:
     for top, dirs, files in os.walk(root):
         found += [Path(top, name) for name in dirs + files]
     return found
+
+
+#: what the repository's folder held when the test run started
+REPO_ENTRIES: set[str] = set()
+
+
+def pytest_sessionstart(session) -> None:
+    REPO_ENTRIES.update(os.listdir(REPO))
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """A test run must leave nothing in the repository's folder (results of a run whose
+    relative paths were taken from the wrong working directory)."""
+    new = sorted(set(os.listdir(REPO)) - REPO_ENTRIES - {".pytest_cache", "__pycache__", ".snakemake"})
+    if new:
+        session.config.get_terminal_writer().line(f"the tests wrote into the repository: {new}", red=True)
+        session.exitstatus = 1
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 from conftest import reference_rgb, run_engine
@@ -35,3 +36,20 @@ def test_convert_file_writes_the_workflows_bytes(tmp_path: Path, dataset: Path):
         assert png.read_bytes() == (out / "truecolor" / tif.relative_to(dataset)).with_suffix(".png").read_bytes()
         recipe = recipe_text(api.product_of("truecolor"), rel)
         assert api.png_bytes(api.to_rgb(api.read_tile(tif)), recipe=recipe) == png.read_bytes()
+
+
+def test_a_whole_run_from_python(tmp_path: Path, dataset: Path):
+    """api.run: the workflow in this process, then a rerun with nothing to do; a wrong setting
+    is refused with the schema's words."""
+    from msrgb.errors import MsrgbError
+
+    out = tmp_path / "out"
+    result = api.run({"input_dir": str(dataset), "output_dir": str(out), "progress": False}, cores=2)
+    assert result.summary["converted"] == 31 and result.shards
+    for tif in sorted(dataset.rglob("*.tif"))[:3]:
+        png = (out / "truecolor" / tif.relative_to(dataset)).with_suffix(".png")
+        assert np.array_equal(iio.imread(png), reference_rgb(tif))
+    again = api.run({"input_dir": str(dataset), "output_dir": str(out), "progress": False})
+    assert not again.shards and not again.parts and again.summary is None
+    with pytest.raises(MsrgbError, match="png_compression"):
+        api.run({"input_dir": str(dataset), "output_dir": str(out), "png_compression": "zip"})

@@ -40,7 +40,7 @@ ALLOWED = {
     "engine": {"errors", "storage", "config", "sources", "outputs", "planning", "readers", "render", "jobs"},
     "tools": {"errors", "storage", "config", "sources", "outputs", "planning", "readers", "render", "radiometry"},
     "synth": {"config", "radiometry"},
-    "api": {"errors", "tile", "storage", "config", "readers", "render", "jobs"},
+    "api": {"errors", "tile", "storage", "config", "readers", "render", "jobs", "engine"},
     "cli": {"errors", "storage", "outputs", "tools"},
     "__main__": {"cli"},
     "__init__": {"api", "errors", "version"},
