@@ -18,9 +18,7 @@ from msrgb.jobs.convert import Converted
 from msrgb.outputs.paths import OutputPaths
 from msrgb.outputs.provenance import environment_id, library_versions
 from msrgb.outputs.state import StateData, record_row, skipped_row, state_text
-from msrgb.planning.work import (
-    orphans,
-)
+from msrgb.planning.work import orphans
 from msrgb.readers.images import InputImage
 from msrgb.sources.bandfiles import ZIP_BAND
 from msrgb.sources.discovery import Source

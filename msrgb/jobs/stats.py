@@ -14,9 +14,7 @@ from typing import TYPE_CHECKING
 
 from msrgb.config.products import Product
 from msrgb.errors import InputError
-from msrgb.planning.samples import (
-    read_sample,
-)
+from msrgb.planning.samples import read_sample
 from msrgb.sources.discovery import Source
 from msrgb.storage.files import write_atomic
 from msrgb.version import __version__

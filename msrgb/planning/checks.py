@@ -12,9 +12,7 @@ from pathlib import Path
 from msrgb.config.parse import check_band_count
 from msrgb.config.products import Product
 from msrgb.errors import InputError, PlanError, ProductError
-from msrgb.planning.settings import (
-    Settings,
-)
+from msrgb.planning.settings import Settings
 from msrgb.planning.work import WorkCounts
 from msrgb.sources.bandfiles import (
     DEFAULT_BAND_PATTERN,
@@ -23,9 +21,7 @@ from msrgb.sources.bandfiles import (
     compile_pattern,
     is_zipped_product,
 )
-from msrgb.sources.discovery import (
-    Source,
-)
+from msrgb.sources.discovery import Source
 from msrgb.sources.geotags import samples_per_pixel, samples_per_pixel_of
 from msrgb.sources.stac import StacItems
 from msrgb.sources.stac_search import StacSearch

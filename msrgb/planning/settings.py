@@ -17,12 +17,8 @@ from msrgb.errors import PlanError, ProductError
 from msrgb.outputs.paths import OutputPaths, check_product_name
 from msrgb.outputs.sheet_lists import SheetGeometry
 from msrgb.snakemake.slurm import NodeSize
-from msrgb.sources.bandfiles import (
-    DEFAULT_BAND_PATTERN,
-)
-from msrgb.sources.discovery import (
-    InputFormat,
-)
+from msrgb.sources.bandfiles import DEFAULT_BAND_PATTERN
+from msrgb.sources.discovery import InputFormat
 from msrgb.sources.stac import StacItems
 from msrgb.sources.stac_search import StacSearch
 from msrgb.storage.locations import S3Path, is_remote, location

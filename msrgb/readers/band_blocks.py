@@ -15,9 +15,7 @@ from rasterio.enums import Resampling
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from msrgb.radiometry.decide import (
-    Candidates,
-)
+from msrgb.radiometry.decide import Candidates
 from msrgb.radiometry.scaling import Scaling
 from msrgb.readers.band_image import BandImage
 from msrgb.readers.gdal import input_errors

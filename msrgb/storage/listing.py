@@ -9,9 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from msrgb.errors import PlanError, StorageError
-from msrgb.storage.locations import (
-    S3Path,
-)
+from msrgb.storage.locations import S3Path
 from msrgb.storage.remote import FETCH_THREADS, first_line, missing_or_denied, store
 
 if TYPE_CHECKING:
