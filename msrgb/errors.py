@@ -38,6 +38,11 @@ class ProductError(MsrgbError, ValueError):
     """A product specification that cannot work; the message names the product and the key."""
 
 
+class ExportError(MsrgbError):
+    """A run's images cannot be exported as a dataset as the ``export`` setting asks (a class
+    missing from a split, a name in two split lists); found before anything is written."""
+
+
 class ShardError(MsrgbError):
     """Some images of a shard could not be made; the message lists each file and why."""
 

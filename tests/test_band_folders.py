@@ -107,7 +107,7 @@ def test_bigearthnet_patches_truecolor_exact_swir_on_the_10m_grid(bigearthnet: P
         assert np.array_equal(swir, formula(*expected, read_band(files["B04"]))), name
     rows = [line.split("\t") for line in (out / "truecolor" / "manifest.tsv").read_text().splitlines()]
     header = rows.index(["path", "source_size", "source_sha256", "png_sha256", "settings_digest", "env", "radiometry"])
-    from msrgb.tools.verify import read_provenance_manifest
+    from msrgb.outputs.provenance_manifest import read_provenance_manifest
 
     first = read_provenance_manifest(out / "truecolor" / "manifest.tsv")[0]
     used = json.loads(first["source_sha256"])
@@ -239,7 +239,7 @@ def test_safe_products_read_the_finest_jpeg2000_bands(tmp_path: Path, level: str
 
 
 def _manifest_rows(path: Path) -> list[dict[str, str]]:
-    from msrgb.tools.verify import read_provenance_manifest
+    from msrgb.outputs.provenance_manifest import read_provenance_manifest
 
     return read_provenance_manifest(path)
 

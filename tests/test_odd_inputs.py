@@ -17,10 +17,10 @@ from conftest import assert_png_matches, run_engine
 from msrgb import cli, synth
 from msrgb.config.parse import parse_products
 from msrgb.jobs.convert import Converter
+from msrgb.outputs.provenance_manifest import read_provenance_manifest
 from msrgb.readers.gdal import enter_thread_gdal_env
 from msrgb.readers.stacked import LargeImage
 from msrgb.storage import tsv
-from msrgb.tools import verify
 
 
 @pytest.fixture(autouse=True)
@@ -184,7 +184,7 @@ def test_odd_file_names_convert_and_stay_parseable(tmp_path: Path):
         assert_png_matches(png, root / "Odd" / name)
     errors = list(tsv.rows(out / "errors.tsv"))
     assert errors == [["file", "reason"], ["Odd/bad\nname.tif", errors[1][1]]]
-    rows = verify.read_provenance_manifest(out / "truecolor" / "manifest.tsv")
+    rows = read_provenance_manifest(out / "truecolor" / "manifest.tsv")
     assert sorted(r["path"] for r in rows) == sorted(f"Odd/{n[: n.rfind('.')]}.png" for n in names)
     assert cli.main(["verify", str(out), "--input", str(root)]) == 0
     assert json.loads((out / "summary.json").read_text())["skipped"] == 1

@@ -23,9 +23,9 @@ from msrgb import synth
 from msrgb.config.colormaps import colormap_lut
 from msrgb.config.parse import parse_products
 from msrgb.errors import InputError
+from msrgb.outputs.provenance_manifest import read_provenance_manifest
 from msrgb.radiometry.scaling import Scaling, from_gdal, looks_like_offset_data, read_safe_metadata
 from msrgb.render.render import optimized
-from msrgb.tools.verify import read_provenance_manifest
 
 BANDS = {"layout": "band_folders"}
 THREE = ("B02", "B03", "B04", "B08")

@@ -259,8 +259,4 @@ __all__ = [
     "PRESETS",
     "Product",
     "ProductError",
-    "check_band_count",
-    "parse_products",
-    "products_from_dicts",
-    "stretch",
 ]

@@ -15,8 +15,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from msrgb.config.export import ExportSettings
 from msrgb.config.products import Product
 from msrgb.errors import MsrgbError, PlanError, ShardError
 from msrgb.outputs.lock import unlock_output
@@ -27,6 +28,9 @@ from msrgb.planning.settings import Settings, Where, command_line_booleans
 from msrgb.planning.work import print_counts, shard_will_run
 from msrgb.readers import lazy_scaled_bands
 from msrgb.sources.stac import InputDir
+
+if TYPE_CHECKING:
+    from msrgb.export.run import Exported
 
 log = logging.getLogger("msrgb")
 
@@ -62,7 +66,8 @@ class RunResult:
     settings: Settings
     #: shards whose job ran
     shards: list[int] = field(default_factory=list)
-    #: parts whose job ran: ``stretch/<product>``, ``sheets/<product>``, ``summary``, ``upload``
+    #: parts whose job ran: ``stretch/<product>``, ``sheets/<product>``, ``summary``,
+    #: ``export/<product>``, ``upload``
     parts: list[str] = field(default_factory=list)
     #: the run's summary.json, when the summary job ran
     summary: dict[str, Any] | None = None
@@ -123,6 +128,11 @@ def _run_jobs(result: RunResult, wanted: list[str], parts_due: list[str]) -> Non
                 result.summary = summary_job(output, settings.products, settings.thumbnail_size)
             else:
                 sheets_job(output, result.product(part), settings.thumbnail_size, prepared)
+            _done(result, part)
+    exports = dict(settings.exports)
+    for part in (p for p in wanted if p.startswith("export/")):
+        if part in parts_due or "summary" in result.parts:
+            export_job(output, result.product(part), exports[part.partition("/")[2]], settings.input_dir)
             _done(result, part)
     if settings.images and ("upload" in parts_due or result.parts):
         from msrgb.jobs.upload import upload_results
@@ -186,6 +196,15 @@ def shard_job(
         max_pixels=settings.max_pixels,
         done=output.done(n_shards, shard, token),
     )
+
+
+def export_job(output: OutputPaths, product: Product, export: ExportSettings, input_dir: object) -> Exported:
+    """A product's export as a dataset (msrgb.export), after the summary wrote its manifest."""
+    from msrgb.export.run import export_product
+
+    exported = export_product(output, product, export, input_dir)
+    log.info("export %s: %s", product.name, exported.counts)
+    return exported
 
 
 def percentiles_job(product: Product, input_dir: InputDir, output: OutputPaths) -> dict[str, Any]:

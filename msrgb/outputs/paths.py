@@ -25,7 +25,7 @@ STATE_DIR = ".msrgb"
 #: in each product's folder): no product may be named so, in any case.
 RESERVED_NAMES = (
     STATE_DIR, "logs", "stretch", "contact_sheets", "histograms", "clipping", "legends",
-    "errors.tsv", "summary.json", "manifest.tsv", "report.html",
+    "errors.tsv", "summary.json", "manifest.tsv", "report.html", "export",
 )  # fmt: skip
 
 
@@ -175,6 +175,14 @@ class OutputPaths:
 
     def summary(self) -> Path:
         return self.output_dir / "summary.json"
+
+    def export_dir(self, product: str) -> Path:
+        """The dataset made of a product's images (msrgb.export); other tools rely on the name."""
+        return self.output_dir / "export" / product
+
+    def export_splits(self, product: str) -> Path:
+        """The split each exported image went to, so that a new image moves no other."""
+        return self.state_root / "export" / f"{product}.tsv"
 
     def log(self, rule: str, name: str | None = None) -> Path:
         """The log of one job of ``rule`` (``name`` may hold wildcards; None for a rule with

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from msrgb.config.export import ExportSettings
 from msrgb.errors import PlanError, SlurmQueryError
 from msrgb.outputs.errors_table import problems_note
 from msrgb.outputs.lock import lock_output
@@ -100,6 +102,9 @@ class Prepared:
     samples: dict[str, str] = field(default_factory=dict)
     #: what planning found it cannot convert, as written to .msrgb/planning_errors.tsv
     problems_text: str = ""
+    #: product -> what its export is made from besides the images: its settings, and the
+    #: size and time of the files they name (labels table, split lists)
+    exports: dict[str, str] = field(default_factory=dict)
 
     def parts(self) -> dict[str, str]:
         """The digest of what each job besides the shard jobs is made from, which names the
@@ -108,8 +113,23 @@ class Prepared:
         parts = {f"stretch/{name}": _digest(text) for name, text in self.samples.items()}
         parts |= {f"sheets/{name}": _digest(sheets) for name, sheets in self.sheets.items()}
         parts["summary"] = _digest(self.problems_text)
+        parts |= {f"export/{name}": _digest([text, parts["summary"]]) for name, text in self.exports.items()}
         parts["upload"] = _digest(parts)  # output_dir in S3: rerun after any of the others
         return parts
+
+
+def export_inputs(export: ExportSettings) -> str:
+    """An export's settings and the size and time of the files they name: a change of either
+    runs the export again."""
+    files = [export.labels, *(f for _, f in export.split.files)]
+    stats = []
+    for name in filter(None, files):
+        try:
+            st = os.stat(name)
+        except OSError as exc:
+            raise PlanError(f"config 'export': {name} cannot be read ({exc.strerror or exc})") from None
+        stats.append([name, st.st_size, st.st_mtime_ns])
+    return json.dumps([export.digest(), stats])
 
 
 def _digest(value: object) -> str:
@@ -175,6 +195,7 @@ def _plan_run(settings: Settings, where: Where, scaled_bands_of: ScaledBandsOf |
             for p in settings.products if p.dataset_stretch
         },
         problems_text=tsv.text([("file", "reason"), *problems]),
+        exports={name: export_inputs(export) for name, export in settings.exports},
     )  # fmt: skip
     plan = replace(plan, parts=prepared.parts())
     # a shard job runs when the limits it uses are new: their file or their job's marker is

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from msrgb.config.export import ExportSettings, parse_export
 from msrgb.config.parse import parse_products
 from msrgb.config.presets import EUROSAT_BANDS
 from msrgb.config.products import Product
@@ -54,6 +55,8 @@ class Settings:
     #: inputs a shard job keeps asked for ahead of the conversion; the largest image in pixels
     read_ahead: int = 64
     max_pixels: int = 200_000_000
+    #: (product name, its export settings) of the products exported as datasets
+    exports: tuple[tuple[str, ExportSettings], ...] = ()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -105,6 +108,7 @@ class Settings:
             thumbnail_size=config["thumbnail_size"],
             read_ahead=config.get("read_ahead", 64),
             max_pixels=config.get("max_pixels", 200_000_000),
+            exports=_exports_of(config, products),
         )
 
     @property
@@ -116,10 +120,26 @@ class Settings:
         return SheetGeometry(thumb=self.thumbnail_size)
 
 
+def _exports_of(config: Mapping[str, Any], products: list[Product]) -> tuple[tuple[str, ExportSettings], ...]:
+    """The export settings of each product: its own ``export``, else the top-level one."""
+    specs = config["products"] if isinstance(config["products"], Mapping) else {}
+    found = []
+    for p in products:
+        own = (specs.get(p.name) or {}).get("export", ...)
+        where = "export" if own is ... else f"products.{p.name}.export"
+        settings = parse_export(config.get("export") if own is ... else own, where)
+        if settings is not None:
+            found.append((p.name, settings))
+    return tuple(found)
+
+
 def _products_of(config: Mapping[str, Any]) -> list[Product]:
+    specs = config["products"]
+    if isinstance(specs, Mapping):  # a product's export does not change its images
+        specs = {name: {k: v for k, v in (spec or {}).items() if k != "export"} or None for name, spec in specs.items()}
     try:
         products = parse_products(
-            config["products"],
+            specs,
             png_compression=config["png_compression"],
             max_size=config.get("max_size"),
             resampling=config.get("resampling", "bilinear"),

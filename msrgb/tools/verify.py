@@ -17,24 +17,11 @@ import sys
 from pathlib import Path
 
 from msrgb.config.presets import FORMATS
-from msrgb.storage import tsv
+from msrgb.outputs.provenance_manifest import read_envs, read_provenance_manifest
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def read_provenance_manifest(path: Path) -> list[dict[str, str]]:
-    """The rows of a provenance manifest: comment rows, the column names (first column
-    ``path``), then one row per PNG (msrgb.storage.tsv: names with tabs or line breaks are quoted)."""
-    columns: list[str] | None = None
-    rows = []
-    for row in tsv.rows(path):
-        if columns is not None:
-            rows.append(dict(zip(columns, row)))
-        elif row[0] == "path":
-            columns = row
-    return rows
 
 
 def verify_product(folder: Path, input_dir: Path | None = None) -> tuple[int, list[str]]:
@@ -71,11 +58,6 @@ def verify_product(folder: Path, input_dir: Path | None = None) -> tuple[int, li
 
 
 IMAGE_SUFFIXES = tuple(FORMATS.values())
-
-
-def read_envs(path: Path) -> dict[str, str]:
-    """The environments of a provenance manifest: id -> library versions."""
-    return {row[1]: row[2] for row in tsv.rows(path) if row[0] == "# env" and len(row) > 2}
 
 
 def _has_recipes(versions: str) -> bool:
