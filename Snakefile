@@ -15,6 +15,7 @@ include: "rules/common.smk"
 include: "rules/stretch.smk"
 include: "rules/convert.smk"
 include: "rules/report.smk"
+include: "rules/export.smk"
 
 
 localrules:
@@ -29,6 +30,7 @@ rule all:
         # asked for by name, so that a new digest makes Snakemake run their jobs
         part_markers(),
         upload_markers(),
+        export_markers(),
         errors_table(),
         summary_file(),
         all_contact_sheets(),

@@ -1,5 +1,5 @@
-"""The command line: ``msrgb status OUT [--input IN]`` and ``msrgb verify OUT [--input IN]``
-(also ``python -m msrgb ...``).
+"""The command line: ``msrgb status OUT [--input IN]``, ``msrgb verify OUT [--input IN]`` and
+``msrgb export OUT [settings]`` (also ``python -m msrgb ...``).
 Exit status 0: complete / no difference; 1: something to do / differences; 2: cannot tell."""
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("output_dir", type=Path)
     verify.add_argument("--input", type=location, help="also check the source files (a local folder)")
     verify.add_argument("--product", action="append", help="only these products")
+    _export_parser(commands)
     args = ap.parse_args(argv)
     try:
-        return run_status(args) if args.command == "status" else run_verify(args)
+        return {"status": run_status, "verify": run_verify, "export": run_export}[args.command](args)
     except MsrgbError as exc:
         print(f"msrgb {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -71,3 +72,37 @@ def run_verify(args: argparse.Namespace) -> int:
             print(problem)
         print(f"{folder.name}: {checked} image(s) checked, {len(problems)} difference(s)")
     return 1 if failures else 0
+
+
+def _export_parser(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export", help="export a run's images as an ML dataset (docs/ml-export.md)",
+        description="Export the images of a finished run as a dataset into OUT/export/<product>/, as the "
+        "'export' setting does. Settings come from --config (its 'export', top level or per product), "
+        "then the options below.",
+    )  # fmt: skip
+    export.add_argument("output_dir", type=Path)
+    export.add_argument("--product", action="append", help="only these products (default: every one)")
+    export.add_argument("--config", type=Path, help="a config file whose 'export' setting to use")
+    export.add_argument("--input", type=Path, help="the input folder (default: the run's)")
+    export.add_argument("--format", choices=("imagefolder", "webdataset"))
+    export.add_argument("--split", dest="by", choices=("stratified", "group", "files", "none"))
+    export.add_argument("--ratios", type=float, nargs="+", metavar="R", help="train [val] test shares")
+    export.add_argument("--seed", type=int)
+    export.add_argument("--group", help="by group: folder, scene, grid or a regular expression")
+    export.add_argument("--cell", type=float, help="group grid: the side of a cell in CRS units")
+    export.add_argument("--files", nargs="+", metavar="SPLIT=FILE", help="by files: train=a.txt val=b.txt ...")
+    export.add_argument("--labels", help="a CSV or TSV table of labels per image")
+    export.add_argument("--croissant", action="store_true", default=None, help="also write croissant.json")
+    export.add_argument("--license")
+    export.add_argument("--name")
+    export.add_argument("--attribution")
+    export.add_argument("--samples-per-tar", type=int)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from msrgb.tools.export import export_folder
+
+    for line in export_folder(args):
+        print(line)
+    return 0

@@ -236,6 +236,34 @@ def product_dicts():
     return [p.to_dict() for p in PRODUCTS]
 
 
+# Products exported as datasets (msrgb.export), with their export settings.
+EXPORTS = dict(SETTINGS.exports)
+
+
+def export_markers():
+    """The markers of the export jobs, which the final target asks for by name."""
+    return [part_done(f"export/{name}") for name in EXPORTS]
+
+
+def export_done_pattern():
+    """The marker of any product's export: its digest names it, as part_done does."""
+    return str(OUTPUT.part_done("export/{product}", "{digest}"))
+
+
+def product_dict(name):
+    return next(p.to_dict() for p in PRODUCTS if p.name == name)
+
+
+def export_dict(name):
+    return EXPORTS[name].to_dict()
+
+
+def local_input_dir():
+    """The input folder for the export jobs (labels and georeferencing beside the inputs), or
+    empty when the inputs are not in a local folder."""
+    return str(INPUT_DIR) if isinstance(INPUT_DIR, Path) else ""
+
+
 def shard_list(shard):
     return str(OUTPUT.shard_list(PLAN.n_shards, shard))
 

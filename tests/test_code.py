@@ -39,10 +39,10 @@ ALLOWED = {
     "jobs": {"errors", "tile", "storage", "radiometry", "config", "sources", "outputs", "planning", "readers", "render", "version"},
     "export": {"errors", "storage", "config", "sources", "outputs", "planning", "version"},
     "engine": {"errors", "storage", "config", "sources", "outputs", "planning", "readers", "render", "jobs", "export"},
-    "tools": {"errors", "storage", "config", "sources", "outputs", "planning", "readers", "render", "radiometry"},
+    "tools": {"errors", "storage", "config", "sources", "outputs", "planning", "readers", "render", "radiometry", "export"},
     "synth": {"config", "radiometry"},
     "api": {"errors", "tile", "storage", "config", "readers", "render", "jobs", "engine"},
-    "cli": {"errors", "storage", "config", "outputs", "planning", "tools", "export"},
+    "cli": {"errors", "storage", "outputs", "tools"},
     "__main__": {"cli"},
     "__init__": {"api", "errors", "version"},
 }

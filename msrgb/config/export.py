@@ -97,7 +97,7 @@ def _split_policy(spec: Mapping[str, Any], where: str) -> SplitPolicy:
             f"config '{where}.ratios': {ratios} must be 2 (train, test) or 3 (train, val, test) "
             "shares from 0 to 1 that add up to 1"
         )
-    files = spec.pop("files", {}) or {}
+    files = dict(spec.pop("files", {}) or {})
     unknown = sorted(set(files) - set(SPLITS))
     if unknown:
         raise PlanError(f"config '{where}.files': {unknown} are not split names; use {', '.join(SPLITS)}")

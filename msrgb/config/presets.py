@@ -34,12 +34,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # histogram equalization and CLAHE (scikit-image), per image
     "truecolor_equalized": {"bands": _TRUE, "stretch": {"type": "equalize"}},
     "truecolor_clahe": {"bands": _TRUE, "stretch": {"type": "clahe", "max": 4000}},
-    # the RGB images of the EuroSAT dataset: 0-2750 -> 1-255, JPEG
+    # the RGB images of the EuroSAT dataset, as gdal_translate made them:
+    # -scale 0 2750 1 255 -b 4 -b 3 -b 2 -co QUALITY=100 (rounded to the nearest integer)
     "eurosat_rgb_jpeg": {
         "bands": _TRUE,
-        "stretch": {"type": "range", "min": 0, "max": 2750, "out_min": 1},
+        "stretch": {"type": "range", "min": 0, "max": 2750, "out_min": 1, "rounding": "nearest"},
         "format": "jpeg",
-        "quality": 95,
+        "quality": 100,
     },
     # normalized differences, one value per pixel, drawn with a colour map over [-1, 1]
     "ndvi": {"expression": "(B08 - B04) / (B08 + B04)", "colormap": "RdYlGn"},
@@ -65,7 +66,7 @@ PRODUCT_KEYS = (
 )  # fmt: skip
 
 
-STRETCH_KEYS = ("type", "min", "max", "out_min", "low", "high", "scope", "sample", "gamma", "scale")
+STRETCH_KEYS = ("type", "min", "max", "out_min", "low", "high", "scope", "sample", "gamma", "scale", "rounding")
 
 
 #: The one place of a product's defaults: the key in the config (``stretch.<key>`` for those of
@@ -81,6 +82,7 @@ DEFAULTS: dict[str, tuple[str, Any]] = {
     "stretch.sample": ("sample", 500),
     "stretch.gamma": ("gamma", 1.0),
     "stretch.scale": ("scale", 10000.0),
+    "stretch.rounding": ("rounding", "truncate"),
     "bit_depth": ("bit_depth", 8),
     "range": ("range", (-1.0, 1.0)),
     "format": ("format", "png"),
@@ -112,4 +114,5 @@ LATER_DEFAULTS: dict[str, Any] = {
     "quality": 90,
     "scale": 10000.0,
     "radiometry": [],
+    "rounding": "truncate",
 }

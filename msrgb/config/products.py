@@ -84,6 +84,9 @@ class Product:
     quality: int = default("quality")
     #: optimized stretch: the input value of reflectance 1 (Sentinel-2 L1C/L2A: 10000)
     scale: float = default("stretch.scale")
+    #: how a stretched value becomes an integer: truncate (as the reference formula's astype)
+    #: or nearest (as GDAL's -scale)
+    rounding: str = default("stretch.rounding")
     #: per-band (min, max) of a dataset-wide percentile stretch, filled in from the stats file
     limits: tuple[tuple[float, float], ...] | None = None
     #: (band, scale, offset) from the ``offset``/``scale`` settings, for the product's bands
@@ -131,6 +134,8 @@ class Product:
             raise fail("stretch.max", f"must be > 0, got {self.max}")
         if self.stretch == "range" and not self.min < self.max:
             raise fail("stretch.min", f"must be below 'stretch.max', got {self.min} >= {self.max}")
+        if self.rounding not in ("truncate", "nearest"):
+            raise fail("stretch.rounding", f"must be 'truncate' or 'nearest', got {self.rounding!r}")
         if self.stretch in ("equalize", "percentile") and self.scope not in ("image", "dataset"):
             raise fail("stretch.scope", f"must be 'image' or 'dataset', got {self.scope!r}")
         if self.stretch in ("clahe", "optimized", "equalize") and self.bit_depth != 8:

@@ -154,7 +154,7 @@ def _products_of(config: Mapping[str, Any]) -> list[Product]:
 
 
 #: top-level settings that are true or false
-BOOLEAN_KEYS = ("contact_sheets", "png_targets", "progress", "remove_orphans")
+BOOLEAN_KEYS = ("contact_sheets", "export", "png_targets", "progress", "remove_orphans")
 
 
 def command_line_booleans(config: dict[str, Any]) -> dict[str, Any]:

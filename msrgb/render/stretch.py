@@ -22,9 +22,10 @@ def stretch(values: np.ndarray, lo: float, hi: float, product: Product) -> np.nd
     import numpy as np
 
     dtype = np.uint8 if product.bit_depth == 8 else np.uint16
-    if product.out_min == 0:
-        return (product.top * t).astype(dtype)
-    return (product.out_min + (product.top - product.out_min) * t).astype(dtype)
+    value = product.top * t if product.out_min == 0 else product.out_min + (product.top - product.out_min) * t
+    if product.rounding == "nearest":
+        value = np.floor(value + 0.5)
+    return value.astype(dtype)
 
 
 def product_lut(product: Product, band: int = 0) -> np.ndarray:

@@ -34,6 +34,7 @@ def _type(spec: dict[str, Any]) -> str:
     kinds = spec.get("type")
     if kinds is None and "oneOf" in spec:
         kinds = [s.get("type") or ("`" + "`, `".join(map(str, s["enum"])) + "`" if "enum" in s else "?") for s in spec["oneOf"]]
+        kinds = [k for kind in kinds for k in (kind if isinstance(kind, list) else [kind])]
     if kinds is None and "enum" in spec:
         return " or ".join(f"`{v}`" for v in spec["enum"])
     if kinds is None:
@@ -50,6 +51,8 @@ def _default(key: str, spec: dict[str, Any], required: list[str]) -> str:
     value = spec["default"]
     if value is None:
         return "none"
+    if value == "":
+        return "empty"
     return f"`{json.dumps(value) if not isinstance(value, str) else value}`".replace("|", "\\|")
 
 
@@ -59,13 +62,30 @@ def _text(description: str) -> str:
     return re.sub(r"docs/([a-z-]+)\.md", r"[\1](\1.md)", text)
 
 
+def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with a ``$ref`` to the schema's definitions replaced by what it names."""
+    if "$ref" not in spec:
+        return spec
+    target = schema["$defs"][spec["$ref"].rsplit("/", 1)[-1]]
+    return {**target, **{k: v for k, v in spec.items() if k != "$ref"}}
+
+
+def _rows(key: str, spec: dict[str, Any], schema: dict[str, Any], required: list[str]) -> list[str]:
+    """The row of ``key``, then one per setting nested in it (``export.split.by``)."""
+    spec = _resolve(spec, schema)
+    rows = [f"| `{key}` | {_type(spec)} | {_default(key, spec, required)} | {_text(spec.get('description', ''))} |\n"]
+    nested = spec.get("properties") or next((s["properties"] for s in spec.get("oneOf", []) if "properties" in s), {})
+    if spec.get("type") == "object" or "oneOf" in spec:
+        for name, inner in nested.items():
+            if "description" in inner or "$ref" in inner:
+                rows += _rows(f"{key}.{name}", inner, schema, [])
+    return rows
+
+
 def reference(schema: dict[str, Any]) -> str:
     """The text of docs/configuration.md for ``schema``."""
     required = schema.get("required", [])
-    rows = [
-        f"| `{key}` | {_type(spec)} | {_default(key, spec, required)} | {_text(spec.get('description', ''))} |\n"
-        for key, spec in schema["properties"].items()
-    ]
+    rows = [row for key, spec in schema["properties"].items() for row in _rows(key, spec, schema, required)]
     return INTRO + "".join(rows)
 
 
