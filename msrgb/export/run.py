@@ -106,7 +106,8 @@ def _write(output: OutputPaths, product: Product, settings: ExportSettings, labe
                 rows.append(card.Row(split, tar, layouts.flat(e.image), e.labels, e.source, groups[e.id], e.sha256, e.image))
     result.removed = layouts.remove_others(root, wanted)
     result.written += _write_root(root, product, settings, labelled, rows)
-    result.counts = dict(card.split_counts(rows))
+    per_split = card.split_counts(rows)
+    result.counts = {s: per_split[s] for s in SPLITS if s in per_split}
     return result
 
 
@@ -135,6 +136,8 @@ def _write_root(root: Path, product: Product, settings: ExportSettings, labelled
     for old in sorted((root / "splits").glob("*.txt")) if (root / "splits").is_dir() else []:
         if f"splits/{old.name}" not in files:
             old.unlink()
+    if not settings.croissant:
+        (root / "croissant.json").unlink(missing_ok=True)
     written = 0
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,9 @@ from msrgb.config.export import SPLITS, SplitPolicy
 from msrgb.errors import ExportError
 from msrgb.export.labels import Example
 
-#: a Sentinel-2 product name: mission, level, datatake start, baseline, orbit, tile
-S2_NAME = re.compile(r"(S2[A-D])_MSI(?:L1C|L2A)_(\d{8}T\d{6})_N\d{4}_R\d{3}_T(\d{2}[A-Z]{3})")
+#: a Sentinel-2 product or BigEarthNet patch name: mission, level, datatake start, then (not in
+#: BigEarthNet v1 names) baseline, orbit and tile
+S2_NAME = re.compile(r"(S2[A-D])_MSI(?:L1C|L2A)_(\d{8}T\d{6})(?:_N\d{4}_R\d{3}_T(\d{2}[A-Z]{3}))?")
 
 #: the georeferencing of an input as (CRS key, centre x, centre y), or None where it has none
 GridOf = Callable[[str], "tuple[str, float, float] | None"]
@@ -101,7 +102,7 @@ def group_of(source: str, policy: SplitPolicy, grid_of: GridOf | None) -> str:
                 f"config 'export.split.group': scene: {source} has no Sentinel-2 product name to take "
                 "the scene from; use group: grid (from the georeferencing) or folder"
             )
-        return f"{m.group(1)}_{m.group(2)}_T{m.group(3)}"
+        return "_".join(filter(None, (m.group(1), m.group(2), m.group(3) and f"T{m.group(3)}")))
     if policy.group == "grid":
         place = grid_of(source) if grid_of is not None else None
         if place is None:
@@ -132,8 +133,9 @@ def from_files(examples: Sequence[Example], policy: SplitPolicy) -> dict[str, st
     for split, file in policy.files:
         for stem in _stems(Path(file), split):
             if stem in listed and listed[stem] != split:
+                one, two = sorted((listed[stem], split), key=SPLITS.index)
                 raise ExportError(
-                    f"config 'export.split.files': {stem} is in the {listed[stem]} and the {split} lists; "
+                    f"config 'export.split.files': {stem} is in the {one} and the {two} lists; "
                     "an image belongs to one split"
                 )
             listed[stem] = split
@@ -179,9 +181,8 @@ def check_classes(examples: Sequence[Example], splits: Mapping[str, str], policy
         if e.id in splits:
             for label in e.labels:
                 seen[label].add(splits[e.id])
-    used = set(splits.values())
     for label in sorted(seen):
-        lacking = [s for s in SPLITS if s in used and s not in seen[label]]
+        lacking = [s for s in policy.active if s not in seen[label]]
         if lacking:
             count = sum(1 for e in examples if label in e.labels)
             raise ExportError(
