@@ -313,6 +313,32 @@ def test_dotted_names_are_refused_for_webdataset(tmp_path: Path):
     _refused(tmp_path, {"format": "webdataset"}, "have a dot before the suffix")
 
 
+def test_names_with_line_breaks_are_refused(tmp_path: Path):
+    eurosat(tmp_path / "tif", 3)
+    shutil.move(tmp_path / "tif" / "Forest" / "Forest_1.tif", tmp_path / "tif" / "Forest" / "Forest\n1.tif")
+    _refused(tmp_path, {}, "hold a line break")
+
+
+def test_odd_names_export_and_load(tmp_path: Path):
+    """Spaces, quotes, non-ASCII letters, commas and nested folders: exported, listed in
+    manifest.csv and loaded."""
+    from datasets import load_dataset
+
+    eurosat(tmp_path / "tif", 3)
+    odd = ["with space", "quote'single", "Zürich, \"Ærø\" 日本", "a/b/nested"]
+    for i, name in enumerate(odd):
+        synth.write_tile(tmp_path / "tif" / "Forest" / f"{name}.tif", synth.make_tile("Forest", 50 + i), (0.0, 0.0), 32632)
+    run_engine(tmp_path, input_dir="tif", output_dir="out", export={"split": {"ratios": [0.5, 0.5]}})
+    root = tmp_path / "out" / "export" / "truecolor"
+    rows = manifest(root)
+    assert sorted(r["source"] for r in rows if "_" not in Path(r["source"]).name) == sorted(f"Forest/{n}.tif" for n in odd)
+    assert any(r["path"].endswith("/Forest/a__b__nested.png") for r in rows)
+    for r in rows:
+        assert (root / r["path"]).read_bytes() == (tmp_path / "out" / "truecolor" / r["source"].replace(".tif", ".png")).read_bytes()
+    ds = load_dataset(str(root))
+    assert ds["train"].num_rows + ds["test"].num_rows == 22
+
+
 def test_ratios_that_do_not_add_up_are_refused_by_planning(tmp_path: Path):
     eurosat(tmp_path / "tif", 3)
     _refused(tmp_path, {"split": {"ratios": [0.5, 0.3, 0.3]}}, "add up to 1")

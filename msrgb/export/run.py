@@ -64,6 +64,12 @@ def export_product(output: OutputPaths, product: Product, settings: ExportSettin
 
 
 def _check_names(labelled: Labelled, settings: ExportSettings) -> None:
+    broken = sorted(e.image for e in labelled.examples if "\n" in e.image or "\r" in e.image)
+    if broken:
+        raise ExportError(
+            f"export: {len(broken)} image name(s) hold a line break (first: {broken[0]!r}), which the "
+            "split lists and loaders cannot hold; rename those inputs"
+        )
     if settings.format == "webdataset":
         layouts.check_webdataset_keys(labelled.examples)
     elif not labelled.multi_label:
