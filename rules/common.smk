@@ -392,6 +392,12 @@ def summary_log():
     return str(OUTPUT.log("summarize"))
 
 
+def output_dir_of_export(wildcards, output):
+    """The output folder, from the path of an export's marker."""
+    part = OUTPUT.part_done(f"export/{wildcards.product}", wildcards.digest)
+    return str(Path(output.done).parents[len(part.relative_to(OUTPUT.output_dir).parts) - 1])
+
+
 def output_dir_of(wildcards, output):
     """The output folder, from the summary's path (summary.json lives at its top)."""
     return str(Path(output.summary).parent)

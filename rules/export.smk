@@ -17,7 +17,7 @@ rule export_dataset:
     conda:
         "../envs/msrgb.yaml"
     params:
-        output_dir=str(OUTPUT.output_dir),
+        output_dir=output_dir_of_export,
         product=lambda wildcards: product_dict(wildcards.product),
         export=lambda wildcards: export_dict(wildcards.product),
         input_dir=local_input_dir(),
