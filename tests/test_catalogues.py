@@ -318,7 +318,6 @@ def test_earlier_images_stay_up_to_date_unless_their_scaling_changes(tmp_path: P
     assert not third.shards and "1 to convert" not in third.stderr
 
 
-
 def test_a_real_run_ends_with_the_count_of_items_whose_offset_was_overridden(tmp_path: Path):
     """What only Snakemake shows: the closing lines of a run (rules/common.smk)."""
     true = reflectance("BareSoil_10")

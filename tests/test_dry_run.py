@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_snakemake, snapshot
+from conftest import REPO, run_engine, run_snakemake, snapshot
 
 from msrgb import synth
 
@@ -44,7 +44,7 @@ def test_dry_run_counts_and_changes_nothing_after_a_run(tmp_path: Path):
     config = {"input_dir": str(REPO / "sample" / "eurosat"), "output_dir": str(out)}
     first = run_snakemake(tmp_path, "-n", **config)
     assert "truecolor: 20 to convert" in first.stderr
-    run_snakemake(tmp_path, **config)
+    run_engine(tmp_path, **config)
     before = snapshot(out)
     for args in (["-n"], ["--summary"], ["--list-rules"]):
         proc = run_snakemake(tmp_path, *args, **config)
@@ -62,7 +62,7 @@ def test_dry_run_after_a_change_names_the_shard_and_writes_nothing(tmp_path: Pat
     image: the dry run lists its shard too (without touching the state, as planning once did)."""
     out = tmp_path / "out"
     config = {"input_dir": str(dataset), "output_dir": str(out)}
-    run_snakemake(tmp_path, **config)
+    run_engine(tmp_path, **config)
     synth.write_tile(dataset / "Forest" / "new.tif", synth.make_tile("Forest", 77), (500000.0, 5000000.0), 32632)
     next(out.glob("truecolor/River/*.png")).unlink()
     before = snapshot(out)
@@ -70,7 +70,7 @@ def test_dry_run_after_a_change_names_the_shard_and_writes_nothing(tmp_path: Pat
     assert snapshot(out) == before
     assert "truecolor: 2 to convert" in dry.stderr
     assert re.search(r"^convert_shard\s+1$", dry.stdout, re.M), dry.stdout
-    run_snakemake(tmp_path, **config)
+    run_engine(tmp_path, **config)
     again = run_snakemake(tmp_path, "-n", **config)
     assert "truecolor: 0 to convert, 0 to remove, 32 up to date" in again.stderr
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -83,7 +83,7 @@ def test_only_an_image_made_before_and_gone_reruns_an_unchanged_shard(tmp_path: 
     out = tmp_path / "out"
     config = {"input_dir": str(dataset), "output_dir": str(out), "shards": "1", "on_error": "skip"}
     (dataset / "Forest" / "bad.tif").write_bytes(b"not a tiff")
-    run_snakemake(tmp_path, **config)
+    run_engine(tmp_path, **config)
 
     def tokens() -> list[str]:
         dry = run_snakemake(tmp_path, "-n", **config)
@@ -92,7 +92,7 @@ def test_only_an_image_made_before_and_gone_reruns_an_unchanged_shard(tmp_path: 
     assert tokens() == []  # the bad input has no image: nothing to do
     synth.write_tile(dataset / "Forest" / "new.tif", synth.make_tile("Forest", 77), (500000.0, 5000000.0), 32632)
     assert [bool(re.search(r"-\d+$", t)) for t in tokens()] == [False]
-    run_snakemake(tmp_path, **config)
+    run_engine(tmp_path, **config)
     next(out.glob("truecolor/River/*.png")).unlink()
     assert [bool(re.search(r"-\d+$", t)) for t in tokens()] == [True]
 
@@ -160,13 +160,13 @@ def test_a_change_that_moves_no_shard_still_reruns_the_job_it_concerns(tmp_path:
 
     out = tmp_path / "out"
     config = {"input_dir": str(REPO / "sample" / "eurosat"), "output_dir": str(out)}
-    run_snakemake(tmp_path, **config)
+    run_engine(tmp_path, **config)
     sheet = out / "contact_sheets" / "truecolor" / "BareSoil.png"
     width = Image.open(sheet).width
     dry = run_snakemake(tmp_path, "-n", thumbnail_size="64", **config)
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, re.M))  # Snakemake's job stats
     assert jobs.get("contact_sheets_truecolor") == "1" and "convert_shard" not in jobs, dry.stdout
-    run_snakemake(tmp_path, thumbnail_size="64", **config)
+    run_engine(tmp_path, thumbnail_size="64", **config)
     assert Image.open(sheet).width < width
     again = run_snakemake(tmp_path, "-n", thumbnail_size="64", **config)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, assert_png_matches, run_snakemake
+from conftest import REPO, assert_png_matches, run_engine, run_snakemake
 
 from msrgb import cli, synth
 
@@ -73,7 +73,7 @@ def test_host_workflow_uses_msrgb_as_a_module(tmp_path: Path) -> None:
 
 def test_provenance_manifest_and_checker(tmp_path: Path, dataset: Path, capsys) -> None:
     out = tmp_path / "out"
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     lines = (out / "truecolor" / "manifest.tsv").read_text().splitlines()
     assert lines[0].startswith("# msrgb provenance manifest v1")
     assert lines[1].startswith("# env\t") and "rasterio=" in lines[1] and "GDAL=" in lines[1]
@@ -106,8 +106,8 @@ def test_provenance_manifest_and_checker(tmp_path: Path, dataset: Path, capsys) 
     assert "4 difference(s)" in report
 
     # The manifest follows the tree: a rerun after the changes makes it match again.
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     (out / "truecolor" / "stray.png").unlink()
     first.unlink()  # a corrupted PNG is not detected by a rerun; deleting it rebuilds it
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     assert cli.main(["verify", str(out), "--input", str(dataset)]) == 0

@@ -9,6 +9,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -146,6 +148,9 @@ def test_croissant_validates_offline_and_counts_the_records(exported: Path, prod
     import mlcroissant as mlc
 
     path = exported / "out" / "export" / product / "croissant.json"
+    checked = subprocess.run([str(Path(sys.executable).parent / "mlcroissant"), "validate", "--jsonld", str(path)],
+                             capture_output=True, text=True)  # fmt: skip
+    assert checked.returncode == 0 and "Done" in checked.stderr, checked.stderr[-2000:]
     dataset = mlc.Dataset(str(path))  # raises on any validation error
     assert sum(1 for _ in dataset.records("examples")) == 60
 

@@ -165,7 +165,6 @@ def test_local_folders_are_refused_without_a_shared_file_system(s3: S3Server, tm
     assert not cluster.jobs() and not (tmp_path / "out").exists() and not (s3.root / "pngs").exists()
 
 
-
 def test_the_run_store_moves_a_shards_files_and_no_others(client: S3Server, tmp_path: Path):
     (client.root / "pngs").mkdir()
     main = OutputPaths(tmp_path / "main", "s3://pngs/run")

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_snakemake, run_totals
+from conftest import REPO, run_engine, run_snakemake, run_totals
 
 PROGRESS = re.compile(r"msrgb: (?:.*\| )?([\d,]+)/([\d,]+) images")
 
@@ -154,7 +154,7 @@ def test_dry_run_counts_match_the_next_run_and_status(dataset: Path, tmp_path: P
     out = tmp_path / "out"
     first = run_snakemake(tmp_path, "-n", input_dir=str(dataset), output_dir=str(out))
     assert "msrgb: truecolor: 31 to convert, 0 to remove, 0 up to date" in first.stderr
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     pngs = sorted((out / "truecolor").rglob("*.png"))
     for png in pngs[:5]:
         png.unlink()
@@ -165,7 +165,7 @@ def test_dry_run_counts_match_the_next_run_and_status(dataset: Path, tmp_path: P
     missing = sum(1 for p in pngs[:5] if "Forest_2.png" not in str(p))
     line = f"msrgb: truecolor: {missing} to convert, 1 to remove, {30 - missing} up to date"
     assert line in dry.stderr, dry.stderr[:2000]
-    run_snakemake(tmp_path, input_dir=str(dataset), output_dir=str(out))
+    run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     totals = run_totals(out)
     assert (totals["converted"], totals["up_to_date"]) == (missing, 30 - missing)
     assert subprocess.run(status, cwd=REPO, capture_output=True).returncode == 0

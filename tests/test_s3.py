@@ -39,7 +39,6 @@ pytestmark = pytest.mark.skipif(
 SAMPLE = REPO / "sample" / "eurosat"
 
 
-
 def written_text(*folders: Path) -> Iterator[tuple[Path, bytes]]:
     for folder in folders:
         for path in folder.rglob("*"):

@@ -72,7 +72,6 @@ def test_changing_one_product_rerenders_only_that_product(tmp_path: Path):
     assert a_png.stat().st_ino == a_inode, "product a must not be rewritten"
 
 
-
 def _resident_pages(path: Path) -> int:
     """How many pages of ``path`` are in the page cache: mincore(2) on a mapping of the file."""
     import ctypes

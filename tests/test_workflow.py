@@ -62,6 +62,13 @@ def test_full_run_then_noop(tmp_path: Path, dataset: Path):
     engine = run_engine(tmp_path, input_dir=str(dataset), output_dir=str(tmp_path / "engine"))
     assert engine.shards == [0] and "summary" in engine.parts
     assert same_results(out, tmp_path / "engine")
+    # after a change too, Snakemake finds nothing to do where the engine ran
+    synth.write_tile(dataset / "Forest" / "new.tif", synth.make_tile("Forest", 77), (500000.0, 5000000.0), 32632)
+    next((tmp_path / "engine" / "truecolor" / "River").glob("*.png")).unlink()
+    assert run_engine(tmp_path, input_dir=str(dataset), output_dir=str(tmp_path / "engine")).shards == [0]
+    dry = run_snakemake(tmp_path, "-n", input_dir=str(dataset), output_dir=str(tmp_path / "engine"))
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
+    (dataset / "Forest" / "new.tif").unlink()
     again = run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     assert not again.shards and not again.parts, "the engine would redo what Snakemake made"
 

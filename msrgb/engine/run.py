@@ -11,6 +11,7 @@ summary, upload) whose marker is missing or whose inputs (the shard markers) are
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -126,8 +127,12 @@ def _run_jobs(result: RunResult, wanted: list[str], parts_due: list[str]) -> Non
         if part in parts_due or result.shards:
             if part == "summary":
                 result.summary = summary_job(output, settings.products, settings.thumbnail_size)
+                outputs = _summary_outputs(output, settings.products)
             else:
-                sheets_job(output, result.product(part), settings.thumbnail_size, prepared)
+                product = result.product(part)
+                sheets_job(output, product, settings.thumbnail_size, prepared)
+                outputs = [output.contact_sheet(product.name, n) for n in prepared.sheets[product.name]]
+            _touch(outputs)
             _done(result, part)
     exports = dict(settings.exports)
     for part in (p for p in wanted if p.startswith("export/")):
@@ -139,6 +144,24 @@ def _run_jobs(result: RunResult, wanted: list[str], parts_due: list[str]) -> Non
 
         upload_results(output)
         _done(result, "upload")
+
+
+def _summary_outputs(output: OutputPaths, products: Sequence[Product]) -> list[Path]:
+    """The files the summary rule declares (rules/report.smk)."""
+    files = [output.errors_table(), output.summary()]
+    for p in products:
+        files += [output.provenance(p.name), output.histogram(p.name), output.clipped_sheet(p.name)]
+        files += [output.legend(p.name)] if p.is_index else []
+    return files
+
+
+def _touch(paths: Sequence[Path]) -> None:
+    """What Snakemake does to a job's outputs when it ends: those the job left as they were
+    (written only when their bytes change) get the job's end as their time, so that they are
+    not older than its inputs."""
+    for path in paths:
+        if path.exists():
+            os.utime(path)
 
 
 def _stretch_markers(result: RunResult) -> list[Path]:
