@@ -101,49 +101,42 @@ def test_slurm_profile_runs_resumes_after_scancel(slurm, tmp_path: Path) -> None
     tifs = sorted((tmp_path / "tif").rglob("*.tif"))
     out = tmp_path / "out" / "truecolor"
 
-    # 1. a full run with the profile as shipped: one Slurm job per shard, in the default
-    #    partition, with as many threads as the node has CPUs (auto asks for 4), every PNG right
-    first = snakemake_slurm(tmp_path)
-    log1, _ = first.communicate(timeout=900)
-    assert first.returncode == 0, log1[-4000:]
-    jobs = submitted(log1)
-    assert sorted(jobs) == [f"convert_shard 4_{i}" for i in range(4)], log1[-4000:]
-    node_cpus = int(_run("sinfo", "-h", "-o", "%c").stdout.split()[0])
-    for job in jobs.values():
-        assert sacct(job, "Partition") == DEFAULT_PARTITION
-        assert sacct(job, "State") == "COMPLETED"
-        assert sacct(job, "AllocCPUS") == str(min(4, node_cpus))
-    for tif in tifs:
-        assert_png_matches(out / tif.relative_to(tmp_path / "tif").with_suffix(".png"), tif)
-
-    # 2. every PNG deleted, then, in another partition, one running shard job cancelled
-    shutil.rmtree(out)
+    # 1. a run with the shard jobs placed in another partition: one shard job per Slurm job,
+    #    one of them cancelled while it runs; the run fails, the other shards' PNGs are right
     placed = ("--set-resources", f"convert_shard:slurm_partition={PARTITION}")
-    second = snakemake_slurm(tmp_path, *placed)
+    first = snakemake_slurm(tmp_path, *placed)
     cancelled = None
     deadline = time.monotonic() + 600
-    while cancelled is None and time.monotonic() < deadline and second.poll() is None:
+    while cancelled is None and time.monotonic() < deadline and first.poll() is None:
         running = _run("squeue", "-h", "-t", "R", "-o", "%i").stdout.split()
         if running:
             cancelled = running[0]
             assert _run("scancel", cancelled).returncode == 0
         time.sleep(0.2)
-    log2, _ = second.communicate(timeout=900)
+    log1, _ = first.communicate(timeout=900)
     assert cancelled is not None, "no shard job was seen running"
-    assert second.returncode != 0, "a run with a cancelled job must fail"
+    assert first.returncode != 0, "a run with a cancelled job must fail"
+    jobs = submitted(log1)
+    assert sorted(jobs) == [f"convert_shard 4_{i}" for i in range(4)], log1[-4000:]
     assert sacct(cancelled, "State").startswith("CANCELLED")
     assert sacct(cancelled, "Partition") == PARTITION
-    shard_of_job = {job: rule for rule, job in submitted(log2).items()}
-    lost = shard_of_job[cancelled]
-    done_before = {
-        png: png.stat().st_mtime_ns for png in out.rglob("*.png")
-    }  # what the other shards made
+    lost = {job: rule for rule, job in jobs.items()}[cancelled]
+    done_before = {png: png.stat().st_mtime_ns for png in out.rglob("*.png")}  # the other shards'
+    for png in done_before:
+        assert_png_matches(png, tmp_path / "tif" / png.relative_to(out).with_suffix(".tif"))
 
-    # 3. the rerun submits only the cancelled shard and leaves every other PNG alone
-    third = snakemake_slurm(tmp_path, *placed)
-    log3, _ = third.communicate(timeout=900)
-    assert third.returncode == 0, log3[-4000:]
-    assert list(submitted(log3)) == [lost], log3[-4000:]
+    # 2. the profile as shipped resumes: only the cancelled shard is submitted, in the default
+    #    partition, with as many threads as the node has CPUs (auto asks for 4); every PNG is
+    #    right and no other PNG is made again
+    second = snakemake_slurm(tmp_path)
+    log2, _ = second.communicate(timeout=900)
+    assert second.returncode == 0, log2[-4000:]
+    resumed = submitted(log2)
+    assert list(resumed) == [lost], log2[-4000:]
+    node_cpus = int(_run("sinfo", "-h", "-o", "%c").stdout.split()[0])
+    assert sacct(resumed[lost], "Partition") == DEFAULT_PARTITION
+    assert sacct(resumed[lost], "State") == "COMPLETED"
+    assert sacct(resumed[lost], "AllocCPUS") == str(min(4, node_cpus))
     for tif in tifs:
         png = out / tif.relative_to(tmp_path / "tif").with_suffix(".png")
         assert_png_matches(png, tif)
