@@ -96,12 +96,12 @@ LAST_RUN = [0.0]
 
 def run_engine(workdir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None, **config: object):
     """Run the workflow in this process (msrgb.engine.run, the jobs Snakemake would run) as
-    :func:`run_snakemake` would with the same arguments (``--configfile`` files, ``--config``
-    values as text, read as Snakemake reads them, ``env`` for the run), paths relative to
-    ``workdir``; every run must
-    leave its input folder as it was. Returns the engine's RunResult, with ``stderr`` (what a run
-    prints before and after its jobs) and ``returncode``; with ``check=False`` a refused or failed
-    run returns ``returncode`` 1 and its message as ``stderr`` instead of raising."""
+    :func:`run_snakemake` would with the same arguments (``--cores N``, ``--configfile`` files,
+    ``--config`` values as text, read as Snakemake reads them, ``env`` for the run), in
+    ``workdir``; every run must leave its input folder as it was. Returns the engine's
+    RunResult, with ``stderr`` (what a run prints before and after its jobs) and ``returncode``;
+    with ``check=False`` a refused or failed run returns ``returncode`` 1 and its message as
+    ``stderr`` instead of raising."""
     import io
     import types
 
@@ -137,7 +137,7 @@ def run_engine(workdir: Path, *args: str, check: bool = True, env: dict[str, str
     except MsrgbError as exc:
         if check:
             raise
-        return types.SimpleNamespace(returncode=1, stderr=f"{stream.getvalue()}{exc}\n", stdout="", summary=None, shards=[])
+        return types.SimpleNamespace(returncode=1, stderr=f"{stream.getvalue()}{exc}\n", stdout="", summary=None, shards=[], parts=[])
     finally:
         os.chdir(cwd)
         for key, value in saved.items():
