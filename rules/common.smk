@@ -395,7 +395,8 @@ def summary_log():
 def output_dir_of_export(wildcards, output):
     """The output folder, from the path of an export's marker."""
     part = OUTPUT.part_done(f"export/{wildcards.product}", wildcards.digest)
-    return str(Path(output.done).parents[len(part.relative_to(OUTPUT.output_dir).parts) - 1])
+    depth = len(part.relative_to(OUTPUT.output_dir).parts)
+    return str(Path(output.done).parents[depth - 1])
 
 
 def output_dir_of(wildcards, output):
