@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import os
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -155,6 +156,26 @@ def test_write_atomic_never_leaves_a_partial_file(tmp_path: Path):
     write_atomic(target, b"two")
     assert target.read_bytes() == b"two"
     assert sorted(p.name for p in target.parent.iterdir()) == ["b.png"]
+
+
+@pytest.mark.parametrize("short_writes", [False, True])
+def test_write_atomic_writes_every_piece_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short_writes: bool):
+    """Pieces of every size (none, empty, more than one system call takes, over the batch size),
+    bytes or a generator; with short writes (a signal can cut a writev short) as well."""
+    from msrgb.storage import files
+
+    if short_writes:
+        writev = os.writev
+        monkeypatch.setattr(os, "writev", lambda fd, views: writev(fd, [b"".join(views)[: 1 + len(views)]]))
+    rng = np.random.default_rng(short_writes)
+    sizes = [0, 1, 0, 7, 70_000, *rng.integers(0, 300, files._IOV_MAX * 2 + 5), 3 << 20, 5]
+    pieces = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in sizes]
+    for k, data in enumerate([b"", pieces[:1], pieces[:2], pieces, iter(pieces), b"".join(pieces)]):
+        target = tmp_path / f"f{k}.png"
+        write_atomic(target, data)
+        want = data if isinstance(data, bytes) else b"".join(pieces[: len(data)] if isinstance(data, list) else pieces)
+        assert target.read_bytes() == want
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"f{k}.png" for k in range(6)]
 
 
 def test_text_file_named_tif_is_a_clear_error(tmp_path: Path):

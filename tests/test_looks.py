@@ -21,7 +21,7 @@ from msrgb.config.colormaps import colormap_lut
 from msrgb.config.parse import parse_products
 from msrgb.errors import ProductError
 from msrgb.render.pngenc import PNG_COMPRESSION, encode_png
-from msrgb.render.render import Renderer, clip_figures
+from msrgb.render.render import ClipCounter, Renderer, clip_figures
 from msrgb.tile import Tile
 
 
@@ -80,6 +80,41 @@ def test_colour_map_ends_middle_and_division_by_zero():
     # of the four pixels with a value, one at each end of the range: the index's clipping
     assert figures[:6] == pytest.approx((0.25,) * 6)
     assert figures[6] == pytest.approx(image[0, [0, 1, 2, 4], :3].mean())
+
+
+def reference_clip_figures(image: np.ndarray, top: int) -> tuple[float, ...]:
+    """clip_figures as its docstring says, pixel by pixel."""
+    rgb = image[..., :3][image[..., 3] > 0] if image.shape[-1] == 4 else image.reshape(-1, 3)
+    n = max(1, len(rgb))
+    low = [float((rgb[:, c] == 0).sum() / n) for c in range(3)]
+    high = [float((rgb[:, c] == top).sum() / n) for c in range(3)]
+    return (*low, *high, float(rgb.astype(np.float64).mean()) if len(rgb) else 0.0)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_clip_figures_equal_a_pixel_by_pixel_count(bits: int, alpha: bool):
+    """Random images with no pixel at an end, with ends in one channel only, all at an end, and
+    fully transparent; whole and in blocks of rows (as a large image is counted)."""
+    (product,) = parse_products({"t": {"preset": "truecolor", "bit_depth": bits, **({"nodata": 0} if alpha else {})}})
+    top = product.top
+    rng = np.random.default_rng(bits + alpha)
+    dtype = np.uint8 if bits == 8 else np.uint16
+    for case in range(40):
+        image = rng.integers(1, top, (rng.integers(1, 40), rng.integers(1, 40), 4 if alpha else 3), dtype=dtype)
+        if case % 4 == 1:  # one channel touches an end
+            c = rng.integers(3)
+            image[..., c].flat[rng.integers(image[..., c].size, size=3)] = rng.choice([0, top])
+        elif case % 4 == 2:
+            image[..., :3] = rng.choice([0, top], image[..., :3].shape)
+        if alpha:
+            image[..., 3] = 0 if case % 4 == 3 else rng.choice([0, top], image.shape[:2])
+        want = reference_clip_figures(image, top)
+        assert clip_figures(image, product) == pytest.approx(want, abs=1e-12)
+        counter = ClipCounter(product)
+        for start in range(0, image.shape[0], 7):
+            counter.add(image[start : start + 7])
+        assert counter.figures() == pytest.approx(want, abs=1e-12)
 
 
 needs_s2 = pytest.mark.skipif(not SHARED_S2.is_dir(), reason=f"real Sentinel-2 scene not present at {SHARED_S2}")

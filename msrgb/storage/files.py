@@ -164,15 +164,54 @@ def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            if isinstance(data, bytes):
-                fh.write(data)
-            else:
-                fh.writelines(data)
+        try:
+            write_pieces(fd, [data] if isinstance(data, bytes) else data)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+#: pieces handed to one writev call (the system's limit, POSIX's least where it is not known)
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") and "SC_IOV_MAX" in os.sysconf_names else 16
+
+
+#: bytes gathered for one writev call before it is made
+_BATCH_BYTES = 1 << 20
+
+
+def write_pieces(fd: int, pieces: Iterable[bytes]) -> None:
+    """Write ``pieces`` one after the other to ``fd``: a PNG's pieces in one system call (no
+    buffered file object copying them into its buffer first), a large image's in batches of
+    at most :data:`_IOV_MAX` pieces or about :data:`_BATCH_BYTES`."""
+    if not hasattr(os, "writev"):
+        for piece in pieces:
+            _write_from(fd, memoryview(piece), 0)
+        return
+    batch: list[bytes] = []
+    size = 0
+    for piece in pieces:  # a generator's pieces are held a batch of at most about 1 MB at a time
+        batch.append(piece)
+        size += memoryview(piece).nbytes
+        if len(batch) == _IOV_MAX or size >= _BATCH_BYTES:
+            _writev(fd, batch)
+            batch, size = [], 0
+    if batch:
+        _writev(fd, batch)
+
+
+def _writev(fd: int, batch: list[bytes]) -> None:
+    done = os.writev(fd, batch)
+    if done < sum(memoryview(piece).nbytes for piece in batch):  # rare: the rest piece by piece
+        _write_from(fd, memoryview(b"".join(batch)), done)
+
+
+def _write_from(fd: int, view: memoryview, start: int) -> None:
+    view = view.cast("B")
+    while start < len(view):
+        start += os.write(fd, view[start:])
 
 
 def write_output(path: Path | S3Path, data: bytes | Iterable[bytes]) -> None:
