@@ -293,14 +293,15 @@ def test_kill_at_ten_random_moments_then_resume(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="mounting a tmpfs needs root")
-def test_full_disk_fails_clearly_and_leaves_no_partial_png(tmp_path: Path) -> None:
+@pytest.mark.parametrize("threads", [1, 2])  # in turn in the job's thread, or in a pool
+def test_full_disk_fails_clearly_and_leaves_no_partial_png(tmp_path: Path, threads: int) -> None:
     root = tmp_path / "tif"
     synth.generate(root, 30)  # 300 tiles of about 5 KB of PNG each: more than the disk holds
     out = tmp_path / "small_disk"
     out.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(out)], check=True)
     try:
-        proc = run_engine(tmp_path, check=False, input_dir=str(root), output_dir=str(out), shards=1)
+        proc = run_engine(tmp_path, check=False, input_dir=str(root), output_dir=str(out), shards=1, threads_per_shard=threads)
         assert proc.returncode != 0
         assert "No space left on device" in proc.stderr, proc.stderr[-3000:]
         assert "cannot be written" in proc.stderr

@@ -35,13 +35,14 @@ def test_second_run_converts_nothing_and_a_changed_file_alone(tmp_path: Path):
     assert_png_matches(layout.png("truecolor", discovery.Source("River/River_2.tif", 0, 0)), tifs / "River" / "River_2.tif")
 
 
-def test_bad_files_are_all_listed_and_good_ones_kept(tmp_path: Path):
+@pytest.mark.parametrize("threads", [1, 2])  # in turn in the job's thread, or in a pool
+def test_bad_files_are_all_listed_and_good_ones_kept(tmp_path: Path, threads: int):
     tifs, layout, _, products = make(tmp_path)
     (tifs / "Forest" / "Forest_1.tif").write_text("this is not a tiff")
     (tifs / "SeaLake" / "empty.tif").write_bytes(b"")
     sharding.plan_shards(layout, discovery.discover(tifs), 1, products)
     with pytest.raises(ShardError) as err:
-        run_shard(layout.shard_list(1, 0), layout.state(1, 0), tifs, products)
+        run_shard(layout.shard_list(1, 0), layout.state(1, 0), tifs, products, threads=threads)
     msg = str(err.value)
     assert "2 of 7 input file(s)" in msg
     assert "Forest/Forest_1.tif" in msg and "SeaLake/empty.tif" in msg

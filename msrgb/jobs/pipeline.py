@@ -21,7 +21,7 @@ from pathlib import Path
 
 from msrgb.errors import FileError
 from msrgb.jobs.convert import Converted, Converter
-from msrgb.readers.gdal import enter_thread_gdal_env
+from msrgb.readers.gdal import enter_thread_gdal_env, gdal_env
 from msrgb.readers.images import InputImage
 from msrgb.sources.discovery import Source
 from msrgb.sources.stac import InputDir, StacItems
@@ -103,22 +103,28 @@ class ReadAhead:
             self.hinted += hinted
 
 
+#: converts one image (an input, its outputs by product, its name)
+Convert = Callable[[InputImage, dict[str, Path | S3Path], str], Converted]
+#: records one image's outcome: what was made, or the error that says why not
+Record = Callable[[Source, dict[str, Path | S3Path], Converted | BaseException], None]
+
+
 def convert_all(
     todo: Sequence[tuple[Source, dict[str, Path | S3Path]]],
     converter: Converter,
     input_dir: InputDir,
     threads: int,
     read_ahead: int,
-    record: Callable[[Source, dict[str, Path | S3Path], Converted | BaseException], None],
+    record: Record,
     checkpoint: Callable[[], None],
     checkpoint_every: float,
     tick: Callable[[bool], None],
 ) -> BaseException | None:
-    """Convert ``todo`` with a pool of ``threads`` threads, calling ``record`` with each
-    outcome (the :class:`Converted` result or a :class:`FileError`), ``checkpoint`` every
-    ``checkpoint_every`` seconds and ``tick`` after each wait (with True at the end). Returns
-    the first other error (the output folder cannot be written), after which nothing more is
-    started, or None."""
+    """Convert ``todo`` with ``threads`` threads (one: in turn, in the calling thread), calling
+    ``record`` with each outcome (the :class:`Converted` result or a :class:`FileError`),
+    ``checkpoint`` every ``checkpoint_every`` seconds and ``tick`` as it goes (with True at the
+    end). Returns the first other error (the output folder cannot be written), after which
+    nothing more is started, or None."""
     inputs = [converter.inputs.open(input_dir, src) for src, _ in todo]
     ahead = ReadAhead([i.paths() for i in inputs], read_ahead, _sizes_to_fetch(todo, converter, input_dir))
 
@@ -126,9 +132,27 @@ def convert_all(
         ahead.started()
         return converter.convert(image, dests, rel)
 
+    workers = _workers(threads, input_dir, todo)
+    if workers == 1:
+        return _in_order(todo, inputs, convert, record, checkpoint, checkpoint_every, tick)
+    return _in_pool(workers, todo, inputs, convert, record, checkpoint, checkpoint_every, tick)
+
+
+def _in_pool(
+    workers: int,
+    todo: Sequence[tuple[Source, dict[str, Path | S3Path]]],
+    inputs: Sequence[InputImage],
+    convert: Convert,
+    record: Record,
+    checkpoint: Callable[[], None],
+    checkpoint_every: float,
+    tick: Callable[[bool], None],
+) -> BaseException | None:
+    """:func:`convert_all` with a pool of ``workers`` threads; each is recorded as it ends (an
+    image bound for object storage once its uploads have)."""
     fatal: BaseException | None = None
     last_checkpoint = time.monotonic()
-    with ThreadPoolExecutor(_workers(threads, input_dir, todo), initializer=enter_thread_gdal_env) as pool:
+    with ThreadPoolExecutor(workers, initializer=enter_thread_gdal_env) as pool:
         futures = {
             pool.submit(convert, i, dests, src.rel): (src, dests) for i, (src, dests) in zip(inputs, todo)
         }
@@ -161,6 +185,44 @@ def convert_all(
             raise
         finally:
             forget_prefetched()  # after a fatal error: objects fetched for images not started
+    return fatal
+
+
+def _in_order(
+    todo: Sequence[tuple[Source, dict[str, Path | S3Path]]],
+    inputs: Sequence[InputImage],
+    convert: Convert,
+    record: Record,
+    checkpoint: Callable[[], None],
+    checkpoint_every: float,
+    tick: Callable[[bool], None],
+) -> BaseException | None:
+    """:func:`convert_all` with one thread on local files: each image converted and recorded in
+    turn in the calling thread, without a pool's futures and wake-ups; the same outcomes,
+    checkpoints and ticks."""
+    last_tick = last_checkpoint = time.monotonic()
+    fatal: BaseException | None = None
+    with gdal_env():
+        for k, (image, (src, dests)) in enumerate(zip(inputs, todo)):
+            try:
+                converted = convert(image, dests, src.rel)
+            except FileError as exc:
+                record(src, dests, exc)
+            except Exception as exc:  # noqa: BLE001 -- raised by run_shard once what was made is saved
+                fatal = exc  # disk full, permissions on the output: stop at once
+                break
+            else:
+                # only jobs with object storage defer uploads, and those have a pool
+                assert not converted.uploads, f"{src.rel}: uploads under way in a job on local files"
+                record(src, dests, converted)
+            now = time.monotonic()
+            if now - last_checkpoint >= checkpoint_every and k + 1 < len(todo):
+                last_checkpoint = now
+                checkpoint()
+            if now - last_tick >= TICK_SECONDS:
+                last_tick = now
+                tick(False)
+    tick(True)
     return fatal
 
 
