@@ -6,14 +6,15 @@ Scenarios (each a real `snakemake` run in a fresh working folder):
   floor      the I/O floor (../shared/bench/io_floor.py): two processes that only read each
              tile and write a 12 KB file per tile through a temporary file and a rename, into
              the same kind of output folder; no converter can beat it
-  full       full run from an empty output folder, DAG building included
-  noop       rerun with everything up to date
+  full       full run from an empty output folder, DAG building included (best of --full-runs,
+             each into a fresh folder)
+  noop       rerun with everything up to date (median of 3, alternated with alone's no-op)
   add100     rerun after adding 100 new TIFFs
   del1       rerun after deleting 1 PNG
   alone      Snakemake alone, for what no workflow can go below: a one-rule workflow's no-op
              (Snakemake's start, its plugins and its exit) and the same rule running one
              `script:` job that loads what a shard job loads (msrgb.jobs.shard), the least a rerun
-             that converts anything costs
+             that converts anything costs (medians of 3)
 Also reported: size of .snakemake/ and .snakemake/metadata, the output's .msrgb/ state, and the
 peak memory (max RSS) of the largest process of each run, whichever it is (at 270,000 tiles the
 summary job, see docs/performance.md).
@@ -24,7 +25,8 @@ larger than memory; the software itself stays cached.
 
 Usage: bench/run.py [--n 27000] [--data DIR] [--work DIR] [--cores 2] [--threads auto]
                     [--shards auto] [--baseline PATH] [--skip-baseline] [--scenarios ...]
-                    [--cold-input] [--outputs disk tmpfs] [--floor PATH] [--set KEY=VALUE ...]
+                    [--cold-input] [--outputs disk tmpfs] [--full-runs 2] [--floor PATH]
+                    [--set KEY=VALUE ...]
 Every scenario runs with the outputs (the reference's, the floor's and msrgb's) on the --work
 folder's disk, then on /dev/shm (tmpfs), and one table shows both; --outputs disk (or tmpfs)
 runs one of them.
@@ -130,6 +132,10 @@ def main() -> None:
         help="where the outputs go: the --work folder's disk, /dev/shm, or each in turn",
     )  # fmt: skip
     ap.add_argument("--tmpfs", action="store_true", help="the same as --outputs tmpfs")
+    ap.add_argument(
+        "--full-runs", type=int, default=2,
+        help="full runs into fresh folders, the best one reported (file creation is noisy here)",
+    )  # fmt: skip
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--cold-input", action="store_true", help="input not in the page cache")
     ap.add_argument(
@@ -159,7 +165,6 @@ def run_at(args: argparse.Namespace, data: Path, run_dir: Path, where: str) -> d
     """Every scenario with the outputs on ``where`` (disk: under ``run_dir``; tmpfs: /dev/shm)."""
     run_dir.mkdir(parents=True)
     outputs = Path(tempfile.mkdtemp(prefix="msrgb-bench-", dir="/dev/shm")) if where == "tmpfs" else run_dir
-    out = outputs / "out"
     results: dict[str, tuple[float, int]] = {}
     if not args.skip_baseline:
         if args.cold_input:
@@ -173,17 +178,29 @@ def run_at(args: argparse.Namespace, data: Path, run_dir: Path, where: str) -> d
             [sys.executable, str(args.floor), str(data), str(outputs / "floor"), "interleaved"],
             run_dir, run_dir / "floor.log",
         )  # fmt: skip
-    if "alone" in args.scenarios:
-        snakemake_alone(run_dir / "alone", args.cores, results)
-    smk = snakemake_command(
-        f"input_dir={data}", f"output_dir={out}", f"threads_per_shard={args.threads}",
-        f"shards={args.shards}", *args.set, cores=args.cores,
-    )  # fmt: skip
-    if args.cold_input:
-        evict(data)
-    results["full"] = timed(smk, run_dir, run_dir / "full.log")
-    if "noop" in args.scenarios:
-        results["noop"] = timed(smk, run_dir, run_dir / "noop.log")
+    alone = SnakemakeAlone(run_dir / "alone", args.cores) if "alone" in args.scenarios else None
+    fulls = []
+    for k in range(args.full_runs):  # each into a fresh folder; the last one's is kept
+        out = outputs / f"out{k}"
+        smk = snakemake_command(
+            f"input_dir={data}", f"output_dir={out}", f"threads_per_shard={args.threads}",
+            f"shards={args.shards}", *args.set, cores=args.cores,
+        )  # fmt: skip
+        if args.cold_input:
+            evict(data)
+        fulls.append(timed(smk, run_dir, run_dir / f"full{k}.log"))
+    results["full"] = min(fulls)
+    if "noop" in args.scenarios:  # medians of 3, alternated with Snakemake alone's
+        noops, alones = [], []
+        for k in range(3):
+            noops.append(timed(smk, run_dir, run_dir / f"noop{k}.log"))
+            if alone is not None:
+                alones.append(alone.noop())
+        results["noop"] = median(noops)
+        if alones:
+            results["alone_noop"] = median(alones)
+    if alone is not None:
+        results["alone_job"] = median([alone.job() for _ in range(3)])
     if "add100" in args.scenarios or "del1" in args.scenarios:
         timed_reruns(smk, data, run_dir, out, results)
     n_png = sum(1 for _ in (out / "truecolor").rglob("*.png"))
@@ -230,17 +247,29 @@ Path(snakemake.output[0]).write_text("")
 """
 
 
-def snakemake_alone(folder: Path, cores: str, results: dict[str, tuple[float, int]]) -> None:
-    """``alone_noop``: the no-op rerun of a one-rule workflow whose job loads msrgb.jobs.shard;
-    ``alone_job``: a rerun of that job. The same Snakemake, plugins and flags as msrgb's runs."""
-    folder.mkdir()
-    (folder / "Snakefile").write_text(_ALONE_SNAKEFILE)
-    (folder / "job.py").write_text(_ALONE_SCRIPT)
-    cmd = [sys.executable, "-m", "snakemake", "--cores", cores, "--quiet", "rules"]
-    timed(cmd, folder, folder / "first.log")  # a first run also sets up .snakemake/
-    results["alone_noop"] = timed(cmd, folder, folder / "noop.log")
-    (folder / "done.txt").unlink()
-    results["alone_job"] = timed(cmd, folder, folder / "job.log")
+def median(runs: list[tuple[float, int]]) -> tuple[float, int]:
+    """The run of median wall time (of an odd number of runs)."""
+    return sorted(runs)[len(runs) // 2]
+
+
+class SnakemakeAlone:
+    """A one-rule workflow whose job loads msrgb.jobs.shard, with the same Snakemake, plugins and
+    flags as msrgb's runs: :meth:`noop` times its no-op rerun, :meth:`job` a rerun of its job."""
+
+    def __init__(self, folder: Path, cores: str):
+        self.folder = folder
+        folder.mkdir()
+        (folder / "Snakefile").write_text(_ALONE_SNAKEFILE)
+        (folder / "job.py").write_text(_ALONE_SCRIPT)
+        self.cmd = [sys.executable, "-m", "snakemake", "--cores", cores, "--quiet", "rules"]
+        timed(self.cmd, folder, folder / "first.log")  # a first run also sets up .snakemake/
+
+    def noop(self) -> tuple[float, int]:
+        return timed(self.cmd, self.folder, self.folder / "noop.log")
+
+    def job(self) -> tuple[float, int]:
+        (self.folder / "done.txt").unlink()
+        return timed(self.cmd, self.folder, self.folder / "job.log")
 
 
 def timed_reruns(smk: list[str], data: Path, run_dir: Path, out: Path, results: dict[str, tuple[float, int]]) -> None:
@@ -299,6 +328,31 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, tuple[float, i
             ]  # fmt: skip
             if above:
                 print(f"msrgb above Snakemake alone, {where}: {', '.join(above)}")
+    print("targets (docs/performance.md):")
+    for where, runs in results.items():
+        for line in targets(runs):
+            print(f"  {where}: {line}")
+
+
+#: (scenario, what it is compared with, ratio or None, seconds over it or None): the targets
+TARGETS = [
+    ("full", "baseline", 0.25, None),
+    ("noop", "alone_noop", None, 0.3),
+    ("add100", "alone_job", None, 0.5),
+]
+
+
+def targets(runs: dict[str, tuple[float, int]]) -> list[str]:
+    """One line per target whose two runs are in ``runs``: the limit, the figure, met or not."""
+    lines = []
+    for name, base, ratio, over in TARGETS:
+        if name not in runs or base not in runs:
+            continue
+        wall, ref = runs[name][0], runs[base][0]
+        limit = ref * ratio if ratio is not None else ref + over
+        rule = f"<= {ratio}x {base}" if ratio is not None else f"<= {base} + {over} s"
+        lines.append(f"{name} {wall:.2f} s {rule} ({limit:.2f} s): {'met' if wall <= limit else 'not met'}")
+    return lines
 
 
 if __name__ == "__main__":
