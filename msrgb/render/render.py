@@ -301,8 +301,8 @@ class ClipCounter:
         # an index product's ends: the colour map's first and last colours
         self.ends = colormap_lut(product.colormap_name)[[0, -1]] if product.is_index else None
         self.n = 0
-        self.low = np.zeros(3)
-        self.high = np.zeros(3)
+        self.low = [0, 0, 0]  # pixels at the low end, per channel
+        self.high = [0, 0, 0]
         self.total = 0.0
 
     def add(self, block: np.ndarray) -> None:
@@ -313,7 +313,7 @@ class ClipCounter:
                 same = rgb[:, 0] == colour[0]
                 same &= rgb[:, 1] == colour[1]
                 same &= rgb[:, 2] == colour[2]
-                tally += np.count_nonzero(same)
+                tally[:] = [t + int(np.count_nonzero(same)) for t in tally]
             self.total += float(rgb.sum(dtype=np.float64))
             return
         # one sum and, for the minimum and maximum, two scans of the whole image: most images
@@ -323,13 +323,13 @@ class ClipCounter:
             return
         for c in range(3):
             channel = rgb[:, c]
-            self.low[c] += np.count_nonzero(channel == 0)
-            self.high[c] += np.count_nonzero(channel == self.top)
+            self.low[c] += int(np.count_nonzero(channel == 0))
+            self.high[c] += int(np.count_nonzero(channel == self.top))
 
     def figures(self) -> tuple[float, ...]:
         n = max(1, self.n)
         mean = self.total / (3 * self.n) if self.n else 0.0
-        return (*map(float, self.low / n), *map(float, self.high / n), mean)
+        return (*(x / n for x in self.low), *(x / n for x in self.high), mean)
 
 
 def float_range_note(tile: Tile, product: Product) -> str | None:
