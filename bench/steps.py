@@ -5,7 +5,10 @@ Runs each step of msrgb.jobs.convert.Converter.convert separately over the same 
 --repeat passes, page cache warm), then the whole convert() for comparison, and prints
 milliseconds per image. The steps are the ones docs/performance.md lists.
 
-Usage: bench/steps.py [--data DIR] [--n 2000] [--repeat 3]
+The floor row is what any conversion of a tile costs here: read, SHA-256, the cheapest deflate of
+its image, write through a temporary file and a rename; the last line gives convert()'s ratio to it.
+
+Usage: bench/steps.py [--data DIR] [--n 2000] [--repeat 3] [--out DIR]
 (DIR defaults to bench/out/eurosat-3000, generated if absent.)
 """
 
@@ -61,6 +64,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=REPO / "bench" / "out" / "eurosat-3000")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "out", help="where the images go (/dev/shm: tmpfs)")
     args = ap.parse_args()
     if not args.data.exists():
         subprocess.run([sys.executable, str(REPO / "bench/make_eurosat.py"), str(args.data), "3000"], check=True)
@@ -78,11 +82,17 @@ def main() -> None:
     unfiltered = {f: np.pad(rgbs[f].reshape(rgbs[f].shape[0], -1), ((0, 0), (1, 0))).tobytes() for f in files}
     # Every pass writes new files into its own folder: overwriting, or deleting between passes,
     # would time the file system's handling of just-freed inodes (see bench/run.py, set_aside).
-    (REPO / "bench" / "out").mkdir(parents=True, exist_ok=True)
-    out = Path(tempfile.mkdtemp(prefix="msrgb-steps-", dir=REPO / "bench" / "out"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix="msrgb-steps-", dir=args.out))
 
     def png(kind: str, f: Path, n: int) -> Path:
         return out / f"{kind}{n}" / f"{f.stem}.png"
+
+    def floor(f: Path, dest: Path) -> None:
+        """What any conversion of the tile costs: its bytes read and hashed (provenance), the
+        cheapest deflate of its image, a file written through a temporary name."""
+        hashlib.sha256(f.read_bytes()).hexdigest()
+        write_atomic(dest, least_deflate(unfiltered[f]))
 
     try:
         rows = [
@@ -96,11 +106,15 @@ def main() -> None:
             ("(deflate alone: no filter, Huffman only)", lambda f, n: least_deflate(unfiltered[f])),
             ("SHA-256 of the PNG", lambda f, n: hashlib.sha256(pngs[f]).hexdigest()),
             ("write temporary file + rename", lambda f, n: write_atomic(png("w", f, n), pngs[f])),
+            ("floor: read, SHA-256, least deflate, write", lambda f, n: floor(f, png("f", f, n))),
             ("whole convert()", lambda f, n: conv.convert(f, {product.name: png("c", f, n)})),
         ]
-        print(f"{len(files)} files from {args.data}, best of {args.repeat}, ms per image:")
+        print(f"{len(files)} files from {args.data}, best of {args.repeat}, ms per image, images into {args.out}:")
+        times = {}
         for label, step in rows:
-            print(f"  {label:42s} {best_ms(files, step, args.repeat):6.3f}")
+            times[label] = best_ms(files, step, args.repeat)
+            print(f"  {label:42s} {times[label]:6.3f}")
+        print(f"whole convert() = {times[rows[-1][0]] / times[rows[-2][0]]:.2f}x the floor")
     finally:
         shutil.rmtree(out)
 

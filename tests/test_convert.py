@@ -178,6 +178,22 @@ def test_write_atomic_writes_every_piece_in_order(tmp_path: Path, monkeypatch: p
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"f{k}.png" for k in range(6)]
 
 
+@pytest.mark.parametrize("size", [0, 1, 2_000_000])
+def test_read_whole_reads_a_file_whatever_size_fstat_said(tmp_path: Path, size: int):
+    """The size from fstat, or one the file had before it grew or shrank: all of its bytes."""
+    from msrgb.readers.stacked import read_whole
+
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    path = tmp_path / "f.tif"
+    path.write_bytes(data)
+    for said in {size, 0, max(size - 1, 0), size + 1, size + 3_000_000}:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            assert read_whole(fd, said) == data
+        finally:
+            os.close(fd)
+
+
 def test_text_file_named_tif_is_a_clear_error(tmp_path: Path):
     bad = tmp_path / "bad.tif"
     bad.write_text("not a tiff")

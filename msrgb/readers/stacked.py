@@ -77,14 +77,18 @@ class TileReader:
             return data, hashlib.sha256(data).hexdigest()
         try:
             # O_NONBLOCK: a FIFO named like a TIFF must not hang the job (no effect on files)
-            with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
-                st = os.fstat(fh.fileno())
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode):
                     raise InputError(f"{path}: is not a regular file")
                 if st.st_size <= self.in_memory_bytes:
-                    data = fh.read()
+                    data = read_whole(fd, st.st_size)
                     return data, hashlib.sha256(data).hexdigest()
-                return None, hashlib.file_digest(fh, "sha256").hexdigest()
+                with open(fd, "rb", closefd=False) as fh:
+                    return None, hashlib.file_digest(fh, "sha256").hexdigest()
+            finally:
+                os.close(fd)
         except OSError as exc:
             reason = describe_unreadable(Path(path))
             raise InputError(f"{path}: {reason or f'cannot be read ({exc.strerror})'}") from exc
@@ -282,3 +286,14 @@ def quicklook_shape(rows: int, cols: int, max_size: int | None) -> tuple[int, in
     return max(1, round(rows * scale)), max(1, round(cols * scale))
 
 
+def read_whole(fd: int, size: int) -> bytes:
+    """The whole content of the regular file ``fd`` whose size ``fstat`` gave as ``size``: one
+    read of one byte more than that, which comes back short at the end of the file (more reads
+    only if the file has grown or shrunk meanwhile, or the system gave less)."""
+    data = os.read(fd, size + 1)
+    if len(data) == size:
+        return data
+    parts = [data]
+    while parts[-1]:
+        parts.append(os.read(fd, 1 << 20))
+    return b"".join(parts)
