@@ -349,3 +349,20 @@ def test_band_files_without_georeferencing(tmp_path: Path):
         assert tile.bands[1].shape == (8, 8) and (tile.bands[1] == 1000).all()  # B02 resampled
         with pytest.raises(InputError, match="no georeferencing"):
             BandReader(parse_products({"g": {"preset": "truecolor", "world_file": True}})).read(image)
+
+
+def test_an_image_fingerprint_stays_what_earlier_versions_recorded():
+    """The fingerprint of a folder's band files is recorded in the state of every image made:
+    a change of how it is computed would make every band-folder image again after an upgrade.
+    The order of the files does not count; a name, size or time does."""
+    from msrgb.sources.bandfiles import BandFile, fingerprint
+
+    files = [
+        BandFile("B04", 0, "p/p_B04.tif", 28800, 1700000000123456789),
+        BandFile("B02", 0, "p/p_B02.tif", 28800, 1700000000000000000),
+        BandFile("B03", 20, "p/é_B03.tif", -1, -1),
+    ]
+    assert fingerprint(files) == (57600, 3052484193063122531)
+    assert fingerprint(files[::-1]) == fingerprint(files)
+    for changed in (files[0]._replace(rel="p/q_B04.tif"), files[0]._replace(size=28801), files[0]._replace(mtime_ns=1)):
+        assert fingerprint([changed, *files[1:]])[1] != fingerprint(files)[1]

@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import NamedTuple
 
 from msrgb.errors import PlanError
@@ -61,7 +62,7 @@ def band_of(name: str, pattern: re.Pattern[str]) -> tuple[str, int] | None:
     m = pattern.search(name, 0, name.rfind("."))
     if m is None:
         return None
-    res = m.groupdict().get("res")
+    res = m.group("res") if "res" in pattern.groupindex else None
     return m.group("band").upper(), int(res) if res else 0
 
 
@@ -77,7 +78,7 @@ ZIP_BAND = "zip"
 
 
 def is_zipped_product(name: str) -> bool:
-    return bool(_ZIPPED.match(name))
+    return name[-4:].lower() == ".zip" and bool(_ZIPPED.match(name))
 
 
 def product_name(zip_name: str) -> str:
@@ -98,14 +99,17 @@ def zipped_image(rel: str, size: int, mtime_ns: int) -> FoundImage:
     return FoundImage(image, (BandFile(ZIP_BAND, 0, rel, size, mtime_ns),))
 
 
+_REL = attrgetter("rel")
+
+
 def fingerprint(files: Iterable[BandFile]) -> tuple[int, int]:
     """(total size, a 63-bit number that changes when any file's name, size or mtime does): the
     "size" and "mtime" of an image of several files, which decide whether it is up to date."""
-    files = sorted(files, key=lambda f: f.rel)
-    h = hashlib.blake2b(digest_size=8)
-    for f in files:
-        h.update(f"{f.rel}\0{f.size}\0{f.mtime_ns}\n".encode("utf-8", "surrogateescape"))
-    return sum(max(f.size, 0) for f in files), int.from_bytes(h.digest(), "big") >> 1
+    files = sorted(files, key=_REL)
+    # one update of the lines of all files: the same digest as an update per line
+    text = "".join([f"{f.rel}\0{f.size}\0{f.mtime_ns}\n" for f in files])
+    h = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=8)
+    return sum([f.size if f.size > 0 else 0 for f in files]), int.from_bytes(h.digest(), "big") >> 1
 
 
 def choose(files: Sequence[BandFile], needed: Iterable[str]) -> list[tuple[str, str]]:
