@@ -329,8 +329,9 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, tuple[float, i
             if above:
                 print(f"msrgb above Snakemake alone, {where}: {', '.join(above)}")
     print("targets (docs/performance.md):")
+    band_folders = "layout=band_folders" in args.set
     for where, runs in results.items():
-        for line in targets(runs):
+        for line in targets(runs, band_folders):
             print(f"  {where}: {line}")
 
 
@@ -342,10 +343,13 @@ TARGETS = [
 ]
 
 
-def targets(runs: dict[str, tuple[float, int]]) -> list[str]:
-    """One line per target whose two runs are in ``runs``: the limit, the figure, met or not."""
+def targets(runs: dict[str, tuple[float, int]], band_folders: bool = False) -> list[str]:
+    """One line per target whose two runs are in ``runs``: the limit, the figure, met or not.
+    Band folders (BigEarthNet: 12 files an image) may take 3 s over Snakemake alone's no-op."""
     lines = []
     for name, base, ratio, over in TARGETS:
+        if band_folders and name == "noop":
+            over = 3.0
         if name not in runs or base not in runs:
             continue
         wall, ref = runs[name][0], runs[base][0]
