@@ -1,5 +1,6 @@
-"""The conversion of a shard's images in a thread pool: inputs read ahead (local files hinted to
-the kernel, objects in S3 fetched in parallel) and images to S3 uploaded in the background.
+"""The conversion of a shard's images, one after the other or in a thread pool: inputs read
+ahead (local files hinted to the kernel, objects in S3 fetched in parallel) and images to S3
+uploaded in the background.
 """
 
 from __future__ import annotations
