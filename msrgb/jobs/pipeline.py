@@ -19,6 +19,7 @@ from concurrent.futures import (
     wait,
 )
 from pathlib import Path
+from typing import NamedTuple
 
 from msrgb.errors import FileError
 from msrgb.jobs.convert import Converted, Converter
@@ -133,24 +134,27 @@ def convert_all(
         ahead.started()
         return converter.convert(image, dests, rel)
 
+    job = _Job(todo, inputs, convert, record, checkpoint, checkpoint_every, tick)
     workers = _workers(threads, input_dir, todo)
-    if workers == 1:
-        return _in_order(todo, inputs, convert, record, checkpoint, checkpoint_every, tick)
-    return _in_pool(workers, todo, inputs, convert, record, checkpoint, checkpoint_every, tick)
+    return _in_order(job) if workers == 1 else _in_pool(workers, job)
 
 
-def _in_pool(
-    workers: int,
-    todo: Sequence[tuple[Source, dict[str, Path | S3Path]]],
-    inputs: Sequence[InputImage],
-    convert: Convert,
-    record: Record,
-    checkpoint: Callable[[], None],
-    checkpoint_every: float,
-    tick: Callable[[bool], None],
-) -> BaseException | None:
+class _Job(NamedTuple):
+    """What :func:`convert_all` was given, for the two ways it converts."""
+
+    todo: Sequence[tuple[Source, dict[str, Path | S3Path]]]
+    inputs: Sequence[InputImage]
+    convert: Convert
+    record: Record
+    checkpoint: Callable[[], None]
+    checkpoint_every: float
+    tick: Callable[[bool], None]
+
+
+def _in_pool(workers: int, job: _Job) -> BaseException | None:
     """:func:`convert_all` with a pool of ``workers`` threads; each is recorded as it ends (an
     image bound for object storage once its uploads have)."""
+    todo, inputs, convert, record, checkpoint, checkpoint_every, tick = job
     fatal: BaseException | None = None
     last_checkpoint = time.monotonic()
     with ThreadPoolExecutor(workers, initializer=enter_thread_gdal_env) as pool:
@@ -189,18 +193,11 @@ def _in_pool(
     return fatal
 
 
-def _in_order(
-    todo: Sequence[tuple[Source, dict[str, Path | S3Path]]],
-    inputs: Sequence[InputImage],
-    convert: Convert,
-    record: Record,
-    checkpoint: Callable[[], None],
-    checkpoint_every: float,
-    tick: Callable[[bool], None],
-) -> BaseException | None:
+def _in_order(job: _Job) -> BaseException | None:
     """:func:`convert_all` with one thread on local files: each image converted and recorded in
     turn in the calling thread, without a pool's futures and wake-ups; the same outcomes,
     checkpoints and ticks."""
+    todo, inputs, convert, record, checkpoint, checkpoint_every, tick = job
     last_tick = last_checkpoint = time.monotonic()
     fatal: BaseException | None = None
     with gdal_env():
