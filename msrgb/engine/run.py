@@ -98,6 +98,7 @@ def run(
     prepared = plan_run(settings, Where(parallel_jobs=cores), lazy_scaled_bands)
     for note in prepared.notes:
         print(f"msrgb: {note}", file=stream)
+    assert prepared.counts is not None, "plan_run counts the work"
     print_counts(prepared.counts, stream)
     result = RunResult(prepared, settings)
     output, plan = settings.output, prepared.plan

@@ -84,7 +84,8 @@ def _check_names(labelled: Labelled, settings: ExportSettings) -> None:
 def _write(output: OutputPaths, product: Product, settings: ExportSettings, labelled: Labelled,
            assigned: Mapping[str, str], groups: Mapping[str, str]) -> Exported:  # fmt: skip
     root = output.export_dir(product.name)
-    images = Path(output.image_dir(product.name))
+    images = output.image_dir(product.name)
+    assert isinstance(images, Path), "exports of outputs in object storage are refused before"
     result = Exported(classes=labelled.classes)
     wanted: set[str] = set()
     rows: list[card.Row] = []

@@ -68,7 +68,7 @@ class BandReader:
         self._loader = TileReader(self.products, in_memory_bytes, max_pixels)
         self.max_size, self.resampling = self._loader.max_size, self._loader.resampling
 
-    def select(self, image: BandImage) -> list[tuple[str, str, Location]]:
+    def select(self, image: BandImage) -> list[tuple[str, str, Location | ZipMember]]:
         """The file of each needed band, in the order of ``self.needed``; a band missing or
         there twice is a bad input."""
         chosen = []
@@ -97,6 +97,7 @@ class BandReader:
         for _, _, path in self.select(image):
             if isinstance(path, RemotePath):  # all its band files, the needed ones among them
                 return image.listed_size > self.in_memory_bytes
+            assert not isinstance(path, ZipMember), "a zipped product's files are not looked at here"
             try:
                 total += os.stat(path).st_size
             except OSError:

@@ -10,11 +10,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import rasterio
 
 from msrgb.errors import InputError, MsrgbError, ReadInBlocks
 from msrgb.storage.locations import HttpPath, Location, RemotePath
+
+if TYPE_CHECKING:
+    from msrgb.readers.zipped import ZipMember
 
 #: GDAL settings for the hot path. Not listing the folder on every open matters in folders of
 #: thousands of files; not building the CRS from GeoTIFF keys matters when no output needs
@@ -40,7 +44,7 @@ LARGE_IMAGE_ENV = {"GTIFF_VIRTUAL_MEM_IO": "NO", "GDAL_CACHEMAX": 64}
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 
-def check_dtype(path: str | Location, dtype: str) -> None:
+def check_dtype(path: str | Location | ZipMember, dtype: str) -> None:
     """Fail with :class:`InputError` unless ``dtype`` is one msrgb can stretch."""
     if dtype not in SUPPORTED_DTYPES:
         raise InputError(
@@ -67,11 +71,11 @@ def enter_thread_gdal_env() -> None:
         thread_state.env = env
 
 
-def suffix_of(path: str | Location) -> str:
+def suffix_of(path: str | Location | ZipMember) -> str:
     return os.path.splitext(str(path))[1].lower()
 
 
-def describe_unreadable(path: str | Location, data: bytes | None = None) -> str | None:
+def describe_unreadable(path: str | Location | ZipMember, data: bytes | None = None) -> str | None:
     """A plain reason for a file that cannot even be opened, or None to let GDAL explain;
     an object in object storage is judged on its bytes (``data``), when they were read."""
     if isinstance(path, RemotePath):
@@ -132,7 +136,7 @@ def root_message(exc: BaseException) -> str:
 
 
 @contextmanager
-def input_errors(path: str | Location, data: bytes | None = None) -> Iterator[None]:
+def input_errors(path: str | Location | ZipMember, data: bytes | None = None) -> Iterator[None]:
     """Turn what rasterio and GDAL raise while reading ``path`` (whose bytes are ``data``, if
     read) into :class:`InputError` naming the file and the problem; msrgb's own errors pass
     through."""
@@ -156,7 +160,7 @@ def input_errors(path: str | Location, data: bytes | None = None) -> Iterator[No
         ) from exc
 
 
-def _scrubbed(message: str, path: str | Location) -> str:
+def _scrubbed(message: str, path: str | Location | ZipMember) -> str:
     """GDAL's ``message`` without the signature an http(s) URL's query may hold."""
     return path.scrub(message) if isinstance(path, HttpPath) else message
 

@@ -86,7 +86,7 @@ def open_zipped(where: Location, data: bytes | None, needed: Sequence[str]) -> I
 
     with ExitStack() as stack:
         try:
-            archive = stack.enter_context(zipfile.ZipFile(io.BytesIO(data) if data is not None else Path(where)))
+            archive = stack.enter_context(zipfile.ZipFile(io.BytesIO(data) if data is not None else str(where)))
             infos = archive.infolist()
             root = _root([i.filename for i in infos], where)
             metadata = None

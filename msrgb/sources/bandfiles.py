@@ -109,7 +109,7 @@ def fingerprint(files: Iterable[BandFile]) -> tuple[int, int]:
     # one update of the lines of all files: the same digest as an update per line
     text = "".join([f"{f.rel}\0{f.size}\0{f.mtime_ns}\n" for f in files])
     h = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=8)
-    return sum([f.size if f.size > 0 else 0 for f in files]), int.from_bytes(h.digest(), "big") >> 1
+    return sum([max(0, f.size) for f in files]), int.from_bytes(h.digest(), "big") >> 1
 
 
 def choose(files: Sequence[BandFile], needed: Iterable[str]) -> list[tuple[str, str]]:

@@ -74,7 +74,7 @@ def _rows(key: str, spec: dict[str, Any], schema: dict[str, Any], required: list
     """The row of ``key``, then one per setting nested in it (``export.split.by``)."""
     spec = _resolve(spec, schema)
     rows = [f"| `{key}` | {_type(spec)} | {_default(key, spec, required)} | {_text(spec.get('description', ''))} |\n"]
-    nested = spec.get("properties") or next((s["properties"] for s in spec.get("oneOf", []) if "properties" in s), {})
+    nested: dict[str, Any] = spec.get("properties") or next((s["properties"] for s in spec.get("oneOf", []) if "properties" in s), {})
     if spec.get("type") == "object" or "oneOf" in spec:
         for name, inner in nested.items():
             if "description" in inner or "$ref" in inner:
