@@ -394,3 +394,15 @@ def test_the_export_rule_runs_after_the_summary_and_only_when_needed(tmp_path: P
     root = tmp_path / "out" / "export" / "truecolor"
     assert sorted(p.name for p in root.glob("*.tar")) == ["test-000000.tar", "train-000000.tar", "val-000000.tar"]
     assert not (root / "train").exists(), "the ImageFolder files of the earlier export are left"
+
+
+def test_a_products_own_export_setting_comes_before_the_top_level_one():
+    """The rule the workflow and `msrgb export --config` share."""
+    from msrgb.config.export import export_spec
+
+    config = {"export": {"format": "webdataset"}, "products": {"a": {"export": False}, "b": {"preset": "truecolor"}, "c": None}}
+    assert export_spec(config, "a") == (False, "products.a.export")
+    assert export_spec(config, "b") == ({"format": "webdataset"}, "export")
+    assert export_spec(config, "c") == ({"format": "webdataset"}, "export")
+    assert export_spec({"products": ["a"], "export": True}, "a") == (True, "export")
+    assert export_spec({"products": ["a"]}, "a") == (None, "export")

@@ -74,6 +74,16 @@ class ExportSettings:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def export_spec(config: Mapping[str, Any], product: str) -> tuple[Any, str]:
+    """A product's ``export`` setting as given: its own (``products.<name>.export``), else the
+    top-level one; with the setting's name, for messages."""
+    products = config.get("products")
+    own = (products.get(product) or {}) if isinstance(products, Mapping) else {}
+    if "export" in own:
+        return own["export"], f"products.{product}.export"
+    return config.get("export"), "export"
+
+
 def parse_export(spec: Any, where: str = "export") -> ExportSettings | None:
     """The ``export`` setting (already checked against the schema), or None for no export.
     Raises :class:`PlanError` naming the setting for what the schema cannot say."""

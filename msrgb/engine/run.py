@@ -124,7 +124,7 @@ def _run_jobs(result: RunResult, wanted: list[str], parts_due: list[str]) -> Non
         percentiles_job(result.product(part), settings.input_dir, output)
         _done(result, part)
     _run_shards(result)
-    for part in (p for p in wanted if p in ("summary",) or p.startswith("sheets/")):
+    for part in (p for p in wanted if p == "summary" or p.startswith("sheets/")):
         if part in parts_due or result.shards:
             if part == "summary":
                 result.summary = summary_job(output, settings.products, settings.thumbnail_size)
@@ -172,8 +172,8 @@ def _stretch_markers(result: RunResult) -> list[Path]:
 
 def _shards_due(result: RunResult) -> list[int]:
     """The shards whose job Snakemake would run: marker missing, or older than the limits."""
-    plan = result.prepared.plan
-    return [s for s in range(plan.n_shards) if shard_will_run(result.output, plan, s, _stretch_markers(result))]
+    plan, markers = result.prepared.plan, _stretch_markers(result)
+    return [s for s in range(plan.n_shards) if shard_will_run(result.output, plan, s, markers)]
 
 
 def _run_shards(result: RunResult) -> None:

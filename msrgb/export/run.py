@@ -153,11 +153,8 @@ def _write_root(root: Path, product: Product, settings: ExportSettings, labelled
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_splits(path: Path, digest: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from msrgb.config.export import ExportSettings, parse_export
+from msrgb.config.export import ExportSettings, export_spec, parse_export
 from msrgb.config.parse import parse_products
 from msrgb.config.presets import EUROSAT_BANDS
 from msrgb.config.products import Product
@@ -122,12 +122,9 @@ class Settings:
 
 def _exports_of(config: Mapping[str, Any], products: list[Product]) -> tuple[tuple[str, ExportSettings], ...]:
     """The export settings of each product: its own ``export``, else the top-level one."""
-    specs = config["products"] if isinstance(config["products"], Mapping) else {}
     found = []
     for p in products:
-        own = (specs.get(p.name) or {}).get("export", ...)
-        where = "export" if own is ... else f"products.{p.name}.export"
-        settings = parse_export(config.get("export") if own is ... else own, where)
+        settings = parse_export(*export_spec(config, p.name))
         if settings is not None:
             found.append((p.name, settings))
     return tuple(found)

@@ -150,9 +150,6 @@ def first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-# --- listing -----------------------------------------------------------------------------
-
-
 # --- reading -----------------------------------------------------------------------------
 
 _pool: ThreadPoolExecutor | None = None

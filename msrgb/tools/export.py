@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from msrgb.config.export import parse_export
+from msrgb.config.export import export_spec, parse_export
 from msrgb.config.parse import products_from_dicts
 from msrgb.errors import MsrgbError
 from msrgb.outputs.paths import OutputPaths
@@ -59,9 +59,7 @@ def _spec(args: argparse.Namespace, product: str) -> dict[str, Any]:
     if args.config is not None:
         import yaml
 
-        config = yaml.safe_load(args.config.read_text()) or {}
-        own = ((config.get("products") or {}) if isinstance(config.get("products"), dict) else {}).get(product) or {}
-        found = own.get("export", config.get("export"))
+        found, _ = export_spec(yaml.safe_load(args.config.read_text()) or {}, product)
         spec = dict(found) if isinstance(found, dict) else {}
     split = dict(spec.get("split") or {})
     for key in OPTIONS:
