@@ -94,6 +94,12 @@ class S3Server:
         path.write_bytes(data.encode() if isinstance(data, str) else data)
         time.sleep(2 * DIR_CACHE_MS / 1000)
 
+    def remove(self, key: str) -> None:
+        """Delete the object ``key`` behind the server's back and wait until the server has
+        forgotten what it cached of the folder (a run started at once would still list it)."""
+        (self.root / key).unlink()
+        time.sleep(2 * DIR_CACHE_MS / 1000)
+
     def mark(self) -> int:
         """A position in the log, to count the requests made after it."""
         return self.log.stat().st_size if self.log.exists() else 0

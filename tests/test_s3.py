@@ -125,7 +125,7 @@ def test_sample_from_s3_to_s3_equals_a_local_run_with_sheets_summary_and_manifes
 
     # one new input gives one new image; a deleted one takes its image away
     shutil.copy(SAMPLE / "Cloud" / "Cloud_1.tif", s3.root / "data" / "eurosat" / "Cloud" / "Cloud_9.tif")
-    (s3.root / "data" / "eurosat" / "BareSoil" / "BareSoil_2.tif").unlink()
+    s3.remove("data/eurosat/BareSoil/BareSoil_2.tif")
     mark = s3.mark()
     run_snakemake(tmp_path, env=s3.env(), **target)
     asked = s3.requests(mark)
@@ -374,7 +374,7 @@ def test_world_files_go_to_s3_beside_their_images_and_go_away_with_them(s3: S3Se
     made = {p.name: p.read_bytes() for p in bucket.iterdir() if p.name != "manifest.tsv"}
     local = {p.name: p.read_bytes() for p in (tmp_path / "local" / "geo").iterdir() if p.name != "manifest.tsv"}
     assert made == local and {n.rpartition(".")[2] for n in made} == {"png", "pgw", "xml"}
-    (s3.root / "data" / "tiles" / "ThinCirrus_1.tif").unlink()
+    s3.remove("data/tiles/ThinCirrus_1.tif")
     run_engine(tmp_path, *args, env=s3.env(), input_dir="s3://data/tiles", output_dir="s3://pngs/geo")
     assert not [p for p in bucket.iterdir() if p.name.startswith("ThinCirrus_1.")]
 
