@@ -26,11 +26,9 @@ localrules:
 rule all:
     default_target: True
     input:
-        all_done(),
+        shards_finished(),
         # asked for by name, so that a new digest makes Snakemake run their jobs
         part_markers(),
         upload_markers(),
         export_markers(),
-        errors_table(),
-        summary_file(),
-        all_contact_sheets(),
+        report_files(),

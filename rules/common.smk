@@ -19,6 +19,7 @@ from msrgb.errors import MsrgbError  # noqa: E402
 from msrgb.jobs import runstore as msrunstore  # noqa: E402
 from msrgb.outputs import summary as mssummary  # noqa: E402
 from msrgb.outputs import sheet_lists as mssheets  # noqa: E402
+from msrgb.planning import changes as mschanges  # noqa: E402
 from msrgb.planning.prepare import plan_run, start_run  # noqa: E402
 from msrgb.planning.settings import Settings, Where, command_line_booleans  # noqa: E402
 from msrgb.planning.sharding import load_plan  # noqa: E402
@@ -183,6 +184,30 @@ PLAN = PREPARED.plan if PREPARED else plan_of_job()
 PNG_RULES = png_rules_wanted()
 
 
+def one_job_for_changes():
+    """The due shards of a small change, made in one job with the contact sheets and the
+    summary (rule convert_changes, msrgb.planning.changes), or (). Only where that job's
+    markers can stand for the separate jobs': locally, with the main process's files, without
+    Snakemake's per-file metadata (else it would find the summary recorded as made from other
+    inputs and make it again at the next run), without PNG rules (they ask for the shard markers) and with
+    output_dir not in S3 (its upload waits for the sheets' and summary's markers)."""
+    if not PREPARED or not PREPARED.changes or PNG_RULES or SETTINGS.images:
+        return ()
+    if WHERE.cluster or not SHARED_FS or not smk.keeps_no_metadata(workflow):
+        return ()
+    return PREPARED.changes
+
+
+CHANGES = one_job_for_changes()
+if CHANGES:
+    print(
+        f"msrgb: a small change: shard{'s' if len(CHANGES) > 1 else ''} "
+        f"{', '.join(map(str, CHANGES))} of {PLAN.n_shards}, the contact sheets and the "
+        "summary in one job (convert_changes)",
+        file=sys.stderr,
+    )
+
+
 # Input functions and paths of the rules.
 
 
@@ -221,7 +246,10 @@ def upload_markers():
 
 
 def part_markers():
-    """The markers of the contact sheets and the summary, which only the final target asks for."""
+    """The markers of the contact sheets and the summary, which only the final target asks
+    for (a small change's job leaves them itself)."""
+    if CHANGES:
+        return []
     sheets = [f"sheets/{p.name}" for p in PRODUCTS] if SETTINGS.contact_sheets else []
     return [part_done(part) for part in (*sheets, "summary")]
 
@@ -318,6 +346,48 @@ def all_done():
     return [shard_done(i) for i in range(PLAN.n_shards)]
 
 
+def changes_done():
+    """The marker of a small change's job (convert_changes)."""
+    return str(mschanges.changes_done(OUTPUT, PLAN, CHANGES))
+
+
+def changes_done_pattern():
+    return str(OUTPUT.part_done("changes", "{digest}"))
+
+
+def changes_parts():
+    """The parts a small change's job makes besides the shards, with their digests."""
+    return {part: PLAN.parts[part] for part in mschanges.made_by_changes(PLAN)}
+
+
+def changes_processes():
+    """Processes of a small change's job: as many as the jobs it stands for could use at once
+    (its shards, or the sheets beside the summary), within --cores."""
+    return max(1, min(WHERE.parallel_jobs, max(len(CHANGES), 2)))
+
+
+def shards_finished():
+    """What the final target asks for of the shards: every shard's marker, or for a small
+    change its job's marker and the markers of the shards it leaves alone."""
+    if CHANGES:
+        others = [shard_done(i) for i in range(PLAN.n_shards) if i not in CHANGES]
+        return [changes_done(), *others]
+    return all_done()
+
+
+def summary_done():
+    """The marker that says the summary is made: its job's, or a small change's."""
+    return changes_done() if CHANGES else part_done("summary")
+
+
+def report_files():
+    """The summary and contact sheets, which the final target asks for by name unless a small
+    change's job makes them."""
+    if CHANGES:
+        return []
+    return [errors_table(), summary_file(), *all_contact_sheets()]
+
+
 def all_states():
     return [shard_state(i) for i in range(PLAN.n_shards)]
 
@@ -394,9 +464,20 @@ def summary_log():
 
 def output_dir_of_export(wildcards, output):
     """The output folder, from the path of an export's marker."""
-    part = OUTPUT.part_done(f"export/{wildcards.product}", wildcards.digest)
-    depth = len(part.relative_to(OUTPUT.output_dir).parts)
-    return str(Path(output.done).parents[depth - 1])
+    return output_dir_above(
+        f"export/{wildcards.product}", wildcards.digest, output.done
+    )
+
+
+def output_dir_of_changes(wildcards, output):
+    """The output folder, from the path of a small change's marker."""
+    return output_dir_above("changes", wildcards.digest, output.done)
+
+
+def output_dir_above(part, digest, marker):
+    """The output folder ``marker`` (the marker of ``part`` named ``digest``) is in."""
+    depth = len(OUTPUT.part_done(part, digest).relative_to(OUTPUT.output_dir).parts)
+    return str(Path(marker).parents[depth - 1])
 
 
 def output_dir_of(wildcards, output):

@@ -12,6 +12,9 @@
 #   cannot be computed from a wildcard, hence one rule per shard. PNGs are flagged update() so
 #   that Snakemake keeps the ones that are up to date. Defined only when wanted (png_targets).
 # Both run the same script, which converts only missing or out-of-date images.
+# convert_changes: a small change (msrgb.planning.changes): the due shards, the contact sheets
+#   and the summary in one job, which leaves every marker their own jobs would leave and one
+#   of its own, named by the change; the final target then asks for that marker instead.
 
 
 rule convert_shard:
@@ -38,6 +41,32 @@ rule convert_shard:
         state=shard_state_of,
     script:
         "../scripts/convert_shard.py"
+
+
+rule convert_changes:
+    input:
+        *stretch_markers(),
+        **stretch_inputs(),
+    output:
+        done=changes_done_pattern(),
+    log:
+        str(OUTPUT.log("convert_changes", "{digest}")),
+    wildcard_constraints:
+        digest=r"[0-9a-f]{16}",
+    conda:
+        "../envs/msrgb.yaml"
+    # its shards side by side, then the sheets beside the summary, as separate jobs would run
+    threads: changes_processes()
+    params:
+        **shard_params(),
+        shard_threads=PLAN.threads,
+        output_dir=output_dir_of_changes,
+        n_shards=PLAN.n_shards,
+        tokens=[[shard, PLAN.tokens[shard]] for shard in CHANGES],
+        parts=changes_parts(),
+        thumbnail=config["thumbnail_size"],
+    script:
+        "../scripts/convert_changes.py"
 
 
 for shard in range(PLAN.n_shards) if PNG_RULES else []:

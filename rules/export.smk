@@ -5,7 +5,7 @@
 
 rule export_dataset:
     input:
-        summary=part_done("summary"),
+        summary=summary_done(),
     output:
         done=export_done_pattern(),
     log:

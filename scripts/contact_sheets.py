@@ -1,5 +1,5 @@
 """Snakemake adapter: (re)build the contact sheets of one product (see
-msrgb.engine.run.rebuild_sheets)."""
+msrgb.engine.jobs.rebuild_sheets)."""
 
 import logging
 import os
@@ -24,7 +24,7 @@ def stale(sheet_list: Path, sheet: Path) -> bool:
 # Most runs change no sheet: decide that before importing numpy, Pillow and rasterio.
 if any(stale(m, s) for m, s in pairs):
     from msrgb.config.parse import products_from_dicts
-    from msrgb.engine.run import rebuild_sheets  # noqa: E402
+    from msrgb.engine.jobs import rebuild_sheets  # noqa: E402
     from msrgb.storage.locations import location
 
     product = products_from_dicts([snakemake.params.product])[0]

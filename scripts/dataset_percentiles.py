@@ -1,5 +1,5 @@
 """Snakemake adapter: compute a dataset-wide percentile stretch (see
-msrgb.engine.run.percentiles_of_sample)."""
+msrgb.engine.jobs.percentiles_of_sample)."""
 
 import logging
 import sys
@@ -8,7 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb.config.parse import products_from_dicts
-from msrgb.engine.run import percentiles_of_sample  # noqa: E402
+from msrgb.engine.jobs import percentiles_of_sample  # noqa: E402
 from msrgb.errors import MsrgbError  # noqa: E402
 from msrgb.jobs.runstore import RunStore  # noqa: E402
 from msrgb.outputs.paths import OutputPaths, leave_marker  # noqa: E402

@@ -1,4 +1,4 @@
-"""Snakemake adapter: export one product's images as a dataset (see msrgb.engine.run.export_job)."""
+"""Snakemake adapter: export one product's images as a dataset (see msrgb.engine.jobs.export_job)."""
 
 import logging
 import re
@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb.config.export import parse_export  # noqa: E402
 from msrgb.config.parse import products_from_dicts  # noqa: E402
-from msrgb.engine.run import export_job  # noqa: E402
+from msrgb.engine.jobs import export_job  # noqa: E402
 from msrgb.errors import MsrgbError  # noqa: E402
 from msrgb.outputs.paths import OutputPaths, leave_marker  # noqa: E402
 

@@ -1,5 +1,5 @@
 """Snakemake adapter: errors.tsv and summary.json from what the shard jobs recorded (see
-msrgb.engine.run.summary_job)."""
+msrgb.engine.jobs.summary_job)."""
 
 import logging
 import sys
@@ -8,7 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb.config.parse import products_from_dicts
-from msrgb.engine.run import summary_job  # noqa: E402
+from msrgb.engine.jobs import summary_job  # noqa: E402
 from msrgb.errors import MsrgbError  # noqa: E402
 from msrgb.jobs.runstore import pull_states  # noqa: E402
 from msrgb.outputs.paths import OutputPaths, leave_marker  # noqa: E402

@@ -57,11 +57,13 @@ def test_dry_run_counts_and_changes_nothing_after_a_run(tmp_path: Path):
     assert "Nothing to be done" in dry.stdout + dry.stderr
 
 
-def test_dry_run_after_a_change_names_the_shard_and_writes_nothing(tmp_path: Path, dataset: Path):
-    """A new input: the dry run counts it and lists the shard job that will make it; a deleted
-    image: the dry run lists its shard too (without touching the state, as planning once did)."""
+@pytest.mark.parametrize("small_change", ["1000", "0"])
+def test_dry_run_after_a_change_names_the_shard_and_writes_nothing(tmp_path: Path, dataset: Path, small_change: str):
+    """A new input: the dry run counts it and lists the job that will make it (a small
+    change's one job, or with small_change 0 the shard's job); a deleted image: the dry run
+    lists its shard too (without touching the state, as planning once did)."""
     out = tmp_path / "out"
-    config = {"input_dir": str(dataset), "output_dir": str(out)}
+    config = {"input_dir": str(dataset), "output_dir": str(out), "small_change": small_change}
     run_engine(tmp_path, **config)
     synth.write_tile(dataset / "Forest" / "new.tif", synth.make_tile("Forest", 77), (500000.0, 5000000.0), 32632)
     next(out.glob("truecolor/River/*.png")).unlink()
@@ -69,7 +71,13 @@ def test_dry_run_after_a_change_names_the_shard_and_writes_nothing(tmp_path: Pat
     dry = run_snakemake(tmp_path, "-n", **config)
     assert snapshot(out) == before
     assert "truecolor: 2 to convert" in dry.stderr
-    assert re.search(r"^convert_shard\s+1$", dry.stdout, re.M), dry.stdout
+    if small_change == "0":
+        assert re.search(r"^convert_shard\s+1$", dry.stdout, re.M), dry.stdout
+        assert not re.search(r"^convert_changes", dry.stdout, re.M)
+    else:  # nor the contact sheets' and the summary's own jobs: the change's job makes them
+        assert re.search(r"^convert_changes\s+1$", dry.stdout, re.M), dry.stdout
+        assert not re.search(r"^(convert_shard|summarize|contact_sheets)", dry.stdout, re.M), dry.stdout
+        assert "msrgb: a small change: shard 0 of 1" in dry.stderr
     run_engine(tmp_path, **config)
     again = run_snakemake(tmp_path, "-n", **config)
     assert "truecolor: 0 to convert, 0 to remove, 32 up to date" in again.stderr
@@ -81,7 +89,7 @@ def test_only_an_image_made_before_and_gone_reruns_an_unchanged_shard(tmp_path: 
     appended); an image deleted by hand leaves the manifest as it was, so its shard is asked to
     run with the time appended to its token; an input skipped as bad has no image on purpose."""
     out = tmp_path / "out"
-    config = {"input_dir": str(dataset), "output_dir": str(out), "shards": "1", "on_error": "skip"}
+    config = {"input_dir": str(dataset), "output_dir": str(out), "shards": "1", "on_error": "skip", "small_change": "0"}
     (dataset / "Forest" / "bad.tif").write_bytes(b"not a tiff")
     run_engine(tmp_path, **config)
 

@@ -111,3 +111,34 @@ def test_provenance_manifest_and_checker(tmp_path: Path, dataset: Path, capsys) 
     first.unlink()  # a corrupted PNG is not detected by a rerun; deleting it rebuilds it
     run_engine(tmp_path, input_dir=str(dataset), output_dir=str(out))
     assert cli.main(["verify", str(out), "--input", str(dataset)]) == 0
+
+
+def test_a_small_change_in_a_host_that_keeps_snakemakes_metadata_runs_each_job(tmp_path: Path) -> None:
+    """A host that keeps Snakemake's per-file metadata (its default): a small change runs a job
+    per shard and the summary's job, as one job's markers would not match what Snakemake
+    records, and the next run finds nothing to do; --drop-metadata later does not change that
+    while records of the earlier runs remain (Snakemake still reads them)."""
+    tifs = tmp_path / "data" / "tif"
+    synth.generate(tifs, 2)
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "Snakefile").write_text(HOST_SNAKEFILE.format(snakefile=REPO / "Snakefile"))
+    (host / "host.yaml").write_text(f"msrgb:\n  input_dir: {tifs}\n  output_dir: pngs\n  png_targets: false\n")
+
+    def snakemake(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+            cwd=host, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C.UTF-8"},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    snakemake()
+    for i, flags in enumerate([(), ("--drop-metadata",)]):
+        synth.write_tile(tifs / "Forest" / f"new_{i}.tif", synth.make_tile("Forest", 80 + i), (500000.0, 5000000.0), 32632)
+        ran = snakemake(*flags)
+        assert "msrgb_convert_shard" in ran and "msrgb_summarize" in ran and "convert_changes" not in ran, ran[-3000:]
+        if not flags:
+            dry = snakemake("-n")
+            assert "Nothing to be done" in dry, dry[-3000:]
+        assert_png_matches(host / "pngs" / "truecolor" / "Forest" / f"new_{i}.png", tifs / "Forest" / f"new_{i}.tif")

@@ -28,6 +28,7 @@ print("SETTINGS", json.dumps({{
     "threads": smk.threads_setting(workflow, "work"),
     "executor": smk.executor_named(),
     "shared_fs": smk.shares_file_system(workflow),
+    "no_metadata": smk.keeps_no_metadata(workflow),
 }}), flush=True)
 
 rule work:
@@ -66,7 +67,7 @@ def test_local_run(tmp_path: Path):
     got = settings(tmp_path, "--cores", "3")
     assert got == {
         "cluster": False, "jobs": 3, "partition": None, "mem_mb": None, "threads": None, "executor": None,
-        "shared_fs": True,
+        "shared_fs": True, "no_metadata": False,
     }  # fmt: skip
 
 
@@ -78,7 +79,7 @@ def test_cluster_run_with_profile_style_settings(tmp_path: Path):
     )  # fmt: skip
     assert got == {
         "cluster": True, "jobs": 5, "partition": "batch", "mem_mb": "3000", "threads": 7,
-        "executor": "cluster-generic", "shared_fs": True,
+        "executor": "cluster-generic", "shared_fs": True, "no_metadata": False,
     }  # fmt: skip
     got = settings(
         tmp_path, "--executor", "cluster-generic", "--cluster-generic-submit-cmd", "true",
@@ -106,3 +107,23 @@ def test_executor_named():
     assert smk.executor_named(["snakemake", "--executor", "cluster-generic"]) == "cluster-generic"
     assert smk.executor_named(["snakemake", "--profile", "profiles/slurm"]) is None
     assert smk.executor_named(["snakemake", "--executor"]) is None
+
+
+def test_whether_snakemake_keeps_metadata(tmp_path: Path):
+    """A small change runs as one job only where Snakemake neither records nor holds per-file
+    metadata (msrgb.planning.changes): --drop-metadata, from the command line or a profile, and
+    no record left by an earlier run that kept them."""
+    assert settings(tmp_path, "--cores", "1")["no_metadata"] is False
+    assert settings(tmp_path, "--cores", "1", "--drop-metadata")["no_metadata"] is True
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    (profile / "config.yaml").write_text("drop-metadata: true\n")
+    assert settings(tmp_path, "--cores", "1", "--profile", str(profile))["no_metadata"] is True
+    (profile / "config.yaml").write_text("drop-metadata: false\n")
+    assert settings(tmp_path, "--cores", "1", "--profile", str(profile))["no_metadata"] is False
+    records = tmp_path / ".snakemake" / "metadata"
+    records.mkdir(parents=True, exist_ok=True)
+    assert settings(tmp_path, "--cores", "1", "--drop-metadata")["no_metadata"] is True  # none yet
+    (records / "b3V0").write_text("{}")  # an earlier run kept one
+    assert settings(tmp_path, "--cores", "1", "--drop-metadata")["no_metadata"] is False
+    assert smk.keeps_no_metadata(type("W", (), {"workflow_settings": None})()) is False  # not from the CLI

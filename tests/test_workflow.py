@@ -375,3 +375,74 @@ def test_a_wrong_setting_writes_nothing(tmp_path: Path, dataset: Path, setting, 
     proc = run_engine(tmp_path, *config, check=False)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-3000:]
     assert not out.exists(), sorted(p.name for p in out.rglob("*"))
+
+
+def job_counts(proc: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    """The jobs a Snakemake run ran, by rule, from its job stats."""
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout + proc.stderr, re.M) if m[1] != "total"}
+
+
+def test_a_small_change_runs_as_one_job_with_the_results_of_a_job_per_shard(tmp_path: Path, dataset: Path):
+    """New, changed and deleted inputs and an image deleted by hand, in some of four shards: one
+    job (convert_changes) converts them and makes the contact sheets and the summary, and the
+    results are byte for byte those of a job per shard (small_change 0); the next run finds
+    nothing to do, under Snakemake and in the engine."""
+
+    def config(out: Path, **more: str) -> dict[str, str]:
+        return {"input_dir": str(dataset), "output_dir": str(out), "shards": "4", "products": "[truecolor,ndvi]", **more}
+
+    one, apart = tmp_path / "one", tmp_path / "apart"
+    for out in (one, apart):
+        run_engine(tmp_path, **config(out))
+    synth.write_tile(dataset / "Forest" / "new.tif", synth.make_tile("Forest", 77), (500000.0, 5000000.0), 32632)
+    synth.write_tile(dataset / "River" / "River_1.tif", synth.make_tile("River", 55), (500000.0, 5000000.0), 32632)
+    (dataset / "Pasture" / "Pasture_2.tif").unlink()
+    for out in (one, apart):
+        (out / "truecolor" / "SeaLake" / "SeaLake_1.png").unlink()
+    rels = ["Forest/new.tif", "River/River_1.tif", "Pasture/Pasture_2.tif", "SeaLake/SeaLake_1.tif"]
+    due = sorted({shard_of(rel, 4) for rel in rels})
+    assert len(due) < 4, "the test needs a shard left alone"
+
+    proc = run_snakemake(tmp_path, **config(one))
+    assert job_counts(proc) == {"convert_changes": 1, "all": 1}, proc.stdout
+    shards = "shards" if len(due) > 1 else "shard"
+    assert f"msrgb: a small change: {shards} {', '.join(map(str, due))} of 4," in proc.stderr
+    apart_proc = run_snakemake(tmp_path, **config(apart, small_change="0"))
+    assert job_counts(apart_proc)["convert_shard"] == len(due) and job_counts(apart_proc)["summarize"] == 1
+    assert same_results(one, apart)
+    for rel in ("Forest/new.tif", "River/River_1.tif", "SeaLake/SeaLake_1.tif"):
+        assert_png_matches(one / "truecolor" / Path(rel).with_suffix(".png"), dataset / rel)
+    assert not (one / "truecolor" / "Pasture" / "Pasture_2.png").exists()
+    summary = json.loads((one / "summary.json").read_text())
+    assert summary["converted"] == 3 and summary["shard_jobs"] == len(due), summary
+
+    for out, more in ((one, {}), (apart, {"small_change": "0"})):
+        dry = run_snakemake(tmp_path, "-n", **config(out, **more))
+        assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
+        again = run_engine(tmp_path, **config(out, **more))
+        assert not again.shards and not again.parts, "the engine would redo what Snakemake made"
+
+
+def test_a_small_change_with_a_bad_input_fails_naming_it_and_keeps_the_rest(tmp_path: Path, dataset: Path):
+    """on_error fail: the job of a small change converts every shard it can, fails naming the
+    bad file, and leaves neither its marker nor a summary of that run; once the file is gone,
+    the next run finishes the change."""
+    config = {"input_dir": str(dataset), "output_dir": str(tmp_path / "out"), "shards": "4"}
+    out = tmp_path / "out"
+    run_engine(tmp_path, **config)
+    summary = (out / "summary.json").read_bytes()
+    for i in range(6):  # in several shards: the shards run side by side in the job
+        synth.write_tile(dataset / "Forest" / f"new_{i}.tif", synth.make_tile("Forest", 70 + i), (500000.0, 5000000.0), 32632)
+    (dataset / "River" / "broken.tif").write_bytes(b"II*\x00 not a tiff")
+    proc = run_snakemake(tmp_path, check=False, **config)
+    assert proc.returncode != 0 and "convert_changes" in proc.stdout + proc.stderr
+    assert "River/broken.tif" in proc.stderr, proc.stderr[-3000:]
+    for i in range(6):
+        assert_png_matches(out / "truecolor" / "Forest" / f"new_{i}.png", dataset / "Forest" / f"new_{i}.tif")
+    assert (out / "summary.json").read_bytes() == summary
+    assert not list((out / ".msrgb" / "done").glob("changes/*"))
+    (dataset / "River" / "broken.tif").unlink()
+    proc = run_snakemake(tmp_path, **config)
+    assert job_counts(proc) == {"convert_changes": 1, "all": 1}, proc.stdout
+    assert json.loads((out / "summary.json").read_text())["images"] == 37
+    assert "Nothing to be done" in run_snakemake(tmp_path, "-n", **config).stdout

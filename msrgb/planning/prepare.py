@@ -21,6 +21,7 @@ from msrgb.outputs.lock import lock_output
 from msrgb.outputs.paths import OutputListing
 from msrgb.outputs.state import StateCache
 from msrgb.planning import sheet_plan
+from msrgb.planning.changes import small_change
 from msrgb.planning.checks import (
     check_folders,
     check_input_dir,
@@ -105,6 +106,8 @@ class Prepared:
     #: product -> what its export is made from besides the images: its settings, and the
     #: size and time of the files they name (labels table, split lists)
     exports: dict[str, str] = field(default_factory=dict)
+    #: the due shards when this run is a small change (msrgb.planning.changes), else ()
+    changes: tuple[int, ...] = ()
 
     def parts(self) -> dict[str, str]:
         """The digest of what each job besides the shard jobs is made from, which names the
@@ -210,7 +213,8 @@ def _plan_run(settings: Settings, where: Where, scaled_bands_of: ScaledBandsOf |
         check_input_dir(counts, settings)
         check_removals(counts, settings)
     notes = ([note] if note else []) + ([f"warning: {problems_note(problems)}"] if problems else [])
-    return replace(prepared, plan=plan, notes=tuple(notes), counts=counts)
+    changes = small_change(output, plan, counts, stretches, settings.small_change)
+    return replace(prepared, plan=plan, notes=tuple(notes), counts=counts, changes=changes)
 
 
 def planned_sheets(settings: Settings, sources: Sequence[Source]) -> dict[str, dict[str, str]]:

@@ -41,6 +41,8 @@ class Settings:
     cluster_shard_min_size: int = 2000
     threads_per_shard: int | None = None  # None: auto
     cluster_threads_per_shard: int = 4
+    #: a rerun with at most this many images to convert or remove runs as one job (0: never)
+    small_change: int = 1000
     #: live progress in the main process: a bar on a terminal, else a line every interval
     progress: bool = True
     progress_interval: float = 30.0
@@ -99,6 +101,7 @@ class Settings:
             cluster_shard_min_size=config["cluster_shard_min_size"],
             threads_per_shard=auto("threads_per_shard"),
             cluster_threads_per_shard=config["cluster_threads_per_shard"],
+            small_change=config.get("small_change", 1000),
             progress=config.get("progress", True),
             progress_interval=float(config.get("progress_interval", 30)),
             contact_sheets=config["contact_sheets"],

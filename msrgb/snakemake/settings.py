@@ -9,9 +9,11 @@ version (``TESTED_WITH``). When Snakemake changes, this module and that test are
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any
 
 #: The Snakemake release these reads were written and tested for.
@@ -35,6 +37,32 @@ def executor_named(argv: Sequence[str] | None = None) -> str | None:
         if arg in ("--executor", "-e") and i + 1 < len(args):
             return args[i + 1]
     return None
+
+
+def keeps_no_metadata(workflow: Any, workdir: str = ".") -> bool:
+    """Whether Snakemake holds no per-file metadata for this run's outputs and records none:
+    ``--drop-metadata`` (msrgb's profiles set it), the file persistence backend, and no record
+    left in ``.snakemake/metadata`` by an earlier run that kept them (Snakemake still reads
+    those, and would make a file again whose recorded inputs differ from its rule's). Snakemake
+    hands the setting over only after the Snakefile is read; while it is read, the command line
+    as parsed with its profiles is ``snakemake.cli``'s ``args_to_api(args)``, found on the
+    stack. False when not found (the Python API, another Snakemake): the answer that is always
+    safe."""
+    backend = getattr(workflow.workflow_settings, "persistence_backend", None)
+    if getattr(backend, "name", None) != "FILE":
+        return False
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "args_to_api" and frame.f_globals.get("__name__") == "snakemake.cli":
+            break
+        frame = frame.f_back
+    if frame is None or getattr(frame.f_locals.get("args"), "drop_metadata", None) is not True:
+        return False
+    try:
+        with os.scandir(os.path.join(workdir, ".snakemake", "metadata")) as records:
+            return next(records, None) is None
+    except FileNotFoundError:
+        return True
 
 
 def shares_file_system(workflow: Any) -> bool:

@@ -1,0 +1,240 @@
+"""The jobs of a run, as functions: what each Snakemake script calls (scripts/) and what the
+in-process engine (msrgb.engine.run) calls in the order Snakemake's graph allows: a shard, a
+small change's shards with the sheets and summary, a product's contact sheets, the summary, a
+dataset-wide stretch, an export."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from msrgb.config.export import ExportSettings
+from msrgb.config.products import Product
+from msrgb.errors import MsrgbError, ShardError
+from msrgb.outputs.paths import OutputPaths, leave_marker
+from msrgb.planning.prepare import Prepared
+from msrgb.sources.stac import InputDir
+
+if TYPE_CHECKING:
+    from msrgb.export.run import Exported
+
+log = logging.getLogger("msrgb")
+
+
+def part_outputs(output: OutputPaths, products: Sequence[Product], part: str, prepared: Prepared | None) -> list[Path]:
+    """The files the rule making ``part`` declares (rules/report.smk): the summary's, or a
+    product's contact sheets (as planned, or in a job as the run's sheet lists name them)."""
+    if part.startswith("sheets/"):
+        from msrgb.outputs.sheet_lists import sheet_names
+
+        name = part.partition("/")[2]
+        names = sorted(prepared.sheets[name]) if prepared is not None else sheet_names(output, name)
+        return [output.contact_sheet(name, n) for n in names]
+    files = [output.errors_table(), output.summary()]
+    for p in products:
+        files += [output.provenance(p.name), output.histogram(p.name), output.clipped_sheet(p.name)]
+        files += [output.legend(p.name)] if p.is_index else []
+    return files
+
+
+def touch(paths: Sequence[Path]) -> None:
+    """What Snakemake does to a job's outputs when it ends: those the job left as they were
+    (written only when their bytes change) get the job's end as their time, so that they are
+    not older than its inputs."""
+    for path in paths:
+        if path.exists():
+            os.utime(path)
+
+
+@dataclass(frozen=True)
+class ShardSettings:
+    """What every shard job of a run is given besides its shard list (rules/convert.smk)."""
+
+    input_dir: InputDir
+    products: Sequence[Product]
+    threads: int
+    stretch_files: Mapping[str, Path]
+    read_ahead: int
+    max_pixels: int
+
+
+def convert_shards(
+    output: OutputPaths, n_shards: int, tokens: Mapping[int, str], job: ShardSettings, pool: Executor | None = None
+) -> None:
+    """The jobs of the shards ``tokens`` names (shard -> token), one after the other or side by
+    side in ``pool``, each leaving its marker; a shard with bad inputs (``on_error: fail``)
+    raises once the others have run, with every failed shard's message."""
+    failed: list[MsrgbError] = []
+    if pool is None:
+        for shard, token in tokens.items():
+            try:
+                shard_job(output, n_shards, shard, token, job)
+            except ShardError as exc:
+                failed.append(exc)
+    else:
+        futures = [pool.submit(shard_job, output, n_shards, shard, token, job) for shard, token in tokens.items()]
+        failed += [exc for exc in (f.exception() for f in futures) if isinstance(exc, ShardError)]
+        for future in futures:
+            future.result()  # any other error, as it was raised
+    if failed:
+        raise ShardError("\n".join(str(exc) for exc in failed)) from failed[0]
+
+
+def changes_job(
+    output: OutputPaths,
+    n_shards: int,
+    tokens: Mapping[int, str],
+    parts: Mapping[str, str],
+    job: ShardSettings,
+    thumbnail: int,
+    processes: int = 1,
+    prepared: Prepared | None = None,
+) -> dict[str, Any]:
+    """The job of a small change (msrgb.planning.changes): the due shards (``tokens``: shard ->
+    token), then the contact sheets and the summary (``parts``: part -> digest), leaving every
+    marker their own jobs would leave and touching what they declare, as Snakemake does at a
+    job's end, so that the next run finds nothing to do. With ``processes`` > 1, the shards run
+    side by side, then the sheets beside the summary, in forked processes (what the separate
+    jobs would run on as many cores). Raises after the shards when one of them failed, as the
+    run of separate jobs stops before the sheets and the summary."""
+    summary: dict[str, Any] = {}
+    with _pool(processes) as pool:
+        convert_shards(output, n_shards, tokens, job, pool)
+        sheets = {
+            part: (pool or _here).submit(_sheets_part, output, job.products, part, thumbnail, prepared)
+            for part in parts if part != "summary"
+        }  # fmt: skip
+        if "summary" in parts:
+            summary = summary_job(output, job.products, thumbnail)
+        for part, digest in parts.items():
+            if part in sheets:
+                sheets[part].result()
+            touch(part_outputs(output, job.products, part, prepared))
+            leave_marker(output.part_done(part, digest))
+    return summary
+
+
+def _pool(processes: int) -> Any:
+    """Forked worker processes (the job's own state, no re-import), or none for one process."""
+    if processes <= 1:
+        return contextlib.nullcontext()
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
+
+
+class _Here:
+    """An executor that runs what it is given at once, in this process."""
+
+    @staticmethod
+    def submit(func: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(func(*args))
+        return future
+
+
+_here = _Here()
+
+
+def _sheets_part(output: OutputPaths, products: Sequence[Product], part: str, thumbnail: int, prepared: Prepared | None) -> int:
+    product = next(p for p in products if p.name == part.partition("/")[2])
+    return sheets_job(output, product, thumbnail, prepared)
+
+
+def shard_job(output: OutputPaths, n_shards: int, shard: int, token: str, job: ShardSettings) -> None:
+    """One shard's job, as ``convert_shard`` runs it."""
+    from msrgb.jobs.shard import run_shard
+
+    run_shard(
+        shard_list=output.shard_list(n_shards, shard),
+        state_out=output.state(n_shards, shard),
+        input_dir=job.input_dir,
+        products=job.products,
+        threads=job.threads,
+        stretch_files=dict(job.stretch_files),
+        read_ahead=job.read_ahead,
+        max_pixels=job.max_pixels,
+        done=output.done(n_shards, shard, token),
+    )
+
+
+def export_job(output: OutputPaths, product: Product, export: ExportSettings, input_dir: object) -> Exported:
+    """A product's export as a dataset (msrgb.export), after the summary wrote its manifest."""
+    from msrgb.export.run import export_product
+
+    exported = export_product(output, product, export, input_dir)
+    log.info("export %s: %s", product.name, exported.counts)
+    return exported
+
+
+def percentiles_job(product: Product, input_dir: InputDir, output: OutputPaths) -> dict[str, Any]:
+    """A dataset-wide stretch's job: its limits from the planned sample (msrgb.jobs.stats)."""
+    return percentiles_of_sample(product, input_dir, output.sample(product.name), output.stretch(product.name))
+
+
+def percentiles_of_sample(product: Product, input_dir: InputDir, sample: Path, out: Path) -> dict[str, Any]:
+    """The limits of a dataset-wide stretch from the files listed in ``sample``, into ``out``."""
+    from msrgb.jobs import stats
+
+    return stats.run(product, input_dir, sample, out)
+
+
+def sheets_job(output: OutputPaths, product: Product, thumbnail: int, prepared: Prepared | None = None) -> int:
+    """A product's contact-sheet job: the sheets whose manifest is newer than the sheet."""
+    from msrgb.outputs.sheet_lists import sheet_list_path, sheet_names
+
+    names = sorted(prepared.sheets[product.name]) if prepared is not None else sheet_names(output, product.name)
+    pairs = [(sheet_list_path(output, product.name, n), output.contact_sheet(product.name, n)) for n in names]
+    return rebuild_sheets(pairs, product, output.image_dir(product.name), thumbnail)
+
+
+def rebuild_sheets(pairs: Sequence[tuple[Path, Path]], product: Product, images: Path | Any, thumbnail: int) -> int:
+    """Rebuild the (manifest, sheet) pairs whose sheet is missing or older than its manifest."""
+    from msrgb.outputs.sheet_lists import SheetGeometry
+    from msrgb.render import sheets
+    from msrgb.render.legend import legend_image
+
+    legend = legend_image(product) if product.is_index else None
+    return sheets.build_all(pairs, images, SheetGeometry(thumb=thumbnail), product.suffix, legend)
+
+
+def summary_job(
+    output: OutputPaths,
+    products: Sequence[Product],
+    thumbnail: int,
+    states: Sequence[Path] | None = None,
+    errors_out: Path | None = None,
+    summary_out: Path | None = None,
+    manifests: Sequence[Path] | None = None,
+) -> dict[str, Any]:
+    """The summary's job: errors.tsv, the provenance manifests, summary.json, histograms and
+    the clipping sheets, from what the shard jobs recorded (msrgb.jobs.report)."""
+    from msrgb.jobs import report
+    from msrgb.outputs.errors_table import problems_note, read_planning_errors, write_errors
+    from msrgb.outputs.state import read_state_full
+    from msrgb.outputs.summary import summary_table
+    from msrgb.planning.sharding import load_plan
+
+    plan = load_plan(output)
+    per_class, n_shards = report.images_per_class(plan), plan.n_shards
+    del plan  # before the states are read: the plan of 270,000 inputs is about 80 MB
+    if states is None:
+        states = [output.state(n_shards, shard) for shard in range(n_shards)]
+    state = read_state_full(list(states))
+    planning = read_planning_errors(output.planning_errors())
+    errors = write_errors(state, errors_out or output.errors_table(), planning)
+    outs = manifests or [output.provenance(p.name) for p in products]
+    report.write_provenance(state, {p.name: (p.digest(), Path(out), p.suffix) for p, out in zip(products, outs)})
+    summary = report.summarize(output, per_class, n_shards, len(products), len(errors))
+    if planning:
+        summary["notes"].insert(0, problems_note(planning))
+    summary["clipping"] = report.clipping_summary(state, {p.name: p.suffix for p in products})
+    report.write_summary(summary_out or output.summary(), summary)
+    report.write_looks(output, products, state, summary["clipping"], thumbnail)
+    log.info("summary:\n%s", summary_table(summary))
+    return summary

@@ -1,0 +1,53 @@
+"""Snakemake adapter: a small change's shards, contact sheets and summary in one job (see
+msrgb.engine.jobs.changes_job)."""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from msrgb.config.parse import products_from_dicts  # noqa: E402
+from msrgb.engine.jobs import ShardSettings, changes_job  # noqa: E402
+from msrgb.errors import MsrgbError  # noqa: E402
+from msrgb.outputs.paths import OutputPaths, leave_marker  # noqa: E402
+from msrgb.sources.stac import input_location  # noqa: E402
+
+logging.basicConfig(
+    filename=snakemake.log[0],
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s %(message)s",
+)
+for earlier in Path(snakemake.log[0]).parent.glob("*.log"):  # only the latest change's log is kept
+    if earlier != Path(snakemake.log[0]):
+        earlier.unlink(missing_ok=True)
+params = snakemake.params
+job = ShardSettings(
+    input_dir=input_location(params.input_dir),
+    products=products_from_dicts(params.products),
+    threads=params.shard_threads,
+    stretch_files={k: Path(v) for k, v in params.stretch_files.items()},
+    read_ahead=params.read_ahead,
+    max_pixels=params.max_pixels,
+)
+try:
+    changes_job(
+        OutputPaths.at(Path(params.output_dir)),
+        params.n_shards,
+        {int(shard): token for shard, token in params.tokens},
+        dict(params.parts),
+        job,
+        params.thumbnail,
+        processes=snakemake.threads,
+    )
+except MsrgbError as exc:
+    logging.error("%s", exc)
+    print(exc, file=sys.stderr)
+    sys.exit(1)
+except KeyboardInterrupt:  # Ctrl-C reaches the jobs too: what was done is saved, no traceback
+    logging.error("interrupted (Ctrl-C); the images made so far are recorded")
+    sys.exit(130)
+except Exception:
+    logging.exception("small change failed")
+    raise
+leave_marker(Path(snakemake.output.done))
