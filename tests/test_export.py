@@ -394,6 +394,14 @@ def test_the_export_rule_runs_after_the_summary_and_only_when_needed(tmp_path: P
     root = tmp_path / "out" / "export" / "truecolor"
     assert sorted(p.name for p in root.glob("*.tar")) == ["test-000000.tar", "train-000000.tar", "val-000000.tar"]
     assert not (root / "train").exists(), "the ImageFolder files of the earlier export are left"
+    # a small change (one job for its shards, sheets and summary) runs the export after it
+    eurosat(tmp_path / "tif", 4, start=4)
+    small = run_snakemake(tmp_path, "--configfile", str(REPO / "config" / "config.yaml"), "a.yaml", input_dir="tif", output_dir="out")
+    assert "convert_changes" in small.stderr and "export_dataset" in small.stderr, small.stderr[-3000:]
+    manifest = (root / "manifest.csv").read_text()
+    assert "_7.png" in manifest and len(manifest.splitlines()) == 1 + 7 * len(CLASSES), manifest
+    again = run_snakemake(tmp_path, "--configfile", str(REPO / "config" / "config.yaml"), "a.yaml", input_dir="tif", output_dir="out")
+    assert "Nothing to be done" in again.stderr
 
 
 def test_a_products_own_export_setting_comes_before_the_top_level_one():

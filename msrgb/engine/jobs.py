@@ -115,7 +115,7 @@ def changes_job(
             summary = summary_job(output, job.products, thumbnail)
         for part, digest in parts.items():
             if part in sheets:
-                sheets[part].result()
+                log.info("%s: %d contact sheet(s) rebuilt", part, sheets[part].result())
             touch(part_outputs(output, job.products, part, prepared))
             leave_marker(output.part_done(part, digest))
     return summary
