@@ -195,6 +195,8 @@ def one_job_for_changes():
         return ()
     if WHERE.cluster or not SHARED_FS or not smk.keeps_no_metadata(workflow):
         return ()
+    if smk.makes_a_report():  # the report shows the summary's and sheets' jobs
+        return ()
     return PREPARED.changes
 
 

@@ -55,7 +55,9 @@ def test_contact_sheets_summary_and_report(tmp_path: Path) -> None:
     assert "River.png" in changed and not changed & {"Forest.png", "SeaLake.png"}
     assert json.loads((out / "summary.json").read_text())["converted"] == 1
 
-    # The HTML report embeds every contact sheet and the summary.
+    # The HTML report embeds every contact sheet and the summary, also with a small change
+    # pending (which would run as one job: the report shows the sheets' and summary's jobs).
+    shutil.copy(tifs / "River" / "River_1.tif", tifs / "River" / "River_00.tif")
     run_snakemake(tmp_path, "--report", "report.html", input_dir=str(tifs), output_dir=str(out), contact_sheet_tiles=12)
     html = (tmp_path / "report.html").read_text()
     for png in (out / "contact_sheets" / "truecolor").iterdir():

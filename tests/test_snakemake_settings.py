@@ -29,6 +29,7 @@ print("SETTINGS", json.dumps({{
     "executor": smk.executor_named(),
     "shared_fs": smk.shares_file_system(workflow),
     "no_metadata": smk.keeps_no_metadata(workflow),
+    "report": smk.makes_a_report(),
 }}), flush=True)
 
 rule work:
@@ -67,7 +68,7 @@ def test_local_run(tmp_path: Path):
     got = settings(tmp_path, "--cores", "3")
     assert got == {
         "cluster": False, "jobs": 3, "partition": None, "mem_mb": None, "threads": None, "executor": None,
-        "shared_fs": True, "no_metadata": False,
+        "shared_fs": True, "no_metadata": False, "report": False,
     }  # fmt: skip
 
 
@@ -79,7 +80,7 @@ def test_cluster_run_with_profile_style_settings(tmp_path: Path):
     )  # fmt: skip
     assert got == {
         "cluster": True, "jobs": 5, "partition": "batch", "mem_mb": "3000", "threads": 7,
-        "executor": "cluster-generic", "shared_fs": True, "no_metadata": False,
+        "executor": "cluster-generic", "shared_fs": True, "no_metadata": False, "report": False,
     }  # fmt: skip
     got = settings(
         tmp_path, "--executor", "cluster-generic", "--cluster-generic-submit-cmd", "true",
@@ -127,3 +128,9 @@ def test_whether_snakemake_keeps_metadata(tmp_path: Path):
     (records / "b3V0").write_text("{}")  # an earlier run kept one
     assert settings(tmp_path, "--cores", "1", "--drop-metadata")["no_metadata"] is False
     assert smk.keeps_no_metadata(type("W", (), {"workflow_settings": None})()) is False  # not from the CLI
+    assert smk.makes_a_report() is True  # not from the CLI: as if it did
+    (tmp_path / "Snakefile").write_text(SNAKEFILE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--report", "r.html"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert '"report": true' in proc.stdout, proc.stdout + proc.stderr

@@ -43,26 +43,36 @@ def keeps_no_metadata(workflow: Any, workdir: str = ".") -> bool:
     """Whether Snakemake holds no per-file metadata for this run's outputs and records none:
     ``--drop-metadata`` (msrgb's profiles set it), the file persistence backend, and no record
     left in ``.snakemake/metadata`` by an earlier run that kept them (Snakemake still reads
-    those, and would make a file again whose recorded inputs differ from its rule's). Snakemake
-    hands the setting over only after the Snakefile is read; while it is read, the command line
-    as parsed with its profiles is ``snakemake.cli``'s ``args_to_api(args)``, found on the
-    stack. False when not found (the Python API, another Snakemake): the answer that is always
-    safe."""
+    those, and would make a file again whose recorded inputs differ from its rule's). False
+    when the command line is not known (:func:`command_line`): the answer that is always safe."""
     backend = getattr(workflow.workflow_settings, "persistence_backend", None)
-    if getattr(backend, "name", None) != "FILE":
-        return False
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == "args_to_api" and frame.f_globals.get("__name__") == "snakemake.cli":
-            break
-        frame = frame.f_back
-    if frame is None or getattr(frame.f_locals.get("args"), "drop_metadata", None) is not True:
+    if getattr(backend, "name", None) != "FILE" or getattr(command_line(), "drop_metadata", None) is not True:
         return False
     try:
         with os.scandir(os.path.join(workdir, ".snakemake", "metadata")) as records:
             return next(records, None) is None
     except FileNotFoundError:
         return True
+
+
+def makes_a_report() -> bool:
+    """Whether this command makes a report (``--report``), which shows the outputs of the jobs
+    of the workflow's graph: True when the command line is not known."""
+    args = command_line()
+    return args is None or bool(getattr(args, "report", None))
+
+
+def command_line() -> Any:
+    """Snakemake's command line as parsed with its profiles (an argparse namespace), or None
+    when Snakemake was not started from its command line (the Python API). Snakemake hands its
+    settings to the workflow only after the Snakefile is read; while it is read, they are
+    ``snakemake.cli``'s ``args_to_api(args)``, found on the stack."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "args_to_api" and frame.f_globals.get("__name__") == "snakemake.cli":
+            return frame.f_locals.get("args")
+        frame = frame.f_back
+    return None
 
 
 def shares_file_system(workflow: Any) -> bool:
