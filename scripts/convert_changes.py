@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb.config.parse import products_from_dicts  # noqa: E402
 from msrgb.engine.jobs import ShardSettings, changes_job  # noqa: E402
-from msrgb.errors import MsrgbError  # noqa: E402
+from msrgb.jobs.shard import ends_as_a_job  # noqa: E402
 from msrgb.outputs.paths import OutputPaths, leave_marker  # noqa: E402
 from msrgb.sources.stac import input_location  # noqa: E402
 
@@ -30,7 +30,7 @@ job = ShardSettings(
     read_ahead=params.read_ahead,
     max_pixels=params.max_pixels,
 )
-try:
+with ends_as_a_job("small change"):
     changes_job(
         OutputPaths.at(Path(params.output_dir)),
         params.n_shards,
@@ -40,14 +40,4 @@ try:
         params.thumbnail,
         processes=snakemake.threads,
     )
-except MsrgbError as exc:
-    logging.error("%s", exc)
-    print(exc, file=sys.stderr)
-    sys.exit(1)
-except KeyboardInterrupt:  # Ctrl-C reaches the jobs too: what was done is saved, no traceback
-    logging.error("interrupted (Ctrl-C); the images made so far are recorded")
-    sys.exit(130)
-except Exception:
-    logging.exception("small change failed")
-    raise
 leave_marker(Path(snakemake.output.done))

@@ -7,9 +7,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb.config.parse import products_from_dicts
-from msrgb.errors import MsrgbError  # noqa: E402
 from msrgb.jobs import runstore  # noqa: E402
-from msrgb.jobs.shard import remove_earlier_logs, run_shard  # noqa: E402
+from msrgb.jobs.shard import ends_as_a_job, remove_earlier_logs, run_shard  # noqa: E402
 from msrgb.outputs.paths import OutputPaths  # noqa: E402
 from msrgb.sources.stac import input_location  # noqa: E402
 
@@ -22,7 +21,7 @@ remove_earlier_logs(Path(snakemake.log[0]))
 shard_list = Path(snakemake.params.shard_list)  # .msrgb/shard_lists/<shard count>/<shard>.tsv
 shared_fs = snakemake.params.get("shared_fs", True)
 stretch_files = {k: Path(v) for k, v in snakemake.params.stretch_files.items()}
-try:
+with ends_as_a_job("shard"):
     if not shared_fs:  # this job shares no file system with the main process: msrgb.jobs.runstore
         output = OutputPaths.of_shard_list(shard_list)
         n_shards, shard = int(shard_list.parent.name), int(shard_list.stem)
@@ -45,13 +44,3 @@ try:
     finally:
         if not shared_fs:  # what was done is kept for the next run, also when the job failed
             runstore.push_shard(output, n_shards, shard)
-except MsrgbError as exc:
-    logging.error("%s", exc)
-    print(exc, file=sys.stderr)
-    sys.exit(1)
-except KeyboardInterrupt:  # Ctrl-C reaches the jobs too: what was done is saved, no traceback
-    logging.error("interrupted (Ctrl-C); the images made so far are recorded")
-    sys.exit(130)
-except Exception:
-    logging.exception("shard failed")
-    raise

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from msrgb.config.products import Product
-from msrgb.errors import PlanError, ShardError
+from msrgb.errors import MsrgbError, PlanError, ShardError
 from msrgb.jobs.convert import Converter
 from msrgb.jobs.pipeline import (
     READ_AHEAD,
@@ -253,3 +255,21 @@ def _progress_logger(
     return tick
 
 
+@contextlib.contextmanager
+def ends_as_a_job(what: str) -> Iterator[None]:
+    """How a conversion job ends when it cannot finish: msrgb's own errors (bad inputs, a full
+    disk) go to its log and to stderr, without a traceback, with exit status 1; Ctrl-C, which
+    reaches the jobs too, exits with 130 (what was done is recorded); anything else is logged
+    with its traceback (``what`` failed) and raised."""
+    try:
+        yield
+    except MsrgbError as exc:
+        log.error("%s", exc)
+        print(exc, file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        log.error("interrupted (Ctrl-C); the images made so far are recorded")
+        sys.exit(130)
+    except Exception:
+        log.exception("%s failed", what)
+        raise
