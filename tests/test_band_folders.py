@@ -59,8 +59,14 @@ def test_band_names_and_the_finest_resolution():
     assert bandfiles.band_of("S2A_MSIL2A_20170613T101031_0_45_B8A.tif", pattern) == ("B8A", 0)
     assert bandfiles.band_of("T29RKH_20200219T112111_B04_10m.jp2", pattern) == ("B04", 10)
     assert bandfiles.band_of("t29rkh_b12_20m.JP2", pattern) == ("B12", 20)
-    for other in ("T29RKH_TCI_10m.jp2", "SCL.tif", "B04.png", "B13.tif", "xB04.tif", "B04_labels.json"):
+    assert bandfiles.band_of("x_B02.TIFF", pattern) == ("B02", 0)
+    for other in (
+        "T29RKH_TCI_10m.jp2", "SCL.tif", "B04.png", "B13.tif", "xB04.tif", "B04_labels.json", "B04",
+        "B04.tif.gz", "B04.", "B04.tif.aux.xml", "x_B04.jp2x",
+    ):  # fmt: skip
         assert bandfiles.band_of(other, pattern) is None, other
+    no_res = bandfiles.compile_pattern(r"_(?P<band>B\d\d)$")  # a pattern without a resolution group
+    assert bandfiles.band_of("x_B05.tif", no_res) == ("B05", 0)
     files = [
         bandfiles.BandFile("B04", 20, "R20m/x_B04_20m.jp2", 1, 1),
         bandfiles.BandFile("B04", 10, "R10m/x_B04_10m.jp2", 1, 1),
