@@ -188,14 +188,15 @@ def one_job_for_changes():
     """The due shards of a small change, made in one job with the contact sheets and the
     summary (rule convert_changes, msrgb.planning.changes), or (). Only where that job's
     markers can stand for the separate jobs': locally, with the main process's files, without
-    Snakemake's per-file metadata (else it would find the summary recorded as made from other
-    inputs and make it again at the next run), without PNG rules (they ask for the shard markers) and with
-    output_dir not in S3 (its upload waits for the sheets' and summary's markers)."""
+    Snakemake's per-file metadata (else it would find the summary recorded as made from
+    other inputs and make it again at the next run), without PNG rules (they ask for the
+    shard markers), with output_dir not in S3 (its upload waits for the sheets' and summary's
+    markers) and not for a report (it shows the sheets' and summary's own jobs)."""
     if not PREPARED or not PREPARED.changes or PNG_RULES or SETTINGS.images:
         return ()
     if WHERE.cluster or not SHARED_FS or not smk.keeps_no_metadata(workflow):
         return ()
-    if smk.makes_a_report():  # the report shows the summary's and sheets' jobs
+    if smk.makes_a_report():
         return ()
     return PREPARED.changes
 
