@@ -55,21 +55,15 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     return compiled
 
 
-_BAND_SUFFIX_SET = frozenset(BAND_SUFFIXES)
-
-
 def band_of(name: str, pattern: re.Pattern[str]) -> tuple[str, int] | None:
     """(band, resolution) of a file name, or None if it is not a band file."""
-    dot = name.rfind(".")
-    if dot < 0 or name[dot:].lower() not in _BAND_SUFFIX_SET:
+    if not name.lower().endswith(BAND_SUFFIXES):
         return None
-    m = pattern.search(name, 0, dot)
+    m = pattern.search(name, 0, name.rfind("."))
     if m is None:
         return None
-    if "res" not in pattern.groupindex:
-        return m.group("band").upper(), 0
-    band, res = m.group("band", "res")
-    return band.upper(), int(res) if res else 0
+    res = m.group("res") if "res" in pattern.groupindex else None
+    return m.group("band").upper(), int(res) if res else 0
 
 
 def is_safe(name: str) -> bool:
@@ -145,19 +139,19 @@ def _scan(
     Sentinel-2 products."""
     files, subdirs, zips = [], [], []
     prefix = f"{rel_dir}/" if rel_dir else ""
-    for entry in list_folder(top, rel_dir, problems):  # a step per band file: kept lean
+    for entry in list_folder(top, rel_dir, problems):
         name = entry.name
         if name[0] == ".":
             continue
         if entry.is_dir(follow_symlinks=False):
             subdirs.append(prefix + name)
-        elif name[-4:].lower() == ".zip" and is_zipped_product(name):
+            continue
+        if is_zipped_product(name):
             zips.append(zipped_image(prefix + name, *size_and_mtime(entry, with_stat)))
-        else:
-            found = band_of(name, pattern)
-            if found is not None:
-                size, mtime = size_and_mtime(entry, with_stat)
-                files.append(BandFile(found[0], found[1], prefix + name, size, mtime))
+            continue
+        found = band_of(name, pattern)
+        if found is not None:
+            files.append(BandFile(found[0], found[1], prefix + name, *size_and_mtime(entry, with_stat)))
     return files, subdirs, zips
 
 
