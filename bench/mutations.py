@@ -1,4 +1,4 @@
-"""Mutation check of the test suite: 15 small wrong changes to the code, each applied alone in a
+"""Mutation check of the test suite: 19 small wrong changes to the code, each applied alone in a
 copy of the repository, and whether the README's test command (or a part of it) catches it.
 
     python bench/mutations.py COPY [--only N ...] [-- PYTEST ARGS]
@@ -38,6 +38,10 @@ MUTATIONS = [
     ("clashing outputs not found", "            if key in outputs:\n                clashes.append", "            if False:\n                clashes.append"),
     ("mass deletion not stopped", "REMOVAL_COUNT, REMOVAL_SHARE, REMOVAL_FLOOR = 100, 0.10, 10", "REMOVAL_COUNT, REMOVAL_SHARE, REMOVAL_FLOOR = 10**9, 1.0, 10**9"),
     ("an impossible Slurm request passes", "    if threads > size.cpus:\n        raise SlurmQueryError", "    if False:\n        raise SlurmQueryError"),
+    ("a small change's side outputs not touched", "touch(part_outputs(output, job.products, part, prepared))", "pass"),
+    ("--drop-metadata not read", 'getattr(command_line(), "drop_metadata", None) is not True', "False"),
+    ("leftover metadata records not seen", "return next(records, None) is None", "return True"),
+    ("a small change's one job for --report", 'return args is None or bool(getattr(args, "report", None))', "return False"),
 ]
 
 
