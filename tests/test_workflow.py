@@ -379,7 +379,7 @@ def test_a_wrong_setting_writes_nothing(tmp_path: Path, dataset: Path, setting, 
 
 def job_counts(proc: subprocess.CompletedProcess[str]) -> dict[str, int]:
     """The jobs a Snakemake run ran, by rule, from its job stats."""
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout + proc.stderr, re.M) if m[1] != "total"}
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout + proc.stderr, re.MULTILINE) if m[1] != "total"}
 
 
 def test_a_small_change_runs_as_one_job_with_the_results_of_a_job_per_shard(tmp_path: Path, dataset: Path):
