@@ -190,9 +190,9 @@ def one_job_for_changes():
     markers can stand for the separate jobs': locally, with the main process's files, without
     Snakemake's per-file metadata (else it would find the summary recorded as made from
     other inputs and make it again at the next run), without PNG rules (they ask for the
-    shard markers), with output_dir not in S3 (its upload waits for the sheets' and summary's
-    markers) and not for a report (it shows the sheets' and summary's own jobs)."""
-    if not PREPARED or not PREPARED.changes or PNG_RULES or SETTINGS.images:
+    shard markers) and not for a report (it shows the sheets' and summary's own jobs). Planning
+    leaves out an output_dir in S3 (msrgb.planning.prepare)."""
+    if not PREPARED or not PREPARED.changes or PNG_RULES:
         return ()
     if WHERE.cluster or not SHARED_FS or not smk.keeps_no_metadata(workflow):
         return ()

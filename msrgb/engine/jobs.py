@@ -9,8 +9,8 @@ import contextlib
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,15 +107,15 @@ def changes_job(
     summary: dict[str, Any] = {}
     with _pool(processes) as pool:
         convert_shards(output, n_shards, tokens, job, pool)
-        sheets = {
-            part: (pool or _here).submit(_sheets_part, output, job.products, part, thumbnail, prepared)
-            for part in parts if part != "summary"
-        }  # fmt: skip
+        sheets = [part for part in parts if part != "summary"]
+        # in forked processes, beside the summary; in this process, after it
+        drawn = {p: pool.submit(_sheets_part, output, job.products, p, thumbnail, prepared) for p in sheets if pool}
         if "summary" in parts:
             summary = summary_job(output, job.products, thumbnail)
         for part, digest in parts.items():
             if part in sheets:
-                log.info("%s: %d contact sheet(s) rebuilt", part, sheets[part].result())
+                rebuilt = drawn[part].result() if pool else _sheets_part(output, job.products, part, thumbnail, prepared)
+                log.info("%s: %d contact sheet(s) rebuilt", part, rebuilt)
             touch(part_outputs(output, job.products, part, prepared))
             leave_marker(output.part_done(part, digest))
     return summary
@@ -126,19 +126,6 @@ def _pool(processes: int) -> Any:
     if processes <= 1:
         return contextlib.nullcontext()
     return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
-
-
-class _Here:
-    """An executor that runs what it is given at once, in this process."""
-
-    @staticmethod
-    def submit(func: Callable[..., Any], *args: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        future.set_result(func(*args))
-        return future
-
-
-_here = _Here()
 
 
 def _sheets_part(output: OutputPaths, products: Sequence[Product], part: str, thumbnail: int, prepared: Prepared | None) -> int:

@@ -130,7 +130,7 @@ def _run_jobs(result: RunResult, wanted: list[str], parts_due: list[str]) -> Non
     for part in (p for p in wanted if p.startswith("stretch/") and p in parts_due):
         percentiles_job(result.product(part), settings.input_dir, output)
         _done(result, part)
-    changes = prepared.changes if not settings.images else ()
+    changes = prepared.changes
     if changes:  # a small change: one job, as in the workflow (rules/convert.smk)
         plan = prepared.plan
         made = made_by_changes(plan)

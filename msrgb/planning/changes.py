@@ -7,8 +7,8 @@ That job leaves every marker the separate jobs would have left (each shard's, th
 the summary's), so the run after it finds nothing to do, and one marker of its own, named by
 :func:`changes_digest`, which is all Snakemake is asked for. Whether the workflow may use it
 is decided in rules/common.smk (locally, with Snakemake's metadata dropped, without
-png_targets, an output_dir in S3 or --report); this module only says which shards a change
-covers.
+png_targets or --report; planning passes no limit for an output_dir in S3); this module only
+says which shards a change covers.
 """
 
 from __future__ import annotations

@@ -213,7 +213,8 @@ def _plan_run(settings: Settings, where: Where, scaled_bands_of: ScaledBandsOf |
         check_input_dir(counts, settings)
         check_removals(counts, settings)
     notes = ([note] if note else []) + ([f"warning: {problems_note(problems)}"] if problems else [])
-    changes = small_change(output, plan, counts, stretches, settings.small_change)
+    # not with an output_dir in S3: its upload job waits for the sheets' and summary's markers
+    changes = small_change(output, plan, counts, stretches, 0 if settings.images else settings.small_change)
     return replace(prepared, plan=plan, notes=tuple(notes), counts=counts, changes=changes)
 
 
