@@ -117,72 +117,58 @@ def _filter_rows(x: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
     per pixel (``above``: the row before ``x[0]``), each row with the filter whose output is
     closest to zero.
 
-    Written for few numpy calls on small images (a 64 x 64 tile is 12 KB): shifts on the
-    flattened rows with the first pixel of each row set afterwards, Paeth's choice made with
-    bit masks rather than ``np.where`` (which branches on every byte), and row sums of bytes
-    added eight at a time in 64-bit words."""
+    Written for few numpy calls on small images (a 64 x 64 tile is 12 KB): the rows sit in one
+    flat buffer after the row above, each with ``bpp`` zero bytes on its left, so that the left
+    (a), upper (b) and upper-left (c) neighbours of every byte are the same buffer shifted and
+    every step is one contiguous pass (what it computes for the padding is ignored); Paeth's
+    choice is made with bit masks rather than ``np.where``, which branches on every byte."""
     rows, n = x.shape
-    size = rows * n
-    xf = x.reshape(-1)
-    cand = np.empty((4, rows, n), dtype=np.uint8)
+    w = n + bpp
+    size = rows * w
+    buf = np.zeros(bpp + w + size, dtype=np.uint8)
+    grid = buf[bpp:].reshape(rows + 1, w)
+    grid[0, bpp:] = above
+    grid[1:, bpp:] = x
+    xs, a8, b8, c8 = buf[bpp + w :], buf[w : w + size], buf[bpp : bpp + size], buf[:size]
+    cand = np.empty((4, rows, w), dtype=np.uint8)
     flat = cand.reshape(4, size)
-    cand[0] = x  # None
-    np.subtract(x[0], above, out=cand[1, 0])  # Up
-    np.subtract(xf[n:], xf[:-n], out=flat[1, n:])
-    np.subtract(xf[bpp:], xf[:-bpp], out=flat[2, bpp:])  # Sub: the pixel left of the first is zero
-    cand[2, :, :bpp] = x[:, :bpp]
-    # Paeth: predict from left (a), above (b) and upper-left (c)
-    b = np.empty(size, dtype=np.int16)
-    b[:n] = above
-    b[n:] = xf[:-n]
-    a = np.empty(size, dtype=np.int16)
-    a[bpp:] = xf[:-bpp]
-    a.reshape(rows, n)[:, :bpp] = 0
-    c = np.empty(size, dtype=np.int16)
-    c[bpp:] = b[:-bpp]
-    c.reshape(rows, n)[:, :bpp] = 0
-    bc, ac = b - c, a - c
-    pc = np.abs(bc + ac)  # |a + b - 2c|
-    pa, pb = np.abs(bc), np.abs(ac)
-    # a where pa <= pb and pa <= pc, else b where pb <= pc, else c: the same as a, then b where
-    # strictly closer than a, then c where strictly closer than both (libpng's order)
+    flat[0] = xs  # None
+    np.subtract(xs, b8, out=flat[1])  # Up
+    np.subtract(xs, a8, out=flat[2])  # Sub
+    # Paeth: a where pa <= pb and pa <= pc, else b where pb <= pc, else c (libpng's order),
+    # with pa = |b - c|, pb = |a - c|, pc = |a + b - 2c|
+    wide = buf.astype(np.int16)
+    a, b, c = wide[w : w + size], wide[bpp : bpp + size], wide[:size]
+    pa = b - c
+    pb = a - c
+    pc = pa + pb
+    np.abs(pc, out=pc)
+    np.abs(pa, out=pa)
+    np.abs(pb, out=pb)
     use_b = np.negative(np.less(pb, pa).view(np.int8)).view(np.uint8)  # 0xFF where b wins
     np.minimum(pa, pb, out=pa)
     use_c = np.negative(np.less(pc, pa).view(np.int8)).view(np.uint8)
-    pred = a.astype(np.uint8)
-    b8 = b.astype(np.uint8)
-    pred ^= (pred ^ b8) & use_b
-    pred ^= (pred ^ c.astype(np.uint8)) & use_c
-    np.subtract(xf, pred, out=flat[3])
-    # distance from zero of a byte v read as signed, min(v, 256 - v): |v| as int8, read unsigned
-    # (|-128| stays -128, read as 128); rows padded with zeros to whole 64-bit words
-    width = n + (-n % 8)
-    dist = np.zeros((4 * rows, width), dtype=np.uint8)
-    np.abs(cand.reshape(4 * rows, n).view(np.int8), out=dist[:, :n].view(np.int8))
-    score = _row_sums(dist).reshape(4, rows)
-    best = score.argmin(axis=0)
-    raw = np.empty((rows, 1 + n), dtype=np.uint8)
-    raw[:, 0] = _FILTER_ORDER[best]
-    np.take(cand.reshape(4 * rows, n), best * rows + np.arange(rows), axis=0, out=raw[:, 1:])
-    return raw
-
-
-_LOW_BYTES = np.uint64(0x00FF00FF00FF00FF)
-_LOW_16 = np.uint64(0xFFFF)
-_SHIFTS = [np.uint64(s) for s in (8, 16, 32, 48)]
-
-
-def _row_sums(dist: np.ndarray) -> np.ndarray:
-    """The sum of each row of ``dist`` (uint8, rows a whole number of 64-bit words, values at
-    most 128): each word's bytes are added pairwise into four 16-bit lanes (at most 256 each),
-    the words of a row summed lane by lane (up to 255 words a lane stays below 2**16), then the
-    lanes added. Longer rows are summed by numpy."""
-    if dist.shape[1] > 255 * 8:
-        return dist.sum(axis=1, dtype=np.uint64)
-    words = dist.view(np.uint64)
-    lanes = (words & _LOW_BYTES) + ((words >> _SHIFTS[0]) & _LOW_BYTES)
-    t = lanes.sum(axis=1, dtype=np.uint64)
-    return (t & _LOW_16) + ((t >> _SHIFTS[1]) & _LOW_16) + ((t >> _SHIFTS[2]) & _LOW_16) + (t >> _SHIFTS[3])
+    pred = np.bitwise_xor(a8, b8)
+    pred &= use_b
+    pred ^= a8
+    other = np.bitwise_xor(pred, c8)
+    other &= use_c
+    pred ^= other
+    np.subtract(xs, pred, out=flat[3])
+    cand[:, :, :bpp] = 0  # the padding, out of the scores
+    lines = cand.reshape(4 * rows, w)
+    # distance from zero of a byte v read as signed, min(v, 256 - v): |v| as int8, read
+    # unsigned (|-128| stays -128, read as 128); summed per row in 16 bits while that cannot
+    # overflow (numpy's integer sums, not BLAS, whose threads would compete with the jobs')
+    dist = np.abs(lines.view(np.int8)).view(np.uint8)
+    if w * 128 < 1 << 16:
+        score = dist.astype(np.uint16).sum(axis=1, dtype=np.uint16)
+    else:
+        score = dist.sum(axis=1, dtype=np.uint32)
+    best = score.reshape(4, rows).argmin(axis=0)
+    chosen = np.take(lines, best * rows + np.arange(rows), axis=0)
+    chosen[:, bpp - 1] = _FILTER_ORDER[best]
+    return chosen[:, bpp - 1 :]
 
 
 def encode_png_quick(image: np.ndarray) -> bytes:
