@@ -1,4 +1,4 @@
-"""Mutation check of the test suite: 19 small wrong changes to the code, each applied alone in a
+"""Mutation check of the test suite: 21 small wrong changes to the code, each applied alone in a
 copy of the repository, and whether the README's test command (or a part of it) catches it.
 
     python bench/mutations.py COPY [--only N ...] [-- PYTEST ARGS]
@@ -42,6 +42,8 @@ MUTATIONS = [
     ("--drop-metadata not read", 'getattr(command_line(), "drop_metadata", None) is not True', "False"),
     ("leftover metadata records not seen", "return next(records, None) is None", "return True"),
     ("a small change's one job for --report", 'return args is None or bool(getattr(args, "report", None))', "return False"),
+    ("the PNG filter's row sums overflow 16 bits", "    if w * 128 < 1 << 16:", "    if True:"),
+    ("the PNG filter's padding scored", "    cand[:, :, :bpp] = 0  # the padding, out of the scores", "    pass"),
 ]
 
 
