@@ -5,6 +5,7 @@ count as rasterio, or leaves the file to GDAL; and the kinds it should decode do
 from __future__ import annotations
 
 import itertools
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from msrgb.jobs.convert import Converter
 from msrgb.planning.checks import band_count
 from msrgb.readers.stacked import TileReader
 from msrgb.readers.tiff import read_plain
-from msrgb.sources.geotags import samples_per_pixel
+from msrgb.sources.geotags import ifd_entries, samples_per_pixel
 
 DTYPES = ["uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"]
 #: (name, creation options, decoded without GDAL for integers, ... for floats)
@@ -167,6 +168,35 @@ def test_damaged_files_go_to_gdal(tmp_path):
             except rasterio.errors.RasterioError:
                 continue  # GDAL refuses what read_plain took: harmless only if read_plain matches nothing
             assert all(np.array_equal(plain.bands[i + 1], want[i]) for i in range(3))
+
+
+def test_files_that_start_alike_share_their_tags_and_only_those(tmp_path):
+    """The tags of a file are remembered by the bytes they were read from (a dataset's tiles
+    share them): a tile with the same header and other pixels reads as GDAL reads it, and a file
+    that differs from a remembered one only in a value stored away from the directory (its
+    strips' offsets, its bits per sample) or that stops inside those bytes is read afresh."""
+    first = write(tmp_path / "a.tif", values("uint16", (13, 16, 16), seed=1), blockysize=4)
+    second = write(tmp_path / "b.tif", values("uint16", (13, 16, 16), seed=2), blockysize=4)
+    data = first.read_bytes()
+    assert second.read_bytes()[:400] == data[:400]  # the same header
+    assert assert_same_as_gdal(first, [1, 2, 3]) and assert_same_as_gdal(second, [1, 2, 3])
+    order, entries = ifd_entries(data)
+    strips = next(e for tag, _, _, e in entries if tag == 273)  # StripOffsets, stored apart
+    (at,) = struct.unpack(order + "I", strips[8:12])
+    offsets = list(struct.unpack(f"{order}4I", data[at : at + 16]))
+    shifted = bytearray(data)  # the second strip's offset, stored apart from the directory, moved
+    at = data.index(np.array(offsets, dtype=order + "u4").tobytes())
+    shifted[at + 4 : at + 8] = np.array([offsets[1] + 2], dtype=order + "u4").tobytes()
+    moved = tmp_path / "moved.tif"
+    moved.write_bytes(bytes(shifted))
+    assert assert_same_as_gdal(moved, [1, 2, 3])
+    bits = bytearray(data)  # the last band's bits per sample, stored apart from the directory, 8
+    at = data.index(np.array([16] * 13, dtype=order + "u2").tobytes())
+    bits[at + 24 : at + 26] = np.array([8], dtype=order + "u2").tobytes()
+    assert read_plain(bytes(bits), [1, 2, 3], 2**30) is None
+    for cut in range(300, 700, 7):  # stops inside the directory or the values it points to
+        plain = read_plain(data[:cut], [1, 2, 3], 2**30)
+        assert plain is None, cut
 
 
 def test_decoded_size_limit(tmp_path):

@@ -18,6 +18,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -88,14 +89,74 @@ def read_plain(data: bytes, needed: Sequence[int], max_bytes: int) -> PlainTiff 
         return None
 
 
-def _tags(data: bytes) -> tuple[str, dict[int, tuple[int, ...] | bytes]] | None:
+class _Header(NamedTuple):
+    order: str
+    tags: dict[int, tuple[int, ...] | bytes]
+    #: (bands needed, byte limit) -> the layout read from the tags (:func:`_layout`)
+    layouts: dict[tuple[tuple[int, ...], int], _Layout | None]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How the bands are stored, from the tags alone."""
+
+    rows: int
+    cols: int
+    samples: int
+    dtype: np.dtype
+    native: np.dtype
+    compression: int
+    predictor: int
+    planar: int
+    nodata: float | None
+    wanted: tuple[int, ...]
+
+
+#: a dataset's files usually share their header: the tags of recent files, by the bytes they
+#: were read from (see :func:`_tags`), and those bytes' lengths, newest first
+_RECENT_TAGS: dict[bytes, _Header] = {}
+_RECENT_ENDS: tuple[int, ...] = ()
+#: headers longer than this are not remembered (a directory written after the image data)
+_RECENT_HEADER_BYTES = 4096
+_RECENT_COUNT = 64
+
+
+def _tags(data: bytes) -> _Header | None:
     """The byte order and the wanted tags of the first image of a classic TIFF (its directory
     read by :func:`msrgb.sources.geotags.ifd_entries`); None when the image has a tag this module does not
-    handle, or a wanted tag of a type it does not expect."""
+    handle, or a wanted tag of a type it does not expect.
+
+    The tags depend only on the bytes the directory and the wanted values take at the start of
+    the file (whose length those bytes say themselves): a file that starts with the same bytes
+    as one read before has its tags, remembered with the layouts read from them (read-only:
+    shared between files)."""
+    global _RECENT_ENDS
+    for end in _RECENT_ENDS:
+        known = _RECENT_TAGS.get(data[:end])
+        if known is not None:
+            return known
+    parsed = _read_tags(data)
+    if parsed is None:
+        return None
+    order, tags, end = parsed
+    header = _Header(order, tags, {})
+    if end <= _RECENT_HEADER_BYTES:
+        if len(_RECENT_TAGS) >= _RECENT_COUNT:
+            _RECENT_TAGS.clear()
+        _RECENT_TAGS[data[:end]] = header
+        if end not in _RECENT_ENDS:
+            _RECENT_ENDS = (end, *_RECENT_ENDS[:3])
+    return header
+
+
+def _read_tags(data: bytes) -> tuple[str, dict[int, tuple[int, ...] | bytes], int] | None:
+    """:func:`_tags` read from ``data``, with where the bytes it read end."""
     parsed = ifd_entries(data)
     if parsed is None:
         return None
     order, found = parsed
+    (ifd,) = struct.unpack(order + "I", data[4:8])
+    end = ifd + 2 + 12 * len(found)
     tags: dict[int, tuple[int, ...] | bytes] = {}
     for tag, kind, n, entry in found:
         if tag in _UNHANDLED:
@@ -107,8 +168,10 @@ def _tags(data: bytes) -> tuple[str, dict[int, tuple[int, ...] | bytes]] | None:
         value = entry_value(data, order, kind, n, entry)
         if value is None:
             return None
+        if len(value) > 4:  # stored where the entry points
+            end = max(end, struct.unpack(order + "I", entry[8:12])[0] + len(value))
         tags[tag] = value if kind in _RAW else struct.unpack(f"{order}{n}{_INTEGERS[kind]}", value)
-    return order, tags
+    return order, tags, end
 
 
 def _one(tags: dict[int, tuple[int, ...] | bytes], tag: int, default: int | None = None) -> int:
@@ -131,10 +194,45 @@ def _same(tags: dict[int, tuple[int, ...] | bytes], tag: int, samples: int, defa
 
 
 def _read(data: bytes, needed: Sequence[int], max_bytes: int) -> PlainTiff | None:
-    parsed = _tags(data)
-    if parsed is None:
+    header = _tags(data)
+    if header is None:
         return None
-    order, tags = parsed
+    key = (tuple(needed), max_bytes)
+    if key in header.layouts:
+        layout = header.layouts[key]
+    else:
+        layout = header.layouts[key] = _layout(header.order, header.tags, needed, max_bytes)
+    if layout is None:
+        return None
+    rows, cols, samples, dtype, native = layout.rows, layout.cols, layout.samples, layout.dtype, layout.native
+    per_plane = samples if layout.planar == 1 else 1
+    planes = _planes(
+        data, header.tags, rows, cols * per_plane * dtype.itemsize, layout.compression,
+        samples if layout.planar == 2 else 1, layout.wanted,
+    )  # fmt: skip
+    if planes is None:
+        return None
+    if layout.planar == 1:
+        raw = planes[0]
+        pixels = np.frombuffer(raw, dtype).reshape(rows, cols, samples)
+        if layout.predictor == 2:
+            pixels = np.cumsum(pixels, axis=1, dtype=native)
+        bands = {i: np.array(pixels[:, :, i], native) for i in needed}
+    else:
+        bands = {}
+        for i in needed:
+            plane = np.frombuffer(planes[i], dtype).reshape(rows, cols)
+            if layout.predictor == 2:
+                plane = np.cumsum(plane, axis=1, dtype=native)
+            bands[i] = np.array(plane, native)
+    return PlainTiff(bands, samples, dtype.name, layout.nodata)
+
+
+def _layout(
+    order: str, tags: dict[int, tuple[int, ...] | bytes], needed: Sequence[int], max_bytes: int
+) -> _Layout | None:
+    """How the ``needed`` bands are stored, or None when the file is not of the plain kind or
+    they would take more than ``max_bytes`` decoded."""
     cols, rows = _one(tags, WIDTH), _one(tags, HEIGHT)
     samples = _one(tags, SAMPLES_PER_PIXEL, 1)
     code = _DTYPES.get((_same(tags, SAMPLE_FORMAT, samples, 1), _same(tags, BITS, samples, 1)))
@@ -158,33 +256,16 @@ def _read(data: bytes, needed: Sequence[int], max_bytes: int) -> PlainTiff | Non
     ):
         return None
     dtype = np.dtype(order + code)
-    native = dtype.newbyteorder("=")
     if rows * cols * len(needed) * dtype.itemsize > max_bytes:
         return None
     nodata = _nodata(tags.get(GDAL_NODATA))
     if nodata is False:
         return None
     per_plane = samples if planar == 1 else 1
-    wanted = [0] if planar == 1 else sorted(set(needed))
+    wanted = (0,) if planar == 1 else tuple(sorted(set(needed)))
     if rows * cols * per_plane * dtype.itemsize * len(wanted) > max_bytes:
         return None  # all bands of a pixel-interleaved image are decoded: bounded as well
-    planes = _planes(data, tags, rows, cols * per_plane * dtype.itemsize, compression, samples if planar == 2 else 1, wanted)
-    if planes is None:
-        return None
-    if planar == 1:
-        raw = planes[0]
-        pixels = np.frombuffer(raw, dtype).reshape(rows, cols, samples)
-        if predictor == 2:
-            pixels = np.cumsum(pixels, axis=1, dtype=native)
-        bands = {i: np.array(pixels[:, :, i], native) for i in needed}
-    else:
-        bands = {}
-        for i in needed:
-            plane = np.frombuffer(planes[i], dtype).reshape(rows, cols)
-            if predictor == 2:
-                plane = np.cumsum(plane, axis=1, dtype=native)
-            bands[i] = np.array(plane, native)
-    return PlainTiff(bands, samples, dtype.name, nodata)
+    return _Layout(rows, cols, samples, dtype, dtype.newbyteorder("="), compression, predictor, planar, nodata, wanted)
 
 
 def _planes(
