@@ -357,6 +357,78 @@ def test_band_files_without_georeferencing(tmp_path: Path):
             BandReader(parse_products({"g": {"preset": "truecolor", "world_file": True}})).read(image)
 
 
+PLAIN_KINDS = {
+    # kind: (creation options of each band file, read without GDAL)
+    "bigearthnet": ({}, True),
+    "no-data": ({"nodata": 0}, True),
+    "no-data differing per band": ({"nodata": {"B02": 7, "B03": 0, "B04": 3}}, True),
+    "int16": ({"dtype": "int16"}, True),
+    "float32 with NaN": ({"dtype": "float32", "nodata": float("nan")}, True),
+    "deflate with predictor": ({"compress": "deflate", "predictor": 2}, True),
+    "big-endian": ({"ENDIANNESS": "BIG"}, True),
+    "band-interleaved strips of 5 rows": ({"blockysize": 5}, True),
+    "scale and offset declared": ({"scales": (1e-4,), "offsets": (-0.1,)}, False),
+    "one band coarser": ({"coarser": "B02"}, False),
+    "lzw": ({"compress": "lzw"}, False),
+    "tiled": ({"tiled": True, "blockxsize": 16, "blockysize": 16}, False),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PLAIN_KINDS))
+def test_band_files_read_without_gdal_are_what_gdal_reads(tmp_path: Path, kind: str):
+    """Band files that are plain TIFFs of one band, one data type and one grid (BigEarthNet's)
+    are read without GDAL (msrgb.readers.tiff); whichever way, the tile holds what GDAL reads of
+    each file, the no-data value of the finest (first) band, what the files declare of their
+    scaling, and the SHA-256 of every file read."""
+    import hashlib
+
+    from msrgb.readers.bands import BandReader
+    from msrgb.readers.gdal import gdal_env
+
+    options, plain = PLAIN_KINDS[kind]
+    options = dict(options)
+    nodata, coarser = options.pop("nodata", None), options.pop("coarser", None)
+    scales, offsets = options.pop("scales", None), options.pop("offsets", None)
+    dtype = options.pop("dtype", "uint16")
+    rng = np.random.default_rng(len(kind))
+    folder = tmp_path / "patch"
+    folder.mkdir()
+    for band in ("B02", "B03", "B04"):
+        n = 16 if band == coarser else 32
+        data = rng.integers(0, 6000, (1, n, n)).astype(dtype)
+        if dtype == "float32":
+            data[0, 0, :3] = np.nan
+        band_nodata = nodata[band] if isinstance(nodata, dict) else nodata
+        profile = {
+            "driver": "GTiff", "width": n, "height": n, "count": 1, "dtype": dtype, "crs": "EPSG:32632",
+            "transform": from_origin(300000.0, 5000000.0, 320 / n, 320 / n), "nodata": band_nodata, **options,
+        }  # fmt: skip
+        with rasterio.open(folder / f"{band}.tif", "w", **profile) as dst:
+            dst.write(data)
+            if scales is not None:
+                dst.scales, dst.offsets = scales, offsets
+    image = BandImage(folder, tuple((b, f"patch/{b}.tif", folder / f"{b}.tif") for b in ("B04", "B03", "B02")))
+    reader = BandReader(parse_products(["truecolor"]))
+    loaded = [(rel, path, *reader._load(path)) for _, rel, path in reader.select(image)]
+    assert (reader._read_plain(image, loaded) is not None) == plain
+    with gdal_env():
+        tile, shas = reader.read(image)
+    assert shas == {f"patch/{b}.tif": hashlib.sha256((folder / f"{b}.tif").read_bytes()).hexdigest() for b in ("B02", "B03", "B04")}
+    with rasterio.open(folder / "B02.tif") as src:
+        want_nodata = src.nodata
+    assert (tile.nodata is None) == (want_nodata is None)
+    if want_nodata is not None:
+        assert tile.nodata == want_nodata or (np.isnan(tile.nodata) and np.isnan(want_nodata))
+    for index, band in ((1, "B02"), (2, "B03"), (3, "B04")):
+        if band == coarser:
+            assert tile.bands[index].shape == (32, 32)  # resampled onto the finest grid
+            continue
+        want = read_band(folder / f"{band}.tif")
+        assert tile.bands[index].dtype == want.dtype
+        assert np.array_equal(tile.bands[index], want, equal_nan=True), band
+    assert bool(tile.scaling) == (scales is not None)
+
+
 def test_an_image_fingerprint_stays_what_earlier_versions_recorded():
     """The fingerprint of a folder's band files is recorded in the state of every image made:
     a change of how it is computed would make every band-folder image again after an upgrade.

@@ -38,7 +38,7 @@ from msrgb.readers.band_blocks import (
     _show,
 )
 from msrgb.readers.band_image import BandImage, ZipLoaded
-from msrgb.readers.gdal import LARGE_IMAGE_ENV, check_dtype, input_errors
+from msrgb.readers.gdal import LARGE_IMAGE_ENV, SUPPORTED_DTYPES, check_dtype, input_errors
 from msrgb.readers.stacked import (
     IN_MEMORY_BYTES,
     MAX_PIXELS,
@@ -46,6 +46,7 @@ from msrgb.readers.stacked import (
     file_scaling,
     quicklook_shape,
 )
+from msrgb.readers.tiff import read_plain
 from msrgb.readers.zipped import ZipMember, open_zipped
 from msrgb.sources.geotags import gdal_metadata, read_grid, scale_offset_items
 from msrgb.storage.locations import Location, RemotePath
@@ -109,9 +110,15 @@ class BandReader:
         the SHA-256 of each file read (path relative to the input folder -> digest; a zipped
         product's: the zip's, once loaded into ``zip_loaded``). Raises :class:`InputError`
         naming the file or folder."""
+        loaded = None
+        if image.zipped is None and self.max_size is None and not self.georef:
+            loaded = [(rel, path, *self._load(path)) for _, rel, path in self.select(image)]
+            plain = self._read_plain(image, loaded)
+            if plain is not None:
+                return plain
         with ExitStack() as stack:
             image, shas = self._unzip(image, stack, zip_loaded)
-            bands, target, shas = self._open_all(image, stack, shas)
+            bands, target, shas = self._open_all(image, stack, shas, loaded)
             itemsize = np.dtype(bands[0].src.dtypes[0]).itemsize
             if self.max_size is None and target.rows * target.cols * len(bands) * itemsize > self.in_memory_bytes:
                 raise ReadInBlocks(image.folder)  # small on disk, large decoded
@@ -126,7 +133,7 @@ class BandReader:
                         arrays[index] = band.src.read(1)
                     else:
                         arrays[index] = self._resampled(band, band.src.read(1), target, target.transform, target.rows)
-            scaling, overrides = self._scaling(image, bands, shas, lambda: arrays)
+            scaling, overrides = self._scaling(image, [b.scaling for b in bands], shas, lambda: arrays)
             tile = Tile(arrays, target.nodata, scaling=scaling, overrides=overrides)
             if self.georef:
                 scale = Affine.scale(target.cols / out_cols, target.rows / out_rows)
@@ -147,13 +154,42 @@ class BandReader:
             def preview() -> dict[int, np.ndarray]:
                 return large.preview(PREVIEW_FOR_CHECK).bands
 
-            large.scaling, large.overrides = self._scaling(image, bands, shas, preview)
+            large.scaling, large.overrides = self._scaling(image, [b.scaling for b in bands], shas, preview)
             yield large, shas
+
+    def _read_plain(
+        self, image: BandImage, loaded: Sequence[tuple[str, Location | ZipMember, bytes | None, str]]
+    ) -> tuple[Tile, dict[str, str]] | None:
+        """The tile of band files read without GDAL (msrgb.readers.tiff) where each is a plain
+        TIFF of one band, all of one data type on exactly one grid (by their GeoTIFF tags): what
+        GDAL would read, as nothing is resampled (BigEarthNet's patches). None for anything
+        else, which GDAL then reads, and where it fails names the problem; None also where the
+        bands are read in blocks (that path decides it)."""
+        plains = []
+        for _, _, data, _ in loaded:
+            if data is None:
+                return None
+            plain = read_plain(data, [0], self.in_memory_bytes)
+            if plain is None or plain.count != 1 or plain.dtype not in SUPPORTED_DTYPES:
+                return None
+            plains.append((plain, read_grid(data)))
+        grid = plains[0][1]
+        if grid is None or any(g != grid for _, g in plains) or len({p.dtype for p, _ in plains}) != 1:
+            return None
+        rows, cols = plains[0][0].bands[0].shape
+        if rows * cols * len(plains) * np.dtype(plains[0][0].dtype).itemsize > self.in_memory_bytes:
+            return None
+        self._loader.check_pixels(image.folder, cols, rows)
+        shas = {rel.partition("?")[0]: sha for rel, _, _, sha in loaded}
+        arrays = {index: plain.bands[0] for index, (plain, _) in zip(self.needed, plains)}
+        # a file's own scale and offset are GDAL's metadata, which read_plain leaves to GDAL
+        scaling, overrides = self._scaling(image, [None] * len(plains), shas, lambda: arrays)
+        return Tile(arrays, plains[0][0].nodata, scaling=scaling, overrides=overrides), shas
 
     def _scaling(
         self,
         image: BandImage,
-        bands: Sequence[OpenBand],
+        file_scalings: Sequence[Scaling | None],
         shas: dict[str, str],
         data: Callable[[], dict[int, np.ndarray]],
     ) -> tuple[dict[int, Candidates], frozenset[str]]:
@@ -183,8 +219,8 @@ class BandReader:
                 if why is not None:
                     overrides.add(why)
         found = {}
-        for index, name, band in zip(self.needed, self.names, bands):
-            candidates = Candidates(stac=stac.get(name), file=band.scaling, metadata=declared.get(name))
+        for index, name, from_file in zip(self.needed, self.names, file_scalings):
+            candidates = Candidates(stac=stac.get(name), file=from_file, metadata=declared.get(name))
             if decide(candidates) is not None:
                 found[index] = candidates
         return found, frozenset(overrides)
@@ -248,13 +284,17 @@ class BandReader:
         return replace(image, files=found.files, metadata=metadata), {rel: loaded.sha}
 
     def _open_all(
-        self, image: BandImage, stack: ExitStack, record: dict[str, str] | None = None
+        self,
+        image: BandImage,
+        stack: ExitStack,
+        record: dict[str, str] | None = None,
+        loaded: Sequence[tuple[str, Location | ZipMember, bytes | None, str]] | None = None,
     ) -> tuple[list[OpenBand], TargetGrid, dict[str, str]]:
-        """Hash and open the file of each needed band and check that they share one grid. The
-        SHA-256 of what was read are those of the band files, or ``record`` where given (a
-        zipped product's)."""
-        chosen = self.select(image)
-        loaded = [(rel, path, *self._load(path)) for _, rel, path in chosen]
+        """Hash and open the file of each needed band (``loaded``: their bytes and SHA-256, read
+        already) and check that they share one grid. The SHA-256 of what was read are those of
+        the band files, or ``record`` where given (a zipped product's)."""
+        if loaded is None:
+            loaded = [(rel, path, *self._load(path)) for _, rel, path in self.select(image)]
         shas = dict(record) if record is not None else {rel.partition("?")[0]: sha for rel, _, _, sha in loaded}
         grids = [read_grid(data) if data is not None else None for _, _, data, _ in loaded]
         by_tags = all(g is not None for g in grids) and len({g.crs_key for g in grids}) == 1  # type: ignore[union-attr]
