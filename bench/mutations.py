@@ -44,7 +44,7 @@ MUTATIONS = [
     ("a small change's one job for --report", 'return args is None or bool(getattr(args, "report", None))', "return False"),
     ("the PNG filter's row sums overflow 16 bits", "    if w * 128 < 1 << 16:", "    if True:"),
     ("the PNG filter's padding scored", "    cand[:, :, :bpp] = 0  # the padding, out of the scores", "    pass"),
-    ("band files on other grids read without GDAL", "        if grid is None or any(g != grid for _, g in plains) or len", "        if grid is None or len"),
+    ("band files decoded without GDAL where GDAL's georeferencing is needed", " if plain and data is not None and not gdal_georef else None", " if plain and data is not None else None"),
     ("a TIFF's remembered tags keyed by its directory alone", '            end = max(end, struct.unpack(order + "I", entry[8:12])[0] + len(value))', "            pass"),
 ]
 

@@ -37,6 +37,7 @@ class OpenBand:
 
     rel: str
     path: Location | ZipMember
+    #: GDAL's dataset, or where the file is read whole and plain msrgb.readers.bands.PlainBandFile
     src: DatasetReader
     transform: Affine
     crs: CRS | None

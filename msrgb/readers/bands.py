@@ -38,7 +38,7 @@ from msrgb.readers.band_blocks import (
     _show,
 )
 from msrgb.readers.band_image import BandImage, ZipLoaded
-from msrgb.readers.gdal import LARGE_IMAGE_ENV, SUPPORTED_DTYPES, check_dtype, input_errors
+from msrgb.readers.gdal import LARGE_IMAGE_ENV, check_dtype, input_errors
 from msrgb.readers.stacked import (
     IN_MEMORY_BYTES,
     MAX_PIXELS,
@@ -46,7 +46,7 @@ from msrgb.readers.stacked import (
     file_scaling,
     quicklook_shape,
 )
-from msrgb.readers.tiff import read_plain
+from msrgb.readers.tiff import PlainTiff, read_plain
 from msrgb.readers.zipped import ZipMember, open_zipped
 from msrgb.sources.geotags import gdal_metadata, read_grid, scale_offset_items
 from msrgb.storage.locations import Location, RemotePath
@@ -110,15 +110,9 @@ class BandReader:
         the SHA-256 of each file read (path relative to the input folder -> digest; a zipped
         product's: the zip's, once loaded into ``zip_loaded``). Raises :class:`InputError`
         naming the file or folder."""
-        loaded = None
-        if image.zipped is None and self.max_size is None and not self.georef:
-            loaded = [(rel, path, *self._load(path)) for _, rel, path in self.select(image)]
-            plain = self._read_plain(image, loaded)
-            if plain is not None:
-                return plain
         with ExitStack() as stack:
             image, shas = self._unzip(image, stack, zip_loaded)
-            bands, target, shas = self._open_all(image, stack, shas, loaded)
+            bands, target, shas = self._open_all(image, stack, shas, plain=self.max_size is None)
             itemsize = np.dtype(bands[0].src.dtypes[0]).itemsize
             if self.max_size is None and target.rows * target.cols * len(bands) * itemsize > self.in_memory_bytes:
                 raise ReadInBlocks(image.folder)  # small on disk, large decoded
@@ -156,35 +150,6 @@ class BandReader:
 
             large.scaling, large.overrides = self._scaling(image, [b.scaling for b in bands], shas, preview)
             yield large, shas
-
-    def _read_plain(
-        self, image: BandImage, loaded: Sequence[tuple[str, Location | ZipMember, bytes | None, str]]
-    ) -> tuple[Tile, dict[str, str]] | None:
-        """The tile of band files read without GDAL (msrgb.readers.tiff) where each is a plain
-        TIFF of one band, all of one data type on exactly one grid (by their GeoTIFF tags): what
-        GDAL would read, as nothing is resampled (BigEarthNet's patches). None for anything
-        else, which GDAL then reads, and where it fails names the problem; None also where the
-        bands are read in blocks (that path decides it)."""
-        plains = []
-        for _, _, data, _ in loaded:
-            if data is None:
-                return None
-            plain = read_plain(data, [0], self.in_memory_bytes)
-            if plain is None or plain.count != 1 or plain.dtype not in SUPPORTED_DTYPES:
-                return None
-            plains.append((plain, read_grid(data)))
-        grid = plains[0][1]
-        if grid is None or any(g != grid for _, g in plains) or len({p.dtype for p, _ in plains}) != 1:
-            return None
-        rows, cols = plains[0][0].bands[0].shape
-        if rows * cols * len(plains) * np.dtype(plains[0][0].dtype).itemsize > self.in_memory_bytes:
-            return None
-        self._loader.check_pixels(image.folder, cols, rows)
-        shas = {rel.partition("?")[0]: sha for rel, _, _, sha in loaded}
-        arrays = {index: plain.bands[0] for index, (plain, _) in zip(self.needed, plains)}
-        # a file's own scale and offset are GDAL's metadata, which read_plain leaves to GDAL
-        scaling, overrides = self._scaling(image, [None] * len(plains), shas, lambda: arrays)
-        return Tile(arrays, plains[0][0].nodata, scaling=scaling, overrides=overrides), shas
 
     def _scaling(
         self,
@@ -284,23 +249,26 @@ class BandReader:
         return replace(image, files=found.files, metadata=metadata), {rel: loaded.sha}
 
     def _open_all(
-        self,
-        image: BandImage,
-        stack: ExitStack,
-        record: dict[str, str] | None = None,
-        loaded: Sequence[tuple[str, Location | ZipMember, bytes | None, str]] | None = None,
+        self, image: BandImage, stack: ExitStack, record: dict[str, str] | None = None, plain: bool = False
     ) -> tuple[list[OpenBand], TargetGrid, dict[str, str]]:
-        """Hash and open the file of each needed band (``loaded``: their bytes and SHA-256, read
-        already) and check that they share one grid. The SHA-256 of what was read are those of
-        the band files, or ``record`` where given (a zipped product's)."""
-        if loaded is None:
-            loaded = [(rel, path, *self._load(path)) for _, rel, path in self.select(image)]
+        """Hash and open the file of each needed band and check that they share one grid. The
+        SHA-256 of what was read are those of the band files, or ``record`` where given (a
+        zipped product's). With ``plain`` (the bands are read whole), a plain TIFF whose grid
+        its GeoTIFF tags give is decoded without GDAL (:class:`PlainBandFile`)."""
+        loaded = [(rel, path, *self._load(path)) for _, rel, path in self.select(image)]
         shas = dict(record) if record is not None else {rel.partition("?")[0]: sha for rel, _, _, sha in loaded}
         grids = [read_grid(data) if data is not None else None for _, _, data, _ in loaded]
         by_tags = all(g is not None for g in grids) and len({g.crs_key for g in grids}) == 1  # type: ignore[union-attr]
         gdal_georef = self.georef or not by_tags
         bands = []
         for (rel, path, data, _), grid in zip(loaded, grids):
+            # the grid by the GeoTIFF tags, and the file plain: no GDAL
+            decoded = read_plain(data, [0], self.in_memory_bytes) if plain and data is not None and not gdal_georef else None
+            if decoded is not None:
+                assert grid is not None
+                transform = Affine(grid.pixel_x, 0, grid.origin_x, 0, grid.pixel_y, grid.origin_y)
+                bands.append(OpenBand(rel, path, PlainBandFile(decoded), transform, None, None))
+                continue
             src = stack.enter_context(self._open(path, data, gdal_georef))
             if by_tags:
                 assert grid is not None
@@ -395,3 +363,23 @@ def declared_scaling(path: Location) -> list[int]:
             return [i for i, v in items.items() if from_gdal(v.get("scale"), v.get("offset")) is not None]
     with rasterio.Env(GDAL_PAM_ENABLED="NO"), DatasetReader(path, sharing=False, GEOREF_SOURCES="NONE") as src:
         return list(file_scaling(src, range(src.count)))
+
+
+class PlainBandFile:
+    """A band file decoded without GDAL (msrgb.readers.tiff), standing in for GDAL's dataset
+    where the band files are read whole: what the reading of band files asks of one. It declares
+    no scale or offset: read_plain leaves files whose GDAL metadata does to GDAL."""
+
+    def __init__(self, plain: PlainTiff):
+        self._plain = plain
+        self.count = plain.count
+        self.dtypes = (plain.dtype,) * plain.count
+        self.nodata = plain.nodata
+        self.height, self.width = plain.bands[0].shape
+        self.shape = (self.height, self.width)
+
+    def read(self, index: int) -> np.ndarray:
+        """Band ``index`` (1, the only one decoded)."""
+        if index != 1:
+            raise ValueError(f"band {index}: only band 1 of a band file is decoded")
+        return self._plain.bands[0]
