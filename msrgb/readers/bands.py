@@ -379,7 +379,6 @@ class PlainBandFile:
         self.shape = (self.height, self.width)
 
     def read(self, index: int) -> np.ndarray:
-        """Band ``index`` (1, the only one decoded)."""
-        if index != 1:
-            raise ValueError(f"band {index}: only band 1 of a band file is decoded")
+        """Band ``index``: 1, the only one decoded (a file of more is refused by its count)."""
+        assert index == 1, index
         return self._plain.bands[0]
