@@ -1,6 +1,6 @@
 """Reading an image made of one file per band (``layout: band_folders``): only the files of the
-bands the products need, each opened once, checked to share one grid, and resampled by GDAL onto
-the grid of the finest band used."""
+bands the products need, each opened once (plain TIFFs decoded without GDAL, the others by GDAL),
+checked to share one grid, and resampled by GDAL onto the grid of the finest band used."""
 
 from __future__ import annotations
 
