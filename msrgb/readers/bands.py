@@ -127,7 +127,7 @@ class BandReader:
                         arrays[index] = band.src.read(1)
                     else:
                         arrays[index] = self._resampled(band, band.src.read(1), target, target.transform, target.rows)
-            scaling, overrides = self._scaling(image, [b.scaling for b in bands], shas, lambda: arrays)
+            scaling, overrides = self._scaling(image, bands, shas, lambda: arrays)
             tile = Tile(arrays, target.nodata, scaling=scaling, overrides=overrides)
             if self.georef:
                 scale = Affine.scale(target.cols / out_cols, target.rows / out_rows)
@@ -148,13 +148,13 @@ class BandReader:
             def preview() -> dict[int, np.ndarray]:
                 return large.preview(PREVIEW_FOR_CHECK).bands
 
-            large.scaling, large.overrides = self._scaling(image, [b.scaling for b in bands], shas, preview)
+            large.scaling, large.overrides = self._scaling(image, bands, shas, preview)
             yield large, shas
 
     def _scaling(
         self,
         image: BandImage,
-        file_scalings: Sequence[Scaling | None],
+        bands: Sequence[OpenBand],
         shas: dict[str, str],
         data: Callable[[], dict[int, np.ndarray]],
     ) -> tuple[dict[int, Candidates], frozenset[str]]:
@@ -184,8 +184,8 @@ class BandReader:
                 if why is not None:
                     overrides.add(why)
         found = {}
-        for index, name, from_file in zip(self.needed, self.names, file_scalings):
-            candidates = Candidates(stac=stac.get(name), file=from_file, metadata=declared.get(name))
+        for index, name, band in zip(self.needed, self.names, bands):
+            candidates = Candidates(stac=stac.get(name), file=band.scaling, metadata=declared.get(name))
             if decide(candidates) is not None:
                 found[index] = candidates
         return found, frozenset(overrides)
