@@ -132,7 +132,7 @@ def _tags(data: bytes) -> _Header | None:
     shared between files)."""
     global _RECENT_ENDS
     for end in _RECENT_ENDS:
-        known = _RECENT_TAGS.get(data[:end])
+        known = _RECENT_TAGS.get(bytes(data[:end]))  # bytes: a memoryview's slice is no key
         if known is not None:
             return known
     parsed = _read_tags(data)
@@ -143,7 +143,7 @@ def _tags(data: bytes) -> _Header | None:
     if end <= _RECENT_HEADER_BYTES:
         if len(_RECENT_TAGS) >= _RECENT_COUNT:
             _RECENT_TAGS.clear()
-        _RECENT_TAGS[data[:end]] = header
+        _RECENT_TAGS[bytes(data[:end])] = header
         if end not in _RECENT_ENDS:
             _RECENT_ENDS = (end, *_RECENT_ENDS[:3])
     return header
