@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from msrgb.config.parse import products_from_dicts  # noqa: E402
 from msrgb.engine.jobs import ShardSettings, changes_job  # noqa: E402
-from msrgb.jobs.shard import ends_as_a_job  # noqa: E402
+from msrgb.jobs.shard import ends_as_a_job, remove_earlier_logs  # noqa: E402
 from msrgb.outputs.paths import OutputPaths, leave_marker  # noqa: E402
 from msrgb.sources.stac import input_location  # noqa: E402
 
@@ -18,9 +18,7 @@ logging.basicConfig(
     level=logging.INFO,
     format="%(asctime)s %(levelname)s %(message)s",
 )
-for earlier in Path(snakemake.log[0]).parent.glob("*.log"):  # only the latest change's log is kept
-    if earlier != Path(snakemake.log[0]):
-        earlier.unlink(missing_ok=True)
+remove_earlier_logs(Path(snakemake.log[0]), "*.log")  # only the latest change's log is kept
 params = snakemake.params
 job = ShardSettings(
     input_dir=input_location(params.input_dir),

@@ -180,11 +180,13 @@ def _fail_job(
     )
 
 
-def remove_earlier_logs(log_file: Path) -> None:
-    """Delete the logs of earlier jobs of this shard: a shard job's log is named
-    ``<n>-<shard>.<token>.log``, and only the latest is kept."""
-    shard = log_file.name.split(".", 1)[0]
-    for old in log_file.parent.glob(f"{shard}.*.log"):
+def remove_earlier_logs(log_file: Path, pattern: str | None = None) -> None:
+    """Delete the logs of earlier jobs like this one, keeping only the latest: those in its
+    folder that ``pattern`` (a glob) matches; by default this shard's (a shard job's log is
+    named ``<n>-<shard>.<token>.log``)."""
+    if pattern is None:
+        pattern = f"{log_file.name.split('.', 1)[0]}.*.log"
+    for old in log_file.parent.glob(pattern):
         if old != log_file:
             old.unlink(missing_ok=True)
 
