@@ -20,20 +20,20 @@ from pathlib import Path
 
 from msrgb.outputs.paths import OutputPaths
 from msrgb.planning.sharding import Plan
-from msrgb.planning.work import WorkCounts, shard_will_run
+from msrgb.planning.work import WorkCounts
 
 
 def small_change(
     output: OutputPaths, plan: Plan, counts: WorkCounts, stretch_inputs: Sequence[Path], limit: int
 ) -> tuple[int, ...]:
-    """The shards due in this run if the run is a small change, else (): at most ``limit``
-    images to convert or remove (counted per input, the largest product's removals), and every
-    due shard converted before (its state file exists; a first run or a shard that never
-    finished runs as shards do). Not when a dataset-wide stretch is computed again in this run
-    (``stretch_inputs`` missing): new limits can make every shard due."""
+    """The shards due in this run (``counts.due``) if the run is a small change, else (): at
+    most ``limit`` images to convert or remove (counted per input, the largest product's
+    removals), and every due shard converted before (its state file exists; a first run or a
+    shard that never finished runs as shards do). Not when a dataset-wide stretch is computed
+    again in this run (``stretch_inputs`` missing): new limits can make every shard due."""
     if limit <= 0 or not all(path.exists() for path in stretch_inputs):
         return ()
-    due = tuple(s for s in range(plan.n_shards) if shard_will_run(output, plan, s, stretch_inputs))
+    due = tuple(counts.due)
     removals = max((c.to_remove for c in counts.products.values()), default=0)
     if not due or counts.images + removals > limit:
         return ()

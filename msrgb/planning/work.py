@@ -142,6 +142,8 @@ class WorkCounts:
     rescaled: int = 0
     #: of those, images of STAC Items whose scaling the Item's rules now decide otherwise
     restac: int = 0
+    #: the shards whose job runs (:func:`shard_will_run`)
+    due: list[int] = field(default_factory=list)
 
 
 def shard_will_run(output: OutputPaths, plan: Plan, shard: int, inputs: Sequence[Path]) -> bool:
@@ -231,6 +233,7 @@ def count_work(
                     else:
                         c.up_to_date += 1
             continue
+        counts.due.append(shard)
         paths = [*output.related_states(plan.n_shards, shard), output.progress(plan.n_shards, shard)]
         if not any(path.exists() for path in paths):  # never converted: every image to do
             counts.images += len(members)
