@@ -4,6 +4,7 @@ SAFE products, per-band COG folders), through the real workflow."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,60 @@ def test_band_names_and_the_finest_resolution():
         bandfiles.compile_pattern(r"B\d\d")
     with pytest.raises(Exception, match="band_pattern"):
         bandfiles.compile_pattern(r"(?P<band>B\d\d")
+
+
+def test_the_default_patterns_fast_reader_agrees_with_the_expression_for_any_name():
+    """Band names under the default pattern are read without its regular expression (and
+    remembered by the name's last part): the same (band, resolution) or None as the expression
+    for names built from the pieces that matter (bands, resolutions, separators, case, Unicode
+    digits and letters that fold to ASCII, line breaks, suffixes), each read twice in one
+    reader, before and after its last part is remembered."""
+    pattern = bandfiles.compile_pattern(bandfiles.DEFAULT_BAND_PATTERN)
+    rng = random.Random(7)
+    pieces = [
+        "B04", "b8a", "B8A", "B13", "B00", "B1", "B012", "_", "_", "__", "x", "S2A", "10m", "20M", "m",
+        "\u0661\u0660m", "\u00b2m", "0", "60", "\n", ".", "\u017f", "\u212a", "\u0130", "TCI", "-", " ",
+    ]  # fmt: skip
+    suffixes = [".tif", ".TIF", ".tiff", ".jp2", ".JP2", ".png", ".tif.aux.xml", "", ".tif_", ".t_if"]
+    names = [
+        "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6))) + rng.choice(suffixes)
+        for _ in range(20_000)
+    ]
+    names += [f"{head}{band}{res}{suffix}" for head in ("", "_", "x_", "x") for band in ("B04", "b8a", "B13")
+              for res in ("", "_10m", "_10M", "10m", "_m", "_\u00b2m", "_\u0661m") for suffix in suffixes]  # fmt: skip
+    read = bandfiles.band_reader(pattern)
+    other = bandfiles.band_reader(bandfiles.compile_pattern(r"_(?P<band>B\d\d)$"))
+    for name in names + names[::-1]:
+        assert read(name) == bandfiles.band_of(name, pattern), repr(name)
+        assert other(name) == bandfiles.band_of(name, bandfiles.compile_pattern(r"_(?P<band>B\d\d)$")), repr(name)
+    fresh = bandfiles.band_reader(pattern)  # names whose last parts differ by one character
+    for name in ("a_B04.tif", "a_C04.tif", "aB04.tif", "B04.tif", "a_b04.TIF", "a_B04.tiff", "_B04_10m.tif", "a_10m.tif", "x_B4.tif"):
+        assert fresh(name) == bandfiles.band_of(name, pattern), name
+    found = [read(n) for n in names]
+    assert sum(f is not None and f[1] == 0 for f in found) > 100  # the class is exercised, not only None
+    assert sum(f is not None and f[1] > 0 for f in found) > 50
+    assert bandfiles.band_of("x_B04\n.tif", pattern) == read("x_B04\n.tif") == ("B04", 0)
+    assert read("x_B04_\u0661\u0660m.jp2") == ("B04", 10)
+
+
+def test_choose_is_the_plain_rule_for_any_files():
+    """The files chosen for the needed bands (one pass over an image's files) are those of the
+    rule as written: every needed band present, at its finest resolution, each file of that
+    resolution in path order."""
+    rng = random.Random(3)
+    for _ in range(2000):
+        files = [
+            bandfiles.BandFile(rng.choice(["B02", "B03", "B04", "B12"]), rng.choice([0, 10, 20, 60]), f"p/{rng.random()}", 1, 1)
+            for _ in range(rng.randint(0, 8))
+        ]  # fmt: skip
+        needed = rng.sample(["B02", "B03", "B04", "B12", "B8A"], rng.randint(0, 5))
+        plain = []
+        for band in sorted(set(needed)):
+            candidates = [f for f in files if f.band == band]
+            if candidates:
+                finest = min(f.resolution for f in candidates)
+                plain += [(band, f.rel) for f in sorted(candidates, key=lambda f: f.rel) if f.resolution == finest]
+        assert bandfiles.choose(files, needed) == plain
 
 
 def test_bigearthnet_patches_truecolor_exact_swir_on_the_10m_grid(bigearthnet: Path, tmp_path: Path):

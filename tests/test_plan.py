@@ -83,9 +83,16 @@ def test_manifest_rows_are_the_tsv_rows_for_any_name(names: list[str], with_file
     exactly the rows msrgb.storage.tsv writes (and reads back) for any file name, band files too."""
     from msrgb.storage import tsv
 
-    for files in (None, (("B04", "x/B04.tif"), ("B03", "t\tab/B03.tif"))):
-        sources = [discovery.Source(name, i, 10**18 + i, files) for i, name in enumerate(names)]
-        fields = [[s.rel, s.size, s.mtime_ns, *(["bands", *(x for pair in files for x in pair)] if files and with_files else [])] for s in sources]
+    kinds = (None, (), (("B04", "x/B04.tif"), ("B03", "y/B03.tif")), (("B04", "x/B04.tif"), ("B03", "t\tab/B03.tif")))
+    for kind in [*range(len(kinds)), None]:  # None: the kinds mixed in one manifest
+        sources = [
+            discovery.Source(name, i, 10**18 + i, kinds[i % len(kinds) if kind is None else kind])
+            for i, name in enumerate(names)
+        ]
+        fields = [
+            [s.rel, s.size, s.mtime_ns, *(["bands", *(x for pair in s.files for x in pair)] if s.files is not None and with_files else [])]
+            for s in sources
+        ]  # fmt: skip
         text = discovery.rows_text(sources, with_files)
         assert text == tsv.text(fields)
         assert list(tsv.rows_of(text)) == [[str(f) for f in row] for row in fields]

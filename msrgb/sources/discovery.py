@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from operator import attrgetter
 from pathlib import Path
 from typing import NamedTuple
@@ -14,7 +15,7 @@ from msrgb.errors import PlanError
 from msrgb.sources import bandfiles
 from msrgb.sources.stac import StacItems, discover_items
 from msrgb.storage import tsv
-from msrgb.storage.files import TIFF_SUFFIXES, Problems, list_folder, output_rel, size_and_mtime
+from msrgb.storage.files import TIFF_SUFFIXES, Problems, folder_entries, output_rel, size_and_mtime
 from msrgb.storage.listing import list_objects
 from msrgb.storage.locations import S3Path
 
@@ -42,11 +43,18 @@ def rows_text(sources: Sequence[Source], with_files: bool = True) -> str:
     for band files) of ``sources`` as :func:`msrgb.storage.tsv.text` writes them, made without a
     per-field check when no name needs quoting (planning makes manifests of 100,000s of
     inputs every time)."""
-    if not with_files or all(s.files is None for s in sources):
-        body = "".join([f"{rel}\t{size}\t{mtime}\n" for rel, size, mtime, _ in sources])
-        n = len(sources)
-        if body.count("\t") == 2 * n and body.count("\n") == n and '"' not in body and "\r" not in body:
-            return body
+    lines, fields = [], 0
+    for rel, size, mtime, files in sources:
+        if files is None or not with_files:
+            lines.append(f"{rel}\t{size}\t{mtime}")
+            fields += 3
+        else:
+            lines.append("\t".join([f"{rel}\t{size}\t{mtime}\tbands", *chain.from_iterable(files)]))
+            fields += 4 + 2 * len(files)
+    body = "\n".join(lines)
+    plain = body.count("\t") == fields - len(lines) and body.count("\n") == len(lines) - 1
+    if plain and '"' not in body and "\r" not in body:
+        return body + "\n" if lines else ""
     return tsv.text([s.rel, s.size, s.mtime_ns, *(_files_fields(s.files) if with_files else ())] for s in sources)
 
 
@@ -59,7 +67,7 @@ def discover(input_dir: Path | S3Path, with_stat: bool = True, problems: Problem
     """Every ``.tif``/``.tiff`` (any case) under ``input_dir``, recursively, sorted by relative
     path. Hidden files and folders (names starting with ``.``) are skipped. Symbolic links to
     files are followed; links to folders are not (no cycles). Folders that cannot be read go to
-    ``problems`` (see :func:`list_folder`). Under an ``s3://`` prefix: one paginated LIST."""
+    ``problems`` (see :func:`msrgb.storage.files.folder_entries`). Under an ``s3://`` prefix: one paginated LIST."""
     found: list[Source] = []
     if isinstance(input_dir, S3Path):
         found = [
@@ -78,14 +86,15 @@ def discover(input_dir: Path | S3Path, with_stat: bool = True, problems: Problem
     while stack:
         rel_dir = stack.pop()
         prefix = f"{rel_dir}/" if rel_dir else ""
-        for entry in list_folder(top, rel_dir, problems):
-            name = entry.name
-            if name.startswith("."):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(prefix + name)
-            elif name.lower().endswith(TIFF_SUFFIXES):
-                found.append(Source(prefix + name, *size_and_mtime(entry, with_stat)))
+        with folder_entries(top, rel_dir, problems) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(prefix + name)
+                elif name.lower().endswith(TIFF_SUFFIXES):
+                    found.append(Source(prefix + name, *size_and_mtime(entry, with_stat)))
     found.sort(key=attrgetter("rel"))
     if problems is None:
         check_names(found)

@@ -53,22 +53,38 @@ def size_and_mtime(entry: os.DirEntry[str], with_stat: bool = True) -> tuple[int
 Problems = list[tuple[str, str]]
 
 
-def list_folder(top: str, rel_dir: str, problems: Problems | None) -> list[os.DirEntry[str]]:
-    """The entries of a folder under the input folder (a list: a generator's step per entry
-    costs more than the entry, at 700,000 band files). A sub-folder that cannot be listed (a
-    ``lost+found`` only root can read) is recorded in ``problems`` and skipped; the input folder
+#: whether a folder's entries can ask for their ``stat`` relative to the open folder
+_SCANDIR_FD = os.scandir in os.supports_fd and os.stat in os.supports_dir_fd
+
+
+@contextlib.contextmanager
+def folder_entries(top: str, rel_dir: str, problems: Problems | None) -> Iterator[list[os.DirEntry[str]]]:
+    """The entries of a folder under the input folder, as a list (a generator's step per entry
+    costs more than the entry, at 700,000 band files). Inside the block an entry's ``stat()``
+    asks relative to the open folder (where the system allows it), instead of by a path the
+    kernel walks again for every file. A sub-folder that cannot be listed (a ``lost+found``
+    only root can read) is recorded in ``problems`` and gives no entries; the input folder
     itself, or any folder without ``problems`` to record in, raises :class:`PlanError`."""
     path = os.path.join(top, rel_dir)
+    fd = None
     try:
-        entries = os.scandir(path)
+        if _SCANDIR_FD:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        with os.scandir(path if fd is None else fd) as listing:
+            entries = list(listing)
     except OSError as exc:
+        if fd is not None:
+            os.close(fd)
         reason = f"folder cannot be read ({exc.strerror or exc})"
         if not rel_dir or problems is None:
             raise PlanError(f"{path}: {reason}") from None
         problems.append((rel_dir, reason))
-        return []
-    with entries:
-        return list(entries)
+        entries, fd = [], None
+    try:
+        yield entries
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 @contextlib.contextmanager
