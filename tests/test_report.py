@@ -312,3 +312,32 @@ def test_a_sheet_with_a_damaged_list_of_cells_is_drawn_afresh(tmp_path: Path) ->
     sheet.write_bytes(encode_png_quick(np.full((200, 200, 3), 9, dtype=np.uint8)))
     sheets.build(manifest, sheet, images, layout)
     assert np.array_equal(iio.imread(sheet), iio.imread(fresh))
+
+
+def test_a_label_too_long_is_cut_to_its_longest_start_that_fits():
+    """Labels are cut by halving the length, not a character at a time: the same text as
+    shortening one character at a time, for names of any length and width (the sheets' fonts)."""
+    import random
+
+    from PIL import Image, ImageDraw
+
+    from msrgb.render import sheets
+
+    def one_at_a_time(draw, text, width, font):
+        if draw.textlength(text, font=font) <= width:
+            return text
+        while text and draw.textlength(text + "…", font=font) > width:
+            text = text[:-1]
+        return text + "…"
+
+    draw = ImageDraw.Draw(Image.new("RGB", (8, 8)))
+    rng = random.Random(5)
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. /WMil1ü"
+    for font in (sheets.font(11), sheets.font(16)):
+        for _ in range(400):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+            # fixed widths, and the widths at which a start of the text just fits or just does not
+            k = rng.randint(0, len(text))
+            edge = int(draw.textlength(text[:k] + "…", font=font))
+            for width in (rng.choice([0, 5, 20, 64, 100, 300]), edge, edge - 1, edge + 1):
+                assert sheets._fit(draw, text, width, font) == one_at_a_time(draw, text, width, font), (text, width)

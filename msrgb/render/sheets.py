@@ -38,11 +38,19 @@ def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
+    """``text`` if it fits in ``width`` pixels, else its longest start that fits followed by
+    "…" (found by halving, not a character at a time: measuring a label is most of a sheet's
+    labelling)."""
     if draw.textlength(text, font=font) <= width:
         return text
-    while text and draw.textlength(text + "…", font=font) > width:
-        text = text[:-1]
-    return text + "…"
+    fits, over = 0, len(text)  # text[:fits] + "…" fits (or fits is 0), text[:over] + "…" does not
+    while over - fits > 1:
+        mid = (fits + over) // 2
+        if draw.textlength(text[:mid] + "…", font=font) <= width:
+            fits = mid
+        else:
+            over = mid
+    return text[:fits] + "…"
 
 
 def thumbnail(png: Path | S3Path, size: int) -> np.ndarray:
