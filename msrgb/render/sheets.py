@@ -7,6 +7,7 @@ Which images a sheet shows is decided at parse time and written to a small sheet
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -162,12 +163,19 @@ class Cells:
         sheet.paste(self.old.crop(box), to)
         return True
 
-    def text(self, sheet: os.stat_result) -> str:
-        """The list of the new sheet's cells, for the sheet file as written (``sheet``)."""
+    def text(self, sheet: bytes) -> str:
+        """The list of the new sheet's cells, for the sheet file's bytes as written (``sheet``)."""
         return json.dumps(
-            {"sheet": [sheet.st_size, sheet.st_mtime_ns], "geometry": list(astuple(self.geometry)), "cells": self.made},
+            {"sheet": sheet_version(sheet), "geometry": list(astuple(self.geometry)), "cells": self.made},
             ensure_ascii=False,
         )
+
+
+def sheet_version(data: bytes) -> list[object]:
+    """What identifies a sheet file's content in the list of its cells: its size and a digest
+    of its bytes, not its time, which Snakemake sets again on every output of a job at its end
+    (a time would never match after a run)."""
+    return [len(data), hashlib.blake2b(data, digest_size=16).hexdigest()]
 
 
 #: a sheet larger than this (contact_sheet_tiles: 0 over a large folder) is drawn afresh: a
@@ -177,15 +185,19 @@ REUSE_MAX_PIXELS = 50_000_000
 
 def previous_cells(sheet: Path, listing: Path, geometry: SheetGeometry, root: Path) -> Cells:
     """The cells of the sheet file ``sheet`` as ``listing`` lists them, of images under ``root``
-    (none if either is missing or unreadable, the sheet was written since the listing, or it was
-    made with another geometry)."""
+    (none if either is missing or unreadable, the sheet's bytes are not those the listing was
+    made for, or it was made with another geometry)."""
     none = Cells(None, geometry, root)
     try:
         index = json.loads(listing.read_text(encoding="utf-8"))
-        st = sheet.stat()
-        if index["sheet"] != [st.st_size, st.st_mtime_ns] or index["geometry"] != list(astuple(geometry)):
+        if index["geometry"] != list(astuple(geometry)):
             return none
-        with own_image(sheet) as im:
+        if sheet.stat().st_size > 3 * REUSE_MAX_PIXELS:  # larger than any sheet it would copy
+            return none
+        data = sheet.read_bytes()
+        if index["sheet"] != sheet_version(data):
+            return none
+        with own_image(data) as im:
             if im.width * im.height > REUSE_MAX_PIXELS:
                 return none
             return Cells(im.convert("RGB"), geometry, root, index["cells"])
@@ -244,9 +256,10 @@ def build(
         sheet = sheet_image(title, pngs, labels, geometry, columns=columns, reuse=reuse)
     if legend is not None:
         sheet = with_legend(sheet, legend)
-    write_atomic(out, encode(sheet))
+    data = encode(sheet)
+    write_atomic(out, data)
     if reuse is not None:
-        write_atomic(listing, reuse.text(out.stat()).encode("utf-8"))
+        write_atomic(listing, reuse.text(data).encode("utf-8"))
 
 
 def with_legend(sheet: Image.Image, legend: Image.Image) -> Image.Image:

@@ -88,14 +88,16 @@ def folder_entries(top: str, rel_dir: str, problems: Problems | None) -> Iterato
 
 
 @contextlib.contextmanager
-def own_image(path: str | Path | S3Path) -> Iterator[Any]:
+def own_image(path: str | Path | S3Path | bytes) -> Iterator[Any]:
     """Open an image msrgb wrote (a PIL image), in S3 too (one GET; a missing one raises
     FileNotFoundError). Pillow refuses images over 179 million pixels as possible decompression
     bombs; msrgb's own outputs are bounded by ``max_pixels`` instead."""
     from PIL import Image
 
     source: Any = path
-    if is_remote(path):
+    if isinstance(path, bytes):  # the file's bytes, read already
+        source = io.BytesIO(path)
+    elif is_remote(path):
         try:
             source = io.BytesIO(remote.get(path if isinstance(path, S3Path) else S3Path.parse(str(path))))
         except InputError as exc:
