@@ -267,7 +267,6 @@ def test_a_sheet_with_a_damaged_list_of_cells_is_drawn_afresh(tmp_path: Path) ->
     """Whatever the list of a sheet's cells holds (not JSON, entries cut or mistyped, a position
     beyond the old sheet), and whatever the previous sheet file is (another image, cut short),
     the sheet is drawn from its images: the same as one drawn from nothing."""
-    import os
 
     from msrgb.outputs.sheet_lists import cells_path, sheet_list_text
     from msrgb.render import sheets
