@@ -108,13 +108,20 @@ def changes_job(
     with _pool(processes) as pool:
         convert_shards(output, n_shards, tokens, job, pool)
         sheets = [part for part in parts if part != "summary"]
-        # in forked processes, beside the summary; in this process, after it
-        drawn = {p: pool.submit(_sheets_part, output, job.products, p, thumbnail, prepared) for p in sheets if pool}
+        # in forked processes, each drawing its share of the sheets, beside the summary; in
+        # this process, after it
+        drawn = {
+            p: [pool.submit(_sheets_part, output, job.products, p, thumbnail, prepared, (i, processes)) for i in range(processes)]
+            for p in sheets if pool
+        }  # fmt: skip
         if "summary" in parts:
             summary = summary_job(output, job.products, thumbnail)
         for part, digest in parts.items():
             if part in sheets:
-                rebuilt = drawn[part].result() if pool else _sheets_part(output, job.products, part, thumbnail, prepared)
+                if pool:
+                    rebuilt = sum(share.result() for share in drawn[part])
+                else:
+                    rebuilt = _sheets_part(output, job.products, part, thumbnail, prepared)
                 log.info("%s: %d contact sheet(s) rebuilt", part, rebuilt)
             touch(part_outputs(output, job.products, part, prepared))
             leave_marker(output.part_done(part, digest))
@@ -128,9 +135,16 @@ def _pool(processes: int) -> Any:
     return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
 
 
-def _sheets_part(output: OutputPaths, products: Sequence[Product], part: str, thumbnail: int, prepared: Prepared | None) -> int:
+def _sheets_part(
+    output: OutputPaths,
+    products: Sequence[Product],
+    part: str,
+    thumbnail: int,
+    prepared: Prepared | None,
+    share: tuple[int, int] = (0, 1),
+) -> int:
     product = next(p for p in products if p.name == part.partition("/")[2])
-    return sheets_job(output, product, thumbnail, prepared)
+    return sheets_job(output, product, thumbnail, prepared, share)
 
 
 def shard_job(output: OutputPaths, n_shards: int, shard: int, token: str, job: ShardSettings) -> None:
@@ -171,11 +185,15 @@ def percentiles_of_sample(product: Product, input_dir: InputDir, sample: Path, o
     return stats.run(product, input_dir, sample, out)
 
 
-def sheets_job(output: OutputPaths, product: Product, thumbnail: int, prepared: Prepared | None = None) -> int:
-    """A product's contact-sheet job: the sheets whose manifest is newer than the sheet."""
+def sheets_job(
+    output: OutputPaths, product: Product, thumbnail: int, prepared: Prepared | None = None, share: tuple[int, int] = (0, 1)
+) -> int:
+    """A product's contact-sheet job: the sheets whose manifest is newer than the sheet; with
+    ``share`` (i, n), every n-th of them from the i-th, for one of n processes."""
     from msrgb.outputs.sheet_lists import sheet_list_path, sheet_names
 
     names = sorted(prepared.sheets[product.name]) if prepared is not None else sheet_names(output, product.name)
+    names = names[share[0] :: share[1]]
     pairs = [(sheet_list_path(output, product.name, n), output.contact_sheet(product.name, n)) for n in names]
     return rebuild_sheets(pairs, product, output.image_dir(product.name), thumbnail)
 
