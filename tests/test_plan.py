@@ -243,3 +243,14 @@ def test_a_shard_job_larger_than_the_largest_node_is_refused_before_anything_is_
     assert not (tmp_path / "out").exists()
     fits = Where(cluster=True, parallel_jobs=4, node_size=node, threads_override=2, mem_mb=4000)
     assert plan_run(settings, fits, None).plan.n_shards >= 1
+
+
+@pytest.mark.parametrize("names", [HOSTILE_NAMES[:1], HOSTILE_NAMES, [n for n in HOSTILE_NAMES if '"' not in n], []])
+def test_a_shard_lists_member_paths_are_those_its_reader_reads(names: list[str]):
+    """The summary counts a run's inputs from the shard lists without making a source of each:
+    the same paths as the shard list's reader, for any name, band files or not."""
+    products = parse_products(["truecolor"])
+    for files in (None, (("B04", "x/B04.tif"), ("B03", "t\tab/B03.tif")), (("B04", "x/B04.tif"),)):
+        sources = [discovery.Source(name, i, 10**18 + i, files) for i, name in enumerate(names)]
+        text = sharding.shard_list_text(sources, products, "skip")
+        assert sharding.member_paths(text) == [s.rel for s in sharding.read_shard_list_text(text)[0]] == names

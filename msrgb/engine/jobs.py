@@ -223,11 +223,11 @@ def summary_job(
     from msrgb.outputs.errors_table import problems_note, read_planning_errors, write_errors
     from msrgb.outputs.state import read_state_full
     from msrgb.outputs.summary import summary_table
-    from msrgb.planning.sharding import load_plan
+    from msrgb.planning.sharding import planned_paths
 
-    plan = load_plan(output)
-    per_class, n_shards = report.images_per_class(plan), plan.n_shards
-    del plan  # before the states are read: the plan of 270,000 inputs is about 80 MB
+    n_shards, rels = planned_paths(output)
+    per_class = report.images_per_class(rels)
+    del rels
     if states is None:
         states = [output.state(n_shards, shard) for shard in range(n_shards)]
     state = read_state_full(list(states))

@@ -8,13 +8,12 @@ import heapq
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from msrgb.outputs.paths import OutputPaths
 from msrgb.outputs.state import StateData
-from msrgb.planning.sharding import Plan
 from msrgb.storage import tsv
 from msrgb.storage.files import output_rel, own_image, write_atomic, write_if_changed
 from msrgb.storage.locations import S3Path
@@ -26,13 +25,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("msrgb")
 
 
-def images_per_class(plan: Plan) -> dict[str, int]:
-    """How many inputs the plan has in each top folder (``.`` for the input folder itself)."""
+def images_per_class(rels: Iterable[str]) -> dict[str, int]:
+    """How many of the inputs ``rels`` (relative paths) are in each top folder (``.`` for the
+    input folder itself)."""
     per_class: dict[str, int] = {}
-    for members in plan.members:
-        for s in members:
-            top = s.rel.split("/", 1)[0] if "/" in s.rel else "."
-            per_class[top] = per_class.get(top, 0) + 1
+    for rel in rels:
+        top = rel.partition("/")[0] if "/" in rel else "."
+        per_class[top] = per_class.get(top, 0) + 1
     return per_class
 
 
