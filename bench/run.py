@@ -216,8 +216,10 @@ _ALONE_SNAKEFILE = f"""\
 import sys
 
 sys.path.insert(0, {str(REPO)!r})
-from msrgb.snakemake.settings import end_scheduler_timers  # as msrgb does: no second at exit
+# as msrgb does: no second at exit, no cycle collection at the interpreter's shutdown
+from msrgb.snakemake.settings import end_scheduler_timers, no_cycle_collection_at_exit
 
+no_cycle_collection_at_exit()
 
 rule all:
     input:

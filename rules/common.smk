@@ -31,6 +31,7 @@ from msrgb.snakemake import slurm as msslurm  # noqa: E402
 from msrgb.sources.stac_search import StacSearch  # noqa: E402
 
 validate(command_line_booleans(config), schema="../config/schema.json")
+smk.no_cycle_collection_at_exit()
 
 
 def settings_from_config():

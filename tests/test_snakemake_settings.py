@@ -134,3 +134,21 @@ def test_whether_snakemake_keeps_metadata(tmp_path: Path):
         [sys.executable, "-m", "snakemake", "--cores", "1", "--report", "r.html"], cwd=tmp_path, capture_output=True, text=True
     )
     assert '"report": true' in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_the_exit_freezes_what_is_left_and_runs_every_other_exit_handler():
+    """At the exit of a process that read the workflow, the objects still alive are frozen
+    before the exit handlers registered earlier run (they still run), the collector is off,
+    and the exit status is the process's own."""
+    code = (
+        "import atexit, gc, sys\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "atexit.register(lambda: print('earlier handler', gc.get_freeze_count() > 0, gc.isenabled(), flush=True))\n"
+        "from msrgb.snakemake.settings import no_cycle_collection_at_exit\n"
+        "no_cycle_collection_at_exit()\n"
+        "atexit.register(lambda: print('later handler', gc.get_freeze_count() > 0, flush=True))\n"
+        "sys.exit(3)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.splitlines() == ["later handler False", "earlier handler True False"], proc.stdout

@@ -8,6 +8,8 @@ version (``TESTED_WITH``). When Snakemake changes, this module and that test are
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import os
 import sys
@@ -125,6 +127,22 @@ def end_scheduler_timers() -> None:
             function, "__qualname__", ""
         ):
             thread.cancel()
+
+
+def no_cycle_collection_at_exit() -> None:
+    """Let Snakemake's process end without Python's cycle collector going over everything it
+    holds: at exit, the objects still alive are frozen (``gc.freeze``), so the interpreter's
+    teardown no longer traverses the hundreds of thousands of objects of Snakemake's modules and
+    of the plan (docs/troubleshooting.md, "The end of every run"). Registered while the workflow
+    is read, so it runs after the exit handlers registered later and before those registered
+    earlier; every one of them still runs, and what the collector would have freed the end of
+    the process frees."""
+    atexit.register(_freeze_objects)
+
+
+def _freeze_objects() -> None:
+    gc.disable()
+    gc.freeze()
 
 
 def wrap_log_streams(wrapper: Callable[[Any], Any]) -> None:
