@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import snakemake
-from conftest import REPO
+from conftest import REPO, run_snakemake
 
 from msrgb.snakemake import settings as smk
 
@@ -152,3 +152,16 @@ def test_the_exit_freezes_what_is_left_and_runs_every_other_exit_handler():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.splitlines() == ["later handler False", "earlier handler True False"], proc.stdout
+
+
+def test_reading_the_workflow_sets_up_that_exit(tmp_path: Path):
+    """Snakemake's process that read msrgb's workflow (a dry run here) freezes what is left at
+    exit: seen by an exit handler registered at the interpreter's start, which runs last."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0, file=sys.stderr, flush=True))\n"
+    )
+    env = {"PYTHONPATH": str(tmp_path / "site")}
+    proc = run_snakemake(tmp_path, "-n", env=env, input_dir=str(REPO / "sample" / "eurosat"), output_dir=str(tmp_path / "out"))
+    assert "frozen at exit: True" in proc.stderr, proc.stderr[-2000:]
