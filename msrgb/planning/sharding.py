@@ -30,6 +30,8 @@ from msrgb.storage.files import write_if_changed
 # inputs once (msrgb.jobs.shard.work_to_do).
 #: the first line of a shard list (its text is hashed into the shard's token: unchanged since v3)
 SHARD_LIST_HEADER = "# msrgb shard manifest v3"
+#: the first field of a shard list's setting rows (every other row with fields is a member)
+_PRODUCT_ROW, _ON_ERROR_ROW = "# product", "# on_error"
 
 
 def shard_count(n_files: int, parallelism: int, target_size: int, min_size: int) -> int:
@@ -63,8 +65,8 @@ def split(sources: Sequence[Source], n_shards: int) -> list[list[Source]]:
 def shard_list_text(
     members: Sequence[Source], products: Sequence[Product], on_error: str = "fail"
 ) -> str:
-    rows: list[list[object]] = [[SHARD_LIST_HEADER], ["# on_error", on_error]]
-    rows += [["# product", p.name, p.digest()] for p in products]
+    rows: list[list[object]] = [[SHARD_LIST_HEADER], [_ON_ERROR_ROW, on_error]]
+    rows += [[_PRODUCT_ROW, p.name, p.digest()] for p in products]
     return tsv.text(rows) + rows_text(members)
 
 
@@ -84,9 +86,9 @@ def read_shard_list_text(text: str) -> tuple[list[Source], dict[str, str]]:
     for the error policy."""
     members, digests = [], {}
     for row in tsv.rows_of(text):
-        if row[0] == "# product":
+        if row[0] == _PRODUCT_ROW:
             digests[row[1]] = row[2]
-        elif row[0] == "# on_error":
+        elif row[0] == _ON_ERROR_ROW:
             digests["on_error"] = row[1]
         elif len(row) > 1:  # not the title row
             files = tuple(zip(row[4::2], row[5::2])) if len(row) > 3 else None
@@ -100,7 +102,7 @@ def member_paths(text: str) -> list[str]:
     if '"' in text:
         return [s.rel for s in read_shard_list_text(text)[0]]
     rels = [line[: line.index("\t")] for line in text.split("\n") if "\t" in line]
-    return [rel for rel in rels if rel not in ("# product", "# on_error")]
+    return [rel for rel in rels if rel not in (_PRODUCT_ROW, _ON_ERROR_ROW)]
 
 
 def planned_paths(output: OutputPaths) -> tuple[int, list[str]]:
