@@ -197,6 +197,54 @@ def test_work_to_do_decides_from_records_and_present_outputs():
     assert [s.rel for s, _ in again.todo] == ["X/d.tif"]
 
 
+def test_counting_the_work_decides_as_the_job_does():
+    """Planning counts with ``keep=False``: for any records (current, of other settings or
+    sizes, legacy with or without scaled bands, skipped as bad), outputs present or not and
+    either on_error, the same images and products to make as the job's decision, nothing kept."""
+    import random
+
+    from msrgb.outputs.state import StateData
+    from msrgb.planning.work import work_to_do
+    from msrgb.sources.discovery import Source
+
+    products = parse_products({"p": {"preset": "truecolor"}, "q": {"preset": "swir"}})
+    digest = {p.name: p.digest() for p in products}
+    rng = random.Random(7)
+
+    def output_of(product: Product, src: Source) -> str:
+        return f"out/{product.name}/{src.png_rel()}"
+
+    for _ in range(200):
+        members = [Source(f"X/{i}.tif", rng.choice([100, 101]), 5) for i in range(12)]
+        before = StateData()
+        for src in members:
+            for p in products:
+                what = rng.random()
+                if what < 0.6:
+                    before.records[(src.rel, p.name)] = (100, 5, digest[p.name] if what < 0.5 else "other")
+                    before.provenance[(src.rel, p.name)] = ("s", "i", "env1")
+                    if rng.random() < 0.3:
+                        before.legacy.add((src.rel, p.name))
+            if rng.random() < 0.2:
+                before.skipped[src.rel] = (100, 5, "is empty (0 bytes)")
+        missing = {output_of(p, s) for s in members for p in products if rng.random() < 0.2}
+        scaled = {s: rng.choice([set(), {"B04"}, {"B12"}]) for s in members}
+
+        def present(out: str, missing: set[str] = missing) -> bool:
+            return out not in missing
+
+        for on_error in ("skip", "fail"):
+            kept, counted = (
+                work_to_do(members, products, before, on_error, output_of, present, scaled.__getitem__, keep=keep)
+                for keep in (True, False)
+            )
+            assert [(s.rel, sorted(d)) for s, d in counted.todo] == [(s.rel, sorted(d)) for s, d in kept.todo]
+            assert all(isinstance(out, str) for _, d in counted.todo for out in d.values())
+            for field in ("up_to_date", "skipped_before", "rescaled", "restac"):
+                assert getattr(counted, field) == getattr(kept, field), field
+            assert not counted.kept.records and not counted.kept.provenance
+
+
 def test_planning_does_not_load_gdal():
     """What Snakemake loads to read the workflow (rules/common.smk's imports: planning,
     sheets, the report, progress) runs in every Snakemake process, a no-op rerun and each job

@@ -49,6 +49,7 @@ def work_to_do(
     present: Callable[[str | Path], bool],
     scaled_bands: Callable[[Source], set[str]] | None = None,
     scaling_changed: Callable[[Source, Product, str | None], bool] | None = None,
+    keep: bool = True,
 ) -> Work:
     """Which images of ``members`` need making: those without a record of the same input size,
     mtime and product settings in ``before``, or whose output is not ``present``, and those
@@ -58,7 +59,9 @@ def work_to_do(
     named as strings (``output_of``) and made paths only for the images to make: a shard of
     tens of thousands of up-to-date images is looked at in a fraction of a second. Images of
     STAC Items whose recorded scaling ``scaling_changed`` says is no longer what the Item's rules
-    give are made again."""
+    give are made again. With ``keep=False`` (planning, which only counts) the records that
+    still hold are not copied into ``work.kept`` and the outputs to make stay as ``output_of``
+    gave them: the same decision, counted."""
     kept = StateData()
     digest = {p.name: p.digest() for p in products}
     work = Work([], kept, digest)
@@ -70,7 +73,7 @@ def work_to_do(
             kept.skipped[src.rel] = known_bad  # unchanged since it was found bad: not retried
             work.skipped_before += 1
             continue
-        dests = {}
+        dests: dict[str, Path | S3Path] = {}
         for p in products:
             key, out = (src.rel, p.name), output_of(p, src)
             record = (src.size, src.mtime_ns, digest[p.name])
@@ -82,15 +85,16 @@ def work_to_do(
             if current and scaling_changed is not None and scaling_changed(src, p, before.radiometry.get(key)):
                 current, restac = False, True
             if current and present(out):
-                kept.records[key] = record
-                if key in before.provenance:
-                    kept.provenance[key] = before.provenance[key]
-                if key in before.clipping:
-                    kept.clipping[key] = before.clipping[key]
-                if key in before.radiometry:
-                    kept.radiometry[key] = before.radiometry[key]
+                if keep:
+                    kept.records[key] = record
+                    if key in before.provenance:
+                        kept.provenance[key] = before.provenance[key]
+                    if key in before.clipping:
+                        kept.clipping[key] = before.clipping[key]
+                    if key in before.radiometry:
+                        kept.radiometry[key] = before.radiometry[key]
             else:
-                dests[p.name] = location(str(out))
+                dests[p.name] = location(str(out)) if keep else out  # type: ignore[assignment]
         if dests:
             work.todo.append((src, dests))
             work.rescaled += rescaled
@@ -242,7 +246,9 @@ def count_work(
             continue
         before = states(paths)
         scaled = scaled_bands_of(input_dir, products) if input_dir is not None and scaled_bands_of else None
-        work = work_to_do(members, ready, before, on_error, output.png_str, present, scaled, scaling_changes(input_dir))
+        work = work_to_do(
+            members, ready, before, on_error, output.png_str, present, scaled, scaling_changes(input_dir), keep=False
+        )  # fmt: skip
         counts.images += len(work.todo)
         counts.rescaled += work.rescaled
         counts.restac += work.restac
