@@ -59,6 +59,53 @@ def test_bad_files_are_all_listed_and_good_ones_kept(tmp_path: Path, threads: in
     assert not layout.progress(1, 0).exists()
 
 
+@pytest.mark.parametrize("n_shards", [1, 4])  # each folder listed, or each image looked up
+def test_deleted_images_are_made_again_and_a_killed_jobs_temporaries_removed(tmp_path: Path, n_shards: int):
+    """Whichever way a shard job tells which images exist, one deleted by hand is made again and
+    nothing else (a dangling link in an image's place counts as the image); the temporary file a
+    killed job left is deleted by the shard's next job, and one of a job that ended is left to
+    the job that wrote it (it may be another run's, alive elsewhere)."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    tifs = tmp_path / "tif"
+    synth.generate(tifs, 8, classes=("Forest", "River"))
+    products = parse_products(["truecolor"])
+    layout = paths.OutputPaths(tmp_path / "out")
+    sharding.plan_shards(layout, discovery.discover(tifs), n_shards, products)
+
+    def run_all() -> list[tuple[int, int]]:
+        return [
+            (r.converted, r.up_to_date)
+            for r in (run_shard(layout.shard_list(n_shards, k), layout.state(n_shards, k), tifs, products) for k in range(n_shards))
+        ]  # fmt: skip
+
+    assert sum(c for c, _ in run_all()) == 16
+    gone, linked = layout.output_dir / "truecolor" / "Forest" / "Forest_3.png", layout.output_dir / "truecolor" / "River" / "River_5.png"
+    gone.unlink()
+    linked.unlink()
+    linked.symlink_to(tmp_path / "nowhere.png")
+    assert sum(c for c, _ in run_all()) == 1
+    assert_png_matches(gone, tifs / "Forest" / "Forest_3.tif")
+    # a temporary file of a process that is gone, as a job killed while writing leaves it
+    name = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); from msrgb.storage.files import temporary_name; print(temporary_name())", str(REPO)],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    shard = sharding.shard_of("Forest/Forest_3.tif", n_shards)
+    leftover = gone.parent / name
+    leftover.write_bytes(b"half a PNG")
+    run_all()
+    assert leftover.exists() == (n_shards >= 4), "a job that ended left no temporary to clear"
+    live = layout.live(n_shards, shard)
+    live.write_text(json.dumps({**json.loads(live.read_text()), "finished": False}))  # killed
+    assert sum(c for c, _ in run_all()) == 0
+    assert not leftover.exists(), "the killed job's temporary file was left"
+
+
 def test_changing_one_product_rerenders_only_that_product(tmp_path: Path):
     spec = {"a": {"preset": "truecolor"}, "b": {"preset": "truecolor", "stretch": {"max": 3000}}}
     tifs, layout, _, products = make(tmp_path, parse_products(spec))

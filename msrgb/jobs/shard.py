@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -23,7 +24,7 @@ from msrgb.jobs.records import (
     _remove_orphans,
     _write_run_stats,
 )
-from msrgb.outputs.live import Live, write_live
+from msrgb.outputs.live import Live, job_ended, write_live
 from msrgb.outputs.paths import OutputListing, OutputPaths, leave_marker
 from msrgb.outputs.state import read_state_full, state_text
 from msrgb.planning.samples import read_limits
@@ -121,10 +122,7 @@ def _start_job(
     """What the job has to do, from the records of earlier jobs of any shard count and the
     output folders; images whose input is gone are deleted first."""
     before = read_state_full([*output.related_states(n_shards, shard), output.progress(n_shards, shard)])
-    # one listing per output folder of the shard, which also clears temporaries that killed
-    # jobs left there
-    present = OutputListing(remove_stale=True, images=output.images)
-    present.folders({output.png_str(p, s).rpartition("/")[0] for s in members for p in products})
+    present = outputs_present(output, n_shards, shard, members, products)
     work = work_to_do(
         members, products, before, on_error, output.png_str, present, scaled_bands_of(input_dir, products),
         scaling_changes(input_dir),
@@ -142,6 +140,27 @@ def _start_job(
         f", {result.skipped} skipped as bad before" if result.skipped else "",
     )  # fmt: skip
     return work, result
+
+
+#: a shard job of fewer shards than this lists its output folders; one of more asks for each of
+#: its images: each folder holds about as many times the shard's images in it as there are shards,
+#: and asking for one file costs about as much as four names of a listing
+LIST_FOLDERS_BELOW_SHARDS = 4
+
+
+def outputs_present(
+    output: OutputPaths, n_shards: int, shard: int, members: Sequence[Source], products: Sequence[Product]
+) -> Callable[[str | Path], bool]:
+    """How the job tells whether an image exists: one listing per output folder of the shard
+    (which also deletes the temporaries killed jobs left there) for images in S3, below
+    :data:`LIST_FOLDERS_BELOW_SHARDS` shards, or when the shard's last job was killed (its live
+    file is unfinished); otherwise a look-up of each image, as a listing of every folder by each
+    of many shards would grow with the square of the dataset."""
+    if output.images or n_shards < LIST_FOLDERS_BELOW_SHARDS or not job_ended(output.live(n_shards, shard)):
+        present = OutputListing(remove_stale=True, images=output.images)
+        present.folders({output.png_str(p, s).rpartition("/")[0] for s in members for p in products})
+        return present
+    return os.path.lexists
 
 
 def _ticker(

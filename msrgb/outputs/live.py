@@ -34,6 +34,18 @@ def write_live(path: Path, live: Live) -> None:
     write_atomic(path, json.dumps(live.__dict__).encode())
 
 
+def job_ended(path: Path) -> bool:
+    """Whether the shard job that last wrote the live file ``path`` got to its end (True when
+    there is none: no earlier job of that shard); a job killed while converting leaves it
+    unfinished."""
+    try:
+        return bool(json.loads(path.read_text()).get("finished"))
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError, AttributeError):  # damaged, or from another version
+        return False
+
+
 def read_live(output: OutputPaths, n_shards: int, since: float) -> list[Live]:
     """The reports of the shard jobs started since ``since`` (this run's)."""
     folder = output.live(n_shards, 0).parent
