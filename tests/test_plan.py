@@ -254,3 +254,106 @@ def test_a_shard_lists_member_paths_are_those_its_reader_reads(names: list[str])
         sources = [discovery.Source(name, i, 10**18 + i, files) for i, name in enumerate(names)]
         text = sharding.shard_list_text(sources, products, "skip")
         assert sharding.member_paths(text) == [s.rel for s in sharding.read_shard_list_text(text)[0]] == names
+
+
+@pytest.mark.parametrize("on_error, dataset_stretch", [("skip", False), ("fail", False), ("skip", True)])
+def test_counts_from_how_shard_lists_changed_are_those_of_the_records(
+    tmp_path: Path, on_error: str, dataset_stretch: bool
+):
+    """A rerun's counts made from a due shard's shard list then and now (without reading its
+    records) are those made from its records, over a run of changes: inputs added, removed,
+    rewritten or touched, images deleted, bad inputs, the shard count changed, a run planned
+    whose jobs never ran (as if killed), jobs that failed, a dataset-wide stretch's sample
+    changed."""
+    import contextlib
+    import random
+
+    from msrgb.engine import run as engine
+    from msrgb.errors import MsrgbError
+    from msrgb.outputs.lock import unlock_output
+    from msrgb.outputs.paths import OutputListing
+    from msrgb.outputs.state import StateCache
+    from msrgb.planning.prepare import Prepared, plan_run, start_run
+    from msrgb.planning.settings import Settings, Where
+    from msrgb.planning.work import changes_since_last_job, count_work
+
+    tifs = tmp_path / "tif"
+    classes = ("Forest", "River", "SeaLake")
+    synth.generate(tifs, 6, classes=classes)
+    config = {
+        "input_dir": str(tifs), "output_dir": str(tmp_path / "out"), "shards": 4, "on_error": on_error,
+        "products": {"truecolor": None, "swir": None}, "contact_sheets": False, "progress": False,
+    }  # fmt: skip
+    if dataset_stretch:  # limits from a sample of the dataset: new limits make every image due
+        stretch = {"type": "percentile", "low": 2, "high": 98, "scope": "dataset", "sample": 6}
+        config["products"]["ds"] = {"preset": "truecolor", "stretch": stretch}
+    rng = random.Random(11)
+    quick = slow = 0
+
+    def check(what: str) -> tuple[Settings, Prepared]:
+        """Plan, and count the work again from the records of every due shard."""
+        nonlocal quick, slow
+        settings = Settings.from_config(engine.load_config(config))
+        prepared = plan_run(settings, Where(parallel_jobs=2), None)
+        output, plan = settings.output, prepared.plan
+        stretches = [output.part_done(part, digest) for part, digest in plan.parts.items() if part.startswith("stretch/")]
+        stretches += [output.stretch(p.name) for p in settings.products if p.dataset_stretch]  # as planning does
+        recounted = count_work(
+            output, plan, settings.products, on_error, stretches, OutputListing(), settings.input_dir, StateCache(),
+            quick=False,
+        )  # fmt: skip
+        assert prepared.counts == recounted, what
+        if what.startswith("a bad"):
+            print("DEBUG", prepared.counts, [changes_since_last_job(output, plan, sh, settings.products, OutputListing()) for sh in recounted.due])
+        for shard in recounted.due:
+            if changes_since_last_job(output, plan, shard, settings.products, OutputListing()) is None:
+                slow += 1
+            else:
+                quick += 1
+        return settings, prepared
+
+    for step in range(60):
+        inputs = sorted(tifs.rglob("*.tif"))
+        pngs = sorted((tmp_path / "out").rglob("*.png"))
+        change = rng.choice(["add", "remove", "rewrite", "touch", "png", "bad", "shards", "none"])
+        victim = rng.choice(inputs)
+        if change == "add":
+            cls = rng.choice(classes)
+            synth.write_tile(tifs / cls / f"{cls}_{100 + step}.tif", synth.make_tile(cls, step), (0.0, 0.0), 32632)
+        elif change == "remove" and len(inputs) > 4:
+            victim.unlink()
+        elif change == "rewrite":
+            synth.write_tile(victim, synth.make_tile("River", step), (0.0, 0.0), 32632)
+        elif change == "touch":
+            os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 1_000_000))
+        elif change == "png" and pngs:
+            rng.choice(pngs).unlink()
+        elif change == "bad":
+            victim.write_bytes(b"not a TIFF " * step)
+        elif change == "shards":
+            config["shards"] = 2 if config["shards"] == 4 else 4
+        settings, prepared = check(f"step {step} ({change})")
+        output = settings.output
+        if rng.random() < 0.2:  # planned, then killed before any job ran
+            start_run(settings, prepared)
+            unlock_output(output)
+        else:
+            try:
+                engine.run(config, cores=1)
+            except MsrgbError:  # a bad input with on_error: fail; the other shards ran
+                pass
+    # into a new output folder (a state of another shard count makes every shard it overlaps
+    # read its records): an input recorded as bad (on_error: skip) or failed, then another
+    # input of its shard touched
+    config["shards"], config["output_dir"] = 4, str(tmp_path / "out2")
+    engine.run({**config, "on_error": "skip"}, cores=1)
+    inputs = sorted(tifs.rglob("*.tif"))
+    inputs[0].write_bytes(b"not a TIFF")
+    with contextlib.suppress(MsrgbError):
+        engine.run(config, cores=1)
+    rel = inputs[0].relative_to(tifs).as_posix()
+    other = next(f for f in inputs[1:] if sharding.shard_of(f.relative_to(tifs).as_posix(), 4) == sharding.shard_of(rel, 4))
+    os.utime(other, ns=(other.stat().st_atime_ns, other.stat().st_mtime_ns + 1_000_000))
+    check("a bad input, then another input of its shard changed")
+    # (with a dataset-wide stretch every due shard's records are read)
+    assert (quick == 0 if dataset_stretch else quick > 10) and slow > 5, (quick, slow)

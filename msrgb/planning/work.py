@@ -13,9 +13,9 @@ from typing import IO
 
 from msrgb.config.products import Product
 from msrgb.outputs.paths import OutputListing, OutputPaths
-from msrgb.outputs.state import StateCache, StateData
+from msrgb.outputs.state import STATE_HEADER, StateCache, StateData
 from msrgb.planning.samples import with_recorded_limits
-from msrgb.planning.sharding import Plan, shard_of
+from msrgb.planning.sharding import Plan, shard_list_file_text, shard_of, shard_token
 from msrgb.radiometry.decide import recorded_differs
 from msrgb.sources.discovery import Source
 from msrgb.sources.stac import InputDir, StacItems
@@ -212,6 +212,7 @@ def count_work(
     input_dir: InputDir | None = None,
     states: StateCache | None = None,
     scaled_bands_of: ScaledBandsOf | None = None,
+    quick: bool = True,
 ) -> WorkCounts:
     """Per product, the images the shard jobs of the next run will convert and remove and those
     up to date: the same decision as the jobs (msrgb.jobs.shard.work_to_do), made only for the shards
@@ -219,7 +220,9 @@ def count_work(
     stretch whose limits are not computed yet count as all to convert. ``present`` tells
     whether an output exists (the listings shards_missing_outputs made, if given);
     ``input_dir`` lets it look at the inputs of images made before radiometric offsets were
-    applied, as the jobs do."""
+    applied, as the jobs do. A due shard whose records are all from its last job, which ended,
+    is counted from how its shard list changed since that job (:func:`changes_since_last_job`)
+    unless ``quick`` is False: the same counts without reading its records."""
     ready = [with_recorded_limits(p, output.stretch(p.name)) for p in products]
     counts = WorkCounts({p.name: ProductCounts() for p in products})
     present = present or OutputListing(images=output.images)
@@ -244,6 +247,17 @@ def count_work(
             for p in products:
                 counts.products[p.name].to_convert += len(members)
             continue
+        # (not for STAC Items, whose records' scaling is checked against the Items' rules)
+        quickly = quick and not isinstance(input_dir, StacItems)
+        since = changes_since_last_job(output, plan, shard, products, present) if quickly else None
+        if since is not None:
+            counts.images += since.images
+            for p in products:
+                c = counts.products[p.name]
+                c.to_convert += since.to_convert[p.name]
+                c.up_to_date += len(members) - since.to_convert[p.name]
+                c.to_remove += since.removed
+            continue
         before = states(paths)
         scaled = scaled_bands_of(input_dir, products) if input_dir is not None and scaled_bands_of else None
         work = work_to_do(
@@ -264,6 +278,77 @@ def count_work(
         for _, name in orphans(before, members, names, plan.n_shards, shard):
             counts.products[name].to_remove += 1
     return counts
+
+
+@dataclass
+class Since:
+    """What a shard's next job has to do, from its shard list then and now
+    (:func:`changes_since_last_job`)."""
+
+    #: product name -> images to make
+    to_convert: dict[str, int]
+    #: images to make for any product
+    images: int
+    #: recorded images whose input is gone (each product's)
+    removed: int
+
+
+def changes_since_last_job(
+    output: OutputPaths, plan: Plan, shard: int, products: Sequence[Product], present: OutputListing
+) -> Since | None:
+    """What the next job of ``shard`` has to do, without reading its records, when they are
+    exactly what its last job made from the shard list still on disk: that job ended (the marker
+    of that list's token is there), no job of it since was killed or failed (no progress file),
+    no other shard count's state holds its inputs, its state is of this version with no input
+    recorded as bad, the settings rows (products, on_error) are unchanged and no product takes
+    dataset-wide limits. Then every member of that list has its images, made with these
+    settings: the job makes the images of the inputs new or changed (size, modification time)
+    since, and those missing on disk (``present``), and deletes those of the inputs gone. None
+    otherwise (the records must be read), or when a name is quoted in either list."""
+    n_shards, new = plan.n_shards, plan.shard_lists[shard]
+    if any(p.dataset_stretch for p in products):
+        return None
+    try:
+        old = shard_list_file_text(output.shard_list(n_shards, shard))
+    except FileNotFoundError:
+        return None
+    state = output.state(n_shards, shard)
+    if (
+        '"' in old
+        or '"' in new
+        or not output.done(n_shards, shard, shard_token(old)).exists()
+        or output.progress(n_shards, shard).exists()
+        or output.related_states(n_shards, shard) != [state]
+    ):
+        return None
+    try:
+        recorded = state.read_text(encoding="utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    if not recorded.startswith(STATE_HEADER + "\n") or "\n!\t" in recorded:
+        return None
+    old_lines, new_lines = old.split("\n"), new.split("\n")
+    settings = [line for line in old_lines if line.startswith("# ")]
+    if settings != [line for line in new_lines if line.startswith("# ")]:
+        return None
+    before = {line for line in old_lines if line and not line.startswith("# ")}
+    now = [line for line in new_lines if line and not line.startswith("# ")]
+    # a member is new or changed if its row differs in name, size or time (not in its band
+    # files' names alone, which its records do not hold)
+    gone = {line.partition("\t")[0]: line for line in before.difference(now)}
+    changed = set()
+    for line in set(now).difference(before):
+        rel = line.partition("\t")[0]
+        was = gone.pop(rel, None)
+        if was is None or was.split("\t", 3)[1:3] != line.split("\t", 3)[1:3]:
+            changed.add(rel)
+    kept = [s for s in plan.members[shard] if s.rel not in changed]
+    to_convert, missing = {}, set()
+    for p in products:
+        lost = [s.rel for s in present.missing(output.image_top(p.name), p.suffix, kept)]
+        to_convert[p.name] = len(changed) + len(lost)
+        missing.update(lost)
+    return Since(to_convert, len(changed) + len(missing), len(gone))
 
 
 def print_counts(counts: WorkCounts, stream: IO[str] | None = None) -> None:
