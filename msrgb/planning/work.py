@@ -310,7 +310,7 @@ def changes_since_last_job(
         return None
     try:
         old = shard_list_file_text(output.shard_list(n_shards, shard))
-    except FileNotFoundError:
+    except (OSError, UnicodeDecodeError):  # none yet, or damaged: the records tell
         return None
     state = output.state(n_shards, shard)
     if (
@@ -323,7 +323,7 @@ def changes_since_last_job(
         return None
     try:
         recorded = state.read_text(encoding="utf-8")
-    except (FileNotFoundError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError):  # read again below, which says what is wrong
         return None
     if not recorded.startswith(STATE_HEADER + "\n") or "\n!\t" in recorded:
         return None
