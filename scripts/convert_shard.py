@@ -40,6 +40,7 @@ with ends_as_a_job("shard"):
             max_pixels=snakemake.params.max_pixels,
             # convert_shard leaves the marker Snakemake asked for; convert_pngs_<i> declares PNGs
             done=Path(snakemake.output.done) if snakemake.output.get("done") else None,
+            retire_states=shared_fs,
         )
     finally:
         if not shared_fs:  # what was done is kept for the next run, also when the job failed

@@ -106,6 +106,83 @@ def test_deleted_images_are_made_again_and_a_killed_jobs_temporaries_removed(tmp
     assert not leftover.exists(), "the killed job's temporary file was left"
 
 
+def test_states_of_an_earlier_shard_count_go_once_this_counts_states_hold_their_records(tmp_path: Path):
+    """Splitting shards (2 -> 4), then merging them (4 -> 2), converts nothing twice; the states
+    of the earlier count are deleted once every shard of the new count that overlaps them has a
+    newer state (not while one has failed), so an input removed afterwards is counted and deleted
+    once, not again at every later run of its shard."""
+    import os
+
+    from msrgb.engine import run as engine
+    from msrgb.errors import MsrgbError
+
+    tifs = tmp_path / "tif"
+    synth.generate(tifs, 8, classes=("Forest", "River", "SeaLake"))
+    states = tmp_path / "out" / ".msrgb" / "state"
+    config = {
+        "input_dir": str(tifs), "output_dir": str(tmp_path / "out"), "shards": 2, "products": ["truecolor"],
+        "contact_sheets": False, "progress": False,
+    }  # fmt: skip
+
+    def run(shards: int) -> tuple[int, int]:
+        result = engine.run({**config, "shards": shards})
+        return result.prepared.counts.images, result.prepared.counts.products["truecolor"].to_remove
+
+    def files() -> list[str]:
+        return sorted(p.relative_to(states).as_posix() for p in states.rglob("*.tsv"))
+
+    assert run(2) == (24, 0)
+    # split, with one shard's job failing: the state of 2 shards it overlaps stays
+    inputs = sorted(tifs.rglob("*.tif"))
+    bad = next(f for f in inputs if sharding.shard_of(f.relative_to(tifs).as_posix(), 4) == 1)
+    good = bad.read_bytes()
+    bad.write_bytes(b"not a TIFF")
+    with pytest.raises(MsrgbError):
+        engine.run({**config, "shards": 4})
+    assert files() == ["2/1.tsv", "4/0.tsv", "4/2.tsv", "4/3.tsv"]
+    bad.write_bytes(good)
+    assert run(4)[0] == 1, "only the input that was bad is converted"
+    assert files() == ["4/0.tsv", "4/1.tsv", "4/2.tsv", "4/3.tsv"]
+    gone = inputs[0]
+    gone.unlink()
+    assert run(4) == (0, 1)
+    other = next(f for f in inputs[1:] if sharding.shard_of(f.relative_to(tifs).as_posix(), 4) == sharding.shard_of(gone.relative_to(tifs).as_posix(), 4))
+    os.utime(other, ns=(other.stat().st_atime_ns, other.stat().st_mtime_ns + 10**9))
+    assert run(4) == (1, 0), "the removed input is counted once"
+    assert run(2) == (0, 0), "merging converts nothing"
+    assert files() == ["2/0.tsv", "2/1.tsv"]
+    assert len(list((tmp_path / "out" / "truecolor").rglob("*.png"))) == 23
+
+
+def test_a_state_of_another_count_is_superseded_only_by_newer_states_of_every_shard_over_it(tmp_path: Path):
+    """The rule, with times set by hand (states left by versions that never deleted any, or by
+    jobs without a shared file system): a state of 2 shards is superseded for 4 shards once both
+    4-shard states over it are newer; a state of 8 shards once the one 4-shard state over it is."""
+    import os
+
+    layout = paths.OutputPaths(tmp_path / "out")
+
+    def state(count: int, index: int, t: int) -> Path:
+        path = layout.state(count, index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("# msrgb shard state v3\n")
+        os.utime(path, ns=(t * 10**9, t * 10**9))
+        return path
+
+    two = state(2, 1, 20)
+    state(4, 1, 10)  # older than the 2-shard state: its records may not hold the 2-shard job's
+    state(4, 3, 30)
+    eight = state(8, 7, 25)  # over shard 3 of 4 alone
+    state(8, 3, 35)  # newer than the 4-shard state over it
+    assert layout.superseded_states(4, 3) == [eight]
+    assert layout.superseded_states(4, 1) == []
+    state(4, 1, 40)
+    assert sorted(layout.superseded_states(4, 1)) == [two]
+    assert sorted(layout.superseded_states(4, 3)) == sorted([two, eight])
+    layout.state(4, 1).unlink()  # a shard without a state yet
+    assert layout.superseded_states(4, 3) == [eight]
+
+
 def test_changing_one_product_rerenders_only_that_product(tmp_path: Path):
     spec = {"a": {"preset": "truecolor"}, "b": {"preset": "truecolor", "stretch": {"max": 3000}}}
     tifs, layout, _, products = make(tmp_path, parse_products(spec))

@@ -60,6 +60,7 @@ def run_shard(
     read_ahead: int = READ_AHEAD,
     max_pixels: int = MAX_PIXELS,
     done: Path | None = None,
+    retire_states: bool = True,
 ) -> ShardResult:
     """Bring every image of the shard described by ``shard_list`` up to date, then record what
     was done in ``state_out``. Every ``checkpoint_every`` seconds, and when the job fails, the
@@ -77,7 +78,11 @@ def run_shard(
     0 = off). Images over ``max_pixels`` are bad inputs unless the products make quicklooks.
     At the end, ``done`` (the marker Snakemake asked for, named by the shard's token) is left
     with the marker of the shard list's own token, which a later run asks for while nothing
-    changes (:func:`msrgb.outputs.paths.leave_marker`)."""
+    changes (:func:`msrgb.outputs.paths.leave_marker`). With ``retire_states``, state files of
+    an earlier shard count whose records the states of this count now hold are deleted
+    (:meth:`OutputPaths.superseded_states`); not by a job that shares no file system with the
+    main process (msrgb.jobs.runstore), whose copies of the states carry the times they were
+    uploaded."""
     n_shards, shard, output = int(shard_list.parent.name), int(shard_list.stem), OutputPaths.of_shard_list(shard_list)
     members, products, on_error = _job_settings(shard_list, products, stretch_files, on_error)
     progress = output.progress(n_shards, shard)
@@ -104,6 +109,9 @@ def run_shard(
         _fail_job(fatal, result, checkpoint, progress, f"shard {shard} (of {n_shards})")
     write_atomic(state_out, state_text(**vars(kept)).encode("utf-8"))
     progress.unlink(missing_ok=True)
+    if retire_states:
+        for old in output.superseded_states(n_shards, shard):
+            old.unlink(missing_ok=True)
     if done is not None:
         leave_marker(done, keep=[shard_token(shard_list_file_text(shard_list))])
     return result

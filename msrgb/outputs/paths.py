@@ -216,6 +216,26 @@ class OutputPaths:
                 found += [f for f in sub.glob("*.tsv") if shards_overlap(sub.name, f.stem, n_shards, shard)]
         return sorted(found, key=lambda f: f.stat().st_mtime_ns)
 
+    def superseded_states(self, n_shards: int, shard: int) -> list[Path]:
+        """State files of other shard counts overlapping shard ``shard`` of ``n_shards`` whose
+        records the states of this count now hold: every shard of this count that overlaps one
+        has a state newer than it (each job reads every overlapping state when it starts, and
+        keeps the records that still hold). Such a file only keeps records of inputs removed
+        since, which the shards' next jobs would count as to remove again and again."""
+        superseded = []
+        for path in self.related_states(n_shards, shard):
+            count, index = int(path.parent.name), int(path.stem)
+            if count == n_shards:
+                continue
+            covering = [j for j in range(n_shards) if j % count == index] if count < n_shards else [shard]
+            try:
+                since = path.stat().st_mtime_ns
+                if all(self.state(n_shards, j).stat().st_mtime_ns > since for j in covering):
+                    superseded.append(path)
+            except FileNotFoundError:  # a shard of this count without a state yet
+                continue
+        return superseded
+
 
 def shards_overlap(count: str, index: str, n_shards: int, shard: int) -> bool:
     """Whether shard ``index`` of ``count`` shards (folder and file name of a state file) holds
