@@ -275,7 +275,8 @@ def test_counts_from_how_shard_lists_changed_are_those_of_the_records(
     from msrgb.outputs.state import StateCache
     from msrgb.planning.prepare import Prepared, plan_run, start_run
     from msrgb.planning.settings import Settings, Where
-    from msrgb.planning.work import changes_since_last_job, count_work
+    from msrgb.planning.since import changes_since_last_job
+    from msrgb.planning.work import count_work
 
     tifs = tmp_path / "tif"
     classes = ("Forest", "River", "SeaLake")

@@ -78,11 +78,8 @@ def run_shard(
     0 = off). Images over ``max_pixels`` are bad inputs unless the products make quicklooks.
     At the end, ``done`` (the marker Snakemake asked for, named by the shard's token) is left
     with the marker of the shard list's own token, which a later run asks for while nothing
-    changes (:func:`msrgb.outputs.paths.leave_marker`). With ``retire_states``, state files of
-    an earlier shard count whose records the states of this count now hold are deleted
-    (:meth:`OutputPaths.superseded_states`); not by a job that shares no file system with the
-    main process (msrgb.jobs.runstore), whose copies of the states carry the times they were
-    uploaded."""
+    changes (:func:`msrgb.outputs.paths.leave_marker`); with ``retire_states``, states of an
+    earlier shard count that this count's now hold are deleted (:func:`_end_job`)."""
     n_shards, shard, output = int(shard_list.parent.name), int(shard_list.stem), OutputPaths.of_shard_list(shard_list)
     members, products, on_error = _job_settings(shard_list, products, stretch_files, on_error)
     progress = output.progress(n_shards, shard)
@@ -107,14 +104,26 @@ def run_shard(
     _write_run_stats(output, n_shards, shard, result, time.monotonic() - t0)
     if fatal is not None or (result.failed and on_error == "fail"):
         _fail_job(fatal, result, checkpoint, progress, f"shard {shard} (of {n_shards})")
-    write_atomic(state_out, state_text(**vars(kept)).encode("utf-8"))
-    progress.unlink(missing_ok=True)
+    _end_job(output, shard_list, state_text(**vars(kept)), state_out, done, retire_states)
+    return result
+
+
+def _end_job(
+    output: OutputPaths, shard_list: Path, state: str, state_out: Path, done: Path | None, retire_states: bool
+) -> None:
+    """What a job that made everything leaves: its state, in place of its checkpoint; then, with
+    ``retire_states``, the states of an earlier shard count that this count's now hold deleted
+    (:meth:`OutputPaths.superseded_states`; not by a job that shares no file system with the
+    main process, msrgb.jobs.runstore, whose copies of the states carry the times they were
+    uploaded); then its markers."""
+    n_shards, shard = int(shard_list.parent.name), int(shard_list.stem)
+    write_atomic(state_out, state.encode("utf-8"))
+    output.progress(n_shards, shard).unlink(missing_ok=True)
     if retire_states:
         for old in output.superseded_states(n_shards, shard):
             old.unlink(missing_ok=True)
     if done is not None:
         leave_marker(done, keep=[shard_token(shard_list_file_text(shard_list))])
-    return result
 
 
 def _start_job(

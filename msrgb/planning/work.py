@@ -13,9 +13,10 @@ from typing import IO
 
 from msrgb.config.products import Product
 from msrgb.outputs.paths import OutputListing, OutputPaths
-from msrgb.outputs.state import STATE_HEADER, StateCache, StateData
+from msrgb.outputs.state import StateCache, StateData
 from msrgb.planning.samples import with_recorded_limits
-from msrgb.planning.sharding import Plan, shard_list_file_text, shard_of, shard_token
+from msrgb.planning.sharding import Plan, shard_of
+from msrgb.planning.since import Since, changes_since_last_job
 from msrgb.radiometry.decide import recorded_differs
 from msrgb.sources.discovery import Source
 from msrgb.sources.stac import InputDir, StacItems
@@ -86,13 +87,7 @@ def work_to_do(
                 current, restac = False, True
             if current and present(out):
                 if keep:
-                    kept.records[key] = record
-                    if key in before.provenance:
-                        kept.provenance[key] = before.provenance[key]
-                    if key in before.clipping:
-                        kept.clipping[key] = before.clipping[key]
-                    if key in before.radiometry:
-                        kept.radiometry[key] = before.radiometry[key]
+                    _keep(kept, before, key, record)
             else:
                 dests[p.name] = location(str(out)) if keep else out  # type: ignore[assignment]
         if dests:
@@ -104,6 +99,17 @@ def work_to_do(
     used = {env for _, _, env in kept.provenance.values()}
     kept.envs = {e: before.envs.get(e, "unknown") for e in sorted(used)}
     return work
+
+
+def _keep(kept: StateData, before: StateData, key: tuple[str, str], record: tuple[int, int, str]) -> None:
+    """Copy the record ``key`` that still holds, with what ``before`` knows of its image."""
+    kept.records[key] = record
+    if key in before.provenance:
+        kept.provenance[key] = before.provenance[key]
+    if key in before.clipping:
+        kept.clipping[key] = before.clipping[key]
+    if key in before.radiometry:
+        kept.radiometry[key] = before.radiometry[key]
 
 
 def orphans(
@@ -148,6 +154,31 @@ class WorkCounts:
     restac: int = 0
     #: the shards whose job runs (:func:`shard_will_run`)
     due: list[int] = field(default_factory=list)
+
+    def add(self, since: Since, members: int) -> None:
+        """A due shard of ``members`` images counted from how its shard list changed."""
+        self.images += since.images
+        for name, c in self.products.items():
+            c.to_convert += since.to_convert[name]
+            c.up_to_date += members - since.to_convert[name]
+            c.to_remove += since.removed
+
+    def add_work(self, work: Work, members: int, removed: Sequence[str]) -> None:
+        """A due shard of ``members`` images counted from its records (``work``), with the
+        product of each image its job deletes (``removed``)."""
+        self.images += len(work.todo)
+        self.rescaled += work.rescaled
+        self.restac += work.restac
+        todo: dict[str, int] = {}
+        for _, dests in work.todo:
+            for name in dests:
+                todo[name] = todo.get(name, 0) + 1
+        for name, c in self.products.items():
+            c.to_convert += todo.get(name, 0)
+            c.bad += work.skipped_before
+            c.up_to_date += members - work.skipped_before - todo.get(name, 0)
+        for name in removed:
+            self.products[name].to_remove += 1
 
 
 def shard_will_run(output: OutputPaths, plan: Plan, shard: int, inputs: Sequence[Path]) -> bool:
@@ -243,112 +274,22 @@ def count_work(
         counts.due.append(shard)
         paths = [*output.related_states(plan.n_shards, shard), output.progress(plan.n_shards, shard)]
         if not any(path.exists() for path in paths):  # never converted: every image to do
-            counts.images += len(members)
-            for p in products:
-                counts.products[p.name].to_convert += len(members)
+            counts.add(Since({p.name: len(members) for p in products}, len(members), 0), len(members))
             continue
         # (not for STAC Items, whose records' scaling is checked against the Items' rules)
         quickly = quick and not isinstance(input_dir, StacItems)
         since = changes_since_last_job(output, plan, shard, products, present) if quickly else None
         if since is not None:
-            counts.images += since.images
-            for p in products:
-                c = counts.products[p.name]
-                c.to_convert += since.to_convert[p.name]
-                c.up_to_date += len(members) - since.to_convert[p.name]
-                c.to_remove += since.removed
+            counts.add(since, len(members))
             continue
         before = states(paths)
         scaled = scaled_bands_of(input_dir, products) if input_dir is not None and scaled_bands_of else None
         work = work_to_do(
             members, ready, before, on_error, output.png_str, present, scaled, scaling_changes(input_dir), keep=False
         )  # fmt: skip
-        counts.images += len(work.todo)
-        counts.rescaled += work.rescaled
-        counts.restac += work.restac
-        todo: dict[str, int] = {}
-        for _, dests in work.todo:
-            for name in dests:
-                todo[name] = todo.get(name, 0) + 1
-        for p in products:
-            c = counts.products[p.name]
-            c.to_convert += todo.get(p.name, 0)
-            c.bad += work.skipped_before
-            c.up_to_date += len(members) - work.skipped_before - todo.get(p.name, 0)
-        for _, name in orphans(before, members, names, plan.n_shards, shard):
-            counts.products[name].to_remove += 1
+        gone = [name for _, name in orphans(before, members, names, plan.n_shards, shard)]
+        counts.add_work(work, len(members), gone)
     return counts
-
-
-@dataclass
-class Since:
-    """What a shard's next job has to do, from its shard list then and now
-    (:func:`changes_since_last_job`)."""
-
-    #: product name -> images to make
-    to_convert: dict[str, int]
-    #: images to make for any product
-    images: int
-    #: recorded images whose input is gone (each product's)
-    removed: int
-
-
-def changes_since_last_job(
-    output: OutputPaths, plan: Plan, shard: int, products: Sequence[Product], present: OutputListing
-) -> Since | None:
-    """What the next job of ``shard`` has to do, without reading its records, when they are
-    exactly what its last job made from the shard list still on disk: that job ended (the marker
-    of that list's token is there), no job of it since was killed or failed (no progress file),
-    no other shard count's state holds its inputs, its state is of this version with no input
-    recorded as bad, the settings rows (products, on_error) are unchanged and no product takes
-    dataset-wide limits. Then every member of that list has its images, made with these
-    settings: the job makes the images of the inputs new or changed (size, modification time)
-    since, and those missing on disk (``present``), and deletes those of the inputs gone. None
-    otherwise (the records must be read), or when a name is quoted in either list."""
-    n_shards, new = plan.n_shards, plan.shard_lists[shard]
-    if any(p.dataset_stretch for p in products):
-        return None
-    try:
-        old = shard_list_file_text(output.shard_list(n_shards, shard))
-    except (OSError, UnicodeDecodeError):  # none yet, or damaged: the records tell
-        return None
-    state = output.state(n_shards, shard)
-    if (
-        '"' in old
-        or '"' in new
-        or not output.done(n_shards, shard, shard_token(old)).exists()
-        or output.progress(n_shards, shard).exists()
-        or output.related_states(n_shards, shard) != [state]
-    ):
-        return None
-    try:
-        recorded = state.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):  # read again below, which says what is wrong
-        return None
-    if not recorded.startswith(STATE_HEADER + "\n") or "\n!\t" in recorded:
-        return None
-    old_lines, new_lines = old.split("\n"), new.split("\n")
-    settings = [line for line in old_lines if line.startswith("# ")]
-    if settings != [line for line in new_lines if line.startswith("# ")]:
-        return None
-    before = {line for line in old_lines if line and not line.startswith("# ")}
-    now = [line for line in new_lines if line and not line.startswith("# ")]
-    # a member is new or changed if its row differs in name, size or time (not in its band
-    # files' names alone, which its records do not hold)
-    gone = {line.partition("\t")[0]: line for line in before.difference(now)}
-    changed = set()
-    for line in set(now).difference(before):
-        rel = line.partition("\t")[0]
-        was = gone.pop(rel, None)
-        if was is None or was.split("\t", 3)[1:3] != line.split("\t", 3)[1:3]:
-            changed.add(rel)
-    kept = [s for s in plan.members[shard] if s.rel not in changed]
-    to_convert, missing = {}, set()
-    for p in products:
-        lost = [s.rel for s in present.missing(output.image_top(p.name), p.suffix, kept)]
-        to_convert[p.name] = len(changed) + len(lost)
-        missing.update(lost)
-    return Since(to_convert, len(changed) + len(missing), len(gone))
 
 
 def print_counts(counts: WorkCounts, stream: IO[str] | None = None) -> None:
