@@ -340,3 +340,47 @@ def test_a_label_too_long_is_cut_to_its_longest_start_that_fits():
             edge = int(draw.textlength(text[:k] + "…", font=font))
             for width in (rng.choice([0, 5, 20, 64, 100, 300]), edge, edge - 1, edge + 1):
                 assert sheets._fit(draw, text, width, font) == one_at_a_time(draw, text, width, font), (text, width)
+
+
+def test_provenance_manifest_rows_are_those_of_the_tsv_writer_for_any_name(monkeypatch):
+    """The manifest's rows, made as plain lines where no field needs quoting, are byte for byte
+    what msrgb.storage.tsv writes for the same rows, in pieces of any size, with names that need
+    quoting among them, images without provenance, radiometry, several environments and another
+    product's records beside them."""
+    import random
+
+    from msrgb.jobs import report
+    from msrgb.outputs.state import StateData
+    from msrgb.storage import tsv
+    from msrgb.storage.files import output_rel
+
+    names = ["a.tif", "b/c.TIF", "tab\there.tif", "line\nbreak.tif", "cr\rhere.tif", 'quote"d.tif', "ü/ß 1.tiff"]
+    rng = random.Random(5)
+    data = StateData(envs={"e1": "numpy 2", "e2": "numpy 3"})
+    for i in range(60):
+        rel = f"{rng.choice(names)[:-4]}{i}.tif" if rng.random() < 0.5 else f"plain/{i:03d}.tif"
+        for product in ("p", "q"):
+            key = (rel, product)
+            data.records[key] = (1000 + i, 5, f"digest{product}")
+            if rng.random() < 0.8:
+                data.provenance[key] = (f"src{i}", f"png{i}", rng.choice(["e1", "e2"]))
+            if rng.random() < 0.3:
+                data.radiometry[key] = '{"B04": [0.0001, -0.1]}'
+
+    def expected(product: str, suffix: str) -> bytes:  # the rows as the tsv writer writes them
+        keys = sorted(key for key in data.records if key[1] == product)
+        envs = {data.provenance.get(key, ("", "", ""))[2] for key in keys}
+        head = [["# msrgb provenance manifest v1", f"product {product}", "settings d"]]
+        head += [["# env", e, data.envs[e]] for e in sorted(envs) if e]
+        rows = [
+            [output_rel(rel, suffix), data.records[key][0], *data.provenance.get(key, ("", "", "")),
+             data.records[key][2], data.radiometry.get(key, "")]
+            for key in keys for rel in [key[0]]
+        ]  # fmt: skip
+        rows = [[r[0], r[1], r[2], r[3], r[5], r[4], r[6]] for r in rows]  # digest before env
+        return (tsv.text([*head, report.MANIFEST_COLUMNS]) + tsv.text(rows)).encode("utf-8")
+
+    for size in (1, 3, 7, 10_000):
+        monkeypatch.setattr(report, "PROVENANCE_ROWS", size)
+        for product, suffix in (("p", ".png"), ("q", ".jpg")):
+            assert b"".join(report.provenance_pieces(product, "d", data, suffix)) == expected(product, suffix)
