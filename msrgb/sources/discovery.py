@@ -51,10 +51,9 @@ def rows_text(sources: Sequence[Source], with_files: bool = True) -> str:
         else:
             lines.append("\t".join([f"{rel}\t{size}\t{mtime}\tbands", *chain.from_iterable(files)]))
             fields += 4 + 2 * len(files)
-    body = "\n".join(lines)
-    plain = body.count("\t") == fields - len(lines) and body.count("\n") == len(lines) - 1
-    if plain and '"' not in body and "\r" not in body:
-        return body + "\n" if lines else ""
+    plain = tsv.plain_text(lines, fields)
+    if plain is not None:
+        return plain
     return tsv.text([s.rel, s.size, s.mtime_ns, *(_files_fields(s.files) if with_files else ())] for s in sources)
 
 
