@@ -304,8 +304,6 @@ def test_counts_from_how_shard_lists_changed_are_those_of_the_records(
             quick=False,
         )  # fmt: skip
         assert prepared.counts == recounted, what
-        if what.startswith("a bad"):
-            print("DEBUG", prepared.counts, [changes_since_last_job(output, plan, sh, settings.products, OutputListing()) for sh in recounted.due])
         for shard in recounted.due:
             if changes_since_last_job(output, plan, shard, settings.products, OutputListing()) is None:
                 slow += 1
