@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from msrgb.config.products import Product
 from msrgb.outputs.paths import OutputListing, OutputPaths
@@ -27,7 +28,7 @@ class Since:
 
 
 def changes_since_last_job(
-    output: OutputPaths, plan: Plan, shard: int, products: Sequence[Product], present: OutputListing
+    output: OutputPaths, plan: Plan, shard: int, products: Sequence[Product], present: OutputListing, related: Sequence[Path]
 ) -> Since | None:
     """What the next job of ``shard`` has to do, without reading its records, when they are
     exactly what its last job made from the shard list still on disk: that job ended (the marker
@@ -36,8 +37,9 @@ def changes_since_last_job(
     recorded as bad, the settings rows (products, on_error) are unchanged and no product takes
     dataset-wide limits. Then every member of that list has its images, made with these
     settings: the job makes the images of the inputs new or changed (size, modification time)
-    since, and those missing on disk (``present``), and deletes those of the inputs gone. None
-    otherwise (the records must be read), or when a name is quoted in either list."""
+    since, and those missing on disk (``present``), and deletes those of the inputs gone.
+    ``related`` are the shard's state files (:meth:`OutputPaths.related_states`). None otherwise
+    (the records must be read), or when a name is quoted in either list."""
     n_shards, new = plan.n_shards, plan.shard_lists[shard]
     if any(p.dataset_stretch for p in products):
         return None
@@ -51,7 +53,7 @@ def changes_since_last_job(
         or '"' in new
         or not output.done(n_shards, shard, shard_token(old)).exists()
         or output.progress(n_shards, shard).exists()
-        or output.related_states(n_shards, shard) != [state]
+        or list(related) != [state]
     ):
         return None
     try:

@@ -272,13 +272,14 @@ def count_work(
                         c.up_to_date += 1
             continue
         counts.due.append(shard)
-        paths = [*output.related_states(plan.n_shards, shard), output.progress(plan.n_shards, shard)]
+        related = output.related_states(plan.n_shards, shard)
+        paths = [*related, output.progress(plan.n_shards, shard)]
         if not any(path.exists() for path in paths):  # never converted: every image to do
             counts.add(Since({p.name: len(members) for p in products}, len(members), 0), len(members))
             continue
         # (not for STAC Items, whose records' scaling is checked against the Items' rules)
         quickly = quick and not isinstance(input_dir, StacItems)
-        since = changes_since_last_job(output, plan, shard, products, present) if quickly else None
+        since = changes_since_last_job(output, plan, shard, products, present, related) if quickly else None
         if since is not None:
             counts.add(since, len(members))
             continue
