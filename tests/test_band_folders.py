@@ -4,6 +4,7 @@ SAFE products, per-band COG folders), through the real workflow."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
-from conftest import REPO, SHARED_S2, run_engine, run_snakemake, run_totals
+from conftest import REPO, SHARED_S2, WITHOUT_BYPASS, run_engine, run_snakemake, run_totals
 from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.warp import reproject
@@ -506,3 +507,99 @@ def test_an_image_fingerprint_stays_what_earlier_versions_recorded():
     assert fingerprint(files[::-1]) == fingerprint(files)
     for changed in (files[0]._replace(rel="p/q_B04.tif"), files[0]._replace(size=28801), files[0]._replace(mtime_ns=1)):
         assert fingerprint([changed, *files[1:]])[1] != fingerprint(files)[1]
+
+
+# the walk shared between processes -------------------------------------------------------------
+
+#: run as a separate program (without root's bypass, so that a folder can be unreadable): the
+#: images and problems of the tree in argv[1], walked by one process and shared in many ways
+WALK_VARIANTS = r"""
+import json, sys
+from pathlib import Path
+from msrgb.errors import PlanError
+from msrgb.sources import parallel_walk
+from msrgb.sources.discovery import InputFormat, discover_inputs
+
+started = []
+start = parallel_walk._Helper.start.__func__
+
+def counted(cls, *args):
+    helper = start(cls, *args)
+    started.extend([1] if helper is not None else [])
+    return helper
+
+parallel_walk._Helper.start = classmethod(counted)
+
+def walk(enough, processes, executable, with_problems):
+    parallel_walk.ENOUGH_FOLDERS, parallel_walk._processes = enough, lambda: processes
+    sys.executable, started[:] = executable, []
+    problems = [] if with_problems else None
+    try:
+        found = discover_inputs(Path(sys.argv[1]), InputFormat("band_folders"), ["B02", "B03", "B04"], problems=problems)
+        return {"rows": [list(s) for s in found], "problems": problems, "helpers": len(started)}
+    except PlanError as exc:
+        return {"error": str(exc), "helpers": len(started)}
+
+python = sys.executable
+variants = [(e, p, x, w) for w in (True, False) for e, p in [(10**9, 1), (1, 2), (2, 3), (5, 2), (40, 4)] for x in (python, "")]
+variants += [(1, 2, "/bin/false", True), (1, 2, "/nonexistent/python", True)]
+print(json.dumps([[list(v), walk(*v)] for v in variants]))
+"""
+
+
+def _tree_of_band_folders(root: Path) -> None:
+    """Band folders of every kind discovery knows, at several depths, with what it reports."""
+    bands = ("B02", "B03", "B04", "B08")
+    folders = [f"c{i}/p {j}/ü{k}" for i in range(3) for j in range(4) for k in range(3)] + ["deep/a/b/c/d", "x"]
+    for folder in folders:
+        for band in bands:
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            (root / folder / f"{folder.rpartition('/')[2]}_{band}.tif").write_bytes(b"x" * len(folder))
+    for band in ("B02_10m", "B02_20m", "B03_10m", "B04_20m"):  # a SAFE product; its zip next to it
+        granule = root / "c1" / "S2A_MSIL2A_X.SAFE" / "GRANULE" / "L2A_T1" / "IMG_DATA" / f"R{band[-3:]}"
+        granule.mkdir(parents=True, exist_ok=True)
+        (granule / f"T29_{band}.jp2").write_bytes(b"j")
+    (root / "c1" / "S2A_MSIL2A_X.SAFE.zip").write_bytes(b"z")
+    (root / "c2" / "S2B_MSIL1C_Y.zip").write_bytes(b"zz")
+    for band in bands:  # the input folder is an image too; hidden ones are not
+        (root / f"{band}.tif").write_bytes(b"t")
+        (root / ".cache" / "p").mkdir(parents=True, exist_ok=True)
+        (root / ".cache" / "p" / f"{band}.tif").write_bytes(b"h")
+        (root / "c0" / "locked" / "p").mkdir(parents=True, exist_ok=True)
+        (root / "c0" / "locked" / "p" / f"{band}.tif").write_bytes(b"l")
+    (root / "x" / "x_B05.tif").symlink_to(root / "nowhere.tif")  # dangling: kept, for the job to report
+
+
+def test_a_walk_shared_between_processes_finds_what_one_process_finds(tmp_path: Path):
+    """Whatever the share (from the first folder on, three processes, a helper that cannot start
+    or that fails), the images, their fingerprints and files, and the problems are those of one
+    process; an unreadable folder without a list of problems is the same error."""
+    root = tmp_path / "in"
+    _tree_of_band_folders(root)
+    (root / "c0" / "locked").chmod(0)
+    try:
+        prefix = WITHOUT_BYPASS if os.geteuid() == 0 else []
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-c", WALK_VARIANTS, str(root)],
+            capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
+        )  # fmt: skip
+    finally:
+        (root / "c0" / "locked").chmod(0o755)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = {tuple(v): r for v, r in json.loads(proc.stdout)}
+    python = sys.executable
+    one, one_error = results[(10**9, 1, python, True)], results[(10**9, 1, python, False)]
+    rows = {r[0]: r for r in one["rows"]}
+    assert len(rows) == 3 * 4 * 3 + 5 and "in" in rows and "c1/S2A_MSIL2A_X.SAFE" in rows, sorted(rows)
+    assert "c2/S2B_MSIL1C_Y.SAFE" in rows and not any(".cache" in r for r in rows)
+    assert rows["c1/S2A_MSIL2A_X.SAFE"][3][0][1].endswith("R10m/T29_B02_10m.jp2")
+    assert [p[0] for p in one["problems"]] == ["c0/locked", "c1/S2A_MSIL2A_X.SAFE.zip"], one["problems"]
+    assert "c0/locked" in one_error["error"] and "cannot be read" in one_error["error"]
+    for (enough, processes, executable, with_problems), got in results.items():
+        if executable == "/bin/false":
+            assert "helper process" in got["error"] and "exit status 1" in got["error"], got
+            continue
+        want = one if with_problems else one_error
+        assert {k: v for k, v in got.items() if k != "helpers"} == {k: v for k, v in want.items() if k != "helpers"}
+        shared = processes > 1 and executable == python and enough < 40  # the tree has fewer folders
+        assert got["helpers"] == (processes - 1 if shared else 0), (enough, processes, executable, got["helpers"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -239,31 +240,72 @@ def discover_images(
     ``*.SAFE`` product, and each zipped one (unless its ``.SAFE`` folder is next to it). When
     ``input_dir`` itself holds band files, it is one image named after the folder. Folders that
     cannot be read go to ``problems``."""
-    images = []
-    stack = [""]
-    band_of_name = band_reader(pattern)
+    return images_under(input_dir, [""], band_reader(pattern), with_stat, problems)
+
+
+def images_under(
+    input_dir: str, folders: Iterable[str], band_of_name: BandOf, with_stat: bool, problems: Problems | None
+) -> list[FoundImage]:
+    """:func:`discover_images` of the ``folders`` (relative to ``input_dir``, ``""`` itself)
+    and every folder under them."""
+    images: list[FoundImage] = []
+    stack = list(folders)
     while stack:
-        rel_dir = stack.pop()
-        files, subdirs, zips = _scan(input_dir, rel_dir, band_of_name, with_stat, problems)
-        safes = set()
-        for sub in subdirs:
-            if is_safe(sub.rpartition("/")[2]):
-                safe = _safe_files(input_dir, sub, band_of_name, with_stat, problems)
-                if safe:
-                    images.append(FoundImage(sub, tuple(safe)))
-                    safes.add(sub.upper())
-            else:
-                stack.append(sub)
-        for image in zips:
-            if image.rel.upper() in safes:
-                if problems is not None:
-                    problems.append((image.files[0].rel, unzipped_next_to_it(image.files[0].rel.rpartition("/")[2])))
-                continue
-            images.append(image)
-        if files:
-            name = rel_dir or os.path.basename(os.path.abspath(input_dir))
-            images.append(FoundImage(name, tuple(files)))
+        images += images_in(input_dir, stack.pop(), band_of_name, with_stat, problems, stack)
     return images
+
+
+def first_folders(
+    input_dir: str, band_of_name: BandOf, with_stat: bool, problems: Problems | None, enough: int
+) -> tuple[list[FoundImage], list[str]]:
+    """The images of the folders nearest ``input_dir``, walked breadth first until ``enough``
+    folders are left to walk (or none is), and those folders: :func:`images_under` of them
+    finds the rest."""
+    images: list[FoundImage] = []
+    pending = deque([""])
+    while pending and len(pending) < enough:
+        below: list[str] = []
+        images += images_in(input_dir, pending.popleft(), band_of_name, with_stat, problems, below)
+        pending.extend(below)
+    return images, list(pending)
+
+
+def images_in(
+    top: str, rel_dir: str, band_of_name: BandOf, with_stat: bool, problems: Problems | None, below: list[str]
+) -> list[FoundImage]:
+    """The images a folder makes: itself if it holds band files, its ``*.SAFE`` sub-folders and
+    its zipped products; its other sub-folders are appended to ``below``."""
+    images = []
+    files, subdirs, zips = _scan(top, rel_dir, band_of_name, with_stat, problems)
+    safes = set()
+    for sub in subdirs:
+        if is_safe(sub.rpartition("/")[2]):
+            safe = _safe_files(top, sub, band_of_name, with_stat, problems)
+            if safe:
+                images.append(FoundImage(sub, tuple(safe)))
+                safes.add(sub.upper())
+        else:
+            below.append(sub)
+    for image in zips:
+        if image.rel.upper() in safes:
+            if problems is not None:
+                problems.append((image.files[0].rel, unzipped_next_to_it(image.files[0].rel.rpartition("/")[2])))
+            continue
+        images.append(image)
+    if files:
+        name = rel_dir or os.path.basename(os.path.abspath(top))
+        images.append(FoundImage(name, tuple(files)))
+    return images
+
+
+def image_row(image: FoundImage, needed: Iterable[str]) -> tuple[str, int, int, tuple[tuple[str, str], ...]]:
+    """(path, size, mtime, files) of an image, as :class:`msrgb.sources.discovery.Source` holds
+    it: a fingerprint of all its band files, and the files of the ``needed`` bands (of a
+    zipped product, the zip, whose band files the job lists)."""
+    size, mtime = fingerprint(image.files)
+    if image.files[0].band == ZIP_BAND:
+        return image.rel, size, mtime, ((ZIP_BAND, image.files[0].rel),)
+    return image.rel, size, mtime, tuple(choose(image.files, needed))
 
 
 SAFE_IN_OBJECT_STORAGE = (

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from msrgb.errors import PlanError
-from msrgb.sources import bandfiles
+from msrgb.sources import bandfiles, parallel_walk
 from msrgb.sources.stac import StacItems, discover_items
 from msrgb.storage import tsv
 from msrgb.storage.files import TIFF_SUFFIXES, Problems, folder_entries, output_rel, size_and_mtime
@@ -137,23 +137,20 @@ def discover_inputs(
         return found
     if input_format.layout == "stacked":
         return discover(input_dir, with_stat, problems)
-    pattern = bandfiles.compile_pattern(input_format.band_pattern)
+    needed = sorted(set(needed_bands))
     if isinstance(input_dir, S3Path):
+        pattern = bandfiles.compile_pattern(input_format.band_pattern)
         listing = ((o.rel, o.size, o.mtime_ns) for o in list_objects(input_dir))
         images = bandfiles.images_from_listing(listing, pattern, input_dir.name, problems)
+        found = [Source(*bandfiles.image_row(image, needed)) for image in images]
     elif not input_dir.is_dir():
         raise PlanError(f"input_dir {str(input_dir)!r} does not exist or is not a folder")
     else:
-        images = bandfiles.discover_images(str(input_dir), pattern, with_stat, problems)
-    needed = sorted(set(needed_bands))
-    found = []
-    for image in images:
-        size, mtime = bandfiles.fingerprint(image.files)
-        if image.files[0].band == bandfiles.ZIP_BAND:  # its band files are listed by the job
-            files: tuple[tuple[str, str], ...] = ((bandfiles.ZIP_BAND, image.files[0].rel),)
-        else:
-            files = tuple(bandfiles.choose(image.files, needed))
-        found.append(Source(image.rel, size, mtime, files))
+        start = len(problems) if problems is not None else 0
+        rows = parallel_walk.image_rows(str(input_dir), input_format.band_pattern, needed, with_stat, problems)
+        found = [Source(*row) for row in rows]
+        if problems is not None:  # the same order however the walk was shared
+            problems[start:] = sorted(problems[start:])
     found.sort(key=lambda s: s.rel)
     if problems is None:
         check_names(found)
