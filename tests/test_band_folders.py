@@ -530,19 +530,21 @@ def counted(cls, *args):
 
 parallel_walk._Helper.start = classmethod(counted)
 
-def walk(enough, processes, executable, with_problems):
+def walk(enough, processes, executable, with_problems, limit=None):
     parallel_walk.ENOUGH_FOLDERS, parallel_walk._processes = enough, lambda: processes
     sys.executable, started[:] = executable, []
     problems = [] if with_problems else None
     try:
-        found = discover_inputs(Path(sys.argv[1]), InputFormat("band_folders"), ["B02", "B03", "B04"], problems=problems)
+        found = discover_inputs(
+            Path(sys.argv[1]), InputFormat("band_folders"), ["B02", "B03", "B04"], problems=problems, processes=limit
+        )
         return {"rows": [list(s) for s in found], "problems": problems, "helpers": len(started)}
     except PlanError as exc:
         return {"error": str(exc), "helpers": len(started)}
 
 python = sys.executable
-variants = [(e, p, x, w) for w in (True, False) for e, p in [(10**9, 1), (1, 2), (2, 3), (5, 2), (40, 4)] for x in (python, "")]
-variants += [(1, 2, "/bin/false", True), (1, 2, "/nonexistent/python", True)]
+variants = [(e, p, x, w, None) for w in (True, False) for e, p in [(10**9, 1), (1, 2), (2, 3), (5, 2), (40, 4)] for x in (python, "")]
+variants += [(1, 2, "/bin/false", True, None), (1, 2, "/nonexistent/python", True, None), (1, 3, python, True, 1), (1, 3, python, True, 2)]
 print(json.dumps([[list(v), walk(*v)] for v in variants]))
 """
 
@@ -588,18 +590,19 @@ def test_a_walk_shared_between_processes_finds_what_one_process_finds(tmp_path: 
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = {tuple(v): r for v, r in json.loads(proc.stdout)}
     python = sys.executable
-    one, one_error = results[(10**9, 1, python, True)], results[(10**9, 1, python, False)]
+    one, one_error = results[(10**9, 1, python, True, None)], results[(10**9, 1, python, False, None)]
     rows = {r[0]: r for r in one["rows"]}
     assert len(rows) == 3 * 4 * 3 + 5 and "in" in rows and "c1/S2A_MSIL2A_X.SAFE" in rows, sorted(rows)
     assert "c2/S2B_MSIL1C_Y.SAFE" in rows and not any(".cache" in r for r in rows)
     assert rows["c1/S2A_MSIL2A_X.SAFE"][3][0][1].endswith("R10m/T29_B02_10m.jp2")
     assert [p[0] for p in one["problems"]] == ["c0/locked", "c1/S2A_MSIL2A_X.SAFE.zip"], one["problems"]
     assert "c0/locked" in one_error["error"] and "cannot be read" in one_error["error"]
-    for (enough, processes, executable, with_problems), got in results.items():
+    for (enough, processes, executable, with_problems, limit), got in results.items():
         if executable == "/bin/false":
             assert "helper process" in got["error"] and "exit status 1" in got["error"], got
             continue
         want = one if with_problems else one_error
         assert {k: v for k, v in got.items() if k != "helpers"} == {k: v for k, v in want.items() if k != "helpers"}
+        processes = min(processes, limit or processes)  # at most as many as the run's --cores
         shared = processes > 1 and executable == python and enough < 40  # the tree has fewer folders
-        assert got["helpers"] == (processes - 1 if shared else 0), (enough, processes, executable, got["helpers"])
+        assert got["helpers"] == (processes - 1 if shared else 0), (enough, processes, executable, limit, got)

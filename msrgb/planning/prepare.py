@@ -139,13 +139,14 @@ def _digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def find_sources(settings: Settings) -> tuple[list[Source], Problems]:
+def find_sources(settings: Settings, processes: int | None = None) -> tuple[list[Source], Problems]:
     """The inputs to convert, and what cannot be (folders that cannot be read, zipped products,
     inputs whose outputs clash, under ``on_error: skip``); fails naming the problem when there
-    is nothing to convert or, under ``on_error: fail``, when outputs clash."""
+    is nothing to convert or, under ``on_error: fail``, when outputs clash. A large folder of
+    band folders is walked by up to ``processes`` processes (None: one per CPU)."""
     problems: Problems = []
     needed = {b for p in settings.products for b in p.bands}
-    sources = discover_inputs(settings.input_dir, settings.input_format, needed, problems=problems)
+    sources = discover_inputs(settings.input_dir, settings.input_format, needed, problems=problems, processes=processes)
     clashes = find_clashes(sources, {p.suffix for p in settings.products})
     if clashes and settings.on_error == "fail":
         raise clash_error(clashes)
@@ -183,7 +184,8 @@ def _plan_run(settings: Settings, where: Where, scaled_bands_of: ScaledBandsOf |
     listing, states = OutputListing(images=output.images), StateCache()  # output folders and states, read once for both
     with ThreadPoolExecutor(1) as pool:  # images in S3: listed while the inputs are found
         images_listed = pool.submit(listing.list_images)
-        sources, problems = find_sources(settings)
+        # as many processes as jobs run here at once (--cores); on a cluster, the CPUs of this one
+        sources, problems = find_sources(settings, None if where.cluster else where.parallel_jobs)
         images_listed.result()
     check_products_against(settings.products, settings.input_dir, sources)
     n_shards = choose_shard_count(settings, where, len(sources))

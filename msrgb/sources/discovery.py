@@ -126,10 +126,12 @@ def discover_inputs(
     needed_bands: Iterable[str] = (),
     with_stat: bool = True,
     problems: Problems | None = None,
+    processes: int | None = None,
 ) -> list[Source]:
     """The images under ``input_dir`` (see :func:`discover`, and :mod:`msrgb.sources.bandfiles` for
     band folders, whose sources list the files of the ``needed_bands``), sorted by path;
-    folders that cannot be read go to ``problems``."""
+    folders that cannot be read go to ``problems``. A large local folder of band folders is
+    walked by up to ``processes`` processes (:mod:`msrgb.sources.parallel_walk`)."""
     if isinstance(input_dir, StacItems):
         found = sorted((Source(*item) for item in discover_items(input_dir, needed_bands, problems)), key=lambda s: s.rel)
         if problems is None:
@@ -147,7 +149,7 @@ def discover_inputs(
         raise PlanError(f"input_dir {str(input_dir)!r} does not exist or is not a folder")
     else:
         start = len(problems) if problems is not None else 0
-        rows = parallel_walk.image_rows(str(input_dir), input_format.band_pattern, needed, with_stat, problems)
+        rows = parallel_walk.image_rows(str(input_dir), input_format.band_pattern, needed, with_stat, problems, processes)
         found = [Source(*row) for row in rows]
         if problems is not None:  # the same order however the walk was shared
             problems[start:] = sorted(problems[start:])

@@ -35,15 +35,22 @@ ImageRow = tuple[str, int, int, tuple[tuple[str, str], ...]]
 
 
 def image_rows(
-    input_dir: str, band_pattern: str, needed: Sequence[str], with_stat: bool, problems: Problems | None
+    input_dir: str,
+    band_pattern: str,
+    needed: Sequence[str],
+    with_stat: bool,
+    problems: Problems | None,
+    processes: int | None = None,
 ) -> list[ImageRow]:
     """:func:`msrgb.sources.bandfiles.discover_images` of ``input_dir`` as rows
-    (:func:`msrgb.sources.bandfiles.image_row`), in no particular order; folders that cannot be
-    read go to ``problems`` (or raise :class:`PlanError` without it)."""
+    (:func:`msrgb.sources.bandfiles.image_row`), in no particular order, walked by up to
+    ``processes`` processes (None: one per CPU this process may use; never more than
+    :data:`MAX_PROCESSES` or those CPUs); folders that cannot be read go to ``problems`` (or
+    raise :class:`PlanError` without it)."""
     band_of_name = bandfiles.band_reader(bandfiles.compile_pattern(band_pattern))
     images, pending = bandfiles.first_folders(input_dir, band_of_name, with_stat, problems, ENOUGH_FOLDERS)
     rows = [bandfiles.image_row(image, needed) for image in images]
-    n = _processes() if len(pending) >= ENOUGH_FOLDERS else 1
+    n = min(_processes(), processes or MAX_PROCESSES) if len(pending) >= ENOUGH_FOLDERS else 1
     shares = [pending[i::n] for i in range(n)]
     request = (input_dir, band_pattern, needed, with_stat, problems is not None)
     helpers = [_Helper.start(request, share) for share in shares[1:]]
