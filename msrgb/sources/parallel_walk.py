@@ -89,10 +89,11 @@ def _processes() -> int:
 
 class _Helper:
     """A helper process walking a share of the folders: its request in a temporary file (so
-    that starting it never waits for it to read), its rows pickled on its standard output."""
+    that starting it never waits for it to read), its reply pickled into another, which it
+    gets as an open file descriptor (whatever else prints to its standard output)."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
-        self.process = process
+    def __init__(self, process: subprocess.Popen[bytes], reply: IO[bytes]) -> None:
+        self.process, self.reply = process, reply
 
     @classmethod
     def start(cls, request: tuple[object, ...], share: list[str]) -> _Helper | None:
@@ -102,30 +103,34 @@ class _Helper:
             return None
         root = str(Path(__file__).resolve().parents[2])  # the folder holding the msrgb package
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        reply = tempfile.TemporaryFile()
         with tempfile.TemporaryFile() as sent:
             pickle.dump((*request, share), sent, protocol=pickle.HIGHEST_PROTOCOL)
             sent.seek(0)
             try:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "msrgb.sources.parallel_walk"],
-                    stdin=sent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                    [sys.executable, "-m", "msrgb.sources.parallel_walk", str(reply.fileno())],
+                    stdin=sent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                    pass_fds=(reply.fileno(),),
                 )  # fmt: skip
             except OSError:
+                reply.close()
                 return None
-        return cls(process)
+        return cls(process, reply)
 
     def rows(self, problems: Problems | None) -> list[ImageRow]:
         """The helper's rows (its problems appended to ``problems``); raises what it raised."""
-        out, err = self.process.communicate()
+        _, err = self.process.communicate()
+        self.reply.seek(0)
         try:
-            reply = pickle.loads(out) if self.process.returncode == 0 else None
+            reply = pickle.load(self.reply) if self.process.returncode == 0 else None
         except (pickle.UnpicklingError, EOFError, ValueError):
             reply = None
         if reply is None:
             tail = err.decode(errors="replace").strip().splitlines()[-3:]
             raise PlanError(
-                f"listing the input folder: a helper process (python -m msrgb.sources.parallel_walk) "
-                f"ended with exit status {self.process.returncode}: {' / '.join(tail) or 'no message'}"
+                "listing the input folder: a helper process (python -m msrgb.sources.parallel_walk) "
+                f"ended without its result, exit status {self.process.returncode}: {' / '.join(tail) or 'no message'}"
             )
         if reply[0] == "error":
             raise PlanError(reply[1])
@@ -137,9 +142,10 @@ class _Helper:
         if self.process.poll() is None:
             self.process.kill()
             self.process.communicate()
+        self.reply.close()
 
 
-def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+def _serve(stdin: IO[bytes], reply_file: IO[bytes]) -> None:
     """A helper's work: walk the share in the request, reply with its rows and problems, or
     with the message of the error that stopped it."""
     input_dir, band_pattern, needed, with_stat, record_problems, share = pickle.load(stdin)
@@ -149,8 +155,9 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         reply: tuple[object, ...] = ("rows", _walk(input_dir, band_of_name, needed, with_stat, problems, share), problems)
     except MsrgbError as exc:
         reply = ("error", str(exc))
-    pickle.dump(reply, stdout, protocol=pickle.HIGHEST_PROTOCOL)
+    pickle.dump(reply, reply_file, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 if __name__ == "__main__":
-    _serve(sys.stdin.buffer, sys.stdout.buffer)
+    with open(int(sys.argv[1]), "wb") as reply:
+        _serve(sys.stdin.buffer, reply)
