@@ -103,7 +103,7 @@ class _Helper:
             return None
         root = str(Path(__file__).resolve().parents[2])  # the folder holding the msrgb package
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        reply = tempfile.TemporaryFile()
+        reply = tempfile.TemporaryFile()  # noqa: SIM115 (kept open until stop())
         with tempfile.TemporaryFile() as sent:
             pickle.dump((*request, share), sent, protocol=pickle.HIGHEST_PROTOCOL)
             sent.seek(0)
