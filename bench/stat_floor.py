@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""The least a no-op rerun's planning costs: listing every folder under DIR and a `stat` of
-every file (what telling a changed input from an unchanged one takes when any file may have
-been rewritten in place), in one Python thread. Prints both, best of --repeat walks.
+"""The least a no-op rerun's planning costs in one process: listing every folder under DIR
+and a `stat` of every file (what telling a changed input from an unchanged one takes when any
+file may have been rewritten in place), in one Python thread. Prints both, best of --repeat
+walks.
 
 Compare with the planning of msrgb on the same folder (the no-op rows of bench/run.py minus
 Snakemake alone's): at 59,000 BigEarthNet patches (708,000 band files) the walk alone takes
-seconds on this project's VM (docs/performance.md).
+seconds on this project's VM, which is why msrgb walks many band folders in several processes
+(docs/performance.md).
 
 Usage: bench/stat_floor.py DIR [--repeat 3]
 """
