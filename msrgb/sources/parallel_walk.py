@@ -23,6 +23,7 @@ from typing import IO
 
 from msrgb.errors import MsrgbError, PlanError
 from msrgb.sources import bandfiles
+from msrgb.storage import tsv
 from msrgb.storage.files import Problems
 
 #: folders left to walk after the first levels from which helper processes share the walk
@@ -152,7 +153,9 @@ def _serve(stdin: IO[bytes], reply_file: IO[bytes]) -> None:
     problems: Problems | None = [] if record_problems else None
     try:
         band_of_name = bandfiles.band_reader(bandfiles.compile_pattern(band_pattern))
-        reply: tuple[object, ...] = ("rows", _walk(input_dir, band_of_name, needed, with_stat, problems, share), problems)
+        with tsv.without_cycle_collection():  # as planning's own walk: a fifth of its time otherwise
+            rows = _walk(input_dir, band_of_name, needed, with_stat, problems, share)
+        reply: tuple[object, ...] = ("rows", rows, problems)
     except MsrgbError as exc:
         reply = ("error", str(exc))
     pickle.dump(reply, reply_file, protocol=pickle.HIGHEST_PROTOCOL)
