@@ -2,6 +2,7 @@
 # leave the output folder as it was): the main process plans the run in memory
 # (msrgb.planning.prepare.plan_run) and writes the plan when jobs are about to run (onstart,
 # msrgb.planning.prepare.start_run); jobs started elsewhere read the plan it wrote.
+import gc
 import json
 import math
 import os
@@ -14,6 +15,10 @@ from snakemake.utils import validate
 
 # The conversion logic lives in the msrgb package next to this workflow.
 sys.path.insert(0, str(Path(workflow.basedir)))
+# What is alive now (Snakemake's modules and settings) and, once planned, the plan are left out
+# of Python's cycle collections (gc.freeze): each full one while the workflow is read and the
+# DAG built would go over them all again (docs/troubleshooting.md, "The end of every run").
+gc.freeze()
 
 from msrgb.errors import MsrgbError  # noqa: E402
 from msrgb.jobs import runstore as msrunstore  # noqa: E402
@@ -180,6 +185,7 @@ def plan_of_job():
 
 WHERE = where_jobs_run()
 PREPARED = prepare()
+gc.freeze()  # the plan too (see above)
 smk.start_hook_in_module(workflow, start_of_run)
 PLAN = PREPARED.plan if PREPARED else plan_of_job()
 PNG_RULES = png_rules_wanted()
