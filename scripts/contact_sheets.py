@@ -1,6 +1,7 @@
 """Snakemake adapter: (re)build the contact sheets of one product (see
 msrgb.engine.jobs.rebuild_sheets)."""
 
+import gc
 import logging
 import os
 import sys
@@ -27,6 +28,7 @@ if any(stale(m, s) for m, s in pairs):
     from msrgb.engine.jobs import rebuild_sheets  # noqa: E402
     from msrgb.storage.locations import location
 
+    gc.freeze()  # the modules loaded: out of the job's cycle collections (and its forks' copies)
     product = products_from_dicts([snakemake.params.product])[0]
     images = location(snakemake.params.product_dir)
     done = rebuild_sheets(pairs, product, images, snakemake.params.thumbnail)

@@ -1,6 +1,7 @@
 """Snakemake adapter: a small change's shards, contact sheets and summary in one job (see
 msrgb.engine.jobs.changes_job)."""
 
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ from msrgb.engine.jobs import ShardSettings, changes_job  # noqa: E402
 from msrgb.jobs.shard import ends_as_a_job, remove_earlier_logs  # noqa: E402
 from msrgb.outputs.paths import OutputPaths, leave_marker  # noqa: E402
 from msrgb.sources.stac import input_location  # noqa: E402
+
+gc.freeze()  # the modules loaded: out of the job's cycle collections (and its forks' copies)
 
 logging.basicConfig(
     filename=snakemake.log[0],

@@ -1,5 +1,6 @@
 """Snakemake adapter: convert the images of one shard (see msrgb.jobs.shard.run_shard)."""
 
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from msrgb.jobs import runstore  # noqa: E402
 from msrgb.jobs.shard import ends_as_a_job, remove_earlier_logs, run_shard  # noqa: E402
 from msrgb.outputs.paths import OutputPaths  # noqa: E402
 from msrgb.sources.stac import input_location  # noqa: E402
+
+gc.freeze()  # the modules loaded: out of the job's cycle collections (and its forks' copies)
 
 logging.basicConfig(
     filename=snakemake.log[0],

@@ -1,6 +1,7 @@
 """Snakemake adapter: errors.tsv and summary.json from what the shard jobs recorded (see
 msrgb.engine.jobs.summary_job)."""
 
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ from msrgb.errors import MsrgbError  # noqa: E402
 from msrgb.jobs.runstore import pull_states  # noqa: E402
 from msrgb.outputs.paths import OutputPaths, leave_marker  # noqa: E402
 from msrgb.planning.sharding import plan_shard_count  # noqa: E402
+
+gc.freeze()  # the modules loaded: out of the job's cycle collections (and its forks' copies)
 
 logging.basicConfig(
     filename=snakemake.log[0],
