@@ -233,21 +233,14 @@ def _safe_files(
     return files
 
 
-def discover_images(
-    input_dir: str, pattern: re.Pattern[str], with_stat: bool = True, problems: Problems | None = None
-) -> list[FoundImage]:
-    """Every image under ``input_dir``: each folder holding band files directly, each
-    ``*.SAFE`` product, and each zipped one (unless its ``.SAFE`` folder is next to it). When
-    ``input_dir`` itself holds band files, it is one image named after the folder. Folders that
-    cannot be read go to ``problems``."""
-    return images_under(input_dir, [""], band_reader(pattern), with_stat, problems)
-
-
 def images_under(
     input_dir: str, folders: Iterable[str], band_of_name: BandOf, with_stat: bool, problems: Problems | None
 ) -> list[FoundImage]:
-    """:func:`discover_images` of the ``folders`` (relative to ``input_dir``, ``""`` itself)
-    and every folder under them."""
+    """Every image in the ``folders`` (relative to ``input_dir``; ``[""]``: the whole input
+    folder) and every folder under them: each folder holding band files directly, each
+    ``*.SAFE`` product, and each zipped one (unless its ``.SAFE`` folder is next to it). When
+    ``input_dir`` itself holds band files, it is one image named after the folder. Folders that
+    cannot be read go to ``problems``."""
     images: list[FoundImage] = []
     stack = list(folders)
     while stack:
@@ -318,7 +311,7 @@ SAFE_IN_OBJECT_STORAGE = (
 def images_from_listing(
     objects: Iterable[tuple[str, int, int]], pattern: re.Pattern[str], top_name: str, problems: Problems | None = None
 ) -> list[FoundImage]:
-    """:func:`discover_images` for a flat listing of (path relative to the input prefix, size,
+    """:func:`images_under` of the whole input folder for a flat listing of (path relative to the input prefix, size,
     mtime), as object storage gives it: each "folder" directly holding band files is an image,
     band files directly under the prefix are one named ``top_name``; a zipped Sentinel-2
     product is an image. Paths with a hidden part are skipped; ``.SAFE`` folders go to

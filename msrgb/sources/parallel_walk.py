@@ -43,8 +43,8 @@ def image_rows(
     problems: Problems | None,
     processes: int | None = None,
 ) -> list[ImageRow]:
-    """:func:`msrgb.sources.bandfiles.discover_images` of ``input_dir`` as rows
-    (:func:`msrgb.sources.bandfiles.image_row`), in no particular order, walked by up to
+    """The images of the whole ``input_dir`` (:func:`msrgb.sources.bandfiles.images_under`)
+    as rows (:func:`msrgb.sources.bandfiles.image_row`), in no particular order, walked by up to
     ``processes`` processes (None: one per CPU this process may use; never more than
     :data:`MAX_PROCESSES` or those CPUs); folders that cannot be read go to ``problems`` (or
     raise :class:`PlanError` without it)."""
