@@ -1,3 +1,4 @@
+import io
 from pathlib import Path
 
 import os
@@ -18,6 +19,7 @@ from msrgb.render.pngenc import (
     HUFFMAN_ONLY,
     PNG_COMPRESSION,
     compressor,
+    decode_png_quick,
     encode_png,
     encode_png_quick,
 )
@@ -193,6 +195,57 @@ def test_quick_png_encoder_keeps_the_pixels(shape: tuple[int, ...]):
     back = iio.imread(encode_png_quick(image))
     assert back.dtype == np.uint8
     assert np.array_equal(back.reshape(shape), image)
+    # and msrgb's own decoder of those bytes reads the same pixels
+    assert np.array_equal(decode_png_quick(encode_png_quick(image), shape[0] * shape[1]), image)
+
+
+def test_quick_png_decoder_reads_only_what_the_quick_encoder_writes(tmp_path: Path):
+    """The sheets' own decoder returns None for any PNG not laid out as the quick encoder
+    writes it (so that Pillow reads it, and says what is wrong with a damaged one): other
+    filters, other colour types and depths, other chunks, interlacing, damaged or cut-short
+    data, more pixels than allowed, not a PNG at all. It never returns other pixels."""
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 255, size=(40, 30, 3), endpoint=True).astype(np.uint8)
+    ours = encode_png_quick(image)
+    assert np.array_equal(decode_png_quick(ours, 1200), image)
+    assert decode_png_quick(ours, 1199) is None  # over the limit
+    others = {}
+    for name, kwargs, picture in [
+        ("pillow rgb", {}, Image.fromarray(image)),
+        ("pillow interlaced", {"interlace": 1}, Image.fromarray(image)),
+        ("with text", {"pnginfo": _text_chunk()}, Image.fromarray(image)),
+        ("grey", {}, Image.fromarray(image[..., 0])),
+        ("palette", {}, Image.fromarray(image).quantize(16)),
+        ("16-bit", {}, Image.fromarray(image[..., 0].astype(np.uint16) * 200)),
+    ]:
+        buf = io.BytesIO()
+        picture.save(buf, format="PNG", **kwargs)
+        others[name] = buf.getvalue()
+    up = bytearray(ours)
+    others["not a png"] = b"GIF89a" + ours[6:]
+    others["cut short"] = ours[: len(ours) // 2]
+    others["no end"] = ours[:-12]
+    at = ours.index(b"IDAT") + 20
+    others["damaged data"] = bytes(up[:at]) + bytes(b ^ 0x5A for b in up[at : at + 40]) + bytes(up[at + 40 :])
+    others["empty"] = b""
+    end_of_header = 8 + 12 + 13
+    others["ours with a text chunk"] = ours[:end_of_header] + pngenc._chunk(b"tEXt", b"a\0b") + ours[end_of_header:]
+    others["ours interlaced"] = ours[:28] + b"\x01" + ours[29:]  # (the header's checksum is not read)
+    for name, data in others.items():
+        got = decode_png_quick(data, 10**9)
+        if got is not None:  # only when Pillow's bytes happen to be filtered Up on every row
+            assert np.array_equal(got, np.asarray(Image.open(io.BytesIO(data)))), name
+        assert got is None or name == "pillow rgb", name
+
+
+def _text_chunk():
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "msrgb")
+    return info
 
 
 def test_write_atomic_never_leaves_a_partial_file(tmp_path: Path):

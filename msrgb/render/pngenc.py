@@ -187,6 +187,56 @@ def encode_png_quick(image: np.ndarray) -> bytes:
     return b"".join([*_start(rows, cols, channels, 8), _chunk(b"IDAT", data), _chunk(b"IEND", b"")])
 
 
+def decode_png_quick(data: bytes, max_pixels: int) -> np.ndarray | None:
+    """The (rows, cols, 3 or 4) pixels of PNG bytes laid out as :func:`encode_png_quick` writes
+    them (8 bits, not interlaced, filter Up on every row), or None for any other bytes (read
+    them with Pillow, which also says what is wrong with damaged ones) or an image of more than
+    ``max_pixels``. About 3x faster than Pillow on a
+    contact sheet (zlib-ng's inflate, then each row added to the one above): a sheet rebuilt
+    after new files reads its previous version. The chunks' checksums are not checked (the sheet's
+    caller checks a digest of the whole file)."""
+    chunks = _chunks(data)
+    if chunks is None or [kind for kind, _ in chunks][:1] != [b"IHDR"] or chunks[-1][0] != b"IEND":
+        return None
+    if len(chunks[0][1]) != 13 or any(kind not in (b"IDAT", b"IEND") for kind, _ in chunks[1:]):
+        return None  # other chunks (a palette, text, gamma...): not one of ours
+    cols, rows, depth, color_type, compression, filtering, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
+    channels = {2: 3, 6: 4}.get(color_type)
+    if channels is None or (depth, compression, filtering, interlace) != (8, 0, 0, 0) or rows * cols > max_pixels:
+        return None
+    try:
+        raw = zlib_ng.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    except zlib_ng.error:  # type: ignore[misc]  # (its stub declares an instance) damaged: Pillow says why
+        return None
+    if len(raw) != rows * (1 + cols * channels) or rows == 0:
+        return None
+    lines = np.frombuffer(raw, dtype=np.uint8).reshape(rows, 1 + cols * channels)
+    if np.any(lines[:, 0] != 2):
+        return None  # rows filtered otherwise
+    pixels = np.empty((rows, cols * channels), dtype=np.uint8)
+    pixels[0] = lines[0, 1:]
+    for row in range(1, rows):  # a row at a time: 5x faster than numpy's cumulative sum down columns
+        np.add(pixels[row - 1], lines[row, 1:], out=pixels[row])
+    return pixels.reshape(rows, cols, channels)
+
+
+def _chunks(data: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The (type, body) chunks of PNG bytes up to IEND, or None if they are not laid out as a
+    PNG's (signature, lengths that fit)."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    chunks, at = [], 8
+    while at + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, at)
+        if at + 12 + length > len(data):
+            return None
+        chunks.append((kind, data[at + 8 : at + 8 + length]))
+        at += 12 + length
+        if kind == b"IEND":
+            return chunks
+    return None
+
+
 def _start(rows: int, cols: int, channels: int, depth: int) -> list[bytes]:
     """The PNG signature and header chunk of an RGB (3 channels) or RGBA (4) image."""
     color_type = {3: 2, 4: 6}[channels]

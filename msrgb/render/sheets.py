@@ -92,36 +92,54 @@ def sheet_image(
     geometry: SheetGeometry,
     columns: int | None = None,
     reuse: Cells | None = None,
-) -> Image.Image:
-    """A sheet; a missing PNG (bad input) leaves its cell grey with its label, a ``None``
-    entry leaves the cell empty. With ``reuse`` (the cells of the sheet's previous version, read
-    by :func:`previous_cells`) a cell whose image file is unchanged is copied from there instead
-    of drawn; ``reuse.made`` then lists the cells of the new sheet."""
+) -> np.ndarray:
+    """A sheet's RGB pixels; a missing PNG (bad input) leaves its cell grey with its label, a
+    ``None`` entry leaves the cell empty. With ``reuse`` (the cells of the sheet's previous
+    version, read by :func:`previous_cells`) a cell whose image file is unchanged is copied from
+    there instead of drawn; ``reuse.made`` then lists the cells of the new sheet. Composed as an
+    array, each drawn cell (thumbnail, label and the gaps right of and below them) on its own:
+    a copied cell is then a slice, and the sheet is encoded without a conversion."""
+    import numpy as np
     from PIL import Image, ImageDraw
 
     width, height = geometry.size(len(pngs), columns)
-    sheet = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
+    sheet = np.full((height, width, 3), 255, dtype=np.uint8)
+    top = Image.new("RGB", (width, geometry.title + geometry.gap), (255, 255, 255))
+    draw = ImageDraw.Draw(top)
     title_font, label_font = font(16), font(11)
     draw.text((geometry.gap, 3), _fit(draw, title, width - 2 * geometry.gap, title_font), fill=(0, 0, 0), font=title_font)
-    for i, (png, label) in enumerate(zip(pngs, labels)):
+    sheet[: top.height] = np.asarray(top)
+    for i, (png, text) in enumerate(zip(pngs, labels)):
         x, y = geometry.origin(i, columns)
         if png is None:
             continue
         # the image's key (size, mtime) is taken before the image is read
-        if reuse is not None and (key := reuse.key(png, label)) is not None:
+        if reuse is not None and (key := reuse.key(png, text)) is not None:
             reuse.made.append((*key, x, y))
             if reuse.copy(key, sheet, (x, y)):
                 continue
-        try:
-            sheet.paste(thumbnail_image(png, geometry.thumb), (x, y))
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # no image: a bad input
-            draw.rectangle([x, y, x + geometry.thumb - 1, y + geometry.thumb - 1], fill=(200, 200, 200))
-        except OSError as exc:  # there but unreadable: the sheet is still made, the log says why
-            log.warning("%s: left grey on the contact sheet: %s", png, exc)
-            draw.rectangle([x, y, x + geometry.thumb - 1, y + geometry.thumb - 1], fill=(200, 200, 200))
-        draw.text((x, y + geometry.thumb + 1), _fit(draw, label, geometry.thumb, label_font), fill=(0, 0, 0), font=label_font)
+        sheet[y : y + geometry.cell_h, x : x + geometry.cell_w] = _cell(png, text, geometry, label_font)
     return sheet
+
+
+def _cell(png: Path | S3Path, text: str, geometry: SheetGeometry, label_font: Any) -> np.ndarray:
+    """One cell of a sheet drawn: the thumbnail of ``png`` (grey if there is no readable
+    image), its label ``text`` under it."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    cell = Image.new("RGB", (geometry.cell_w, geometry.cell_h), (255, 255, 255))
+    draw = ImageDraw.Draw(cell)
+    thumb = geometry.thumb
+    try:
+        cell.paste(thumbnail_image(png, thumb), (0, 0))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # no image: a bad input
+        draw.rectangle([0, 0, thumb - 1, thumb - 1], fill=(200, 200, 200))
+    except OSError as exc:  # there but unreadable: the sheet is still made, the log says why
+        log.warning("%s: left grey on the contact sheet: %s", png, exc)
+        draw.rectangle([0, 0, thumb - 1, thumb - 1], fill=(200, 200, 200))
+    draw.text((0, thumb + 1), _fit(draw, text, thumb, label_font), fill=(0, 0, 0), font=label_font)
+    return np.asarray(cell)
 
 
 class Cells:
@@ -132,7 +150,7 @@ class Cells:
     of a sheet's time."""
 
     def __init__(
-        self, old: Image.Image | None, geometry: SheetGeometry, root: Path, cells: Sequence[Sequence[Any]] = ()
+        self, old: np.ndarray | None, geometry: SheetGeometry, root: Path, cells: Sequence[Sequence[Any]] = ()
     ):
         self.old, self.geometry, self.root = old, geometry, root
         self.where = {(str(c[0]), int(c[1]), int(c[2]), str(c[3])): (int(c[4]), int(c[5])) for c in cells}
@@ -149,17 +167,17 @@ class Cells:
             return None
         return (name, st.st_size, st.st_mtime_ns, label)
 
-    def copy(self, key: tuple[str, int, int, str], sheet: Image.Image, to: tuple[int, int]) -> bool:
-        """Paste the old sheet's cell of ``key`` (thumbnail, label and the gaps right of and
-        below them) at ``to``; False if the old sheet has no such cell."""
+    def copy(self, key: tuple[str, int, int, str], sheet: np.ndarray, to: tuple[int, int]) -> bool:
+        """Copy the old sheet's cell of ``key`` (thumbnail, label and the gaps right of and
+        below them) to ``to`` (x, y) on ``sheet``; False if the old sheet has no such cell."""
         at = self.where.get(key)
         if at is None or self.old is None:
             return False
         x, y = at
-        box = (x, y, x + self.geometry.cell_w, y + self.geometry.cell_h)
-        if x < 0 or y < 0 or box[2] > self.old.width or box[3] > self.old.height:
+        right, bottom = x + self.geometry.cell_w, y + self.geometry.cell_h
+        if x < 0 or y < 0 or right > self.old.shape[1] or bottom > self.old.shape[0]:
             return False  # not a cell of that sheet (its list was edited)
-        sheet.paste(self.old.crop(box), to)
+        sheet[to[1] : to[1] + self.geometry.cell_h, to[0] : to[0] + self.geometry.cell_w] = self.old[y:bottom, x:right]
         return True
 
     def text(self, sheet: bytes) -> str:
@@ -196,10 +214,8 @@ def previous_cells(sheet: Path, listing: Path, geometry: SheetGeometry, root: Pa
         data = sheet.read_bytes()
         if index["sheet"] != sheet_version(data):
             return none
-        with own_image(data) as im:
-            if im.width * im.height > REUSE_MAX_PIXELS:
-                return none
-            return Cells(im.convert("RGB"), geometry, root, index["cells"])
+        pixels = _pixels(data)
+        return none if pixels is None else Cells(pixels, geometry, root, index["cells"])
     except FileNotFoundError:  # a new sheet
         return none
     except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
@@ -208,14 +224,28 @@ def previous_cells(sheet: Path, listing: Path, geometry: SheetGeometry, root: Pa
         return none
 
 
-def encode(sheet: Image.Image) -> bytes:
-    """PNG bytes of a sheet, fast rather than small (msrgb.render.pngenc.encode_png_quick: 4x faster
-    than Pillow's fastest setting on a sheet of 100 thumbnails, 5 % larger)."""
+def _pixels(data: bytes) -> np.ndarray | None:
+    """The RGB pixels of a sheet file's bytes (by msrgb's own decoder for a sheet it wrote, else
+    by Pillow), or None for a sheet over :data:`REUSE_MAX_PIXELS`."""
     import numpy as np
 
+    from msrgb.render.pngenc import decode_png_quick
+
+    pixels = decode_png_quick(data, REUSE_MAX_PIXELS)
+    if pixels is not None and pixels.shape[2] == 3:
+        return pixels
+    with own_image(data) as im:
+        if im.width * im.height > REUSE_MAX_PIXELS:
+            return None
+        return np.asarray(im.convert("RGB"))
+
+
+def encode(sheet: np.ndarray) -> bytes:
+    """PNG bytes of a sheet's pixels, fast rather than small (msrgb.render.pngenc.encode_png_quick:
+    4x faster than Pillow's fastest setting on a sheet of 100 thumbnails, 5 % larger)."""
     from msrgb.render.pngenc import encode_png_quick
 
-    return encode_png_quick(np.asarray(sheet if sheet.mode == "RGB" else sheet.convert("RGB")))
+    return encode_png_quick(sheet)
 
 
 def build(
@@ -261,13 +291,15 @@ def build(
         write_atomic(listing, reuse.text(data).encode("utf-8"))
 
 
-def with_legend(sheet: Image.Image, legend: Image.Image) -> Image.Image:
+def with_legend(sheet: np.ndarray, legend: Image.Image) -> np.ndarray:
     """The sheet with the legend below it."""
-    from PIL import Image
+    import numpy as np
 
-    combined = Image.new("RGB", (max(sheet.width, legend.width), sheet.height + legend.height), (255, 255, 255))
-    combined.paste(sheet, (0, 0))
-    combined.paste(legend, (0, sheet.height))
+    strip = np.asarray(legend.convert("RGB"))
+    rows, cols = sheet.shape[0], sheet.shape[1]
+    combined = np.full((rows + strip.shape[0], max(cols, strip.shape[1]), 3), 255, dtype=np.uint8)
+    combined[:rows, :cols] = sheet
+    combined[rows:, : strip.shape[1]] = strip
     return combined
 
 
