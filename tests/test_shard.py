@@ -106,6 +106,29 @@ def test_deleted_images_are_made_again_and_a_killed_jobs_temporaries_removed(tmp
     assert not leftover.exists(), "the killed job's temporary file was left"
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_shard_job_that_ends_says_so_in_its_live_file_with_or_without_work(tmp_path: Path, threads: int):
+    """A shard job that got to its end leaves its live file finished, whether it converted
+    images or had none to convert, in turn or with a pool of threads: the shard's next job then
+    looks its images up as after a job that ended, not by listing every output folder (and
+    clearing temporaries) as after a killed one."""
+    import json
+
+    tifs = tmp_path / "tif"
+    synth.generate(tifs, 6, classes=("Forest",))
+    products = parse_products(["truecolor"])
+    layout = paths.OutputPaths(tmp_path / "out")
+    sharding.plan_shards(layout, discovery.discover(tifs), 4, products)
+    for round_ in ("converting", "nothing to do", "one image again"):
+        if round_ == "one image again":
+            next((layout.output_dir / "truecolor" / "Forest").glob("*.png")).unlink()
+        results = [run_shard(layout.shard_list(4, k), layout.state(4, k), tifs, products, threads=threads) for k in range(4)]
+        assert sum(r.converted for r in results) == {"converting": 6, "nothing to do": 0, "one image again": 1}[round_]
+        for k, result in enumerate(results):
+            live = json.loads(layout.live(4, k).read_text())
+            assert live["finished"] is True and live["done"] == result.converted, (round_, k, live)
+
+
 def test_states_of_an_earlier_shard_count_go_once_this_counts_states_hold_their_records(tmp_path: Path):
     """Splitting shards (2 -> 4), then merging them (4 -> 2), converts nothing twice; the states
     of the earlier count are deleted once every shard of the new count that overlaps them has a

@@ -127,6 +127,9 @@ def convert_all(
     ``checkpoint`` every ``checkpoint_every`` seconds and ``tick`` as it goes (with True at the
     end). Returns the first other error (the output folder cannot be written), after which
     nothing more is started, or None."""
+    if not todo:  # ended at once: said so (a pool would not tick), as a job killed does not
+        tick(True)
+        return None
     inputs = [converter.inputs.open(input_dir, src) for src, _ in todo]
     ahead = ReadAhead([i.paths() for i in inputs], read_ahead, _sizes_to_fetch(todo, converter, input_dir))
 
