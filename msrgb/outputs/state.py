@@ -56,30 +56,34 @@ def read_state_full(paths: Iterable[Path]) -> StateData:
 
 
 def _add_rows(data: StateData, rows: list[list[str]], old: bool) -> None:
+    records, provenance, clipping, radiometry, skipped = (
+        data.records, data.provenance, data.clipping, data.radiometry, data.skipped
+    )  # (looked up once: this runs for every image of every state read)
     for row in rows:
         kind = row[0]
         if kind == "# env":
             data.envs[row[1]] = row[2]
         elif kind == "!":
             _, rel, size, mtime, reason = row
-            data.skipped[rel] = (int(size), int(mtime), reason)
+            skipped[rel] = (int(size), int(mtime), reason)
         elif len(row) > 1:  # not the title row
             rel, size, mtime, product, digest = row[:5]
             key = (rel, product)  # one tuple shared by every table, not one per table
-            data.records[key] = (int(size), int(mtime), digest)
-            if len(row) >= 8:
-                data.provenance[key] = (row[5], row[6], row[7])
-            if len(row) >= 9:
-                data.clipping[key] = row[8]
-            if len(row) >= 10 and row[9]:
-                data.radiometry[key] = row[9]
-            else:
-                data.radiometry.pop(key, None)
+            if key in records:  # a record of an earlier file: what the later one lacks goes
+                radiometry.pop(key, None)
+                data.legacy.discard(key)
+            records[key] = (int(size), int(mtime), digest)
+            fields = len(row)
+            if fields >= 8:
+                provenance[key] = (row[5], row[6], row[7])
+                if fields >= 9:
+                    clipping[key] = row[8]
+                    if fields >= 10 and row[9]:
+                        radiometry[key] = row[9]
             if old:
                 data.legacy.add(key)
-            else:
-                data.legacy.discard(key)
-            data.skipped.pop(rel, None)
+            if skipped:
+                skipped.pop(rel, None)
 
 
 class StateCache:
