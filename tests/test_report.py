@@ -16,6 +16,22 @@ from msrgb.outputs.sheet_lists import SheetGeometry
 from msrgb.render.sheets import thumbnail
 
 
+def parts_of(data, suffixes: dict[str, str], rng) -> list:
+    """The records of ``data`` dealt out by input path to 1-4 shards at random, each shard's
+    summary part made from its share: what the summary merges."""
+    from msrgb.jobs.summary_parts import shard_part
+    from msrgb.outputs.state import StateData
+
+    shards = [StateData(envs=dict(data.envs)) for _ in range(rng.randint(1, 4))]
+    where: dict[str, StateData] = {}
+    for table in ("records", "provenance", "clipping", "radiometry"):
+        for key, value in getattr(data, table).items():
+            shard = where.setdefault(key[0], rng.choice(shards))
+            getattr(shard, table)[key] = value
+    for rel, value in data.skipped.items():
+        where.setdefault(rel, rng.choice(shards)).skipped[rel] = value
+    return [shard_part(shard, suffixes) for shard in shards]
+
 def test_contact_sheets_summary_and_report(tmp_path: Path) -> None:
     tifs = tmp_path / "tif"
     synth.generate(tifs, 13, classes=("Forest", "River", "SeaLake"))  # 13 per folder
@@ -84,7 +100,7 @@ def test_clipping_summary_lists_the_first_images_by_figure_then_name() -> None:
                 data.clipping[(rel, product)] = " ".join([*(f"{v:.4f}" for v in values), f"{mean:.2f}"])
                 if rng.random() < 0.8:
                     data.records[(rel, product)] = (1, 1, "digest")
-        got = clipping_summary(data, {"p": ".png", "q": ".jpg"})
+        got = clipping_summary(parts_of(data, {"p": ".png", "q": ".jpg"}, rng), {"p": ".png", "q": ".jpg"})
         for product, suffix in (("p", ".png"), ("q", ".jpg")):
             rows = sorted(
                 (rel, [float(v) for v in text.split()])
@@ -128,7 +144,8 @@ def test_the_provenance_manifest_made_in_pieces_is_the_whole_manifest(monkeypatc
                     data.provenance[(rel, product)] = (f"src{k}", f"png{k}", rng.choice(["e1", "e2", "", "e7"]))
                 if rng.random() < 0.3:
                     data.radiometry[(rel, product)] = '{"B04": [1e-4, -0.1]}'
-        got = b"".join(report.provenance_pieces("p", "settings-digest", data, ".jpg")).decode("utf-8")
+        parts = parts_of(data, {"p": ".jpg", "q": ".png"}, rng)
+        got = b"".join(report.provenance_pieces("p", "settings-digest", parts)).decode("utf-8")
         keys = sorted(key for key in data.records if key[1] == "p")
         envs = sorted({data.provenance.get(key, ("", "", ""))[2] for key in keys} - {""})
         want = tsv.text(
@@ -383,4 +400,45 @@ def test_provenance_manifest_rows_are_those_of_the_tsv_writer_for_any_name(monke
     for size in (1, 3, 7, 10_000):
         monkeypatch.setattr(report, "PROVENANCE_ROWS", size)
         for product, suffix in (("p", ".png"), ("q", ".jpg")):
-            assert b"".join(report.provenance_pieces(product, "d", data, suffix)) == expected(product, suffix)
+            parts = parts_of(data, {product: suffix}, rng)
+            assert b"".join(report.provenance_pieces(product, "d", parts)) == expected(product, suffix)
+
+
+def test_a_summary_part_from_the_records_a_job_kept_is_the_part_from_its_state_file(tmp_path: Path):
+    """A small change's job hands the summary each shard's part made from the records it kept;
+    the summary of other runs makes it from the state file those records were written to. The
+    two are the same for any records: names that need quoting, images without provenance, clip
+    figures or radiometry, environments, inputs skipped with reasons over several lines."""
+    import random
+
+    from msrgb.jobs.summary_parts import shard_part
+    from msrgb.outputs.state import StateData, read_state_full, state_text
+
+    names = ["a.tif", "b/c.TIF", "tab\there.tif", "line\nbreak.tif", "cr\rhere.tif", 'quote"d.tif', "ü/ß 1.tiff", "x"]
+    rng = random.Random(3)
+    suffixes = {"p": ".png", "q": ".jpg"}
+    for case in range(40):
+        data = StateData(envs={"e1": "numpy 2", "e 2": "numpy\t3"})
+        for i in range(rng.randint(0, 30)):
+            rel = f"{rng.choice(names)[:-4]}{i}.tif"
+            if rng.random() < 0.15:
+                data.skipped[rel] = (5, 6, rng.choice(["not a TIFF", "two\nlines", " spaced  out "]))
+                continue
+            for product in ("p", "q", "other"):
+                key = (rel, product)
+                data.records[key] = (1000 + i, 7, f"d{product}")
+                if rng.random() < 0.8:  # a clip figure only with provenance, radiometry only with both
+                    data.provenance[key] = (f"src{i}", f"png{i}", rng.choice(["e1", "e 2", ""]))
+                    if rng.random() < 0.8:
+                        data.clipping[key] = " ".join(f"{rng.random():.4f}" for _ in range(6)) + f" {rng.uniform(0, 255):.2f}"
+                        if rng.random() < 0.3:
+                            data.radiometry[key] = '{"B04": [0.0001, -0.1]}'
+        state = tmp_path / f"{case}.tsv"
+        state.write_text(state_text(**{k: v for k, v in vars(data).items() if k != "legacy"}), encoding="utf-8")
+        kept, read = shard_part(data, suffixes), shard_part(read_state_full([state]), suffixes)
+        assert kept.envs == read.envs and sorted(kept.skipped) == sorted(read.skipped), case
+        for name in suffixes:
+            a, b = kept.products[name], read.products[name]
+            assert (a.manifest, a.envs, a.clip_rels, a.sample) == (b.manifest, b.envs, b.clip_rels, b.sample), case
+            assert (a.clip_figures is None) == (b.clip_figures is None), case
+            assert a.clip_figures is None or np.array_equal(a.clip_figures, b.clip_figures), case

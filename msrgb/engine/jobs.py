@@ -24,6 +24,7 @@ from msrgb.sources.stac import InputDir
 
 if TYPE_CHECKING:
     from msrgb.export.run import Exported
+    from msrgb.jobs.summary_parts import ShardPart
 
 log = logging.getLogger("msrgb")
 
@@ -66,25 +67,37 @@ class ShardSettings:
 
 
 def convert_shards(
-    output: OutputPaths, n_shards: int, tokens: Mapping[int, str], job: ShardSettings, pool: Executor | None = None
-) -> None:
+    output: OutputPaths,
+    n_shards: int,
+    tokens: Mapping[int, str],
+    job: ShardSettings,
+    pool: Executor | None = None,
+    parts: bool = False,
+) -> dict[int, ShardPart]:
     """The jobs of the shards ``tokens`` names (shard -> token), one after the other or side by
     side in ``pool``, each leaving its marker; a shard with bad inputs (``on_error: fail``)
-    raises once the others have run, with every failed shard's message."""
+    raises once the others have run, with every failed shard's message. With ``parts``, each
+    shard's summary part is made where its records are (msrgb.jobs.summary_parts): shard ->
+    part."""
     failed: list[MsrgbError] = []
+    made: dict[int, ShardPart | None] = {}
     if pool is None:
         for shard, token in tokens.items():
             try:
-                shard_job(output, n_shards, shard, token, job)
+                made[shard] = shard_job(output, n_shards, shard, token, job, parts)
             except ShardError as exc:
                 failed.append(exc)
     else:
-        futures = [pool.submit(shard_job, output, n_shards, shard, token, job) for shard, token in tokens.items()]
-        failed += [exc for exc in (f.exception() for f in futures) if isinstance(exc, ShardError)]
-        for future in futures:
+        futures = {shard: pool.submit(shard_job, output, n_shards, shard, token, job, parts) for shard, token in tokens.items()}
+        failed += [exc for exc in (f.exception() for f in futures.values()) if isinstance(exc, ShardError)]
+        for shard, future in futures.items():
+            if future.exception() is None:
+                made[shard] = future.result()
+        for future in futures.values():
             future.result()  # any other error, as it was raised
     if failed:
         raise ShardError("\n".join(str(exc) for exc in failed)) from failed[0]
+    return {shard: part for shard, part in made.items() if part is not None}
 
 
 def changes_job(
@@ -106,7 +119,7 @@ def changes_job(
     run of separate jobs stops before the sheets and the summary."""
     summary: dict[str, Any] = {}
     with _pool(processes) as pool:
-        convert_shards(output, n_shards, tokens, job, pool)
+        made = convert_shards(output, n_shards, tokens, job, pool, parts="summary" in parts)
         sheets = [part for part in parts if part != "summary"]
         # in forked processes, each drawing its share of the sheets, beside the summary; in
         # this process, after it
@@ -115,7 +128,7 @@ def changes_job(
             for p in sheets if pool
         }  # fmt: skip
         if "summary" in parts:
-            summary = summary_job(output, job.products, thumbnail)
+            summary = summary_job(output, job.products, thumbnail, parts=made)
         for part, digest in parts.items():
             if part in sheets:
                 if pool:
@@ -147,11 +160,15 @@ def _sheets_part(
     return sheets_job(output, product, thumbnail, prepared, share)
 
 
-def shard_job(output: OutputPaths, n_shards: int, shard: int, token: str, job: ShardSettings) -> None:
-    """One shard's job, as ``convert_shard`` runs it."""
+def shard_job(
+    output: OutputPaths, n_shards: int, shard: int, token: str, job: ShardSettings, part: bool = False
+) -> ShardPart | None:
+    """One shard's job, as ``convert_shard`` runs it; with ``part``, returns the shard's summary
+    part (msrgb.jobs.summary_parts) from the records it wrote."""
     from msrgb.jobs.shard import run_shard
+    from msrgb.jobs.summary_parts import shard_part
 
-    run_shard(
+    result = run_shard(
         shard_list=output.shard_list(n_shards, shard),
         state_out=output.state(n_shards, shard),
         input_dir=job.input_dir,
@@ -162,6 +179,9 @@ def shard_job(output: OutputPaths, n_shards: int, shard: int, token: str, job: S
         max_pixels=job.max_pixels,
         done=output.done(n_shards, shard, token),
     )
+    if not part or result.kept is None:
+        return None
+    return shard_part(result.kept, {p.name: p.suffix for p in job.products})
 
 
 def export_job(output: OutputPaths, product: Product, export: ExportSettings, input_dir: object) -> Exported:
@@ -216,10 +236,14 @@ def summary_job(
     errors_out: Path | None = None,
     summary_out: Path | None = None,
     manifests: Sequence[Path] | None = None,
+    parts: Mapping[int, ShardPart] | None = None,
 ) -> dict[str, Any]:
     """The summary's job: errors.tsv, the provenance manifests, summary.json, histograms and
-    the clipping sheets, from what the shard jobs recorded (msrgb.jobs.report)."""
+    the clipping sheets, from what the shard jobs recorded (msrgb.jobs.report): the part of each
+    shard (msrgb.jobs.summary_parts) from ``parts`` (shard -> part, made by this job's shards)
+    or else from its state file."""
     from msrgb.jobs import report
+    from msrgb.jobs.summary_parts import shard_part, skipped
     from msrgb.outputs.errors_table import problems_note, read_planning_errors, write_errors
     from msrgb.outputs.state import read_state_full
     from msrgb.outputs.summary import summary_table
@@ -230,16 +254,18 @@ def summary_job(
     del rels
     if states is None:
         states = [output.state(n_shards, shard) for shard in range(n_shards)]
-    state = read_state_full(list(states))
+    suffixes = {p.name: p.suffix for p in products}
+    given = parts or {}
+    shard_parts = [given[k] if k in given else shard_part(read_state_full([path]), suffixes) for k, path in enumerate(states)]
     planning = read_planning_errors(output.planning_errors())
-    errors = write_errors(state, errors_out or output.errors_table(), planning)
+    errors = write_errors(skipped(shard_parts), errors_out or output.errors_table(), planning)
     outs = manifests or [output.provenance(p.name) for p in products]
-    report.write_provenance(state, {p.name: (p.digest(), Path(out), p.suffix) for p, out in zip(products, outs)})
+    report.write_provenance(shard_parts, {p.name: (p.digest(), Path(out)) for p, out in zip(products, outs)})
     summary = report.summarize(output, per_class, n_shards, len(products), len(errors))
     if planning:
         summary["notes"].insert(0, problems_note(planning))
-    summary["clipping"] = report.clipping_summary(state, {p.name: p.suffix for p in products})
+    summary["clipping"] = report.clipping_summary(shard_parts, suffixes)
     report.write_summary(summary_out or output.summary(), summary)
-    report.write_looks(output, products, state, summary["clipping"], thumbnail)
+    report.write_looks(output, products, shard_parts, summary["clipping"], thumbnail)
     log.info("summary:\n%s", summary_table(summary))
     return summary

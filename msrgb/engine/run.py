@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from msrgb.config.products import Product
 from msrgb.engine.jobs import (
@@ -39,6 +39,9 @@ from msrgb.planning.prepare import Prepared, plan_run, start_run
 from msrgb.planning.settings import Settings, Where, command_line_booleans
 from msrgb.planning.work import print_counts, shard_will_run
 from msrgb.readers import lazy_scaled_bands
+
+if TYPE_CHECKING:
+    from msrgb.jobs.summary_parts import ShardPart
 
 log = logging.getLogger("msrgb")
 
@@ -131,6 +134,7 @@ def _run_jobs(result: RunResult, wanted: list[str], parts_due: list[str]) -> Non
         percentiles_job(result.product(part), settings.input_dir, output)
         _done(result, part)
     changes = prepared.changes
+    shard_parts: dict[int, ShardPart] = {}  # what the summary needs of each shard that ran
     if changes:  # a small change: one job, as in the workflow (rules/convert.smk)
         plan = prepared.plan
         made = made_by_changes(plan)
@@ -142,11 +146,11 @@ def _run_jobs(result: RunResult, wanted: list[str], parts_due: list[str]) -> Non
         result.shards += changes
         result.parts += made
     else:
-        _run_shards(result)
+        shard_parts = _run_shards(result, "summary" in wanted)
     for part in (p for p in wanted if p == "summary" or p.startswith("sheets/")):
         if part not in result.parts and (part in parts_due or result.shards):
             if part == "summary":
-                result.summary = summary_job(output, settings.products, settings.thumbnail_size)
+                result.summary = summary_job(output, settings.products, settings.thumbnail_size, parts=shard_parts)
             else:
                 sheets_job(output, result.product(part), settings.thumbnail_size, prepared)
             touch(part_outputs(output, settings.products, part, prepared))
@@ -174,13 +178,15 @@ def _shards_due(result: RunResult) -> list[int]:
     return [s for s in range(plan.n_shards) if shard_will_run(result.output, plan, s, markers)]
 
 
-def _run_shards(result: RunResult) -> None:
+def _run_shards(result: RunResult, parts: bool) -> dict[int, ShardPart]:
     """Every shard job due; shards with bad inputs (``on_error: fail``) stop the run once the
-    others have run, as ``--keep-going`` would, with every failed shard's message."""
+    others have run, as ``--keep-going`` would, with every failed shard's message. With
+    ``parts``, returns each shard's summary part (shard -> part)."""
     plan, settings = result.prepared.plan, result.settings
     due = _shards_due(result)
     result.shards += due
-    convert_shards(result.output, plan.n_shards, {s: plan.tokens[s] for s in due}, _shard_settings(settings, plan.threads))
+    tokens = {s: plan.tokens[s] for s in due}
+    return convert_shards(result.output, plan.n_shards, tokens, _shard_settings(settings, plan.threads), parts=parts)
 
 
 def _shard_settings(settings: Settings, threads: int) -> ShardSettings:

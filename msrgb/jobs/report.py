@@ -12,8 +12,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from msrgb.jobs import summary_parts
+from msrgb.jobs.summary_parts import ShardPart
 from msrgb.outputs.paths import OutputPaths
-from msrgb.outputs.state import StateData
 from msrgb.storage import tsv
 from msrgb.storage.files import output_rel, own_image, write_atomic, write_if_changed
 from msrgb.storage.locations import S3Path
@@ -89,69 +90,45 @@ MANIFEST_COLUMNS = (
 PROVENANCE_ROWS = 10_000
 
 
-def provenance_pieces(product: str, digest: str, data: StateData, suffix: str = ".png") -> Iterator[bytes]:
+def provenance_pieces(product: str, digest: str, parts: Sequence[ShardPart]) -> Iterator[bytes]:
     """The provenance manifest of one product, encoded, in pieces of :data:`PROVENANCE_ROWS`
-    rows (the manifest of 270,000 images is about 70 MB of text, which need not be in memory at
-    once): one line per PNG (path relative to the product folder), with the environments
-    (library versions) referenced by id in the header, and the radiometric scale and offset of
-    each band where one applied (JSON, as in the recipe)."""
-    records, unknown = data.records, ("", "", "")
-    keys = sorted(key for key in records if key[1] == product)  # the records' own keys: no new tuples
-    provenance, radiometry = data.provenance.get, data.radiometry.get
-    used_envs = {provenance(key, unknown)[2] for key in keys}
+    rows (the manifest of 270,000 images is about 70 MB of text, which need not be in one
+    piece): one line per image (path relative to the product folder), by input path, from the
+    shards' ``parts``, with the environments (library versions) referenced by id in the header,
+    and the radiometric scale and offset of each band where one applied (JSON, as in the
+    recipe)."""
+    lines, envs = summary_parts.manifest_lines(parts, product)
     header: list[Sequence[object]] = [
         ["# msrgb provenance manifest v1", f"product {product}", f"settings {digest}"]
     ]
-    header += [["# env", e, data.envs.get(e, "unknown")] for e in sorted(used_envs) if e]
+    header += [["# env", e, versions] for e, versions in envs.items()]
     yield tsv.text([*header, MANIFEST_COLUMNS]).encode("utf-8")
-
-    def row(key: tuple[str, str]) -> tuple[object, ...]:
-        size, _, row_digest = records[key]
-        source_sha, png_sha, env = provenance(key, unknown)
-        return (output_rel(key[0], suffix), size, source_sha, png_sha, row_digest, env, radiometry(key, ""))
-
-    for start in range(0, len(keys), PROVENANCE_ROWS):
-        piece = keys[start : start + PROVENANCE_ROWS]
-        lines = []
-        for key in piece:  # (inline: this runs for every image)
-            size, _, row_digest = records[key]
-            source_sha, png_sha, env = provenance(key, unknown)
-            lines.append(f"{output_rel(key[0], suffix)}\t{size}\t{source_sha}\t{png_sha}\t{row_digest}\t{env}\t{radiometry(key, '')}")
-        # formatted at once, then checked once for a field to quote: half the time of tsv.text
-        plain = tsv.plain_text(lines, 7 * len(lines))
-        yield (plain if plain is not None else tsv.text([row(key) for key in piece])).encode("utf-8")
+    for start in range(0, len(lines), PROVENANCE_ROWS):
+        yield "".join(lines[start : start + PROVENANCE_ROWS]).encode("utf-8")
 
 
-def write_provenance(data: StateData, outputs: dict[str, tuple[str, Path, str]]) -> None:
-    """Write ``manifest.tsv`` of every product (``outputs``: name -> (digest, path, image
-    suffix)); a file is rewritten only when its content changes."""
-    for product, (digest, path, suffix) in outputs.items():
-        write_if_changed(path, provenance_pieces(product, digest, data, suffix))
+def write_provenance(parts: Sequence[ShardPart], outputs: dict[str, tuple[str, Path]]) -> None:
+    """Write ``manifest.tsv`` of every product (``outputs``: name -> (digest, path)) from the
+    shards' ``parts``; a file is rewritten only when its content changes."""
+    for product, (digest, path) in outputs.items():
+        write_if_changed(path, provenance_pieces(product, digest, parts))
 
 
 #: images listed per product as most clipped and as darkest
 CLIP_LIST = 10
 
 
-def clipping_summary(data: StateData, suffixes: dict[str, str]) -> dict[str, dict]:
-    """Per product (``suffixes``: name -> image suffix), from the clip figures in the state:
-    the images with the largest share of pixels at 0 or at the top value in any channel, the
-    darkest (lowest mean), and how many have more than 5 % of a channel clipped."""
+def clipping_summary(parts: Sequence[ShardPart], suffixes: dict[str, str]) -> dict[str, dict]:
+    """Per product (``suffixes``: name -> image suffix), from the clip figures in the shards'
+    ``parts``: the images with the largest share of pixels at 0 or at the top value in any
+    channel, the darkest (lowest mean), and how many have more than 5 % of a channel clipped."""
     import numpy as np
 
-    rels: dict[str, list[str]] = {p: [] for p in suffixes}
-    texts: dict[str, list[str]] = {p: [] for p in suffixes}
-    for (rel, name), text in data.clipping.items():
-        if name in rels and (rel, name) in data.records:
-            rels[name].append(rel)
-            texts[name].append(text)
     result = {}
-    for name, names in rels.items():
+    for name, suffix in suffixes.items():
+        names, figures = summary_parts.clip_figures(parts, name)
         if not names:
             continue
-        # seven figures an image (msrgb.jobs.shard.clip_text), parsed at once by numpy from one string
-        # (270,000 images' 1.9 million figures as Python strings would take 100 MB)
-        figures = np.fromstring(" ".join(texts[name]), dtype=np.float64, sep=" ").reshape(len(names), 7)
         clips = figures[:, :6].max(axis=1)  # the largest clipped share of each image
         means = figures[:, 6]
         worst = _first(names, -clips)
@@ -161,12 +138,12 @@ def clipping_summary(data: StateData, suffixes: dict[str, str]) -> dict[str, dic
             "images_clipped_over_5_percent": int(np.count_nonzero(clips > 0.05)),
             "mean_brightness": round(sum(means.tolist()) / len(names), 2),
             "most_clipped": [
-                {"image": output_rel(names[i], suffixes[name]),
+                {"image": output_rel(names[i], suffix),
                  "clipped_low": [round(v, 4) for v in figures[i, :3].tolist()],
                  "clipped_high": [round(v, 4) for v in figures[i, 3:6].tolist()], "mean": float(means[i])}
                 for i in worst
             ],  # fmt: skip
-            "darkest": [{"image": output_rel(names[i], suffixes[name]), "mean": float(means[i])} for i in darkest],
+            "darkest": [{"image": output_rel(names[i], suffix), "mean": float(means[i])} for i in darkest],
         }
     return result
 
@@ -234,24 +211,16 @@ def output_histogram(images: Sequence[Path | S3Path], max_pixels: int = 25_000_0
     return counts.tolist()
 
 
-#: images of a product read for its histogram
-HISTOGRAM_SAMPLE = 200
-
-
-def write_looks(output: OutputPaths, products: Sequence, state: StateData, clipping: dict, thumb: int) -> None:
+def write_looks(output: OutputPaths, products: Sequence, parts: Sequence[ShardPart], clipping: dict, thumb: int) -> None:
     """Per product: the histogram of the output values of a sample of its images (the images
     with the smallest path hashes), the contact sheet of its most clipped images and, for a
     product drawn with a colour map, its legend."""
     from msrgb.outputs.sheet_lists import SheetGeometry, label
     from msrgb.render.legend import legend_png
     from msrgb.render.sheets import encode, sheet_image
-    from msrgb.sources.hashing import path_hash
 
     for p in products:
-        rels = [rel for rel, name in state.records if name == p.name]
-        # (uncached: the summary job does not ask twice, and 270,000 cached hashes are 40 MB)
-        rels = heapq.nsmallest(HISTOGRAM_SAMPLE, rels, key=path_hash.__wrapped__)
-        sample = [output.image_dir(p.name) / output_rel(rel, p.suffix) for rel in rels]
+        sample = [output.image_dir(p.name) / output_rel(rel, p.suffix) for rel in summary_parts.sample(parts, p.name)]
         counts = output_histogram(sample)
         title = f"{p.name}: values of {len(sample)} images (red, green, blue; square-root scale)"
         write_if_changed(output.histogram(p.name), histogram_image(counts, title))

@@ -105,6 +105,7 @@ def run_shard(
     if fatal is not None or (result.failed and on_error == "fail"):
         _fail_job(fatal, result, checkpoint, progress, f"shard {shard} (of {n_shards})")
     _end_job(output, shard_list, state_text(**vars(kept)), state_out, done, retire_states)
+    result.kept = kept
     return result
 
 

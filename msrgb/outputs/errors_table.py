@@ -7,26 +7,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from msrgb.outputs.state import StateData
 from msrgb.storage import tsv
 from msrgb.storage.files import write_atomic
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("msrgb")
 
 ERRORS_COLUMNS = ("file", "reason")
 
 
-def write_errors(data: StateData, out: Path, planning: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
-    """Write ``errors.tsv`` from the shards' state and what planning could not convert
-    (``planning``: folders that cannot be read, clashing outputs; a header row, then one row per
-    file or folder, sorted; msrgb.storage.tsv quotes names with tabs or line breaks); the table has only
-    its header when nothing was skipped."""
-    errors = sorted([*((rel, reason) for rel, (_, _, reason) in data.skipped.items()), *planning])
+def write_errors(
+    skipped: Sequence[tuple[str, str]], out: Path, planning: Sequence[tuple[str, str]] = ()
+) -> list[tuple[str, str]]:
+    """Write ``errors.tsv`` from the inputs the shards skipped as bad (path, reason) and what
+    planning could not convert (``planning``: folders that cannot be read, clashing outputs; a
+    header row, then one row per file or folder, sorted; msrgb.storage.tsv quotes names with tabs or
+    line breaks); the table has only its header when nothing was skipped."""
+    errors = sorted([*skipped, *planning])
     write_atomic(out, tsv.text([ERRORS_COLUMNS, *errors]).encode("utf-8"))
     if errors:
         log.warning("%d input file(s) skipped as bad, listed in %s", len(errors), out)
