@@ -357,3 +357,116 @@ def test_counts_from_how_shard_lists_changed_are_those_of_the_records(
     check("a bad input, then another input of its shard changed")
     # (with a dataset-wide stretch every due shard's records are read)
     assert (quick == 0 if dataset_stretch else quick > 10) and slow > 5, (quick, slow)
+
+
+STACKED_VARIANTS = r"""
+import json, os, sys
+from pathlib import Path
+from msrgb.errors import PlanError
+from msrgb.sources import parallel_walk
+from msrgb.sources.discovery import discover
+
+started = []
+start = parallel_walk._Helper.start.__func__
+
+def counted(cls, *args):
+    helper = start(cls, *args)
+    started.extend([1] if helper is not None else [])
+    return helper
+
+parallel_walk._Helper.start = classmethod(counted)
+
+def walk(enough, piece, processes, executable, with_problems, limit=None):
+    parallel_walk.ENOUGH_FILES, parallel_walk.PIECE, parallel_walk._processes = enough, piece, lambda: processes
+    sys.executable, started[:] = executable, []
+    problems = [] if with_problems else None
+    try:
+        found = discover(Path(sys.argv[1]), True, problems, processes=limit)
+        return {"rows": [list(s)[:3] for s in found], "problems": problems, "helpers": len(started)}
+    except PlanError as exc:
+        return {"error": str(exc), "helpers": len(started)}
+
+def reference(top, rel=""):  # the rules, walked plainly: hidden skipped, links to folders not followed
+    rows = []
+    for entry in sorted(os.scandir(os.path.join(top, rel)), key=lambda e: e.name):
+        path = f"{rel}/{entry.name}" if rel else entry.name
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            try:
+                rows += reference(top, path)
+            except PermissionError:
+                continue
+        elif entry.name.lower().endswith((".tif", ".tiff")):
+            try:
+                st = os.stat(os.path.join(top, path))
+                rows.append([path, st.st_size, st.st_mtime_ns])
+            except OSError:
+                rows.append([path, -1, -1])
+    return rows
+
+python = sys.executable
+variants = [(10**9, 10**4, 1, python, w, None) for w in (True, False)]
+variants += [(1, p, n, x, w, None) for w in (True, False) for p, n in [(4, 2), (7, 3), (1000, 2), (1, 4)] for x in (python, "")]
+variants += [(1, 4, 2, "/bin/false", True, None), (1, 4, 2, "/nonexistent/python", True, None), (1, 4, 3, python, True, 1), (1, 4, 3, python, True, 2)]
+out = [[list(v), walk(*v)] for v in variants]
+Path(sys.argv[2]).write_text(json.dumps({"variants": out, "reference": sorted(reference(sys.argv[1]))}))
+"""
+
+
+def test_stacked_files_asked_by_several_processes_are_those_one_process_finds(tmp_path: Path):
+    """Whatever the share of the files' sizes and times (pieces of any size, two to four
+    processes, a helper that cannot start or that fails, as many processes as --cores allows),
+    the TIFFs found, their sizes and times, and the problems are those of one process, and
+    those of the rules walked plainly: hidden names skipped, links to files followed, links to
+    folders not, a dangling link kept, an unreadable folder reported (or the error without a
+    list of problems)."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO, WITHOUT_BYPASS
+
+    root = tmp_path / "in"
+    for folder, n, suffix in [("A", 30, ".tif"), ("B", 10, ".TIF"), ("B/sub/deep", 3, ".tiff"), ("ü ß", 2, ".tif"), (".hidden", 2, ".tif")]:
+        (root / folder).mkdir(parents=True)
+        for i in range(n):
+            (root / folder / f"f {i}{suffix}").write_bytes(b"x" * (i + len(folder)))
+    (root / "top.tif").write_bytes(b"t")
+    (root / "A" / ".h.tif").write_bytes(b"h")
+    (root / "notes.txt").write_text("not an image")
+    (root / "link.tif").symlink_to(root / "A" / "f 3.tif")
+    (root / "dangling.tif").symlink_to(root / "nowhere.tif")
+    (root / "folder link").symlink_to(root / "A", target_is_directory=True)
+    (root / "locked").mkdir()
+    (root / "locked" / "x.tif").write_bytes(b"l")
+    (root / "locked").chmod(0)
+    noisy = tmp_path / "site"  # every Python started prints on its standard output first
+    noisy.mkdir()
+    (noisy / "sitecustomize.py").write_text("print('a line from sitecustomize' * 1000)\n")
+    try:
+        prefix = WITHOUT_BYPASS if os.geteuid() == 0 else []
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-c", STACKED_VARIANTS, str(root), str(tmp_path / "results.json")],
+            capture_output=True, text=True, cwd=tmp_path, check=False,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(noisy)])},
+        )  # fmt: skip
+    finally:
+        (root / "locked").chmod(0o755)
+    assert proc.returncode == 0 and "from sitecustomize" in proc.stdout, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    found = {tuple(v): r for v, r in results["variants"]}
+    python = sys.executable
+    one, one_error = found[(10**9, 10**4, 1, python, True, None)], found[(10**9, 10**4, 1, python, False, None)]
+    assert one["rows"] == results["reference"] and len(one["rows"]) == 30 + 10 + 3 + 2 + 3, one["rows"]
+    assert ["dangling.tif", -1, -1] in one["rows"] and one["problems"] == [["locked", one["problems"][0][1]]]
+    assert "locked" in one_error["error"] and "cannot be read" in one_error["error"]
+    for (enough, piece, processes, executable, with_problems, limit), got in found.items():
+        if executable == "/bin/false":
+            assert "helper process" in got["error"] and "without its result, exit status 1" in got["error"], got
+            continue
+        want = one if with_problems else one_error
+        assert {k: v for k, v in got.items() if k != "helpers"} == {k: v for k, v in want.items() if k != "helpers"}
+        n = min(processes, limit or processes)  # at most as many as the run's --cores
+        shared = n > 1 and executable == python and "error" not in want
+        assert got["helpers"] == (n - 1 if shared else 0), (enough, piece, processes, executable, limit, got)

@@ -15,7 +15,7 @@ from msrgb.errors import PlanError
 from msrgb.sources import bandfiles, parallel_walk
 from msrgb.sources.stac import StacItems, discover_items
 from msrgb.storage import tsv
-from msrgb.storage.files import TIFF_SUFFIXES, Problems, folder_entries, output_rel, size_and_mtime
+from msrgb.storage.files import TIFF_SUFFIXES, Problems, output_rel
 from msrgb.storage.listing import list_objects
 from msrgb.storage.locations import S3Path
 
@@ -62,11 +62,15 @@ def _files_fields(files: tuple[tuple[str, str], ...] | None) -> list[str]:
     return [] if files is None else ["bands", *(x for pair in files for x in pair)]
 
 
-def discover(input_dir: Path | S3Path, with_stat: bool = True, problems: Problems | None = None) -> list[Source]:
+def discover(
+    input_dir: Path | S3Path, with_stat: bool = True, problems: Problems | None = None, processes: int | None = None
+) -> list[Source]:
     """Every ``.tif``/``.tiff`` (any case) under ``input_dir``, recursively, sorted by relative
     path. Hidden files and folders (names starting with ``.``) are skipped. Symbolic links to
     files are followed; links to folders are not (no cycles). Folders that cannot be read go to
-    ``problems`` (see :func:`msrgb.storage.files.folder_entries`). Under an ``s3://`` prefix: one paginated LIST."""
+    ``problems`` (see :func:`msrgb.storage.files.folder_entries`). Under an ``s3://`` prefix: one
+    paginated LIST. A large local folder's files are asked for their size and time by up to
+    ``processes`` processes (:func:`msrgb.sources.parallel_walk.stacked_rows`)."""
     found: list[Source] = []
     if isinstance(input_dir, S3Path):
         found = [
@@ -80,20 +84,7 @@ def discover(input_dir: Path | S3Path, with_stat: bool = True, problems: Problem
         return found
     if not input_dir.is_dir():
         raise PlanError(f"input_dir {str(input_dir)!r} does not exist or is not a folder")
-    stack = [""]  # folders relative to input_dir, as POSIX strings ("" is the top)
-    top = str(input_dir)
-    while stack:
-        rel_dir = stack.pop()
-        prefix = f"{rel_dir}/" if rel_dir else ""
-        with folder_entries(top, rel_dir, problems) as entries:
-            for entry in entries:
-                name = entry.name
-                if name.startswith("."):
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(prefix + name)
-                elif name.lower().endswith(TIFF_SUFFIXES):
-                    found.append(Source(prefix + name, *size_and_mtime(entry, with_stat)))
+    found = [Source(*row) for row in parallel_walk.stacked_rows(str(input_dir), with_stat, problems, processes)]
     found.sort(key=attrgetter("rel"))
     if problems is None:
         check_names(found)
@@ -138,7 +129,7 @@ def discover_inputs(
             check_names(found)
         return found
     if input_format.layout == "stacked":
-        return discover(input_dir, with_stat, problems)
+        return discover(input_dir, with_stat, problems, processes)
     needed = sorted(set(needed_bands))
     if isinstance(input_dir, S3Path):
         pattern = bandfiles.compile_pattern(input_format.band_pattern)

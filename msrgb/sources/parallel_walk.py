@@ -1,13 +1,16 @@
-"""Walking a large folder of band folders in several processes.
+"""Walking a large input folder in several processes.
 
-A no-op's planning looks at every band file (its name, size and time: 708,000 of them for
-BigEarthNet's 59,000 patches), and Python's time per file is most of it; threads would share
-one interpreter lock. So the input folder's first levels are walked here, breadth first, until
-there are enough folders to share; then helper processes (``python -m
-msrgb.sources.parallel_walk``, a few dozen milliseconds to start) each walk a share of them
-while this process walks its own, and send back one row per image. Fewer folders than
-:data:`ENOUGH_FOLDERS`, one CPU, or a helper that cannot be started: this process walks them
-all, with the same result.
+A no-op's planning looks at every input file (its name, size and time: 708,000 band files for
+BigEarthNet's 59,000 patches, 276,000 TIFFs for ten times EuroSAT), and Python's time per file
+is most of it; threads would share one interpreter lock. So part of the walk is done here, then
+helper processes (``python -m msrgb.sources.parallel_walk``, a few dozen milliseconds to start)
+each do a share while this process does its own, and send back their rows. Band folders: the
+first levels are walked breadth first until there are :data:`ENOUGH_FOLDERS` folders to share,
+each helper walks a share of them and sends one row per image. Stacked TIFFs: every folder is
+listed here (names only), and from :data:`ENOUGH_FILES` TIFFs on the size and time of each
+(a ``stat`` relative to its open folder) is asked in pieces of at most :data:`PIECE` files
+shared out. Too little to share, one CPU, or a helper that cannot be started: this process does
+it all, with the same result.
 """
 
 from __future__ import annotations
@@ -19,20 +22,29 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from msrgb.errors import MsrgbError, PlanError
 from msrgb.sources import bandfiles
 from msrgb.storage import tsv
-from msrgb.storage.files import Problems
+from msrgb.storage.files import TIFF_SUFFIXES, Problems, folder_entries
 
 #: folders left to walk after the first levels from which helper processes share the walk
 ENOUGH_FOLDERS = 2000
+#: stacked TIFFs from which helper processes share asking for their size and time
+ENOUGH_FILES = 100_000
+#: stacked TIFFs of one folder asked for in one piece of the shared work
+PIECE = 10_000
 #: at most this many processes walk (this one and its helpers)
 MAX_PROCESSES = 4
 
 #: (path, size, mtime, files) of an image: what msrgb.sources.discovery.Source holds
 ImageRow = tuple[str, int, int, tuple[tuple[str, str], ...]]
+#: (path, size, mtime) of a stacked TIFF
+FileRow = tuple[str, int, int]
+
+#: whether a file's size and time can be asked relative to its open folder
+_STAT_AT = os.stat in os.supports_dir_fd
 
 
 def image_rows(
@@ -53,7 +65,7 @@ def image_rows(
     rows = [bandfiles.image_row(image, needed) for image in images]
     n = min(_processes(), processes or MAX_PROCESSES) if len(pending) >= ENOUGH_FOLDERS else 1
     shares = [pending[i::n] for i in range(n)]
-    request = (input_dir, band_pattern, needed, with_stat, problems is not None)
+    request = ("band_folders", input_dir, band_pattern, needed, with_stat, problems is not None)
     helpers = [_Helper.start(request, share) for share in shares[1:]]
     try:
         own = shares[0] + [f for helper, share in zip(helpers, shares[1:]) if helper is None for f in share]
@@ -65,6 +77,87 @@ def image_rows(
         for helper in helpers:
             if helper is not None:
                 helper.stop()
+    return rows
+
+
+def stacked_rows(input_dir: str, with_stat: bool, problems: Problems | None, processes: int | None = None) -> list[FileRow]:
+    """Every ``.tif``/``.tiff`` (any case) under ``input_dir`` as rows, in no particular order,
+    by the rules of :func:`msrgb.sources.discovery.discover`: hidden names skipped, links to
+    files followed, links to folders not, a dangling link kept with size and time -1 (and every
+    file without ``with_stat``). The folders are listed by this process (one that cannot be read
+    goes to ``problems``, or raises :class:`PlanError` without it); the sizes and times are asked
+    by up to ``processes`` processes (as :func:`image_rows`) from :data:`ENOUGH_FILES` files on."""
+    folders = _tiff_names(input_dir, problems)
+    pieces = [(rel_dir, names[i : i + PIECE]) for rel_dir, names in folders for i in range(0, len(names), PIECE)]
+    files = sum(len(names) for _, names in pieces)
+    n = min(_processes(), processes or MAX_PROCESSES) if with_stat and files >= ENOUGH_FILES else 1
+    shares: list[list[tuple[str, list[str]]]] = [[] for _ in range(n)]
+    loads = [0] * n
+    for piece in sorted(pieces, key=lambda p: -len(p[1])):  # the largest first, to the least loaded
+        k = loads.index(min(loads))
+        shares[k].append(piece)
+        loads[k] += len(piece[1])
+    helpers = [_Helper.start(("stacked", input_dir, with_stat), share) for share in shares[1:]]
+    try:
+        own = shares[0] + [p for helper, share in zip(helpers, shares[1:]) if helper is None for p in share]
+        rows = _stat_files(input_dir, own, with_stat)
+        for helper in helpers:
+            if helper is not None:
+                rows += helper.rows(problems)
+    finally:
+        for helper in helpers:
+            if helper is not None:
+                helper.stop()
+    return rows
+
+
+def _tiff_names(input_dir: str, problems: Problems | None) -> list[tuple[str, list[str]]]:
+    """(folder relative to ``input_dir``, the names of its TIFFs) of every folder under it."""
+    found = []
+    stack = [""]  # folders relative to input_dir, as POSIX strings ("" is the top)
+    while stack:
+        rel_dir = stack.pop()
+        prefix = f"{rel_dir}/" if rel_dir else ""
+        names = []
+        with folder_entries(input_dir, rel_dir, problems) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(prefix + name)
+                elif name.lower().endswith(TIFF_SUFFIXES):
+                    names.append(name)
+        if names:
+            found.append((rel_dir, names))
+    return found
+
+
+def _stat_files(input_dir: str, pieces: Sequence[tuple[str, list[str]]], with_stat: bool) -> list[FileRow]:
+    """The rows of the files ``pieces`` name ((folder, names)): size and time following links,
+    -1 for a dangling link, or a file gone since its folder was listed."""
+    rows: list[FileRow] = []
+    for rel_dir, names in pieces:
+        prefix = f"{rel_dir}/" if rel_dir else ""
+        if not with_stat:
+            rows += [(prefix + name, -1, -1) for name in names]
+            continue
+        path = os.path.join(input_dir, rel_dir)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY) if _STAT_AT else None
+        except OSError:  # the folder went since it was listed: as dangling links, for the job to report
+            rows += [(prefix + name, -1, -1) for name in names]
+            continue
+        try:
+            for name in names:
+                try:
+                    st = os.stat(name, dir_fd=fd) if fd is not None else os.stat(os.path.join(path, name))
+                    rows.append((prefix + name, st.st_size, st.st_mtime_ns))
+                except OSError:
+                    rows.append((prefix + name, -1, -1))
+        finally:
+            if fd is not None:
+                os.close(fd)
     return rows
 
 
@@ -97,7 +190,7 @@ class _Helper:
         self.process, self.reply = process, reply
 
     @classmethod
-    def start(cls, request: tuple[object, ...], share: list[str]) -> _Helper | None:
+    def start(cls, request: tuple[object, ...], share: Sequence[object]) -> _Helper | None:
         """The helper walking ``share``, or None when no process can be started here (no
         Python executable known, or the system refuses): this process walks it then."""
         if not sys.executable:
@@ -119,7 +212,7 @@ class _Helper:
                 return None
         return cls(process, reply)
 
-    def rows(self, problems: Problems | None) -> list[ImageRow]:
+    def rows(self, problems: Problems | None) -> list[Any]:
         """The helper's rows (its problems appended to ``problems``); raises what it raised."""
         _, err = self.process.communicate()
         self.reply.seek(0)
@@ -149,12 +242,18 @@ class _Helper:
 def _serve(stdin: IO[bytes], reply_file: IO[bytes]) -> None:
     """A helper's work: walk the share in the request, reply with its rows and problems, or
     with the message of the error that stopped it."""
-    input_dir, band_pattern, needed, with_stat, record_problems, share = pickle.load(stdin)
-    problems: Problems | None = [] if record_problems else None
+    request = pickle.load(stdin)
+    problems: Problems | None = []
     try:
-        band_of_name = bandfiles.band_reader(bandfiles.compile_pattern(band_pattern))
         with tsv.without_cycle_collection():  # as planning's own walk: a fifth of its time otherwise
-            rows = _walk(input_dir, band_of_name, needed, with_stat, problems, share)
+            if request[0] == "stacked":
+                _, input_dir, with_stat, share = request
+                rows: list[object] = list(_stat_files(input_dir, share, with_stat))
+            else:
+                _, input_dir, band_pattern, needed, with_stat, record_problems, share = request
+                problems = [] if record_problems else None
+                band_of_name = bandfiles.band_reader(bandfiles.compile_pattern(band_pattern))
+                rows = list(_walk(input_dir, band_of_name, needed, with_stat, problems, share))
         reply: tuple[object, ...] = ("rows", rows, problems)
     except MsrgbError as exc:
         reply = ("error", str(exc))
