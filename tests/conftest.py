@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import imageio.v3 as iio
 import numpy as np
@@ -40,12 +41,65 @@ def assert_png_matches(png: Path, tif: Path) -> None:
     assert np.array_equal(got, want), f"{png}: pixels differ from the reference formula"
 
 
+#: the start of a script (``python -c``) that walks an input folder in its variants: the helper
+#: processes of msrgb.sources.parallel_walk it starts are counted in ``started``
+COUNTED_WALK = r"""
+import json, os, sys
+from pathlib import Path
+from typing import Any
+from msrgb.errors import PlanError
+from msrgb.sources import parallel_walk
+
+started = []
+start = parallel_walk._Helper.start.__func__
+
+def counted(cls, *args):
+    helper = start(cls, *args)
+    started.extend([1] if helper is not None else [])
+    return helper
+
+parallel_walk._Helper.start = classmethod(counted)
+"""
+
 #: the command prefix that runs a program as root without its power to read and enter any file
 #: or folder, as a normal user's run would (CI runs as root)
 WITHOUT_BYPASS = [
     "setpriv", "--inh-caps=-dac_override,-dac_read_search",
     "--bounding-set=-dac_override,-dac_read_search",
 ]  # fmt: skip
+
+
+def run_walk_variants(script: str, root: Path, locked: Path, tmp_path: Path) -> Any:
+    """What ``script`` (run after :data:`COUNTED_WALK`, given ``root`` and a file for its
+    results) writes as JSON: run in a separate Python without root's bypass, ``locked``
+    unreadable meanwhile, and every Python started printing on its standard output first (a
+    sitecustomize, as a user's may)."""
+    locked.chmod(0)
+    noisy = tmp_path / "site"
+    noisy.mkdir()
+    (noisy / "sitecustomize.py").write_text("print('a line from sitecustomize' * 1000)\n")
+    try:
+        prefix = WITHOUT_BYPASS if os.geteuid() == 0 else []
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-c", COUNTED_WALK + script, str(root), str(tmp_path / "results.json")],
+            capture_output=True, text=True, cwd=tmp_path, check=False,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(noisy)])},
+        )  # fmt: skip
+    finally:
+        locked.chmod(0o755)
+    assert proc.returncode == 0 and "from sitecustomize" in proc.stdout, proc.stderr[-3000:]
+    return json.loads((tmp_path / "results.json").read_text())
+
+
+def assert_walk_variant(got: dict, executable: str, want: dict, helpers: int) -> None:
+    """One variant of a shared walk (:func:`run_walk_variants`): with a helper that fails, the
+    planning's error naming it; otherwise what one process found (``want``), with ``helpers``
+    helper processes started."""
+    if executable == "/bin/false":
+        assert "helper process" in got["error"] and "without its result, exit status 1" in got["error"], got
+        return
+    assert {k: v for k, v in got.items() if k != "helpers"} == {k: v for k, v in want.items() if k != "helpers"}
+    assert got["helpers"] == helpers, got
 
 
 def pngs(folder: Path) -> dict[str, bytes]:

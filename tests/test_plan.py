@@ -360,21 +360,7 @@ def test_counts_from_how_shard_lists_changed_are_those_of_the_records(
 
 
 STACKED_VARIANTS = r"""
-import json, os, sys
-from pathlib import Path
-from msrgb.errors import PlanError
-from msrgb.sources import parallel_walk
 from msrgb.sources.discovery import discover
-
-started = []
-start = parallel_walk._Helper.start.__func__
-
-def counted(cls, *args):
-    helper = start(cls, *args)
-    started.extend([1] if helper is not None else [])
-    return helper
-
-parallel_walk._Helper.start = classmethod(counted)
 
 def walk(enough, piece, processes, executable, with_problems, limit=None):
     parallel_walk.ENOUGH_FILES, parallel_walk.PIECE, parallel_walk._processes = enough, piece, lambda: processes
@@ -421,11 +407,9 @@ def test_stacked_files_asked_by_several_processes_are_those_one_process_finds(tm
     those of the rules walked plainly: hidden names skipped, links to files followed, links to
     folders not, a dangling link kept, an unreadable folder reported (or the error without a
     list of problems)."""
-    import json
-    import subprocess
     import sys
 
-    from conftest import REPO, WITHOUT_BYPASS
+    from conftest import assert_walk_variant, run_walk_variants
 
     root = tmp_path / "in"
     for folder, n, suffix in [("A", 30, ".tif"), ("B", 10, ".TIF"), ("B/sub/deep", 3, ".tiff"), ("ü ß", 2, ".tif"), (".hidden", 2, ".tif")]:
@@ -440,33 +424,14 @@ def test_stacked_files_asked_by_several_processes_are_those_one_process_finds(tm
     (root / "folder link").symlink_to(root / "A", target_is_directory=True)
     (root / "locked").mkdir()
     (root / "locked" / "x.tif").write_bytes(b"l")
-    (root / "locked").chmod(0)
-    noisy = tmp_path / "site"  # every Python started prints on its standard output first
-    noisy.mkdir()
-    (noisy / "sitecustomize.py").write_text("print('a line from sitecustomize' * 1000)\n")
-    try:
-        prefix = WITHOUT_BYPASS if os.geteuid() == 0 else []
-        proc = subprocess.run(
-            [*prefix, sys.executable, "-c", STACKED_VARIANTS, str(root), str(tmp_path / "results.json")],
-            capture_output=True, text=True, cwd=tmp_path, check=False,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(noisy)])},
-        )  # fmt: skip
-    finally:
-        (root / "locked").chmod(0o755)
-    assert proc.returncode == 0 and "from sitecustomize" in proc.stdout, proc.stderr[-3000:]
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = run_walk_variants(STACKED_VARIANTS, root, root / "locked", tmp_path)
     found = {tuple(v): r for v, r in results["variants"]}
     python = sys.executable
     one, one_error = found[(10**9, 10**4, 1, python, True, None)], found[(10**9, 10**4, 1, python, False, None)]
     assert one["rows"] == results["reference"] and len(one["rows"]) == 30 + 10 + 3 + 2 + 3, one["rows"]
     assert ["dangling.tif", -1, -1] in one["rows"] and one["problems"] == [["locked", one["problems"][0][1]]]
     assert "locked" in one_error["error"] and "cannot be read" in one_error["error"]
-    for (enough, piece, processes, executable, with_problems, limit), got in found.items():
-        if executable == "/bin/false":
-            assert "helper process" in got["error"] and "without its result, exit status 1" in got["error"], got
-            continue
-        want = one if with_problems else one_error
-        assert {k: v for k, v in got.items() if k != "helpers"} == {k: v for k, v in want.items() if k != "helpers"}
+    for (_, _, processes, executable, with_problems, limit), got in found.items():
         n = min(processes, limit or processes)  # at most as many as the run's --cores
-        shared = n > 1 and executable == python and "error" not in want
-        assert got["helpers"] == (n - 1 if shared else 0), (enough, piece, processes, executable, limit, got)
+        shared = n > 1 and executable == python and with_problems  # (without, the locked folder stops it first)
+        assert_walk_variant(got, executable, one if with_problems else one_error, n - 1 if shared else 0)

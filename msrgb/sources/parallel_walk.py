@@ -20,7 +20,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,18 +66,7 @@ def image_rows(
     n = min(_processes(), processes or MAX_PROCESSES) if len(pending) >= ENOUGH_FOLDERS else 1
     shares = [pending[i::n] for i in range(n)]
     request = ("band_folders", input_dir, band_pattern, needed, with_stat, problems is not None)
-    helpers = [_Helper.start(request, share) for share in shares[1:]]
-    try:
-        own = shares[0] + [f for helper, share in zip(helpers, shares[1:]) if helper is None for f in share]
-        rows += _walk(input_dir, band_of_name, needed, with_stat, problems, own)
-        for helper in helpers:
-            if helper is not None:
-                rows += helper.rows(problems)
-    finally:
-        for helper in helpers:
-            if helper is not None:
-                helper.stop()
-    return rows
+    return rows + _shared(request, shares, lambda own: _walk(input_dir, band_of_name, needed, with_stat, problems, own), problems)
 
 
 def stacked_rows(input_dir: str, with_stat: bool, problems: Problems | None, processes: int | None = None) -> list[FileRow]:
@@ -97,10 +86,19 @@ def stacked_rows(input_dir: str, with_stat: bool, problems: Problems | None, pro
         k = loads.index(min(loads))
         shares[k].append(piece)
         loads[k] += len(piece[1])
-    helpers = [_Helper.start(("stacked", input_dir, with_stat), share) for share in shares[1:]]
+    return _shared(("stacked", input_dir, with_stat), shares, lambda own: _stat_files(input_dir, own, with_stat), problems)
+
+
+def _shared(
+    request: tuple[object, ...], shares: Sequence[list[Any]], walk: Callable[[list[Any]], list[Any]], problems: Problems | None
+) -> list[Any]:
+    """The rows of every share: of the first by ``walk`` here, of each other by a helper process
+    given ``request`` and the share (its problems appended to ``problems``); a share whose helper
+    cannot be started is walked here too."""
+    helpers = [_Helper.start(request, share) for share in shares[1:]]
     try:
-        own = shares[0] + [p for helper, share in zip(helpers, shares[1:]) if helper is None for p in share]
-        rows = _stat_files(input_dir, own, with_stat)
+        own = shares[0] + [x for helper, share in zip(helpers, shares[1:]) if helper is None for x in share]
+        rows = walk(own)
         for helper in helpers:
             if helper is not None:
                 rows += helper.rows(problems)
