@@ -89,9 +89,11 @@ def convert_shards(
                 failed.append(exc)
     else:
         futures = {shard: pool.submit(shard_job, output, n_shards, shard, token, job, parts) for shard, token in tokens.items()}
-        failed += [exc for exc in (f.exception() for f in futures.values()) if isinstance(exc, ShardError)]
         for shard, future in futures.items():
-            if future.exception() is None:
+            error = future.exception()
+            if isinstance(error, ShardError):
+                failed.append(error)
+            elif error is None:
                 made[shard] = future.result()
         for future in futures.values():
             future.result()  # any other error, as it was raised

@@ -56,19 +56,22 @@ def shard_part(data: StateData, suffixes: Mapping[str, str]) -> ShardPart:
     (name -> image suffix)."""
     # the reason on one line, as the state file has it
     part = ShardPart(skipped=[(rel, " ".join(reason.split())) for rel, (_, _, reason) in data.skipped.items()])
+    from msrgb.sources.hashing import path_hash
+
     keys = sorted(data.records)
+    # each path hashed once for every product (the shard's paths only: the hashes of a whole
+    # dataset's 270,000 would be 40 MB in path_hash's cache)
+    hashes = {rel: path_hash.__wrapped__(rel) for rel, _ in keys}
     for name, suffix in suffixes.items():
         mine = [key for key in keys if key[1] == name]
-        part.products[name] = _product_part(data, mine, suffix)
+        part.products[name] = _product_part(data, mine, suffix, hashes)
     used = set().union(*(p.envs for p in part.products.values()))
     part.envs = {e: data.envs.get(e, "unknown") for e in sorted(used)}
     return part
 
 
-def _product_part(data: StateData, keys: list[tuple[str, str]], suffix: str) -> ProductPart:
+def _product_part(data: StateData, keys: list[tuple[str, str]], suffix: str, hashes: Mapping[str, int]) -> ProductPart:
     import numpy as np
-
-    from msrgb.sources.hashing import path_hash
 
     unknown = ("", "", "")
     records, provenance, radiometry = data.records, data.provenance.get, data.radiometry.get
@@ -92,8 +95,7 @@ def _product_part(data: StateData, keys: list[tuple[str, str]], suffix: str) -> 
         envs={provenance(key, unknown)[2] for key in keys} - {""},
         clip_rels=[key[0] for key in clipped],
         clip_figures=np.fromstring(figures, dtype=np.float64, sep=" ").reshape(len(clipped), 7) if clipped else None,
-        # (uncached: the hashes of 270,000 paths would be 40 MB)
-        sample=heapq.nsmallest(HISTOGRAM_SAMPLE, ((path_hash.__wrapped__(rel), rel) for rel in rels)),
+        sample=heapq.nsmallest(HISTOGRAM_SAMPLE, ((hashes[rel], rel) for rel in rels)),
     )
 
 

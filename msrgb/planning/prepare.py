@@ -142,8 +142,8 @@ def _digest(value: object) -> str:
 def find_sources(settings: Settings, processes: int | None = None) -> tuple[list[Source], Problems]:
     """The inputs to convert, and what cannot be (folders that cannot be read, zipped products,
     inputs whose outputs clash, under ``on_error: skip``); fails naming the problem when there
-    is nothing to convert or, under ``on_error: fail``, when outputs clash. A large folder of
-    band folders is walked by up to ``processes`` processes (None: one per CPU)."""
+    is nothing to convert or, under ``on_error: fail``, when outputs clash. A large input
+    folder is walked by up to ``processes`` processes (None: one per CPU)."""
     problems: Problems = []
     needed = {b for p in settings.products for b in p.bands}
     sources = discover_inputs(settings.input_dir, settings.input_format, needed, problems=problems, processes=processes)

@@ -196,7 +196,7 @@ def decode_png_quick(data: bytes, max_pixels: int) -> np.ndarray | None:
     after new files reads its previous version. The chunks' checksums are not checked (the sheet's
     caller checks a digest of the whole file)."""
     chunks = _chunks(data)
-    if chunks is None or [kind for kind, _ in chunks][:1] != [b"IHDR"] or chunks[-1][0] != b"IEND":
+    if chunks is None or chunks[0][0] != b"IHDR" or chunks[-1][0] != b"IEND":  # (ends at IEND: not empty)
         return None
     if len(chunks[0][1]) != 13 or any(kind not in (b"IDAT", b"IEND") for kind, _ in chunks[1:]):
         return None  # other chunks (a palette, text, gamma...): not one of ours

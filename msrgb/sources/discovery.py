@@ -121,8 +121,8 @@ def discover_inputs(
 ) -> list[Source]:
     """The images under ``input_dir`` (see :func:`discover`, and :mod:`msrgb.sources.bandfiles` for
     band folders, whose sources list the files of the ``needed_bands``), sorted by path;
-    folders that cannot be read go to ``problems``. A large local folder of band folders is
-    walked by up to ``processes`` processes (:mod:`msrgb.sources.parallel_walk`)."""
+    folders that cannot be read go to ``problems``. A large local input folder (band folders
+    or stacked TIFFs) is walked by up to ``processes`` processes (:mod:`msrgb.sources.parallel_walk`)."""
     if isinstance(input_dir, StacItems):
         found = sorted((Source(*item) for item in discover_items(input_dir, needed_bands, problems)), key=lambda s: s.rel)
         if problems is None:
