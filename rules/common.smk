@@ -370,6 +370,12 @@ def changes_parts():
     return {part: PLAN.parts[part] for part in mschanges.made_by_changes(PLAN)}
 
 
+def changes_additions():
+    """The shards of a small change whose new inputs are all it brings: their job converts
+    those alone (msrgb.jobs.shard.run_shard)."""
+    return [shard for shard in CHANGES if shard in PREPARED.counts.additions]
+
+
 def changes_processes():
     """Processes of a small change's job: as many as the jobs it stands for could use at once
     (its shards, or the sheets beside the summary), within --cores."""

@@ -63,6 +63,7 @@ rule convert_changes:
         output_dir=output_dir_of_changes,
         n_shards=PLAN.n_shards,
         tokens=[[shard, PLAN.tokens[shard]] for shard in CHANGES],
+        additions=changes_additions() if CHANGES else [],
         parts=changes_parts(),
         thumbnail=config["thumbnail_size"],
     script:

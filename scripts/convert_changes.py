@@ -40,5 +40,6 @@ with ends_as_a_job("small change"):
         job,
         params.thumbnail,
         processes=snakemake.threads,
+        additions=params.additions,
     )
 leave_marker(Path(snakemake.output.done))

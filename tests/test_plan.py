@@ -264,8 +264,12 @@ def test_counts_from_how_shard_lists_changed_are_those_of_the_records(
     records) are those made from its records, over a run of changes: inputs added, removed,
     rewritten or touched, images deleted, bad inputs, the shard count changed, a run planned
     whose jobs never ran (as if killed), jobs that failed, a dataset-wide stretch's sample
-    changed."""
+    changed. A shard planning finds to have only new inputs has, by its records, those alone to
+    convert and nothing to remove; its job, which then adds their records to the state without
+    reading the others, leaves the records and images of a job that looks at every image (a
+    twin output folder run without small changes)."""
     import contextlib
+    import dataclasses
     import random
 
     from msrgb.engine import run as engine
@@ -289,11 +293,11 @@ def test_counts_from_how_shard_lists_changed_are_those_of_the_records(
         stretch = {"type": "percentile", "low": 2, "high": 98, "scope": "dataset", "sample": 6}
         config["products"]["ds"] = {"preset": "truecolor", "stretch": stretch}
     rng = random.Random(11)
-    quick = slow = 0
+    quick = slow = added = 0
 
     def check(what: str) -> tuple[Settings, Prepared]:
         """Plan, and count the work again from the records of every due shard."""
-        nonlocal quick, slow
+        nonlocal quick, slow, added
         settings = Settings.from_config(engine.load_config(config))
         prepared = plan_run(settings, Where(parallel_jobs=2), None)
         output, plan = settings.output, prepared.plan
@@ -303,7 +307,10 @@ def test_counts_from_how_shard_lists_changed_are_those_of_the_records(
             output, plan, settings.products, on_error, stretches, OutputListing(), settings.input_dir, StateCache(),
             quick=False,
         )  # fmt: skip
-        assert prepared.counts == recounted, what
+        assert dataclasses.replace(prepared.counts, additions=[]) == recounted, what
+        for shard in prepared.counts.additions:
+            assert_only_additions(settings, plan.members[shard], plan.n_shards, shard, what)
+            added += 1
         for shard in recounted.due:
             related = output.related_states(plan.n_shards, shard)
             if changes_since_last_job(output, plan, shard, settings.products, OutputListing(), related) is None:
@@ -318,8 +325,9 @@ def test_counts_from_how_shard_lists_changed_are_those_of_the_records(
         change = rng.choice(["add", "remove", "rewrite", "touch", "png", "bad", "shards", "none"])
         victim = rng.choice(inputs)
         if change == "add":
-            cls = rng.choice(classes)
-            synth.write_tile(tifs / cls / f"{cls}_{100 + step}.tif", synth.make_tile(cls, step), (0.0, 0.0), 32632)
+            for k in range(rng.randint(1, 3)):
+                cls = rng.choice(classes)
+                synth.write_tile(tifs / cls / f"{cls}_{100 + 3 * step + k}.tif", synth.make_tile(cls, step), (0.0, 0.0), 32632)
         elif change == "remove" and len(inputs) > 4:
             victim.unlink()
         elif change == "rewrite":
@@ -327,21 +335,26 @@ def test_counts_from_how_shard_lists_changed_are_those_of_the_records(
         elif change == "touch":
             os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 1_000_000))
         elif change == "png" and pngs:
-            rng.choice(pngs).unlink()
+            lost = rng.choice(pngs)
+            lost.unlink()
         elif change == "bad":
             victim.write_bytes(b"not a TIFF " * step)
         elif change == "shards":
             config["shards"] = 2 if config["shards"] == 4 else 4
-        settings, prepared = check(f"step {step} ({change})")
-        output = settings.output
-        if rng.random() < 0.2:  # planned, then killed before any job ran
-            start_run(settings, prepared)
-            unlock_output(output)
-        else:
-            try:
-                engine.run(config, cores=1)
-            except MsrgbError:  # a bad input with on_error: fail; the other shards ran
-                pass
+        if change == "png" and pngs:  # the same image deleted in the twin
+            (tmp_path / "twin" / lost.relative_to(tmp_path / "out")).unlink(missing_ok=True)
+        check(f"step {step} ({change})")
+        killed = rng.random() < 0.2
+        for out in ("out", "twin"):
+            more = {"output_dir": str(tmp_path / out), "small_change": 0 if out == "twin" else 1000}
+            if killed:  # planned, then killed before any job ran
+                twin = Settings.from_config(engine.load_config({**config, **more}))
+                start_run(twin, plan_run(twin, Where(parallel_jobs=2), None))
+                unlock_output(twin.output)
+            else:
+                with contextlib.suppress(MsrgbError):  # a bad input with on_error: fail; the other shards ran
+                    engine.run({**config, **more}, cores=1)
+        assert_same_records(tmp_path / "out", tmp_path / "twin", config["shards"], f"step {step} ({change})")
     # into a new output folder (a state of another shard count makes every shard it overlaps
     # read its records): an input recorded as bad (on_error: skip) or failed, then another
     # input of its shard touched
@@ -357,6 +370,39 @@ def test_counts_from_how_shard_lists_changed_are_those_of_the_records(
     check("a bad input, then another input of its shard changed")
     # (with a dataset-wide stretch every due shard's records are read)
     assert (quick == 0 if dataset_stretch else quick > 10) and slow > 5, (quick, slow)
+    assert dataset_stretch or added > 0, added
+
+
+def assert_only_additions(settings, members, n_shards: int, shard: int, what: str) -> None:
+    """By its records, the shard has its new inputs alone to convert, nothing to remove."""
+    from msrgb.outputs.state import read_state_full
+    from msrgb.planning.work import orphans, work_to_do
+
+    output = settings.output
+    before = read_state_full([*output.related_states(n_shards, shard), output.progress(n_shards, shard)])
+    work = work_to_do(members, settings.products, before, settings.on_error, output.png_str, os.path.lexists, keep=False)
+    recorded = {rel for rel, _ in before.records}
+    assert {s.rel for s, _ in work.todo} == {s.rel for s in members} - recorded, what
+    assert all(len(dests) == len(settings.products) for _, dests in work.todo), what
+    assert not orphans(before, members, [p.name for p in settings.products], n_shards, shard), what
+    assert not work.skipped_before and not before.skipped, what
+
+
+def assert_same_records(one: Path, two: Path, n_shards: int, what: str) -> None:
+    """The two output folders hold the same images, byte for byte, and each shard the same
+    records, whatever the order of their rows."""
+    from msrgb.outputs.paths import OutputPaths
+    from msrgb.outputs.state import read_state_full
+
+    def images(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.png") if ".msrgb" not in p.parts}
+
+    assert images(one / "truecolor") == images(two / "truecolor"), what
+    for shard in range(n_shards):
+        a, b = (OutputPaths.at(root) for root in (one, two))
+        ra = read_state_full([*a.related_states(n_shards, shard), a.progress(n_shards, shard)])
+        rb = read_state_full([*b.related_states(n_shards, shard), b.progress(n_shards, shard)])
+        assert ra == rb, (what, shard)
 
 
 STACKED_VARIANTS = r"""
@@ -435,3 +481,89 @@ def test_stacked_files_asked_by_several_processes_are_those_one_process_finds(tm
         n = min(processes, limit or processes)  # at most as many as the run's --cores
         shared = n > 1 and executable == python and with_problems  # (without, the locked folder stops it first)
         assert_walk_variant(got, executable, one if with_problems else one_error, n - 1 if shared else 0)
+
+
+def test_a_job_of_new_inputs_alone_leaves_what_a_job_of_every_image_leaves(tmp_path: Path):
+    """Rounds of new inputs, among them names that need quoting, a bad input (on_error: skip),
+    then an input removed beside a new one and an input rewritten: the small change's shard
+    jobs that add the records of new inputs at their state's end, without reading the others,
+    leave the images, records, manifest and errors.tsv of jobs that look at every image (a twin
+    output folder, small_change 0); a state they wrote is one the next job adds to, or, once it
+    holds a quoted name or a bad input, looks at every image again; the run after finds nothing."""
+    import random
+
+    from msrgb.engine import run as engine
+    from msrgb.outputs.state import read_state_full, state_text
+
+    tifs = tmp_path / "tif"
+    classes = ("Forest", "River", "SeaLake")
+    synth.generate(tifs, 8, classes=classes)
+    config = {
+        "input_dir": str(tifs), "shards": 4, "on_error": "skip", "products": {"truecolor": None, "ndvi": None},
+        "contact_sheets": False, "progress": False,
+    }  # fmt: skip
+    outs = {"one": {"small_change": 1000}, "twin": {"small_change": 0}}
+
+    def run_both(what: str) -> engine.RunResult:
+        results = [engine.run({**config, **more, "output_dir": str(tmp_path / name)}) for name, more in outs.items()]
+        one, twin = (tmp_path / name for name in outs)
+        assert_same_records(one, twin, 4, what)
+        for name in ("errors.tsv", "truecolor/manifest.tsv", "ndvi/manifest.tsv"):
+            assert (one / name).read_bytes() == (twin / name).read_bytes(), (what, name)
+        return results[0]
+
+    def appended(result: engine.RunResult) -> list[int]:
+        """The shards whose state is not in the order a whole state is written: added to."""
+        output, n = result.output, result.prepared.plan.n_shards
+        texts = {s: output.state(n, s).read_text(encoding="utf-8") for s in range(n)}
+        return [s for s, text in texts.items() if text != state_text(**vars(read_state_full([output.state(n, s)])))]
+
+    run_both("first run")
+    rng = random.Random(5)
+    names = ["AA_new_{}.tif", "zz_new_{}.tif", "new {}.tif", "new\t{}.tif", 'new "{}".tif', "Aé_{}.tif"]
+    quick: set[int] = set()
+    for step in range(6):
+        for k in range(rng.randint(2, 5)):
+            cls = rng.choice(classes)
+            name = rng.choice(names[:2] if step < 2 else names).format(10 * step + k)
+            synth.write_tile(tifs / cls / name, synth.make_tile(cls, 10 * step + k), (0.0, 0.0), 32632)
+        if step == 3:
+            (tifs / "River" / "AA_bad.tif").write_bytes(b"II*\x00 not a TIFF")
+        result = run_both(f"step {step}")
+        assert result.prepared.changes, "a small change"
+        quick.update(set(appended(result)) & set(result.prepared.counts.additions))
+    assert len(quick) >= 2, quick  # the path was taken, by several shards
+
+    again = engine.run({**config, "output_dir": str(tmp_path / "one")})
+    assert not again.shards and not again.parts, "the run after finds nothing to do"
+    # other changes beside new inputs, in states of plain names: a new input in the changed
+    # shard and one in another shard, which alone is only added to
+    tifs = tmp_path / "tif2"
+    synth.generate(tifs, 8, classes=classes)
+    config["input_dir"] = str(tifs)
+    outs = {"one2": {"small_change": 1000}, "twin2": {"small_change": 0}}
+    run_both("first run")
+
+    def beside(rel: str, k: int, same: bool) -> int:
+        """A new input in the shard of ``rel`` (or in another one): its shard."""
+        shard = sharding.shard_of(rel, 4) if same else (sharding.shard_of(rel, 4) + 1) % 4
+        name = next(f"Forest/AB_{k}_{i}.tif" for i in range(1000) if sharding.shard_of(f"Forest/AB_{k}_{i}.tif", 4) == shard)
+        synth.write_tile(tifs / name, synth.make_tile("Forest", 90 + k), (0.0, 0.0), 32632)
+        return shard
+
+    for k, (what, rel) in enumerate([("rewritten", "SeaLake/SeaLake_2.tif"), ("image deleted", "River/River_3.tif"),
+                                     ("removed", "Forest/Forest_1.tif"), ("touched", "River/River_4.tif")]):  # fmt: skip
+        if what == "rewritten":
+            synth.write_tile(tifs / rel, synth.make_tile("River", 98), (0.0, 0.0), 32632)
+        elif what == "image deleted":
+            for name in outs:
+                (tmp_path / name / "ndvi" / rel).with_suffix(".png").unlink()
+        elif what == "removed":
+            (tifs / rel).unlink()
+        else:
+            os.utime(tifs / rel, ns=(0, (tifs / rel).stat().st_mtime_ns + 1_000_000))
+        changed, other = beside(rel, k, True), beside(rel, 10 + k, False)
+        result = run_both(f"an input {what} beside a new one")
+        assert result.prepared.changes and result.prepared.counts.additions == [other], (what, changed, other)
+    again = engine.run({**config, "output_dir": str(tmp_path / "one2")})
+    assert not again.shards and not again.parts, "the run after finds nothing to do"

@@ -500,3 +500,58 @@ def test_a_checkpoint_reads_as_the_whole_state_whenever_it_is_taken(tmp_path: Pa
     earlier = tmp_path / "earlier.tsv"
     earlier.write_text(checkpoints[0])
     assert state.read_state_full([earlier, taken]) == state.read_state_full([earlier, whole])
+
+
+@pytest.mark.parametrize("case", ["removed", "bad", "killed", "quoted", "other count", "plain"])
+def test_a_job_told_of_new_inputs_alone_looks_at_every_image_where_its_state_needs_it(tmp_path: Path, case: str):
+    """A shard job told that its inputs since its last job are that job's and new ones
+    (``additions``) adds the new ones' records to its state only where the state allows it; an
+    input removed, an input recorded as bad, a job killed (its progress file), a quoted name
+    in the state, states of another shard count: it looks at every image, and leaves what a job
+    not told leaves (images, records, images removed)."""
+    import shutil
+
+    from msrgb.outputs.state import read_state_full
+
+    template, products = tmp_path / "tif", parse_products(["truecolor", "ndvi"])
+    synth.generate(template, 2, classes=("Forest", "River", "SeaLake"))
+    if case == "quoted":
+        synth.write_tile(template / "Forest" / 'q"1.tif', synth.make_tile("Forest", 5), (0.0, 0.0), 32632)
+    if case == "bad":
+        (template / "River" / "bad.tif").write_bytes(b"not a TIFF")
+    synth.write_tile(tmp_path / "new.tif", synth.make_tile("Forest", 7), (0.0, 0.0), 32632)
+    roots = {told: tmp_path / ("told" if told else "not") for told in (True, False)}
+    results = {}
+    for told, root in roots.items():
+        tifs, layout = root / "tif", paths.OutputPaths(root / "out")
+        shutil.copytree(template, tifs)  # the same files, with the same times
+        sharding.plan_shards(layout, discovery.discover(tifs), 1, products)
+        run_shard(layout.shard_list(1, 0), layout.state(1, 0), tifs, products, on_error="skip")
+        if case == "other count":  # an input changed, made again by a job of another shard count
+            shutil.copy2(tmp_path / "new.tif", tifs / "River" / "River_2.tif")
+            sharding.plan_shards(layout, discovery.discover(tifs), 2, products)
+            shard = sharding.shard_of("River/River_2.tif", 2)
+            run_shard(layout.shard_list(2, shard), layout.state(2, shard), tifs, products)
+        if case == "bad":
+            (tifs / "River" / "bad.tif").unlink()
+        if case == "removed":
+            (tifs / "River" / "River_1.tif").unlink()
+        shutil.copy2(tmp_path / "new.tif", tifs / "Forest" / "new.tif")
+        sharding.plan_shards(layout, discovery.discover(tifs), 1, products)
+        if case == "killed":  # a job killed after its first checkpoint
+            layout.progress(1, 0).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(layout.state(1, 0), layout.progress(1, 0))
+        results[told] = run_shard(layout.shard_list(1, 0), layout.state(1, 0), tifs, products, additions=told)
+        state = read_state_full([*layout.related_states(1, 0), layout.progress(1, 0)])
+        pngs = sorted(p.relative_to(root / "out").as_posix() for p in (root / "out").rglob("*.png"))
+        results[told] = (results[told].converted, results[told].removed, results[told].up_to_date, state, pngs)
+    assert results[True] == results[False]
+    told_text = paths.OutputPaths(roots[True] / "out").state(1, 0).read_text(encoding="utf-8")
+    assert (told_text != state_text_of(told_text)) == (case == "plain"), "added to only where the state allows it"
+
+
+def state_text_of(text: str) -> str:
+    """``text`` of a state written whole."""
+    from msrgb.outputs.state import state_of_text, state_text
+
+    return state_text(**vars(state_of_text(text)))

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +73,7 @@ def convert_shards(
     job: ShardSettings,
     pool: Executor | None = None,
     parts: bool = False,
+    additions: Collection[int] = (),
 ) -> dict[int, ShardPart]:
     """The jobs of the shards ``tokens`` names (shard -> token), one after the other or side by
     side in ``pool``, each leaving its marker; a shard with bad inputs (``on_error: fail``)
@@ -84,11 +85,14 @@ def convert_shards(
     if pool is None:
         for shard, token in tokens.items():
             try:
-                made[shard] = shard_job(output, n_shards, shard, token, job, parts)
+                made[shard] = shard_job(output, n_shards, shard, token, job, parts, shard in additions)
             except ShardError as exc:
                 failed.append(exc)
     else:
-        futures = {shard: pool.submit(shard_job, output, n_shards, shard, token, job, parts) for shard, token in tokens.items()}
+        futures = {
+            shard: pool.submit(shard_job, output, n_shards, shard, token, job, parts, shard in additions)
+            for shard, token in tokens.items()
+        }
         for shard, future in futures.items():
             error = future.exception()
             if isinstance(error, ShardError):
@@ -111,17 +115,19 @@ def changes_job(
     thumbnail: int,
     processes: int = 1,
     prepared: Prepared | None = None,
+    additions: Collection[int] = (),
 ) -> dict[str, Any]:
     """The job of a small change (msrgb.planning.changes): the due shards (``tokens``: shard ->
     token), then the contact sheets and the summary (``parts``: part -> digest), leaving every
     marker their own jobs would leave and touching what they declare, as Snakemake does at a
-    job's end, so that the next run finds nothing to do. With ``processes`` > 1, the shards run
+    job's end, so that the next run finds nothing to do. The shards ``additions`` names convert
+    only their new inputs (msrgb.jobs.shard.run_shard). With ``processes`` > 1, the shards run
     side by side, then the sheets beside the summary, in forked processes (what the separate
     jobs would run on as many cores). Raises after the shards when one of them failed, as the
     run of separate jobs stops before the sheets and the summary."""
     summary: dict[str, Any] = {}
     with _pool(processes) as pool:
-        made = convert_shards(output, n_shards, tokens, job, pool, parts="summary" in parts)
+        made = convert_shards(output, n_shards, tokens, job, pool, parts="summary" in parts, additions=additions)
         sheets = [part for part in parts if part != "summary"]
         # in forked processes, each drawing its share of the sheets, beside the summary; in
         # this process, after it
@@ -163,10 +169,16 @@ def _sheets_part(
 
 
 def shard_job(
-    output: OutputPaths, n_shards: int, shard: int, token: str, job: ShardSettings, part: bool = False
+    output: OutputPaths,
+    n_shards: int,
+    shard: int,
+    token: str,
+    job: ShardSettings,
+    part: bool = False,
+    additions: bool = False,
 ) -> ShardPart | None:
     """One shard's job, as ``convert_shard`` runs it; with ``part``, returns the shard's summary
-    part (msrgb.jobs.summary_parts) from the records it wrote."""
+    part (msrgb.jobs.summary_parts) from the records it wrote; ``additions``: run_shard's."""
     from msrgb.jobs.shard import run_shard
     from msrgb.jobs.summary_parts import shard_part
 
@@ -180,6 +192,7 @@ def shard_job(
         read_ahead=job.read_ahead,
         max_pixels=job.max_pixels,
         done=output.done(n_shards, shard, token),
+        additions=additions,
     )
     if not part or result.kept is None:
         return None

@@ -141,6 +141,7 @@ def _run_jobs(result: RunResult, wanted: list[str], parts_due: list[str]) -> Non
         result.summary = changes_job(
             output, plan.n_shards, {s: plan.tokens[s] for s in changes}, {p: plan.parts[p] for p in made},
             _shard_settings(settings, plan.threads), settings.thumbnail_size, prepared=prepared,
+            additions=prepared.counts.additions if prepared.counts else (),
         )  # fmt: skip
         leave_marker(changes_done(output, plan, changes))
         result.shards += changes

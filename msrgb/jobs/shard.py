@@ -26,7 +26,14 @@ from msrgb.jobs.records import (
 )
 from msrgb.outputs.live import Live, job_ended, write_live
 from msrgb.outputs.paths import OutputListing, OutputPaths, leave_marker
-from msrgb.outputs.state import read_state_full, state_text
+from msrgb.outputs.state import (
+    StateData,
+    appended_state,
+    read_state_full,
+    recorded_inputs,
+    state_of_text,
+    state_text,
+)
 from msrgb.planning.samples import read_limits
 from msrgb.planning.sharding import read_shard_list_text, shard_list_file_text, shard_token
 from msrgb.planning.work import (
@@ -39,8 +46,9 @@ from msrgb.planning.work import (
 from msrgb.readers.images import scaled_bands_of
 from msrgb.readers.stacked import MAX_PIXELS
 from msrgb.sources.discovery import Source
-from msrgb.sources.stac import InputDir
+from msrgb.sources.stac import InputDir, StacItems
 from msrgb.storage.files import write_atomic
+from msrgb.storage.locations import location
 
 __all__ = ["ShardError", "ShardResult", "run_shard"]
 
@@ -61,6 +69,7 @@ def run_shard(
     max_pixels: int = MAX_PIXELS,
     done: Path | None = None,
     retire_states: bool = True,
+    additions: bool = False,
 ) -> ShardResult:
     """Bring every image of the shard described by ``shard_list`` up to date, then record what
     was done in ``state_out``. Every ``checkpoint_every`` seconds, and when the job fails, the
@@ -79,11 +88,11 @@ def run_shard(
     At the end, ``done`` (the marker Snakemake asked for, named by the shard's token) is left
     with the marker of the shard list's own token, which a later run asks for while nothing
     changes (:func:`msrgb.outputs.paths.leave_marker`); with ``retire_states``, states of an
-    earlier shard count that this count's now hold are deleted (:func:`_end_job`)."""
+    earlier shard count that this count's now hold are deleted (:func:`_end_job`). ``additions``: :func:`_begin`."""
     n_shards, shard, output = int(shard_list.parent.name), int(shard_list.stem), OutputPaths.of_shard_list(shard_list)
     members, products, on_error = _job_settings(shard_list, products, stretch_files, on_error)
     progress = output.progress(n_shards, shard)
-    work, result = _start_job(output, n_shards, shard, members, products, on_error, input_dir, threads)
+    base, work, result = _begin(output, n_shards, shard, members, products, on_error, input_dir, threads, additions)
     converter, kept = Converter(products, max_pixels=max_pixels, defer_uploads=True), work.kept
     record = Recorder(result, kept, work.digests, on_error, lambda src: converter.inputs.open(input_dir, src))
 
@@ -104,20 +113,27 @@ def run_shard(
     _write_run_stats(output, n_shards, shard, result, time.monotonic() - t0)
     if fatal is not None or (result.failed and on_error == "fail"):
         _fail_job(fatal, result, checkpoint, progress, f"shard {shard} (of {n_shards})")
-    _end_job(output, shard_list, state_text(**vars(kept)), state_out, done, retire_states)
-    result.kept = kept
+    result.kept = _end_job(output, shard_list, kept, base, state_out, done, retire_states)
     return result
 
 
 def _end_job(
-    output: OutputPaths, shard_list: Path, state: str, state_out: Path, done: Path | None, retire_states: bool
-) -> None:
-    """What a job that made everything leaves: its state, in place of its checkpoint; then, with
+    output: OutputPaths,
+    shard_list: Path,
+    kept: StateData,
+    base: str | None,
+    state_out: Path,
+    done: Path | None,
+    retire_states: bool,
+) -> StateData:
+    """What a job that made everything leaves: its state (the records ``kept``, or those added
+    to the state ``base``: :func:`_begin`), in place of its checkpoint; then, with
     ``retire_states``, the states of an earlier shard count that this count's now hold deleted
     (:meth:`OutputPaths.superseded_states`; not by a job that shares no file system with the
     main process, msrgb.jobs.runstore, whose copies of the states carry the times they were
-    uploaded); then its markers."""
+    uploaded); then its markers. Returns the records of the state written."""
     n_shards, shard = int(shard_list.parent.name), int(shard_list.stem)
+    state = state_text(**vars(kept)) if base is None else appended_state(base, kept)
     write_atomic(state_out, state.encode("utf-8"))
     output.progress(n_shards, shard).unlink(missing_ok=True)
     if retire_states:
@@ -125,6 +141,30 @@ def _end_job(
             old.unlink(missing_ok=True)
     if done is not None:
         leave_marker(done, keep=[shard_token(shard_list_file_text(shard_list))])
+    return kept if base is None else state_of_text(state)
+
+
+def _begin(
+    output: OutputPaths,
+    n_shards: int,
+    shard: int,
+    members: Sequence[Source],
+    products: Sequence[Product],
+    on_error: str,
+    input_dir: InputDir,
+    threads: int,
+    additions: bool,
+) -> tuple[str | None, Work, ShardResult]:
+    """What the job has to do (:func:`_start_job`). With ``additions`` (planning found that the
+    shard's inputs since its last job are that job's, unchanged and with their images, and new
+    ones: msrgb.planning.since), where its state allows it (:func:`_additions_only`), the new
+    inputs alone, whose records go at the end of the state's text, returned with them; the
+    others are not looked at."""
+    quick = _additions_only(output, n_shards, shard, members, products, input_dir) if additions else None
+    if quick is not None:
+        _log_start(shard, n_shards, quick[2], len(quick[1].todo), threads)
+        return quick
+    return (None, *_start_job(output, n_shards, shard, members, products, on_error, input_dir, threads))
 
 
 def _start_job(
@@ -152,12 +192,51 @@ def _start_job(
     result = ShardResult(members=len(members), up_to_date=work.up_to_date)
     result.skipped = work.skipped_before
     result.removed = _remove_orphans(before, members, products, output, n_shards, shard)
+    _log_start(shard, n_shards, result, len(work.todo), threads)
+    return work, result
+
+
+def _log_start(shard: int, n_shards: int, result: ShardResult, todo: int, threads: int) -> None:
     log.info(
         "shard %d (of %d): %d images, %d up to date, %d to convert with %d thread(s)%s",
-        shard, n_shards, len(members), result.up_to_date, len(work.todo), threads,
+        shard, n_shards, result.members, result.up_to_date, todo, threads,
         f", {result.skipped} skipped as bad before" if result.skipped else "",
     )  # fmt: skip
-    return work, result
+
+
+def _additions_only(
+    output: OutputPaths,
+    n_shards: int,
+    shard: int,
+    members: Sequence[Source],
+    products: Sequence[Product],
+    input_dir: InputDir,
+) -> tuple[str, Work, ShardResult] | None:
+    """The state's text, the work and the result of a job whose inputs are those its state
+    records (unchanged, with their images, as planning found) and new ones, which it converts:
+    None where the state is not one to add records to (msrgb.outputs.state.recorded_inputs),
+    where an earlier job of the shard stopped (its progress file) or states of another shard
+    count hold its inputs, for STAC Items (whose records' scaling is checked against the Items'
+    rules) and where a recorded input is no longer a member: then the job looks at every image."""
+    state = output.state(n_shards, shard)
+    if isinstance(input_dir, StacItems) or output.related_states(n_shards, shard) != [state]:
+        return None
+    if output.progress(n_shards, shard).exists():
+        return None
+    try:
+        base = state.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):  # read again by the whole job, which says what is wrong
+        return None
+    digests = {p.name: p.digest() for p in products}
+    recorded = recorded_inputs(base, digests)
+    if recorded is None:
+        return None
+    new = [s for s in members if s.rel not in recorded]
+    if len(members) - len(new) != len(recorded):
+        return None
+    todo = [(s, {p.name: location(output.png_str(p, s)) for p in products}) for s in new]
+    work = Work(todo, StateData(), digests, up_to_date=len(members) - len(new))
+    return base, work, ShardResult(members=len(members), up_to_date=work.up_to_date)
 
 
 #: a shard job of fewer shards than this lists its output folders; one of more asks for each of

@@ -8,7 +8,7 @@ image; records of earlier states are *legacy*, made without radiometric offsets.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +52,15 @@ def read_state_full(paths: Iterable[Path]) -> StateData:
             except FileNotFoundError:
                 continue
             _add_rows(data, rows, old=bool(rows) and rows[0][0] != STATE_HEADER)
+    return data
+
+
+def state_of_text(text: str) -> StateData:
+    """What a state file's ``text`` holds, as :func:`read_state_full` reads it."""
+    data = StateData()
+    with tsv.without_cycle_collection():
+        rows = list(tsv.rows_of(text))
+        _add_rows(data, rows, old=bool(rows) and rows[0][0] != STATE_HEADER)
     return data
 
 
@@ -156,3 +165,33 @@ def skipped_row(rel: str, entry: tuple[int, int, str]) -> str:
     """The row :func:`state_text` writes for an input skipped as bad."""
     size, mtime, reason = entry
     return tsv.line(["!", rel, size, mtime, " ".join(reason.split())])  # one line
+
+
+def recorded_inputs(text: str, digests: Mapping[str, str]) -> set[str] | None:
+    """The inputs whose records a state file's ``text`` holds, where a job of new inputs only
+    may add its records at the end (:func:`appended_state`) without reading the others: a state
+    of this version, every name plain (no quoted field), no input recorded as bad, and each
+    input recorded once for each product of ``digests`` (name -> digest), under that digest.
+    None otherwise."""
+    if not text.startswith(STATE_HEADER + "\n") or not text.endswith("\n") or '"' in text or "\r" in text:
+        return None
+    if "\n!\t" in text:
+        return None
+    rows = [line for line in text.split("\n")[1:] if line and not line.startswith("# env\t")]
+    recorded = {line[: line.find("\t")] for line in rows}
+    # (no tab in a plain name: a product's name and digest can only be a row's 4th and 5th fields)
+    if len(rows) != len(recorded) * len(digests) or any(
+        text.count(f"\t{name}\t{digest}\t") + text.count(f"\t{name}\t{digest}\n") != len(recorded)
+        for name, digest in digests.items()
+    ):
+        return None
+    return recorded
+
+
+def appended_state(base: str, added: StateData) -> str:
+    """The state ``base`` (text :func:`recorded_inputs` accepts) with the records of ``added``,
+    of inputs it does not record, at its end: it reads as the state of both would (later rows
+    win, msrgb.outputs.state.read_state_full), unsorted until a job writes the whole state again."""
+    envs = [tsv.line(["# env", e, v]) for e, v in sorted(added.envs.items()) if f"\n# env\t{e}\t" not in base]
+    rows = state_text(added.records, added.skipped, added.provenance, None, added.clipping, added.radiometry)
+    return base + "".join(envs) + rows[len(STATE_HEADER) + 1 :]

@@ -25,6 +25,10 @@ class Since:
     images: int
     #: recorded images whose input is gone (each product's)
     removed: int
+    #: whether the inputs since are that job's, unchanged and with their images, and new ones
+    #: only: the shard's job may then convert the new ones without looking at the others
+    #: (msrgb.jobs.shard.run_shard's ``additions``)
+    additions_only: bool = False
 
 
 def changes_since_last_job(
@@ -71,16 +75,18 @@ def changes_since_last_job(
     # a member is new or changed if its row differs in name, size or time (not in its band
     # files' names alone, which its records do not hold)
     gone = {line.partition("\t")[0]: line for line in before.difference(now)}
-    changed = set()
+    changed, existed = set(), False
     for line in set(now).difference(before):
         rel = line.partition("\t")[0]
         was = gone.pop(rel, None)
         if was is None or was.split("\t", 3)[1:3] != line.split("\t", 3)[1:3]:
             changed.add(rel)
+            existed |= was is not None
     kept = [s for s in plan.members[shard] if s.rel not in changed]
     to_convert, missing = {}, set()
     for p in products:
         lost = [s.rel for s in present.missing(output.image_top(p.name), p.suffix, kept)]
         to_convert[p.name] = len(changed) + len(lost)
         missing.update(lost)
-    return Since(to_convert, len(changed) + len(missing), len(gone))
+    additions = not existed and not gone and not missing
+    return Since(to_convert, len(changed) + len(missing), len(gone), additions)

@@ -154,6 +154,9 @@ class WorkCounts:
     restac: int = 0
     #: the shards whose job runs (:func:`shard_will_run`)
     due: list[int] = field(default_factory=list)
+    #: of those, the shards whose inputs since their last job are only new ones added
+    #: (msrgb.planning.since.Since.additions_only)
+    additions: list[int] = field(default_factory=list)
 
     def add(self, since: Since, members: int) -> None:
         """A due shard of ``members`` images counted from how its shard list changed."""
@@ -282,6 +285,8 @@ def count_work(
         since = changes_since_last_job(output, plan, shard, products, present, related) if quickly else None
         if since is not None:
             counts.add(since, len(members))
+            if since.additions_only:
+                counts.additions.append(shard)
             continue
         before = states(paths)
         scaled = scaled_bands_of(input_dir, products) if input_dir is not None and scaled_bands_of else None
