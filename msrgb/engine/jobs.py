@@ -122,13 +122,22 @@ def changes_job(
     marker their own jobs would leave and touching what they declare, as Snakemake does at a
     job's end, so that the next run finds nothing to do. The shards ``additions`` names convert
     only their new inputs (msrgb.jobs.shard.run_shard). With ``processes`` > 1, the shards run
-    side by side, then the sheets beside the summary, in forked processes (what the separate
-    jobs would run on as many cores). Raises after the shards when one of them failed, as the
+    side by side, then the parts of the other shards (from their states) and the sheets beside
+    the summary, in forked processes (what the separate jobs would run on as many cores). Raises after the shards when one of them failed, as the
     run of separate jobs stops before the sheets and the summary."""
+    from msrgb.jobs.summary_parts import part_of_state
+
     summary: dict[str, Any] = {}
     with _pool(processes) as pool:
         made = convert_shards(output, n_shards, tokens, job, pool, parts="summary" in parts, additions=additions)
         sheets = [part for part in parts if part != "summary"]
+        # the other shards' parts, from their state files, by the forked processes first (they
+        # would wait for this one's summary once the sheets are drawn)
+        suffixes = {p.name: p.suffix for p in job.products}
+        others = {
+            k: pool.submit(part_of_state, output.state(n_shards, k), suffixes)
+            for k in range(n_shards) if pool and "summary" in parts and k not in made
+        }  # fmt: skip
         # in forked processes, each drawing its share of the sheets, beside the summary; in
         # this process, after it
         drawn = {
@@ -136,6 +145,7 @@ def changes_job(
             for p in sheets if pool
         }  # fmt: skip
         if "summary" in parts:
+            made.update({k: future.result() for k, future in others.items()})
             summary = summary_job(output, job.products, thumbnail, parts=made)
         for part, digest in parts.items():
             if part in sheets:
@@ -258,9 +268,8 @@ def summary_job(
     shard (msrgb.jobs.summary_parts) from ``parts`` (shard -> part, made by this job's shards)
     or else from its state file."""
     from msrgb.jobs import report
-    from msrgb.jobs.summary_parts import shard_part, skipped
+    from msrgb.jobs.summary_parts import part_of_state, skipped
     from msrgb.outputs.errors_table import problems_note, read_planning_errors, write_errors
-    from msrgb.outputs.state import read_state_full
     from msrgb.outputs.summary import summary_table
     from msrgb.planning.sharding import planned_paths
 
@@ -271,7 +280,7 @@ def summary_job(
         states = [output.state(n_shards, shard) for shard in range(n_shards)]
     suffixes = {p.name: p.suffix for p in products}
     given = parts or {}
-    shard_parts = [given[k] if k in given else shard_part(read_state_full([path]), suffixes) for k, path in enumerate(states)]
+    shard_parts = [given[k] if k in given else part_of_state(path, suffixes) for k, path in enumerate(states)]
     planning = read_planning_errors(output.planning_errors())
     errors = write_errors(skipped(shard_parts), errors_out or output.errors_table(), planning)
     outs = manifests or [output.provenance(p.name) for p in products]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from msrgb.outputs.state import StateData
+from msrgb.outputs.state import StateData, read_state_full
 from msrgb.storage import tsv
 from msrgb.storage.files import output_rel
 
@@ -68,6 +69,11 @@ def shard_part(data: StateData, suffixes: Mapping[str, str]) -> ShardPart:
     used = set().union(*(p.envs for p in part.products.values()))
     part.envs = {e: data.envs.get(e, "unknown") for e in sorted(used)}
     return part
+
+
+def part_of_state(path: Path, suffixes: Mapping[str, str]) -> ShardPart:
+    """The part of the state file at ``path`` (none: an empty part)."""
+    return shard_part(read_state_full([path]), suffixes)
 
 
 def _product_part(data: StateData, keys: list[tuple[str, str]], suffix: str, hashes: Mapping[str, int]) -> ProductPart:
