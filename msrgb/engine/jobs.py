@@ -123,8 +123,9 @@ def changes_job(
     job's end, so that the next run finds nothing to do. The shards ``additions`` names convert
     only their new inputs (msrgb.jobs.shard.run_shard). With ``processes`` > 1, the shards run
     side by side, then the parts of the other shards (from their states) and the sheets beside
-    the summary, in forked processes (what the separate jobs would run on as many cores). Raises after the shards when one of them failed, as the
-    run of separate jobs stops before the sheets and the summary."""
+    the summary, in forked processes (what the separate jobs would run on as many cores).
+    Raises after the shards when one of them failed, as the run of separate jobs stops before
+    the sheets and the summary."""
     from msrgb.jobs.summary_parts import part_of_state
 
     summary: dict[str, Any] = {}

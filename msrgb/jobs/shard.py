@@ -88,11 +88,11 @@ def run_shard(
     At the end, ``done`` (the marker Snakemake asked for, named by the shard's token) is left
     with the marker of the shard list's own token, which a later run asks for while nothing
     changes (:func:`msrgb.outputs.paths.leave_marker`); with ``retire_states``, states of an
-    earlier shard count that this count's now hold are deleted (:func:`_end_job`). ``additions``: :func:`_begin`."""
+    earlier shard count that this count's now hold are deleted (:func:`_end_job`); ``additions``: :func:`_start_job`."""
     n_shards, shard, output = int(shard_list.parent.name), int(shard_list.stem), OutputPaths.of_shard_list(shard_list)
     members, products, on_error = _job_settings(shard_list, products, stretch_files, on_error)
     progress = output.progress(n_shards, shard)
-    base, work, result = _begin(output, n_shards, shard, members, products, on_error, input_dir, threads, additions)
+    base, work, result = _start_job(output, n_shards, shard, members, products, on_error, input_dir, threads, additions)
     converter, kept = Converter(products, max_pixels=max_pixels, defer_uploads=True), work.kept
     record = Recorder(result, kept, work.digests, on_error, lambda src: converter.inputs.open(input_dir, src))
 
@@ -127,7 +127,7 @@ def _end_job(
     retire_states: bool,
 ) -> StateData:
     """What a job that made everything leaves: its state (the records ``kept``, or those added
-    to the state ``base``: :func:`_begin`), in place of its checkpoint; then, with
+    to the state ``base``: :func:`_start_job`), in place of its checkpoint; then, with
     ``retire_states``, the states of an earlier shard count that this count's now hold deleted
     (:meth:`OutputPaths.superseded_states`; not by a job that shares no file system with the
     main process, msrgb.jobs.runstore, whose copies of the states carry the times they were
@@ -144,29 +144,6 @@ def _end_job(
     return kept if base is None else state_of_text(state)
 
 
-def _begin(
-    output: OutputPaths,
-    n_shards: int,
-    shard: int,
-    members: Sequence[Source],
-    products: Sequence[Product],
-    on_error: str,
-    input_dir: InputDir,
-    threads: int,
-    additions: bool,
-) -> tuple[str | None, Work, ShardResult]:
-    """What the job has to do (:func:`_start_job`). With ``additions`` (planning found that the
-    shard's inputs since its last job are that job's, unchanged and with their images, and new
-    ones: msrgb.planning.since), where its state allows it (:func:`_additions_only`), the new
-    inputs alone, whose records go at the end of the state's text, returned with them; the
-    others are not looked at."""
-    quick = _additions_only(output, n_shards, shard, members, products, input_dir) if additions else None
-    if quick is not None:
-        _log_start(shard, n_shards, quick[2], len(quick[1].todo), threads)
-        return quick
-    return (None, *_start_job(output, n_shards, shard, members, products, on_error, input_dir, threads))
-
-
 def _start_job(
     output: OutputPaths,
     n_shards: int,
@@ -176,9 +153,18 @@ def _start_job(
     on_error: str,
     input_dir: InputDir,
     threads: int,
-) -> tuple[Work, ShardResult]:
+    additions: bool = False,
+) -> tuple[str | None, Work, ShardResult]:
     """What the job has to do, from the records of earlier jobs of any shard count and the
-    output folders; images whose input is gone are deleted first."""
+    output folders; images whose input is gone are deleted first. With ``additions`` (planning
+    found that the shard's inputs since its last job are that job's, unchanged and with their
+    images, and new ones: msrgb.planning.since), where its state allows it
+    (:func:`_additions_only`), the new inputs alone, whose records go at the end of the state's
+    text, returned first (else None); the others are not looked at."""
+    quick = _additions_only(output, n_shards, shard, members, products, input_dir) if additions else None
+    if quick is not None:
+        _log_start(shard, n_shards, quick[2], len(quick[1].todo), threads)
+        return quick
     before = read_state_full([*output.related_states(n_shards, shard), output.progress(n_shards, shard)])
     present = outputs_present(output, n_shards, shard, members, products)
     work = work_to_do(
@@ -193,7 +179,7 @@ def _start_job(
     result.skipped = work.skipped_before
     result.removed = _remove_orphans(before, members, products, output, n_shards, shard)
     _log_start(shard, n_shards, result, len(work.todo), threads)
-    return work, result
+    return None, work, result
 
 
 def _log_start(shard: int, n_shards: int, result: ShardResult, todo: int, threads: int) -> None:
