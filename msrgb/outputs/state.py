@@ -167,13 +167,20 @@ def skipped_row(rel: str, entry: tuple[int, int, str]) -> str:
     return tsv.line(["!", rel, size, mtime, " ".join(reason.split())])  # one line
 
 
+def plain_rows(text: str) -> bool:
+    """Whether no field of a state's ``text`` is quoted (:func:`msrgb.storage.tsv.field`: a
+    quoted field, and only one, begins with a quote), so that its lines are its rows and its tabs
+    their fields' ends; a radiometry's JSON holds quotes, never at its start."""
+    return '\t"' not in text and '\n"' not in text and not text.startswith('"') and "\r" not in text
+
+
 def recorded_inputs(text: str, digests: Mapping[str, str]) -> set[str] | None:
     """The inputs whose records a state file's ``text`` holds, where a job of new inputs only
     may add its records at the end (:func:`appended_state`) without reading the others: a state
-    of this version, every name plain (no quoted field), no input recorded as bad, and each
+    of this version, no field quoted (:func:`plain_rows`), no input recorded as bad, and each
     input recorded once for each product of ``digests`` (name -> digest), under that digest.
     None otherwise."""
-    if not text.startswith(STATE_HEADER + "\n") or not text.endswith("\n") or '"' in text or "\r" in text:
+    if not text.startswith(STATE_HEADER + "\n") or not text.endswith("\n") or not plain_rows(text):
         return None
     if "\n!\t" in text:
         return None
