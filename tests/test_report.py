@@ -405,24 +405,22 @@ def test_provenance_manifest_rows_are_those_of_the_tsv_writer_for_any_name(monke
 
 
 def test_a_summary_part_from_the_records_a_job_kept_is_the_part_from_its_state_file(tmp_path: Path):
-    """A small change's job hands the summary each shard's part made from the records it kept,
-    or from the text of the state it added records to; the summary of other runs makes it from
-    the state file those records were written to. All are the same for any records: names that
-    need quoting, images without provenance, clip figures or radiometry, environments, inputs
-    skipped with reasons over several lines, rows in any order, an image's row twice."""
+    """A small change's job hands the summary each shard's part made from the records it kept;
+    the summary of other runs makes it from the state file those records were written to. The
+    two are the same for any records: names that need quoting, images without provenance, clip
+    figures or radiometry, environments, inputs skipped with reasons over several lines."""
     import random
 
-    from msrgb.jobs.summary_parts import _part_of_plain_rows, part_of_state_text, shard_part
-    from msrgb.outputs.state import StateData, read_state_full, state_of_text, state_text
+    from msrgb.jobs.summary_parts import shard_part
+    from msrgb.outputs.state import StateData, read_state_full, state_text
 
     names = ["a.tif", "b/c.TIF", "tab\there.tif", "line\nbreak.tif", "cr\rhere.tif", 'quote"d.tif', "ü/ß 1.tiff", "x"]
     rng = random.Random(3)
     suffixes = {"p": ".png", "q": ".jpg"}
-    plain_cases = 0
-    for case in range(60):
-        data = StateData(envs={"e1": "numpy 2", "e 2": "numpy\t3" if case % 2 else "numpy 3"})  # even cases: plain
+    for case in range(40):
+        data = StateData(envs={"e1": "numpy 2", "e 2": "numpy\t3"})
         for i in range(rng.randint(0, 30)):
-            rel = f"{rng.choice(names if case % 2 else names[:2] + names[6:])[:-4]}{i}.tif"
+            rel = f"{rng.choice(names)[:-4]}{i}.tif"
             if rng.random() < 0.15:
                 data.skipped[rel] = (5, 6, rng.choice(["not a TIFF", "two\nlines", " spaced  out "]))
                 continue
@@ -439,34 +437,8 @@ def test_a_summary_part_from_the_records_a_job_kept_is_the_part_from_its_state_f
         state.write_text(state_text(**{k: v for k, v in vars(data).items() if k != "legacy"}), encoding="utf-8")
         kept, read = shard_part(data, suffixes), shard_part(read_state_full([state]), suffixes)
         assert kept.envs == read.envs and sorted(kept.skipped) == sorted(read.skipped), case
-        assert_same_products(kept, read, suffixes, case)
-        # made straight from the text's rows, also in another order (a state added to) and with
-        # an image's row twice (the later wins: made from the records instead)
-        text = state.read_text(encoding="utf-8")
-        head, *rows = text.splitlines(keepends=True)
-        shuffled = text if '\t"' in text or '\n"' in text else head + "".join(rng.sample(rows, len(rows)))  # (a quoted row may span lines)
-        again = next((row for row in rows if row.count("\t") > 3 and row.split("\t")[3] in suffixes), "")
-        variants = [(text, False), (shuffled, False), (text + again, bool(again))]
-        if shuffled is not text:  # rows that are lines: an input recorded as bad twice, or also recorded
-            bad_again = next((row for row in rows if row.startswith("!\t")), "")
-            bad_recorded = f"!\t{again.split(chr(9))[0]}\t5\t6\tbad now\n" if again else ""
-            variants += [
-                (text + bad_again, bool(bad_again)), (text + bad_recorded, bool(bad_recorded)),
-                (text + "!\tnew.tif\t5\t6\t two  spaces \n", False),
-            ]  # fmt: skip
-        for variant, duplicated in variants:
-            plain = '\t"' not in variant and '\n"' not in variant and "\r" not in variant and not duplicated
-            assert (_part_of_plain_rows(variant, suffixes) is not None) == plain, case
-            plain_cases += plain
-            made, expected = part_of_state_text(variant, suffixes), shard_part(state_of_text(variant), suffixes)
-            assert (made.envs, made.skipped) == (expected.envs, expected.skipped), case
-            assert_same_products(made, expected, suffixes, case)
-    assert plain_cases > 40, plain_cases
-
-
-def assert_same_products(a_part, b_part, suffixes, case) -> None:
-    for name in suffixes:
-        a, b = a_part.products[name], b_part.products[name]
-        assert (a.manifest, a.envs, a.clip_rels, a.sample) == (b.manifest, b.envs, b.clip_rels, b.sample), case
-        assert (a.clip_figures is None) == (b.clip_figures is None), case
-        assert a.clip_figures is None or np.array_equal(a.clip_figures, b.clip_figures), case
+        for name in suffixes:
+            a, b = kept.products[name], read.products[name]
+            assert (a.manifest, a.envs, a.clip_rels, a.sample) == (b.manifest, b.envs, b.clip_rels, b.sample), case
+            assert (a.clip_figures is None) == (b.clip_figures is None), case
+            assert a.clip_figures is None or np.array_equal(a.clip_figures, b.clip_figures), case

@@ -555,3 +555,31 @@ def state_text_of(text: str) -> str:
     from msrgb.outputs.state import state_of_text, state_text
 
     return state_text(**vars(state_of_text(text)))
+
+
+def test_a_state_is_added_to_only_where_its_rows_are_its_lines():
+    """A state whose images carry a radiometry (JSON, quotes inside) is one a job of new inputs
+    adds to; one with a quoted name, a bad input, another product's records or another digest
+    is not."""
+    from msrgb.outputs.state import StateData, recorded_inputs, state_text
+
+    def state(rel: str = "a/b.tif", **more) -> str:
+        data = StateData(envs={"e1": "numpy 2"})
+        for r in (rel, "a/c.tif"):
+            key = (r, "truecolor")
+            data.records[key] = (10, 20, "d1")
+            data.provenance[key] = ("s", "p", "e1")
+            data.clipping[key] = "0.0 0.0 0.0 0.0 0.0 0.0 1.0"
+            data.radiometry[key] = '{"B04": [0.0001, -0.1]}'
+        for k, v in more.items():
+            getattr(data, k).update(v)
+        return state_text(**{k: v for k, v in vars(data).items() if k != "legacy"})
+
+    digests = {"truecolor": "d1"}
+    assert recorded_inputs(state(), digests) == {"a/b.tif", "a/c.tif"}
+    assert recorded_inputs(state('a/q"b.tif'), digests) is None
+    assert recorded_inputs(state("a/t\tb.tif"), digests) is None
+    assert recorded_inputs(state(skipped={"a/d.tif": (1, 2, "not a TIFF")}), digests) is None
+    assert recorded_inputs(state(records={("a/b.tif", "ndvi"): (10, 20, "d2")}), digests) is None
+    assert recorded_inputs(state(), {"truecolor": "d9"}) is None
+    assert recorded_inputs(state(), {**digests, "ndvi": "d2"}) is None

@@ -191,7 +191,7 @@ def shard_job(
     """One shard's job, as ``convert_shard`` runs it; with ``part``, returns the shard's summary
     part (msrgb.jobs.summary_parts) from the records it wrote; ``additions``: run_shard's."""
     from msrgb.jobs.shard import run_shard
-    from msrgb.jobs.summary_parts import part_of_state_text, shard_part
+    from msrgb.jobs.summary_parts import shard_part
 
     result = run_shard(
         shard_list=output.shard_list(n_shards, shard),
@@ -205,12 +205,9 @@ def shard_job(
         done=output.done(n_shards, shard, token),
         additions=additions,
     )
-    suffixes = {p.name: p.suffix for p in job.products}
-    if not part:
+    if not part or result.kept is None:
         return None
-    if result.kept is not None:
-        return shard_part(result.kept, suffixes)
-    return None if result.written is None else part_of_state_text(result.written, suffixes)
+    return shard_part(result.kept, {p.name: p.suffix for p in job.products})
 
 
 def export_job(output: OutputPaths, product: Product, export: ExportSettings, input_dir: object) -> Exported:

@@ -40,11 +40,8 @@ class ShardResult:
     notes: list[str] = field(default_factory=list)
     #: what the inputs' radiometric scaling overrode of what they declare -> how many inputs
     overrides: dict[str, int] = field(default_factory=dict)
-    #: the records the job wrote to the shard's state, once it has; where it added them to an
-    #: earlier job's (msrgb.outputs.state.appended_state), the text of the state instead
-    #: (``written``), whose records are read only when asked (msrgb.jobs.summary_parts)
+    #: the records the job wrote to the shard's state, once it has
     kept: StateData | None = None
-    written: str | None = None
 
 
 ON_ERROR = ("fail", "skip")

@@ -31,6 +31,7 @@ from msrgb.outputs.state import (
     appended_state,
     read_state_full,
     recorded_inputs,
+    state_of_text,
     state_text,
 )
 from msrgb.planning.samples import read_limits
@@ -112,7 +113,7 @@ def run_shard(
     _write_run_stats(output, n_shards, shard, result, time.monotonic() - t0)
     if fatal is not None or (result.failed and on_error == "fail"):
         _fail_job(fatal, result, checkpoint, progress, f"shard {shard} (of {n_shards})")
-    result.kept, result.written = _end_job(output, shard_list, kept, base, state_out, done, retire_states)
+    result.kept = _end_job(output, shard_list, kept, base, state_out, done, retire_states)
     return result
 
 
@@ -124,14 +125,13 @@ def _end_job(
     state_out: Path,
     done: Path | None,
     retire_states: bool,
-) -> tuple[StateData | None, str | None]:
+) -> StateData:
     """What a job that made everything leaves: its state (the records ``kept``, or those added
     to the state ``base``: :func:`_start_job`), in place of its checkpoint; then, with
     ``retire_states``, the states of an earlier shard count that this count's now hold deleted
     (:meth:`OutputPaths.superseded_states`; not by a job that shares no file system with the
     main process, msrgb.jobs.runstore, whose copies of the states carry the times they were
-    uploaded); then its markers. Returns the records written (``kept``), or the text of the
-    state they were added to (:attr:`ShardResult.kept`)."""
+    uploaded); then its markers. Returns the records of the state written."""
     n_shards, shard = int(shard_list.parent.name), int(shard_list.stem)
     state = state_text(**vars(kept)) if base is None else appended_state(base, kept)
     write_atomic(state_out, state.encode("utf-8"))
@@ -141,7 +141,7 @@ def _end_job(
             old.unlink(missing_ok=True)
     if done is not None:
         leave_marker(done, keep=[shard_token(shard_list_file_text(shard_list))])
-    return (kept, None) if base is None else (None, state)
+    return kept if base is None else state_of_text(state)
 
 
 def _start_job(

@@ -12,11 +12,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from msrgb.outputs.state import STATE_HEADER, StateData, plain_rows, read_state_full, state_of_text
+from msrgb.outputs.state import StateData, read_state_full
 from msrgb.storage import tsv
 from msrgb.storage.files import output_rel
 
@@ -77,60 +76,9 @@ def part_of_state(path: Path, suffixes: Mapping[str, str]) -> ShardPart:
     return shard_part(read_state_full([path]), suffixes)
 
 
-def part_of_state_text(text: str, suffixes: Mapping[str, str]) -> ShardPart:
-    """The part of a state file's ``text``: :func:`shard_part` of its records, made straight
-    from its rows where they are plain, one per image (a state a job of new inputs added to,
-    msrgb.jobs.shard), without making the records first."""
-    part = _part_of_plain_rows(text, suffixes)
-    return shard_part(state_of_text(text), suffixes) if part is None else part
-
-
-def _part_of_plain_rows(text: str, suffixes: Mapping[str, str]) -> ShardPart | None:
-    """:func:`part_of_state_text` from the rows as they are, or None where a row is quoted, an
-    image or input has two rows (the later would win) or an input has both a record and a row
-    as bad."""
-    if not text.startswith(STATE_HEADER + "\n") or not plain_rows(text):
-        return None
-    envs: dict[str, str] = {}
-    skipped: list[tuple[str, str]] = []
-    rows: dict[str, list[list[str]]] = {name: [] for name in suffixes}
-    recorded: set[str] = set()
-    for line in text.split("\n")[1:]:
-        row = line.split("\t")
-        if row[0] == "# env":
-            envs[row[1]] = row[2]
-        elif row[0] == "!":
-            skipped.append((row[1], " ".join(row[4].split())))
-        elif len(row) > 1:
-            recorded.add(row[0])
-            if row[3] in rows:
-                rows[row[3]].append(row)
-    bad = {rel for rel, _ in skipped}
-    if len(bad) < len(skipped) or bad & recorded or any(len({r[0] for r in r_}) < len(r_) for r_ in rows.values()):
-        return None
-    from msrgb.sources.hashing import path_hash
-
-    part = ShardPart(skipped=skipped)
-    hashes = {rel: path_hash.__wrapped__(rel) for rel in sorted(recorded)}
-    for name, suffix in suffixes.items():
-        mine = sorted(rows[name], key=itemgetter(0))
-        # the fields a record lacks, as read_state_full leaves them: no provenance below 8
-        # fields, no clip figures below 9, no radiometry below 10 or where empty
-        full = [row + [""] * (10 - len(row)) for row in mine]
-        fields = [(output_rel(r[0], suffix), int(r[1]), r[5], r[6], r[4], r[7], r[9]) for r in full]
-        # as _product_part writes them: checked once for a field to quote (a radiometry's JSON)
-        lines = ["\t".join(map(str, f)) for f in fields]
-        lines = [line + "\n" for line in lines] if tsv.plain_text(lines, 7 * len(lines)) else list(map(tsv.line, fields))
-        clipped = [r for r in mine if len(r) >= 9]
-        part.products[name] = _assembled(
-            [r[0] for r in mine], lines, {r[7] for r in full}, [r[0] for r in clipped], [r[8] for r in clipped], hashes
-        )
-    used = set().union(*(p.envs for p in part.products.values()))
-    part.envs = {e: envs.get(e, "unknown") for e in sorted(used)}
-    return part
-
-
 def _product_part(data: StateData, keys: list[tuple[str, str]], suffix: str, hashes: Mapping[str, int]) -> ProductPart:
+    import numpy as np
+
     unknown = ("", "", "")
     records, provenance, radiometry = data.records, data.provenance.get, data.radiometry.get
     lines = []
@@ -144,27 +92,15 @@ def _product_part(data: StateData, keys: list[tuple[str, str]], suffix: str, has
     else:
         lines = [tsv.line(_manifest_row(data, key, suffix)) for key in keys]
     clipped = [key for key in keys if key in data.clipping]
-    return _assembled(
-        [key[0] for key in keys], lines, {provenance(key, unknown)[2] for key in keys},
-        [key[0] for key in clipped], [data.clipping[key] for key in clipped], hashes,
-    )  # fmt: skip
-
-
-def _assembled(
-    rels: list[str], lines: list[str], envs: set[str], clip_rels: list[str], clips: list[str], hashes: Mapping[str, int]
-) -> ProductPart:
-    """A product's part from its images' paths and manifest lines (by path), the environments
-    they name, and the clip figures as written of those with some."""
-    import numpy as np
-
     # seven figures an image, parsed at once by numpy from one string (270,000 images' 1.9
     # million figures as Python strings would take 100 MB)
-    figures = " ".join(clips)
+    figures = " ".join(data.clipping[key] for key in clipped)
+    rels = [key[0] for key in keys]
     return ProductPart(
         manifest=list(zip(rels, lines)),
-        envs=envs - {""},
-        clip_rels=clip_rels,
-        clip_figures=np.fromstring(figures, dtype=np.float64, sep=" ").reshape(len(clip_rels), 7) if clip_rels else None,
+        envs={provenance(key, unknown)[2] for key in keys} - {""},
+        clip_rels=[key[0] for key in clipped],
+        clip_figures=np.fromstring(figures, dtype=np.float64, sep=" ").reshape(len(clipped), 7) if clipped else None,
         sample=heapq.nsmallest(HISTOGRAM_SAMPLE, ((hashes[rel], rel) for rel in rels)),
     )
 
