@@ -246,12 +246,12 @@ def _serve(stdin: IO[bytes], reply_file: IO[bytes]) -> None:
         with tsv.without_cycle_collection():  # as planning's own walk: a fifth of its time otherwise
             if request[0] == "stacked":
                 _, input_dir, with_stat, share = request
-                rows: list[object] = list(_stat_files(input_dir, share, with_stat))
+                rows: Sequence[object] = _stat_files(input_dir, share, with_stat)
             else:
                 _, input_dir, band_pattern, needed, with_stat, record_problems, share = request
                 problems = [] if record_problems else None
                 band_of_name = bandfiles.band_reader(bandfiles.compile_pattern(band_pattern))
-                rows = list(_walk(input_dir, band_of_name, needed, with_stat, problems, share))
+                rows = _walk(input_dir, band_of_name, needed, with_stat, problems, share)
         reply: tuple[object, ...] = ("rows", rows, problems)
     except MsrgbError as exc:
         reply = ("error", str(exc))
