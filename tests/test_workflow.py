@@ -241,6 +241,18 @@ def test_output_inside_input_is_rejected(tmp_path: Path, dataset: Path):
     assert not (dataset / "png").exists()
 
 
+def recorded_images(out: Path) -> int:
+    """Images on disk that a shard's state or progress file records as made."""
+    return sum(
+        1
+        for kind in ("state", "progress")
+        for state in (out / ".msrgb" / kind).rglob("*.tsv")
+        for line in state.read_text().splitlines()[1:]
+        if not line.startswith("!")
+        and (out / "truecolor" / line.split("\t")[0]).with_suffix(".png").exists()
+    )
+
+
 def test_kill_and_resume(tmp_path: Path):
     """kill -9 of the whole run in the middle, then the documented resume command."""
     tifs = tmp_path / "tif"
@@ -256,9 +268,11 @@ def test_kill_and_resume(tmp_path: Path):
         cmd, cwd=tmp_path, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    # Kill once a first shard's work is on record (its state, or a checkpoint of a shard still
+    # going): PNGs alone can all exist while no shard has written its state yet.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        if out.exists() and len(all_pngs(out)) >= 100:
+        if out.exists() and recorded_images(out) > 0:
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -269,14 +283,7 @@ def test_kill_and_resume(tmp_path: Path):
         rel = png.relative_to(out / "truecolor").with_suffix(".tif")
         assert_png_matches(png, tifs / rel)
     # Work recorded in the shards' state files (checkpointed every second) is not redone.
-    recorded = sum(
-        1
-        for kind in ("state", "progress")
-        for state in (out / ".msrgb" / kind).rglob("*.tsv")
-        for line in state.read_text().splitlines()[1:]
-        if not line.startswith("!")
-        and (out / "truecolor" / line.split("\t")[0]).with_suffix(".png").exists()
-    )
+    recorded = recorded_images(out)
     assert recorded > 0, "no checkpoint was written before the kill"
     # The documented resume: unlock (the killed run left its lock), then run again.
     run_snakemake(tmp_path, "--unlock", input_dir=str(tifs), output_dir=str(out))
