@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -32,6 +34,36 @@ def parts_of(data, suffixes: dict[str, str], rng) -> list:
         where.setdefault(rel, rng.choice(shards)).skipped[rel] = value
     return [shard_part(shard, suffixes) for shard in shards]
 
+def test_folder_sheets_show_files_in_the_order_people_number_them() -> None:
+    """The first files of a folder by name, runs of digits counted as numbers: against the
+    order of (text, number, text, ...) keys worked out here for names of any shape."""
+    from msrgb.planning.sheet_plan import choose
+    from msrgb.sources.discovery import Source
+
+    rng = random.Random(7)
+    pieces = ["", "a", "A", "tile_", "é", " ", "-", ".", "x1y", "B0", "_"]
+    for _ in range(40):
+        names: set[str] = set()
+        while len(names) < rng.randint(1, 60):
+            parts = [rng.choice(pieces) + str(rng.choice([0, 1, 2, 9, 10, 11, 99, 100, 1000000, rng.randint(0, 10**12)])).zfill(rng.choice([0, 0, 3])) for _ in range(rng.randint(0, 3))]
+            names.add("".join(parts) + rng.choice(["", "z"]) + ".tif")
+        rels = sorted(f"folder 1/{n}" for n in names)
+        want = sorted(rels, key=lambda rel: (_by_numbers(rel), rel))
+        per_folder = rng.choice([0, 1, 5, 100])
+        sheets, _ = choose([Source(rel, 1, 1) for rel in rels], per_folder, 2)
+        assert [s.rel for s in sheets["folder 1"]] == (want[:per_folder] if per_folder else want)
+    sheets, _ = choose([Source(f"EuroSAT/Forest_{i}.tif", 1, 1) for i in range(1, 3001)], 100, 2)
+    assert [s.rel for s in sheets["EuroSAT"]] == [f"EuroSAT/Forest_{i}.tif" for i in range(1, 101)]
+
+
+def _by_numbers(name: str) -> list[str | int]:
+    """``name`` cut into runs of digits (compared as numbers) and the rest (as text), a text
+    first (empty for a name that begins with a number)."""
+    runs = [(digits, "".join(chars)) for digits, chars in itertools.groupby(name, lambda c: c in "0123456789")]
+    key: list[str | int] = [] if runs and not runs[0][0] else [""]
+    return key + [int(run) if digits else run for digits, run in runs]
+
+
 def test_contact_sheets_summary_and_report(tmp_path: Path) -> None:
     tifs = tmp_path / "tif"
     synth.generate(tifs, 13, classes=("Forest", "River", "SeaLake"))  # 13 per folder
@@ -39,12 +71,13 @@ def test_contact_sheets_summary_and_report(tmp_path: Path) -> None:
     proc = run_engine(tmp_path, input_dir=str(tifs), output_dir=str(out), contact_sheet_tiles=12)
     assert "msrgb summary" in proc.stderr and "converted this run" in proc.stderr
 
-    # A folder sheet: 12 of the 13 files (the first by name), 10 per row -> 10 x 2 cells.
+    # A folder sheet: 12 of the 13 files (the first by number: Forest_1 to Forest_12, where the
+    # first by name as text would end at Forest_8 and leave Forest_9 out), 10 per row -> 10 x 2.
     geometry = SheetGeometry(thumb=128)
     sheet = iio.imread(out / "contact_sheets" / "truecolor" / "Forest.png")
     assert sheet.shape == (geometry.size(12)[1], geometry.size(12)[0], 3)
     assert geometry.size(12) == (6 + 10 * 134, 22 + 6 + 2 * 148)
-    names = sorted(p.name for p in (tifs / "Forest").glob("*.tif"))[:12]
+    names = [f"Forest_{i}.tif" for i in range(1, 13)]
     for i, name in enumerate(names):  # every cell holds its image, scaled 2x
         x, y = geometry.origin(i)
         want = thumbnail(out / "truecolor" / "Forest" / name.replace(".tif", ".png"), 128)

@@ -1,9 +1,12 @@
-"""Which images go on which contact sheet: one sheet per folder (at most ``contact_sheet_tiles``
-images, chosen by path hash) and an overview, each written as a sheet list when the run starts.
+"""Which images go on which contact sheet: one sheet per folder (its first ``contact_sheet_tiles``
+images by name, numbers in names counted as numbers) and an overview (images chosen by path
+hash), each written as a sheet list when the run starts.
 """
 
 from __future__ import annotations
 
+import heapq
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -26,9 +29,29 @@ if TYPE_CHECKING:  # drawing loads Pillow and numpy; planning the sheets does wi
     pass
 
 
+_NUMBERS = re.compile(r"(\d+)").split
+
+
+def name_order(source: Source) -> list[str | int]:
+    """The sort key of a file's name in the order people number files: the runs of digits in it
+    counted as numbers (``tile_9`` before ``tile_10``), the rest as text. Files of equal keys
+    (``tile_07``, ``tile_7``) keep the order of their names as text."""
+    parts: list[str | int] = list(_NUMBERS(source.rel))
+    parts[1::2] = [int(digits) for digits in parts[1::2]]
+    return parts
+
+
+def first_by_name(members: Sequence[Source], n: int) -> list[Source]:
+    """The first ``n`` of ``members`` (sorted by name as text) in :func:`name_order`; 0 = all."""
+    if n == 0 or n >= len(members):
+        return sorted(members, key=name_order)
+    return heapq.nsmallest(n, members, key=name_order)
+
+
 def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[dict[str, list[Source]], list[Source]]:
-    """The members of every folder sheet (the first ``per_folder`` files by name; 0 = all) and
-    of the overview (the ``overview`` files of each folder with the smallest path hashes)."""
+    """The members of every folder sheet (the first ``per_folder`` files by :func:`name_order`;
+    0 = all) and of the overview (the ``overview`` files of each folder with the smallest path
+    hashes)."""
     by_folder: dict[str, list[Source]] = defaultdict(list)
     keys: dict[str, str] = {}  # folder -> its key, worked out once per folder
     for s in sources:
@@ -37,7 +60,7 @@ def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[d
         if key is None:
             key = keys[folder] = folder_key(s.rel)
         by_folder[key].append(s)
-    sheets = {k: (v if per_folder == 0 else v[:per_folder]) for k, v in sorted(by_folder.items())}
+    sheets = {k: first_by_name(v, per_folder) for k, v in sorted(by_folder.items())}
     picks = []
     for _, members in sorted(by_folder.items()):
         picks += hash_sample(members, overview)
