@@ -32,13 +32,15 @@ if TYPE_CHECKING:  # drawing loads Pillow and numpy; planning the sheets does wi
 _NUMBERS = re.compile(r"(\d+)").split
 
 
-def name_order(source: Source) -> list[str | int]:
+def name_order(source: Source) -> tuple[str | int, ...]:
     """The sort key of a file's name in the order people number files: the runs of digits in it
     counted as numbers (``tile_9`` before ``tile_10``), the rest as text. Files of equal keys
     (``tile_07``, ``tile_7``) keep the order of their names as text."""
     parts: list[str | int] = list(_NUMBERS(source.rel))
+    if len(parts) == 3:  # one number in the path (``Forest/Forest_12.tif``): made directly
+        return parts[0], int(parts[1]), parts[2]
     parts[1::2] = [int(digits) for digits in parts[1::2]]
-    return parts
+    return tuple(parts)
 
 
 def first_by_name(members: Sequence[Source], n: int) -> list[Source]:

@@ -116,6 +116,8 @@ def output_rel(input_rel: str, suffix: str = ".png") -> str:
     to the input folder): the same folders and name, with ``suffix`` for the input's suffix. An
     image made of band files is a folder: its name gets ``suffix`` (a Sentinel-2 product's
     ``.SAFE`` is dropped)."""
+    if input_rel.endswith(".tif"):  # most inputs: without a copy in lower case
+        return input_rel[:-4] + suffix
     lower = input_rel.lower()
     if lower.endswith(TIFF_SUFFIXES):
         return input_rel[: input_rel.rfind(".")] + suffix
