@@ -475,3 +475,51 @@ def test_a_summary_part_from_the_records_a_job_kept_is_the_part_from_its_state_f
             assert (a.manifest, a.envs, a.clip_rels, a.sample) == (b.manifest, b.envs, b.clip_rels, b.sample), case
             assert (a.clip_figures is None) == (b.clip_figures is None), case
             assert a.clip_figures is None or np.array_equal(a.clip_figures, b.clip_figures), case
+
+
+def test_a_histogram_is_drawn_again_only_when_an_image_it_shows_changes(tmp_path: Path) -> None:
+    """The histogram is made from the images of its sample as their records say they are: a
+    run that changes none of them leaves it without reading them; a changed image, a
+    deleted histogram or an image without a recorded digest draws it again from the images."""
+    from msrgb.config.parse import products_from_dicts
+    from msrgb.jobs import summary_parts
+    from msrgb.jobs.report import histogram_image, output_histogram, write_histogram
+    from msrgb.outputs.paths import OutputPaths
+    from msrgb.planning.sharding import planned_paths
+
+    tifs, out = tmp_path / "tif", tmp_path / "out"
+    synth.generate(tifs, 4, classes=("Forest", "River"))
+    output = OutputPaths(out)
+
+    def current() -> tuple[list[tuple[str, str]], bytes]:
+        """The sample as the records give it, and its histogram made from the images now."""
+        n_shards, _ = planned_paths(output)
+        parts = [summary_parts.part_of_state(output.state(n_shards, k), {"truecolor": ".png"}) for k in range(n_shards)]
+        chosen = summary_parts.sample(parts, "truecolor")
+        images = [out / "truecolor" / rel.replace(".tif", ".png") for rel, _ in chosen]
+        title = f"truecolor: values of {len(chosen)} images (red, green, blue; square-root scale)"
+        return chosen, histogram_image(output_histogram(images), title)
+
+    histogram = out / "histograms" / "truecolor.png"
+    run_engine(tmp_path, input_dir=str(tifs), output_dir=str(out))
+    product = products_from_dicts(json.loads(output.products_file().read_text()))[0]
+    chosen, drawn = current()
+    assert len(chosen) == 8 and all(sha for _, sha in chosen) and histogram.read_bytes() == drawn
+    # A change of the inputs (an image in the sample made from other pixels): drawn again.
+    shutil.copy(tifs / "River" / "River_2.tif", tifs / "Forest" / "Forest_1.tif")
+    run_engine(tmp_path, input_dir=str(tifs), output_dir=str(out))
+    chosen, drawn = current()
+    assert histogram.read_bytes() == drawn != histogram_image(output_histogram([]), "")
+    # An image changed behind the records' back is not looked at while the sample is the same...
+    shown = out / "truecolor" / "River" / "River_3.png"
+    shown.write_bytes((out / "truecolor" / "Forest" / "Forest_2.png").read_bytes())
+    write_histogram(output, product, chosen)
+    assert histogram.read_bytes() == drawn != current()[1]
+    # ... and is when its digest differs, the histogram is gone, or a digest is not recorded.
+    for change in ("digest", "deleted", "unrecorded"):
+        shown.write_bytes((out / "truecolor" / "Forest" / f"Forest_{3 + len(change) % 2}.png").read_bytes())
+        given = [(rel, sha if "River_3" not in rel else {"digest": "0" * 64, "unrecorded": ""}.get(change, sha)) for rel, sha in chosen]
+        if change == "deleted":
+            histogram.unlink()
+        write_histogram(output, product, given)
+        assert histogram.read_bytes() == current()[1], change

@@ -4,6 +4,7 @@ shard jobs recorded."""
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import logging
@@ -19,9 +20,12 @@ from msrgb.storage import tsv
 from msrgb.storage.files import output_rel, own_image, write_atomic, write_if_changed
 from msrgb.storage.locations import S3Path
 from msrgb.storage.remote import prefetch
+from msrgb.version import __version__
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from msrgb.config.products import Product
 
 log = logging.getLogger("msrgb")
 
@@ -211,6 +215,27 @@ def output_histogram(images: Sequence[Path | S3Path], max_pixels: int = 25_000_0
     return counts.tolist()
 
 
+def write_histogram(output: OutputPaths, product: Product, chosen: Sequence[tuple[str, str]]) -> None:
+    """The histogram of ``product`` from the images of ``chosen`` (input path, the image's
+    SHA-256), drawn again only when one of them, or this version, differs from what the
+    histogram on disk was drawn from: its images are not read again for a change elsewhere."""
+    title = f"{product.name}: values of {len(chosen)} images (red, green, blue; square-root scale)"
+    made_from = hashlib.sha256(json.dumps([__version__, title, chosen]).encode()).hexdigest()
+    known = all(sha for _, sha in chosen)  # records of versions before provenance have none
+    if known and output.histogram(product.name).exists() and _text(output.histogram_sample(product.name)) == made_from:
+        return
+    images = [output.image_dir(product.name) / output_rel(rel, product.suffix) for rel, _ in chosen]
+    write_if_changed(output.histogram(product.name), histogram_image(output_histogram(images), title))
+    write_if_changed(output.histogram_sample(product.name), made_from if known else "")
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+
+
 def write_looks(output: OutputPaths, products: Sequence, parts: Sequence[ShardPart], clipping: dict, thumb: int) -> None:
     """Per product: the histogram of the output values of a sample of its images (the images
     with the smallest path hashes), the contact sheet of its most clipped images and, for a
@@ -220,10 +245,7 @@ def write_looks(output: OutputPaths, products: Sequence, parts: Sequence[ShardPa
     from msrgb.render.sheets import encode, sheet_image
 
     for p in products:
-        sample = [output.image_dir(p.name) / output_rel(rel, p.suffix) for rel in summary_parts.sample(parts, p.name)]
-        counts = output_histogram(sample)
-        title = f"{p.name}: values of {len(sample)} images (red, green, blue; square-root scale)"
-        write_if_changed(output.histogram(p.name), histogram_image(counts, title))
+        write_histogram(output, p, summary_parts.sample(parts, p.name))
         worst = clipping.get(p.name, {}).get("most_clipped", [])
         images = [output.image_dir(p.name) / w["image"] for w in worst]
         labels = [f"{100 * max(w['clipped_low'] + w['clipped_high']):.1f}% {label(w['image'])}" for w in worst]

@@ -38,8 +38,9 @@ class ProductPart:
     #: of seven each: msrgb.jobs.shard.clip_text)
     clip_rels: list[str] = field(default_factory=list)
     clip_figures: np.ndarray | None = None
-    #: the :data:`HISTOGRAM_SAMPLE` (path hash, input path) smallest of the product's images
-    sample: list[tuple[int, str]] = field(default_factory=list)
+    #: the :data:`HISTOGRAM_SAMPLE` (path hash, input path) smallest of the product's images,
+    #: each with its image's SHA-256
+    sample: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -81,6 +82,7 @@ def _product_part(data: StateData, keys: list[tuple[str, str]], suffix: str, has
 
     unknown = ("", "", "")
     records, provenance, radiometry = data.records, data.provenance.get, data.radiometry.get
+    product = keys[0][1] if keys else ""
     lines = []
     for key in keys:  # (inline: this runs for every image)
         size, _, row_digest = records[key]
@@ -101,7 +103,10 @@ def _product_part(data: StateData, keys: list[tuple[str, str]], suffix: str, has
         envs={provenance(key, unknown)[2] for key in keys} - {""},
         clip_rels=[key[0] for key in clipped],
         clip_figures=np.fromstring(figures, dtype=np.float64, sep=" ").reshape(len(clipped), 7) if clipped else None,
-        sample=heapq.nsmallest(HISTOGRAM_SAMPLE, ((hashes[rel], rel) for rel in rels)),
+        sample=[
+            (h, rel, provenance((rel, product), unknown)[1])
+            for h, rel in heapq.nsmallest(HISTOGRAM_SAMPLE, ((hashes[rel], rel) for rel in rels))
+        ],
     )
 
 
@@ -133,11 +138,11 @@ def clip_figures(parts: Sequence[ShardPart], product: str) -> tuple[list[str], n
     return rels, np.concatenate(figures) if figures else np.zeros((0, 7))
 
 
-def sample(parts: Sequence[ShardPart], product: str) -> list[str]:
+def sample(parts: Sequence[ShardPart], product: str) -> list[tuple[str, str]]:
     """The :data:`HISTOGRAM_SAMPLE` input paths of ``product`` with the smallest path hashes,
-    smallest first."""
+    smallest first, each with its image's SHA-256 as recorded."""
     candidates = [c for p in parts if product in p.products for c in p.products[product].sample]
-    return [rel for _, rel in heapq.nsmallest(HISTOGRAM_SAMPLE, candidates)]
+    return [(rel, sha) for _, rel, sha in heapq.nsmallest(HISTOGRAM_SAMPLE, candidates)]
 
 
 def skipped(parts: Sequence[ShardPart]) -> list[tuple[str, str]]:

@@ -158,6 +158,10 @@ class OutputPaths:
         """The histogram of the output values of a sample of the product's images."""
         return self.output_dir / "histograms" / f"{product}.png"
 
+    def histogram_sample(self, product: str) -> Path:
+        """What the histogram of ``product`` was last made from (msrgb.jobs.report.write_looks)."""
+        return self.state_root / "histograms" / f"{product}.sample"
+
     def clipped_sheet(self, product: str) -> Path:
         """A contact sheet of the product's most clipped images."""
         return self.output_dir / "clipping" / f"{product}.png"
