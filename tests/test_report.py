@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -523,3 +524,33 @@ def test_a_histogram_is_drawn_again_only_when_an_image_it_shows_changes(tmp_path
             histogram.unlink()
         write_histogram(output, product, given)
         assert histogram.read_bytes() == current()[1], change
+
+
+def test_the_sheet_of_the_most_clipped_images_is_drawn_again_when_one_of_them_changes(tmp_path: Path) -> None:
+    from msrgb.config.parse import products_from_dicts
+    from msrgb.jobs.report import write_clipped_sheet
+    from msrgb.outputs.paths import OutputPaths
+
+    tifs, out = tmp_path / "tif", tmp_path / "out"
+    synth.generate(tifs, 6, classes=("Forest", "River"))
+    run_engine(tmp_path, input_dir=str(tifs), output_dir=str(out))
+    output = OutputPaths(out)
+    product = products_from_dicts(json.loads(output.products_file().read_text()))[0]
+    worst = json.loads((out / "summary.json").read_text())["clipping"]["truecolor"]["most_clipped"]
+    sheet = out / "clipping" / "truecolor.png"
+    drawn = sheet.read_bytes()
+    assert len(worst) == 10 and iio.imread(sheet).shape[:2] == SheetGeometry().size(10)[::-1]
+    sheet.write_bytes(b"not looked at again")  # what the sheet was drawn from is the same: left
+    write_clipped_sheet(output, product, worst, 128)
+    assert sheet.read_bytes() == b"not looked at again"
+    image = out / "truecolor" / worst[4]["image"]
+    for change in ("time", "gone", "list"):  # each the only change since the last drawing
+        if change == "time":
+            os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 1))
+        if change == "gone":
+            sheet.unlink()
+        write_clipped_sheet(output, product, worst[:9] if change == "list" else worst, 128)
+        assert sheet.read_bytes() == (drawn if change != "list" else sheet.read_bytes()) != b"not looked at again", change
+        if change == "list":
+            assert iio.imread(sheet).shape[:2] == SheetGeometry().size(9)[::-1]
+        sheet.write_bytes(b"not looked at again")

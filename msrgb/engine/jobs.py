@@ -248,10 +248,15 @@ def rebuild_sheets(pairs: Sequence[tuple[Path, Path]], product: Product, images:
     """Rebuild the (manifest, sheet) pairs whose sheet is missing or older than its manifest."""
     from msrgb.outputs.sheet_lists import SheetGeometry
     from msrgb.render import sheets
+
+    due = sheets.stale(pairs)
+    if not due:  # (without loading what drawing needs)
+        return 0
     from msrgb.render.legend import legend_image
 
     legend = legend_image(product) if product.is_index else None
-    return sheets.build_all(pairs, images, SheetGeometry(thumb=thumbnail), product.suffix, legend)
+    sheets.build_all(due, images, SheetGeometry(thumb=thumbnail), product.suffix, legend)
+    return len(due)
 
 
 def summary_job(

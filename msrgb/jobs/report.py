@@ -217,39 +217,73 @@ def output_histogram(images: Sequence[Path | S3Path], max_pixels: int = 25_000_0
 
 def write_histogram(output: OutputPaths, product: Product, chosen: Sequence[tuple[str, str]]) -> None:
     """The histogram of ``product`` from the images of ``chosen`` (input path, the image's
-    SHA-256), drawn again only when one of them, or this version, differs from what the
-    histogram on disk was drawn from: its images are not read again for a change elsewhere."""
+    SHA-256 as recorded; records of versions before provenance have none)."""
     title = f"{product.name}: values of {len(chosen)} images (red, green, blue; square-root scale)"
-    made_from = hashlib.sha256(json.dumps([__version__, title, chosen]).encode()).hexdigest()
-    known = all(sha for _, sha in chosen)  # records of versions before provenance have none
-    if known and output.histogram(product.name).exists() and _text(output.histogram_sample(product.name)) == made_from:
-        return
-    images = [output.image_dir(product.name) / output_rel(rel, product.suffix) for rel, _ in chosen]
-    write_if_changed(output.histogram(product.name), histogram_image(output_histogram(images), title))
-    write_if_changed(output.histogram_sample(product.name), made_from if known else "")
+    made_from = _digest(title, chosen) if all(sha for _, sha in chosen) else ""
+    figure = output.histogram(product.name)
+    if not _drawn_from(output, figure, made_from):
+        images = [output.image_dir(product.name) / output_rel(rel, product.suffix) for rel, _ in chosen]
+        write_if_changed(figure, histogram_image(output_histogram(images), title))
+        write_if_changed(output.made_from(figure), made_from)
 
 
-def _text(path: Path) -> str:
+def write_clipped_sheet(output: OutputPaths, product: Product, worst: Sequence[dict], thumb: int) -> None:
+    """The contact sheet of the most clipped images of ``product`` (``worst``: as in the summary's
+    clipping), with the share of pixels clipped and the name under each."""
+    from msrgb.outputs.sheet_lists import SheetGeometry, label
+
+    images = [output.image_dir(product.name) / w["image"] for w in worst]
+    labels = [f"{100 * max(w['clipped_low'] + w['clipped_high']):.1f}% {label(w['image'])}" for w in worst]
+    title = f"most clipped - {product.name}"
+    stats = _file_stats(images)
+    made_from = _digest(title, labels, thumb, [str(i) for i in images], stats) if stats is not None else ""
+    figure = output.clipped_sheet(product.name)
+    if not _drawn_from(output, figure, made_from):
+        from msrgb.render.sheets import encode, sheet_image
+
+        write_if_changed(figure, encode(sheet_image(title, images, labels, SheetGeometry(thumb=thumb))))
+        write_if_changed(output.made_from(figure), made_from)
+
+
+def _digest(*what: object) -> str:
+    return hashlib.sha256(json.dumps([__version__, *what]).encode()).hexdigest()
+
+
+def _drawn_from(output: OutputPaths, figure: Path, made_from: str) -> bool:
+    """Whether ``figure`` is on disk and was drawn from ``made_from`` (none: not known, so the
+    figure is drawn again): a run that changes none of its images does not read them again."""
+    if not made_from or not figure.exists():
+        return False
     try:
-        return path.read_text(encoding="utf-8")
+        return output.made_from(figure).read_text(encoding="utf-8") == made_from
     except FileNotFoundError:
-        return ""
+        return False
+
+
+def _file_stats(paths: Sequence[Path | S3Path]) -> list[list[int] | None] | None:
+    """Size and modification time of each file (None: missing); None for images in S3."""
+    stats: list[list[int] | None] = []
+    for path in paths:
+        if not isinstance(path, Path):
+            return None
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            stats.append(None)
+        else:
+            stats.append([st.st_size, st.st_mtime_ns])
+    return stats
 
 
 def write_looks(output: OutputPaths, products: Sequence, parts: Sequence[ShardPart], clipping: dict, thumb: int) -> None:
     """Per product: the histogram of the output values of a sample of its images (the images
     with the smallest path hashes), the contact sheet of its most clipped images and, for a
-    product drawn with a colour map, its legend."""
-    from msrgb.outputs.sheet_lists import SheetGeometry, label
-    from msrgb.render.legend import legend_png
-    from msrgb.render.sheets import encode, sheet_image
-
+    product drawn with a colour map, its legend. The histogram and the sheet are drawn again
+    only when an image they show changed (:func:`_drawn_from`)."""
     for p in products:
         write_histogram(output, p, summary_parts.sample(parts, p.name))
-        worst = clipping.get(p.name, {}).get("most_clipped", [])
-        images = [output.image_dir(p.name) / w["image"] for w in worst]
-        labels = [f"{100 * max(w['clipped_low'] + w['clipped_high']):.1f}% {label(w['image'])}" for w in worst]
-        sheet = sheet_image(f"most clipped - {p.name}", images, labels, SheetGeometry(thumb=thumb))
-        write_if_changed(output.clipped_sheet(p.name), encode(sheet))
+        write_clipped_sheet(output, p, clipping.get(p.name, {}).get("most_clipped", []), thumb)
         if p.is_index:
+            from msrgb.render.legend import legend_png
+
             write_if_changed(output.legend(p.name), legend_png(p))

@@ -158,9 +158,10 @@ class OutputPaths:
         """The histogram of the output values of a sample of the product's images."""
         return self.output_dir / "histograms" / f"{product}.png"
 
-    def histogram_sample(self, product: str) -> Path:
-        """What the histogram of ``product`` was last made from (msrgb.jobs.report.write_looks)."""
-        return self.state_root / "histograms" / f"{product}.sample"
+    def made_from(self, figure: Path) -> Path:
+        """What ``figure``, a file of the output folder that a run draws (a histogram, the sheet
+        of the most clipped images), was last drawn from (msrgb.jobs.report.write_looks)."""
+        return self.state_root / "made_from" / f"{figure.relative_to(self.output_dir)}.txt"
 
     def clipped_sheet(self, product: str) -> Path:
         """A contact sheet of the product's most clipped images."""

@@ -303,22 +303,26 @@ def with_legend(sheet: np.ndarray, legend: Image.Image) -> np.ndarray:
     return combined
 
 
-def build_all(
-    jobs: Sequence[tuple[Path, Path]],
-    product_dir: Path | S3Path,
-    geometry: SheetGeometry,
-    suffix: str = ".png",
-    legend: Image.Image | None = None,
-) -> int:
-    """Rebuild each (sheet_list, sheet) pair whose sheet is missing or older than its sheet list;
-    returns how many were rebuilt."""
-    done = 0
-    for sheet_list, out in jobs:
+def stale(pairs: Sequence[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """The (sheet_list, sheet) pairs whose sheet is missing or older than its sheet list."""
+    due = []
+    for sheet_list, out in pairs:
         try:
             if out.stat().st_mtime_ns > sheet_list.stat().st_mtime_ns:
                 continue
         except FileNotFoundError:
             pass
+        due.append((sheet_list, out))
+    return due
+
+
+def build_all(
+    pairs: Sequence[tuple[Path, Path]],
+    product_dir: Path | S3Path,
+    geometry: SheetGeometry,
+    suffix: str = ".png",
+    legend: Image.Image | None = None,
+) -> None:
+    """Draw the sheet of each (sheet_list, sheet) pair (:func:`stale` says which need it)."""
+    for sheet_list, out in pairs:
         build(sheet_list, out, product_dir, geometry, suffix, legend)
-        done += 1
-    return done
