@@ -19,12 +19,12 @@ from msrgb.config.export import ExportSettings
 from msrgb.config.products import Product
 from msrgb.errors import MsrgbError, ShardError
 from msrgb.outputs.paths import OutputPaths, leave_marker
-from msrgb.planning.prepare import Prepared
 from msrgb.sources.stac import InputDir
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (planning is not loaded by the jobs, which read the plan from files)
     from msrgb.export.run import Exported
     from msrgb.jobs.summary_parts import ShardPart
+    from msrgb.planning.prepare import Prepared
 
 log = logging.getLogger("msrgb")
 
