@@ -116,8 +116,9 @@ def test_contact_sheets_summary_and_report(tmp_path: Path) -> None:
 
 
 def test_clipping_summary_lists_the_first_images_by_figure_then_name() -> None:
-    """The most clipped and the darkest images, ties broken by name, against sorting every
-    image; images without a record (removed) and products not asked for are left out."""
+    """The most clipped and the darkest images, ties broken by name (numbers in names as
+    numbers: 9.tif before 10.tif), against sorting every image; images without a record
+    (removed) and products not asked for are left out."""
     import random
 
     from msrgb.jobs.report import CLIP_LIST, clipping_summary
@@ -145,8 +146,8 @@ def test_clipping_summary_lists_the_first_images_by_figure_then_name() -> None:
                 assert product not in got
                 continue
             summary = got[product]
-            worst = sorted(rows, key=lambda r: (-max(r[1][:6]), r[0]))[:CLIP_LIST]
-            darkest = sorted(rows, key=lambda r: (r[1][6], r[0]))[:CLIP_LIST]
+            worst = sorted(rows, key=lambda r: (-max(r[1][:6]), _by_numbers(r[0]), r[0]))[:CLIP_LIST]
+            darkest = sorted(rows, key=lambda r: (r[1][6], _by_numbers(r[0]), r[0]))[:CLIP_LIST]
             assert [m["image"] for m in summary["most_clipped"]] == [r.replace(".tif", suffix) for r, _ in worst]
             assert [m["clipped_low"] + m["clipped_high"] for m in summary["most_clipped"]] == [f[:6] for _, f in worst]
             assert [m["image"] for m in summary["darkest"]] == [r.replace(".tif", suffix) for r, _ in darkest]

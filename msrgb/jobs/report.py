@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from msrgb.jobs import summary_parts
 from msrgb.jobs.summary_parts import ShardPart
 from msrgb.outputs.paths import OutputPaths
+from msrgb.sources.discovery import name_order
 from msrgb.storage import tsv
 from msrgb.storage.files import output_rel, own_image, write_atomic, write_if_changed
 from msrgb.storage.locations import S3Path
@@ -153,18 +154,22 @@ def clipping_summary(parts: Sequence[ShardPart], suffixes: dict[str, str]) -> di
 
 
 def _first(names: Sequence[str], keys: np.ndarray) -> list[int]:
-    """The indices of the :data:`CLIP_LIST` smallest (key, name), without sorting every image
-    of a large dataset: only those with a key up to the CLIP_LIST-th smallest (ties included)."""
+    """The indices of the :data:`CLIP_LIST` smallest (key, name), names in the order of
+    :func:`msrgb.sources.discovery.name_order`, without sorting every image of a large dataset:
+    only those with a key up to the CLIP_LIST-th smallest (ties included)."""
     import numpy as np
 
+    def by_name(i: int) -> tuple[tuple[str | int, ...], str]:
+        return name_order(names[i]), names[i]
+
     if len(keys) <= CLIP_LIST:
-        return sorted(range(len(keys)), key=lambda i: (keys[i], names[i]))
+        return sorted(range(len(keys)), key=lambda i: (keys[i], by_name(i)))
     bound = np.partition(keys, CLIP_LIST - 1)[CLIP_LIST - 1]
-    below = sorted(np.flatnonzero(keys < bound).tolist(), key=lambda i: (keys[i], names[i]))
+    below = sorted(np.flatnonzero(keys < bound).tolist(), key=lambda i: (keys[i], by_name(i)))
     # the rest are ties at the bound, first by name: most images of a dataset may tie (none
     # clipped), so without sorting them all
     ties = np.flatnonzero(keys == bound).tolist()
-    return below + heapq.nsmallest(CLIP_LIST - len(below), ties, key=names.__getitem__)
+    return below + heapq.nsmallest(CLIP_LIST - len(below), ties, key=by_name)
 
 
 def histogram_image(counts: Sequence[Sequence[int]], title: str, width: int = 512, height: int = 220) -> bytes:

@@ -6,7 +6,6 @@ hash), each written as a sheet list when the run starts.
 from __future__ import annotations
 
 import heapq
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -21,7 +20,7 @@ from msrgb.outputs.sheet_lists import (
     sheet_list_path,
     sheet_list_text,
 )
-from msrgb.sources.discovery import Source
+from msrgb.sources.discovery import Source, name_order
 from msrgb.sources.hashing import hash_sample
 from msrgb.storage.files import write_if_changed
 
@@ -29,29 +28,20 @@ if TYPE_CHECKING:  # drawing loads Pillow and numpy; planning the sheets does wi
     pass
 
 
-_NUMBERS = re.compile(r"(\d+)").split
-
-
-def name_order(source: Source) -> tuple[str | int, ...]:
-    """The sort key of a file's name in the order people number files: the runs of digits in it
-    counted as numbers (``tile_9`` before ``tile_10``), the rest as text. Files of equal keys
-    (``tile_07``, ``tile_7``) keep the order of their names as text."""
-    parts: list[str | int] = list(_NUMBERS(source.rel))
-    if len(parts) == 3:  # one number in the path (``Forest/Forest_12.tif``): made directly
-        return parts[0], int(parts[1]), parts[2]
-    parts[1::2] = [int(digits) for digits in parts[1::2]]
-    return tuple(parts)
+def _name_order(source: Source) -> tuple[str | int, ...]:
+    return name_order(source.rel)
 
 
 def first_by_name(members: Sequence[Source], n: int) -> list[Source]:
-    """The first ``n`` of ``members`` (sorted by name as text) in :func:`name_order`; 0 = all."""
+    """The first ``n`` of ``members`` (sorted by name as text) in
+    :func:`msrgb.sources.discovery.name_order`; 0 = all."""
     if n == 0 or n >= len(members):
-        return sorted(members, key=name_order)
-    return heapq.nsmallest(n, members, key=name_order)
+        return sorted(members, key=_name_order)
+    return heapq.nsmallest(n, members, key=_name_order)
 
 
 def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[dict[str, list[Source]], list[Source]]:
-    """The members of every folder sheet (the first ``per_folder`` files by :func:`name_order`;
+    """The members of every folder sheet (the first ``per_folder`` files by name, numbers as numbers;
     0 = all) and of the overview (the ``overview`` files of each folder with the smallest path
     hashes)."""
     by_folder: dict[str, list[Source]] = defaultdict(list)

@@ -4,6 +4,7 @@ outputs would clash."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -36,6 +37,20 @@ class Source(NamedTuple):
     def png_rel(self) -> str:
         """The PNG path relative to a product folder: same folders, ``.png`` suffix."""
         return output_rel(self.rel)
+
+
+_NUMBERS = re.compile(r"(\d+)").split
+
+
+def name_order(rel: str) -> tuple[str | int, ...]:
+    """The sort key of a path in the order people number files: the runs of digits in it
+    counted as numbers (``tile_9`` before ``tile_10``), the rest as text. Paths of equal keys
+    (``tile_07``, ``tile_7``) are to be ordered by their text."""
+    parts: list[str | int] = list(_NUMBERS(rel))
+    if len(parts) == 3:  # one number in the path (``Forest/Forest_12.tif``): made directly
+        return parts[0], int(parts[1]), parts[2]
+    parts[1::2] = [int(digits) for digits in parts[1::2]]
+    return tuple(parts)
 
 
 def rows_text(sources: Sequence[Source], with_files: bool = True) -> str:
