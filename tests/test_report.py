@@ -53,6 +53,24 @@ def test_folder_sheets_show_files_in_the_order_people_number_them() -> None:
         per_folder = rng.choice([0, 1, 5, 100])
         sheets, _ = choose([Source(rel, 1, 1) for rel in rels], per_folder, 2)
         assert [s.rel for s in sheets["folder 1"]] == (want[:per_folder] if per_folder else want)
+    # folders of names of one shape (a text, a number, a text: ordered by the numbers alone),
+    # some with one name of another shape among them
+    odd = ["", "x", "a\n7.tif", "a7\nb.tif", "a٣.tif", "a²b.tif", "a1b2.tif", "a.tif", "a1", "aa1.tif"]
+    for _ in range(200):
+        head, tail = rng.choice(["a", "f a_", "", "1a", "a\n"]), rng.choice([".tif", "", "a", "\na", "b.tif"])
+        names = {f"{head}{str(rng.randint(0, 200)).zfill(rng.choice([0, 3]))}{tail}" for _ in range(rng.randint(1, 30))}
+        names |= set(rng.sample(odd, rng.choice([0, 0, 1, 2])))
+        if rng.random() < 0.2:  # a name that reads as two
+            names.add(f"{head}{rng.randint(0, 200)}{tail}\n{head}{rng.randint(0, 200)}{tail}")
+        rels = sorted(f"folder 1/{n}" for n in names)
+        want = sorted(rels, key=lambda rel: (_by_numbers(rel), rel))
+        per_folder = rng.choice([0, 3, 100])
+        sheets, _ = choose([Source(rel, 1, 1) for rel in rels], per_folder, 2)
+        assert [s.rel for s in sheets["folder 1"]] == (want[:per_folder] if per_folder else want), rels
+    # (each of these ends the quick way for names of one shape, which would misorder them)
+    for names in (["a1.tif", "a2.tif\na9.tif", "a3.tif", "a4.tif"], ["a1x", "a2x", "ax"], ["a1.tif", "a5.tif", "a٣.tif"]):
+        want = sorted(names, key=lambda name: (_by_numbers(name), name))
+        assert [s.rel for s in choose([Source(n, 1, 1) for n in sorted(names)], 0, 2)[0]["_top"]] == want
     sheets, _ = choose([Source(f"EuroSAT/Forest_{i}.tif", 1, 1) for i in range(1, 3001)], 100, 2)
     assert [s.rel for s in sheets["EuroSAT"]] == [f"EuroSAT/Forest_{i}.tif" for i in range(1, 101)]
 

@@ -39,11 +39,11 @@ class Source(NamedTuple):
         return output_rel(self.rel)
 
 
-_NUMBERS = re.compile(r"(\d+)").split
+_NUMBERS = re.compile(r"([0-9]+)").split
 
 
 def name_order(rel: str) -> tuple[str | int, ...]:
-    """The sort key of a path in the order people number files: the runs of digits in it
+    """The sort key of a path in the order people number files: the runs of digits (0-9) in it
     counted as numbers (``tile_9`` before ``tile_10``), the rest as text. Paths of equal keys
     (``tile_07``, ``tile_7``) are to be ordered by their text."""
     parts: list[str | int] = list(_NUMBERS(rel))
