@@ -25,6 +25,7 @@ from msrgb.sources.discovery import Source, name_order
 from msrgb.sources.hashing import hash_sample
 from msrgb.storage.files import write_if_changed
 
+
 def first_by_name(members: Sequence[Source], n: int) -> list[Source]:
     """The first ``n`` of ``members`` (sorted by name as text) in
     :func:`msrgb.sources.discovery.name_order`; 0 = all."""
