@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -483,6 +484,26 @@ def test_stacked_files_asked_by_several_processes_are_those_one_process_finds(tm
         assert_walk_variant(got, executable, one if with_problems else one_error, n - 1 if shared else 0)
 
 
+def assert_parts_kept(result) -> None:
+    """Each shard's kept summary part is the part of its state as it is now."""
+    from msrgb.jobs import part_files
+    from msrgb.jobs.summary_parts import shard_part
+    from msrgb.outputs.state import state_of_text
+
+    suffixes = {p.name: p.suffix for p in result.settings.products}
+    output, n = result.output, result.prepared.plan.n_shards
+    for shard in range(n):
+        state = output.state(n, shard).read_bytes()
+        kept = part_files.read_part(output.kept_part(n, shard), part_files.made_from(state, suffixes))
+        assert kept is not None, shard
+        want = shard_part(state_of_text(state.decode()), suffixes)
+        for name, p in want.products.items():
+            got = kept.products[name]
+            assert (got.manifest, got.envs, got.clip_rels, got.sample) == (p.manifest, p.envs, p.clip_rels, p.sample), shard
+            assert (got.clip_figures is None) == (p.clip_figures is None) and (p.clip_figures is None or (got.clip_figures == p.clip_figures).all())
+        assert (kept.envs, sorted(kept.skipped)) == (want.envs, sorted(want.skipped)), shard
+
+
 def test_a_job_of_new_inputs_alone_leaves_what_a_job_of_every_image_leaves(tmp_path: Path):
     """Rounds of new inputs, among them names that need quoting, a bad input (on_error: skip),
     then an input removed beside a new one and an input rewritten: the small change's shard
@@ -508,8 +529,11 @@ def test_a_job_of_new_inputs_alone_leaves_what_a_job_of_every_image_leaves(tmp_p
         results = [engine.run({**config, **more, "output_dir": str(tmp_path / name)}) for name, more in outs.items()]
         one, twin = (tmp_path / name for name in outs)
         assert_same_records(one, twin, 4, what)
-        for name in ("errors.tsv", "truecolor/manifest.tsv", "ndvi/manifest.tsv"):
+        for name in ("errors.tsv", "truecolor/manifest.tsv", "ndvi/manifest.tsv", "histograms/ndvi.png", "clipping/ndvi.png"):
             assert (one / name).read_bytes() == (twin / name).read_bytes(), (what, name)
+        summaries = [json.loads((folder / "summary.json").read_text())["clipping"] for folder in (one, twin)]
+        assert summaries[0] == summaries[1], what
+        assert_parts_kept(results[0])
         return results[0]
 
     def appended(result: engine.RunResult) -> list[int]:

@@ -502,7 +502,7 @@ def test_a_histogram_is_drawn_again_only_when_an_image_it_shows_changes(tmp_path
     run that changes none of them leaves it without reading them; a changed image, a
     deleted histogram or an image without a recorded digest draws it again from the images."""
     from msrgb.config.parse import products_from_dicts
-    from msrgb.jobs import summary_parts
+    from msrgb.jobs import part_files, summary_parts
     from msrgb.jobs.report import histogram_image, output_histogram, write_histogram
     from msrgb.outputs.paths import OutputPaths
     from msrgb.planning.sharding import planned_paths
@@ -514,7 +514,7 @@ def test_a_histogram_is_drawn_again_only_when_an_image_it_shows_changes(tmp_path
     def current() -> tuple[list[tuple[str, str]], bytes]:
         """The sample as the records give it, and its histogram made from the images now."""
         n_shards, _ = planned_paths(output)
-        parts = [summary_parts.part_of_state(output.state(n_shards, k), {"truecolor": ".png"}) for k in range(n_shards)]
+        parts = [part_files.part_of_state(output.state(n_shards, k), {"truecolor": ".png"}) for k in range(n_shards)]
         chosen = summary_parts.sample(parts, "truecolor")
         images = [out / "truecolor" / rel.replace(".tif", ".png") for rel, _ in chosen]
         title = f"truecolor: values of {len(chosen)} images (red, green, blue; square-root scale)"

@@ -126,7 +126,7 @@ def changes_job(
     the summary, in forked processes (what the separate jobs would run on as many cores).
     Raises after the shards when one of them failed, as the run of separate jobs stops before
     the sheets and the summary."""
-    from msrgb.jobs.summary_parts import part_of_state
+    from msrgb.jobs.part_files import part_of_state
 
     summary: dict[str, Any] = {}
     with _pool(processes) as pool:
@@ -136,7 +136,7 @@ def changes_job(
         # would wait for this one's summary once the sheets are drawn)
         suffixes = {p.name: p.suffix for p in job.products}
         others = {
-            k: pool.submit(part_of_state, output.state(n_shards, k), suffixes)
+            k: pool.submit(part_of_state, output.state(n_shards, k), suffixes, output.kept_part(n_shards, k))
             for k in range(n_shards) if pool and "summary" in parts and k not in made
         }  # fmt: skip
         # in forked processes, each drawing its share of the sheets, beside the summary; in
@@ -190,8 +190,8 @@ def shard_job(
 ) -> ShardPart | None:
     """One shard's job, as ``convert_shard`` runs it; with ``part``, returns the shard's summary
     part (msrgb.jobs.summary_parts) from the records it wrote; ``additions``: run_shard's."""
+    from msrgb.jobs.part_files import part_of_job
     from msrgb.jobs.shard import run_shard
-    from msrgb.jobs.summary_parts import shard_part
 
     result = run_shard(
         shard_list=output.shard_list(n_shards, shard),
@@ -205,9 +205,10 @@ def shard_job(
         done=output.done(n_shards, shard, token),
         additions=additions,
     )
-    if not part or result.kept is None:
+    if not part or result.kept is None or result.state is None:
         return None
-    return shard_part(result.kept, {p.name: p.suffix for p in job.products})
+    suffixes = {p.name: p.suffix for p in job.products}
+    return part_of_job(result.kept, result.state, result.added_to, suffixes, output.kept_part(n_shards, shard))
 
 
 def export_job(output: OutputPaths, product: Product, export: ExportSettings, input_dir: object) -> Exported:
@@ -274,7 +275,8 @@ def summary_job(
     shard (msrgb.jobs.summary_parts) from ``parts`` (shard -> part, made by this job's shards)
     or else from its state file."""
     from msrgb.jobs import report
-    from msrgb.jobs.summary_parts import part_of_state, skipped
+    from msrgb.jobs.part_files import part_of_state
+    from msrgb.jobs.summary_parts import skipped
     from msrgb.outputs.errors_table import problems_note, read_planning_errors, write_errors
     from msrgb.outputs.summary import summary_table
     from msrgb.planning.sharding import planned_paths
@@ -286,7 +288,9 @@ def summary_job(
         states = [output.state(n_shards, shard) for shard in range(n_shards)]
     suffixes = {p.name: p.suffix for p in products}
     given = parts or {}
-    shard_parts = [given[k] if k in given else part_of_state(path, suffixes) for k, path in enumerate(states)]
+    shard_parts = [
+        given[k] if k in given else part_of_state(path, suffixes, output.kept_part(n_shards, k)) for k, path in enumerate(states)
+    ]
     planning = read_planning_errors(output.planning_errors())
     errors = write_errors(skipped(shard_parts), errors_out or output.errors_table(), planning)
     outs = manifests or [output.provenance(p.name) for p in products]

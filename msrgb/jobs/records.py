@@ -40,8 +40,11 @@ class ShardResult:
     notes: list[str] = field(default_factory=list)
     #: what the inputs' radiometric scaling overrode of what they declare -> how many inputs
     overrides: dict[str, int] = field(default_factory=dict)
-    #: the records the job wrote to the shard's state, once it has
+    #: the records the job wrote to the shard's state, once it has: all of the state's, or
+    #: those it added to the state text ``added_to``; and the text of the state it wrote
     kept: StateData | None = None
+    added_to: str | None = None
+    state: str | None = None
 
 
 ON_ERROR = ("fail", "skip")

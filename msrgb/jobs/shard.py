@@ -31,7 +31,6 @@ from msrgb.outputs.state import (
     appended_state,
     read_state_full,
     recorded_inputs,
-    state_of_text,
     state_text,
 )
 from msrgb.planning.samples import read_limits
@@ -113,25 +112,27 @@ def run_shard(
     _write_run_stats(output, n_shards, shard, result, time.monotonic() - t0)
     if fatal is not None or (result.failed and on_error == "fail"):
         _fail_job(fatal, result, checkpoint, progress, f"shard {shard} (of {n_shards})")
-    result.kept = _end_job(output, shard_list, kept, base, state_out, done, retire_states)
+    _end_job(output, shard_list, result, kept, base, state_out, done, retire_states)
     return result
 
 
 def _end_job(
     output: OutputPaths,
     shard_list: Path,
+    result: ShardResult,
     kept: StateData,
     base: str | None,
     state_out: Path,
     done: Path | None,
     retire_states: bool,
-) -> StateData:
+) -> None:
     """What a job that made everything leaves: its state (the records ``kept``, or those added
     to the state ``base``: :func:`_start_job`), in place of its checkpoint; then, with
     ``retire_states``, the states of an earlier shard count that this count's now hold deleted
     (:meth:`OutputPaths.superseded_states`; not by a job that shares no file system with the
     main process, msrgb.jobs.runstore, whose copies of the states carry the times they were
-    uploaded); then its markers. Returns the records of the state written."""
+    uploaded), with their kept summary parts; then its markers. What it wrote goes in ``result``
+    (:attr:`ShardResult.kept`)."""
     n_shards, shard = int(shard_list.parent.name), int(shard_list.stem)
     state = state_text(**vars(kept)) if base is None else appended_state(base, kept)
     write_atomic(state_out, state.encode("utf-8"))
@@ -139,9 +140,10 @@ def _end_job(
     if retire_states:
         for old in output.superseded_states(n_shards, shard):
             old.unlink(missing_ok=True)
+            output.kept_part(int(old.parent.name), int(old.stem)).unlink(missing_ok=True)
     if done is not None:
         leave_marker(done, keep=[shard_token(shard_list_file_text(shard_list))])
-    return kept if base is None else state_of_text(state)
+    result.kept, result.state, result.added_to = kept, state, base
 
 
 def _start_job(

@@ -12,10 +12,9 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from msrgb.outputs.state import StateData, read_state_full
+from msrgb.outputs.state import StateData
 from msrgb.storage import tsv
 from msrgb.storage.files import output_rel
 
@@ -72,9 +71,32 @@ def shard_part(data: StateData, suffixes: Mapping[str, str]) -> ShardPart:
     return part
 
 
-def part_of_state(path: Path, suffixes: Mapping[str, str]) -> ShardPart:
-    """The part of the state file at ``path`` (none: an empty part)."""
-    return shard_part(read_state_full([path]), suffixes)
+def merged(first: ShardPart, then: ShardPart) -> ShardPart | None:
+    """The part of the records of two parts together, as :func:`shard_part` makes it from the
+    state ``then``'s records were added to (msrgb.outputs.state.appended_state), where no input
+    has records in both (else None). An environment's id names its library versions, so both
+    parts have the same versions for an id they both name."""
+    import numpy as np
+
+    products = {}
+    for name in {**first.products, **then.products}:
+        a, b = first.products.get(name, ProductPart()), then.products.get(name, ProductPart())
+        if not {rel for rel, _ in a.manifest}.isdisjoint(rel for rel, _ in b.manifest):
+            return None
+        rels = a.clip_rels + b.clip_rels
+        figures = [f for f in (a.clip_figures, b.clip_figures) if f is not None]
+        order = sorted(range(len(rels)), key=rels.__getitem__)
+        products[name] = ProductPart(
+            manifest=list(heapq.merge(a.manifest, b.manifest)),
+            envs=a.envs | b.envs,
+            clip_rels=[rels[i] for i in order],
+            clip_figures=np.concatenate(figures)[order] if figures else None,
+            sample=heapq.nsmallest(HISTOGRAM_SAMPLE, a.sample + b.sample),
+        )
+    used = set().union(*(p.envs for p in products.values()))
+    versions = {**then.envs, **first.envs}
+    envs = {e: versions.get(e, "unknown") for e in sorted(used)}
+    return ShardPart(products=products, envs=envs, skipped=first.skipped + then.skipped)
 
 
 def _product_part(data: StateData, keys: list[tuple[str, str]], suffix: str, hashes: Mapping[str, int]) -> ProductPart:

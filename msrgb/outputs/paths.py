@@ -93,6 +93,11 @@ class OutputPaths:
         """The marker of any shard, with the wildcards ``{n}``, ``{shard}`` and ``{token}``."""
         return str(self.state_root / "done" / "{n}" / "{shard}" / "{token}")
 
+    def kept_part(self, n_shards: int, shard: int) -> Path:
+        """The summary part of the shard's state, kept for the next summary
+        (msrgb.jobs.part_files)."""
+        return self.state_root / "parts" / f"{n_shards}" / f"{shard}.json"
+
     def progress(self, n_shards: int, shard: int) -> Path:
         """Checkpoints of a shard job that has not finished (killed, failed); not a Snakemake
         output, so Snakemake neither deletes nor restores it."""
