@@ -110,11 +110,11 @@ def _product_part(p: dict, text: str) -> ProductPart:
     else:
         ends = list(itertools.accumulate(p["lengths"]))
         lines = [text[end - n : end] for n, end in zip(p["lengths"], ends)]
-    figures = p["clip_figures"]
+    figures = None if p["clip_figures"] is None else base64.b64decode(p["clip_figures"])
     return ProductPart(
         manifest=list(zip(p["rels"], lines)),
         envs=set(p["envs"]),
         clip_rels=p["clip_rels"],
-        clip_figures=np.frombuffer(base64.b64decode(figures), dtype=np.float64).reshape(-1, 7).copy() if figures is not None else None,
+        clip_figures=None if figures is None else np.frombuffer(figures, dtype=np.float64).reshape(-1, 7).copy(),
         sample=[(h, rel, sha) for h, rel, sha in p["sample"]],
     )
