@@ -73,7 +73,7 @@ def write_part(path: Path, part: ShardPart, key: str) -> None:
             "lengths": None if split else [len(line) for line in lines],
             "envs": sorted(p.envs),
             "clip_rels": p.clip_rels,
-            "clip_figures": base64.b64encode(p.clip_figures.tobytes()).decode() if p.clip_figures is not None else None,
+            "clip_figures": base64.b64encode(p.clip_figures.astype("<f8").tobytes()).decode() if p.clip_figures is not None else None,
             "sample": p.sample,
         }
     head = json.dumps([FORMAT, key, {"products": products, "envs": part.envs, "skipped": part.skipped}], ensure_ascii=False)
@@ -115,6 +115,6 @@ def _product_part(p: dict, text: str) -> ProductPart:
         manifest=list(zip(p["rels"], lines)),
         envs=set(p["envs"]),
         clip_rels=p["clip_rels"],
-        clip_figures=None if figures is None else np.frombuffer(figures, dtype=np.float64).reshape(-1, 7).copy(),
+        clip_figures=None if figures is None else np.frombuffer(figures, dtype="<f8").reshape(-1, 7).astype(np.float64),
         sample=[(h, rel, sha) for h, rel, sha in p["sample"]],
     )
