@@ -83,13 +83,15 @@ def test_a_kept_part_is_taken_only_for_the_state_it_was_made_from(tmp_path: Path
     # ... and not for another state, other products, another format, or a file cut short
     state.write_text(state.read_text() + state_text(**vars(records(rng, ["b/new.tif"])))[len("# msrgb state v") :].partition("\n")[2])
     changed = fields(shard_part(state_of_text(state.read_text()), SUFFIXES))
-    for spoil in ("state", "products", "format", "cut"):
+    for spoil in ("state", "products", "format", "cut", "shape"):
         made_from = part_files.made_from(state.read_bytes(), SUFFIXES)
         part_files.write_part(kept, other, made_from if spoil != "state" else "0" * 64)
         if spoil == "format":
             kept.write_text(kept.read_text().replace(part_files.FORMAT, "msrgb shard part 0"))
         if spoil == "cut":
             kept.write_bytes(kept.read_bytes()[:-10])
+        if spoil == "shape":  # (the same first fields, the rest as no version of it writes it)
+            kept.write_text(json.dumps([part_files.FORMAT, made_from, {"products": {"truecolor": {"rels": 1}}}]) + "\n")
         suffixes = dict(SUFFIXES, ndvi=".png") if spoil == "products" else SUFFIXES
         assert fields(part_files.part_of_state(state, suffixes, kept)) == (
             fields(shard_part(state_of_text(state.read_text()), suffixes)) if spoil == "products" else changed

@@ -17,7 +17,7 @@ from msrgb.outputs.state import StateData, state_of_text
 from msrgb.storage.files import write_atomic
 
 #: the first field of a part file: a file of another format is not taken
-FORMAT = "msrgb shard part 1"
+FORMAT = "msrgb shard part 2"
 
 
 def made_from(state: bytes, suffixes: Mapping[str, str]) -> str:
@@ -91,15 +91,19 @@ def read_part(path: Path, key: str) -> ShardPart | None:
         return None
     if not (isinstance(record, list) and record[:2] == [FORMAT, key]):
         return None
-    products, at = {}, 0
-    for name, p in record[2]["products"].items():
-        text, at = body[at : at + p["chars"]], at + p["chars"] + 1
-        if len(text) != p["chars"]:
+    try:
+        products, at = {}, 0
+        for name, p in record[2]["products"].items():
+            text, at = body[at : at + p["chars"]], at + p["chars"] + 1
+            if len(text) != p["chars"]:
+                return None
+            products[name] = _product_part(p, text)
+        if at - 1 != len(body) and products:
             return None
-        products[name] = _product_part(p, text)
-    if at - 1 != len(body) and products:
+        skipped = [(rel, why) for rel, why in record[2]["skipped"]]
+        return ShardPart(products=products, envs=record[2]["envs"], skipped=skipped)
+    except (KeyError, TypeError, ValueError):  # not as this module writes it: the state is read
         return None
-    return ShardPart(products=products, envs=record[2]["envs"], skipped=[(rel, why) for rel, why in record[2]["skipped"]])
 
 
 def _product_part(p: dict, text: str) -> ProductPart:
