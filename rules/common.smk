@@ -209,6 +209,7 @@ def one_job_for_changes():
 
 
 CHANGES = one_job_for_changes()
+CHANGES_DONE = str(mschanges.changes_done(OUTPUT, PLAN, CHANGES)) if CHANGES else ""
 if CHANGES:
     print(
         f"msrgb: a small change: shard{'s' if len(CHANGES) > 1 else ''} "
@@ -357,8 +358,9 @@ def all_done():
 
 
 def changes_done():
-    """The marker of a small change's job (convert_changes)."""
-    return str(mschanges.changes_done(OUTPUT, PLAN, CHANGES))
+    """The marker of a small change's job (convert_changes), named when the workflow is read
+    (its name holds the time of the states the job writes)."""
+    return CHANGES_DONE
 
 
 def changes_done_pattern():

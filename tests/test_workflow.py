@@ -432,6 +432,48 @@ def test_a_small_change_runs_as_one_job_with_the_results_of_a_job_per_shard(tmp_
         assert not again.shards and not again.parts, "the engine would redo what Snakemake made"
 
 
+@pytest.mark.parametrize("fails", ["in a shard", "after its shards"])
+def test_inputs_back_as_an_earlier_change_left_them_after_a_failed_change_are_run_again(tmp_path: Path, dataset: Path, fails: str):
+    """New files added, then taken away (two small changes), then added again with the
+    change's job failing (a bad input, on_error fail; or errors.tsv that cannot be written, after
+    every shard is done), then all taken away again: the inputs are as the second change left
+    them, but neither its marker nor the shards' own stand for them, as the failed job changed
+    the shards' records and images since: the images of the inputs taken away are deleted."""
+    config = {"input_dir": str(dataset), "output_dir": str(tmp_path / "out"), "shards": "4"}
+    out = tmp_path / "out"
+    new = [dataset / "Forest" / f"new_{i}.tif" for i in range(6)]
+    run_engine(tmp_path, **config)
+    for round in ("added", "taken away", "added again"):
+        for i, tif in enumerate(new):
+            if round.startswith("added"):
+                synth.write_tile(tif, synth.make_tile("Forest", 70 + i), (500000.0, 5000000.0), 32632)
+            else:
+                tif.unlink()
+        if round == "added again" and fails == "in a shard":
+            (dataset / "River" / "broken.tif").write_bytes(b"II*\x00 not a tiff")
+        if round == "added again" and fails == "after its shards":
+            (out / "errors.tsv").unlink()
+            (out / "errors.tsv").mkdir()
+        if round == "added again" and fails == "after its shards":
+            with pytest.raises(IsADirectoryError):
+                run_engine(tmp_path, **config)
+            continue
+        result = run_engine(tmp_path, check=False, **config)
+        assert result.returncode == (round == "added again"), round
+        assert result.returncode or result.prepared.changes, f"{round}: a small change"
+    assert all((out / "truecolor" / "Forest" / f"new_{i}.png").exists() for i in range(6))
+    for tif in new:
+        tif.unlink()
+    (dataset / "River" / "broken.tif").unlink(missing_ok=True)
+    if (out / "errors.tsv").is_dir():
+        (out / "errors.tsv").rmdir()
+    proc = run_snakemake(tmp_path, **config)
+    assert job_counts(proc) == {"convert_changes": 1, "all": 1}, proc.stdout
+    assert not list((out / "truecolor" / "Forest").glob("new_*")), "the images of inputs taken away are deleted"
+    assert check_tree(dataset, out) == 31
+    assert "Nothing to be done" in run_snakemake(tmp_path, "-n", **config).stdout
+
+
 def test_a_small_change_with_a_bad_input_fails_naming_it_and_keeps_the_rest(tmp_path: Path, dataset: Path):
     """on_error fail: the job of a small change converts every shard it can, fails naming the
     bad file, and leaves neither its marker nor a summary of that run; once the file is gone,

@@ -137,13 +137,13 @@ def _run_jobs(result: RunResult, wanted: list[str], parts_due: list[str]) -> Non
     shard_parts: dict[int, ShardPart] = {}  # what the summary needs of each shard that ran
     if changes:  # a small change: one job, as in the workflow (rules/convert.smk)
         plan = prepared.plan
-        made = made_by_changes(plan)
+        made, marker = made_by_changes(plan), changes_done(output, plan, changes)  # (named before)
         result.summary = changes_job(
             output, plan.n_shards, {s: plan.tokens[s] for s in changes}, {p: plan.parts[p] for p in made},
             _shard_settings(settings, plan.threads), settings.thumbnail_size, prepared=prepared,
             additions=prepared.counts.additions if prepared.counts else (),
         )  # fmt: skip
-        leave_marker(changes_done(output, plan, changes))
+        leave_marker(marker)
         result.shards += changes
         result.parts += made
     else:

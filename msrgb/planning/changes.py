@@ -48,14 +48,20 @@ def made_by_changes(plan: Plan) -> list[str]:
     return [part for part in plan.parts if part == "summary" or part.startswith("sheets/")]
 
 
-def changes_digest(plan: Plan, shards: Sequence[int]) -> str:
-    """What names the marker of a small change's job: the due shards' tokens and the digests of
-    the parts it makes, so that another change (or the same change with other settings) gets
-    another marker."""
-    what = [[[s, plan.tokens[s]] for s in shards], {p: plan.parts[p] for p in made_by_changes(plan)}]
+def changes_digest(output: OutputPaths, plan: Plan, shards: Sequence[int]) -> str:
+    """What names the marker of a small change's job: the due shards' tokens, the size and time
+    of their states, and the digests of the parts it makes, so that another change (or the same
+    change with other settings) gets another marker. With the states: when the inputs go back
+    to what an earlier change made them (new files taken away again) after a change's job
+    failed past its shards, that earlier change's marker does not stand for the change."""
+    states = []
+    for s in shards:
+        st = output.state(plan.n_shards, s).stat()
+        states.append([st.st_size, st.st_mtime_ns])
+    what = [[[s, plan.tokens[s]] for s in shards], {p: plan.parts[p] for p in made_by_changes(plan)}, states]
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def changes_done(output: OutputPaths, plan: Plan, shards: Sequence[int]) -> Path:
     """The marker the job of a small change leaves."""
-    return output.part_done("changes", changes_digest(plan, shards))
+    return output.part_done("changes", changes_digest(output, plan, shards))

@@ -42,6 +42,7 @@ from msrgb.planning.work import (
     ScaledBandsOf,
     WorkCounts,
     count_work,
+    shards_interrupted,
     shards_missing_outputs,
     shards_rescaled,
 )
@@ -192,6 +193,7 @@ def _plan_run(settings: Settings, where: Where, scaled_bands_of: ScaledBandsOf |
     plan = make_plan(sources, n_shards, settings.products, threads, settings.on_error)
     plan = plan.rerun(shards_missing_outputs(output, plan, settings.products, listing, states))
     plan = plan.rerun(shards_rescaled(output, plan, settings.products, settings.input_dir, states))
+    plan = plan.rerun(shards_interrupted(output, plan))
     prepared = Prepared(
         plan,
         sheets=planned_sheets(settings, sources),

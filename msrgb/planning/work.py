@@ -202,6 +202,18 @@ def shard_will_run(output: OutputPaths, plan: Plan, shard: int, inputs: Sequence
     return newest > state
 
 
+def shards_interrupted(output: OutputPaths, plan: Plan) -> list[int]:
+    """Shards whose last job was killed or failed (its checkpoint, the progress file, is there)
+    although their marker stands for their shard list: the list went back to the one of their
+    last finished job (files added, then taken away), and the interrupted job may have made
+    images, recorded only in its checkpoint, of inputs the list no longer holds. They must run
+    again (:meth:`Plan.rerun`), which deletes those images."""
+    return [
+        shard for shard in range(plan.n_shards)
+        if output.progress(plan.n_shards, shard).exists() and not shard_will_run(output, plan, shard, ())
+    ]  # fmt: skip
+
+
 def shards_missing_outputs(
     output: OutputPaths,
     plan: Plan,
