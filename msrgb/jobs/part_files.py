@@ -33,7 +33,7 @@ def part_of_state(path: Path, suffixes: Mapping[str, str], kept: Path | None = N
     try:
         state = path.read_bytes()
     except FileNotFoundError:
-        return shard_part(state_of_text(""), suffixes)
+        return shard_part(StateData(), suffixes)
     key = made_from(state, suffixes)
     part = read_part(kept, key) if kept is not None else None
     if part is None:
