@@ -35,6 +35,7 @@ def parts_of(data, suffixes: dict[str, str], rng) -> list:
         where.setdefault(rel, rng.choice(shards)).skipped[rel] = value
     return [shard_part(shard, suffixes) for shard in shards]
 
+
 def test_folder_sheets_show_files_in_the_order_people_number_them() -> None:
     """The first files of a folder by name, runs of digits counted as numbers: against the
     order of (text, number, text, ...) keys worked out here for names of any shape."""
@@ -46,7 +47,8 @@ def test_folder_sheets_show_files_in_the_order_people_number_them() -> None:
     for _ in range(40):
         names: set[str] = set()
         while len(names) < rng.randint(1, 60):
-            parts = [rng.choice(pieces) + str(rng.choice([0, 1, 2, 9, 10, 11, 99, 100, 1000000, rng.randint(0, 10**12)])).zfill(rng.choice([0, 0, 3])) for _ in range(rng.randint(0, 3))]
+            numbers = [str(rng.choice([0, 1, 2, 9, 10, 11, 99, 100, 1000000, rng.randint(0, 10**12)])) for _ in range(3)]
+            parts = [rng.choice(pieces) + n.zfill(rng.choice([0, 0, 3])) for n in numbers[: rng.randint(0, 3)]]
             names.add("".join(parts) + rng.choice(["", "z"]) + ".tif")
         rels = sorted(f"folder 1/{n}" for n in names)
         want = sorted(rels, key=lambda rel: (_by_numbers(rel), rel))
