@@ -27,13 +27,18 @@ def made_from(state: bytes, suffixes: Mapping[str, str]) -> str:
 
 
 def part_of_state(path: Path, suffixes: Mapping[str, str], kept: Path | None = None) -> ShardPart:
-    """The part of the state file at ``path`` (none: an empty part): the one in ``kept`` if it
-    was made from this state and these products, else made from the state's records and, with
-    ``kept``, written there for the next time."""
+    """The part of the state file at ``path`` (none: an empty part), as :func:`part_of_text`."""
     try:
         state = path.read_bytes()
     except FileNotFoundError:
         return shard_part(StateData(), suffixes)
+    return part_of_text(state, suffixes, kept)
+
+
+def part_of_text(state: bytes, suffixes: Mapping[str, str], kept: Path | None = None) -> ShardPart:
+    """The part of the state text ``state``: the one in ``kept`` if it was made from this state
+    and these products, else made from the state's records and, with ``kept``, written there for
+    the next time."""
     key = made_from(state, suffixes)
     part = read_part(kept, key) if kept is not None else None
     if part is None:
@@ -46,13 +51,12 @@ def part_of_state(path: Path, suffixes: Mapping[str, str], kept: Path | None = N
 def part_of_job(kept: StateData, state: str, added_to: str | None, suffixes: Mapping[str, str], keep_at: Path) -> ShardPart:
     """The part of the state a shard job wrote (text ``state``), kept at ``keep_at`` for the
     next time: made from the job's records ``kept``, or, where the job added them to the state
-    text ``added_to`` (msrgb.jobs.shard.run_shard), the part of that state (the one kept, or
-    made from its records) merged with theirs."""
+    text ``added_to`` (msrgb.jobs.shard.run_shard), the part of that state (:func:`part_of_text`)
+    merged with theirs."""
     if added_to is None:
         part = shard_part(kept, suffixes)
     else:
-        before = added_to.encode("utf-8")
-        earlier = read_part(keep_at, made_from(before, suffixes)) or shard_part(state_of_text(added_to), suffixes)
+        earlier = part_of_text(added_to.encode("utf-8"), suffixes, keep_at)
         part = merged(earlier, shard_part(kept, suffixes)) or shard_part(state_of_text(state), suffixes)
     write_part(keep_at, part, made_from(state.encode("utf-8"), suffixes))
     return part
