@@ -9,7 +9,7 @@ import heapq
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -225,11 +225,12 @@ def write_histogram(output: OutputPaths, product: Product, chosen: Sequence[tupl
     SHA-256 as recorded; records of versions before provenance have none)."""
     title = f"{product.name}: values of {len(chosen)} images (red, green, blue; square-root scale)"
     made_from = _digest(title, chosen) if all(sha for _, sha in chosen) else ""
-    figure = output.histogram(product.name)
-    if not _drawn_from(output, figure, made_from):
+
+    def drawn() -> bytes:
         images = [output.image_dir(product.name) / output_rel(rel, product.suffix) for rel, _ in chosen]
-        write_if_changed(figure, histogram_image(output_histogram(images), title))
-        write_if_changed(output.made_from(figure), made_from)
+        return histogram_image(output_histogram(images), title)
+
+    _draw(output, output.histogram(product.name), made_from, drawn)
 
 
 def write_clipped_sheet(output: OutputPaths, product: Product, worst: Sequence[dict], thumb: int) -> None:
@@ -242,27 +243,30 @@ def write_clipped_sheet(output: OutputPaths, product: Product, worst: Sequence[d
     title = f"most clipped - {product.name}"
     stats = _file_stats(images)
     made_from = _digest(title, labels, thumb, [str(i) for i in images], stats) if stats is not None else ""
-    figure = output.clipped_sheet(product.name)
-    if not _drawn_from(output, figure, made_from):
+
+    def drawn() -> bytes:
         from msrgb.render.sheets import encode, sheet_image
 
-        write_if_changed(figure, encode(sheet_image(title, images, labels, SheetGeometry(thumb=thumb))))
-        write_if_changed(output.made_from(figure), made_from)
+        return encode(sheet_image(title, images, labels, SheetGeometry(thumb=thumb)))
+
+    _draw(output, output.clipped_sheet(product.name), made_from, drawn)
 
 
 def _digest(*what: object) -> str:
     return hashlib.sha256(json.dumps([__version__, *what]).encode()).hexdigest()
 
 
-def _drawn_from(output: OutputPaths, figure: Path, made_from: str) -> bool:
-    """Whether ``figure`` is on disk and was drawn from ``made_from`` (none: not known, so the
-    figure is drawn again): a run that changes none of its images does not read them again."""
-    if not made_from or not figure.exists():
-        return False
+def _draw(output: OutputPaths, figure: Path, made_from: str, drawn: Callable[[], bytes]) -> None:
+    """Write ``figure`` as ``drawn`` makes it, and what it was drawn from, unless it is on disk and
+    was drawn from ``made_from`` (none: not known, so it is drawn again): a run that changes none
+    of its images does not read them again."""
     try:
-        return output.made_from(figure).read_text(encoding="utf-8") == made_from
+        same = bool(made_from) and figure.exists() and output.made_from(figure).read_text(encoding="utf-8") == made_from
     except FileNotFoundError:
-        return False
+        same = False
+    if not same:
+        write_if_changed(figure, drawn())
+        write_if_changed(output.made_from(figure), made_from)
 
 
 def _file_stats(paths: Sequence[Path | S3Path]) -> list[list[int] | None] | None:
@@ -284,7 +288,7 @@ def write_looks(output: OutputPaths, products: Sequence, parts: Sequence[ShardPa
     """Per product: the histogram of the output values of a sample of its images (the images
     with the smallest path hashes), the contact sheet of its most clipped images and, for a
     product drawn with a colour map, its legend. The histogram and the sheet are drawn again
-    only when an image they show changed (:func:`_drawn_from`)."""
+    only when an image they show changed (:func:`_draw`)."""
     for p in products:
         write_histogram(output, p, summary_parts.sample(parts, p.name))
         write_clipped_sheet(output, p, clipping.get(p.name, {}).get("most_clipped", []), thumb)
