@@ -2,7 +2,8 @@
 clip figures, the histogram's sample candidates and the inputs skipped as bad, made where the
 records are at hand: by the job of a small change right after each shard (msrgb.engine.jobs:
 the summary then reads no state file it just wrote, and the shards' parts are made side by
-side), or from the shard's state file. The summary merges the parts of every shard
+side), or from the shard's state file; kept between runs by msrgb.jobs.part_files, and
+merged (:func:`merged`) with the part of records added to a state. The summary merges the parts of every shard
 (msrgb.jobs.report); a part depends only on its own records, so the merge is the same whichever
 way each was made.
 """
