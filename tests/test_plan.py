@@ -74,6 +74,35 @@ def test_clashes_found_in_any_tree(seed: int):
     assert discovery.find_clashes(sources) == _clashes_by_every_prefix(sources)
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_the_quick_look_for_clashes_never_misses_one(seed: int):
+    """find_clashes first looks at all the names at once and takes the full walk only when two
+    outputs could clash: over random names (suffixes in any case, .SAFE, none, folders named like
+    outputs, line breaks, other than ASCII) it finds what checking every prefix finds, with
+    every suffix asked for, and it does skip the walk for names that cannot clash."""
+    import random
+
+    rng = random.Random(seed)
+    stems = ["a", "b", "a.png", "x.jpg", "Ä", "line\nbreak", "tile_1", "tile_2"]
+    ends = [".tif", ".TIF", ".tiff", ".TiFf", ".SAFE", ".safe", "", ".tif.tif", ".png"]
+    rels = set()
+    for _ in range(rng.randint(1, 12)):
+        folders = [rng.choice(stems) for _ in range(rng.randint(0, 2))]
+        rels.add("/".join([*folders, rng.choice(stems) + rng.choice(ends)]))
+    sources = sorted(discovery.Source(rel, 1, 1) for rel in rels)
+    suffixes = rng.choice([[".png"], [".png", ".jpg"], [".jpg"]])
+    expected = [c for suffix in sorted(suffixes) for c in _clashes_by_every_prefix(sources, suffix)]
+    assert discovery.find_clashes(sources, suffixes) == expected
+    if expected:
+        assert discovery._may_clash([s.rel for s in sources], suffixes)
+    clean = [f"Forest/Forest_{i}.tif" for i in range(rng.randint(2, 50))] + ["b.TIF", "c.tiff", "d.SAFE"]
+    assert not discovery._may_clash(clean, suffixes)
+    assert not discovery._may_clash([*clean, "ü/ß 1.tif", "İ.tİf", "\u212a.tif"], suffixes)
+    assert discovery._may_clash([*clean, "Forest/Forest_1.TIFF"], suffixes)
+    assert discovery._may_clash([*clean, "d"], suffixes)  # a folder of band files beside d.SAFE
+    assert discovery._may_clash([*clean, f"d{suffixes[0]}/e.tif"], suffixes)
+
+
 HOSTILE_NAMES = ["plain/a.tif", "tab\there.tif", "line\nbreak.tif", "cr\rhere.tif", 'quote"d.tif', "ü/ß 1.tif", "comma,;.tif"]
 
 

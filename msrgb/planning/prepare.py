@@ -151,9 +151,10 @@ def find_sources(settings: Settings, processes: int | None = None) -> tuple[list
     clashes = find_clashes(sources, {p.suffix for p in settings.products})
     if clashes and settings.on_error == "fail":
         raise clash_error(clashes)
-    clashing = {rel for first, second, _ in clashes for rel in (first, second)}
-    problems += [(rel, f"its output clashes: {clash_text(a, b, why)}") for a, b, why in clashes for rel in {a, b}]
-    sources = [s for s in sources if s.rel not in clashing]
+    if clashes:
+        clashing = {rel for first, second, _ in clashes for rel in (first, second)}
+        problems += [(rel, f"its output clashes: {clash_text(a, b, why)}") for a, b, why in clashes for rel in {a, b}]
+        sources = [s for s in sources if s.rel not in clashing]
     if not sources:
         raise PlanError(nothing_found(settings))
     return sources, problems

@@ -170,8 +170,11 @@ def find_clashes(sources: Iterable[Source], suffixes: Iterable[str] = (".png",))
     ``a.tiff``), or one's output is a folder the other's output needs (``a.tif`` next to a
     folder ``a.png/`` holding ``b.tif``)."""
     sources = list(sources)
+    suffixes = sorted(set(suffixes))
+    if not _may_clash([s.rel for s in sources], suffixes):
+        return []
     clashes = []
-    for suffix in sorted(set(suffixes)):
+    for suffix in suffixes:
         outputs: dict[str, str] = {}
         for s in sources:
             key = output_rel(s.rel, suffix)
@@ -191,6 +194,23 @@ def find_clashes(sources: Iterable[Source], suffixes: Iterable[str] = (".png",))
                     (rel, folders[key], f"clash: {key} would have to be both an image and a folder")
                 )
     return clashes
+
+
+#: the suffixes output_rel takes off an input's name, at the end of each line: TIFF (any case)
+#: and a product's .SAFE (no letter but ASCII's is, in lower case, one of their letters)
+_TAKEN_OFF = re.compile(r"\.(?:[tT][iI][fF][fF]?|[sS][aA][fF][eE])$", re.MULTILINE)
+
+
+def _may_clash(rels: Sequence[str], suffixes: Sequence[str]) -> bool:
+    """False when no two of ``rels`` can clash (:func:`find_clashes`), found with a few
+    operations on all the names at once: every output is its input's name without the suffix
+    :func:`output_rel` takes off, plus the product's suffix, so two outputs are the same only
+    when two such names are (a name with line breaks gives several lines, the same ones for
+    both names); and an output can be a folder of another only when a folder's name ends with a
+    product's suffix."""
+    joined = "\n".join(rels)
+    names = _TAKEN_OFF.sub("", joined).split("\n")
+    return len(set(names)) != len(names) or any(f"{suffix}/" in joined for suffix in suffixes)
 
 
 def clash_text(first: str, second: str, why: str) -> str:
