@@ -145,10 +145,12 @@ def test_clipping_summary_lists_the_first_images_by_figure_then_name() -> None:
     from msrgb.outputs.state import StateData
 
     rng = random.Random(7)
-    for _ in range(60):
+    for _ in range(150):
         data = StateData()
         for k in range(rng.randint(0, 40)):
-            rel = f"{rng.choice(['a', 'b/c'])}/{k}.tif"
+            # texts before the first number of every kind, tying with others or not
+            head = rng.choice(["a/", "b/c/", "a/x", "B/", "a/tile_", "line\nbreak/", "a"])
+            rel = f"{head}{k}{rng.choice(['', 'b', 'c'])}.tif" if rng.random() < 0.9 else f"{head}none{'x' * k}.tif"
             for product in ("p", "q", "other"):
                 values = [rng.choice([0.0, 0.05, 0.0501, 0.5, 1.0]) for _ in range(6)]
                 mean = rng.choice([0.0, 10.5, 100.25])

@@ -8,7 +8,9 @@ import hashlib
 import heapq
 import json
 import logging
+import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -169,7 +171,27 @@ def _first(names: Sequence[str], keys: np.ndarray) -> list[int]:
     # the rest are ties at the bound, first by name: most images of a dataset may tie (none
     # clipped), so without sorting them all
     ties = np.flatnonzero(keys == bound).tolist()
-    return below + heapq.nsmallest(CLIP_LIST - len(below), ties, key=by_name)
+    return below + heapq.nsmallest(CLIP_LIST - len(below), _first_texts(names, ties, CLIP_LIST - len(below)), key=by_name)
+
+
+_FROM_FIRST_DIGIT = re.compile(r"[0-9].*")
+
+
+def _first_texts(names: Sequence[str], indices: list[int], n: int) -> list[int]:
+    """Those of ``indices`` whose names may be among the ``n`` first in
+    :func:`msrgb.sources.discovery.name_order`, which orders names first by their text before
+    the first digit: the names of the fewest smallest such texts that hold ``n`` names, found
+    for all the names at once (a dataset's images may all tie). Names with line breaks: all."""
+    heads = _FROM_FIRST_DIGIT.sub("", "\n".join([names[i] for i in indices])).split("\n")
+    if len(heads) != len(indices):
+        return indices
+    counts, taken, enough = Counter(heads), set(), 0
+    for head in sorted(counts):
+        if enough >= n:
+            break
+        taken.add(head)
+        enough += counts[head]
+    return [i for i, head in zip(indices, heads) if head in taken]
 
 
 def histogram_image(counts: Sequence[Sequence[int]], title: str, width: int = 512, height: int = 220) -> bytes:
