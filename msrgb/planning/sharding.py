@@ -85,7 +85,8 @@ def read_shard_list_text(text: str) -> tuple[list[Source], dict[str, str]]:
     """Members and settings of a shard list: product name -> digest, plus the key ``"on_error"``
     for the error policy."""
     members, digests = [], {}
-    for row in tsv.rows_of(text):
+    plain = _plain_members(text)
+    for row in tsv.rows_of(text) if plain is None else plain[1]:
         if row[0] == _PRODUCT_ROW:
             digests[row[1]] = row[2]
         elif row[0] == _ON_ERROR_ROW:
@@ -93,7 +94,25 @@ def read_shard_list_text(text: str) -> tuple[list[Source], dict[str, str]]:
         elif len(row) > 1:  # not the title row
             files = tuple(zip(row[4::2], row[5::2])) if len(row) > 3 else None
             members.append(Source(row[0], int(row[1]), int(row[2]), files))
-    return members, digests
+    return members + ([] if plain is None else plain[0]), digests
+
+
+def _plain_members(text: str) -> tuple[list[Source], list[list[str]]] | None:
+    """Where no field of a shard list is quoted and every member after its first rows is a
+    stacked file (a name, size and time): those members, made with a few operations on all
+    their lines at once (a shard job reads 10,000s), and the first rows (title, settings, any
+    other members) to read one by one; else None."""
+    if '"' in text or "\r" in text:
+        return None
+    lines = text.split("\n")
+    first = next((i for i, line in enumerate(lines) if not line.startswith("# ")), len(lines))
+    rest = lines[first:-1] if lines[-1] == "" else lines[first:]
+    fields = "\t".join(rest).split("\t")
+    rels = fields[0::3]
+    if len(fields) != 3 * len(rest) or "" in rels or _PRODUCT_ROW in rels or _ON_ERROR_ROW in rels:
+        return None
+    members = list(map(Source, rels, map(int, fields[1::3]), map(int, fields[2::3])))
+    return members, [line.split("\t") for line in lines[:first] if line]
 
 
 def member_paths(text: str) -> list[str]:
