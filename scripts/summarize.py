@@ -12,6 +12,7 @@ from msrgb.config.parse import products_from_dicts
 from msrgb.engine.jobs import summary_job  # noqa: E402
 from msrgb.errors import MsrgbError  # noqa: E402
 from msrgb.jobs.runstore import pull_states  # noqa: E402
+from msrgb.jobs.shard import ends_as_a_job  # noqa: E402
 from msrgb.outputs.paths import OutputPaths, leave_marker  # noqa: E402
 from msrgb.planning.sharding import plan_shard_count  # noqa: E402
 
@@ -29,13 +30,14 @@ if not snakemake.params.get("shared_fs", True):  # the shard jobs left their sta
     except MsrgbError as exc:
         logging.error("%s", exc)
         sys.exit(str(exc))
-summary_job(
-    output,
-    products_from_dicts(snakemake.params.products),
-    snakemake.params.thumbnail,
-    states=[Path(p) for p in snakemake.params.states],
-    errors_out=Path(snakemake.output.errors),
-    summary_out=Path(snakemake.output.summary),
-    manifests=[Path(p) for p in snakemake.output.manifests],
-)
+with ends_as_a_job("summary"):
+    summary_job(
+        output,
+        products_from_dicts(snakemake.params.products),
+        snakemake.params.thumbnail,
+        states=[Path(p) for p in snakemake.params.states],
+        errors_out=Path(snakemake.output.errors),
+        summary_out=Path(snakemake.output.summary),
+        manifests=[Path(p) for p in snakemake.output.manifests],
+    )
 leave_marker(Path(snakemake.output.done))

@@ -498,3 +498,38 @@ def test_an_output_folder_that_cannot_be_one_is_named(tmp_path: Path, how: str):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert f"'output_dir' {str(out)!r}" in proc.stderr
     FAULT_COUNTS["cases tried"] += 1
+
+
+@pytest.mark.parametrize("name", ["errors.tsv", "summary.json", "truecolor/manifest.tsv", "histograms/truecolor.png"])
+def test_a_summary_file_that_cannot_be_written_is_named_and_the_images_are_kept(tmp_path: Path, name: str):
+    """One of the summary's files is a folder: the run fails naming it and why, without a
+    traceback, every image converted is kept and recorded, and once the folder is gone the
+    next run makes the summary without converting anything again."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    good = {f"Forest/f{i}.png": tile(inp / "Forest" / f"f{i}.tif", i) for i in range(3)}
+    (out / name / "x").mkdir(parents=True)
+    config = {"input_dir": str(inp), "output_dir": str(out)}
+    failed = run_engine(tmp_path, check=False, **config)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert f"{out / name}: Is a directory" in failed.stderr, failed.stderr[-2000:]
+    for rel, tif in good.items():
+        assert_png_matches(out / "truecolor" / rel, tif)
+    shutil.rmtree(out / name)
+    again = run_engine(tmp_path, **config)
+    assert not again.shards and "summary" in again.parts
+    check_run(again, out, {f"truecolor/{rel}": tif for rel, tif in good.items()}, product=".")
+    FAULT_COUNTS["cases tried"] += 1
+
+
+def test_the_summary_job_names_a_file_it_cannot_write(tmp_path: Path):
+    """As the job Snakemake runs: its message in the run's output and its log, no traceback."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    tile(inp / "t.tif")
+    (out / "errors.tsv" / "x").mkdir(parents=True)
+    proc = run_snakemake(tmp_path, input_dir=str(inp), output_dir=str(out), check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"{out / 'errors.tsv'}: Is a directory" in proc.stderr, proc.stderr[-3000:]
+    logs = [log.read_text() for log in (out / "logs").rglob("*.log")]
+    assert any(f"{out / 'errors.tsv'}: Is a directory" in text for text in logs)
+    assert not any("Traceback" in text for text in logs)
+    assert (out / "truecolor" / "t.png").exists()

@@ -18,6 +18,7 @@ import rasterio
 from conftest import REPO, assert_png_matches, converted_counts, run_engine, run_snakemake
 
 from msrgb import synth
+from msrgb.errors import OutputError
 from msrgb.planning.sharding import shard_of
 
 
@@ -456,7 +457,7 @@ def test_inputs_back_as_an_earlier_change_left_them_after_a_failed_change_are_ru
             (out / "errors.tsv").unlink()
             (out / "errors.tsv").mkdir()
         if round == "added again" and fails == "after its shards":
-            with pytest.raises(IsADirectoryError):
+            with pytest.raises(OutputError, match="errors.tsv: Is a directory"):
                 run_engine(tmp_path, **config)
             continue
         result = run_engine(tmp_path, check=False, **config)

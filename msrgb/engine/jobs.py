@@ -9,7 +9,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from msrgb.config.export import ExportSettings
 from msrgb.config.products import Product
-from msrgb.errors import MsrgbError, ShardError
+from msrgb.errors import MsrgbError, OutputError, ShardError
 from msrgb.outputs.paths import OutputPaths, leave_marker
 from msrgb.sources.stac import InputDir
 
@@ -211,6 +211,18 @@ def shard_job(
     return part_of_job(result.kept, result.state, result.added_to, suffixes, output.kept_part(n_shards, shard))
 
 
+@contextlib.contextmanager
+def _files_named_in_errors(what: str) -> Iterator[None]:
+    """A file that cannot be read or written inside the block stops ``what`` with an
+    :class:`OutputError` naming the file and the problem, which the job prints without a
+    traceback (msrgb.jobs.shard.ends_as_a_job)."""
+    try:
+        yield
+    except OSError as exc:
+        name = exc.filename2 or exc.filename  # (a rename's target before its temporary file)
+        raise OutputError(f"{what} stopped: {name}: {exc.strerror or exc}" if name else f"{what} stopped: {exc}") from exc
+
+
 def export_job(output: OutputPaths, product: Product, export: ExportSettings, input_dir: object) -> Exported:
     """A product's export as a dataset (msrgb.export), after the summary wrote its manifest."""
     from msrgb.export.run import export_product
@@ -281,25 +293,26 @@ def summary_job(
     from msrgb.outputs.summary import summary_table
     from msrgb.planning.sharding import planned_paths
 
-    n_shards, rels = planned_paths(output)
-    per_class = report.images_per_class(rels)
-    del rels
-    if states is None:
-        states = [output.state(n_shards, shard) for shard in range(n_shards)]
-    suffixes = {p.name: p.suffix for p in products}
-    given = parts or {}
-    shard_parts = [
-        given[k] if k in given else part_of_state(path, suffixes, output.kept_part(n_shards, k)) for k, path in enumerate(states)
-    ]
-    planning = read_planning_errors(output.planning_errors())
-    errors = write_errors(skipped(shard_parts), errors_out or output.errors_table(), planning)
-    outs = manifests or [output.provenance(p.name) for p in products]
-    report.write_provenance(shard_parts, {p.name: (p.digest(), Path(out)) for p, out in zip(products, outs)})
-    summary = report.summarize(output, per_class, n_shards, len(products), len(errors))
-    if planning:
-        summary["notes"].insert(0, problems_note(planning))
-    summary["clipping"] = report.clipping_summary(shard_parts, suffixes)
-    report.write_summary(summary_out or output.summary(), summary)
-    report.write_looks(output, products, shard_parts, summary["clipping"], thumbnail)
+    with _files_named_in_errors("the run's summary"):  # (an errors.tsv that is a folder, a full disk)
+        n_shards, rels = planned_paths(output)
+        per_class = report.images_per_class(rels)
+        del rels
+        if states is None:
+            states = [output.state(n_shards, shard) for shard in range(n_shards)]
+        suffixes = {p.name: p.suffix for p in products}
+        given = parts or {}
+        shard_parts = [
+            given[k] if k in given else part_of_state(path, suffixes, output.kept_part(n_shards, k)) for k, path in enumerate(states)
+        ]
+        planning = read_planning_errors(output.planning_errors())
+        errors = write_errors(skipped(shard_parts), errors_out or output.errors_table(), planning)
+        outs = manifests or [output.provenance(p.name) for p in products]
+        report.write_provenance(shard_parts, {p.name: (p.digest(), Path(out)) for p, out in zip(products, outs)})
+        summary = report.summarize(output, per_class, n_shards, len(products), len(errors))
+        if planning:
+            summary["notes"].insert(0, problems_note(planning))
+        summary["clipping"] = report.clipping_summary(shard_parts, suffixes)
+        report.write_summary(summary_out or output.summary(), summary)
+        report.write_looks(output, products, shard_parts, summary["clipping"], thumbnail)
     log.info("summary:\n%s", summary_table(summary))
     return summary
