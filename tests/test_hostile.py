@@ -96,6 +96,19 @@ def test_band_folders_whose_outputs_clash(tmp_path: Path):
     assert (out / "truecolor" / "r.png").exists()
 
 
+def test_band_folders_named_like_the_settings_rows_of_a_shard_list_are_images(tmp_path: Path):
+    """A shard list's settings rows begin ``# product`` and ``# on_error``: folders of band
+    files named so are images like the others, at the top where their rows come first."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for rel in ("# on_error", "# product", "# product.png", "a"):
+        for band, data in synth.make_patch(3).items():
+            synth.write_band(inp / rel / f"{band}.tif", data, (300000.0, 5000000.0), 32632)
+    proc = run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), **BANDS)
+    check_run(proc, out, {})
+    assert sorted(p.name for p in (out / "truecolor").glob("*.png")) == ["# on_error.png", "# product.png", "# product.png.png", "a.png"]
+    assert not run_engine(tmp_path, input_dir=str(inp), output_dir=str(out), **BANDS).shards
+
+
 def test_a_folder_where_an_image_goes_is_that_images_error(tmp_path: Path):
     """EISDIR: a folder already sits where one image would be written; ENOTDIR: a file sits
     where a folder of images would be. Each is that image's error, the others are converted."""

@@ -289,32 +289,34 @@ def test_a_shard_lists_member_paths_are_those_its_reader_reads(names: list[str])
 @pytest.mark.parametrize("seed", range(30))
 def test_a_shard_list_reads_back_as_written(seed: int):
     """A shard list read back gives its members and settings as written, whichever of its
-    reader's paths reads it (plain stacked files at once; quoted names, band files, names like
-    its settings rows, one by one), against reading every row as a table."""
+    reader's paths reads it (plain stacked files at once; quoted names, band files, members
+    named like its settings rows: folders of band files ``# product`` or ``# on_error``, one by
+    one), and its members' paths are those the summary counts."""
     import random
 
-    from msrgb.storage import tsv
-
     rng = random.Random(seed)
-    names = ["a/1.tif", "b 2.tif", "!first.tif", "# product", "# x.tif", "# on_error", 'q"uote.tif', "t\tab.tif", "c\rr.tif", "ü.tif"]
-    sources = sorted({
-        discovery.Source(rng.choice(names[:2] if rng.random() < 0.7 else names) + (str(k) if rng.random() < 0.8 else ""), k, 10**18 + k,
-                         (("B04", f"{k}/B04.tif"),) if rng.random() < 0.1 else None)
-        for k in range(rng.randint(0, 30))
-    })  # fmt: skip
+    names = ["a/1", "b 2", "!first", "# product", "# x", "# on_error", 'q"uote', "t\tab", "c\rr", "ü"]
+    sources = set()
+    for k in range(rng.randint(0, 30)):
+        name = rng.choice(names[:2] if rng.random() < 0.7 else names) + (str(k) if rng.random() < 0.8 else "")
+        folder = rng.random() < 0.2 or name in ("# product", "# on_error")  # else a TIFF, named so
+        files = tuple((band, f"{name}/{band}.tif") for band in rng.sample(["B02", "B03", "B04"], rng.randint(0, 3)))
+        sources.add(discovery.Source(name if folder else f"{name}.tif", k, 10**18 + k, files if folder else None))
     # members named as a settings row, after a member that sorts before them
-    named = [[], ["!first.tif", "# product"], ["!first.tif", "# on_error"]][seed % 3]
-    sources = sorted({*sources, *(discovery.Source(n, 1, 1) for n in named)})
-    text = sharding.shard_list_text(sources, parse_products(["truecolor", "ndvi"]), rng.choice(["skip", "fail"]))
-    members, digests = [], {}
-    for row in tsv.rows_of(text):
-        if row[0] in ("# product", "# on_error"):
-            digests[row[1] if row[0] == "# product" else "on_error"] = row[2] if row[0] == "# product" else row[1]
-        elif len(row) > 1:
-            files = tuple(zip(row[4::2], row[5::2])) if len(row) > 3 else None
-            members.append(discovery.Source(row[0], int(row[1]), int(row[2]), files))
-    assert sharding.read_shard_list_text(text) == (members, digests)
-    assert [m for m in members if not m.rel.startswith("# ")] == [s for s in sources if not s.rel.startswith("# ")]
+    for name in [[], ["# product"], ["# on_error"], ["# product", "# on_error"]][seed % 4]:
+        sources.add(discovery.Source(name, 2, 2, (("B04", "x/B04.tif"),)))
+        if rng.random() < 0.5:
+            sources.add(discovery.Source("!first.tif", 1, 1))
+    sources = sorted(sources)
+    products = parse_products(["truecolor", "ndvi"])
+    on_error = rng.choice(["skip", "fail"])
+    text = sharding.shard_list_text(sources, products, on_error)
+    digests = {"on_error": on_error, **{p.name: p.digest() for p in products}}
+    assert sharding.read_shard_list_text(text) == (sources, digests)
+    assert sharding.member_paths(text) == [s.rel for s in sources]
+    # a settings row among members (not written so): as the rows one by one read it
+    odd = text + "# product\tx\ty\n"
+    assert sharding.read_shard_list_text(odd) == (sources, {**digests, "x": "y"})
 
 
 @pytest.mark.parametrize("on_error, dataset_stretch", [("skip", False), ("fail", False), ("skip", True)])

@@ -87,10 +87,8 @@ def read_shard_list_text(text: str) -> tuple[list[Source], dict[str, str]]:
     members, digests = [], {}
     plain = _plain_members(text)
     for row in tsv.rows_of(text) if plain is None else plain[1]:
-        if row[0] == _PRODUCT_ROW:
-            digests[row[1]] = row[2]
-        elif row[0] == _ON_ERROR_ROW:
-            digests["on_error"] = row[1]
+        if _settings_row(row):
+            digests[row[1] if row[0] == _PRODUCT_ROW else "on_error"] = row[2] if row[0] == _PRODUCT_ROW else row[1]
         elif len(row) > 1:  # not the title row
             files = tuple(zip(row[4::2], row[5::2])) if len(row) > 3 else None
             members.append(Source(row[0], int(row[1]), int(row[2]), files))
@@ -105,11 +103,11 @@ def _plain_members(text: str) -> tuple[list[Source], list[list[str]]] | None:
     if '"' in text or "\r" in text:
         return None
     lines = text.split("\n")
-    first = next((i for i, line in enumerate(lines) if not line.startswith("# ")), len(lines))
+    first = _first_rows_end(lines)
     rest = lines[first:-1] if lines[-1] == "" else lines[first:]
     fields = "\t".join(rest).split("\t")
     rels = fields[0::3]
-    if len(fields) != 3 * len(rest) or "" in rels or _PRODUCT_ROW in rels or _ON_ERROR_ROW in rels:
+    if len(fields) != 3 * len(rest) or "" in rels or _PRODUCT_ROW in rels:  # (that row: a setting)
         return None
     members = list(map(Source, rels, map(int, fields[1::3]), map(int, fields[2::3])))
     return members, [line.split("\t") for line in lines[:first] if line]
@@ -120,8 +118,23 @@ def member_paths(text: str) -> list[str]:
     making a source of each where no field is quoted (a summary counts 100,000s of them)."""
     if '"' in text:
         return [s.rel for s in read_shard_list_text(text)[0]]
-    rels = [line[: line.index("\t")] for line in text.split("\n") if "\t" in line]
-    return [rel for rel in rels if rel not in (_PRODUCT_ROW, _ON_ERROR_ROW)]
+    lines = text.split("\n")
+    first = _first_rows_end(lines)
+    rels = [row[0] for row in (line.split("\t") for line in lines[:first] if "\t" in line) if not _settings_row(row)]
+    return rels + [line[: line.index("\t")] for line in lines[first:] if "\t" in line]
+
+
+def _first_rows_end(lines: Sequence[str]) -> int:
+    """Where a shard list's first rows (its title and settings, then any member whose name
+    begins like theirs) end: at its first line that does not begin with ``# ``."""
+    return next((i for i, line in enumerate(lines) if not line.startswith("# ")), len(lines))
+
+
+def _settings_row(row: Sequence[str]) -> bool:
+    """Whether a shard list's row is one of its settings (the error policy, a product's digest),
+    not a member named like one: a folder of band files ``# product`` has a row of at least four
+    fields, and a TIFF's name ends with its suffix."""
+    return (row[0] == _PRODUCT_ROW and len(row) == 3) or (row[0] == _ON_ERROR_ROW and len(row) == 2)
 
 
 def planned_paths(output: OutputPaths) -> tuple[int, list[str]]:
