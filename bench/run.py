@@ -97,9 +97,13 @@ def evict(data: Path) -> None:
 def snakemake_command(
     *config: str, cores: str = "2", configfile: Path = REPO / "config/config.yaml"
 ) -> list[str]:
-    """The workflow of this checkout, quiet (rules only), with ``--config`` settings ``config``."""
+    """The workflow of this checkout, quiet (rules only), with ``--config`` settings ``config``.
+    Started as the ``snakemake`` command starts it, without the working folder on Python's path
+    (``-P``): ``python -m`` would put it there, and Snakemake's search for its plugins then lists
+    every folder in it at every start, here the reference script's 27,600 PNGs (about 0.2 s:
+    docs/troubleshooting.md, "Every start of Snakemake is slow")."""
     return [
-        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile", str(configfile),
+        sys.executable, "-P", "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile", str(configfile),
         "--cores", cores, "--quiet", "rules", "--config", *config,
     ]  # fmt: skip
 
@@ -269,7 +273,7 @@ class SnakemakeAlone:
         folder.mkdir()
         (folder / "Snakefile").write_text(_ALONE_SNAKEFILE)
         (folder / "job.py").write_text(_ALONE_SCRIPT)
-        self.cmd = [sys.executable, "-m", "snakemake", "--cores", cores, "--quiet", "rules"]
+        self.cmd = [sys.executable, "-P", "-m", "snakemake", "--cores", cores, "--quiet", "rules"]  # as msrgb's
         timed(self.cmd, folder, folder / "first.log")  # a first run also sets up .snakemake/
 
     def noop(self) -> tuple[float, int]:
