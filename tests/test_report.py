@@ -40,7 +40,7 @@ def test_folder_sheets_show_files_in_the_order_people_number_them() -> None:
     """The first files of a folder by name, runs of digits counted as numbers: against the
     order of (text, number, text, ...) keys worked out here for names of any shape."""
     from msrgb.planning.sheet_plan import choose
-    from msrgb.sources.discovery import Source
+    from msrgb.sources.discovery import Source, first_by_name
 
     rng = random.Random(7)
     pieces = ["", "a", "A", "tile_", "é", " ", "-", ".", "x1y", "B0", "_"]
@@ -75,6 +75,9 @@ def test_folder_sheets_show_files_in_the_order_people_number_them() -> None:
         assert [s.rel for s in choose([Source(n, 1, 1) for n in sorted(names)], 0, 2)[0]["_top"]] == want
     sheets, _ = choose([Source(f"EuroSAT/Forest_{i}.tif", 1, 1) for i in range(1, 3001)], 100, 2)
     assert [s.rel for s in sheets["EuroSAT"]] == [f"EuroSAT/Forest_{i}.tif" for i in range(1, 101)]
+    # names in any order (a summary's, shard after shard), equal numbers in text order
+    names = ["a/7.tif", "a/07.tif", "b/1.tif", "a/007.tif", "a/1.tif", "a/10.tif"]
+    assert first_by_name(names, 3) == [4, 3, 1] and first_by_name(names, 0) == [4, 3, 1, 0, 5, 2]
 
 
 def _by_numbers(name: str) -> list[str | int]:
@@ -150,7 +153,9 @@ def test_clipping_summary_lists_the_first_images_by_figure_then_name() -> None:
         for k in range(rng.randint(0, 40)):
             # texts before the first number of every kind, tying with others or not
             head = rng.choice(["a/", "b/c/", "a/x", "B/", "a/tile_", "line\nbreak/", "a"])
-            rel = f"{head}{k}{rng.choice(['', 'b', 'c'])}.tif" if rng.random() < 0.9 else f"{head}none{'x' * k}.tif"
+            # numbers repeat, written with and without leading zeros (a/7.tif, a/007.tif tie)
+            number = str(rng.choice([k, rng.randint(0, 9)])).zfill(rng.choice([1, 1, 3]))
+            rel = f"{head}{number}{rng.choice(['', '', 'b', 'c'])}.tif" if rng.random() < 0.9 else f"{head}none{'x' * k}.tif"
             for product in ("p", "q", "other"):
                 values = [rng.choice([0.0, 0.05, 0.0501, 0.5, 1.0]) for _ in range(6)]
                 mean = rng.choice([0.0, 10.5, 100.25])

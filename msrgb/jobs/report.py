@@ -5,12 +5,9 @@ shard jobs recorded."""
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
 import logging
-import re
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +15,7 @@ from typing import TYPE_CHECKING
 from msrgb.jobs import summary_parts
 from msrgb.jobs.summary_parts import ShardPart
 from msrgb.outputs.paths import OutputPaths
-from msrgb.sources.discovery import name_order
+from msrgb.sources.discovery import first_by_name, name_order
 from msrgb.storage import tsv
 from msrgb.storage.files import output_rel, own_image, write_atomic, write_if_changed
 from msrgb.storage.locations import S3Path
@@ -161,37 +158,17 @@ def _first(names: Sequence[str], keys: np.ndarray) -> list[int]:
     only those with a key up to the CLIP_LIST-th smallest (ties included)."""
     import numpy as np
 
-    def by_name(i: int) -> tuple[tuple[str | int, ...], str]:
-        return name_order(names[i]), names[i]
+    def by_key(i: int) -> tuple[object, tuple[str | int, ...], str]:
+        return keys[i], name_order(names[i]), names[i]
 
     if len(keys) <= CLIP_LIST:
-        return sorted(range(len(keys)), key=lambda i: (keys[i], by_name(i)))
+        return sorted(range(len(keys)), key=by_key)
     bound = np.partition(keys, CLIP_LIST - 1)[CLIP_LIST - 1]
-    below = sorted(np.flatnonzero(keys < bound).tolist(), key=lambda i: (keys[i], by_name(i)))
+    below = sorted(np.flatnonzero(keys < bound).tolist(), key=by_key)
     # the rest are ties at the bound, first by name: most images of a dataset may tie (none
-    # clipped), so without sorting them all
+    # clipped), so without a key for each of them
     ties = np.flatnonzero(keys == bound).tolist()
-    return below + heapq.nsmallest(CLIP_LIST - len(below), _first_texts(names, ties, CLIP_LIST - len(below)), key=by_name)
-
-
-_FROM_FIRST_DIGIT = re.compile(r"[0-9].*")
-
-
-def _first_texts(names: Sequence[str], indices: list[int], n: int) -> list[int]:
-    """Those of ``indices`` whose names may be among the ``n`` first in
-    :func:`msrgb.sources.discovery.name_order`, which orders names first by their text before
-    the first digit: the names of the fewest smallest such texts that hold ``n`` names, found
-    for all the names at once (a dataset's images may all tie). Names with line breaks: all."""
-    heads = _FROM_FIRST_DIGIT.sub("", "\n".join([names[i] for i in indices])).split("\n")
-    if len(heads) != len(indices):
-        return indices
-    counts, taken, enough = Counter(heads), set(), 0
-    for head in sorted(counts):
-        if enough >= n:
-            break
-        taken.add(head)
-        enough += counts[head]
-    return [i for i, head in zip(indices, heads) if head in taken]
+    return below + [ties[i] for i in first_by_name([names[i] for i in ties], CLIP_LIST - len(below))]
 
 
 def histogram_image(counts: Sequence[Sequence[int]], title: str, width: int = 512, height: int = 220) -> bytes:

@@ -5,11 +5,8 @@ hash), each written as a sheet list when the run starts.
 
 from __future__ import annotations
 
-import heapq
-import re
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
 
 from msrgb.config.products import Product
 from msrgb.outputs.paths import OutputPaths
@@ -21,48 +18,9 @@ from msrgb.outputs.sheet_lists import (
     sheet_list_path,
     sheet_list_text,
 )
-from msrgb.sources.discovery import Source, name_order
+from msrgb.sources.discovery import Source, first_by_name
 from msrgb.sources.hashing import hash_sample
 from msrgb.storage.files import write_if_changed
-
-
-def first_by_name(members: Sequence[Source], n: int) -> list[Source]:
-    """The first ``n`` of ``members`` (sorted by name as text) in
-    :func:`msrgb.sources.discovery.name_order`; 0 = all."""
-    rels = [s.rel for s in members]
-    numbers = _numbers_alone(rels)
-    keys: list[Any] = numbers if numbers is not None else list(map(name_order, rels))
-    if n == 0 or n >= len(members):
-        order = sorted(range(len(members)), key=keys.__getitem__)
-    else:
-        order = heapq.nsmallest(n, range(len(members)), key=keys.__getitem__)
-    return [members[i] for i in order]
-
-
-_ONE_NUMBER = re.compile(r"([^0-9]*)([0-9]+)([^0-9]*)").fullmatch
-
-
-def _numbers_alone(rels: Sequence[str]) -> list[int] | None:
-    """The number in each of ``rels`` where every one is the same text, a number and the same
-    text again (``Forest/Forest_12.tif``): their order is that of these numbers, found with a
-    few operations on all the names at once; else None."""
-    one = _ONE_NUMBER(rels[0]) if rels else None
-    if one is None:
-        return None
-    head, _, tail = one.groups()
-    joined = "\n".join(rels)
-    glue = tail + "\n" + head
-    middle = joined.replace(glue, "\n")
-    if not (middle.startswith(head) and middle.endswith(tail)):
-        return None
-    digits = middle[len(head) : len(middle) - len(tail)].split("\n")
-    # one number a name (none holds a line break), and the names made again of them are the names
-    numbers = "".join(digits)
-    if len(digits) != len(rels) or "" in digits or not (numbers.isascii() and numbers.isdecimal()):
-        return None
-    if head + glue.join(digits) + tail != joined:
-        return None
-    return list(map(int, digits))
 
 
 def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[dict[str, list[Source]], list[Source]]:
@@ -77,7 +35,7 @@ def choose(sources: Sequence[Source], per_folder: int, overview: int) -> tuple[d
         if key is None:
             key = keys[folder] = folder_key(s.rel)
         by_folder[key].append(s)
-    sheets = {k: first_by_name(v, per_folder) for k, v in sorted(by_folder.items())}
+    sheets = {k: [v[i] for i in first_by_name([s.rel for s in v], per_folder)] for k, v in sorted(by_folder.items())}
     picks = []
     for _, members in sorted(by_folder.items()):
         picks += hash_sample(members, overview)

@@ -4,13 +4,15 @@ outputs would clash."""
 
 from __future__ import annotations
 
+import heapq
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from msrgb.errors import PlanError
 from msrgb.sources import bandfiles, parallel_walk
@@ -51,6 +53,74 @@ def name_order(rel: str) -> tuple[str | int, ...]:
         return parts[0], int(parts[1]), parts[2]
     parts[1::2] = [int(digits) for digits in parts[1::2]]
     return tuple(parts)
+
+
+def first_by_name(names: Sequence[str], n: int) -> list[int]:
+    """The indices of the first ``n`` of ``names`` (0: all) in :func:`name_order`, names of equal
+    keys in text order, without a key made for every name where the names allow it: names of one
+    shape are ordered by their numbers alone; else only the names whose text before the first
+    number comes first can be among the ``n`` first (a dataset's images may all tie in a list)."""
+    keys: Any = _numbers_alone(names)  # name index -> its sort key
+    pool: Sequence[int] = range(len(names))
+    if keys is None:
+        pruned = 0 < n < len(names)
+        if pruned:
+            pool = _first_texts(names, n)
+        chosen = [names[i] for i in pool]
+        numbers = _numbers_alone(chosen) if pruned else None
+        keys = dict(zip(pool, numbers if numbers is not None else map(name_order, chosen)))
+    pool = sorted(pool, key=names.__getitem__)  # equal keys in text order (names in text order: at once)
+    if n == 0 or n >= len(pool):
+        return sorted(pool, key=keys.__getitem__)
+    return heapq.nsmallest(n, pool, key=keys.__getitem__)
+
+
+_ONE_NUMBER = re.compile(r"([^0-9]*)([0-9]+)([^0-9]*)").fullmatch
+
+
+def _numbers_alone(names: Sequence[str]) -> list[int] | None:
+    """The number in each of ``names`` where every one is the same text, a number and the same
+    text again (``Forest/Forest_12.tif``): their order is that of these numbers, found with a
+    few operations on all the names at once; else None."""
+    one = _ONE_NUMBER(names[0]) if names else None
+    if one is None:
+        return None
+    head, _, tail = one.groups()
+    if not (names[-1].startswith(head) and names[-1].endswith(tail)):  # (names of several shapes: at once)
+        return None
+    joined = "\n".join(names)
+    glue = tail + "\n" + head
+    middle = joined.replace(glue, "\n")
+    if not (middle.startswith(head) and middle.endswith(tail)):
+        return None
+    digits = middle[len(head) : len(middle) - len(tail)].split("\n")
+    # one number a name (none holds a line break), and the names made again of them are the names
+    numbers = "".join(digits)
+    if len(digits) != len(names) or "" in digits or not (numbers.isascii() and numbers.isdecimal()):
+        return None
+    if head + glue.join(digits) + tail != joined:
+        return None
+    return list(map(int, digits))
+
+
+_FROM_FIRST_DIGIT = re.compile(r"[0-9].*")
+
+
+def _first_texts(names: Sequence[str], n: int) -> list[int]:
+    """The indices of those of ``names`` that may be among the ``n`` first in :func:`name_order`,
+    which orders names first by their text before the first digit: the names of the fewest
+    smallest such texts that hold ``n`` names, found for all the names at once. Names with line
+    breaks: all."""
+    heads = _FROM_FIRST_DIGIT.sub("", "\n".join(names)).split("\n")
+    if len(heads) != len(names):
+        return list(range(len(names)))
+    counts, taken, enough = Counter(heads), set(), 0
+    for head in sorted(counts):
+        if enough >= n:
+            break
+        taken.add(head)
+        enough += counts[head]
+    return [i for i, head in enumerate(heads) if head in taken]
 
 
 def rows_text(sources: Sequence[Source], with_files: bool = True) -> str:
